@@ -1,0 +1,1 @@
+"""nextAuth authentication server: ns, sfs and mc, and what they share."""

@@ -1,0 +1,1 @@
+"""The nextAuth IdP (OIDC, SAML, QR login pages). Built in a later issue."""
