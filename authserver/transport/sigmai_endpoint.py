@@ -1,0 +1,126 @@
+"""The sigmai listener of a service: WebSocket upgrade, handshake under a deadline, then requests.
+
+Runs one greenlet per connection under gevent's StreamServer. Any protocol failure closes the socket
+with a bare policy-violation close code: the peer learns nothing about what went wrong; the log does.
+"""
+
+import logging
+import socket
+from collections.abc import Callable
+
+import gevent
+from prometheus_client import Counter, Gauge, Histogram
+
+from authserver.operations import ChannelContext, Operations
+from sigmai import HandshakeComplete, MessageReceived, PeerKey, ProtocolError, ServerConnection, messages
+from sigmai.connection import KeyLookup
+from sigmai.websocket import WebSocket, WebSocketClosed
+
+log = logging.getLogger("nextauth.sigmai")
+
+_POLICY_VIOLATION = 1008
+
+HANDSHAKES = Counter(
+    "nextauth_sigmai_handshakes_total", "sigmai handshakes by outcome", ["component", "outcome"]
+)
+OPEN_CHANNELS = Gauge("nextauth_sigmai_open_channels", "Established sigmai channels", ["component"])
+REQUESTS = Histogram(
+    "nextauth_sigmai_request_seconds", "Time to answer one request on a channel", ["component", "op"]
+)
+
+
+class SigmaiEndpoint:
+    def __init__(
+        self,
+        component: str,
+        key_lookup: KeyLookup,
+        operations: Operations,
+        *,
+        max_message: int,
+        handshake_timeout: float,
+        idle_timeout: float = 300.0,
+        on_handshake: Callable[[PeerKey], None] | None = None,
+    ) -> None:
+        self.component = component
+        self._key_lookup = key_lookup
+        self._operations = operations
+        self._max_message = max_message
+        self._handshake_timeout = handshake_timeout
+        self._idle_timeout = idle_timeout
+        self._on_handshake = on_handshake
+
+    def __call__(self, sock: socket.socket, address: tuple) -> None:
+        """gevent StreamServer handler: owns the socket until the channel ends."""
+        ws: WebSocket | None = None
+        try:
+            with gevent.Timeout(self._handshake_timeout):
+                ws, _request = WebSocket.accept(sock, max_message=self._max_message + 64)
+                connection, done = self._handshake(ws)
+        except gevent.Timeout:
+            HANDSHAKES.labels(self.component, "timeout").inc()
+            log.info("sigmai handshake from %s timed out", address[0])
+            self._close(ws, sock)
+            return
+        except ProtocolError as exc:
+            HANDSHAKES.labels(self.component, "failed").inc()
+            log.info("sigmai handshake from %s failed: %s", address[0], exc)
+            self._close(ws, sock)
+            return
+        except WebSocketClosed:
+            HANDSHAKES.labels(self.component, "closed").inc()
+            self._close(ws, sock)
+            return
+        HANDSHAKES.labels(self.component, "ok").inc()
+        assert ws is not None
+        context = ChannelContext(
+            component=self.component,
+            peer=done.peer,
+            server_key_hash=done.server_key_hash,
+            transcript_hash=done.transcript_hash,
+            export=connection.export,
+        )
+        if self._on_handshake is not None:
+            self._on_handshake(done.peer)
+        OPEN_CHANNELS.labels(self.component).inc()
+        try:
+            sock.settimeout(self._idle_timeout)
+            self._serve(ws, connection, context)
+        finally:
+            OPEN_CHANNELS.labels(self.component).dec()
+
+    def _handshake(self, ws: WebSocket) -> tuple[ServerConnection, HandshakeComplete]:
+        connection = ServerConnection(self._key_lookup, max_message=self._max_message)
+        while True:
+            events = connection.receive(ws.receive())
+            for frame in connection.frames_to_send():
+                ws.send(frame)
+            for event in events:
+                if isinstance(event, HandshakeComplete):
+                    return connection, event
+                raise ProtocolError("application data before the handshake completed")
+
+    def _serve(self, ws: WebSocket, connection: ServerConnection, context: ChannelContext) -> None:
+        try:
+            while True:
+                for event in connection.receive(ws.receive()):
+                    assert isinstance(event, MessageReceived)
+                    request = messages.decode(event.data)
+                    op = str(request.get("op"))[:64]
+                    with REQUESTS.labels(self.component, op if op in self._operations.names else "?").time():
+                        response = self._operations.dispatch(context, request)
+                    ws.send(connection.send(messages.encode(response)))
+        except ProtocolError as exc:
+            log.info("sigmai channel with %s closed: %s", context.peer.thumbprint(), exc)
+            ws.close(_POLICY_VIOLATION)
+        except WebSocketClosed:
+            ws.abort()
+
+    @staticmethod
+    def _close(ws: WebSocket | None, sock: socket.socket) -> None:
+        if ws is not None:
+            ws.close(_POLICY_VIOLATION)
+        else:
+            try:
+                sock.close()
+            except OSError:
+                pass

@@ -1,0 +1,150 @@
+"""Long-term keys on each side of the channel.
+
+Servers (ns, its virtual servers, sfs, mc) sign with Ed25519. Devices sign with ECDSA P-256, what phone
+secure hardware offers, or Ed25519. On the wire a device key is one type byte and its raw public bytes;
+signatures are always 64 bytes (ECDSA as fixed-width r || s) so message lengths do not depend on DER.
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+
+from sigmai.constants import (
+    ED25519_PUBLIC_LEN,
+    KEY_TYPE_ED25519,
+    KEY_TYPE_P256,
+    P256_PUBLIC_LEN,
+    SIGNATURE_LEN,
+)
+from sigmai.errors import ProtocolError
+
+_RAW = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+_SEC1 = serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def server_key_hash(public_key: ed25519.Ed25519PublicKey) -> bytes:
+    """What an app pins: SHA-256 of the server's raw Ed25519 public key (carried in QR payloads)."""
+    return hashlib.sha256(public_key.public_bytes(*_RAW)).digest()
+
+
+@dataclass(frozen=True)
+class PeerKey:
+    """A verified-format public key of the other side: ``key_type`` and its raw wire bytes."""
+
+    key_type: int
+    raw: bytes
+
+    @classmethod
+    def parse(cls, key_type: int, raw: bytes) -> "PeerKey":
+        try:
+            if key_type == KEY_TYPE_ED25519 and len(raw) == ED25519_PUBLIC_LEN:
+                ed25519.Ed25519PublicKey.from_public_bytes(raw)
+            elif key_type == KEY_TYPE_P256 and len(raw) == P256_PUBLIC_LEN:
+                # from_encoded_point checks that the point lies on the curve.
+                ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
+            else:
+                raise ProtocolError("unsupported key type or length")
+        except ValueError as exc:
+            raise ProtocolError("malformed public key") from exc
+        return cls(key_type, raw)
+
+    @property
+    def type_name(self) -> str:
+        return "ed25519" if self.key_type == KEY_TYPE_ED25519 else "p256"
+
+    def verify(self, signature: bytes, message: bytes) -> None:
+        if len(signature) != SIGNATURE_LEN:
+            raise ProtocolError("bad signature length")
+        try:
+            if self.key_type == KEY_TYPE_ED25519:
+                ed25519.Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, message)
+            else:
+                r = int.from_bytes(signature[:32], "big")
+                s = int.from_bytes(signature[32:], "big")
+                public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), self.raw)
+                public.verify(encode_dss_signature(r, s), message, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature as exc:
+            raise ProtocolError("signature does not verify") from exc
+
+    def jwk(self) -> dict[str, str]:
+        if self.key_type == KEY_TYPE_ED25519:
+            return {"crv": "Ed25519", "kty": "OKP", "x": _b64url(self.raw)}
+        return {"crv": "P-256", "kty": "EC", "x": _b64url(self.raw[1:33]), "y": _b64url(self.raw[33:])}
+
+    def thumbprint(self) -> str:
+        """RFC 7638 JWK thumbprint (SHA-256, base64url): the device key's stable, public name."""
+        canonical = json.dumps(self.jwk(), sort_keys=True, separators=(",", ":")).encode("ascii")
+        return _b64url(hashlib.sha256(canonical).digest())
+
+    def matches_hash(self, expected: bytes) -> bool:
+        return hmac.compare_digest(hashlib.sha256(self.raw).digest(), expected)
+
+
+class ServerIdentity:
+    """A server's long-term Ed25519 key, as used in the handshake."""
+
+    def __init__(self, private_key: ed25519.Ed25519PrivateKey) -> None:
+        self._private_key = private_key
+        self.public_raw = private_key.public_key().public_bytes(*_RAW)
+        self.key_hash = hashlib.sha256(self.public_raw).digest()
+
+    def sign(self, message: bytes) -> bytes:
+        return self._private_key.sign(message)
+
+    @property
+    def peer_key(self) -> PeerKey:
+        return PeerKey(KEY_TYPE_ED25519, self.public_raw)
+
+
+class DeviceIdentity:
+    """A device's long-term key, ECDSA P-256 or Ed25519.
+
+    ECDSA signing is deterministic (RFC 6979) so that test vectors are reproducible; verification accepts
+    any valid signature, as produced by phone secure hardware.
+    """
+
+    def __init__(self, private_key: ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey) -> None:
+        if isinstance(private_key, ed25519.Ed25519PrivateKey):
+            self.key_type = KEY_TYPE_ED25519
+            self.public_raw = private_key.public_key().public_bytes(*_RAW)
+        elif isinstance(private_key, ec.EllipticCurvePrivateKey) and isinstance(
+            private_key.curve, ec.SECP256R1
+        ):
+            self.key_type = KEY_TYPE_P256
+            self.public_raw = private_key.public_key().public_bytes(*_SEC1)
+        else:
+            raise TypeError("device keys are Ed25519 or ECDSA P-256")
+        self._private_key = private_key
+
+    @classmethod
+    def generate(cls, key_type: int = KEY_TYPE_P256) -> "DeviceIdentity":
+        if key_type == KEY_TYPE_ED25519:
+            return cls(ed25519.Ed25519PrivateKey.generate())
+        return cls(ec.generate_private_key(ec.SECP256R1()))
+
+    @property
+    def private_key(self) -> ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey:
+        return self._private_key
+
+    @property
+    def peer_key(self) -> PeerKey:
+        return PeerKey(self.key_type, self.public_raw)
+
+    def sign(self, message: bytes) -> bytes:
+        key = self._private_key
+        if isinstance(key, ed25519.Ed25519PrivateKey):
+            return key.sign(message)
+        der = key.sign(message, ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
+        r, s = decode_dss_signature(der)
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
