@@ -1,0 +1,96 @@
+"""The SFS attestation is accepted only for the right server, challenge, purpose, key and time."""
+
+import base64
+import json
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from nextauth_core import attestation
+
+SFS_KEY = ed25519.Ed25519PrivateKey.generate()
+TRUSTED = {"sfs-1": SFS_KEY.public_key()}
+NOW = 1_800_000_000.0
+
+
+def _issue(**overrides: object) -> str:
+    claims: dict = {
+        "issuer": "sfs-1",
+        "audience": "server-a",
+        "nonce": attestation.nonce_for(b"challenge"),
+        "purpose": "login",
+        "method": "pin",
+        "account_thumbprint": "account-1",
+        "device": "device-1",
+        "now": NOW,
+    }
+    key = overrides.pop("key", SFS_KEY)
+    claims.update(overrides)
+    return attestation.issue(key, **claims)  # type: ignore[arg-type]
+
+
+def _verify(token: str, **overrides: object) -> attestation.Attestation:
+    expected: dict = {
+        "audience": "server-a",
+        "nonce": attestation.nonce_for(b"challenge"),
+        "purpose": "login",
+        "account_thumbprint": "account-1",
+        "now": NOW + 10,
+    }
+    expected.update(overrides)
+    return attestation.verify(token, TRUSTED, **expected)  # type: ignore[arg-type]
+
+
+def test_valid_attestation_is_accepted() -> None:
+    checked = _verify(_issue())
+    assert checked.method == "pin"
+    assert checked.issuer == "sfs-1"
+    assert checked.token_id
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"audience": "server-b"}, "another server"),
+        ({"nonce": attestation.nonce_for(b"other challenge")}, "another challenge"),
+        ({"purpose": "sign"}, "another purpose"),
+        ({"account_thumbprint": "account-2"}, "another account"),
+        ({"now": NOW + attestation.LIFETIME + attestation.CLOCK_SKEW + 1}, "expired"),
+        ({"now": NOW - attestation.CLOCK_SKEW - 5}, "not yet valid"),
+    ],
+)
+def test_attestation_rules(override: dict, message: str) -> None:
+    with pytest.raises(attestation.AttestationError, match=message):
+        _verify(_issue(), **override)
+
+
+def test_untrusted_sfs_is_refused() -> None:
+    rogue = ed25519.Ed25519PrivateKey.generate()
+    with pytest.raises(attestation.AttestationError, match="does not trust"):
+        _verify(_issue(issuer="sfs-2", key=rogue))
+
+
+def test_trusted_name_with_another_key_is_refused() -> None:
+    rogue = ed25519.Ed25519PrivateKey.generate()
+    with pytest.raises(attestation.AttestationError, match="signature"):
+        _verify(_issue(key=rogue))
+
+
+def test_tampered_claims_are_refused() -> None:
+    header, payload, signature = _issue().split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["aud"] = "server-b"
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    with pytest.raises(attestation.AttestationError):
+        _verify(f"{header}.{forged}.{signature}", audience="server-b")
+
+
+@pytest.mark.parametrize("junk", ["", "a.b.c", "not a token", "x" * 5000])
+def test_garbage_is_refused(junk: str) -> None:
+    with pytest.raises(attestation.AttestationError):
+        _verify(junk)
+
+
+def test_nonce_is_not_the_challenge() -> None:
+    assert attestation.nonce_for(b"challenge") != "challenge"
+    assert attestation.nonce_for(b"a") != attestation.nonce_for(b"b")
