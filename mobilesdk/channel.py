@@ -15,7 +15,7 @@ from sigmai import (
     ProtocolError,
     messages,
 )
-from sigmai.constants import DEFAULT_MAX_MESSAGE
+from sigmai.constants import DEFAULT_MAX_MESSAGE, RECORD_OVERHEAD
 from sigmai.websocket import WebSocket, WebSocketClosed
 
 
@@ -102,7 +102,7 @@ def open_channel(
         if parts.scheme == "wss":
             sock = tls_client_context(cafile).wrap_socket(sock, server_hostname=parts.hostname)
         host = parts.netloc
-        ws = WebSocket.connect(sock, host, target, max_message=max_message + 64)
+        ws = WebSocket.connect(sock, host, target, max_message=max_message + RECORD_OVERHEAD)
         connection = ClientConnection(identity, server_key_hash, max_message=max_message)
         ws.send(connection.initiate())
         (done,) = connection.receive(ws.receive())

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mobilesdk.channel import ChannelError, RemoteError, open_channel
+from mobilesdk.flows import App, FlowError
 from mobilesdk.store import AppStore, ServiceEndpoint, StoreError
 
 
@@ -55,7 +56,9 @@ def _hello(store: AppStore, args: argparse.Namespace) -> dict[str, Any]:
     else:
         raise StoreError("say which service: 'sfs', 'mc', or --uri with --key-hash")
     device = store.device()
-    with open_channel(endpoint.uri, device, endpoint.key_hash, timeout=args.timeout) as channel:
+    with open_channel(
+        endpoint.uri, device, endpoint.key_hash, timeout=args.timeout, cafile=args.cafile
+    ) as channel:
         answer = channel.request("hello")
         return {
             "uri": endpoint.uri,
@@ -76,6 +79,34 @@ def _status(store: AppStore, _args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _app(store: AppStore, args: argparse.Namespace) -> App:
+    return App(store.home, timeout=args.timeout, cafile=args.cafile)
+
+
+def _register(store: AppStore, args: argparse.Namespace) -> dict[str, Any]:
+    return _app(store, args).register(args.pin, biometric=args.biometric)
+
+
+def _read_payload(args: argparse.Namespace) -> str:
+    return sys.stdin.read().strip() if args.payload == "-" else args.payload
+
+
+def _scan(store: AppStore, args: argparse.Namespace) -> dict[str, Any]:
+    if args.pin is None and not args.biometric and not args.decline:
+        raise FlowError("Say how to confirm: --pin PIN or --biometric (or --decline).")
+    return _app(store, args).scan(
+        _read_payload(args), pin=args.pin, approve=not args.decline, account_id=args.account
+    )
+
+
+def _accounts(store: AppStore, args: argparse.Namespace) -> dict[str, Any]:
+    return {"accounts": [record.to_json() for record in _app(store, args).accounts.accounts()]}
+
+
+def _logout(store: AppStore, args: argparse.Namespace) -> dict[str, Any]:
+    return _app(store, args).logout(account_id=args.account)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nextauth-app", description="The nextAuth phone simulator.")
     parser.add_argument(
@@ -84,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder holding this phone's keys and state (default: $NEXTAUTH_APP_HOME or ~/.nextauth-app)",
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="network timeout in seconds")
+    parser.add_argument(
+        "--cafile", help="CA certificates (PEM) to trust for wss:// instead of the system ones"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     init = commands.add_parser("init", help="create the device key and set the app's SFS and MC")
@@ -103,6 +137,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="show the device and its configured services")
     status.set_defaults(run=_status)
+
+    register = commands.add_parser("register", help="register this app and its PIN with the SFS")
+    register.add_argument("--pin", required=True, help="the PIN to set (4 to 64 characters)")
+    register.add_argument("--biometric", action="store_true", help="also set up a biometric key")
+    register.set_defaults(run=_register)
+
+    scan = commands.add_parser("scan", help="scan a login or enrolment code (the QR payload text)")
+    scan.add_argument("payload", help="the QR payload, an app link, or - to read it from standard input")
+    scan.add_argument("--pin", help="confirm with this PIN")
+    scan.add_argument("--biometric", action="store_true", help="confirm with the biometric instead")
+    scan.add_argument("--decline", action="store_true", help="refuse the login")
+    scan.add_argument("--account", help="which account to use when there are several at that service")
+    scan.set_defaults(run=_scan)
+
+    accounts = commands.add_parser("accounts", help="list this app's accounts")
+    accounts.set_defaults(run=_accounts)
+
+    logout = commands.add_parser("logout", help="end the sessions of this app's accounts")
+    logout.add_argument("--account", help="only this account")
+    logout.set_defaults(run=_logout)
     return parser
 
 
@@ -111,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     store = AppStore(Path(args.home))
     try:
         _emit(args.run(store, args))
-    except (StoreError, ChannelError) as exc:
+    except (StoreError, ChannelError, FlowError) as exc:
         _emit({"error": str(exc)})
         return 1
     except RemoteError as exc:

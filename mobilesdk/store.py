@@ -111,3 +111,95 @@ class AppStore:
         if name not in services:
             raise StoreError(f"no {name} configured in {self.home}: run 'nextauth-app init' with --{name}")
         return services[name]
+
+
+@dataclass(frozen=True)
+class AccountRecord:
+    """One enrolled account: a key for one server, and where that server lives."""
+
+    id: str
+    server_id: str
+    server_name: str
+    sigmai_uri: str
+    server_key_hash: bytes
+    user_id: str
+    key_file: str
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "id": self.id,
+            "server_id": self.server_id,
+            "server_name": self.server_name,
+            "sigmai_uri": self.sigmai_uri,
+            "server_key_hash": self.server_key_hash.hex(),
+            "user_id": self.user_id,
+            "key_file": self.key_file,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, str]) -> "AccountRecord":
+        return cls(
+            id=data["id"],
+            server_id=data["server_id"],
+            server_name=data["server_name"],
+            sigmai_uri=data["sigmai_uri"],
+            server_key_hash=bytes.fromhex(data["server_key_hash"]),
+            user_id=data["user_id"],
+            key_file=data["key_file"],
+        )
+
+
+def _pem(identity: DeviceIdentity) -> bytes:
+    return identity.private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+class AccountStore:
+    """Accounts and second-factor secrets of the app, beside the device key in the same home folder."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+
+    @property
+    def _accounts_file(self) -> Path:
+        return self.home / "accounts.json"
+
+    @property
+    def _secrets_file(self) -> Path:
+        return self.home / "second-factor.json"
+
+    def accounts(self) -> list[AccountRecord]:
+        try:
+            data = json.loads(self._accounts_file.read_text())
+        except FileNotFoundError:
+            return []
+        return [AccountRecord.from_json(item) for item in data]
+
+    def new_account_key(self, key_type: str = "p256") -> tuple[DeviceIdentity, str]:
+        identity = DeviceIdentity.generate(KEY_TYPES[key_type])
+        (self.home / "keys").mkdir(parents=True, exist_ok=True, mode=0o700)
+        name = f"keys/account-{identity.peer_key.thumbprint()[:16]}.pem"
+        _write_private(self.home / name, _pem(identity))
+        return identity, name
+
+    def account_key(self, record: AccountRecord) -> DeviceIdentity:
+        key = serialization.load_pem_private_key((self.home / record.key_file).read_bytes(), password=None)
+        assert isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey)
+        return DeviceIdentity(key)
+
+    def add_account(self, record: AccountRecord) -> None:
+        accounts = [a for a in self.accounts() if a.id != record.id] + [record]
+        _write_private(self._accounts_file, json.dumps([a.to_json() for a in accounts], indent=2).encode())
+
+    def accounts_at(self, server_key_hash: bytes) -> list[AccountRecord]:
+        return [a for a in self.accounts() if a.server_key_hash == server_key_hash]
+
+    def second_factor(self) -> dict[str, Any]:
+        try:
+            return dict(json.loads(self._secrets_file.read_text()))
+        except FileNotFoundError:
+            return {}
+
+    def save_second_factor(self, data: dict[str, Any]) -> None:
+        _write_private(self._secrets_file, json.dumps(data, indent=2).encode())

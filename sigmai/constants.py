@@ -33,5 +33,8 @@ CLIENT_SIGNATURE_CONTEXT = b"sigmai v1, client signature"
 # Largest application message by default; the transport may lower it. Bounded so a peer cannot make
 # the other side buffer or decrypt arbitrarily large frames.
 DEFAULT_MAX_MESSAGE = 64 * 1024
+# What a frame may add to an application message (header and AEAD tag): transports size their
+# buffers with it so that one limit applies at both layers.
+RECORD_OVERHEAD = 2 + 16
 # Record sequence numbers are 64-bit; the channel closes long before they could wrap.
 MAX_SEQUENCE = 2**64 - 1

@@ -15,6 +15,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+from nacl.bindings import crypto_core_ed25519_is_valid_point
 
 from sigmai.constants import (
     ED25519_PUBLIC_LEN,
@@ -49,6 +50,10 @@ class PeerKey:
     def parse(cls, key_type: int, raw: bytes) -> "PeerKey":
         try:
             if key_type == KEY_TYPE_ED25519 and len(raw) == ED25519_PUBLIC_LEN:
+                # OpenSSL verifies against small-order keys, under which trivial signatures pass for
+                # many messages; libsodium's check refuses them and non-canonical encodings.
+                if not crypto_core_ed25519_is_valid_point(raw):
+                    raise ProtocolError("weak or malformed Ed25519 key")
                 ed25519.Ed25519PublicKey.from_public_bytes(raw)
             elif key_type == KEY_TYPE_P256 and len(raw) == P256_PUBLIC_LEN:
                 # from_encoded_point checks that the point lies on the curve.

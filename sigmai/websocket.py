@@ -36,6 +36,12 @@ class UpgradeRequest:
 class WebSocket:
     def __init__(self, sock: socket.socket, connection_type: ConnectionType, max_message: int) -> None:
         self._sock = sock
+        # Handshake messages and requests are small writes in a row: without this, Nagle's algorithm
+        # meets delayed ACKs and every channel waits about 40 ms.
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
         self._ws = WSConnection(connection_type)
         self._max_message = max_message
         self._pending: list[object] = []

@@ -8,6 +8,7 @@ from sigmai import (
     DeviceIdentity,
     HandshakeComplete,
     MessageReceived,
+    PeerKey,
     ProtocolError,
     ServerConnection,
     State,
@@ -253,3 +254,18 @@ def test_handshake_events_name_the_peer() -> None:
     assert client_done.peer.raw == server_key.public_raw
     assert server_done.peer.thumbprint() == device.peer_key.thumbprint()
     assert server_done.server_key_hash == server_key.key_hash
+
+
+def test_small_order_device_key_is_refused() -> None:
+    """With a small-order Ed25519 key, R = that point and S = 0 'verifies' for many messages."""
+    small_order = bytes([1]) + bytes(31)  # the identity point
+    with pytest.raises(ProtocolError):
+        PeerKey.parse(KEY_TYPE_ED25519, small_order)
+    # And end to end: a device claiming such a key with a trivial signature is refused.
+    client, server, _ = pair(DeviceIdentity(ed25519.Ed25519PrivateKey.generate()))
+    server.receive(client.initiate())
+    client._identity.public_raw = small_order
+    client._identity.sign = lambda _message: small_order + bytes(32)  # type: ignore[method-assign]
+    client.receive(server.frames_to_send()[0])
+    with pytest.raises(ProtocolError):
+        server.receive(client.frames_to_send()[0])

@@ -1,0 +1,250 @@
+"""The app's flows, as the Android and iOS SDKs run them: register with the SFS, check the second factor,
+enrol an account, log in. Each step talks to one service over its own sigmai channel.
+"""
+
+import base64
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from mobilesdk.channel import Channel, open_channel
+from mobilesdk.store import AccountRecord, AccountStore, AppStore, StoreError
+from nextauth_core import pin as pin_proofs
+from nextauth_core.qr import QRPayload
+from nextauth_core.statements import (
+    ENROL_CODE_EXPORTER,
+    LOGIN_EXPORTER,
+    SFS_PROOF_EXPORTER,
+    confirmation_code,
+    login_statement,
+    sfs_proof_statement,
+)
+from sigmai import DeviceIdentity
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class FlowError(Exception):
+    """A flow stopped; the message tells the person what to do."""
+
+
+@dataclass
+class App:
+    """The app on one phone: its home folder holds the device key, the SFS/MC pins and the accounts."""
+
+    home: Path
+    timeout: float = 10.0
+    cafile: str | None = None
+
+    def __post_init__(self) -> None:
+        self.store = AppStore(self.home)
+        self.accounts = AccountStore(self.home)
+
+    def _channel(self, uri: str, identity: DeviceIdentity, key_hash: bytes) -> Channel:
+        return open_channel(uri, identity, key_hash, timeout=self.timeout, cafile=self.cafile)
+
+    def _sfs(self) -> Channel:
+        endpoint = self.store.service("sfs")
+        return self._channel(endpoint.uri, self.store.device(), endpoint.key_hash)
+
+    # -- registration with the SFS ---------------------------------------------------------------------
+
+    def register(self, pin: str, *, biometric: bool = False) -> dict[str, Any]:
+        if self.accounts.second_factor().get("device_secret"):
+            raise FlowError("This app is registered already.")
+        request = pin_proofs.start(pin)
+        device_secret = pin_proofs.new_device_secret()
+        biometric_key = ed25519.Ed25519PrivateKey.generate() if biometric else None
+        with self._sfs() as sfs:
+            evaluated = unb64(
+                sfs.request("register.start", {"blinded_element": b64(request.blinded_element)})[
+                    "evaluated_element"
+                ]
+            )
+            verifier = pin_proofs.verifier(pin, request, evaluated, device_secret)
+            params: dict[str, Any] = {"pin_verifier": b64(verifier)}
+            if biometric_key is not None:
+                params["biometric_key"] = b64(biometric_key.public_key().public_bytes_raw())
+            answer = sfs.request("register.finish", params)
+        secrets: dict[str, Any] = {"device_secret": b64(device_secret)}
+        if biometric_key is not None:
+            # A phone keeps this key in secure hardware behind the biometric prompt.
+            secrets["biometric_key"] = b64(biometric_key.private_bytes_raw())
+        self.accounts.save_second_factor(secrets)
+        return {"registered": True, "biometric": biometric, "max_attempts": answer.get("max_attempts")}
+
+    def attest(
+        self, *, pin: str | None, audience: str, ns_challenge: bytes, purpose: str, account: DeviceIdentity
+    ) -> str:
+        """Check the second factor at the SFS and get its attestation for ns."""
+        secrets = self.accounts.second_factor()
+        if not secrets.get("device_secret"):
+            raise FlowError("Register this app first: nextauth-app register --pin PIN")
+        thumbprint = account.peer_key.thumbprint()
+        with self._sfs() as sfs:
+            if pin is None:
+                if not secrets.get("biometric_key"):
+                    raise FlowError("Give the PIN (--pin): no biometric is set up.")
+                challenge = unb64(sfs.request("biometric.challenge")["challenge"])
+                statement = self._statement(sfs, challenge, audience, ns_challenge, purpose, thumbprint)
+                key = ed25519.Ed25519PrivateKey.from_private_bytes(unb64(secrets["biometric_key"]))
+                proof = key.sign(pin_proofs.PROOF_CONTEXT + statement)
+                method = "biometric"
+            else:
+                request = pin_proofs.start(pin)
+                answer = sfs.request("pin.evaluate", {"blinded_element": b64(request.blinded_element)})
+                challenge = unb64(answer["challenge"])
+                statement = self._statement(sfs, challenge, audience, ns_challenge, purpose, thumbprint)
+                proof = pin_proofs.prove(
+                    pin,
+                    request,
+                    unb64(answer["evaluated_element"]),
+                    unb64(secrets["device_secret"]),
+                    statement,
+                )
+                method = "pin"
+            return str(
+                sfs.request(
+                    "attest",
+                    {
+                        "method": method,
+                        "purpose": purpose,
+                        "audience": audience,
+                        "account_thumbprint": thumbprint,
+                        "ns_challenge": b64(ns_challenge),
+                        "proof": b64(proof),
+                    },
+                )["attestation"]
+            )
+
+    @staticmethod
+    def _statement(
+        sfs: Channel, challenge: bytes, audience: str, ns_challenge: bytes, purpose: str, thumbprint: str
+    ) -> bytes:
+        return sfs_proof_statement(
+            sfs_challenge=challenge,
+            channel_binding=sfs.export(SFS_PROOF_EXPORTER, b"", 32),
+            audience=audience,
+            ns_challenge=ns_challenge,
+            purpose=purpose,
+            account_thumbprint=thumbprint,
+        )
+
+    # -- scanning a code -------------------------------------------------------------------------------
+
+    def scan(
+        self, text: str, *, pin: str | None, approve: bool = True, account_id: str | None = None
+    ) -> dict[str, Any]:
+        try:
+            payload = QRPayload.decode(text)
+        except ValueError as exc:
+            raise FlowError(str(exc)) from exc
+        if payload.kind == "enrol":
+            return self.enrol(payload, pin=pin)
+        return self.login(payload, pin=pin, approve=approve, account_id=account_id)
+
+    def enrol(self, payload: QRPayload, *, pin: str | None) -> dict[str, Any]:
+        sfs = self.store.service("sfs")
+        identity, key_file = self.accounts.new_account_key()
+        params: dict[str, Any] = {
+            "enrolment": payload.item_id,
+            "secret": b64(payload.secret),
+            "sfs_key_hash": sfs.key_hash.hex(),
+        }
+        mailbox = self.accounts.second_factor().get("mailbox")
+        if mailbox:
+            params["mc"] = mailbox
+        with self._channel(payload.sigmai_uri, identity, payload.server_key_hash) as ns:
+            started = ns.request("enrol.start", params)
+            token = self.attest(
+                pin=pin,
+                audience=started["audience"],
+                ns_challenge=unb64(started["ns_challenge"]),
+                purpose="enrol",
+                account=identity,
+            )
+            finished = ns.request("enrol.finish", {"attestation": token})
+            own_code = confirmation_code(ns.export(ENROL_CODE_EXPORTER, payload.item_id.encode(), 8))
+        if finished["confirmation_code"] != own_code:
+            raise FlowError("The server's confirmation code differs from this phone's: do not confirm.")
+        server = started["server"]
+        self.accounts.add_account(
+            AccountRecord(
+                id=finished["account"],
+                server_id=server["id"],
+                server_name=server["name"],
+                sigmai_uri=payload.sigmai_uri,
+                server_key_hash=payload.server_key_hash,
+                user_id=started["userid"],
+                key_file=key_file,
+            )
+        )
+        return {
+            "action": "enrol",
+            "server": server["name"],
+            "userid": started["userid"],
+            "account": finished["account"],
+            "confirmation_code": own_code,
+            "next": "type this code into the application to finish the enrolment",
+        }
+
+    def login(
+        self, payload: QRPayload, *, pin: str | None, approve: bool, account_id: str | None
+    ) -> dict[str, Any]:
+        candidates = self.accounts.accounts_at(payload.server_key_hash)
+        if account_id is not None:
+            candidates = [a for a in candidates if a.id == account_id]
+        if not candidates:
+            raise FlowError("This app has no account at this service: enrol first.")
+        record = candidates[0]
+        identity = self.accounts.account_key(record)
+        with self._channel(record.sigmai_uri, identity, record.server_key_hash) as ns:
+            started = ns.request("login.start", {"qr_id": payload.item_id, "challenge": b64(payload.secret)})
+            shown = {
+                "action": "login",
+                "server": started["server"]["name"],
+                "announce": started["server"].get("announce", {}),
+                "requester": started.get("requester", {}),
+                "userid": record.user_id,
+                "account": record.id,
+            }
+            if not approve:
+                ns.request("login.cancel")
+                return {**shown, "result": "declined"}
+            ns_challenge = unb64(started["ns_challenge"])
+            params: dict[str, Any] = {}
+            if started.get("second_factor") == "required":
+                params["attestation"] = self.attest(
+                    pin=pin,
+                    audience=started["audience"],
+                    ns_challenge=ns_challenge,
+                    purpose="login",
+                    account=identity,
+                )
+            statement = login_statement(
+                payload.item_id, payload.secret, ns_challenge, ns.export(LOGIN_EXPORTER, b"", 32)
+            )
+            params["signature"] = b64(identity.sign(statement))
+            finished = ns.request("login.finish", params)
+        return {**shown, "result": "logged_in", "session": finished.get("session")}
+
+    def logout(self, *, account_id: str | None = None) -> dict[str, Any]:
+        ended = 0
+        for record in self.accounts.accounts():
+            if account_id is not None and record.id != account_id:
+                continue
+            identity = self.accounts.account_key(record)
+            with self._channel(record.sigmai_uri, identity, record.server_key_hash) as ns:
+                ended += int(ns.request("session.logout").get("ended", 0))
+        return {"ended": ended}
+
+
+__all__ = ["App", "FlowError", "StoreError"]
