@@ -1,0 +1,205 @@
+"""Database connection: URI handling, engine set-up, migrations and health.
+
+Operators write the short URI forms they know (``postgres://``, ``mysql://``); we pin the driver we ship so a
+URI never silently picks a driver that is not installed.
+"""
+
+import hashlib
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import sqlalchemy
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import StaticPool
+
+log = logging.getLogger("nextauth.storage")
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+_POSTGRES = "postgresql+psycopg"
+_MYSQL = "mysql+pymysql"
+_SQLITE = "sqlite"
+_DRIVERS = {
+    "postgres": _POSTGRES,
+    "postgresql": _POSTGRES,
+    "postgresql+psycopg": _POSTGRES,
+    "mysql": _MYSQL,
+    "mariadb": _MYSQL,
+    "mysql+pymysql": _MYSQL,
+    "mariadb+pymysql": _MYSQL,
+    "sqlite": _SQLITE,
+    "sqlite+pysqlite": _SQLITE,
+}
+# Fails a connection attempt to an unreachable server well before a readiness probe gives up, instead of
+# hanging for the OS default of minutes.
+CONNECT_TIMEOUT_SECONDS = 5
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+# A fixed advisory-lock key/name shared by every process migrating the same database.
+_LOCK_NAME = "nextauth-migrations"
+_PG_LOCK_KEY = int.from_bytes(hashlib.sha256(_LOCK_NAME.encode()).digest()[:8], "big", signed=True)
+_MYSQL_LOCK_WAIT_SECONDS = 300
+
+_SECRET_QUERY_KEYS = {"password", "passwd", "pass", "secret", "token"}
+
+
+def mask_uri(uri: str) -> str:
+    """The URI with any password (userinfo or query parameter) replaced by ``***``, fit for logs/errors.
+
+    Works on the string rather than through urlsplit, which both reshapes URIs (``sqlite:////x`` loses two
+    slashes) and stops the authority at an unescaped ``/`` in a password, which would then be shown.
+    """
+    head, sep, rest = uri.partition("://")
+    if not sep:
+        return uri
+    ends = [i for i in (rest.find("?"), rest.find("#")) if i >= 0]
+    at = rest.rfind("@", 0, min(ends, default=len(rest)))
+    if at >= 0:
+        user, colon, _ = rest[:at].partition(":")
+        rest = user + (":***" if colon else "") + rest[at:]
+    before, question, after = rest.partition("?")
+    if question:
+        query, hash_, fragment = after.partition("#")
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() in _SECRET_QUERY_KEYS for k, _ in pairs):
+            query = urlencode(
+                [(k, "***" if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs], safe="*"
+            )
+        rest = f"{before}?{query}{hash_}{fragment}"
+    return head + sep + rest
+
+
+def _parse(uri: str) -> URL:
+    try:
+        url = make_url(uri)
+    except (ArgumentError, ValueError) as exc:
+        raise ValueError(f"invalid database URI {mask_uri(uri)!r}") from exc
+    if url.drivername.lower() not in _DRIVERS:
+        raise ValueError(
+            f"unsupported database URI scheme {url.drivername!r} in {mask_uri(uri)!r}: "
+            "use sqlite:///path, postgresql://... or mysql://... (mariadb://...)"
+        )
+    return url.set(drivername=_DRIVERS[url.drivername.lower()])
+
+
+def _is_memory_sqlite(url: URL) -> bool:
+    return url.database in (None, "", ":memory:")
+
+
+def normalize_uri(uri: str) -> str:
+    """The SQLAlchemy URI with our driver; for SQLite, also create the file's directory."""
+    url = _parse(uri)
+    if url.drivername == _MYSQL and "charset" not in url.query:
+        # utf8 in MySQL means 3-byte utf8mb3, which cannot hold every user-supplied string.
+        url = url.update_query_dict({"charset": "utf8mb4"})
+    if url.drivername == _SQLITE:
+        if not _is_memory_sqlite(url):
+            assert url.database is not None
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        # Returned as given: re-rendering would percent-escape the path (":memory:" -> "%3Amemory%3A").
+        return uri
+    return url.render_as_string(hide_password=False)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        # Off by default in SQLite, and per connection: without it ON DELETE CASCADE does nothing.
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        # WAL lets readers run while one writer writes (greenlets serving requests); persists in the file.
+        cursor.execute("PRAGMA journal_mode=WAL")
+    finally:
+        cursor.close()
+
+
+def create_engine_for(uri: str) -> Engine:
+    """An engine for the URI, safe to share between threads and greenlets."""
+    url = make_url(normalize_uri(uri))
+    if url.drivername == _SQLITE:
+        # The pool hands a connection to whichever thread checks it out next, so pysqlite's
+        # same-thread check only gets in the way.
+        connect_args: dict[str, Any] = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        if _is_memory_sqlite(url):
+            # One shared connection, or every checkout would see its own empty in-memory database.
+            engine = sqlalchemy.create_engine(url, connect_args=connect_args, poolclass=StaticPool)
+        else:
+            engine = sqlalchemy.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    connect_args = {}
+    if "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+    # pool_recycle stays under MariaDB's default wait_timeout (8 h) and typical proxy idle limits.
+    return sqlalchemy.create_engine(url, connect_args=connect_args, pool_pre_ping=True, pool_recycle=1800)
+
+
+def alembic_config(connection: Connection) -> Config:
+    """Alembic configured from code: no alembic.ini, no URL, the caller's connection."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+@contextmanager
+def _migration_lock(connection: Connection) -> Iterator[None]:
+    """Serialize migrations across processes sharing the database.
+
+    Without it, two instances starting together both see an empty database and both run CREATE TABLE; one
+    fails (and on MariaDB, whose DDL is not transactional, could leave a half-migrated schema). The lock
+    holder migrates; the other waits, then finds the schema at head and does nothing.
+    """
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        # Transaction-scoped: released by the commit that also makes the migrated schema visible.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+        yield
+    elif dialect in ("mysql", "mariadb"):
+        # MariaDB's named locks are server-wide (PostgreSQL's advisory locks are per database): name it
+        # after the database so migrations of unrelated databases on one server do not wait on each other.
+        database = connection.execute(text("SELECT DATABASE()")).scalar() or ""
+        name = f"{_LOCK_NAME}:{hashlib.sha256(database.encode()).hexdigest()[:32]}"
+        got = connection.execute(
+            text("SELECT GET_LOCK(:name, :wait)"), {"name": name, "wait": _MYSQL_LOCK_WAIT_SECONDS}
+        ).scalar()
+        if got != 1:
+            raise TimeoutError(f"could not get the migration lock within {_MYSQL_LOCK_WAIT_SECONDS} s")
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
+    elif dialect == "sqlite":
+        # Takes SQLite's write lock now (waiting up to busy_timeout) rather than at the first write, so a
+        # second process reads the version table only after the first committed.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        yield
+    else:  # pragma: no cover - normalize_uri admits no other dialect
+        yield
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest revision; a no-op when it is there already, so run at every start."""
+    with engine.connect() as connection:
+        with _migration_lock(connection):
+            # Alembic sees the transaction the lock opened and runs inside it rather than committing its own.
+            command.upgrade(alembic_config(connection), "head")
+            connection.commit()
+    log.debug("database schema at head")
+
+
+def ping(engine: Engine) -> bool:
+    """Whether the database answers; for readiness probes, so it never raises."""
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT 1")).scalar() == 1
+    except Exception:  # any failure means "not ready", whatever the driver raises
+        log.debug("database ping failed", exc_info=True)
+        return False

@@ -1,0 +1,182 @@
+"""Tables of the flows: ns (servers, users, accounts, enrolments, sessions, transactions, API access),
+sfs (app instances with their PIN verifiers and failure counts) and mc (mailboxes and their messages).
+
+Each service uses only its own tables; they share one migration chain so a single database can hold all
+three in small deployments, and each can have its own database in large ones.
+"""
+
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from authserver.storage.models import Base, UTCDateTime, utcnow
+
+# -- ns ----------------------------------------------------------------------------------------------
+
+
+class Server(Base):
+    """A virtual server: one isolated tenant of an ns with its own key, name and second-factor policy."""
+
+    __tablename__ = "ns_servers"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    logo_url: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    announce: Mapped[str] = mapped_column(Text, default="{}")  # JSON key/value lines shown at login
+    login_pin_timeout: Mapped[int] = mapped_column(Integer, default=0)  # -1 never ask, 0 always, n seconds
+    transaction_pin_timeout: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class User(Base):
+    __tablename__ = "ns_users"
+    __table_args__ = (UniqueConstraint("server_id", "user_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    server_id: Mapped[str] = mapped_column(ForeignKey("ns_servers.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(String(255))  # the business application's own user id
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Account(Base):
+    """One app instance's key for one user at one server: the app signs in with it."""
+
+    __tablename__ = "ns_accounts"
+    __table_args__ = (UniqueConstraint("server_id", "thumbprint"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    server_id: Mapped[str] = mapped_column(ForeignKey("ns_servers.id", ondelete="CASCADE"), index=True)
+    user_pk: Mapped[int | None] = mapped_column(ForeignKey("ns_users.id", ondelete="SET NULL"), nullable=True)
+    key_type: Mapped[str] = mapped_column(String(16))
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    thumbprint: Mapped[str] = mapped_column(String(64))
+    sfs_key_hash: Mapped[str] = mapped_column(String(64))
+    # Push: which MC (by its key hash; ns maps it to an address it trusts), the mailbox and its app token,
+    # and the account's X25519 key that messages are encrypted to.
+    mc_key_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    mc_mailbox: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    mc_token: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    encryption_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    blocked: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=False)  # set once the enrolment is confirmed
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Enrolment(Base):
+    __tablename__ = "ns_enrolments"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    server_id: Mapped[str] = mapped_column(ForeignKey("ns_servers.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[str] = mapped_column(String(255))
+    secret_hash: Mapped[bytes] = mapped_column(LargeBinary)  # SHA-256 of the one-time secret in the QR
+    state: Mapped[str] = mapped_column(String(24), default="pending")
+    code_hash: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    code_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    account_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Session(Base):
+    """A login session an application holds (by its nonce) once an account logged in on it."""
+
+    __tablename__ = "ns_sessions"
+    id: Mapped[str] = mapped_column(String(43), primary_key=True)  # hsid, derived from the nonce
+    server_id: Mapped[str] = mapped_column(ForeignKey("ns_servers.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("ns_accounts.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    method: Mapped[str] = mapped_column(String(16))  # qr, push, app
+    second_factor: Mapped[str] = mapped_column(String(16))  # pin, biometric, none
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    ended_by: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+class Transaction(Base):
+    __tablename__ = "ns_transactions"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    server_id: Mapped[str] = mapped_column(ForeignKey("ns_servers.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("ns_sessions.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[str] = mapped_column(String(32))
+    content: Mapped[bytes] = mapped_column(LargeBinary)  # canonical JSON: exactly what the app showed
+    status: Mapped[str] = mapped_column(String(16), default="new")
+    evidence: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON, verifiable by anyone
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    component: Mapped[str] = mapped_column(String(8))
+    name: Mapped[str] = mapped_column(String(200))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)  # hex SHA-256 of the random key
+    roles: Mapped[str] = mapped_column(Text)  # JSON list: ["sessions", "users", ...]
+    server_id: Mapped[str | None] = mapped_column(String(32), nullable=True)  # None: every server
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ClientCertificate(Base):
+    """A client certificate allowed on a REST API, by fingerprint: being CA-signed grants nothing."""
+
+    __tablename__ = "api_client_certificates"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    component: Mapped[str] = mapped_column(String(8))
+    name: Mapped[str] = mapped_column(String(200))
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)  # hex SHA-256 of the DER
+    roles: Mapped[str] = mapped_column(Text)
+    server_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+# -- sfs ---------------------------------------------------------------------------------------------
+
+
+class AppInstance(Base):
+    """An app install registered at this SFS: its OPRF key, PIN verifier and failure count."""
+
+    __tablename__ = "sfs_app_instances"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_thumbprint: Mapped[str] = mapped_column(String(64), unique=True)
+    oprf_key: Mapped[bytes] = mapped_column(LargeBinary)
+    pin_verifier: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    biometric_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# -- mc ----------------------------------------------------------------------------------------------
+
+
+class Mailbox(Base):
+    __tablename__ = "mc_mailboxes"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    device_thumbprint: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary)  # SHA-256 of the app token ns presents
+    push_provider: Mapped[str] = mapped_column(String(8), default="none")  # fcm, apns, none
+    push_token: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MailboxMessage(Base):
+    __tablename__ = "mc_messages"
+    __table_args__ = (Index("ix_mc_messages_mailbox_created", "mailbox_id", "created_at"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    mailbox_id: Mapped[str] = mapped_column(ForeignKey("mc_mailboxes.id", ondelete="CASCADE"))
+    sender: Mapped[str] = mapped_column(String(64))  # the ns key hash that sent it
+    envelope: Mapped[bytes] = mapped_column(LargeBinary)  # HPKE ciphertext the MC cannot read
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

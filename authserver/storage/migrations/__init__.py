@@ -1,0 +1,1 @@
+"""Alembic migrations (a package only so that packaging ships env.py with the revisions)."""
