@@ -29,3 +29,5 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Migrations announce every step at INFO; one line per start from our own code says enough.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))

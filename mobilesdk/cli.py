@@ -84,7 +84,19 @@ def _app(store: AppStore, args: argparse.Namespace) -> App:
 
 
 def _register(store: AppStore, args: argparse.Namespace) -> dict[str, Any]:
-    return _app(store, args).register(args.pin, biometric=args.biometric)
+    return _app(store, args).register(
+        args.pin, biometric=args.biometric, push_provider=args.push_provider, push_token=args.push_token
+    )
+
+
+def _inbox(store: AppStore, args: argparse.Namespace) -> dict[str, Any]:
+    return {"messages": _app(store, args).inbox()}
+
+
+def _approve(store: AppStore, args: argparse.Namespace) -> dict[str, Any]:
+    if args.pin is None and not args.biometric and not args.decline:
+        raise FlowError("Say how to confirm: --pin PIN or --biometric (or --decline).")
+    return _app(store, args).approve(args.message, number=args.number, pin=args.pin, decline=args.decline)
 
 
 def _read_payload(args: argparse.Namespace) -> str:
@@ -141,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     register = commands.add_parser("register", help="register this app and its PIN with the SFS")
     register.add_argument("--pin", required=True, help="the PIN to set (4 to 64 characters)")
     register.add_argument("--biometric", action="store_true", help="also set up a biometric key")
+    register.add_argument("--push-provider", choices=["fcm", "apns", "none"], default="none")
+    register.add_argument("--push-token", help="the FCM registration token or APNs device token")
     register.set_defaults(run=_register)
 
     scan = commands.add_parser("scan", help="scan a login or enrolment code (the QR payload text)")
@@ -150,6 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--decline", action="store_true", help="refuse the login")
     scan.add_argument("--account", help="which account to use when there are several at that service")
     scan.set_defaults(run=_scan)
+
+    inbox = commands.add_parser("inbox", help="pull login requests from the message center")
+    inbox.set_defaults(run=_inbox)
+
+    approve = commands.add_parser("approve", help="answer a login or signing request from the inbox")
+    approve.add_argument("message", help="the message id shown by 'inbox'")
+    approve.add_argument("--number", type=int, help="for a login: the number the login page shows")
+    approve.add_argument("--decline", action="store_true", help="for a signing request: decline it")
+    approve.add_argument("--pin", help="confirm with this PIN")
+    approve.add_argument("--biometric", action="store_true", help="confirm with the biometric instead")
+    approve.set_defaults(run=_approve)
 
     accounts = commands.add_parser("accounts", help="list this app's accounts")
     accounts.set_defaults(run=_accounts)

@@ -3,14 +3,16 @@ enrol an account, log in. Each step talks to one service over its own sigmai cha
 """
 
 import base64
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
-from mobilesdk.channel import Channel, open_channel
+from mobilesdk.channel import Channel, RemoteError, open_channel
 from mobilesdk.store import AccountRecord, AccountStore, AppStore, StoreError
+from nextauth_core import envelope, evidence
 from nextauth_core import pin as pin_proofs
 from nextauth_core.qr import QRPayload
 from nextauth_core.statements import (
@@ -57,7 +59,9 @@ class App:
 
     # -- registration with the SFS ---------------------------------------------------------------------
 
-    def register(self, pin: str, *, biometric: bool = False) -> dict[str, Any]:
+    def register(
+        self, pin: str, *, biometric: bool = False, push_provider: str = "none", push_token: str | None = None
+    ) -> dict[str, Any]:
         if self.accounts.second_factor().get("device_secret"):
             raise FlowError("This app is registered already.")
         request = pin_proofs.start(pin)
@@ -78,8 +82,29 @@ class App:
         if biometric_key is not None:
             # A phone keeps this key in secure hardware behind the biometric prompt.
             secrets["biometric_key"] = b64(biometric_key.private_bytes_raw())
+        mailbox = self._register_mailbox(push_provider, push_token) if "mc" in self.store.services() else None
+        if mailbox is not None:
+            secrets["mailbox"] = mailbox
         self.accounts.save_second_factor(secrets)
-        return {"registered": True, "biometric": biometric, "max_attempts": answer.get("max_attempts")}
+        return {
+            "registered": True,
+            "biometric": biometric,
+            "max_attempts": answer.get("max_attempts"),
+            "mailbox": mailbox["mailbox"] if mailbox else None,
+        }
+
+    def _mc(self) -> Channel:
+        endpoint = self.store.service("mc")
+        return self._channel(endpoint.uri, self.store.device(), endpoint.key_hash)
+
+    def _register_mailbox(self, provider: str, push_token: str | None) -> dict[str, str]:
+        with self._mc() as mc:
+            answer = mc.request("mailbox.register", {"push_provider": provider, "push_token": push_token})
+        return {
+            "key_hash": self.store.service("mc").key_hash.hex(),
+            "mailbox": answer["mailbox"],
+            "token": answer["token"],
+        }
 
     def attest(
         self, *, pin: str | None, audience: str, ns_challenge: bytes, purpose: str, account: DeviceIdentity
@@ -149,11 +174,14 @@ class App:
             raise FlowError(str(exc)) from exc
         if payload.kind == "enrol":
             return self.enrol(payload, pin=pin)
+        if payload.kind == "sign":
+            return self.sign(payload, pin=pin, approve=approve, account_id=account_id)
         return self.login(payload, pin=pin, approve=approve, account_id=account_id)
 
     def enrol(self, payload: QRPayload, *, pin: str | None) -> dict[str, Any]:
         sfs = self.store.service("sfs")
         identity, key_file = self.accounts.new_account_key()
+        encryption_key = x25519.X25519PrivateKey.generate()
         params: dict[str, Any] = {
             "enrolment": payload.item_id,
             "secret": b64(payload.secret),
@@ -162,6 +190,7 @@ class App:
         mailbox = self.accounts.second_factor().get("mailbox")
         if mailbox:
             params["mc"] = mailbox
+            params["encryption_key"] = b64(encryption_key.public_key().public_bytes_raw())
         with self._channel(payload.sigmai_uri, identity, payload.server_key_hash) as ns:
             started = ns.request("enrol.start", params)
             token = self.attest(
@@ -172,6 +201,7 @@ class App:
                 account=identity,
             )
             finished = ns.request("enrol.finish", {"attestation": token})
+            server_public_key = ns.server.raw.hex()  # proven in the handshake against the pinned hash
             own_code = confirmation_code(ns.export(ENROL_CODE_EXPORTER, payload.item_id.encode(), 8))
         if finished["confirmation_code"] != own_code:
             raise FlowError("The server's confirmation code differs from this phone's: do not confirm.")
@@ -185,8 +215,10 @@ class App:
                 server_key_hash=payload.server_key_hash,
                 user_id=started["userid"],
                 key_file=key_file,
+                server_public_key=server_public_key,
             )
         )
+        self.accounts.save_encryption_key(finished["account"], encryption_key)
         return {
             "action": "enrol",
             "server": server["name"],
@@ -197,7 +229,13 @@ class App:
         }
 
     def login(
-        self, payload: QRPayload, *, pin: str | None, approve: bool, account_id: str | None
+        self,
+        payload: QRPayload,
+        *,
+        pin: str | None,
+        approve: bool,
+        account_id: str | None,
+        number: int | None = None,
     ) -> dict[str, Any]:
         candidates = self.accounts.accounts_at(payload.server_key_hash)
         if account_id is not None:
@@ -233,8 +271,124 @@ class App:
                 payload.item_id, payload.secret, ns_challenge, ns.export(LOGIN_EXPORTER, b"", 32)
             )
             params["signature"] = b64(identity.sign(statement))
+            if number is not None:
+                params["number"] = number
             finished = ns.request("login.finish", params)
         return {**shown, "result": "logged_in", "session": finished.get("session")}
+
+    def sign(
+        self, payload: QRPayload, *, pin: str | None, approve: bool, account_id: str | None
+    ) -> dict[str, Any]:
+        """Show the typed fields, then sign exactly the canonical bytes ns fixed, with the decision."""
+        candidates = self.accounts.accounts_at(payload.server_key_hash)
+        if account_id is not None:
+            candidates = [a for a in candidates if a.id == account_id]
+        if not candidates:
+            raise FlowError("This app has no account at this service.")
+        last_error: Exception | None = None
+        for record in candidates:
+            identity = self.accounts.account_key(record)
+            with self._channel(record.sigmai_uri, identity, record.server_key_hash) as ns:
+                try:
+                    started = ns.request(
+                        "sign.start", {"transaction": payload.item_id, "challenge": b64(payload.secret)}
+                    )
+                except RemoteError as exc:
+                    last_error = exc
+                    if exc.code == "not_yours":
+                        continue
+                    raise
+                canonical = unb64(started["canonical"])
+                if json.loads(canonical) != started["content"]:
+                    raise FlowError("The server sent content that differs from what it asks to sign.")
+                decision = "approved" if approve else "declined"
+                ns_challenge = unb64(started["ns_challenge"])
+                params: dict[str, Any] = {
+                    "decision": decision,
+                    "signature": b64(
+                        identity.sign(evidence.signing_statement(canonical, ns_challenge, decision))
+                    ),
+                }
+                if approve and started.get("second_factor") == "required":
+                    params["attestation"] = self.attest(
+                        pin=pin,
+                        audience=started["audience"],
+                        ns_challenge=ns_challenge,
+                        purpose="sign",
+                        account=identity,
+                    )
+                finished = ns.request("sign.finish", params)
+            return {
+                "action": "sign",
+                "server": started["server"]["name"],
+                "shown": started["content"]["fields"],
+                "result": finished["status"],
+                "transaction": finished["transaction"],
+            }
+        raise FlowError(f"No account of this app may sign this request ({last_error}).")
+
+    # -- push: the inbox at the MC ----------------------------------------------------------------------
+
+    def inbox(self) -> list[dict[str, Any]]:
+        """Pull the mailbox and open every envelope this app can: each is checked against the server key
+        pinned for its account, so a message the MC altered or a stranger sent is dropped."""
+        with self._mc() as mc:
+            fetched = mc.request("mailbox.fetch")
+        items = []
+        for message in fetched["messages"]:
+            opened = self._open(fetched["mailbox"], message)
+            if opened is not None:
+                items.append(opened)
+        return items
+
+    def _open(self, mailbox: str, message: dict[str, Any]) -> dict[str, Any] | None:
+        sender = bytes.fromhex(message["sender"]) if len(message.get("sender", "")) == 64 else b""
+        for record in self.accounts.accounts_at(sender):
+            key = self.accounts.encryption_key(record.id)
+            if key is None:
+                continue
+            try:
+                body = envelope.open_envelope(
+                    unb64(message["envelope"]),
+                    key,
+                    self.accounts.server_public_key(record),
+                    record.server_key_hash,
+                    mailbox,
+                )
+            except envelope.EnvelopeError:
+                continue
+            return {"id": message["id"], "account": record.id, "userid": record.user_id, **body}
+        return None
+
+    def approve(
+        self, message_id: str, *, number: int | None, pin: str | None, decline: bool = False
+    ) -> dict[str, Any]:
+        for item in self.inbox():
+            if item["id"] == message_id and item.get("type") == "sign":
+                record = next(a for a in self.accounts.accounts() if a.id == item["account"])
+                payload = QRPayload(
+                    kind="sign",
+                    server_id=item["server_id"],
+                    sigmai_uri=record.sigmai_uri,
+                    server_key_hash=record.server_key_hash,
+                    item_id=item["push"],
+                    secret=unb64(item["challenge"]),
+                )
+                return self.sign(payload, pin=pin, approve=not decline, account_id=record.id)
+            if item["id"] == message_id and item.get("type") == "login":
+                if number is None:
+                    raise FlowError("Pick the number the login page shows: --number N.")
+                record = next(a for a in self.accounts.accounts() if a.id == item["account"])
+                payload = QRPayload(
+                    kind="login",
+                    server_id=item["server_id"],
+                    sigmai_uri=record.sigmai_uri,
+                    server_key_hash=record.server_key_hash,
+                    item_id=item["push"],
+                    secret=unb64(item["challenge"]),
+                )
+                return self.login(payload, pin=pin, approve=True, account_id=record.id, number=number)
+        raise FlowError("No such login request in the inbox (it may have expired).")
 
     def logout(self, *, account_id: str | None = None) -> dict[str, Any]:
         ended = 0

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 
 from sigmai import DeviceIdentity
 from sigmai.constants import KEY_TYPE_ED25519, KEY_TYPE_P256
@@ -124,6 +124,7 @@ class AccountRecord:
     server_key_hash: bytes
     user_id: str
     key_file: str
+    server_public_key: str = ""  # hex; learnt in the enrolment handshake, checked against the pinned hash
 
     def to_json(self) -> dict[str, str]:
         return {
@@ -134,6 +135,7 @@ class AccountRecord:
             "server_key_hash": self.server_key_hash.hex(),
             "user_id": self.user_id,
             "key_file": self.key_file,
+            "server_public_key": self.server_public_key,
         }
 
     @classmethod
@@ -146,6 +148,7 @@ class AccountRecord:
             server_key_hash=bytes.fromhex(data["server_key_hash"]),
             user_id=data["user_id"],
             key_file=data["key_file"],
+            server_public_key=data.get("server_public_key", ""),
         )
 
 
@@ -194,6 +197,23 @@ class AccountStore:
 
     def accounts_at(self, server_key_hash: bytes) -> list[AccountRecord]:
         return [a for a in self.accounts() if a.server_key_hash == server_key_hash]
+
+    def save_encryption_key(self, account_id: str, key: x25519.X25519PrivateKey) -> None:
+        (self.home / "keys").mkdir(parents=True, exist_ok=True, mode=0o700)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        _write_private(self.home / "keys" / f"encryption-{account_id}.pem", pem)
+
+    def encryption_key(self, account_id: str) -> x25519.X25519PrivateKey | None:
+        path = self.home / "keys" / f"encryption-{account_id}.pem"
+        if not path.exists():
+            return None
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        return key if isinstance(key, x25519.X25519PrivateKey) else None
+
+    def server_public_key(self, record: AccountRecord) -> ed25519.Ed25519PublicKey:
+        return ed25519.Ed25519PublicKey.from_public_bytes(bytes.fromhex(record.server_public_key))
 
     def second_factor(self) -> dict[str, Any]:
         try:

@@ -2,7 +2,8 @@
 
 The payload is the text ``NA1.`` followed by base64url of compact JSON. It names the server (its id, its
 sigmai URI and the SHA-256 of its public key, which the app pins for the handshake) and the one thing to do:
-``login`` (a login session id and a challenge) or ``enrol`` (an enrolment id and a one-time secret). Nothing
+``login`` (a login session id and a challenge), ``enrol`` (an enrolment id and a one-time secret) or
+``sign`` (a transaction id and a challenge). Nothing
 in it is useful after it expires or once it has been used: ns checks both.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 
 PREFIX = "NA1."
 MAX_PAYLOAD = 1024  # a QR code stays scannable on a phone screen well below this
-KINDS = ("login", "enrol")
+KINDS = ("login", "enrol", "sign")
 
 
 class QRError(ValueError):

@@ -14,6 +14,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from authserver.operations import ChannelContext, Operations
 from sigmai import HandshakeComplete, MessageReceived, PeerKey, ProtocolError, ServerConnection, messages
 from sigmai.connection import KeyLookup
+from sigmai.constants import RECORD_OVERHEAD
 from sigmai.websocket import WebSocket, WebSocketClosed
 
 log = logging.getLogger("nextauth.sigmai")
@@ -54,7 +55,7 @@ class SigmaiEndpoint:
         ws: WebSocket | None = None
         try:
             with gevent.Timeout(self._handshake_timeout):
-                ws, _request = WebSocket.accept(sock, max_message=self._max_message + 64)
+                ws, _request = WebSocket.accept(sock, max_message=self._max_message + RECORD_OVERHEAD)
                 connection, done = self._handshake(ws)
         except gevent.Timeout:
             HANDSHAKES.labels(self.component, "timeout").inc()

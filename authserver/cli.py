@@ -1,0 +1,165 @@
+"""nextauth: run ns, sfs, mc (one per process in production, or all in one for a first look).
+
+gevent must patch the standard library before anything else imports it, hence the first lines.
+"""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Mapping  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import gevent  # noqa: E402
+from grpc.experimental import gevent as grpc_gevent  # noqa: E402
+
+from authserver.config import COMPONENTS, ComponentConfig, ConfigError, load_config, unknown_variables  # noqa: E402
+from authserver.logs import setup_logging  # noqa: E402
+from authserver.services import mc, ns, sfs  # noqa: E402
+from authserver.services.runtime import Component  # noqa: E402
+from authserver.storage.db import mask_uri  # noqa: E402
+
+log = logging.getLogger("nextauth")
+
+# sfs first: in all-in-one mode ns trusts the sfs it runs beside.
+BUILD_ORDER = ("sfs", "mc", "ns")
+
+
+def _load(names: list[str], environ: Mapping[str, str], profile: str) -> list[ComponentConfig]:
+    return [load_config(name, environ, port_offset_profile=profile) for name in names]
+
+
+def _run(configs: list[ComponentConfig], *, announce: bool) -> int:
+    first = configs[0]
+    setup_logging(first.log_level, first.log_format)
+    for name in unknown_variables(os.environ):
+        log.warning("ignoring unknown setting %s (a typo?)", name)
+    grpc_gevent.init_gevent()
+    components: list[Component] = []
+    try:
+        by_name: dict[str, Component] = {}
+        for config in sorted(configs, key=lambda c: BUILD_ORDER.index(c.component)):
+            log.info(
+                "%s: database %s, store %s",
+                config.component,
+                mask_uri(config.db_uri),
+                mask_uri(config.kv_uri) if config.kv_uri else "in-process",
+            )
+            by_name[config.component] = _build(config, by_name, embedded=announce)
+            components.append(by_name[config.component])
+        for component in components:
+            component.start()
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        for component in components:
+            component.stop()
+        return 1
+    if announce:
+        _announce([by_name[name] for name in COMPONENTS if name in by_name])
+    stop = gevent.event.Event()
+    gevent.signal_handler(signal.SIGTERM, stop.set)
+    gevent.signal_handler(signal.SIGINT, stop.set)
+    stop.wait()
+    log.info("shutting down")
+    for component in components:
+        component.stop()
+    return 0
+
+
+def _build(config: ComponentConfig, built: dict[str, Component], *, embedded: bool) -> Component:
+    if config.component == "sfs":
+        return sfs.build(config)
+    if config.component == "mc":
+        return mc.build(config)
+    local_sfs = [built["sfs"].identity.public_raw.hex()] if "sfs" in built else []
+    local_mc = {}
+    if "mc" in built:
+        grpc_listen = built["mc"].config.listen["grpc"]
+        local_mc[built["mc"].identity.key_hash.hex()] = f"grpc://{grpc_listen.host}:{grpc_listen.port}"
+    return ns.build(config, trusted_sfs_keys=local_sfs, message_centers=local_mc, embedded=embedded)
+
+
+def app_configuration(components: list[Component]) -> dict[str, dict[str, str]]:
+    """What an app publisher bakes into its app: where its SFS and MC are and which keys they hold."""
+    return {
+        component.name: {
+            "uri": component.config.public_sigmai_uri or component.urls["sigmai"],
+            "key_hash": component.identity.key_hash.hex(),
+        }
+        for component in components
+        if component.name in ("sfs", "mc")
+    }
+
+
+def _announce(components: list[Component]) -> None:
+    by_name = {component.name: component for component in components}
+    data_dir = components[0].config.data_dir
+    app_config_path = data_dir / "app-config.json"
+    app_config_path.write_text(json.dumps(app_configuration(components), indent=2) + "\n")
+    lines = ["", "nextAuth is running (embedded defaults: SQLite and an in-process store).", ""]
+    for component in components:
+        for endpoint, url in component.urls.items():
+            lines.append(f"  {component.name:<4} {endpoint:<10} {url}")
+        lines.append(f"  {component.name:<4} {'key hash':<10} {component.identity.key_hash.hex()}")
+    app = f"{Path(sys.executable).parent / 'nextauth-app'} --home {data_dir / 'phone'}"
+    ns_component = by_name.get("ns")
+    lines += [
+        "",
+        "Readiness: " + ", ".join(f"{c.urls['admin']}readyz" for c in components),
+        "",
+        "Try the phone simulator:",
+        f"  {app} init --config {app_config_path}",
+        f"  {app} hello sfs",
+        f"  {app} hello mc",
+    ]
+    if ns_component is not None:
+        lines.append(
+            f"  {app} hello --uri {ns_component.urls['sigmai']} "
+            f"--key-hash {ns_component.identity.key_hash.hex()}"
+        )
+    if ns_component is not None:
+        server = ns_component.extras["default_server"]
+        lines += [
+            "",
+            f"REST API: {ns_component.urls['http']}v1/  (root API key: {ns_component.extras['root_api_key']},"
+            f" also in {data_dir / 'ns-root-api-key'})",
+            f"Default server id: {server.id}  (key hash {server.key_hash})",
+            "The README's 'Enrol and log in from the terminal' walks through a first login.",
+        ]
+    lines.append("")
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nextauth", description="nextAuth authentication server.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in COMPONENTS:
+        commands.add_parser(name, help=f"run the {name} service (settings from NEXTAUTH_{name.upper()}_*)")
+    commands.add_parser("all", help="run ns, sfs and mc in one process on distinct loopback ports")
+    migrate = commands.add_parser("migrate", help="apply database migrations and exit")
+    migrate.add_argument("component", choices=COMPONENTS)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "all":
+            return _run(_load(list(COMPONENTS), os.environ, "all-in-one"), announce=True)
+        if args.command == "migrate":
+            from authserver.storage import db
+
+            (config,) = _load([args.component], os.environ, "standalone")
+            db.upgrade(db.create_engine_for(config.db_uri))
+            return 0
+        return _run(_load([args.command], os.environ, "standalone"), announce=False)
+    except ConfigError as exc:
+        sys.stderr.write(f"nextauth: configuration error: {exc}\n")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,313 @@
+"""Configuration from ``NEXTAUTH_*`` environment variables, each also accepted as ``..._FILE``.
+
+A component's settings are ``NEXTAUTH_<NS|SFS|MC>_<FLAG>``; the shared ones (database, store, logging,
+data folder) fall back to ``NEXTAUTH_<FLAG>``. Everything is read and checked once, at start: a bad value
+stops the process with a message naming the variable and saying what was expected, never echoing a secret.
+"""
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+COMPONENTS = ("ns", "sfs", "mc")
+ENDPOINTS = ("admin", "grpc", "http", "sigmai", "websocket")
+CLIENT_AUTH_MODES = ("none", "required", "required-ca")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
+
+# Which listeners each component has, and their ports: standalone (one component per host or container,
+# as the seed's network table has them) and all-in-one (every component in one process on loopback).
+DEFAULT_PORTS: dict[str, dict[str, dict[str, int]]] = {
+    "standalone": {
+        "ns": {"http": 8080, "websocket": 9999, "sigmai": 8888, "admin": 9613},
+        "sfs": {"sigmai": 8888, "admin": 9613},
+        "mc": {"http": 8080, "grpc": 9090, "sigmai": 8888, "admin": 9613},
+    },
+    "all-in-one": {
+        "ns": {"http": 8080, "websocket": 9999, "sigmai": 8888, "admin": 9613},
+        "sfs": {"sigmai": 8889, "admin": 9614},
+        "mc": {"http": 8081, "grpc": 9090, "sigmai": 8890, "admin": 9615},
+    },
+}
+DEFAULT_HOST = {"standalone": "0.0.0.0", "all-in-one": "127.0.0.1"}  # noqa: S104 - a container's listener
+
+SHARED_FLAGS = ("DB_URI", "KV_URI", "LOG_LEVEL", "LOG_FORMAT", "DATA_DIR")
+COMPONENT_FLAGS = (
+    "HTTP_CLIENT_AUTH",
+    "HTTP_CLIENT_CA",
+    "IDENTITY_KEY",
+    "SIGMAI_HANDSHAKE_TIMEOUT",
+    "SIGMAI_IDLE_TIMEOUT",
+    "SIGMAI_MAX_FRAME_BYTES",
+)
+# Settings read by the component modules themselves (listed here so typos can be reported).
+EXTRA_FLAGS = {
+    "ns": (
+        "DEFAULT_SIGMAI_URI",
+        "DEFAULT_WEBSOCKET_URI",
+        "ROOT_API_KEY",
+        "TRUSTED_SFS_KEYS",
+        "MESSAGE_CENTERS",
+    ),
+    "sfs": ("PIN_MAX_ATTEMPTS",),
+    "mc": (
+        "FCM_SERVICE_ACCOUNT",
+        "FCM_BASE_URL",
+        "APNS_KEY",
+        "APNS_KEY_ID",
+        "APNS_TEAM_ID",
+        "APNS_TOPIC",
+        "APNS_URL",
+        "PUSH_CA_FILE",
+    ),
+}
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message names the variable and what it should be."""
+
+
+def read_setting(name: str, environ: Mapping[str, str]) -> str | None:
+    """The value of ``name``, or the content of the file named by ``name_FILE`` (Docker secrets).
+
+    One trailing newline is dropped from a file, as editors and ``echo`` add one. An empty value counts
+    as unset.
+    """
+    direct = environ.get(name) or None
+    file_name = environ.get(f"{name}_FILE") or None
+    if direct is not None and file_name is not None:
+        raise ConfigError(f"{name} and {name}_FILE are both set; set only one")
+    if file_name is None:
+        return direct
+    try:
+        content = Path(file_name).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not readable UTF-8 text"
+        raise ConfigError(f"{name}_FILE: cannot read {file_name} ({reason})") from exc
+    if content.endswith("\r\n"):
+        content = content[:-2]
+    elif content.endswith("\n"):
+        content = content[:-1]
+    return content or None
+
+
+@dataclass(frozen=True)
+class Listen:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class TLSMaterial:
+    key_pem: bytes
+    certificate_pem: bytes
+    key_variable: str
+    certificate_variable: str
+
+
+@dataclass(frozen=True)
+class ComponentConfig:
+    component: str
+    db_uri: str
+    kv_uri: str | None
+    listen: dict[str, Listen]
+    tls: dict[str, TLSMaterial]
+    client_auth: str
+    client_ca_pem: bytes | None
+    identity_key_pem: bytes | None
+    handshake_timeout: float
+    idle_timeout: float
+    max_frame_bytes: int
+    log_level: str
+    log_format: str
+    data_dir: Path
+    public_sigmai_uri: str | None
+    public_websocket_uri: str | None
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+
+def parse_listen(name: str, value: str) -> Listen:
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ConfigError(f"{name}: expected HOST:PORT (e.g. 0.0.0.0:8080 or [::1]:8080), got {value!r}")
+    if host.startswith("["):
+        if not host.endswith("]"):
+            raise ConfigError(f"{name}: unbalanced brackets around the IPv6 address in {value!r}")
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {host!r} is not an IPv6 address") from exc
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{name}: port must be 1 to 65535, got {port}")
+    return Listen(host, port)
+
+
+def _number(name: str, value: str | None, default: float, *, integer: bool = False) -> float:
+    if value is None:
+        return default
+    try:
+        number = int(value) if integer else float(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: expected a {'whole ' if integer else ''}number, got {value!r}") from exc
+    if not number > 0:
+        raise ConfigError(f"{name}: must be greater than 0")
+    return number
+
+
+def _tls_material(prefix: str, endpoint: str, environ: Mapping[str, str]) -> TLSMaterial | None:
+    key_name = f"{prefix}_{endpoint.upper()}_TLS_KEY"
+    cert_name = f"{prefix}_{endpoint.upper()}_TLS_CERTIFICATE"
+    key, certificate = read_setting(key_name, environ), read_setting(cert_name, environ)
+    if key is None and certificate is None:
+        return None
+    if key is None or certificate is None:
+        missing = key_name if key is None else cert_name
+        raise ConfigError(f"{missing}: needed too, TLS key and certificate go together")
+    try:
+        private = serialization.load_pem_private_key(key.encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{key_name}: not an unencrypted PEM private key") from exc
+    try:
+        chain = x509.load_pem_x509_certificates(certificate.encode())
+    except ValueError as exc:
+        raise ConfigError(f"{cert_name}: not a PEM certificate") from exc
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    encoding = serialization.Encoding.DER
+    if chain[0].public_key().public_bytes(encoding, public) != private.public_key().public_bytes(
+        encoding, public
+    ):
+        raise ConfigError(f"{key_name}: does not match the certificate in {cert_name}")
+    return TLSMaterial(key.encode(), certificate.encode(), key_name, cert_name)
+
+
+def load_config(
+    component: str, environ: Mapping[str, str] | None = None, *, port_offset_profile: str = "standalone"
+) -> ComponentConfig:
+    if component not in COMPONENTS:
+        raise ValueError(f"unknown component {component!r}")
+    env = os.environ if environ is None else environ
+    prefix = f"NEXTAUTH_{component.upper()}"
+
+    def setting(flag: str, *, shared: bool = False) -> str | None:
+        value = read_setting(f"{prefix}_{flag}", env)
+        if value is None and shared:
+            value = read_setting(f"NEXTAUTH_{flag}", env)
+        return value
+
+    data_dir = Path(setting("DATA_DIR", shared=True) or ".nextauth")
+    ports = DEFAULT_PORTS[port_offset_profile][component]
+    listen = {}
+    for endpoint, port in ports.items():
+        name = f"{prefix}_{endpoint.upper()}_LISTEN"
+        value = read_setting(name, env)
+        listen[endpoint] = (
+            parse_listen(name, value) if value else Listen(DEFAULT_HOST[port_offset_profile], port)
+        )
+
+    tls = {}
+    for endpoint in ENDPOINTS:
+        material = _tls_material(prefix, endpoint, env)
+        if material is None:
+            continue
+        if endpoint not in ports:
+            raise ConfigError(f"{material.key_variable}: {component} has no {endpoint} endpoint")
+        tls[endpoint] = material
+
+    client_auth = (setting("HTTP_CLIENT_AUTH") or "none").lower()
+    if client_auth not in CLIENT_AUTH_MODES:
+        raise ConfigError(f"{prefix}_HTTP_CLIENT_AUTH: expected one of {', '.join(CLIENT_AUTH_MODES)}")
+    ca = setting("HTTP_CLIENT_CA")
+    if client_auth == "required-ca":
+        if ca is None:
+            raise ConfigError(f"{prefix}_HTTP_CLIENT_CA: needed when {prefix}_HTTP_CLIENT_AUTH=required-ca")
+        try:
+            x509.load_pem_x509_certificates(ca.encode())
+        except ValueError as exc:
+            raise ConfigError(f"{prefix}_HTTP_CLIENT_CA: not a PEM certificate") from exc
+    if client_auth != "none" and "http" in ports and "http" not in tls:
+        raise ConfigError(f"{prefix}_HTTP_CLIENT_AUTH: client certificates need TLS on {prefix}_HTTP_TLS_KEY")
+
+    identity = setting("IDENTITY_KEY")
+    if identity is not None:
+        try:
+            key = serialization.load_pem_private_key(identity.encode(), password=None)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{prefix}_IDENTITY_KEY: not an unencrypted PEM private key") from exc
+        if not isinstance(key, ed25519.Ed25519PrivateKey):
+            raise ConfigError(f"{prefix}_IDENTITY_KEY: must be an Ed25519 key")
+
+    db_uri = setting("DB_URI", shared=True) or f"sqlite:///{(data_dir / f'{component}.db').as_posix()}"
+    kv_uri = setting("KV_URI", shared=True)
+    if kv_uri is not None and not kv_uri.startswith(("redis://", "rediss://", "unix://", "memory://")):
+        raise ConfigError(f"{prefix}_KV_URI: expected a redis://, rediss:// or unix:// URI")
+    level = (setting("LOG_LEVEL", shared=True) or "INFO").upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"{prefix}_LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}")
+    log_format = (setting("LOG_FORMAT", shared=True) or "text").lower()
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(f"{prefix}_LOG_FORMAT: expected text or json")
+
+    public_sigmai = setting("DEFAULT_SIGMAI_URI", shared=component == "ns")
+    for name, value in ((f"{prefix}_DEFAULT_SIGMAI_URI", public_sigmai),):
+        if value is not None and not value.startswith(("ws://", "wss://")):
+            raise ConfigError(f"{name}: expected a ws:// or wss:// URI")
+
+    return ComponentConfig(
+        component=component,
+        db_uri=db_uri,
+        kv_uri=kv_uri,
+        listen=listen,
+        tls=tls,
+        client_auth=client_auth,
+        client_ca_pem=ca.encode() if ca else None,
+        identity_key_pem=identity.encode() if identity else None,
+        handshake_timeout=_number(
+            f"{prefix}_SIGMAI_HANDSHAKE_TIMEOUT", setting("SIGMAI_HANDSHAKE_TIMEOUT"), 10.0
+        ),
+        idle_timeout=_number(f"{prefix}_SIGMAI_IDLE_TIMEOUT", setting("SIGMAI_IDLE_TIMEOUT"), 300.0),
+        max_frame_bytes=int(
+            _number(
+                f"{prefix}_SIGMAI_MAX_FRAME_BYTES", setting("SIGMAI_MAX_FRAME_BYTES"), 65536, integer=True
+            )
+        ),
+        log_level=level,
+        log_format=log_format,
+        data_dir=data_dir,
+        public_sigmai_uri=public_sigmai,
+        public_websocket_uri=setting("DEFAULT_WEBSOCKET_URI", shared=True) if component == "ns" else None,
+        environ=env,
+    )
+
+
+def _known_variables() -> set[str]:
+    known = {f"NEXTAUTH_{flag}" for flag in (*SHARED_FLAGS, "DEFAULT_SIGMAI_URI", "DEFAULT_WEBSOCKET_URI")}
+    for component in COMPONENTS:
+        prefix = f"NEXTAUTH_{component.upper()}"
+        known.update(
+            f"{prefix}_{flag}" for flag in (*SHARED_FLAGS, *COMPONENT_FLAGS, *EXTRA_FLAGS[component])
+        )
+        for endpoint in ENDPOINTS:
+            known.update(
+                f"{prefix}_{endpoint.upper()}_{suffix}" for suffix in ("LISTEN", "TLS_KEY", "TLS_CERTIFICATE")
+            )
+    return known | {f"{name}_FILE" for name in known}
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """NEXTAUTH_ variables nothing reads: most likely typos, worth a warning at start."""
+    known = _known_variables()
+    return sorted(
+        name
+        for name in environ
+        if name.startswith("NEXTAUTH_")
+        and name not in known
+        and not name.startswith(("NEXTAUTH_TEST_", "NEXTAUTH_IDP_", "NEXTAUTH_APP_"))
+    )

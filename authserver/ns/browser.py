@@ -1,0 +1,81 @@
+"""The browser WebSocket (port 9999): a login page waits here for news about its session.
+
+Text protocol of the original product. The page sends ``REGISTER <hsid> <serverid>``; ns answers with
+``LOGIN`` (at once if the session is already logged in), ``CONFIRMSCAN`` when a phone scanned the code,
+``CANCEL`` when the person declined on the phone, ``LOGOUT`` when the session ended. Knowing an hsid lets a
+page hear these words and nothing more: the session itself belongs to whoever holds the nonce.
+"""
+
+import logging
+from typing import Any
+
+import gevent
+from flask import Flask
+from flask_sock import Sock
+from simple_websocket import ConnectionClosed
+
+from authserver.ns.login import LoginService
+from authserver.ns.push import PushError, PushLoginService
+from authserver.ns.servers import ServerRegistry
+from authserver.storage.kv import KeyValueStore
+
+log = logging.getLogger("nextauth.ns.browser")
+REGISTER_TIMEOUT = 30.0
+IDLE_SECONDS = 600.0
+
+
+def make_browser_app(
+    kv: KeyValueStore, servers: ServerRegistry, login: LoginService, push: PushLoginService
+) -> Flask:
+    app = Flask("nextauth-ns-browser")
+    sock = Sock(app)
+    app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": 25, "max_message_size": 512}
+
+    def serve(ws: Any) -> None:
+        first = ws.receive(timeout=REGISTER_TIMEOUT)
+        parts = first.split() if isinstance(first, str) else []
+        if len(parts) != 3 or parts[0] != "REGISTER" or len(parts[1]) > 64:
+            ws.close(reason=1008)
+            return
+        hsid, server_id = parts[1], parts[2]
+        server = servers.get(server_id)
+        if server is None:
+            ws.close(reason=1008)
+            return
+        subscription = kv.subscribe(login.events.channel(hsid))
+        try:
+            if login.active_session(server_id, hsid) is not None:
+                ws.send("LOGIN")
+            elif push.can_provoke(server_id, hsid):
+                ws.send("CANPROVOKE")
+
+            def forward() -> None:
+                while True:
+                    message = subscription.get(timeout=1.0)
+                    if message is not None:
+                        ws.send(message.decode("ascii"))
+
+            forwarder = gevent.spawn(forward)
+            try:
+                while forwarder and not forwarder.dead:
+                    incoming = ws.receive(timeout=IDLE_SECONDS)
+                    if incoming is None:
+                        break
+                    if incoming == "LOGOUT":
+                        login.logout(server_id, hsid, "browser")
+                    elif incoming == "PROVOKE":
+                        try:
+                            answer = push.provoke_session(server, hsid, {})
+                            ws.send(f"NUMBER {answer['number']}")
+                        except PushError:
+                            ws.send("NOACCOUNTS")
+            finally:
+                forwarder.kill()
+        except ConnectionClosed:
+            pass
+        finally:
+            subscription.close()
+
+    sock.route("/", endpoint="browser_root")(serve)
+    sock.route("/ns/websocket", endpoint="browser_ns")(serve)
+    return app

@@ -1,0 +1,85 @@
+"""Small pieces the ns flows share: ids, time, the account lookup, the trusted SFS keys."""
+
+import base64
+import binascii
+import hashlib
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from authserver.operations import OperationError
+from authserver.storage.flow_models import Account
+
+NONCE_MIN_LENGTH = 22  # base64 of 16 random bytes
+NONCE_MAX_LENGTH = 256
+
+
+def new_id(size: int = 16) -> str:
+    return base64.urlsafe_b64encode(os.urandom(size)).rstrip(b"=").decode("ascii")
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def unb64(value: Any, name: str, *, min_length: int = 1, max_length: int = 4096) -> bytes:
+    if not isinstance(value, str) or len(value) > max_length * 2:
+        raise OperationError("bad_request", f"{name} must be a base64url string.")
+    try:
+        data = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise OperationError("bad_request", f"{name} is not valid base64url.") from exc
+    if not min_length <= len(data) <= max_length:
+        raise OperationError("bad_request", f"{name} has the wrong length.")
+    return data
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def aware(moment: datetime) -> datetime:
+    """SQLite gives naive datetimes back; every datetime we store is UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def hsid_for(nonce: str) -> str:
+    """The public name of an application's login session. One-way, so the page (and anyone watching the
+    browser WebSocket) learns nothing that would let it claim the session."""
+    return b64(hashlib.sha256(b"nextauth hsid v1\x00" + nonce.encode("utf-8")).digest())
+
+
+def valid_nonce(nonce: str | None) -> bool:
+    return (
+        nonce is not None
+        and NONCE_MIN_LENGTH <= len(nonce) <= NONCE_MAX_LENGTH
+        and nonce.isascii()
+        and nonce.isprintable()
+        and " " not in nonce
+    )
+
+
+def account_for(engine: Engine, server_id: str, thumbprint: str) -> Account:
+    with Session(engine) as session:
+        account = session.scalar(
+            select(Account).where(Account.server_id == server_id, Account.thumbprint == thumbprint)
+        )
+    if account is None or not account.active:
+        raise OperationError("unknown_account", "This app has no account at this server; enrol first.")
+    if account.blocked:
+        raise OperationError("blocked", "This account is blocked. Contact the service's support.")
+    return account
+
+
+def parse_trusted_sfs_keys(values: list[str]) -> dict[str, ed25519.Ed25519PublicKey]:
+    """Hex Ed25519 public keys -> {key hash (hex): key}, the form attestations name their issuer by."""
+    trusted: dict[str, ed25519.Ed25519PublicKey] = {}
+    for value in values:
+        raw = bytes.fromhex(value.strip())
+        key = ed25519.Ed25519PublicKey.from_public_bytes(raw)
+        trusted[hashlib.sha256(raw).hexdigest()] = key
+    return trusted

@@ -1,0 +1,254 @@
+"""Enrolment: an application asks for a QR for one of its users; the app scans it, proves its second
+factor to its SFS, and hands ns a fresh account key; the user then types the short code the phone shows
+into the application, which confirms it here. Only then is the account active.
+
+The code defeats the attack where someone else scans the user's enrolment QR (over the shoulder, from a
+screenshot): the intruder's phone shows the code, the user's does not, so the user cannot confirm it.
+"""
+
+import hashlib
+import hmac
+import os
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from authserver.ns.common import aware, b64, new_id, now, unb64
+from authserver.ns.login import LoginService
+from authserver.ns.servers import ServerRegistry, VirtualServer
+from authserver.operations import ChannelContext, OperationError
+from authserver.storage.flow_models import Account, Enrolment, User
+from nextauth_core.qr import QRPayload
+from nextauth_core.statements import ENROL_CODE_EXPORTER, confirmation_code
+from sigmai import ProtocolError
+
+SECRET_BYTES = 32
+MAX_CODE_ATTEMPTS = 3
+
+
+def _code_hash(enrolment_id: str, code: str) -> bytes:
+    return hashlib.sha256(f"{enrolment_id}:{code}".encode()).digest()
+
+
+class EnrolmentError(Exception):
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+class EnrolmentService:
+    def __init__(
+        self,
+        engine: Engine,
+        servers: ServerRegistry,
+        login: LoginService,
+        sigmai_uri: str,
+        *,
+        ttl: float = 600.0,
+    ) -> None:
+        self._engine = engine
+        self._servers = servers
+        self._login = login
+        self._sigmai_uri = sigmai_uri
+        self._ttl = ttl
+
+    # -- the application's side (REST) -----------------------------------------------------------------
+
+    def create(self, server: VirtualServer, user_id: str) -> dict[str, Any]:
+        if not user_id or len(user_id) > 255:
+            raise EnrolmentError("bad_request", "userid must be 1 to 255 characters.")
+        secret = os.urandom(SECRET_BYTES)
+        enrolment = Enrolment(
+            id=new_id(),
+            server_id=server.id,
+            user_id=user_id,
+            secret_hash=hashlib.sha256(secret).digest(),
+            expires_at=now() + timedelta(seconds=self._ttl),
+        )
+        with Session(self._engine) as db:
+            db.add(enrolment)
+            db.commit()
+            db.refresh(enrolment)
+        payload = QRPayload(
+            kind="enrol",
+            server_id=server.id,
+            sigmai_uri=self._sigmai_uri,
+            server_key_hash=server.identity.key_hash,
+            item_id=enrolment.id,
+            secret=secret,
+            server_name=server.name,
+        )
+        return {
+            "enrolment": enrolment.id,
+            "userid": user_id,
+            "state": "pending",
+            "qrdata": payload.encode(),
+            "expires_at": aware(enrolment.expires_at).isoformat(),
+        }
+
+    def get(self, server: VirtualServer, enrolment_id: str) -> dict[str, Any]:
+        with Session(self._engine) as db:
+            row = db.get(Enrolment, enrolment_id)
+        if row is None or row.server_id != server.id:
+            raise EnrolmentError("not_found", "No such enrolment.", 404)
+        state = row.state
+        if state in ("pending", "scanned", "awaiting_confirmation") and aware(row.expires_at) <= now():
+            state = "expired"
+        return {
+            "enrolment": row.id,
+            "userid": row.user_id,
+            "state": state,
+            "accountid": row.account_id if state == "completed" else None,
+            "expires_at": aware(row.expires_at).isoformat(),
+        }
+
+    def confirm(self, server: VirtualServer, enrolment_id: str, code: Any) -> dict[str, Any]:
+        if not isinstance(code, str) or not code.isdigit() or len(code) != 6:
+            raise EnrolmentError("bad_request", "code must be the six digits the phone shows.")
+        with Session(self._engine) as db:
+            row = db.get(Enrolment, enrolment_id)
+            if row is None or row.server_id != server.id:
+                raise EnrolmentError("not_found", "No such enrolment.", 404)
+            if row.state != "awaiting_confirmation" or aware(row.expires_at) <= now():
+                raise EnrolmentError("not_confirmable", "This enrolment is not waiting for a code.", 409)
+            # Count the attempt first, in one conditional statement, so parallel guesses each count.
+            counted = db.execute(
+                update(Enrolment)
+                .where(
+                    Enrolment.id == enrolment_id,
+                    Enrolment.code_attempts < MAX_CODE_ATTEMPTS,
+                    Enrolment.state == "awaiting_confirmation",
+                )
+                .values(code_attempts=Enrolment.code_attempts + 1)
+            )
+            db.commit()
+            if counted.rowcount != 1:
+                raise EnrolmentError("not_confirmable", "This enrolment is not waiting for a code.", 409)
+            db.refresh(row)
+            assert row.code_hash is not None and row.account_id is not None
+            if not hmac.compare_digest(row.code_hash, _code_hash(row.id, code)):
+                if row.code_attempts >= MAX_CODE_ATTEMPTS:
+                    db.execute(update(Enrolment).where(Enrolment.id == row.id).values(state="failed"))
+                    db.commit()
+                    raise EnrolmentError("failed", "Too many wrong codes: start the enrolment again.", 409)
+                raise EnrolmentError("wrong_code", "That is not the code the phone shows.")
+            user = db.scalar(select(User).where(User.server_id == server.id, User.user_id == row.user_id))
+            if user is None:
+                user = User(server_id=server.id, user_id=row.user_id)
+                db.add(user)
+                try:
+                    db.flush()
+                except IntegrityError:
+                    db.rollback()
+                    user = db.scalars(
+                        select(User).where(User.server_id == server.id, User.user_id == row.user_id)
+                    ).one()
+            db.execute(
+                update(Account).where(Account.id == row.account_id).values(active=True, user_pk=user.id)
+            )
+            db.execute(update(Enrolment).where(Enrolment.id == row.id).values(state="completed"))
+            db.commit()
+            return {
+                "enrolment": row.id,
+                "state": "completed",
+                "userid": row.user_id,
+                "accountid": row.account_id,
+            }
+
+    # -- the app's side (sigmai operations) ------------------------------------------------------------
+
+    def enrol_start(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
+        server = self._servers.by_key_hash(context.server_key_hash)
+        if server is None:
+            raise ProtocolError("channel to an unknown server")
+        enrolment_id = params.get("enrolment")
+        if not isinstance(enrolment_id, str) or len(enrolment_id) > 32:
+            raise OperationError("bad_request", "enrolment is required.")
+        secret = unb64(params.get("secret"), "secret", min_length=16, max_length=64)
+        sfs_key_hash = params.get("sfs_key_hash")
+        if not isinstance(sfs_key_hash, str) or sfs_key_hash not in self._login._trusted_sfs:
+            raise OperationError(
+                "untrusted_app", "This service does not accept this app's second factor server."
+            )
+        with Session(self._engine) as db:
+            row = db.get(Enrolment, enrolment_id)
+            valid = (
+                row is not None
+                and row.server_id == server.id
+                and hmac.compare_digest(row.secret_hash, hashlib.sha256(secret).digest())
+            )
+            if not valid or row is None:
+                raise OperationError("expired", "This enrolment code is not valid. Ask for a new one.")
+            if aware(row.expires_at) <= now():
+                raise OperationError("expired", "This enrolment code has expired. Ask for a new one.")
+            claimed = db.execute(
+                update(Enrolment)
+                .where(Enrolment.id == enrolment_id, Enrolment.state == "pending")
+                .values(state="scanned")
+            )
+            db.commit()
+        if claimed.rowcount != 1:
+            raise OperationError("expired", "This enrolment code was already used. Ask for a new one.")
+        ns_challenge = os.urandom(32)
+        context.state["enrol"] = {
+            "enrolment": enrolment_id,
+            "server_id": server.id,
+            "ns_challenge": ns_challenge,
+            "sfs_key_hash": sfs_key_hash,
+            "mc": params.get("mc") if isinstance(params.get("mc"), dict) else None,
+            "encryption_key": params.get("encryption_key"),
+        }
+        return {
+            "server": server.public(),
+            "userid": row.user_id,
+            "audience": server.id,
+            "ns_challenge": b64(ns_challenge),
+        }
+
+    def enrol_finish(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
+        pending = context.state.pop("enrol", None)
+        if pending is None:
+            raise OperationError("no_enrolment", "Scan the enrolment code first.")
+        thumbprint = context.peer.thumbprint()
+        account = Account(
+            id=new_id(),
+            server_id=pending["server_id"],
+            key_type=context.peer.type_name,
+            public_key=context.peer.raw,
+            thumbprint=thumbprint,
+            sfs_key_hash=pending["sfs_key_hash"],
+            active=False,
+        )
+        mc = pending["mc"] or {}
+        if mc and pending["encryption_key"] is not None:
+            account.mc_key_hash = str(mc.get("key_hash", ""))[:64] or None
+            account.mc_mailbox = str(mc.get("mailbox", ""))[:64] or None
+            account.mc_token = str(mc.get("token", ""))[:128] or None
+            account.encryption_key = unb64(
+                pending["encryption_key"], "encryption_key", min_length=32, max_length=32
+            )
+        self._login.check_attestation(
+            params.get("attestation"), account, pending["server_id"], pending["ns_challenge"], "enrol"
+        )
+        code = confirmation_code(context.export(ENROL_CODE_EXPORTER, pending["enrolment"].encode(), 8))
+        with Session(self._engine) as db:
+            db.add(account)
+            try:
+                db.flush()
+            except IntegrityError as exc:
+                db.rollback()
+                raise OperationError("already_enrolled", "This key is already enrolled here.") from exc
+            db.execute(
+                update(Enrolment)
+                .where(Enrolment.id == pending["enrolment"], Enrolment.state == "scanned")
+                .values(
+                    state="awaiting_confirmation",
+                    account_id=account.id,
+                    code_hash=_code_hash(pending["enrolment"], code),
+                )
+            )
+            db.commit()
+        return {"account": account.id, "confirmation_code": code, "state": "awaiting_confirmation"}

@@ -1,0 +1,321 @@
+"""QR login: the application's session, its QR code, the app's scan and confirmation, the browser's news.
+
+State lives in two places. What is pending (the current QR of a session, who scanned it) is short-lived
+and shared through the key-value store (Redis with several ns instances), each QR consumed once with an
+atomic take. What is established (the logged-in session) goes to the database. The browser hears about
+every step through pub/sub on ``browser:<hsid>``, whichever ns instance it is connected to.
+"""
+
+import hashlib
+import hmac
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from sqlalchemy import Engine, delete, select, update
+from sqlalchemy.orm import Session as DbSession
+
+from authserver.ns.common import account_for, aware, b64, hsid_for, now, unb64
+from authserver.ns.servers import ServerRegistry, VirtualServer
+from authserver.operations import ChannelContext, OperationError
+from authserver.storage.flow_models import Account, Session, User
+from authserver.storage.kv import KeyValueStore
+from nextauth_core import attestation
+from nextauth_core.qr import QRPayload
+from nextauth_core.statements import LOGIN_EXPORTER, login_statement
+from sigmai import ProtocolError
+
+QR_CHALLENGE_BYTES = 32
+
+
+@dataclass(frozen=True)
+class SessionView:
+    """What an application sees of its session (the original product's field names)."""
+
+    loggedin: bool
+    hsid: str
+    userid: str | None = None
+    accountid: str | None = None
+    canprovoke: bool = False
+    loginqrdata: str | None = None
+    method: str | None = None
+    second_factor: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {key: value for key, value in self.__dict__.items() if value is not None}
+
+
+class BrowserEvents:
+    """Messages for login pages: published here, delivered by whichever ns holds the page's WebSocket."""
+
+    def __init__(self, kv: KeyValueStore) -> None:
+        self._kv = kv
+
+    def publish(self, hsid: str, event: str) -> None:
+        self._kv.publish(f"browser:{hsid}", event.encode("ascii"))
+
+    def channel(self, hsid: str) -> str:
+        return f"browser:{hsid}"
+
+
+class LoginService:
+    def __init__(
+        self,
+        engine: Engine,
+        kv: KeyValueStore,
+        servers: ServerRegistry,
+        trusted_sfs: dict[str, ed25519.Ed25519PublicKey],
+        sigmai_uri: str,
+        *,
+        qr_ttl: float = 60.0,
+        session_ttl: float = 8 * 3600.0,
+    ) -> None:
+        self._engine = engine
+        self._kv = kv
+        self._servers = servers
+        self._trusted_sfs = trusted_sfs
+        self._sigmai_uri = sigmai_uri
+        self._qr_ttl = qr_ttl
+        self._session_ttl = session_ttl
+        self.events = BrowserEvents(kv)
+
+    # -- the application's side (REST) -----------------------------------------------------------------
+
+    def status(self, server: VirtualServer, nonce: str, browser: dict[str, str]) -> SessionView:
+        hsid = hsid_for(nonce)
+        established = self.active_session(server.id, hsid)
+        if established is not None:
+            return SessionView(
+                loggedin=True,
+                hsid=hsid,
+                userid=established["user_id"],
+                accountid=established["account_id"],
+                method=established["method"],
+                second_factor=established["second_factor"],
+            )
+        return SessionView(loggedin=False, hsid=hsid, loginqrdata=self._current_qr(server, hsid, browser))
+
+    def active_session(self, server_id: str, hsid: str) -> dict[str, Any] | None:
+        with DbSession(self._engine) as db:
+            row = db.get(Session, hsid)
+            if row is None or row.server_id != server_id or row.ended_at is not None:
+                return None
+            if aware(row.expires_at) <= now():
+                return None
+            return {
+                "user_id": row.user_id,
+                "account_id": row.account_id,
+                "method": row.method,
+                "second_factor": row.second_factor,
+                "created_at": aware(row.created_at).isoformat(),
+                "expires_at": aware(row.expires_at).isoformat(),
+            }
+
+    def logout(self, server_id: str, hsid: str, ended_by: str) -> bool:
+        with DbSession(self._engine) as db:
+            result = db.execute(
+                update(Session)
+                .where(Session.id == hsid, Session.server_id == server_id, Session.ended_at.is_(None))
+                .values(ended_at=now(), ended_by=ended_by)
+            )
+            db.commit()
+        if result.rowcount:
+            self.events.publish(hsid, "LOGOUT")
+        return bool(result.rowcount)
+
+    def _current_qr(self, server: VirtualServer, hsid: str, browser: dict[str, str]) -> str:
+        """One live QR per session; a fresh one once the old is used or has under 15 s to live."""
+        raw = self._kv.get(f"login:{hsid}")
+        if raw is not None:
+            current = json.loads(raw)
+            if current["expires"] - time.time() > 15 and self._kv.get(f"qr:{current['qr_id']}") is not None:
+                return str(current["payload"])
+        qr_id = b64(os.urandom(16))
+        challenge = os.urandom(QR_CHALLENGE_BYTES)
+        payload = QRPayload(
+            kind="login",
+            server_id=server.id,
+            sigmai_uri=self._sigmai_uri,
+            server_key_hash=server.identity.key_hash,
+            item_id=qr_id,
+            secret=challenge,
+            server_name=server.name,
+        ).encode()
+        entry = {
+            "server_id": server.id,
+            "hsid": hsid,
+            "challenge_hash": hashlib.sha256(challenge).hexdigest(),
+            "browser": browser,
+            "created": time.time(),
+        }
+        self.store_login_item(qr_id, entry, self._qr_ttl)
+        current = {"qr_id": qr_id, "payload": payload, "expires": time.time() + self._qr_ttl}
+        self._kv.set(f"login:{hsid}", json.dumps(current).encode(), ttl=self._qr_ttl)
+        return payload
+
+    def store_login_item(self, item_id: str, entry: dict[str, Any], ttl: float) -> None:
+        """A login request an app may take once: a QR shown to anyone, or a push bound to one account."""
+        self._kv.set(f"qr:{item_id}", json.dumps(entry).encode(), ttl=ttl)
+
+    # -- the app's side (sigmai operations) ------------------------------------------------------------
+
+    def login_start(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
+        server = self._servers.by_key_hash(context.server_key_hash)
+        if server is None:
+            raise ProtocolError("channel to an unknown server")
+        qr_id = params.get("qr_id")
+        if not isinstance(qr_id, str) or len(qr_id) > 64:
+            raise OperationError("bad_request", "qr_id is required.")
+        challenge = unb64(params.get("challenge"), "challenge", min_length=16, max_length=64)
+        account = account_for(self._engine, server.id, context.peer.thumbprint())
+        raw = self._kv.take(f"qr:{qr_id}")  # single use: a second scan finds nothing
+        if raw is None:
+            raise OperationError("expired", "This code has expired or was already used. Scan a new one.")
+        entry = json.loads(raw)
+        if entry["server_id"] != server.id:
+            raise OperationError("wrong_server", "This code belongs to another service.")
+        if not hmac.compare_digest(entry["challenge_hash"], hashlib.sha256(challenge).hexdigest()):
+            raise OperationError("expired", "This code has expired or was already used. Scan a new one.")
+        if entry.get("account_id") not in (None, account.id):
+            raise OperationError("expired", "This request was meant for another account.")
+        ns_challenge = os.urandom(32)
+        needs_second_factor = self._needs_second_factor(server, account)
+        context.state["login"] = {
+            "server_id": server.id,
+            "hsid": entry["hsid"],
+            "qr_id": qr_id,
+            "challenge": challenge,
+            "ns_challenge": ns_challenge,
+            "account_id": account.id,
+            "needs_second_factor": needs_second_factor,
+            "started": time.monotonic(),
+            "method": entry.get("method", "qr"),
+            "number": entry.get("number"),
+        }
+        self.events.publish(entry["hsid"], "CONFIRMSCAN")
+        return {
+            "server": server.public(),
+            "requester": entry.get("browser", {}),
+            "requested_at": int(entry["created"]),
+            "audience": server.id,
+            "ns_challenge": b64(ns_challenge),
+            "second_factor": "required" if needs_second_factor else "not_required",
+        }
+
+    def login_finish(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
+        pending = context.state.pop("login", None)  # one confirmation per scan, right or wrong
+        if pending is None:
+            raise OperationError("no_login", "Scan the code first.")
+        if time.monotonic() - pending["started"] > self._qr_ttl * 2:
+            raise OperationError("expired", "The login took too long. Scan a new code.")
+        signature = unb64(params.get("signature"), "signature", min_length=64, max_length=64)
+        statement = login_statement(
+            pending["qr_id"],
+            pending["challenge"],
+            pending["ns_challenge"],
+            context.export(LOGIN_EXPORTER, b"", 32),
+        )
+        try:
+            context.peer.verify(signature, statement)
+        except ProtocolError as exc:
+            raise OperationError(
+                "bad_signature", "The login confirmation is not signed by this account."
+            ) from exc
+        if pending["number"] is not None and params.get("number") != pending["number"]:
+            self.events.publish(pending["hsid"], "CANCEL")
+            raise OperationError(
+                "wrong_number", "That is not the number the login page shows. Login refused."
+            )
+        account = account_for(self._engine, pending["server_id"], context.peer.thumbprint())
+        factor = "none"
+        if pending["needs_second_factor"] or params.get("attestation"):
+            factor = self.check_attestation(
+                params.get("attestation"), account, pending["server_id"], pending["ns_challenge"], "login"
+            )
+        self._establish(
+            pending["server_id"], pending["hsid"], account, method=pending["method"], factor=factor
+        )
+        return {"logged_in": True, "session": pending["hsid"]}
+
+    def login_cancel(self, context: ChannelContext, _params: dict[str, Any]) -> dict[str, Any]:
+        pending = context.state.pop("login", None)
+        if pending is None:
+            raise OperationError("no_login", "Nothing to cancel.")
+        self.events.publish(pending["hsid"], "CANCEL")
+        return {"cancelled": True}
+
+    def logout_from_phone(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
+        server = self._servers.by_key_hash(context.server_key_hash)
+        if server is None:
+            raise ProtocolError("channel to an unknown server")
+        account = account_for(self._engine, server.id, context.peer.thumbprint())
+        wanted = params.get("session")
+        with DbSession(self._engine) as db:
+            query = select(Session.id).where(Session.account_id == account.id, Session.ended_at.is_(None))
+            if isinstance(wanted, str):
+                query = query.where(Session.id == wanted)
+            ids = list(db.scalars(query))
+        ended = [hsid for hsid in ids if self.logout(server.id, hsid, "phone")]
+        return {"ended": len(ended)}
+
+    # -- shared checks ---------------------------------------------------------------------------------
+
+    def check_attestation(
+        self, token: Any, account: Account, server_id: str, ns_challenge: bytes, purpose: str
+    ) -> str:
+        if not isinstance(token, str) or len(token) > 4096:
+            raise OperationError("second_factor_required", "Confirm with your PIN or biometric.")
+        trusted = (
+            {account.sfs_key_hash: self._trusted_sfs[account.sfs_key_hash]}
+            if (account.sfs_key_hash in self._trusted_sfs)
+            else {}
+        )
+        try:
+            checked = attestation.verify(
+                token,
+                trusted,
+                audience=server_id,
+                nonce=attestation.nonce_for(ns_challenge),
+                purpose=purpose,
+                account_thumbprint=account.thumbprint,
+            )
+        except attestation.AttestationError as exc:
+            raise OperationError("attestation_refused", f"Second factor not accepted: {exc}.") from exc
+        if not self._kv.set_if_absent(f"jti:{checked.issuer}:{checked.token_id}", b"1", ttl=300):
+            raise OperationError("attestation_refused", "Second factor not accepted: it was used before.")
+        return checked.method
+
+    def _needs_second_factor(self, server: VirtualServer, account: Account) -> bool:
+        policy = server.login_pin_timeout
+        if policy < 0:
+            return False
+        if policy == 0 or account.last_login_at is None:
+            return True
+        return now() - aware(account.last_login_at) > timedelta(seconds=policy)
+
+    def _establish(self, server_id: str, hsid: str, account: Account, *, method: str, factor: str) -> None:
+        with DbSession(self._engine) as db:
+            user_id = None
+            if account.user_pk is not None:
+                user = db.get(User, account.user_pk)
+                user_id = user.user_id if user is not None else None
+            db.execute(delete(Session).where(Session.id == hsid))
+            db.add(
+                Session(
+                    id=hsid,
+                    server_id=server_id,
+                    account_id=account.id,
+                    user_id=user_id,
+                    method=method,
+                    second_factor=factor,
+                    expires_at=now() + timedelta(seconds=self._session_ttl),
+                )
+            )
+            db.execute(update(Account).where(Account.id == account.id).values(last_login_at=now()))
+            db.commit()
+        self._kv.delete(f"login:{hsid}")
+        self.events.publish(hsid, "LOGIN")

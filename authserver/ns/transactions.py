@@ -1,0 +1,251 @@
+"""Transaction and document signing: what you see is what you sign.
+
+An application submits typed fields for a logged-in session. ns fixes their canonical form, and the app of
+the account logged in on that session shows exactly those fields; the person approves or declines, with the
+second factor, and the app signs the canonical bytes together with ns's challenge and the decision. ns
+keeps the result as an evidence record that anyone can check later with the account's public key.
+"""
+
+import hashlib
+import hmac
+import json
+import os
+import time
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import x25519
+from sqlalchemy import Engine, update
+from sqlalchemy.orm import Session as DbSession
+
+from authserver.ns.common import account_for, b64, hsid_for, new_id, now, unb64
+from authserver.ns.login import LoginService
+from authserver.ns.mc_client import DeliveryError, MessageCenterClient
+from authserver.ns.servers import ServerRegistry, VirtualServer
+from authserver.operations import ChannelContext, OperationError
+from authserver.storage.flow_models import Account, Transaction
+from authserver.storage.kv import KeyValueStore
+from nextauth_core import envelope, evidence
+from nextauth_core.qr import QRPayload
+from sigmai import ProtocolError
+
+SIGN_TTL = 300.0
+
+
+class TransactionError(Exception):
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+def validate_fields(body: dict[str, Any]) -> dict[str, str]:
+    fields = {}
+    for name in evidence.TYPED_FIELDS:
+        value = body.get(name)
+        if not isinstance(value, str) or not 1 <= len(value) <= evidence.MAX_FIELD:
+            raise TransactionError(
+                "bad_request", f"{name} must be text of 1 to {evidence.MAX_FIELD} characters."
+            )
+        fields[name] = value
+    extra = set(body) - set(evidence.TYPED_FIELDS)
+    if extra:
+        raise TransactionError("bad_request", f"unknown fields: {', '.join(sorted(extra))}.")
+    return fields
+
+
+class TransactionService:
+    def __init__(
+        self,
+        engine: Engine,
+        kv: KeyValueStore,
+        servers: ServerRegistry,
+        login: LoginService,
+        message_centers: dict[str, MessageCenterClient],
+        sigmai_uri: str,
+    ) -> None:
+        self._engine = engine
+        self._kv = kv
+        self._servers = servers
+        self._login = login
+        self._centers = message_centers
+        self._sigmai_uri = sigmai_uri
+
+    # -- the application's side (REST) -----------------------------------------------------------------
+
+    def submit(self, server: VirtualServer, nonce: str, body: dict[str, Any]) -> dict[str, Any]:
+        fields = validate_fields(body)
+        hsid = hsid_for(nonce)
+        session = self._login.active_session(server.id, hsid)
+        if session is None:
+            raise TransactionError("not_logged_in", "Only a logged-in session can ask for a signature.", 409)
+        tid = new_id()
+        content = evidence.canonical(
+            {
+                "type": "transaction",
+                "server": server.id,
+                "transaction": tid,
+                "fields": fields,
+                "submitted_at": now().isoformat(timespec="seconds"),
+            }
+        )
+        with DbSession(self._engine) as db:
+            db.add(
+                Transaction(
+                    id=tid,
+                    server_id=server.id,
+                    session_id=hsid,
+                    account_id=session["account_id"],
+                    content=content,
+                )
+            )
+            db.commit()
+            account = db.get(Account, session["account_id"])
+        challenge = os.urandom(32)
+        self._kv.set(
+            f"sign:{tid}",
+            json.dumps(
+                {"challenge_hash": hashlib.sha256(challenge).hexdigest(), "server_id": server.id}
+            ).encode(),
+            ttl=SIGN_TTL,
+        )
+        payload = QRPayload(
+            kind="sign",
+            server_id=server.id,
+            sigmai_uri=self._sigmai_uri,
+            server_key_hash=server.identity.key_hash,
+            item_id=tid,
+            secret=challenge,
+            server_name=server.name,
+        )
+        pushed = account is not None and self._push(server, account, tid, challenge, fields)
+        return {"tid": tid, "status": "new", "pushed": pushed, "qrdata": payload.encode()}
+
+    def _push(
+        self, server: VirtualServer, account: Account, tid: str, challenge: bytes, fields: dict[str, str]
+    ) -> bool:
+        client = self._centers.get(account.mc_key_hash or "")
+        if client is None or account.encryption_key is None or not account.mc_token or not account.mc_mailbox:
+            return False
+        sealed = envelope.seal(
+            x25519.X25519PublicKey.from_public_bytes(account.encryption_key),
+            server.identity_key,
+            server.identity.key_hash,
+            account.mc_mailbox,
+            {
+                "type": "sign",
+                "push": tid,
+                "challenge": b64(challenge),
+                "server_id": server.id,
+                "server_name": server.name,
+                "fields": fields,
+            },
+            ttl=int(SIGN_TTL),
+        )
+        try:
+            client.send(
+                account.mc_mailbox,
+                account.mc_token,
+                sealed,
+                sender=server.key_hash,
+                collapse_id=f"sign-{tid[:16]}",
+                ttl=int(SIGN_TTL),
+            )
+        except DeliveryError:
+            return False
+        return True
+
+    def get(self, server: VirtualServer, tid: str) -> dict[str, Any]:
+        with DbSession(self._engine) as db:
+            row = db.get(Transaction, tid)
+        if row is None or row.server_id != server.id:
+            raise TransactionError("not_found", "No such transaction.", 404)
+        answer: dict[str, Any] = {
+            "tid": row.id,
+            "status": row.status,
+            "accountid": row.account_id,
+            "content": json.loads(row.content),
+        }
+        if row.evidence:
+            answer["evidence"] = json.loads(row.evidence)
+        return answer
+
+    # -- the app's side (sigmai operations) ------------------------------------------------------------
+
+    def sign_start(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
+        server = self._servers.by_key_hash(context.server_key_hash)
+        if server is None:
+            raise ProtocolError("channel to an unknown server")
+        tid = params.get("transaction")
+        if not isinstance(tid, str) or len(tid) > 32:
+            raise OperationError("bad_request", "transaction is required.")
+        challenge = unb64(params.get("challenge"), "challenge", min_length=16, max_length=64)
+        account = account_for(self._engine, server.id, context.peer.thumbprint())
+        raw = self._kv.take(f"sign:{tid}")
+        if raw is None:
+            raise OperationError("expired", "This signing request has expired or was already answered.")
+        entry = json.loads(raw)
+        if not hmac.compare_digest(entry["challenge_hash"], hashlib.sha256(challenge).hexdigest()):
+            raise OperationError("expired", "This signing request has expired or was already answered.")
+        with DbSession(self._engine) as db:
+            row = db.get(Transaction, tid)
+        if row is None or row.server_id != server.id or row.account_id != account.id or row.status != "new":
+            raise OperationError("not_yours", "This signing request is for another account.")
+        ns_challenge = os.urandom(32)
+        context.state["sign"] = {
+            "tid": tid,
+            "content": row.content,
+            "ns_challenge": ns_challenge,
+            "server_id": server.id,
+            "started": time.monotonic(),
+        }
+        needs = server.transaction_pin_timeout >= 0
+        return {
+            "server": server.public(),
+            "content": json.loads(row.content),
+            "canonical": b64(row.content),
+            "audience": server.id,
+            "ns_challenge": b64(ns_challenge),
+            "second_factor": "required" if needs else "not_required",
+        }
+
+    def sign_finish(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
+        pending = context.state.pop("sign", None)
+        if pending is None:
+            raise OperationError("no_transaction", "Open the signing request first.")
+        if time.monotonic() - pending["started"] > SIGN_TTL:
+            raise OperationError("expired", "The signing request took too long.")
+        decision = params.get("decision")
+        if decision not in ("approved", "declined"):
+            raise OperationError("bad_request", "decision must be approved or declined.")
+        signature = unb64(params.get("signature"), "signature", min_length=64, max_length=64)
+        statement = evidence.signing_statement(pending["content"], pending["ns_challenge"], decision)
+        try:
+            context.peer.verify(signature, statement)
+        except ProtocolError as exc:
+            raise OperationError("bad_signature", "The signature does not match what was shown.") from exc
+        account = account_for(self._engine, pending["server_id"], context.peer.thumbprint())
+        server = self._servers.get(pending["server_id"])
+        token = params.get("attestation")
+        if decision == "approved" and server is not None and server.transaction_pin_timeout >= 0:
+            self._login.check_attestation(
+                token, account, pending["server_id"], pending["ns_challenge"], "sign"
+            )
+        else:
+            token = None
+        record = evidence.record(
+            content=pending["content"],
+            ns_challenge=pending["ns_challenge"],
+            signature=signature,
+            key=context.peer,
+            attestation=token,
+            decision=decision,
+        )
+        with DbSession(self._engine) as db:
+            done = db.execute(
+                update(Transaction)
+                .where(Transaction.id == pending["tid"], Transaction.status == "new")
+                .values(status=decision, evidence=json.dumps(record), decided_at=now())
+            )
+            db.commit()
+        if done.rowcount != 1:
+            raise OperationError("expired", "This signing request was already answered.")
+        return {"transaction": pending["tid"], "status": decision}

@@ -1,0 +1,80 @@
+"""Message Center: delivers push and pull messages to apps; ns reaches it over gRPC or REST."""
+
+import os
+
+import gevent
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from authserver.config import ComponentConfig
+from authserver.mc import grpc_api, rest_api
+from authserver.mc.mailboxes import MailboxService
+from authserver.mc.providers import providers_from_environment
+from authserver.services.info_api import make_info_app
+from authserver.services.runtime import Component, build_component
+
+
+class GrpcServer:
+    """Adapts a grpc.Server to start/stop like the gevent servers, with the standard health service
+    reporting SERVING only while the component's database and store answer."""
+
+    def __init__(self, component: Component) -> None:
+        self._component = component
+        listen = component.config.listen["grpc"]
+        self.server = grpc.server(_executor(), options=[("grpc.so_reuseport", 0)])
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        address = f"[{listen.host}]:{listen.port}" if ":" in listen.host else f"{listen.host}:{listen.port}"
+        material = component.config.tls.get("grpc")
+        if material is None:
+            self.server.add_insecure_port(address)
+        else:
+            credentials = grpc.ssl_server_credentials([(material.key_pem, material.certificate_pem)])
+            self.server.add_secure_port(address, credentials)
+
+    def refresh_health(self) -> None:
+        ready = all(check() for check in self._component.readiness_checks().values())
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        self.health.set("", status)
+        self.health.set("nextauth.mc", status)
+
+    def _watch(self) -> None:
+        while True:
+            gevent.sleep(5)
+            self.refresh_health()
+
+    def start(self) -> None:
+        self.refresh_health()
+        self.server.start()
+        self._watcher = gevent.spawn(self._watch)
+
+    def stop(self, timeout: float | None = None) -> None:
+        self._watcher.kill()
+        self.server.stop(grace=timeout)
+
+
+def _executor():  # type: ignore[no-untyped-def]
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=16, thread_name_prefix="mc-grpc")
+
+
+def build(config: ComponentConfig, *, environ: dict[str, str] | None = None) -> Component:
+    component = build_component(config, "Message Center")
+    providers = providers_from_environment(dict(os.environ if environ is None else environ))
+    mailboxes = MailboxService(component.engine, providers)
+    component.operations.register("mailbox.register")(mailboxes.register)
+    component.operations.register("mailbox.fetch")(mailboxes.fetch)
+    component.operations.register("mailbox.ack")(mailboxes.ack)
+    http_app = make_info_app(component)
+    rest_api.add_routes(http_app, mailboxes)
+    component.add_wsgi("http", http_app, api=True)
+    component.on_stop.extend(provider.close for provider in providers.values())
+    grpc_server = GrpcServer(component)
+    grpc_api.add_to_server(grpc_server.server, mailboxes)
+    component.listeners["grpc"] = grpc_server
+    listen = config.listen["grpc"]
+    component.urls["grpc"] = f"{listen.host}:{listen.port}"
+    return component

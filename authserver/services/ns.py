@@ -1,0 +1,114 @@
+"""nextAuth Server: logins, enrolment and signing; the REST API for business applications."""
+
+import logging
+import os
+from pathlib import Path
+
+from gevent.pywsgi import WSGIServer
+
+from authserver.config import ComponentConfig, ConfigError, read_setting
+from authserver.ns.access import AccessControl
+from authserver.ns.api import make_api
+from authserver.ns.browser import make_browser_app
+from authserver.ns.common import parse_trusted_sfs_keys
+from authserver.ns.enrolment import EnrolmentService
+from authserver.ns.login import LoginService
+from authserver.ns.mc_client import client_for, parse_message_centers
+from authserver.ns.push import PushLoginService
+from authserver.ns.servers import ServerRegistry
+from authserver.ns.transactions import TransactionService
+from authserver.services.info_api import add_info_route
+from authserver.services.runtime import Component, build_component
+from authserver.storage.kv import KeyValueStore
+
+log = logging.getLogger("nextauth.ns")
+
+
+def _trusted_sfs(config: ComponentConfig, environ: dict[str, str], extra: list[str]) -> list[str]:
+    value = read_setting("NEXTAUTH_NS_TRUSTED_SFS_KEYS", environ) or ""
+    keys = [item for item in value.replace(";", ",").split(",") if item.strip()] + extra
+    try:
+        parse_trusted_sfs_keys(keys)
+    except ValueError as exc:
+        raise ConfigError(
+            "NEXTAUTH_NS_TRUSTED_SFS_KEYS: expected comma-separated hex Ed25519 public keys"
+        ) from exc
+    return keys
+
+
+def _root_api_key(config: ComponentConfig, environ: dict[str, str], *, generate: bool) -> str | None:
+    configured = read_setting("NEXTAUTH_NS_ROOT_API_KEY", environ)
+    if configured:
+        if len(configured) < 24:
+            raise ConfigError("NEXTAUTH_NS_ROOT_API_KEY: must be at least 24 characters")
+        return configured
+    if not generate:
+        return None
+    # Embedded mode only: a root key for the person trying things out, kept beside the SQLite files.
+    path = Path(config.data_dir) / "ns-root-api-key"
+    if path.exists():
+        return path.read_text().strip()
+    key = "na_root_" + os.urandom(24).hex()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key
+
+
+def build(
+    config: ComponentConfig,
+    *,
+    environ: dict[str, str] | None = None,
+    trusted_sfs_keys: list[str] | None = None,
+    message_centers: dict[str, str] | None = None,
+    embedded: bool = False,
+) -> Component:
+    environ = dict(os.environ if environ is None else environ)
+    trusted = parse_trusted_sfs_keys(_trusted_sfs(config, environ, trusted_sfs_keys or []))
+    root_key = _root_api_key(config, environ, generate=embedded)
+
+    holder: dict[str, ServerRegistry] = {}
+    component = build_component(
+        config, "nextAuth Server", key_lookup=lambda key_hash: holder["servers"].identity_for(key_hash)
+    )
+    servers = holder["servers"] = ServerRegistry(component.engine)
+    default_server = servers.ensure_default()
+    # ns answers for many keys; the one it shows as "its" key (info, hello) is the default server's.
+    component.identity = default_server.identity
+    sigmai_uri = config.public_sigmai_uri or component.urls["sigmai"]
+    kv: KeyValueStore = component.kv
+    login = LoginService(component.engine, kv, servers, trusted, sigmai_uri)
+    enrolment = EnrolmentService(component.engine, servers, login, sigmai_uri)
+    access = AccessControl(component.engine, "ns", root_key)
+    centers_setting = read_setting("NEXTAUTH_NS_MESSAGE_CENTERS", environ)
+    centers = {**parse_message_centers(centers_setting), **(message_centers or {})}
+    clients = {key_hash: client_for(address) for key_hash, address in centers.items()}
+    component.on_stop.extend(client.close for client in clients.values())
+    push = PushLoginService(component.engine, login, clients)
+    transactions = TransactionService(component.engine, kv, servers, login, clients, sigmai_uri)
+
+    operations = component.operations
+    operations.register("login.start")(login.login_start)
+    operations.register("login.finish")(login.login_finish)
+    operations.register("login.cancel")(login.login_cancel)
+    operations.register("session.logout")(login.logout_from_phone)
+    operations.register("enrol.start")(enrolment.enrol_start)
+    operations.register("enrol.finish")(enrolment.enrol_finish)
+    operations.register("sign.start")(transactions.sign_start)
+    operations.register("sign.finish")(transactions.sign_finish)
+
+    api = make_api(component.engine, servers, access, login, enrolment, push, transactions)
+    add_info_route(api, component)
+    component.add_wsgi("http", api, api=True)
+    listen = config.listen["websocket"]
+    component.listeners["websocket"] = WSGIServer(
+        (listen.host, listen.port),
+        make_browser_app(kv, servers, login, push),
+        log=None,
+        **component.tls_kwargs("websocket"),
+    )
+    component.urls["websocket"] = component.url("websocket", "ws")
+    component.extras = {"default_server": default_server, "root_api_key": root_key, "access": access}
+    if not trusted:
+        log.warning("no trusted SFS keys (NEXTAUTH_NS_TRUSTED_SFS_KEYS): no app can enrol or log in")
+    return component

@@ -1,0 +1,154 @@
+"""Turn a component's configuration into running gevent servers, and stop them cleanly.
+
+A component is the same set of parts whatever its job: a database (migrated at start), a short-lived
+store (Redis or in-process), a long-term Ed25519 sigmai key, a sigmai listener, an admin listener, and
+the listeners particular to it (REST, gRPC, browser WebSocket) that its module in this package builds.
+"""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from gevent.pywsgi import WSGIServer
+from gevent.server import StreamServer
+from sqlalchemy import Engine
+
+from authserver import tls
+from authserver.admin import make_admin_app
+from authserver.config import ComponentConfig
+from authserver.operations import Operations
+from authserver.services.common import register_hello
+from authserver.storage import db
+from authserver.storage.kv import KeyValueStore, open_kv
+from authserver.storage.repository import ensure_service_key, record_device_seen
+from authserver.transport.sigmai_endpoint import SigmaiEndpoint
+from sigmai import PeerKey, ServerIdentity
+from sigmai.connection import KeyLookup
+
+log = logging.getLogger("nextauth.runtime")
+
+
+class Startable(Protocol):
+    def start(self) -> None: ...
+    def stop(self, timeout: float | None = None) -> None: ...
+
+
+@dataclass
+class Component:
+    """A built component: its shared resources and its listeners (not yet started)."""
+
+    config: ComponentConfig
+    engine: Engine
+    kv: KeyValueStore
+    identity: ServerIdentity
+    identity_key: ed25519.Ed25519PrivateKey
+    operations: Operations
+    listeners: dict[str, Startable] = field(default_factory=dict)
+    urls: dict[str, str] = field(default_factory=dict)
+    on_stop: list[Callable[[], None]] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)  # what a component's module wants to show or share
+
+    @property
+    def name(self) -> str:
+        return self.config.component
+
+    def readiness_checks(self) -> dict[str, Callable[[], bool]]:
+        return {"database": lambda: db.ping(self.engine), "store": self.kv.ping}
+
+    def ssl_context(self, endpoint: str, *, api: bool = False) -> Any:
+        material = self.config.tls.get(endpoint)
+        if material is None:
+            return None
+        if api:
+            return tls.server_context(
+                material, client_auth=self.config.client_auth, client_ca_pem=self.config.client_ca_pem
+            )
+        return tls.server_context(material)
+
+    def tls_kwargs(self, endpoint: str, *, api: bool = False) -> dict[str, Any]:
+        """gevent servers take ``ssl_context`` only when there is one."""
+        context = self.ssl_context(endpoint, api=api)
+        return {"ssl_context": context} if context is not None else {}
+
+    def url(self, endpoint: str, scheme: str) -> str:
+        listen = self.config.listen[endpoint]
+        secure = endpoint in self.config.tls
+        host = f"[{listen.host}]" if ":" in listen.host else listen.host
+        if host == "0.0.0.0":  # noqa: S104 - shown to a person, who connects to loopback
+            host = "127.0.0.1"
+        return f"{scheme}{'s' if secure else ''}://{host}:{listen.port}/"
+
+    def add_wsgi(self, endpoint: str, app: Any, scheme: str = "http", *, api: bool = False) -> None:
+        listen = self.config.listen[endpoint]
+        self.listeners[endpoint] = WSGIServer(
+            (listen.host, listen.port), app, log=None, **self.tls_kwargs(endpoint, api=api)
+        )
+        self.urls[endpoint] = self.url(endpoint, scheme)
+
+    def start(self) -> None:
+        for endpoint, server in self.listeners.items():
+            server.start()
+            log.info("%s %s listening on %s", self.name, endpoint, self.urls.get(endpoint, "?"))
+
+    def stop(self) -> None:
+        for server in self.listeners.values():
+            server.stop(timeout=2)
+        for hook in self.on_stop:
+            hook()
+        self.kv.close()
+        self.engine.dispose()
+
+
+def _configured_identity(config: ComponentConfig) -> ed25519.Ed25519PrivateKey | None:
+    if config.identity_key_pem is None:
+        return None
+    key = serialization.load_pem_private_key(config.identity_key_pem, password=None)
+    assert isinstance(key, ed25519.Ed25519PrivateKey)  # checked when the configuration was loaded
+    return key
+
+
+def build_component(
+    config: ComponentConfig, display_name: str, *, key_lookup: KeyLookup | None = None
+) -> Component:
+    """Connect storage, load or create the key, and set up the listeners every component has.
+
+    ``key_lookup`` replaces the single component key for sigmai when a component answers for several
+    keys (ns: one per virtual server)."""
+    engine = db.create_engine_for(config.db_uri)
+    db.upgrade(engine)
+    kv = open_kv(config.kv_uri)
+    identity_key = ensure_service_key(engine, config.component, configured=_configured_identity(config))
+    identity = ServerIdentity(identity_key)
+    operations = Operations()
+    register_hello(operations, config.component, display_name)
+    component = Component(
+        config=config,
+        engine=engine,
+        kv=kv,
+        identity=identity,
+        identity_key=identity_key,
+        operations=operations,
+    )
+
+    def seen(peer: PeerKey) -> None:
+        record_device_seen(engine, config.component, peer.type_name, peer.raw)
+
+    endpoint = SigmaiEndpoint(
+        config.component,
+        key_lookup or {identity.key_hash: identity}.get,
+        operations,
+        max_message=config.max_frame_bytes,
+        handshake_timeout=config.handshake_timeout,
+        idle_timeout=config.idle_timeout,
+        on_handshake=seen,
+    )
+    listen = config.listen["sigmai"]
+    component.listeners["sigmai"] = StreamServer(
+        (listen.host, listen.port), endpoint, **component.tls_kwargs("sigmai")
+    )
+    component.urls["sigmai"] = component.url("sigmai", "ws")
+    component.add_wsgi("admin", make_admin_app(config.component, component.readiness_checks()))
+    return component

@@ -1,0 +1,227 @@
+"""The SFS's operations on its sigmai channel: register an app instance's PIN verifier, check the PIN
+without learning it, and attest to a successful check.
+
+PIN failures are counted in the database *before* an OPRF evaluation is answered: a guess costs an
+attempt even if the app never comes back with a proof, even if the SFS crashes in between, and the
+single conditional UPDATE makes parallel guesses on several SFS instances count one by one. A correct
+proof resets the count; reaching the maximum locks the instance until it is registered anew.
+"""
+
+import base64
+import binascii
+import os
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from authserver.operations import ChannelContext, OperationError, Operations
+from authserver.storage.flow_models import AppInstance
+from authserver.storage.models import utcnow
+from nextauth_core import attestation, oprf, pin
+from nextauth_core.statements import SFS_PROOF_EXPORTER, sfs_proof_statement
+
+CHALLENGE_BYTES = 32
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def unb64(value: Any, name: str, length: int | None = None) -> bytes:
+    if not isinstance(value, str):
+        raise OperationError("bad_request", f"{name} must be a base64url string.")
+    try:
+        data = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise OperationError("bad_request", f"{name} is not valid base64url.") from exc
+    if length is not None and len(data) != length:
+        raise OperationError("bad_request", f"{name} must be {length} bytes.")
+    return data
+
+
+class SecondFactorService:
+    def __init__(
+        self, engine: Engine, identity_key: ed25519.Ed25519PrivateKey, key_hash: str, max_attempts: int
+    ):
+        self._engine = engine
+        self._key = identity_key
+        self._key_hash = key_hash
+        self.max_attempts = max_attempts
+
+    # -- registration ----------------------------------------------------------------------------------
+
+    def register_start(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
+        blinded = unb64(params.get("blinded_element"), "blinded_element", 32)
+        thumbprint = context.peer.thumbprint()
+        with Session(self._engine) as session:
+            instance = session.scalar(select(AppInstance).where(AppInstance.device_thumbprint == thumbprint))
+            if instance is not None and instance.pin_verifier is not None:
+                raise OperationError(
+                    "already_registered", "This app is already registered; change the PIN instead."
+                )
+            if instance is None:
+                instance = AppInstance(device_thumbprint=thumbprint, oprf_key=oprf.generate_key())
+                session.add(instance)
+                try:
+                    session.commit()
+                except IntegrityError:  # a parallel registration of the same device won the insert
+                    session.rollback()
+                    instance = session.scalars(
+                        select(AppInstance).where(AppInstance.device_thumbprint == thumbprint)
+                    ).one()
+            evaluated = self._evaluate(instance.oprf_key, blinded)
+        return {"evaluated_element": b64(evaluated)}
+
+    def register_finish(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
+        verifier = unb64(params.get("pin_verifier"), "pin_verifier", 32)
+        biometric = params.get("biometric_key")
+        biometric_key = unb64(biometric, "biometric_key", 32) if biometric is not None else None
+        # Small-order keys would let trivial signatures pass as proofs: refuse them up front.
+        if not pin.is_acceptable_verifier(verifier) or (
+            biometric_key is not None and not pin.is_acceptable_verifier(biometric_key)
+        ):
+            raise OperationError("bad_request", "Keys must be valid Ed25519 public keys.")
+        with Session(self._engine) as session:
+            done = session.execute(
+                update(AppInstance)
+                .where(
+                    AppInstance.device_thumbprint == context.peer.thumbprint(),
+                    AppInstance.pin_verifier.is_(None),
+                )
+                .values(pin_verifier=verifier, biometric_key=biometric_key, failures=0, updated_at=utcnow())
+            )
+            session.commit()
+        if done.rowcount != 1:
+            raise OperationError("not_registering", "Start the registration again.")
+        return {"registered": True, "max_attempts": self.max_attempts}
+
+    # -- PIN check and attestation ---------------------------------------------------------------------
+
+    def pin_evaluate(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
+        blinded = unb64(params.get("blinded_element"), "blinded_element", 32)
+        thumbprint = context.peer.thumbprint()
+        with Session(self._engine) as session:
+            counted = session.execute(
+                update(AppInstance)
+                .where(
+                    AppInstance.device_thumbprint == thumbprint,
+                    AppInstance.pin_verifier.is_not(None),
+                    AppInstance.locked.is_(False),
+                    AppInstance.failures < self.max_attempts,
+                )
+                .values(failures=AppInstance.failures + 1, updated_at=utcnow())
+            )
+            session.commit()
+            instance = session.scalar(select(AppInstance).where(AppInstance.device_thumbprint == thumbprint))
+        if instance is None or instance.pin_verifier is None:
+            raise OperationError("not_registered", "Register this app with its second factor server first.")
+        if counted.rowcount != 1:
+            self._lock(thumbprint)
+            raise OperationError("locked", "Too many wrong PINs: this app is locked. Register it again.")
+        challenge = os.urandom(CHALLENGE_BYTES)
+        context.state["challenge"], context.state["challenge_method"] = challenge, "pin"
+        return {
+            "evaluated_element": b64(self._evaluate(instance.oprf_key, blinded)),
+            "challenge": b64(challenge),
+            "attempts_left": self.max_attempts - instance.failures,
+        }
+
+    def attest(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
+        method = params.get("method", "pin")
+        purpose = params.get("purpose")
+        audience = params.get("audience")
+        account = params.get("account_thumbprint")
+        ns_challenge = unb64(params.get("ns_challenge"), "ns_challenge")
+        proof = unb64(params.get("proof"), "proof", 64)
+        if purpose not in attestation.PURPOSES or method not in attestation.METHODS:
+            raise OperationError("bad_request", "Unknown purpose or method.")
+        if not isinstance(audience, str) or not isinstance(account, str) or not 1 <= len(ns_challenge) <= 64:
+            raise OperationError("bad_request", "audience, account_thumbprint and ns_challenge are required.")
+        sfs_challenge = context.state.pop("challenge", None)  # single use, whatever the outcome
+        if sfs_challenge is None:
+            raise OperationError("no_challenge", "Check the second factor again.")
+        thumbprint = context.peer.thumbprint()
+        with Session(self._engine) as session:
+            instance = session.scalar(select(AppInstance).where(AppInstance.device_thumbprint == thumbprint))
+        if instance is None or instance.pin_verifier is None:
+            raise OperationError("not_registered", "Register this app with its second factor server first.")
+        if instance.locked:
+            raise OperationError("locked", "Too many wrong PINs: this app is locked. Register it again.")
+        statement = sfs_proof_statement(
+            sfs_challenge=sfs_challenge,
+            channel_binding=context.export(SFS_PROOF_EXPORTER, b"", 32),
+            audience=audience,
+            ns_challenge=ns_challenge,
+            purpose=purpose,
+            account_thumbprint=account,
+        )
+        if method == "pin":
+            if context.state.pop("challenge_method", None) != "pin":
+                raise OperationError("no_challenge", "Enter the PIN again.")
+            if not pin.check_proof(instance.pin_verifier, statement, proof):
+                left = max(self.max_attempts - instance.failures, 0)
+                if left == 0:
+                    self._lock(thumbprint)
+                    raise OperationError(
+                        "locked", "Too many wrong PINs: this app is locked. Register it again."
+                    )
+                raise OperationError(
+                    "wrong_pin", f"Wrong PIN. {left} attempt{'s' if left != 1 else ''} left."
+                )
+            self._reset(thumbprint)
+        elif instance.biometric_key is None or not pin.check_proof(instance.biometric_key, statement, proof):
+            raise OperationError("biometric_failed", "The biometric check did not verify; use the PIN.")
+        token = attestation.issue(
+            self._key,
+            issuer=self._key_hash,
+            audience=audience,
+            nonce=attestation.nonce_for(ns_challenge),
+            purpose=purpose,
+            method=method,
+            account_thumbprint=account,
+            device=thumbprint,
+        )
+        return {"attestation": token}
+
+    def biometric_challenge(self, context: ChannelContext, _params: dict[str, Any]) -> dict[str, Any]:
+        challenge = os.urandom(CHALLENGE_BYTES)
+        context.state["challenge"], context.state["challenge_method"] = challenge, "biometric"
+        return {"challenge": b64(challenge)}
+
+    # -- helpers ---------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _evaluate(key: bytes, blinded: bytes) -> bytes:
+        try:
+            return oprf.blind_evaluate(key, blinded)
+        except oprf.OPRFError as exc:
+            raise OperationError("bad_request", "blinded_element is not a valid group element.") from exc
+
+    def _lock(self, thumbprint: str) -> None:
+        with Session(self._engine) as session:
+            session.execute(
+                update(AppInstance)
+                .where(AppInstance.device_thumbprint == thumbprint)
+                .values(locked=True, updated_at=utcnow())
+            )
+            session.commit()
+
+    def _reset(self, thumbprint: str) -> None:
+        with Session(self._engine) as session:
+            session.execute(
+                update(AppInstance)
+                .where(AppInstance.device_thumbprint == thumbprint, AppInstance.locked.is_(False))
+                .values(failures=0, updated_at=utcnow())
+            )
+            session.commit()
+
+
+def register(operations: Operations, service: SecondFactorService) -> None:
+    operations.register("register.start")(service.register_start)
+    operations.register("register.finish")(service.register_finish)
+    operations.register("pin.evaluate")(service.pin_evaluate)
+    operations.register("biometric.challenge")(service.biometric_challenge)
+    operations.register("attest")(service.attest)

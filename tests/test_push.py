@@ -1,0 +1,129 @@
+"""Push login end to end: ns seals a request to the account's key, the MC stores and forwards what it
+cannot read, the phone pulls it, checks ns's signature, and approves with number matching."""
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.system import RunningSystem, ns_api, run_app
+from tests.test_flows import PIN, BrowserPage, enrol, new_nonce, start_login
+
+
+@pytest.fixture(scope="module")
+def pushed_phone(system: RunningSystem, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("push-phone")
+    assert run_app(home, "init", "--config", str(system.data_dir / "app-config.json"))[0] == 0
+    code, answer = run_app(home, "register", "--pin", PIN)
+    assert code == 0, answer
+    assert answer["mailbox"]
+    return home
+
+
+def _logged_in_once(system: RunningSystem, phone: Path, user: str) -> tuple[str, str]:
+    """Enrol, log in by QR, log out: the session now 'can provoke' a push to that account."""
+    enrol(system, phone, user)
+    _, accounts = run_app(phone, "accounts")
+    account = next(a["id"] for a in accounts["accounts"] if a["user_id"] == user)
+    nonce = new_nonce()
+    view = start_login(system, nonce)
+    assert run_app(phone, "scan", view["loginqrdata"], "--pin", PIN, "--account", account)[0] == 0
+    api = ns_api(system)
+    assert api.call("POST", "/v1/servers/default/sessions/logout", headers={"X-nonce": nonce})[1] == {
+        "loggedout": True
+    }
+    return nonce, account
+
+
+def test_push_login_with_number_matching(system: RunningSystem, pushed_phone: Path) -> None:
+    nonce, account = _logged_in_once(system, pushed_phone, "ivan")
+    api = ns_api(system)
+    status, view = api.call("GET", "/v1/servers/default/sessions/", headers={"X-nonce": nonce})
+    assert view["canprovoke"] is True
+    page = BrowserPage(system, view["hsid"], "default")
+    try:
+        status, provoked = api.call(
+            "POST",
+            "/v1/servers/default/sessions/provokelogin",
+            headers={"X-nonce": nonce, "X-client-ip": "198.51.100.4"},
+        )
+        assert status == 200, provoked
+        code, inbox = run_app(pushed_phone, "inbox")
+        assert code == 0, inbox
+        (request,) = [m for m in inbox["messages"] if m["account"] == account]
+        assert request["type"] == "login"
+        assert provoked["number"] in request["numbers"] and len(request["numbers"]) == 3
+        assert request["requester"] == {"ip": "198.51.100.4"}
+        code, answer = run_app(
+            pushed_phone, "approve", request["id"], "--number", str(provoked["number"]), "--pin", PIN
+        )
+        assert code == 0, answer
+        page.wait_for("CONFIRMPROVOKE")
+        page.wait_for("LOGIN")
+    finally:
+        page.close()
+    status, session = api.call("GET", "/v1/servers/default/sessions/", headers={"X-nonce": nonce})
+    assert session["loggedin"] is True and session["method"] == "push" and session["second_factor"] == "pin"
+
+
+def test_wrong_number_refuses_the_login(system: RunningSystem, pushed_phone: Path) -> None:
+    nonce, account = _logged_in_once(system, pushed_phone, "judy")
+    api = ns_api(system)
+    _, provoked = api.call("POST", "/v1/servers/default/sessions/provokelogin", headers={"X-nonce": nonce})
+    _, inbox = run_app(pushed_phone, "inbox")
+    request = next(m for m in inbox["messages"] if m["account"] == account and m["push"])
+    wrong = next(n for n in request["numbers"] if n != provoked["number"])
+    code, answer = run_app(pushed_phone, "approve", request["id"], "--number", str(wrong), "--pin", PIN)
+    assert code == 1 and answer["code"] == "wrong_number"
+    # One wrong pick ends the request: the right number no longer works either.
+    code, answer = run_app(
+        pushed_phone, "approve", request["id"], "--number", str(provoked["number"]), "--pin", PIN
+    )
+    assert code == 1
+    _, session = api.call("GET", "/v1/servers/default/sessions/", headers={"X-nonce": nonce})
+    assert session["loggedin"] is False
+
+
+def test_no_push_to_a_session_nobody_logged_in_on(system: RunningSystem) -> None:
+    status, answer = ns_api(system).call(
+        "POST", "/v1/servers/default/sessions/provokelogin", headers={"X-nonce": new_nonce()}
+    )
+    assert status == 409 and answer["error"] == "cannot_provoke"
+
+
+def test_message_center_holds_no_plaintext_and_tampering_is_detected(
+    system: RunningSystem, pushed_phone: Path
+) -> None:
+    nonce, account = _logged_in_once(system, pushed_phone, "mallory-target")
+    api = ns_api(system)
+    _, _provoked = api.call("POST", "/v1/servers/default/sessions/provokelogin", headers={"X-nonce": nonce})
+    database = system.data_dir / "mc.db"
+    with sqlite3.connect(database) as db:
+        envelopes = [row[0] for row in db.execute("SELECT envelope FROM mc_messages")]
+    assert envelopes
+    for sealed in envelopes:
+        for plaintext in (b"login", b"nextAuth", b"number", b"challenge", b"default"):
+            assert plaintext not in sealed
+    with sqlite3.connect(database) as db:
+        db.execute(
+            "UPDATE mc_messages SET envelope = substr(envelope, 1, 40) || x'00' || substr(envelope, 42)"
+        )
+    _, inbox = run_app(pushed_phone, "inbox")
+    assert [m for m in inbox["messages"] if m["account"] == account] == []
+
+
+def test_provoke_user_pushes_to_their_phone(system: RunningSystem, pushed_phone: Path) -> None:
+    enrol(system, pushed_phone, "ken")
+    nonce = new_nonce()
+    status, provoked = ns_api(system).call(
+        "POST", "/v1/servers/default/users/ken/provokelogin", headers={"X-nonce": nonce}
+    )
+    assert status == 200 and provoked["accounts"] == 1
+    _, inbox = run_app(pushed_phone, "inbox")
+    request = next(m for m in inbox["messages"] if m["userid"] == "ken")
+    code, answer = run_app(
+        pushed_phone, "approve", request["id"], "--number", str(provoked["number"]), "--pin", PIN
+    )
+    assert code == 0, answer
+    _, session = ns_api(system).call("GET", "/v1/servers/default/sessions/", headers={"X-nonce": nonce})
+    assert session["loggedin"] is True and session["userid"] == "ken"
