@@ -242,38 +242,61 @@ class App:
             candidates = [a for a in candidates if a.id == account_id]
         if not candidates:
             raise FlowError("This app has no account at this service: enrol first.")
-        record = candidates[0]
-        identity = self.accounts.account_key(record)
-        with self._channel(record.sigmai_uri, identity, record.server_key_hash) as ns:
-            started = ns.request("login.start", {"qr_id": payload.item_id, "challenge": b64(payload.secret)})
-            shown = {
-                "action": "login",
-                "server": started["server"]["name"],
-                "announce": started["server"].get("announce", {}),
-                "requester": started.get("requester", {}),
-                "userid": record.user_id,
-                "account": record.id,
-            }
-            if not approve:
-                ns.request("login.cancel")
-                return {**shown, "result": "declined"}
-            ns_challenge = unb64(started["ns_challenge"])
-            params: dict[str, Any] = {}
-            if started.get("second_factor") == "required":
-                params["attestation"] = self.attest(
-                    pin=pin,
-                    audience=started["audience"],
-                    ns_challenge=ns_challenge,
-                    purpose="login",
-                    account=identity,
-                )
-            statement = login_statement(
-                payload.item_id, payload.secret, ns_challenge, ns.export(LOGIN_EXPORTER, b"", 32)
+        # The newest usable account: a phone shows a choice when there are several; an enrolment that
+        # was never confirmed leaves an account the server does not know, which is skipped.
+        for record in reversed(candidates):
+            identity = self.accounts.account_key(record)
+            with self._channel(record.sigmai_uri, identity, record.server_key_hash) as ns:
+                try:
+                    started = ns.request(
+                        "login.start", {"qr_id": payload.item_id, "challenge": b64(payload.secret)}
+                    )
+                except RemoteError as exc:
+                    if exc.code == "unknown_account" and record is not candidates[0]:
+                        continue
+                    raise
+                return self._finish_login(ns, record, identity, payload, started, pin, approve, number)
+        raise FlowError("This app has no account at this service: enrol first.")
+
+    def _finish_login(
+        self,
+        ns: Channel,
+        record: AccountRecord,
+        identity: DeviceIdentity,
+        payload: QRPayload,
+        started: dict[str, Any],
+        pin: str | None,
+        approve: bool,
+        number: int | None,
+    ) -> dict[str, Any]:
+        shown = {
+            "action": "login",
+            "server": started["server"]["name"],
+            "announce": started["server"].get("announce", {}),
+            "requester": started.get("requester", {}),
+            "userid": record.user_id,
+            "account": record.id,
+        }
+        if not approve:
+            ns.request("login.cancel")
+            return {**shown, "result": "declined"}
+        ns_challenge = unb64(started["ns_challenge"])
+        params: dict[str, Any] = {}
+        if started.get("second_factor") == "required":
+            params["attestation"] = self.attest(
+                pin=pin,
+                audience=started["audience"],
+                ns_challenge=ns_challenge,
+                purpose="login",
+                account=identity,
             )
-            params["signature"] = b64(identity.sign(statement))
-            if number is not None:
-                params["number"] = number
-            finished = ns.request("login.finish", params)
+        statement = login_statement(
+            payload.item_id, payload.secret, ns_challenge, ns.export(LOGIN_EXPORTER, b"", 32)
+        )
+        params["signature"] = b64(identity.sign(statement))
+        if number is not None:
+            params["number"] = number
+        finished = ns.request("login.finish", params)
         return {**shown, "result": "logged_in", "session": finished.get("session")}
 
     def sign(
@@ -295,7 +318,7 @@ class App:
                     )
                 except RemoteError as exc:
                     last_error = exc
-                    if exc.code == "not_yours":
+                    if exc.code in ("not_yours", "unknown_account"):
                         continue
                     raise
                 canonical = unb64(started["canonical"])

@@ -224,6 +224,7 @@ def test_logout_from_application_and_from_phone(system: RunningSystem, phone: Pa
         assert run_app(phone, "scan", view["loginqrdata"], "--pin", PIN, "--account", account)[0] == 0
         page = BrowserPage(system, view["hsid"], "default")
         try:
+            page.wait_for("LOGIN")  # registered on a logged-in session: told at once
             if ender == "application":
                 _status, answer = api.call(
                     "POST", "/v1/servers/default/sessions/logout", headers={"X-nonce": nonce}

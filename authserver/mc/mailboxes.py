@@ -61,7 +61,7 @@ class MailboxService:
             raise OperationError("bad_request", "push_token is required for fcm and apns.")
         token = "mct_" + b64(os.urandom(32))
         thumbprint = context.peer.thumbprint()
-        with Session(self._engine) as db:
+        with Session(self._engine, expire_on_commit=False) as db:
             existing = db.scalar(select(Mailbox).where(Mailbox.device_thumbprint == thumbprint))
             if existing is not None:
                 # Re-registration (new push token, reinstall): rotate the app token, keep the mailbox.
@@ -87,7 +87,7 @@ class MailboxService:
         return {"mailbox": mailbox_id, "token": token}
 
     def fetch(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
-        with Session(self._engine) as db:
+        with Session(self._engine, expire_on_commit=False) as db:
             mailbox = db.scalar(select(Mailbox).where(Mailbox.device_thumbprint == context.peer.thumbprint()))
             if mailbox is None:
                 raise OperationError("no_mailbox", "Register with the message center first.")
@@ -119,7 +119,7 @@ class MailboxService:
         ids = params.get("ids")
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or len(ids) > 100:
             raise OperationError("bad_request", "ids must be a list of message ids.")
-        with Session(self._engine) as db:
+        with Session(self._engine, expire_on_commit=False) as db:
             mailbox = db.scalar(select(Mailbox).where(Mailbox.device_thumbprint == context.peer.thumbprint()))
             if mailbox is None:
                 raise OperationError("no_mailbox", "Register with the message center first.")
@@ -140,7 +140,7 @@ class MailboxService:
             raise SendError("bad_request", "envelope must be 1 byte to 16 KiB.", 400)
         if not 0 < ttl <= MAX_TTL:
             ttl = MAX_TTL if ttl > MAX_TTL else 120
-        with Session(self._engine) as db:
+        with Session(self._engine, expire_on_commit=False) as db:
             mailbox = db.get(Mailbox, mailbox_id) if len(mailbox_id) <= 32 else None
             # Same answer and same work whether the mailbox is unknown or the token wrong.
             expected = mailbox.token_hash if mailbox is not None else hashlib.sha256(b"").digest()

@@ -54,7 +54,7 @@ class AccessControl:
         if unknown or not roles:
             raise ValueError(f"roles must be among {', '.join(ROLES)}")
         api_key = "na_" + b64(os.urandom(32))
-        with Session(self._engine) as db:
+        with Session(self._engine, expire_on_commit=False) as db:
             db.add(
                 ApiKey(
                     component=self._component,
@@ -79,7 +79,7 @@ class AccessControl:
             return cached[1]
         # The lookup is by the hash of a 256-bit random key: an equality match on it reveals nothing
         # useful to a timing attacker, who would have to guess a preimage.
-        with Session(self._engine) as db:
+        with Session(self._engine, expire_on_commit=False) as db:
             row = db.scalar(
                 select(ApiKey).where(
                     ApiKey.key_hash == digest,

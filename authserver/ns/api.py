@@ -208,7 +208,7 @@ def make_api(
     # -- users, enrolments, accounts -------------------------------------------------------------------
 
     def _user_accounts(server: VirtualServer, user_id: str) -> list[dict[str, Any]]:
-        with DbSession(engine) as db:
+        with DbSession(engine, expire_on_commit=False) as db:
             rows = db.execute(
                 select(Account)
                 .join(User, Account.user_pk == User.id)
@@ -237,7 +237,7 @@ def make_api(
     @api.get("/servers/<sid>/users/<uid>/sessions")
     @requires("sessions")
     def user_sessions(sid: VirtualServer, uid: str) -> Any:
-        with DbSession(engine) as db:
+        with DbSession(engine, expire_on_commit=False) as db:
             rows = db.scalars(
                 select(Session).where(
                     Session.server_id == sid.id,
@@ -274,7 +274,7 @@ def make_api(
         return jsonify(enrolment.confirm(sid, eid, body().get("code")))
 
     def _set_blocked(server: VirtualServer, account_id: str, blocked: bool) -> Any:
-        with DbSession(engine) as db:
+        with DbSession(engine, expire_on_commit=False) as db:
             result = db.execute(
                 update(Account)
                 .where(Account.id == account_id, Account.server_id == server.id)
@@ -298,7 +298,7 @@ def make_api(
     @api.delete("/servers/<sid>/accounts/<aid>")
     @requires("accounts")
     def delete_account(sid: VirtualServer, aid: str) -> Any:
-        with DbSession(engine) as db:
+        with DbSession(engine, expire_on_commit=False) as db:
             account = db.get(Account, aid)
             if account is None or account.server_id != sid.id:
                 raise ApiError(404, "not_found", "No such account.")

@@ -68,7 +68,7 @@ class EnrolmentService:
             secret_hash=hashlib.sha256(secret).digest(),
             expires_at=now() + timedelta(seconds=self._ttl),
         )
-        with Session(self._engine) as db:
+        with Session(self._engine, expire_on_commit=False) as db:
             db.add(enrolment)
             db.commit()
             db.refresh(enrolment)
@@ -90,7 +90,7 @@ class EnrolmentService:
         }
 
     def get(self, server: VirtualServer, enrolment_id: str) -> dict[str, Any]:
-        with Session(self._engine) as db:
+        with Session(self._engine, expire_on_commit=False) as db:
             row = db.get(Enrolment, enrolment_id)
         if row is None or row.server_id != server.id:
             raise EnrolmentError("not_found", "No such enrolment.", 404)
@@ -108,7 +108,7 @@ class EnrolmentService:
     def confirm(self, server: VirtualServer, enrolment_id: str, code: Any) -> dict[str, Any]:
         if not isinstance(code, str) or not code.isdigit() or len(code) != 6:
             raise EnrolmentError("bad_request", "code must be the six digits the phone shows.")
-        with Session(self._engine) as db:
+        with Session(self._engine, expire_on_commit=False) as db:
             row = db.get(Enrolment, enrolment_id)
             if row is None or row.server_id != server.id:
                 raise EnrolmentError("not_found", "No such enrolment.", 404)
@@ -173,7 +173,7 @@ class EnrolmentService:
             raise OperationError(
                 "untrusted_app", "This service does not accept this app's second factor server."
             )
-        with Session(self._engine) as db:
+        with Session(self._engine, expire_on_commit=False) as db:
             row = db.get(Enrolment, enrolment_id)
             valid = (
                 row is not None
@@ -234,7 +234,7 @@ class EnrolmentService:
             params.get("attestation"), account, pending["server_id"], pending["ns_challenge"], "enrol"
         )
         code = confirmation_code(context.export(ENROL_CODE_EXPORTER, pending["enrolment"].encode(), 8))
-        with Session(self._engine) as db:
+        with Session(self._engine, expire_on_commit=False) as db:
             db.add(account)
             try:
                 db.flush()

@@ -100,7 +100,7 @@ class LoginService:
         return SessionView(loggedin=False, hsid=hsid, loginqrdata=self._current_qr(server, hsid, browser))
 
     def active_session(self, server_id: str, hsid: str) -> dict[str, Any] | None:
-        with DbSession(self._engine) as db:
+        with DbSession(self._engine, expire_on_commit=False) as db:
             row = db.get(Session, hsid)
             if row is None or row.server_id != server_id or row.ended_at is not None:
                 return None
@@ -116,7 +116,7 @@ class LoginService:
             }
 
     def logout(self, server_id: str, hsid: str, ended_by: str) -> bool:
-        with DbSession(self._engine) as db:
+        with DbSession(self._engine, expire_on_commit=False) as db:
             result = db.execute(
                 update(Session)
                 .where(Session.id == hsid, Session.server_id == server_id, Session.ended_at.is_(None))
@@ -254,7 +254,7 @@ class LoginService:
             raise ProtocolError("channel to an unknown server")
         account = account_for(self._engine, server.id, context.peer.thumbprint())
         wanted = params.get("session")
-        with DbSession(self._engine) as db:
+        with DbSession(self._engine, expire_on_commit=False) as db:
             query = select(Session.id).where(Session.account_id == account.id, Session.ended_at.is_(None))
             if isinstance(wanted, str):
                 query = query.where(Session.id == wanted)
@@ -298,7 +298,7 @@ class LoginService:
         return now() - aware(account.last_login_at) > timedelta(seconds=policy)
 
     def _establish(self, server_id: str, hsid: str, account: Account, *, method: str, factor: str) -> None:
-        with DbSession(self._engine) as db:
+        with DbSession(self._engine, expire_on_commit=False) as db:
             user_id = None
             if account.user_pk is not None:
                 user = db.get(User, account.user_pk)

@@ -48,7 +48,7 @@ class PushLoginService:
         return self._previous_account(server_id, hsid) is not None
 
     def _previous_account(self, server_id: str, hsid: str) -> Account | None:
-        with DbSession(self._engine) as db:
+        with DbSession(self._engine, expire_on_commit=False) as db:
             session = db.get(Session, hsid)
             if session is None or session.server_id != server_id:
                 return None
@@ -70,7 +70,7 @@ class PushLoginService:
         self, server: VirtualServer, user_id: str, nonce: str, browser: dict[str, str]
     ) -> dict[str, Any]:
         hsid = hsid_for(nonce)
-        with DbSession(self._engine) as db:
+        with DbSession(self._engine, expire_on_commit=False) as db:
             accounts = list(
                 db.scalars(
                     select(Account)

@@ -86,7 +86,7 @@ class ServerRegistry:
             logo_url=logo_url,
             announce=json.dumps(announce or {}),
         )
-        with Session(self._engine) as session:
+        with Session(self._engine, expire_on_commit=False) as session:
             session.add(row)
             session.commit()
             session.refresh(row)
@@ -96,12 +96,12 @@ class ServerRegistry:
         cached = self._by_id.get(server_id)
         if cached is not None:
             return cached
-        with Session(self._engine) as session:
+        with Session(self._engine, expire_on_commit=False) as session:
             row = session.get(Server, server_id)
         return self._load(row) if row is not None else None
 
     def all(self) -> list[VirtualServer]:
-        with Session(self._engine) as session:
+        with Session(self._engine, expire_on_commit=False) as session:
             rows = list(session.scalars(select(Server).order_by(Server.created_at)))
         return [self._by_id.get(row.id) or self._load(row) for row in rows]
 

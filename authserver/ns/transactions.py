@@ -87,7 +87,7 @@ class TransactionService:
                 "submitted_at": now().isoformat(timespec="seconds"),
             }
         )
-        with DbSession(self._engine) as db:
+        with DbSession(self._engine, expire_on_commit=False) as db:
             db.add(
                 Transaction(
                     id=tid,
@@ -154,7 +154,7 @@ class TransactionService:
         return True
 
     def get(self, server: VirtualServer, tid: str) -> dict[str, Any]:
-        with DbSession(self._engine) as db:
+        with DbSession(self._engine, expire_on_commit=False) as db:
             row = db.get(Transaction, tid)
         if row is None or row.server_id != server.id:
             raise TransactionError("not_found", "No such transaction.", 404)
@@ -179,16 +179,17 @@ class TransactionService:
             raise OperationError("bad_request", "transaction is required.")
         challenge = unb64(params.get("challenge"), "challenge", min_length=16, max_length=64)
         account = account_for(self._engine, server.id, context.peer.thumbprint())
+        with DbSession(self._engine, expire_on_commit=False) as db:
+            row = db.get(Transaction, tid)
+        # Ownership first: another account of the same app asking must not use up the request.
+        if row is None or row.server_id != server.id or row.account_id != account.id:
+            raise OperationError("not_yours", "This signing request is for another account.")
         raw = self._kv.take(f"sign:{tid}")
-        if raw is None:
+        if raw is None or row.status != "new":
             raise OperationError("expired", "This signing request has expired or was already answered.")
         entry = json.loads(raw)
         if not hmac.compare_digest(entry["challenge_hash"], hashlib.sha256(challenge).hexdigest()):
             raise OperationError("expired", "This signing request has expired or was already answered.")
-        with DbSession(self._engine) as db:
-            row = db.get(Transaction, tid)
-        if row is None or row.server_id != server.id or row.account_id != account.id or row.status != "new":
-            raise OperationError("not_yours", "This signing request is for another account.")
         ns_challenge = os.urandom(32)
         context.state["sign"] = {
             "tid": tid,
@@ -239,7 +240,7 @@ class TransactionService:
             attestation=token,
             decision=decision,
         )
-        with DbSession(self._engine) as db:
+        with DbSession(self._engine, expire_on_commit=False) as db:
             done = db.execute(
                 update(Transaction)
                 .where(Transaction.id == pending["tid"], Transaction.status == "new")

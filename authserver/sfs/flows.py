@@ -56,7 +56,7 @@ class SecondFactorService:
     def register_start(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
         blinded = unb64(params.get("blinded_element"), "blinded_element", 32)
         thumbprint = context.peer.thumbprint()
-        with Session(self._engine) as session:
+        with Session(self._engine, expire_on_commit=False) as session:
             instance = session.scalar(select(AppInstance).where(AppInstance.device_thumbprint == thumbprint))
             if instance is not None and instance.pin_verifier is not None:
                 raise OperationError(
@@ -84,7 +84,7 @@ class SecondFactorService:
             biometric_key is not None and not pin.is_acceptable_verifier(biometric_key)
         ):
             raise OperationError("bad_request", "Keys must be valid Ed25519 public keys.")
-        with Session(self._engine) as session:
+        with Session(self._engine, expire_on_commit=False) as session:
             done = session.execute(
                 update(AppInstance)
                 .where(
@@ -103,7 +103,7 @@ class SecondFactorService:
     def pin_evaluate(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
         blinded = unb64(params.get("blinded_element"), "blinded_element", 32)
         thumbprint = context.peer.thumbprint()
-        with Session(self._engine) as session:
+        with Session(self._engine, expire_on_commit=False) as session:
             counted = session.execute(
                 update(AppInstance)
                 .where(
@@ -144,7 +144,7 @@ class SecondFactorService:
         if sfs_challenge is None:
             raise OperationError("no_challenge", "Check the second factor again.")
         thumbprint = context.peer.thumbprint()
-        with Session(self._engine) as session:
+        with Session(self._engine, expire_on_commit=False) as session:
             instance = session.scalar(select(AppInstance).where(AppInstance.device_thumbprint == thumbprint))
         if instance is None or instance.pin_verifier is None:
             raise OperationError("not_registered", "Register this app with its second factor server first.")
@@ -201,7 +201,7 @@ class SecondFactorService:
             raise OperationError("bad_request", "blinded_element is not a valid group element.") from exc
 
     def _lock(self, thumbprint: str) -> None:
-        with Session(self._engine) as session:
+        with Session(self._engine, expire_on_commit=False) as session:
             session.execute(
                 update(AppInstance)
                 .where(AppInstance.device_thumbprint == thumbprint)
@@ -210,7 +210,7 @@ class SecondFactorService:
             session.commit()
 
     def _reset(self, thumbprint: str) -> None:
-        with Session(self._engine) as session:
+        with Session(self._engine, expire_on_commit=False) as session:
             session.execute(
                 update(AppInstance)
                 .where(AppInstance.device_thumbprint == thumbprint, AppInstance.locked.is_(False))
