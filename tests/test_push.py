@@ -105,9 +105,9 @@ def test_message_center_holds_no_plaintext_and_tampering_is_detected(
         for plaintext in (b"login", b"nextAuth", b"number", b"challenge", b"default"):
             assert plaintext not in sealed
     with sqlite3.connect(database) as db:
-        db.execute(
-            "UPDATE mc_messages SET envelope = substr(envelope, 1, 40) || x'00' || substr(envelope, 42)"
-        )
+        for message_id, sealed in db.execute("SELECT id, envelope FROM mc_messages").fetchall():
+            altered = sealed[:40] + bytes([sealed[40] ^ 1]) + sealed[41:]  # one bit, as an MC could
+            db.execute("UPDATE mc_messages SET envelope = ? WHERE id = ?", (altered, message_id))
     _, inbox = run_app(pushed_phone, "inbox")
     assert [m for m in inbox["messages"] if m["account"] == account] == []
 
