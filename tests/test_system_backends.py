@@ -1,6 +1,7 @@
 """The services on real PostgreSQL, MariaDB and Redis; readiness when a backend is down; TLS endpoints."""
 
 import datetime
+import hashlib
 import ipaddress
 import socket
 import ssl
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
 from tests.fixtures.system import free_port, run_app, start_system, stop_system
@@ -113,17 +114,25 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_sigmai_over_tls13_and_tls12_refused(tmp_path: Path) -> None:
     key_path, cert_path = _self_signed(tmp_path)
+    identity = ed25519.Ed25519PrivateKey.generate()
+    identity_path = tmp_path / "identity.pem"
+    identity_path.write_bytes(
+        identity.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     system = start_system(
         tmp_path / "data",
         command=("sfs",),
         extra_env={
             "NEXTAUTH_SFS_SIGMAI_TLS_KEY_FILE": str(key_path),
             "NEXTAUTH_SFS_SIGMAI_TLS_CERTIFICATE_FILE": str(cert_path),
+            "NEXTAUTH_SFS_IDENTITY_KEY_FILE": str(identity_path),
         },
     )
     try:
         port = system.port("sfs", "sigmai")
-        key_hash = system.key_hash("sfs")
+        key_hash = hashlib.sha256(identity.public_key().public_bytes_raw()).hexdigest()
         home = tmp_path / "phone"
         run_app(home, "init")
         code, answer = run_app(
