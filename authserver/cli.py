@@ -21,6 +21,7 @@ from grpc.experimental import gevent as grpc_gevent  # noqa: E402
 
 from authserver.config import COMPONENTS, ComponentConfig, ConfigError, load_config, unknown_variables  # noqa: E402
 from authserver.logs import setup_logging  # noqa: E402
+from authserver.ns.access import ROLES  # noqa: E402
 from authserver.services import mc, ns, sfs  # noqa: E402
 from authserver.services.runtime import Component  # noqa: E402
 from authserver.storage.db import mask_uri  # noqa: E402
@@ -137,6 +138,33 @@ def _announce(components: list[Component]) -> None:
     sys.stdout.flush()
 
 
+def _access(args: argparse.Namespace) -> int:
+    """Grant REST access from the command line: the first key of a deployment must come from somewhere."""
+    from authserver.ns.access import AccessControl
+    from authserver.storage import db
+
+    (config,) = _load(["ns"], os.environ, "standalone")
+    engine = db.create_engine_for(config.db_uri)
+    db.upgrade(engine)
+    access = AccessControl(engine, "ns", None)
+    roles = [role.strip() for role in args.roles.split(",") if role.strip()]
+    try:
+        if args.command == "apikey":
+            key = access.create_key(args.name, roles, args.server)
+            sys.stdout.write(json.dumps({"name": args.name, "roles": roles, "api_key": key}) + "\n")
+        else:
+            fingerprint = access.add_certificate(
+                args.name, roles, Path(args.certificate).read_bytes(), args.server
+            )
+            sys.stdout.write(json.dumps({"name": args.name, "roles": roles, "sha256": fingerprint}) + "\n")
+    except (ValueError, OSError) as exc:
+        sys.stderr.write(f"nextauth: {exc}\n")
+        return 2
+    finally:
+        engine.dispose()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nextauth", description="nextAuth authentication server.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -145,10 +173,21 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("all", help="run ns, sfs and mc in one process on distinct loopback ports")
     migrate = commands.add_parser("migrate", help="apply database migrations and exit")
     migrate.add_argument("component", choices=COMPONENTS)
+    apikey = commands.add_parser("apikey", help="create an API key for the ns REST API (printed once)")
+    apikey.add_argument("--name", required=True, help="who or what uses it")
+    apikey.add_argument("--roles", required=True, help=f"comma-separated, among {', '.join(ROLES)}")
+    apikey.add_argument("--server", help="limit it to this virtual server")
+    clientcert = commands.add_parser("clientcert", help="list a client certificate for the ns REST API")
+    clientcert.add_argument("--name", required=True)
+    clientcert.add_argument("--roles", required=True, help=f"comma-separated, among {', '.join(ROLES)}")
+    clientcert.add_argument("--server", help="limit it to this virtual server")
+    clientcert.add_argument("--certificate", required=True, help="PEM file of the client's certificate")
     args = parser.parse_args(argv)
     try:
         if args.command == "all":
             return _run(_load(list(COMPONENTS), os.environ, "all-in-one"), announce=True)
+        if args.command in ("apikey", "clientcert"):
+            return _access(args)
         if args.command == "migrate":
             from authserver.storage import db
 

@@ -13,11 +13,13 @@ import threading
 import time
 from dataclasses import dataclass
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from authserver.ns.common import b64
-from authserver.storage.flow_models import ApiKey
+from authserver.storage.flow_models import ApiKey, ClientCertificate
 
 ROLES = ("sessions", "users", "accounts", "servers", "createserver", "root")
 CACHE_SECONDS = 5.0
@@ -66,6 +68,52 @@ class AccessControl:
             )
             db.commit()
         return api_key
+
+    def add_certificate(
+        self, name: str, roles: list[str], certificate_pem: bytes, server_id: str | None = None
+    ) -> str:
+        """List a client certificate (by SHA-256 fingerprint of its DER form) with its roles."""
+        unknown = set(roles) - set(ROLES)
+        if unknown or not roles:
+            raise ValueError(f"roles must be among {', '.join(ROLES)}")
+        certificate = x509.load_pem_x509_certificate(certificate_pem)
+        fingerprint = certificate.fingerprint(hashes.SHA256()).hex()
+        with Session(self._engine) as db:
+            db.add(
+                ClientCertificate(
+                    component=self._component,
+                    name=name,
+                    fingerprint=fingerprint,
+                    roles=json.dumps(sorted(roles)),
+                    server_id=server_id,
+                )
+            )
+            db.commit()
+        return fingerprint
+
+    def authenticate_certificate(self, fingerprint: str | None) -> Grant | None:
+        """Access by a listed certificate only: that some CA signed it grants nothing."""
+        if not fingerprint:
+            return None
+        cache_key = "cert:" + fingerprint
+        with self._lock:
+            cached = self._cache.get(cache_key)
+        if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+            return cached[1]
+        with Session(self._engine) as db:
+            row = db.scalar(
+                select(ClientCertificate).where(
+                    ClientCertificate.fingerprint == fingerprint,
+                    ClientCertificate.component == self._component,
+                    ClientCertificate.revoked_at.is_(None),
+                )
+            )
+        grant = (
+            Grant(f"certificate {row.name}", frozenset(json.loads(row.roles)), row.server_id) if row else None
+        )
+        with self._lock:
+            self._cache[cache_key] = (time.monotonic(), grant)
+        return grant
 
     def authenticate(self, api_key: str | None) -> Grant | None:
         if not api_key or len(api_key) > 256:

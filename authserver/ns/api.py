@@ -25,6 +25,7 @@ from authserver.ns.push import PushError, PushLoginService
 from authserver.ns.servers import ServerRegistry, VirtualServer
 from authserver.ns.transactions import TransactionError, TransactionService
 from authserver.storage.flow_models import Account, Session, User
+from authserver.transport.wsgi import CLIENT_CERT_KEY
 from nextauth_core import evidence
 
 log = logging.getLogger("nextauth.ns.api")
@@ -63,9 +64,17 @@ def make_api(
         def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
             @wraps(view)
             def wrapper(*args: Any, **kwargs: Any) -> Any:
-                grant = access.authenticate(request.headers.get("X-apikey"))
+                api_key = request.headers.get("X-apikey")
+                if api_key is not None:
+                    grant = access.authenticate(api_key)
+                else:
+                    grant = access.authenticate_certificate(request.environ.get(CLIENT_CERT_KEY))
                 if grant is None:
-                    raise ApiError(401, "unauthenticated", "Send a valid API key in the X-apikey header.")
+                    raise ApiError(
+                        401,
+                        "unauthenticated",
+                        "Send a valid API key in X-apikey, or use a client certificate listed here.",
+                    )
                 server_id = kwargs.get("sid")
                 if not grant.allows(role, server_id):
                     raise ApiError(403, "forbidden", f"This API key lacks the '{role}' role here.")

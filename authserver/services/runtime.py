@@ -25,6 +25,7 @@ from authserver.storage import db
 from authserver.storage.kv import KeyValueStore, open_kv
 from authserver.storage.repository import ensure_service_key, record_device_seen
 from authserver.transport.sigmai_endpoint import SigmaiEndpoint
+from authserver.transport.wsgi import PeerCertificateHandler
 from sigmai import PeerKey, ServerIdentity
 from sigmai.connection import KeyLookup
 
@@ -84,7 +85,11 @@ class Component:
     def add_wsgi(self, endpoint: str, app: Any, scheme: str = "http", *, api: bool = False) -> None:
         listen = self.config.listen[endpoint]
         self.listeners[endpoint] = WSGIServer(
-            (listen.host, listen.port), app, log=None, **self.tls_kwargs(endpoint, api=api)
+            (listen.host, listen.port),
+            app,
+            log=None,
+            handler_class=PeerCertificateHandler,
+            **self.tls_kwargs(endpoint, api=api),
         )
         self.urls[endpoint] = self.url(endpoint, scheme)
 
