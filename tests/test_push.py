@@ -1,11 +1,12 @@
 """Push login end to end: ns seals a request to the account's key, the MC stores and forwards what it
 cannot read, the phone pulls it, checks ns's signature, and approves with number matching."""
 
-import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
+from authserver.storage.db import create_engine_for
 from tests.fixtures.system import RunningSystem, ns_api, run_app
 from tests.test_flows import PIN, BrowserPage, enrol, new_nonce, start_login
 
@@ -97,17 +98,22 @@ def test_message_center_holds_no_plaintext_and_tampering_is_detected(
     nonce, account = _logged_in_once(system, pushed_phone, "mallory-target")
     api = ns_api(system)
     _, _provoked = api.call("POST", "/v1/servers/default/sessions/provokelogin", headers={"X-nonce": nonce})
-    database = system.data_dir / "mc.db"
-    with sqlite3.connect(database) as db:
-        envelopes = [row[0] for row in db.execute("SELECT envelope FROM mc_messages")]
-    assert envelopes
-    for sealed in envelopes:
-        for plaintext in (b"login", b"nextAuth", b"number", b"challenge", b"default"):
-            assert plaintext not in sealed
-    with sqlite3.connect(database) as db:
-        for message_id, sealed in db.execute("SELECT id, envelope FROM mc_messages").fetchall():
-            altered = sealed[:40] + bytes([sealed[40] ^ 1]) + sealed[41:]  # one bit, as an MC could
-            db.execute("UPDATE mc_messages SET envelope = ? WHERE id = ?", (altered, message_id))
+    engine = create_engine_for(system.env.get("NEXTAUTH_DB_URI") or f"sqlite:///{system.data_dir / 'mc.db'}")
+    try:
+        with engine.begin() as db:
+            stored = db.execute(text("SELECT id, envelope FROM mc_messages")).all()
+            assert stored
+            for message_id, sealed in stored:
+                sealed = bytes(sealed)
+                for plaintext in (b"login", b"nextAuth", b"number", b"challenge", b"default"):
+                    assert plaintext not in sealed
+                altered = sealed[:40] + bytes([sealed[40] ^ 1]) + sealed[41:]  # one bit, as an MC could
+                db.execute(
+                    text("UPDATE mc_messages SET envelope = :e WHERE id = :i"),
+                    {"e": altered, "i": message_id},
+                )
+    finally:
+        engine.dispose()
     _, inbox = run_app(pushed_phone, "inbox")
     assert [m for m in inbox["messages"] if m["account"] == account] == []
 
