@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import simple_websocket
 
-from tests.fixtures.system import RunningSystem, ns_api, run_app
+from tests.fixtures.system import RunningSystem, ns_api, run_app, start_system, stop_system
 
 PIN = "2468"
 
@@ -315,3 +315,18 @@ def test_transaction_needs_a_logged_in_session_and_typed_fields(system: RunningS
         "POST", "/v1/servers/default/sessions/transactions", {"amount": 5}, {"X-nonce": new_nonce()}
     )
     assert status == 400
+
+
+def test_expired_qr_is_refused(tmp_path: Path) -> None:
+    short = start_system(tmp_path / "data", extra_env={"NEXTAUTH_NS_LOGIN_QR_TTL": "1"})
+    try:
+        home = tmp_path / "phone"
+        run_app(home, "init", "--config", str(short.data_dir / "app-config.json"))
+        assert run_app(home, "register", "--pin", PIN)[0] == 0
+        enrol(short, home, "late-larry")
+        view = start_login(short, new_nonce())
+        time.sleep(1.5)
+        code, answer = run_app(home, "scan", view["loginqrdata"], "--pin", PIN)
+        assert code == 1 and answer["code"] == "expired"
+    finally:
+        stop_system(short)

@@ -36,6 +36,19 @@ def _trusted_sfs(config: ComponentConfig, environ: dict[str, str], extra: list[s
     return keys
 
 
+def _seconds(environ: dict[str, str], name: str, default: float) -> float:
+    value = read_setting(name, environ)
+    if value is None:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: expected a number of seconds, got {value!r}") from exc
+    if not 0 < seconds <= 30 * 86400:
+        raise ConfigError(f"{name}: must be more than 0 and at most 30 days")
+    return seconds
+
+
 def _root_api_key(config: ComponentConfig, environ: dict[str, str], *, generate: bool) -> str | None:
     configured = read_setting("NEXTAUTH_NS_ROOT_API_KEY", environ)
     if configured:
@@ -77,8 +90,18 @@ def build(
     component.identity = default_server.identity
     sigmai_uri = config.public_sigmai_uri or component.urls["sigmai"]
     kv: KeyValueStore = component.kv
-    login = LoginService(component.engine, kv, servers, trusted, sigmai_uri)
-    enrolment = EnrolmentService(component.engine, servers, login, sigmai_uri)
+    login = LoginService(
+        component.engine,
+        kv,
+        servers,
+        trusted,
+        sigmai_uri,
+        qr_ttl=_seconds(environ, "NEXTAUTH_NS_LOGIN_QR_TTL", 60),
+        session_ttl=_seconds(environ, "NEXTAUTH_NS_SESSION_TTL", 8 * 3600),
+    )
+    enrolment = EnrolmentService(
+        component.engine, servers, login, sigmai_uri, ttl=_seconds(environ, "NEXTAUTH_NS_ENROLMENT_TTL", 600)
+    )
     access = AccessControl(component.engine, "ns", root_key)
     centers_setting = read_setting("NEXTAUTH_NS_MESSAGE_CENTERS", environ)
     centers = {**parse_message_centers(centers_setting), **(message_centers or {})}
