@@ -4,6 +4,7 @@ a business application on the REST API, and a login page on the browser WebSocke
 import secrets
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -330,3 +331,13 @@ def test_expired_qr_is_refused(tmp_path: Path) -> None:
         assert code == 1 and answer["code"] == "expired"
     finally:
         stop_system(short)
+
+
+def test_qr_images_for_enrolment_payloads(system: RunningSystem) -> None:
+    api = ns_api(system)
+    _, created = api.call("POST", "/v1/servers/default/users/pat/enrolments")
+    query = urllib.parse.urlencode({"data": created["qrdata"], "format": "png"})
+    status, png = api.call("GET", f"/v1/servers/default/qr?{query}")
+    assert status == 200 and png[:8] == b"\x89PNG\r\n\x1a\n"
+    status, answer = api.call("GET", "/v1/servers/default/qr?data=NA1.garbage")
+    assert status == 400 and answer["error"] == "bad_request"

@@ -1,11 +1,13 @@
 """Push login end to end: ns seals a request to the account's key, the MC stores and forwards what it
 cannot read, the phone pulls it, checks ns's signature, and approves with number matching."""
 
+import json
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
+from authserver.ns.mc_client import DeliveryError, RestMessageCenter
 from authserver.storage.db import create_engine_for
 from tests.fixtures.system import RunningSystem, ns_api, run_app
 from tests.test_flows import PIN, BrowserPage, enrol, new_nonce, start_login
@@ -133,3 +135,17 @@ def test_provoke_user_pushes_to_their_phone(system: RunningSystem, pushed_phone:
     assert code == 0, answer
     _, session = ns_api(system).call("GET", "/v1/servers/default/sessions/", headers={"X-nonce": nonce})
     assert session["loggedin"] is True and session["userid"] == "ken"
+
+
+def test_message_center_rest_api_for_ns(system: RunningSystem, pushed_phone: Path) -> None:
+    """The REST alternative to gRPC: the app token is the right to write to the mailbox, nothing more."""
+    secrets_file = json.loads((pushed_phone / "second-factor.json").read_text())
+    mailbox, token = secrets_file["mailbox"]["mailbox"], secrets_file["mailbox"]["token"]
+    center = RestMessageCenter(f"http://127.0.0.1:{system.port('mc', 'http')}")
+    with pytest.raises(DeliveryError, match="403"):
+        center.send(mailbox, token + "x", b"\x01" + bytes(64), sender="0" * 64, collapse_id="", ttl=60)
+    delivered = center.send(mailbox, token, b"\x01" + bytes(64), sender="0" * 64, collapse_id="", ttl=60)
+    assert delivered.message_id
+    # Bytes that are no envelope of a pinned server never reach the person.
+    _, inbox = run_app(pushed_phone, "inbox")
+    assert all(message["id"] != delivered.message_id for message in inbox["messages"])

@@ -8,11 +8,14 @@ import ssl
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
+from psycopg import sql
+from sqlalchemy import make_url
 
 from tests.fixtures.system import free_port, run_app, start_system, stop_system
 
@@ -154,5 +157,24 @@ def test_sigmai_over_tls13_and_tls12_refused(tmp_path: Path) -> None:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
             with pytest.raises(ssl.SSLError):
                 old_client.wrap_socket(raw, server_hostname="127.0.0.1")
+    finally:
+        stop_system(system)
+
+
+def test_readiness_follows_the_database(tmp_path: Path, postgres_uri: str) -> None:
+    system = start_system(tmp_path, command=("sfs",), extra_env={"NEXTAUTH_SFS_DB_URI": postgres_uri})
+    try:
+        assert system.get("sfs", "admin", "/readyz")[0] == 200
+        url = make_url(postgres_uri)
+        with psycopg.connect(
+            host=url.host, port=url.port, user=url.username, dbname="postgres", autocommit=True
+        ) as admin:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(url.database)))
+        deadline = time.monotonic() + 20
+        while (status := system.get("sfs", "admin", "/readyz"))[0] != 503:
+            assert time.monotonic() < deadline, status
+            time.sleep(0.2)
+        assert status[1]["checks"]["database"] is False
+        assert system.get("sfs", "admin", "/livez")[0] == 200
     finally:
         stop_system(system)

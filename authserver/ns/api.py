@@ -27,6 +27,7 @@ from authserver.ns.transactions import TransactionError, TransactionService
 from authserver.storage.flow_models import Account, Session, User
 from authserver.transport.wsgi import CLIENT_CERT_KEY
 from nextauth_core import evidence
+from nextauth_core.qr import QRError, QRPayload
 
 log = logging.getLogger("nextauth.ns.api")
 
@@ -60,7 +61,9 @@ def make_api(
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     api = Blueprint("v1", __name__, url_prefix="/v1")
 
-    def requires(role: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def requires(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """The caller must hold one of ``roles`` for the server in the path (or globally)."""
+
         def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
             @wraps(view)
             def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -76,8 +79,9 @@ def make_api(
                         "Send a valid API key in X-apikey, or use a client certificate listed here.",
                     )
                 server_id = kwargs.get("sid")
-                if not grant.allows(role, server_id):
-                    raise ApiError(403, "forbidden", f"This API key lacks the '{role}' role here.")
+                if not any(grant.allows(role, server_id) for role in roles):
+                    wanted = "' or '".join(roles)
+                    raise ApiError(403, "forbidden", f"This API key lacks the '{wanted}' role here.")
                 g.grant = grant
                 if server_id is not None:
                     server = servers.get(server_id)
@@ -191,6 +195,23 @@ def make_api(
         if not login.logout(sid.id, hsid, "application"):
             raise ApiError(404, "not_found", "No active session with that id.")
         return jsonify(loggedout=True)
+
+    @api.get("/servers/<sid>/qr")
+    @requires("sessions", "users")
+    def render_qr(sid: VirtualServer) -> Any:
+        """A QR image for any payload this server issued (login, enrolment, signing), for applications
+        that would rather not render QR codes themselves."""
+        data = request.args.get("data", "")
+        try:
+            payload = QRPayload.decode(data)
+        except QRError as exc:
+            raise ApiError(400, "bad_request", f"data: {exc}.") from exc
+        if payload.server_id != sid.id:
+            raise ApiError(400, "bad_request", "data was issued by another server.")
+        fmt = request.args.get("format", "svg")
+        if fmt not in ("png", "svg"):
+            raise ApiError(400, "bad_request", "format must be png or svg.")
+        return _qr_response(data, fmt)
 
     # -- transactions ----------------------------------------------------------------------------------
 
