@@ -387,31 +387,23 @@ class App:
         self, message_id: str, *, number: int | None, pin: str | None, decline: bool = False
     ) -> dict[str, Any]:
         for item in self.inbox():
-            if item["id"] == message_id and item.get("type") == "sign":
-                record = next(a for a in self.accounts.accounts() if a.id == item["account"])
-                payload = QRPayload(
-                    kind="sign",
-                    server_id=item["server_id"],
-                    sigmai_uri=record.sigmai_uri,
-                    server_key_hash=record.server_key_hash,
-                    item_id=item["push"],
-                    secret=unb64(item["challenge"]),
-                )
+            if item["id"] != message_id or item.get("type") not in ("login", "sign"):
+                continue
+            record = next(a for a in self.accounts.accounts() if a.id == item["account"])
+            payload = QRPayload(
+                kind=item["type"],
+                server_id=item["server_id"],
+                sigmai_uri=record.sigmai_uri,
+                server_key_hash=record.server_key_hash,
+                item_id=item["push"],
+                secret=unb64(item["challenge"]),
+            )
+            if payload.kind == "sign":
                 return self.sign(payload, pin=pin, approve=not decline, account_id=record.id)
-            if item["id"] == message_id and item.get("type") == "login":
-                if number is None:
-                    raise FlowError("Pick the number the login page shows: --number N.")
-                record = next(a for a in self.accounts.accounts() if a.id == item["account"])
-                payload = QRPayload(
-                    kind="login",
-                    server_id=item["server_id"],
-                    sigmai_uri=record.sigmai_uri,
-                    server_key_hash=record.server_key_hash,
-                    item_id=item["push"],
-                    secret=unb64(item["challenge"]),
-                )
-                return self.login(payload, pin=pin, approve=True, account_id=record.id, number=number)
-        raise FlowError("No such login request in the inbox (it may have expired).")
+            if number is None:
+                raise FlowError("Pick the number the login page shows: --number N.")
+            return self.login(payload, pin=pin, approve=True, account_id=record.id, number=number)
+        raise FlowError("No such request in the inbox (it may have expired).")
 
     def logout(self, *, account_id: str | None = None) -> dict[str, Any]:
         ended = 0

@@ -23,7 +23,6 @@ from authserver.operations import ChannelContext, OperationError
 from authserver.storage.flow_models import Account, Enrolment, User
 from nextauth_core.qr import QRPayload
 from nextauth_core.statements import ENROL_CODE_EXPORTER, confirmation_code
-from sigmai import ProtocolError
 
 SECRET_BYTES = 32
 MAX_CODE_ATTEMPTS = 3
@@ -161,9 +160,7 @@ class EnrolmentService:
     # -- the app's side (sigmai operations) ------------------------------------------------------------
 
     def enrol_start(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
-        server = self._servers.by_key_hash(context.server_key_hash)
-        if server is None:
-            raise ProtocolError("channel to an unknown server")
+        server = self._servers.for_channel(context.server_key_hash)
         enrolment_id = params.get("enrolment")
         if not isinstance(enrolment_id, str) or len(enrolment_id) > 32:
             raise OperationError("bad_request", "enrolment is required.")

@@ -164,9 +164,7 @@ class LoginService:
     # -- the app's side (sigmai operations) ------------------------------------------------------------
 
     def login_start(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
-        server = self._servers.by_key_hash(context.server_key_hash)
-        if server is None:
-            raise ProtocolError("channel to an unknown server")
+        server = self._servers.for_channel(context.server_key_hash)
         qr_id = params.get("qr_id")
         if not isinstance(qr_id, str) or len(qr_id) > 64:
             raise OperationError("bad_request", "qr_id is required.")
@@ -249,9 +247,7 @@ class LoginService:
         return {"cancelled": True}
 
     def logout_from_phone(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
-        server = self._servers.by_key_hash(context.server_key_hash)
-        if server is None:
-            raise ProtocolError("channel to an unknown server")
+        server = self._servers.for_channel(context.server_key_hash)
         account = account_for(self._engine, server.id, context.peer.thumbprint())
         wanted = params.get("session")
         with DbSession(self._engine, expire_on_commit=False) as db:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from authserver.storage.flow_models import Server
 from authserver.storage.repository import ensure_service_key
 from nextauth_core.qr import _b64url
-from sigmai import ServerIdentity
+from sigmai import ProtocolError, ServerIdentity
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,14 @@ class ServerRegistry:
             self.all()
             found = self._by_key_hash.get(key_hash)
         return found
+
+    def for_channel(self, server_key_hash: bytes) -> VirtualServer:
+        """The server an app's channel reached. It was found at the handshake, so only a server deleted
+        since then can be missing: the channel is then closed."""
+        server = self.by_key_hash(server_key_hash)
+        if server is None:
+            raise ProtocolError("channel to an unknown server")
+        return server
 
     def identity_for(self, key_hash: bytes) -> ServerIdentity | None:
         server = self.by_key_hash(key_hash)

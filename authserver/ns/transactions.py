@@ -171,9 +171,7 @@ class TransactionService:
     # -- the app's side (sigmai operations) ------------------------------------------------------------
 
     def sign_start(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
-        server = self._servers.by_key_hash(context.server_key_hash)
-        if server is None:
-            raise ProtocolError("channel to an unknown server")
+        server = self._servers.for_channel(context.server_key_hash)
         tid = params.get("transaction")
         if not isinstance(tid, str) or len(tid) > 32:
             raise OperationError("bad_request", "transaction is required.")
