@@ -56,7 +56,8 @@ class GrpcMessageCenter:
             ttl_seconds=ttl,
         )
         try:
-            reply = self._stub.Send(request, timeout=self._timeout)
+            # wait_for_ready: a channel still connecting (first use, MC restart) waits, within the timeout.
+            reply = self._stub.Send(request, timeout=self._timeout, wait_for_ready=True)
         except grpc.RpcError as exc:
             raise DeliveryError(f"message center refused: {exc.code().name}") from exc
         return Delivery(reply.message_id, reply.pushed)
