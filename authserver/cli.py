@@ -17,6 +17,7 @@ from collections.abc import Mapping  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import gevent  # noqa: E402
+from gevent.pywsgi import WSGIServer  # noqa: E402
 from grpc.experimental import gevent as grpc_gevent  # noqa: E402
 
 from authserver.config import COMPONENTS, ComponentConfig, ConfigError, load_config, unknown_variables  # noqa: E402
@@ -25,6 +26,7 @@ from authserver.ns.access import ROLES  # noqa: E402
 from authserver.services import mc, ns, sfs  # noqa: E402
 from authserver.services.runtime import Component  # noqa: E402
 from authserver.storage.db import mask_uri  # noqa: E402
+from idp import server as idp_server  # noqa: E402
 
 log = logging.getLogger("nextauth")
 
@@ -54,22 +56,62 @@ def _run(configs: list[ComponentConfig], *, announce: bool) -> int:
             )
             by_name[config.component] = _build(config, by_name, embedded=announce)
             components.append(by_name[config.component])
+        idp = _embedded_idp(by_name["ns"], first.data_dir) if announce and "ns" in by_name else None
         for component in components:
             component.start()
+        if idp is not None:
+            idp.start()
     except OSError as exc:
         log.error("cannot start: %s", exc)
         for component in components:
             component.stop()
         return 1
     if announce:
-        _announce([by_name[name] for name in COMPONENTS if name in by_name])
+        _announce([by_name[name] for name in COMPONENTS if name in by_name], idp)
     stop = gevent.event.Event()
     gevent.signal_handler(signal.SIGTERM, stop.set)
     gevent.signal_handler(signal.SIGINT, stop.set)
     stop.wait()
     log.info("shutting down")
-    for component in components:
-        component.stop()
+    stopping = [gevent.spawn(component.stop) for component in components]
+    if idp is not None:
+        stopping.append(gevent.spawn(idp.stop, 2))
+    gevent.joinall(stopping, timeout=8)
+    return 0
+
+
+def _embedded_idp(ns_component: Component, data_dir: Path) -> WSGIServer:
+    """In all-in-one mode the IdP (login pages) runs too, as an application of the ns beside it."""
+    http = ns_component.config.listen["http"]
+    settings = idp_server.load_settings(
+        os.environ,
+        data_dir=data_dir,
+        embedded=True,
+        defaults={
+            "NS_API_URL": f"http://{http.host}:{http.port}",
+            "NS_API_KEY": ns_component.extras["root_api_key"],
+            "NS_WEBSOCKET_URL": ns_component.config.public_websocket_uri
+            or f"{ns_component.urls['websocket']}ns/websocket",
+        },
+    )
+    server = idp_server.build_server(settings)
+    server.public_url = settings.public_url  # type: ignore[attr-defined]
+    return server
+
+
+def _run_idp() -> int:
+    setup_logging(os.environ.get("NEXTAUTH_IDP_LOG_LEVEL", "INFO").upper())
+    settings = idp_server.load_settings(
+        os.environ, data_dir=Path(os.environ.get("NEXTAUTH_DATA_DIR", ".nextauth"))
+    )
+    server = idp_server.build_server(settings)
+    server.start()
+    log.info("idp listening on %s", settings.public_url)
+    stop = gevent.event.Event()
+    gevent.signal_handler(signal.SIGTERM, stop.set)
+    gevent.signal_handler(signal.SIGINT, stop.set)
+    stop.wait()
+    server.stop(timeout=2)
     return 0
 
 
@@ -98,12 +140,14 @@ def app_configuration(components: list[Component]) -> dict[str, dict[str, str]]:
     }
 
 
-def _announce(components: list[Component]) -> None:
+def _announce(components: list[Component], idp: WSGIServer | None = None) -> None:
     by_name = {component.name: component for component in components}
     data_dir = components[0].config.data_dir
     app_config_path = data_dir / "app-config.json"
     app_config_path.write_text(json.dumps(app_configuration(components), indent=2) + "\n")
     lines = ["", "nextAuth is running (embedded defaults: SQLite and an in-process store).", ""]
+    if idp is not None:
+        lines += [f"  Open {idp.public_url}/login to log in with the app (QR login page).", ""]  # type: ignore[attr-defined]
     for component in components:
         for endpoint, url in component.urls.items():
             lines.append(f"  {component.name:<4} {endpoint:<10} {url}")
@@ -170,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     for name in COMPONENTS:
         commands.add_parser(name, help=f"run the {name} service (settings from NEXTAUTH_{name.upper()}_*)")
-    commands.add_parser("all", help="run ns, sfs and mc in one process on distinct loopback ports")
+    commands.add_parser("all", help="run ns, sfs, mc and the IdP in one process on distinct loopback ports")
+    commands.add_parser("idp", help="run the IdP (login pages; settings from NEXTAUTH_IDP_*)")
     migrate = commands.add_parser("migrate", help="apply database migrations and exit")
     migrate.add_argument("component", choices=COMPONENTS)
     apikey = commands.add_parser("apikey", help="create an API key for the ns REST API (printed once)")
@@ -186,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "all":
             return _run(_load(list(COMPONENTS), os.environ, "all-in-one"), announce=True)
+        if args.command == "idp":
+            return _run_idp()
         if args.command in ("apikey", "clientcert"):
             return _access(args)
         if args.command == "migrate":

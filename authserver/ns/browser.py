@@ -50,7 +50,8 @@ def make_browser_app(
                 ws.send("CANPROVOKE")
 
             def forward() -> None:
-                while True:
+                # Ends when the store closes the subscription (shutdown), not just when the page leaves.
+                while not subscription.closed:
                     message = subscription.get(timeout=1.0)
                     if message is not None:
                         ws.send(message.decode("ascii"))

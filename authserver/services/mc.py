@@ -26,11 +26,14 @@ class GrpcServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         address = f"[{listen.host}]:{listen.port}" if ":" in listen.host else f"{listen.host}:{listen.port}"
         material = component.config.tls.get("grpc")
-        if material is None:
-            self.server.add_insecure_port(address)
-        else:
-            credentials = grpc.ssl_server_credentials([(material.key_pem, material.certificate_pem)])
-            self.server.add_secure_port(address, credentials)
+        try:
+            if material is None:
+                self.server.add_insecure_port(address)
+            else:
+                credentials = grpc.ssl_server_credentials([(material.key_pem, material.certificate_pem)])
+                self.server.add_secure_port(address, credentials)
+        except RuntimeError as exc:  # grpc reports a port in use this way, not as OSError
+            raise OSError(f"cannot listen for gRPC on {address} (in use?)") from exc
 
     def refresh_health(self) -> None:
         ready = all(check() for check in self._component.readiness_checks().values())

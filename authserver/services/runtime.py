@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import gevent
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from gevent.pywsgi import WSGIServer
@@ -99,8 +100,9 @@ class Component:
             log.info("%s %s listening on %s", self.name, endpoint, self.urls.get(endpoint, "?"))
 
     def stop(self) -> None:
-        for server in self.listeners.values():
-            server.stop(timeout=2)
+        # In parallel: each listener may wait up to its grace period for open connections (a login page's
+        # WebSocket, a browser's keep-alive), and those waits should not add up.
+        gevent.joinall([gevent.spawn(server.stop, 2) for server in self.listeners.values()], timeout=5)
         for hook in self.on_stop:
             hook()
         self.kv.close()

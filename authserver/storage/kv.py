@@ -26,6 +26,8 @@ DEFAULT_PREFIX = "nextauth:"
 class Subscription(Protocol):
     def get(self, timeout: float | None = None) -> bytes | None: ...
     def close(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
 
 
 class KeyValueStore(Protocol):
@@ -65,6 +67,10 @@ class _MemorySubscription:
             self._queue.put_nowait(message)
         except queue.Full:
             log.warning("subscriber not reading: message dropped")
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def get(self, timeout: float | None = None) -> bytes | None:
         if self._closed:
@@ -223,8 +229,15 @@ def _ms(ttl: float) -> int:
 class _RedisSubscription:
     def __init__(self, pubsub: redis.client.PubSub) -> None:
         self._pubsub = pubsub
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def get(self, timeout: float | None = None) -> bytes | None:
+        if self._closed:
+            return None
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -237,6 +250,7 @@ class _RedisSubscription:
                 return None
 
     def close(self) -> None:
+        self._closed = True
         try:
             self._pubsub.close()
         except redis.RedisError:

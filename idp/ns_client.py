@@ -1,0 +1,65 @@
+"""The IdP's client for the ns REST API: the IdP is one more integrated application of ns."""
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+
+class NsError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message = status, code, message
+
+
+class NsClient:
+    def __init__(self, base_url: str, api_key: str, server_id: str, *, timeout: float = 10.0) -> None:
+        self._base = base_url.rstrip("/")
+        self._api_key = api_key
+        self.server_id = server_id
+        self._timeout = timeout
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(  # noqa: S310 - the URL comes from the IdP's configuration
+            f"{self._base}/v1/servers/{urllib.parse.quote(self.server_id, safe='')}{path}",
+            data=data,
+            method=method,
+            headers={
+                "X-apikey": self._api_key,
+                **({"Content-Type": "application/json"} if data else {}),
+                **(headers or {}),
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            try:
+                detail = json.loads(exc.read())
+            except ValueError:
+                detail = {}
+            raise NsError(exc.code, detail.get("error", "error"), detail.get("message", "")) from exc
+        except OSError as exc:
+            raise NsError(503, "unreachable", "The authentication server cannot be reached.") from exc
+
+    def session(self, nonce: str, *, client_ip: str = "", user_agent: str = "") -> dict[str, Any]:
+        headers = {"X-nonce": nonce}
+        if client_ip:
+            headers["X-client-ip"] = client_ip[:64]
+        if user_agent:
+            headers["X-user-agent"] = user_agent[:256]
+        return dict(self._call("GET", "/sessions/", headers))
+
+    def logout(self, nonce: str) -> bool:
+        return bool(self._call("POST", "/sessions/logout", {"X-nonce": nonce}).get("loggedout"))
+
+    def provoke(self, nonce: str) -> dict[str, Any]:
+        return dict(self._call("POST", "/sessions/provokelogin", {"X-nonce": nonce}))

@@ -1,0 +1,66 @@
+// The login page: waits on ns's browser WebSocket for news about this session, keeps the QR fresh,
+// and hands over to the IdP as soon as ns says the session is logged in. No framework, no build step.
+(function () {
+  "use strict";
+  var root = document.getElementById("login");
+  var status = document.getElementById("status");
+  var form = document.getElementById("complete");
+  var figure = document.getElementById("qr");
+  var done = false;
+  var retries = 0;
+
+  function say(text, kind) {
+    status.textContent = text;
+    status.className = "status" + (kind ? " " + kind : "");
+  }
+
+  function finish() {
+    if (done) { return; }
+    done = true;
+    say("Confirmed. Logging you in…", "ok");
+    form.submit();
+  }
+
+  function refresh() {
+    if (done) { return; }
+    fetch(root.getAttribute("data-qr-url"), { credentials: "same-origin", headers: { "Accept": "application/json" } })
+      .then(function (response) {
+        if (!response.ok) { throw new Error(String(response.status)); }
+        return response.json();
+      })
+      .then(function (state) {
+        if (state.loggedin) { finish(); return; }
+        figure.innerHTML = state.svg;
+        figure.setAttribute("data-qrdata", state.qrdata);
+      })
+      .catch(function () {
+        say("This code has expired and could not be renewed. Reload the page.", "error");
+      });
+  }
+
+  function connect() {
+    var socket = new WebSocket(root.getAttribute("data-ws"));
+    socket.onopen = function () {
+      retries = 0;
+      socket.send("REGISTER " + root.getAttribute("data-hsid") + " " + root.getAttribute("data-server"));
+    };
+    socket.onmessage = function (event) {
+      var word = String(event.data).split(" ")[0];
+      if (word === "LOGIN") { finish(); }
+      else if (word === "CONFIRMSCAN") { say("Code scanned. Confirm on your phone."); }
+      else if (word === "CONFIRMPROVOKE") { say("Check your phone to confirm."); }
+      else if (word === "CANCEL") { say("The login was declined on the phone. Scan again to retry.", "error"); refresh(); }
+      else if (word === "LOGOUT") { say("You were logged out."); }
+    };
+    socket.onclose = function () {
+      if (done) { return; }
+      retries += 1;
+      if (retries > 5) { say("Lost the connection to the login service. Reload the page.", "error"); return; }
+      setTimeout(connect, Math.min(1000 * retries, 5000));
+    };
+  }
+
+  connect();
+  // Codes live for a minute: renew well before, so a slow scan still works.
+  setInterval(refresh, 40000);
+}());

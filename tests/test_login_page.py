@@ -1,0 +1,86 @@
+"""The IdP's QR login page in a real browser (headless Chromium driven by Playwright): the page shows a
+QR, the phone simulator approves it, and the browser lands where it was going, logged in."""
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.system import RunningSystem, run_app
+from tests.test_flows import PIN, enrol
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "images" / "login-page.png"
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is not installed (Debian package 'chromium'); .ci/run installs it")
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def page_phone(system: RunningSystem, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("browser-phone")
+    run_app(home, "init", "--config", str(system.data_dir / "app-config.json"))
+    assert run_app(home, "register", "--pin", PIN)[0] == 0
+    enrol(system, home, "paula")
+    return home
+
+
+def _login_page(system: RunningSystem, browser: object) -> object:
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(f"http://127.0.0.1:{system.port('idp', 'http')}/login?next=/whoami")
+    page.wait_for_selector("#qr svg")
+    return page
+
+
+def test_qr_login_in_the_browser(system: RunningSystem, browser: object, page_phone: Path) -> None:
+    page = _login_page(system, browser)
+    if system.env.get("NEXTAUTH_DB_URI") is None:
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT))
+    payload = page.get_attribute("#qr", "data-qrdata")
+    code, answer = run_app(page_phone, "scan", payload, "--pin", PIN)
+    assert code == 0, answer
+    assert answer["requester"]["user_agent"].startswith("Mozilla/")  # the phone saw who was asking
+    page.wait_for_url("**/whoami", timeout=15000)
+    user = json.loads(page.inner_text("body"))
+    assert user["sub"] == "paula" and "pin" in user["amr"]
+    page.close()
+
+
+def test_declined_login_shows_why(system: RunningSystem, browser: object, page_phone: Path) -> None:
+    page = _login_page(system, browser)
+    code, _ = run_app(page_phone, "scan", page.get_attribute("#qr", "data-qrdata"), "--decline")
+    assert code == 0
+    playwright_api.expect(page.locator("#status")).to_contain_text("declined", timeout=15000)
+    assert "/login" in page.url
+    page.close()
+
+
+def test_open_redirects_are_refused(system: RunningSystem, browser: object, page_phone: Path) -> None:
+    page = browser.new_page()  # type: ignore[attr-defined]
+    base = f"http://127.0.0.1:{system.port('idp', 'http')}"
+    for target in ("https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)"):
+        page.goto(f"{base}/login?next={target}")
+        assert page.get_attribute("input[name=next]", "value") == "/"
+    page.close()
