@@ -9,6 +9,7 @@ OIDC and SAML build on this session.
 import base64
 import io
 import logging
+import os
 import secrets
 import time
 from pathlib import Path
@@ -21,7 +22,10 @@ from flask import Flask, Response, abort, jsonify, redirect, render_template, re
 from idp.ns_client import NsClient, NsError
 
 log = logging.getLogger("nextauth.idp")
-TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+# The repository's top-level templates/ folder; an installed package (the Docker image) names its copy.
+TEMPLATES = Path(
+    os.environ.get("NEXTAUTH_IDP_TEMPLATES_DIR") or Path(__file__).resolve().parents[1] / "templates"
+)
 
 
 def safe_next(target: str | None) -> str:
