@@ -42,7 +42,9 @@ def load_settings(
         return value
 
     listen_name = "NEXTAUTH_IDP_LISTEN"
-    listen = parse_listen(listen_name, get("LISTEN", required=False) or ("127.0.0.1:8000" if embedded else "0.0.0.0:8000"))
+    listen = parse_listen(
+        listen_name, get("LISTEN", required=False) or ("127.0.0.1:8000" if embedded else "0.0.0.0:8000")
+    )
     secret = get("SECRET_KEY", required=not embedded)
     if secret is None:
         # Embedded mode only: a cookie-signing key kept beside the SQLite files, stable across restarts.

@@ -2,6 +2,7 @@
 QR, the phone simulator approves it, and the browser lands where it was going, logged in."""
 
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,10 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is not installed (Debian package 'chromium'); .ci/run installs it")
+        message = "Chromium is not installed (Debian package 'chromium'; .ci/run installs it)"
+        if os.environ.get("NEXTAUTH_TEST_REQUIRE_SERVICES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
     with playwright_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path=CHROMIUM,
