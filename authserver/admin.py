@@ -1,70 +1,101 @@
 """The admin port (9613): Prometheus metrics, liveness and readiness, for orchestrators and monitoring.
 
-Liveness says the process answers; readiness says it can serve, i.e. its database and its store answer.
-A check that raises counts as not ready. Plain WSGI: nothing here needs a framework.
+Liveness says the process answers; readiness says it can serve, i.e. every check (database, store)
+answers True. A check that raises or returns anything but True counts as not ready, so a broken check
+takes the instance out of rotation instead of crashing the probe. Plain WSGI: nothing here needs a
+framework, and the port has no authentication, so it answers nothing but these three read-only paths.
 """
 
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from prometheus_client import REGISTRY, CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import choose_encoder
 
 log = logging.getLogger("nextauth.admin")
 
-StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+ALLOWED_METHODS = ("GET", "HEAD")  # HEAD for probes that only look at the status
+PATHS = ("/metrics", "/livez", "/readyz")
+
+
+def _respond(
+    environ: WSGIEnvironment,
+    start_response: StartResponse,
+    status: str,
+    body: bytes,
+    content_type: str,
+    extra_headers: Iterable[tuple[str, str]] = (),
+) -> list[bytes]:
+    start_response(
+        status,
+        [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"),
+            *extra_headers,
+        ],
+    )
+    return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+
+
+def _json(
+    environ: WSGIEnvironment,
+    start_response: StartResponse,
+    status: str,
+    payload: Mapping[str, Any],
+    extra_headers: Iterable[tuple[str, str]] = (),
+) -> list[bytes]:
+    body = json.dumps(payload).encode()
+    return _respond(environ, start_response, status, body, "application/json", extra_headers)
+
+
+def _run_checks(checks: Mapping[str, Callable[[], bool]]) -> dict[str, bool]:
+    results = {}
+    for name, check in checks.items():
+        try:
+            results[name] = check() is True  # a truthy non-bool (a response object...) is a bug, not "ok"
+        except Exception as exc:
+            # The type only: an exception's text can carry a connection string with its password.
+            log.warning("readiness check %s failed: %s", name, type(exc).__name__)
+            results[name] = False
+    return results
 
 
 def make_admin_app(
     component: str,
     readiness_checks: Mapping[str, Callable[[], bool]],
     registry: CollectorRegistry | None = None,
-) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
-    metrics_registry = registry or REGISTRY
+) -> WSGIApplication:
+    """The admin WSGI app of ``component``; metrics come from ``registry`` (default: the global one)."""
+    metrics_registry = REGISTRY if registry is None else registry
 
-    def respond(start: StartResponse, status: str, body: bytes, content_type: str) -> list[bytes]:
-        start(
-            status,
-            [
-                ("Content-Type", content_type),
-                ("Content-Length", str(len(body))),
-                ("Cache-Control", "no-store"),
-            ],
-        )
-        return [body]
-
-    def as_json(start: StartResponse, status: str, payload: dict[str, Any]) -> list[bytes]:
-        return respond(start, status, json.dumps(payload).encode(), "application/json")
-
-    def ready() -> dict[str, bool]:
-        results = {}
-        for name, check in readiness_checks.items():
-            try:
-                results[name] = bool(check())
-            except Exception as exc:  # a broken check must read as "not ready", not crash the probe
-                log.warning("readiness check %s raised %s", name, type(exc).__name__)
-                results[name] = False
-        return results
-
-    def app(environ: dict[str, Any], start: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        if path not in ("/metrics", "/livez", "/readyz"):
-            return as_json(start, "404 Not Found", {"error": "not_found", "message": "No such endpoint."})
-        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
-            return as_json(
-                start, "405 Method Not Allowed", {"error": "method_not_allowed", "message": "Use GET."}
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO") or "/"
+        if path not in PATHS:
+            return _json(environ, start_response, "404 Not Found", {"error": "not_found"})
+        if environ.get("REQUEST_METHOD") not in ALLOWED_METHODS:
+            return _json(
+                environ,
+                start_response,
+                "405 Method Not Allowed",
+                {"error": "method_not_allowed"},
+                [("Allow", ", ".join(ALLOWED_METHODS))],
             )
         if path == "/metrics":
-            return respond(start, "200 OK", generate_latest(metrics_registry), CONTENT_TYPE_LATEST)
+            # prometheus_client picks the text or OpenMetrics format from the scraper's Accept header.
+            encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
+            return _respond(environ, start_response, "200 OK", encoder(metrics_registry), content_type)
         if path == "/livez":
-            return as_json(start, "200 OK", {"status": "ok", "component": component})
-        checks = ready()
+            return _json(environ, start_response, "200 OK", {"status": "ok", "component": component})
+        checks = _run_checks(readiness_checks)
         if all(checks.values()):
-            return as_json(start, "200 OK", {"status": "ready", "component": component, "checks": checks})
-        return as_json(
-            start, "503 Service Unavailable", {"status": "unready", "component": component, "checks": checks}
-        )
+            payload = {"status": "ready", "component": component, "checks": checks}
+            return _json(environ, start_response, "200 OK", payload)
+        payload = {"status": "unready", "component": component, "checks": checks}
+        return _json(environ, start_response, "503 Service Unavailable", payload)
 
     return app

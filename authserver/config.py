@@ -39,6 +39,7 @@ DEFAULT_HOST = {"standalone": "0.0.0.0", "all-in-one": "127.0.0.1"}  # noqa: S10
 
 SHARED_FLAGS = ("DB_URI", "KV_URI", "LOG_LEVEL", "LOG_FORMAT", "DATA_DIR")
 COMPONENT_FLAGS = (
+    "DEFAULT_SIGMAI_URI",
     "HTTP_CLIENT_AUTH",
     "HTTP_CLIENT_CA",
     "IDENTITY_KEY",
@@ -69,6 +70,9 @@ EXTRA_FLAGS = {
 }
 
 
+MAX_FILE_BYTES = 1024 * 1024  # a secret or a PEM bundle; anything larger is a wrong path
+
+
 class ConfigError(Exception):
     """A setting is missing or wrong; the message names the variable and what it should be."""
 
@@ -86,7 +90,10 @@ def read_setting(name: str, environ: Mapping[str, str]) -> str | None:
     if file_name is None:
         return direct
     try:
-        content = Path(file_name).read_text(encoding="utf-8")
+        path = Path(file_name)
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ConfigError(f"{name}_FILE: {file_name} is larger than 1 MiB; is it the right file?")
+        content = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not readable UTF-8 text"
         raise ConfigError(f"{name}_FILE: cannot read {file_name} ({reason})") from exc
@@ -113,14 +120,17 @@ class TLSMaterial:
 
 @dataclass(frozen=True)
 class ComponentConfig:
+    """Everything a component needs to start. Values that may hold secrets (database and store URIs with
+    passwords, keys) stay out of ``repr``, so logging a configuration never leaks them."""
+
     component: str
-    db_uri: str
-    kv_uri: str | None
+    db_uri: str = field(repr=False)
+    kv_uri: str | None = field(repr=False)
     listen: dict[str, Listen]
-    tls: dict[str, TLSMaterial]
+    tls: dict[str, TLSMaterial] = field(repr=False)
     client_auth: str
-    client_ca_pem: bytes | None
-    identity_key_pem: bytes | None
+    client_ca_pem: bytes | None = field(repr=False)
+    identity_key_pem: bytes | None = field(repr=False)
     handshake_timeout: float
     idle_timeout: float
     max_frame_bytes: int
@@ -225,9 +235,12 @@ def load_config(
     if client_auth not in CLIENT_AUTH_MODES:
         raise ConfigError(f"{prefix}_HTTP_CLIENT_AUTH: expected one of {', '.join(CLIENT_AUTH_MODES)}")
     ca = setting("HTTP_CLIENT_CA")
-    if client_auth == "required-ca":
+    if client_auth != "none":
         if ca is None:
-            raise ConfigError(f"{prefix}_HTTP_CLIENT_CA: needed when {prefix}_HTTP_CLIENT_AUTH=required-ca")
+            raise ConfigError(
+                f"{prefix}_HTTP_CLIENT_CA: needed when {prefix}_HTTP_CLIENT_AUTH={client_auth} "
+                "(the CA, or the accepted clients' own certificates)"
+            )
         try:
             x509.load_pem_x509_certificates(ca.encode())
         except ValueError as exc:
@@ -247,7 +260,7 @@ def load_config(
     db_uri = setting("DB_URI", shared=True) or f"sqlite:///{(data_dir / f'{component}.db').as_posix()}"
     kv_uri = setting("KV_URI", shared=True)
     if kv_uri is not None and not kv_uri.startswith(("redis://", "rediss://", "unix://", "memory://")):
-        raise ConfigError(f"{prefix}_KV_URI: expected a redis://, rediss:// or unix:// URI")
+        raise ConfigError(f"{prefix}_KV_URI: expected a redis://, rediss://, unix:// or memory:// URI")
     level = (setting("LOG_LEVEL", shared=True) or "INFO").upper()
     if level not in LOG_LEVELS:
         raise ConfigError(f"{prefix}_LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}")
@@ -309,5 +322,5 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
         for name in environ
         if name.startswith("NEXTAUTH_")
         and name not in known
-        and not name.startswith(("NEXTAUTH_TEST_", "NEXTAUTH_IDP_", "NEXTAUTH_APP_"))
+        and not name.startswith(("NEXTAUTH_TEST_", "NEXTAUTH_IDP_", "NEXTAUTH_APP_", "NEXTAUTH_BENCH_"))
     )

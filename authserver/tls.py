@@ -30,7 +30,9 @@ def _base(purpose: ssl.Purpose) -> ssl.SSLContext:
 
 def _load_chain(context: ssl.SSLContext, material: TLSMaterial) -> None:
     # The ssl module loads keys only from files: write them to a private folder just for the call.
-    with tempfile.TemporaryDirectory(prefix="nextauth-tls-") as folder:
+    # In memory where the system offers it (/dev/shm), so the key never reaches a disk.
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None  # noqa: S108
+    with tempfile.TemporaryDirectory(prefix="nextauth-tls-", dir=shm) as folder:
         os.chmod(folder, 0o700)
         key_path, cert_path = Path(folder) / "key.pem", Path(folder) / "cert.pem"
         for path, data in ((key_path, material.key_pem), (cert_path, material.certificate_pem)):

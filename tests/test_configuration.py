@@ -122,3 +122,11 @@ def test_unknown_variables_are_reported() -> None:
         "HOME": "/root",
     }
     assert unknown_variables(env) == ["NEXTAUTH_NS_DB_URL"]
+
+
+def test_secrets_stay_out_of_the_repr() -> None:
+    pem = _pem(ed25519.Ed25519PrivateKey.generate())
+    config = load_config(
+        "ns", {"NEXTAUTH_DB_URI": f"postgresql://app:{SECRET}@db/ns", "NEXTAUTH_NS_IDENTITY_KEY": pem}
+    )
+    assert SECRET not in repr(config) and "PRIVATE KEY" not in repr(config)
