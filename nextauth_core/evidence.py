@@ -85,4 +85,10 @@ def verify(evidence: dict[str, Any], expected_thumbprint: str | None = None) -> 
         key.verify(signature, statement)
     except ProtocolError as exc:
         raise EvidenceError("the signature does not verify: the content or the record was altered") from exc
-    return dict(json.loads(content))
+    try:
+        signed = json.loads(content)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EvidenceError("the signed content is not JSON") from exc
+    if not isinstance(signed, dict):
+        raise EvidenceError("the signed content is not a JSON object")
+    return signed

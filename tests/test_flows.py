@@ -127,7 +127,7 @@ def test_login_with_biometric(system: RunningSystem, phone: Path) -> None:
     view = start_login(system, nonce)
     code, accounts = run_app(phone, "accounts")
     account = next(a["id"] for a in accounts["accounts"] if a["user_id"] == "bio-user")
-    code, answer = run_app(phone, "scan", view["loginqrdata"], "--biometric", "--account", account)
+    code, answer = run_app(phone, "scan", view["loginqrdata"], "--biometric", f"--account={account}")
     assert code == 0, answer
     _status, session = ns_api(system).call("GET", "/v1/servers/default/sessions/", headers={"X-nonce": nonce})
     assert session["loggedin"] is True and session["second_factor"] == "biometric"
@@ -222,7 +222,7 @@ def test_logout_from_application_and_from_phone(system: RunningSystem, phone: Pa
     for ender in ("application", "phone"):
         nonce = new_nonce()
         view = start_login(system, nonce)
-        assert run_app(phone, "scan", view["loginqrdata"], "--pin", PIN, "--account", account)[0] == 0
+        assert run_app(phone, "scan", view["loginqrdata"], "--pin", PIN, f"--account={account}")[0] == 0
         page = BrowserPage(system, view["hsid"], "default")
         try:
             page.wait_for("LOGIN")  # registered on a logged-in session: told at once
@@ -232,7 +232,7 @@ def test_logout_from_application_and_from_phone(system: RunningSystem, phone: Pa
                 )
                 assert answer == {"loggedout": True}
             else:
-                code, answer = run_app(phone, "logout", "--account", account)
+                code, answer = run_app(phone, "logout", f"--account={account}")
                 assert code == 0 and answer["ended"] >= 1
             page.wait_for("LOGOUT")
         finally:
@@ -277,7 +277,7 @@ def test_transaction_signing_with_verifiable_evidence(system: RunningSystem, pho
     account = next(a["id"] for a in accounts["accounts"] if a["user_id"] == "olivia")
     nonce = new_nonce()
     view = start_login(system, nonce)
-    assert run_app(phone, "scan", view["loginqrdata"], "--pin", PIN, "--account", account)[0] == 0
+    assert run_app(phone, "scan", view["loginqrdata"], "--pin", PIN, f"--account={account}")[0] == 0
     api = ns_api(system)
     fields = {"amount": "EUR 1,250.00", "beneficiary": "BE71 0961 2345 6769", "description": "Invoice 42 ✓"}
     status, submitted = api.call(

@@ -30,7 +30,7 @@ def _logged_in_once(system: RunningSystem, phone: Path, user: str) -> tuple[str,
     account = next(a["id"] for a in accounts["accounts"] if a["user_id"] == user)
     nonce = new_nonce()
     view = start_login(system, nonce)
-    assert run_app(phone, "scan", view["loginqrdata"], "--pin", PIN, "--account", account)[0] == 0
+    assert run_app(phone, "scan", view["loginqrdata"], "--pin", PIN, f"--account={account}")[0] == 0
     api = ns_api(system)
     assert api.call("POST", "/v1/servers/default/sessions/logout", headers={"X-nonce": nonce})[1] == {
         "loggedout": True

@@ -1,14 +1,58 @@
 """Which push providers the MC uses, from its configuration.
 
-Without credentials both FCM and APNs fall back to the logging provider: the embedded default, where
-apps still get every message by pulling.
+FCM needs the Firebase service account (its JSON, usually as ``NEXTAUTH_MC_FCM_SERVICE_ACCOUNT_FILE``);
+APNs needs the .p8 token key with its key id, team id and the app's bundle id (topic). Without them a
+provider falls back to the logging one: the embedded default, where apps still get every message by
+pulling from their mailbox.
 """
 
 from collections.abc import Mapping
 
+from authserver.config import ConfigError, read_setting
 from authserver.push.base import PushProvider
 from authserver.push.logging_provider import LoggingProvider
 
 
+def _setting(environ: Mapping[str, str], flag: str) -> str | None:
+    return read_setting(f"NEXTAUTH_MC_{flag}", environ)
+
+
 def providers_from_environment(environ: Mapping[str, str]) -> dict[str, PushProvider]:
-    return {"fcm": LoggingProvider("fcm (log only)"), "apns": LoggingProvider("apns (log only)")}
+    ca_file = _setting(environ, "PUSH_CA_FILE")
+    providers: dict[str, PushProvider] = {"fcm": LoggingProvider("fcm"), "apns": LoggingProvider("apns")}
+
+    account = _setting(environ, "FCM_SERVICE_ACCOUNT")
+    if account is not None:
+        from authserver.push.fcm import FcmProvider, ServiceAccount
+
+        try:
+            options = {"ca_file": ca_file}
+            if base := _setting(environ, "FCM_BASE_URL"):
+                options["base_url"] = base
+            providers["fcm"] = FcmProvider(ServiceAccount.from_json(account), **options)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"NEXTAUTH_MC_FCM_SERVICE_ACCOUNT: not a usable service account ({exc})"
+            ) from exc
+
+    key = _setting(environ, "APNS_KEY")
+    if key is not None:
+        from authserver.push.apns import PRODUCTION_URL, ApnsProvider
+
+        missing = [
+            flag for flag in ("APNS_KEY_ID", "APNS_TEAM_ID", "APNS_TOPIC") if not _setting(environ, flag)
+        ]
+        if missing:
+            raise ConfigError(f"NEXTAUTH_MC_{missing[0]}: needed with NEXTAUTH_MC_APNS_KEY")
+        try:
+            providers["apns"] = ApnsProvider(
+                key,
+                _setting(environ, "APNS_KEY_ID") or "",
+                _setting(environ, "APNS_TEAM_ID") or "",
+                _setting(environ, "APNS_TOPIC") or "",
+                base_url=_setting(environ, "APNS_URL") or PRODUCTION_URL,
+                ca_file=ca_file,
+            )
+        except ValueError as exc:
+            raise ConfigError("NEXTAUTH_MC_APNS_KEY: not a PEM (.p8) P-256 private key") from exc
+    return providers

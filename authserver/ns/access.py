@@ -32,9 +32,11 @@ class Grant:
     server_id: str | None  # None: every server
 
     def allows(self, role: str, server_id: str | None) -> bool:
+        """``server_id`` None: an operation not about one server (listing, verifying); a key limited to a
+        server may call it, and the operation itself keeps to what the key may see."""
         if "root" in self.roles:
             return True
-        if self.server_id is not None and server_id != self.server_id:
+        if self.server_id is not None and server_id is not None and server_id != self.server_id:
             return False
         return role in self.roles
 

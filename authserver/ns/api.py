@@ -78,6 +78,12 @@ def make_api(
                         "unauthenticated",
                         "Send a valid API key in X-apikey, or use a client certificate listed here.",
                     )
+                for name, value in kwargs.items():
+                    # Ids in the path: bounded, printable (PostgreSQL refuses NUL bytes with a 500 otherwise).
+                    if len(value) > 1024 or not value.isprintable():
+                        if name == "sid":
+                            raise ApiError(404, "unknown_server", "No such server.")
+                        raise ApiError(404, "not_found", "No such resource.")
                 server_id = kwargs.get("sid")
                 if not any(grant.allows(role, server_id) for role in roles):
                     wanted = "' or '".join(roles)
@@ -129,14 +135,23 @@ def make_api(
     def create_server() -> Any:
         data = body()
         name = data.get("name")
-        if not isinstance(name, str) or not 1 <= len(name) <= 200:
-            raise ApiError(400, "bad_request", "name must be 1 to 200 characters.")
+        if not isinstance(name, str) or not 1 <= len(name) <= 200 or not name.isprintable():
+            raise ApiError(400, "bad_request", "name must be 1 to 200 printable characters.")
         announce = data.get("announce", {})
-        if not isinstance(announce, dict) or not all(isinstance(v, str) for v in announce.values()):
-            raise ApiError(400, "bad_request", "announce must be an object of strings.")
+        if (
+            not isinstance(announce, dict)
+            or len(announce) > 20
+            or not all(isinstance(v, str) and len(k) <= 64 and len(v) <= 200 for k, v in announce.items())
+        ):
+            raise ApiError(400, "bad_request", "announce must be at most 20 short lines of text.")
         logo = data.get("logo_url")
-        if logo is not None and (not isinstance(logo, str) or not logo.startswith("https://")):
-            raise ApiError(400, "bad_request", "logo_url must be an https:// URL.")
+        if logo is not None and (
+            not isinstance(logo, str)
+            or not logo.startswith("https://")
+            or len(logo) > 500
+            or not logo.isprintable()
+        ):
+            raise ApiError(400, "bad_request", "logo_url must be an https:// URL of at most 500 characters.")
         return jsonify(servers.create(name, logo_url=logo, announce=announce).public()), 201
 
     @api.get("/servers")
@@ -228,12 +243,29 @@ def make_api(
     @api.post("/evidence/verify")
     @requires("sessions")
     def verify_evidence() -> Any:
+        """Valid means: signed by the key of an account enrolled here, which the answer names. A record
+        signed by any other key is not evidence of anything, however well formed."""
         data = body()
+        record = data.get("evidence")
+        if not isinstance(record, dict):
+            raise ApiError(400, "bad_request", "evidence must be the record ns returned.")
         try:
-            content = evidence.verify(data.get("evidence", {}), data.get("thumbprint"))
+            content = evidence.verify(record, data.get("thumbprint"))
         except evidence.EvidenceError as exc:
             return jsonify(valid=False, reason=str(exc))
-        return jsonify(valid=True, decision=data["evidence"]["decision"], content=content)
+        thumbprint = record["account_key"]["thumbprint"]
+        with DbSession(engine, expire_on_commit=False) as db:
+            accounts = db.scalars(select(Account).where(Account.thumbprint == thumbprint)).all()
+        account = next((a for a in accounts if g.grant.allows("sessions", a.server_id)), None)
+        if account is None:
+            return jsonify(valid=False, reason="not signed by an account of a server this key may see")
+        return jsonify(
+            valid=True,
+            decision=record["decision"],
+            content=content,
+            accountid=account.id,
+            server=account.server_id,
+        )
 
     # -- users, enrolments, accounts -------------------------------------------------------------------
 
@@ -278,7 +310,7 @@ def make_api(
             )
             sessions = [
                 {
-                    "hsid": row.id,
+                    "hsid": row.hsid,
                     "accountid": row.account_id,
                     "method": row.method,
                     "second_factor": row.second_factor,

@@ -2,8 +2,11 @@
 
 Text protocol of the original product. The page sends ``REGISTER <hsid> <serverid>``; ns answers with
 ``LOGIN`` (at once if the session is already logged in), ``CONFIRMSCAN`` when a phone scanned the code,
-``CANCEL`` when the person declined on the phone, ``LOGOUT`` when the session ended. Knowing an hsid lets a
-page hear these words and nothing more: the session itself belongs to whoever holds the nonce.
+``CANCEL`` when the person declined on the phone, ``LOGOUT`` when the session ended, ``CANPROVOKE`` when a
+push can be sent to the account that last logged in here. The page may send ``LOGOUT`` (ends the session)
+and ``PROVOKE`` (pushes a login request to that same account; ns answers ``NUMBER n`` for the page to
+show, or ``NOACCOUNTS``). Knowing an hsid lets a page do these things and no more: it never gets the
+session itself, which belongs to whoever holds the nonce.
 """
 
 import logging

@@ -19,7 +19,8 @@ NONCE_MAX_LENGTH = 256
 
 
 def new_id(size: int = 16) -> str:
-    return base64.urlsafe_b64encode(os.urandom(size)).rstrip(b"=").decode("ascii")
+    """A random id, in hex: people paste ids into command lines, where a leading '-' reads as an option."""
+    return os.urandom(size).hex()
 
 
 def b64(data: bytes) -> str:

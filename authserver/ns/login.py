@@ -16,10 +16,10 @@ from datetime import timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session as DbSession
 
-from authserver.ns.common import account_for, aware, b64, hsid_for, now, unb64
+from authserver.ns.common import account_for, aware, b64, hsid_for, new_id, now, unb64
 from authserver.ns.servers import ServerRegistry, VirtualServer
 from authserver.operations import ChannelContext, OperationError
 from authserver.storage.flow_models import Account, Session, User
@@ -100,26 +100,34 @@ class LoginService:
         return SessionView(loggedin=False, hsid=hsid, loginqrdata=self._current_qr(server, hsid, browser))
 
     def active_session(self, server_id: str, hsid: str) -> dict[str, Any] | None:
+        row = self.current_row(server_id, hsid)
+        if row is None or row.ended_at is not None or aware(row.expires_at) <= now():
+            return None
+        return {
+            "session_id": row.id,
+            "user_id": row.user_id,
+            "account_id": row.account_id,
+            "method": row.method,
+            "second_factor": row.second_factor,
+            "created_at": aware(row.created_at).isoformat(),
+            "expires_at": aware(row.expires_at).isoformat(),
+        }
+
+    def current_row(self, server_id: str, hsid: str) -> Session | None:
+        """The latest login on this application session, ended or not."""
         with DbSession(self._engine, expire_on_commit=False) as db:
-            row = db.get(Session, hsid)
-            if row is None or row.server_id != server_id or row.ended_at is not None:
-                return None
-            if aware(row.expires_at) <= now():
-                return None
-            return {
-                "user_id": row.user_id,
-                "account_id": row.account_id,
-                "method": row.method,
-                "second_factor": row.second_factor,
-                "created_at": aware(row.created_at).isoformat(),
-                "expires_at": aware(row.expires_at).isoformat(),
-            }
+            return db.scalar(
+                select(Session)
+                .where(Session.hsid == hsid, Session.server_id == server_id)
+                .order_by(Session.created_at.desc())
+                .limit(1)
+            )
 
     def logout(self, server_id: str, hsid: str, ended_by: str) -> bool:
         with DbSession(self._engine, expire_on_commit=False) as db:
             result = db.execute(
                 update(Session)
-                .where(Session.id == hsid, Session.server_id == server_id, Session.ended_at.is_(None))
+                .where(Session.hsid == hsid, Session.server_id == server_id, Session.ended_at.is_(None))
                 .values(ended_at=now(), ended_by=ended_by)
             )
             db.commit()
@@ -251,9 +259,9 @@ class LoginService:
         account = account_for(self._engine, server.id, context.peer.thumbprint())
         wanted = params.get("session")
         with DbSession(self._engine, expire_on_commit=False) as db:
-            query = select(Session.id).where(Session.account_id == account.id, Session.ended_at.is_(None))
+            query = select(Session.hsid).where(Session.account_id == account.id, Session.ended_at.is_(None))
             if isinstance(wanted, str):
-                query = query.where(Session.id == wanted)
+                query = query.where(Session.hsid == wanted)
             ids = list(db.scalars(query))
         ended = [hsid for hsid in ids if self.logout(server.id, hsid, "phone")]
         return {"ended": len(ended)}
@@ -299,10 +307,15 @@ class LoginService:
             if account.user_pk is not None:
                 user = db.get(User, account.user_pk)
                 user_id = user.user_id if user is not None else None
-            db.execute(delete(Session).where(Session.id == hsid))
+            db.execute(
+                update(Session)
+                .where(Session.hsid == hsid, Session.server_id == server_id, Session.ended_at.is_(None))
+                .values(ended_at=now(), ended_by="replaced")
+            )
             db.add(
                 Session(
-                    id=hsid,
+                    id=new_id(),
+                    hsid=hsid,
                     server_id=server_id,
                     account_id=account.id,
                     user_id=user_id,

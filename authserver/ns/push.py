@@ -23,7 +23,7 @@ from authserver.ns.common import b64, hsid_for
 from authserver.ns.login import LoginService
 from authserver.ns.mc_client import DeliveryError, MessageCenterClient
 from authserver.ns.servers import VirtualServer
-from authserver.storage.flow_models import Account, Session, User
+from authserver.storage.flow_models import Account, User
 from nextauth_core import envelope
 
 log = logging.getLogger("nextauth.ns.push")
@@ -48,12 +48,15 @@ class PushLoginService:
         return self._previous_account(server_id, hsid) is not None
 
     def _previous_account(self, server_id: str, hsid: str) -> Account | None:
+        """The account that last logged in on this session, if a push can reach it."""
+        session = self._login.current_row(server_id, hsid)
+        if session is None:
+            return None
         with DbSession(self._engine, expire_on_commit=False) as db:
-            session = db.get(Session, hsid)
-            if session is None or session.server_id != server_id:
-                return None
             account = db.get(Account, session.account_id)
         if account is None or not account.active or account.blocked or account.mc_mailbox is None:
+            return None
+        if account.encryption_key is None or (account.mc_key_hash or "") not in self._centers:
             return None
         return account
 
@@ -111,7 +114,7 @@ class PushLoginService:
         client = self._centers.get(account.mc_key_hash or "")
         if client is None or account.encryption_key is None or not account.mc_token:
             raise PushError(
-                "cannot_provoke", "This account's app uses a message center this server does not trust."
+                "cannot_provoke", "This account's app uses a message center this server does not trust.", 409
             )
         number = number if number is not None else secrets.randbelow(90) + 10
         decoys: set[int] = set()

@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 
 from authserver.storage.flow_models import Server
 from authserver.storage.repository import ensure_service_key
-from nextauth_core.qr import _b64url
 from sigmai import ProtocolError, ServerIdentity
 
 
@@ -81,7 +80,7 @@ class ServerRegistry:
         server_id: str | None = None,
     ) -> VirtualServer:
         row = Server(
-            id=server_id or _b64url(os.urandom(12)),
+            id=server_id or os.urandom(12).hex(),
             name=name,
             logo_url=logo_url,
             announce=json.dumps(announce or {}),

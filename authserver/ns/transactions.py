@@ -92,7 +92,7 @@ class TransactionService:
                 Transaction(
                     id=tid,
                     server_id=server.id,
-                    session_id=hsid,
+                    session_id=session["session_id"],
                     account_id=session["account_id"],
                     content=content,
                 )

@@ -14,6 +14,7 @@ from authserver.ns.common import parse_trusted_sfs_keys
 from authserver.ns.enrolment import EnrolmentService
 from authserver.ns.login import LoginService
 from authserver.ns.mc_client import client_for, parse_message_centers
+from authserver.ns.openapi import add_openapi_routes
 from authserver.ns.push import PushLoginService
 from authserver.ns.servers import ServerRegistry
 from authserver.ns.transactions import TransactionService
@@ -122,6 +123,7 @@ def build(
 
     api = make_api(component.engine, servers, access, login, enrolment, push, transactions)
     add_info_route(api, component)
+    add_openapi_routes(api)
     component.add_wsgi("http", api, api=True)
     listen = config.listen["websocket"]
     component.listeners["websocket"] = WSGIServer(

@@ -6,6 +6,8 @@ URI never silently picks a driver that is not installed.
 
 import hashlib
 import logging
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -115,7 +117,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         # WAL lets readers run while one writer writes (greenlets serving requests); persists in the file.
-        cursor.execute("PRAGMA journal_mode=WAL")
+        # Switching to it needs an exclusive lock for which SQLite does not call the busy handler, so two
+        # processes opening a new database together can see "database is locked": wait and retry.
+        for attempt in range(100):
+            try:
+                if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    cursor.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 99:
+                    raise
+                time.sleep(0.05)
     finally:
         cursor.close()
 

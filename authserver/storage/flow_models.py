@@ -85,10 +85,12 @@ class Enrolment(Base):
 
 
 class Session(Base):
-    """A login session an application holds (by its nonce) once an account logged in on it."""
+    """One login on an application's session (named by its hsid, derived from the nonce). A new login on
+    the same hsid ends the previous row rather than replacing it, so what was signed in it stays."""
 
     __tablename__ = "ns_sessions"
-    id: Mapped[str] = mapped_column(String(43), primary_key=True)  # hsid, derived from the nonce
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    hsid: Mapped[str] = mapped_column(String(43), index=True)
     server_id: Mapped[str] = mapped_column(ForeignKey("ns_servers.id", ondelete="CASCADE"), index=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("ns_accounts.id", ondelete="CASCADE"), index=True)
     user_id: Mapped[str | None] = mapped_column(String(255), nullable=True)

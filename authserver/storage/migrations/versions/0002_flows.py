@@ -97,7 +97,8 @@ def upgrade() -> None:
     op.create_index("ix_ns_enrolments_server_id", "ns_enrolments", ["server_id"])
     op.create_table(
         "ns_sessions",
-        sa.Column("id", sa.String(43), nullable=False),
+        sa.Column("id", sa.String(32), nullable=False),
+        sa.Column("hsid", sa.String(43), nullable=False),
         sa.Column("server_id", sa.String(32), nullable=False),
         sa.Column("account_id", sa.String(32), nullable=False),
         sa.Column("user_id", sa.String(255), nullable=True),
@@ -119,12 +120,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_ns_sessions"),
     )
     op.create_index("ix_ns_sessions_account_id", "ns_sessions", ["account_id"])
+    op.create_index("ix_ns_sessions_hsid", "ns_sessions", ["hsid"])
     op.create_index("ix_ns_sessions_server_id", "ns_sessions", ["server_id"])
     op.create_table(
         "ns_transactions",
         sa.Column("id", sa.String(32), nullable=False),
         sa.Column("server_id", sa.String(32), nullable=False),
-        sa.Column("session_id", sa.String(43), nullable=False),
+        sa.Column("session_id", sa.String(32), nullable=False),
         sa.Column("account_id", sa.String(32), nullable=False),
         sa.Column("content", sa.LargeBinary(), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),

@@ -1,0 +1,1 @@
+"""Push providers against local FCM and APNs servers."""
