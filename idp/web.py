@@ -47,7 +47,14 @@ def safe_next(target: str | None) -> str:
 def qr_svg(data: str) -> str:
     out = io.BytesIO()
     segno.make(data, error="m").save(
-        out, kind="svg", scale=6, border=2, xmldecl=False, svgns=True, title="Scan with the nextAuth app"
+        out,
+        kind="svg",
+        scale=6,
+        border=2,
+        xmldecl=False,
+        svgns=True,
+        omitsize=True,
+        title="Scan with the nextAuth app",
     )
     return out.getvalue().decode()
 
