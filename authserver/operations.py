@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from nextauth_core.encoding import unb64url
 from sigmai import PeerKey, messages
 
 log = logging.getLogger("nextauth.operations")
@@ -35,6 +36,19 @@ class OperationError(Exception):
 
 
 Handler = Callable[[ChannelContext, dict[str, Any]], dict[str, Any]]
+
+
+def binary_param(value: Any, name: str, *, min_length: int = 1, max_length: int = 4096) -> bytes:
+    """A base64url request parameter as bytes, or a ``bad_request`` naming it."""
+    if not isinstance(value, str) or len(value) > max_length * 2:
+        raise OperationError("bad_request", f"{name} must be a base64url string.")
+    try:
+        data = unb64url(value)
+    except ValueError as exc:
+        raise OperationError("bad_request", f"{name} is not valid base64url.") from exc
+    if not min_length <= len(data) <= max_length:
+        raise OperationError("bad_request", f"{name} has the wrong length.")
+    return data
 
 
 class Operations:

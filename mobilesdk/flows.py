@@ -2,7 +2,6 @@
 enrol an account, log in. Each step talks to one service over its own sigmai channel.
 """
 
-import base64
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,8 @@ from mobilesdk.channel import Channel, RemoteError, open_channel
 from mobilesdk.store import AccountRecord, AccountStore, AppStore, StoreError
 from nextauth_core import envelope, evidence
 from nextauth_core import pin as pin_proofs
+from nextauth_core.encoding import b64url as b64
+from nextauth_core.encoding import unb64url as unb64
 from nextauth_core.qr import QRPayload
 from nextauth_core.statements import (
     ENROL_CODE_EXPORTER,
@@ -24,14 +25,6 @@ from nextauth_core.statements import (
     sfs_proof_statement,
 )
 from sigmai import DeviceIdentity
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 class FlowError(Exception):

@@ -7,11 +7,11 @@ canonical content and checks the signature. The canonical form is JSON with sort
 UTF-8, so the same fields always give the same bytes.
 """
 
-import base64
 import hashlib
 import json
 from typing import Any
 
+from nextauth_core.encoding import b64url, unb64url
 from nextauth_core.statements import length_prefixed
 from sigmai import PeerKey, ProtocolError
 from sigmai.constants import KEY_TYPE_ED25519, KEY_TYPE_P256
@@ -35,14 +35,6 @@ def signing_statement(canonical_content: bytes, ns_challenge: bytes, decision: s
     return length_prefixed(b"nextauth sign v1", canonical_content, ns_challenge, decision.encode())
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def record(
     *,
     content: bytes,
@@ -55,11 +47,11 @@ def record(
     return {
         "version": 1,
         "decision": decision,
-        "content": _b64(content),
+        "content": b64url(content),
         "content_sha256": hashlib.sha256(content).hexdigest(),
-        "ns_challenge": _b64(ns_challenge),
-        "signature": _b64(signature),
-        "account_key": {"type": key.type_name, "public": _b64(key.raw), "thumbprint": key.thumbprint()},
+        "ns_challenge": b64url(ns_challenge),
+        "signature": b64url(signature),
+        "account_key": {"type": key.type_name, "public": b64url(key.raw), "thumbprint": key.thumbprint()},
         "attestation": attestation,
     }
 
@@ -69,10 +61,10 @@ def verify(evidence: dict[str, Any], expected_thumbprint: str | None = None) -> 
     try:
         key_info = evidence["account_key"]
         key_type = {"ed25519": KEY_TYPE_ED25519, "p256": KEY_TYPE_P256}[key_info["type"]]
-        key = PeerKey.parse(key_type, _unb64(key_info["public"]))
-        content = _unb64(evidence["content"])
-        statement = signing_statement(content, _unb64(evidence["ns_challenge"]), evidence["decision"])
-        signature = _unb64(evidence["signature"])
+        key = PeerKey.parse(key_type, unb64url(key_info["public"]))
+        content = unb64url(evidence["content"])
+        statement = signing_statement(content, unb64url(evidence["ns_challenge"]), evidence["decision"])
+        signature = unb64url(evidence["signature"])
     except (KeyError, TypeError, ValueError, ProtocolError) as exc:
         raise EvidenceError("the record is incomplete or malformed") from exc
     if key.thumbprint() != key_info.get("thumbprint"):

@@ -7,11 +7,11 @@ sigmai URI and the SHA-256 of its public key, which the app pins for the handsha
 in it is useful after it expires or once it has been used: ns checks both.
 """
 
-import base64
-import binascii
 import json
 from dataclasses import dataclass
 from typing import Any
+
+from nextauth_core.encoding import b64url, unb64url
 
 PREFIX = "NA1."
 MAX_PAYLOAD = 1024  # a QR code stays scannable on a phone screen well below this
@@ -22,14 +22,10 @@ class QRError(ValueError):
     pass
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def _unb64url(text: str) -> bytes:
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError) as exc:
+        return unb64url(text)
+    except ValueError as exc:
         raise QRError("not base64url") from exc
 
 
@@ -48,13 +44,13 @@ class QRPayload:
             "t": self.kind,
             "sid": self.server_id,
             "u": self.sigmai_uri,
-            "k": _b64url(self.server_key_hash),
+            "k": b64url(self.server_key_hash),
             "i": self.item_id,
-            "x": _b64url(self.secret),
+            "x": b64url(self.secret),
         }
         if self.server_name:
             body["n"] = self.server_name
-        return PREFIX + _b64url(json.dumps(body, separators=(",", ":")).encode("utf-8"))
+        return PREFIX + b64url(json.dumps(body, separators=(",", ":")).encode("utf-8"))
 
     def app_link(self, scheme: str) -> str:
         """App-to-app login on the phone itself: ``<scheme>:<payload>``."""

@@ -1,18 +1,17 @@
 """Small pieces the ns flows share: ids, time, the account lookup, the trusted SFS keys."""
 
-import base64
-import binascii
 import hashlib
 import os
 from datetime import UTC, datetime
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from authserver.operations import OperationError
+from authserver.operations import binary_param as unb64  # noqa: F401 - the flows decode parameters with it
 from authserver.storage.flow_models import Account
+from nextauth_core.encoding import b64url as b64
 
 NONCE_MIN_LENGTH = 22  # base64 of 16 random bytes
 NONCE_MAX_LENGTH = 256
@@ -21,22 +20,6 @@ NONCE_MAX_LENGTH = 256
 def new_id(size: int = 16) -> str:
     """A random id, in hex: people paste ids into command lines, where a leading '-' reads as an option."""
     return os.urandom(size).hex()
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def unb64(value: Any, name: str, *, min_length: int = 1, max_length: int = 4096) -> bytes:
-    if not isinstance(value, str) or len(value) > max_length * 2:
-        raise OperationError("bad_request", f"{name} must be a base64url string.")
-    try:
-        data = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    except (binascii.Error, ValueError) as exc:
-        raise OperationError("bad_request", f"{name} is not valid base64url.") from exc
-    if not min_length <= len(data) <= max_length:
-        raise OperationError("bad_request", f"{name} has the wrong length.")
-    return data
 
 
 def now() -> datetime:

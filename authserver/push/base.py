@@ -8,12 +8,13 @@ Device tokens and credentials stay out of logs and error texts: a device token i
 only ``token_prefix`` of one is ever logged.
 """
 
-import base64
 import email.utils
 import ssl
 import time
 from dataclasses import dataclass
 from typing import Protocol
+
+from nextauth_core.encoding import b64url  # noqa: F401 - the providers import it from here
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,6 @@ def failed(
 ) -> PushResult:
     # Error texts from the services can be long; a bounded one is enough for a log line.
     return PushResult(False, provider, message_id, token_invalid, retry_after, error[:300])
-
-
-def b64url(data: bytes) -> str:
-    """Unpadded base64url, as JWS (RFC 7515) encodes every part of a compact JWT."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def parse_retry_after(value: str | None, default: float | None, now: float | None = None) -> float | None:

@@ -7,8 +7,6 @@ single conditional UPDATE makes parallel guesses on several SFS instances count 
 proof resets the count; reaching the maximum locks the instance until it is registered anew.
 """
 
-import base64
-import binascii
 import os
 from typing import Any
 
@@ -17,29 +15,14 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from authserver.operations import ChannelContext, OperationError, Operations
+from authserver.operations import ChannelContext, OperationError, Operations, binary_param
 from authserver.storage.flow_models import AppInstance
 from authserver.storage.models import utcnow
 from nextauth_core import attestation, oprf, pin
+from nextauth_core.encoding import b64url
 from nextauth_core.statements import SFS_PROOF_EXPORTER, sfs_proof_statement
 
 CHALLENGE_BYTES = 32
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def unb64(value: Any, name: str, length: int | None = None) -> bytes:
-    if not isinstance(value, str):
-        raise OperationError("bad_request", f"{name} must be a base64url string.")
-    try:
-        data = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    except (binascii.Error, ValueError) as exc:
-        raise OperationError("bad_request", f"{name} is not valid base64url.") from exc
-    if length is not None and len(data) != length:
-        raise OperationError("bad_request", f"{name} must be {length} bytes.")
-    return data
 
 
 class SecondFactorService:
@@ -54,7 +37,7 @@ class SecondFactorService:
     # -- registration ----------------------------------------------------------------------------------
 
     def register_start(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
-        blinded = unb64(params.get("blinded_element"), "blinded_element", 32)
+        blinded = binary_param(params.get("blinded_element"), "blinded_element", min_length=32, max_length=32)
         thumbprint = context.peer.thumbprint()
         with Session(self._engine, expire_on_commit=False) as session:
             instance = session.scalar(select(AppInstance).where(AppInstance.device_thumbprint == thumbprint))
@@ -73,12 +56,16 @@ class SecondFactorService:
                         select(AppInstance).where(AppInstance.device_thumbprint == thumbprint)
                     ).one()
             evaluated = self._evaluate(instance.oprf_key, blinded)
-        return {"evaluated_element": b64(evaluated)}
+        return {"evaluated_element": b64url(evaluated)}
 
     def register_finish(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
-        verifier = unb64(params.get("pin_verifier"), "pin_verifier", 32)
+        verifier = binary_param(params.get("pin_verifier"), "pin_verifier", min_length=32, max_length=32)
         biometric = params.get("biometric_key")
-        biometric_key = unb64(biometric, "biometric_key", 32) if biometric is not None else None
+        biometric_key = (
+            binary_param(biometric, "biometric_key", min_length=32, max_length=32)
+            if biometric is not None
+            else None
+        )
         # Small-order keys would let trivial signatures pass as proofs: refuse them up front.
         if not pin.is_acceptable_verifier(verifier) or (
             biometric_key is not None and not pin.is_acceptable_verifier(biometric_key)
@@ -101,7 +88,7 @@ class SecondFactorService:
     # -- PIN check and attestation ---------------------------------------------------------------------
 
     def pin_evaluate(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
-        blinded = unb64(params.get("blinded_element"), "blinded_element", 32)
+        blinded = binary_param(params.get("blinded_element"), "blinded_element", min_length=32, max_length=32)
         thumbprint = context.peer.thumbprint()
         with Session(self._engine, expire_on_commit=False) as session:
             counted = session.execute(
@@ -124,8 +111,8 @@ class SecondFactorService:
         challenge = os.urandom(CHALLENGE_BYTES)
         context.state["challenge"], context.state["challenge_method"] = challenge, "pin"
         return {
-            "evaluated_element": b64(self._evaluate(instance.oprf_key, blinded)),
-            "challenge": b64(challenge),
+            "evaluated_element": b64url(self._evaluate(instance.oprf_key, blinded)),
+            "challenge": b64url(challenge),
             "attempts_left": self.max_attempts - instance.failures,
         }
 
@@ -134,8 +121,8 @@ class SecondFactorService:
         purpose = params.get("purpose")
         audience = params.get("audience")
         account = params.get("account_thumbprint")
-        ns_challenge = unb64(params.get("ns_challenge"), "ns_challenge")
-        proof = unb64(params.get("proof"), "proof", 64)
+        ns_challenge = binary_param(params.get("ns_challenge"), "ns_challenge", max_length=64)
+        proof = binary_param(params.get("proof"), "proof", min_length=64, max_length=64)
         if purpose not in attestation.PURPOSES or method not in attestation.METHODS:
             raise OperationError("bad_request", "Unknown purpose or method.")
         if not isinstance(audience, str) or not isinstance(account, str) or not 1 <= len(ns_challenge) <= 64:
@@ -189,7 +176,7 @@ class SecondFactorService:
     def biometric_challenge(self, context: ChannelContext, _params: dict[str, Any]) -> dict[str, Any]:
         challenge = os.urandom(CHALLENGE_BYTES)
         context.state["challenge"], context.state["challenge_method"] = challenge, "biometric"
-        return {"challenge": b64(challenge)}
+        return {"challenge": b64url(challenge)}
 
     # -- helpers ---------------------------------------------------------------------------------------
 
