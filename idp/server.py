@@ -3,13 +3,21 @@
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
+from flask import Flask
 from gevent.pywsgi import WSGIServer
 
 from authserver.config import ConfigError, Listen, parse_listen, read_setting
+from authserver.storage import db
+from authserver.storage.kv import open_kv
+from idp.context import IdpServices
+from idp.directory import Directory
+from idp.keys import KeyRing
 from idp.ns_client import NsClient
+from idp.sessions import SessionManager
 from idp.web import create_app
 
 
@@ -20,8 +28,12 @@ class IdpSettings:
     ns_api_key: str
     ns_server: str
     websocket_url: str
-    secret_key: bytes
+    secret_key: bytes = field(repr=False)
     public_url: str
+    db_uri: str = field(repr=False)
+    kv_uri: str | None = field(repr=False)
+    cookie_domain: str | None
+    session_seconds: int
 
 
 def load_settings(
@@ -34,9 +46,13 @@ def load_settings(
     """``defaults`` fill in what the all-in-one mode knows (where its ns runs, its root API key)."""
     defaults = defaults or {}
 
-    def get(flag: str, required: bool = True) -> str | None:
+    def get(flag: str, required: bool = True, shared: bool = False) -> str | None:
         name = f"NEXTAUTH_IDP_{flag}"
-        value = read_setting(name, environ) or defaults.get(flag)
+        value = read_setting(name, environ)
+        if value is None and shared:
+            value = read_setting(f"NEXTAUTH_{flag}", environ)
+        if value is None:
+            value = defaults.get(flag)
         if value is None and required:
             raise ConfigError(f"{name}: required")
         return value
@@ -64,6 +80,22 @@ def load_settings(
     api_url = get("NS_API_URL") or ""
     if not api_url.startswith(("http://", "https://")):
         raise ConfigError("NEXTAUTH_IDP_NS_API_URL: expected the http(s):// URL of the ns REST API")
+    public_url = (get("PUBLIC_URL", required=False) or f"http://{listen.host}:{listen.port}").rstrip("/")
+    if not public_url.startswith(("http://", "https://")) or "?" in public_url or "#" in public_url:
+        raise ConfigError("NEXTAUTH_IDP_PUBLIC_URL: expected the http(s):// address browsers use for the IdP")
+    kv_uri = get("KV_URI", required=False, shared=True)
+    if kv_uri is not None and not kv_uri.startswith(("redis://", "rediss://", "unix://", "memory://")):
+        raise ConfigError("NEXTAUTH_IDP_KV_URI: expected a redis://, rediss://, unix:// or memory:// URI")
+    cookie_domain = get("COOKIE_DOMAIN", required=False)
+    if cookie_domain is not None and (not cookie_domain or any(c in cookie_domain for c in "/:; ")):
+        raise ConfigError("NEXTAUTH_IDP_COOKIE_DOMAIN: expected a domain name, e.g. example.com")
+    seconds_text = get("SESSION_SECONDS", required=False) or "28800"
+    try:
+        session_seconds = int(seconds_text)
+    except ValueError:
+        session_seconds = 0
+    if not 60 <= session_seconds <= 30 * 86400:
+        raise ConfigError("NEXTAUTH_IDP_SESSION_SECONDS: a whole number of seconds from 60 to 2592000")
     return IdpSettings(
         listen=listen,
         ns_api_url=api_url,
@@ -71,16 +103,41 @@ def load_settings(
         ns_server=get("NS_SERVER", required=False) or "default",
         websocket_url=websocket_url,
         secret_key=secret.encode(),
-        public_url=get("PUBLIC_URL", required=False) or f"http://{listen.host}:{listen.port}",
+        public_url=public_url,
+        db_uri=get("DB_URI", required=False, shared=True) or f"sqlite:///{(data_dir / 'idp.db').as_posix()}",
+        kv_uri=kv_uri,
+        cookie_domain=cookie_domain,
+        session_seconds=session_seconds,
+    )
+
+
+def build_services(settings: IdpSettings) -> IdpServices:
+    engine = db.create_engine_for(settings.db_uri)
+    db.upgrade(engine)
+    kv = open_kv(settings.kv_uri)
+    lifetime = timedelta(seconds=settings.session_seconds)
+    # Retired keys stay published for as long as anything they signed can live: a session, a day of tokens.
+    keys = KeyRing(
+        engine, issuer=settings.public_url, publish_after_retirement=max(lifetime, timedelta(days=1))
+    )
+    return IdpServices(
+        ns=NsClient(settings.ns_api_url, settings.ns_api_key, settings.ns_server),
+        engine=engine,
+        kv=kv,
+        keys=keys,
+        directory=Directory(engine),
+        sessions=SessionManager(engine, kv, keys, issuer=settings.public_url, lifetime=lifetime),
+        issuer=settings.public_url,
+        cookie_domain=settings.cookie_domain,
+        secure_cookies=settings.public_url.startswith("https://"),
+    )
+
+
+def build_app(settings: IdpSettings) -> Flask:
+    return create_app(
+        build_services(settings), secret_key=settings.secret_key, websocket_url=settings.websocket_url
     )
 
 
 def build_server(settings: IdpSettings) -> WSGIServer:
-    ns = NsClient(settings.ns_api_url, settings.ns_api_key, settings.ns_server)
-    app = create_app(
-        ns,
-        secret_key=settings.secret_key,
-        websocket_url=settings.websocket_url,
-        public_https=settings.public_url.startswith("https://"),
-    )
-    return WSGIServer((settings.listen.host, settings.listen.port), app, log=None)
+    return WSGIServer((settings.listen.host, settings.listen.port), build_app(settings), log=None)

@@ -1,9 +1,9 @@
 """The IdP's web side: the QR login page, the IdP's own session, logout.
 
-The IdP is an application of ns like any other: it keeps a random nonce per browser in its session cookie,
-asks ns for that session's state and QR, and lets the page wait on ns's browser WebSocket. Only when ns
-says the nonce's session is logged in does the IdP consider the browser logged in, as that user.
-OIDC and SAML build on this session.
+The IdP is an application of ns like any other: it keeps a random nonce per browser in its Flask session
+cookie, asks ns for that session's state and QR, and lets the page wait on ns's browser WebSocket. Only when
+ns says the nonce's session is logged in does the IdP start its own session for the browser (a signed token
+in a second cookie, see ``idp.sessions``), which OIDC, SAML and forward-auth build on.
 """
 
 import base64
@@ -11,7 +11,6 @@ import io
 import logging
 import os
 import secrets
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,7 +18,9 @@ from urllib.parse import urlsplit
 import segno
 from flask import Flask, Response, abort, jsonify, redirect, render_template, request, session, url_for
 
-from idp.ns_client import NsClient, NsError
+from idp.blueprints import blueprints
+from idp.context import EXTENSION, IdpServices, current_user
+from idp.ns_client import NsError
 
 log = logging.getLogger("nextauth.idp")
 # The repository's top-level templates/ folder; an installed package (the Docker image) names its copy.
@@ -59,14 +60,9 @@ def qr_svg(data: str) -> str:
     return out.getvalue().decode()
 
 
-def create_app(
-    ns: NsClient,
-    *,
-    secret_key: bytes,
-    websocket_url: str,
-    public_https: bool = False,
-    session_seconds: int = 8 * 3600,
-) -> Flask:
+def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Flask:
+    ns = idp.ns
+    session_seconds = int(idp.sessions.lifetime.total_seconds())
     app = Flask(
         "nextauth-idp",
         template_folder=str(TEMPLATES),
@@ -78,10 +74,12 @@ def create_app(
         SESSION_COOKIE_NAME="nextauth_idp",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=public_https,
+        SESSION_COOKIE_SECURE=idp.secure_cookies,
         PERMANENT_SESSION_LIFETIME=session_seconds,
-        MAX_CONTENT_LENGTH=16 * 1024,
+        # SAML messages arrive in forms; a signed AuthnRequest or LogoutRequest stays well below this.
+        MAX_CONTENT_LENGTH=256 * 1024,
     )
+    app.extensions[EXTENSION] = idp
 
     def nonce() -> str:
         if "nonce" not in session:
@@ -97,6 +95,8 @@ def create_app(
     @app.get("/login")
     def login() -> Any:
         target = safe_next(request.args.get("next"))
+        if current_user() is not None:
+            return redirect(target)
         state = ns_session()
         if state.get("loggedin"):
             return complete_login(state, target)
@@ -128,35 +128,72 @@ def create_app(
         return complete_login(state, target)
 
     def complete_login(state: dict[str, Any], target: str) -> Any:
-        session["user"] = {
-            "sub": state.get("userid") or state.get("accountid"),
-            "account": state.get("accountid"),
-            "amr": [state.get("method", "qr"), state.get("second_factor", "none")],
-            "auth_time": int(time.time()),
-        }
-        log.info("browser logged in as %s", session["user"]["sub"])
-        return redirect(target)
+        user_id = state.get("userid") or state.get("accountid")
+        if not user_id:
+            return render_template("error.html", message="This login has no user. Ask for a new QR."), 409
+        token = idp.sessions.start(
+            ns_nonce=nonce(),
+            profile=idp.directory.get(user_id),
+            second_factor=state.get("second_factor"),
+            method=state.get("method", "qr"),
+        )
+        response = redirect(target)
+        set_session_cookie(response, token)
+        return response
 
-    @app.post("/logout")
+    def set_session_cookie(response: Response, token: str) -> None:
+        response.set_cookie(
+            idp.cookie_name,
+            token,
+            max_age=session_seconds,
+            domain=idp.cookie_domain,
+            secure=idp.secure_cookies,
+            httponly=True,
+            samesite="Lax",
+        )
+
+    @app.route("/logout", methods=["GET", "POST"])
     def logout() -> Any:
+        """GET shows a confirmation (a link must not log anyone out); POST logs out."""
+        if request.method == "GET":
+            return render_template("logout.html", user=current_user())
+        user = current_user()
+        if user is not None:
+            idp.sessions.end(user.sid, by="user")
         if "nonce" in session:
             try:
                 ns.logout(session["nonce"])
             except NsError as exc:
                 log.warning("ns logout failed: %s", exc.code)
         session.clear()
-        return redirect(url_for("login"))
+        response = redirect(url_for("login"))
+        response.delete_cookie(idp.cookie_name, domain=idp.cookie_domain)
+        return response
 
     @app.get("/whoami")
     def whoami() -> Any:
-        user = session.get("user")
-        if not user:
+        user = current_user()
+        if user is None:
             abort(401)
-        state = ns_session()  # ns decides: a session ended there is over here too
-        if not state.get("loggedin"):
-            session.pop("user", None)
+        # ns decides: a session logged out there (from the app, or by a new login) is over here too.
+        nonce_of_session = idp.sessions.ns_nonce(user.sid)
+        if nonce_of_session is not None and not ns.session(nonce_of_session).get("loggedin"):
+            idp.sessions.end(user.sid, by="ns")
             abort(401)
-        return jsonify(user)
+        return jsonify(
+            sub=user.sub,
+            name=user.name,
+            email=user.email,
+            groups=list(user.groups),
+            amr=list(user.amr),
+            acr=user.acr,
+            method=user.method,
+            auth_time=user.auth_time,
+            expires_at=user.expires_at,
+        )
+
+    for blueprint in blueprints():
+        app.register_blueprint(blueprint)
 
     @app.errorhandler(NsError)
     def ns_error(error: NsError) -> Any:
@@ -168,6 +205,10 @@ def create_app(
     @app.errorhandler(401)
     def unauthenticated(_error: Any) -> Any:
         return jsonify(error="unauthenticated", message="Log in first."), 401
+
+    @app.errorhandler(413)
+    def too_large(_error: Any) -> Any:
+        return render_template("error.html", message="The request is too large."), 413
 
     @app.after_request
     def headers(response: Response) -> Response:

@@ -7,8 +7,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 
-import authserver.storage.flow_models  # noqa: F401 - its tables too must come out of the migrations exactly
-from authserver.storage import db
+# Every module declaring tables: theirs too must come out of the migrations exactly.
+from authserver.storage import db, flow_models, idp_models  # noqa: F401
 from authserver.storage.models import Base, SeenDevice, ServiceKey
 
 OWN_TABLES = {ServiceKey.__tablename__, SeenDevice.__tablename__}

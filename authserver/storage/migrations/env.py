@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 # Every module declaring tables, so that autogenerate (run programmatically) compares against all of them.
-from authserver.storage import flow_models  # noqa: F401
+from authserver.storage import flow_models, idp_models  # noqa: F401
 from authserver.storage.models import Base
 
 

@@ -1,0 +1,9 @@
+"""The IdP's protocol front-ends, each a Flask blueprint over the shared login session (``idp.context``)."""
+
+from flask import Blueprint
+
+
+def blueprints() -> list[Blueprint]:
+    # Imported here so that each front-end's dependencies load only when an app is built.
+    found: list[Blueprint] = []
+    return found

@@ -1,0 +1,54 @@
+"""What every part of the IdP (login pages, OIDC, SAML, forward-auth) shares, kept on the Flask app.
+
+``current_user()`` is how a part learns who the browser is: the session cookie's token, verified (signature,
+lifetime, not ended). ``login_redirect(next)`` sends the browser to the QR login page and back.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import current_app, redirect, request
+from sqlalchemy import Engine
+from werkzeug.wrappers import Response
+
+from authserver.storage.kv import KeyValueStore
+from idp.directory import Directory
+from idp.keys import KeyRing
+from idp.ns_client import NsClient
+from idp.sessions import SessionManager, SignedInUser
+
+EXTENSION = "nextauth_idp"
+
+
+@dataclass
+class IdpServices:
+    ns: NsClient
+    engine: Engine
+    kv: KeyValueStore
+    keys: KeyRing
+    directory: Directory
+    sessions: SessionManager
+    issuer: str  # the IdP's public base URL, no trailing slash: OIDC issuer, SAML entity id base
+    cookie_name: str = "nextauth_session"
+    cookie_domain: str | None = None  # a parent domain, so forward-auth sees the cookie on every app
+    secure_cookies: bool = False
+
+    def url(self, path: str, **query: Any) -> str:
+        """An absolute URL on the IdP's public address."""
+        tail = f"?{urlencode(query)}" if query else ""
+        return f"{self.issuer}{path}{tail}"
+
+
+def services() -> IdpServices:
+    return current_app.extensions[EXTENSION]  # type: ignore[no-any-return]
+
+
+def current_user() -> SignedInUser | None:
+    idp = services()
+    return idp.sessions.verify(request.cookies.get(idp.cookie_name))
+
+
+def login_redirect(next_path: str) -> Response:
+    """To the QR login page; ``next_path`` must be a path on the IdP (the page refuses anything else)."""
+    return redirect(services().url("/login", next=next_path))

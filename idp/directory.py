@@ -1,0 +1,86 @@
+"""The IdP's user directory: what applications learn about a user id that ns logs in.
+
+A user id without an entry is still a user: applications get the id (as ``sub`` and username) and nothing
+more. Operators fill the directory with ``nextauth user set``.
+"""
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from authserver.storage.idp_models import DirectoryUser
+
+MAX_GROUPS = 100
+
+
+@dataclass(frozen=True)
+class Profile:
+    user_id: str
+    name: str | None = None
+    email: str | None = None
+    email_verified: bool = False
+    groups: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _profile(row: DirectoryUser) -> Profile:
+    return Profile(
+        user_id=row.user_id,
+        name=row.name,
+        email=row.email,
+        email_verified=row.email_verified,
+        groups=tuple(json.loads(row.groups)),
+    )
+
+
+def _check(profile: Profile) -> None:
+    if not profile.user_id or len(profile.user_id) > 255:
+        raise ValueError("user id: 1 to 255 characters")
+    if profile.email is not None and ("@" not in profile.email or len(profile.email) > 320):
+        raise ValueError(f"e-mail {profile.email!r}: not an address")
+    if profile.name is not None and len(profile.name) > 200:
+        raise ValueError("name: at most 200 characters")
+    if len(profile.groups) > MAX_GROUPS:
+        raise ValueError(f"groups: at most {MAX_GROUPS}")
+    for group in profile.groups:
+        if not group or len(group) > 100 or any(c in group for c in ",\r\n"):
+            raise ValueError(f"group {group!r}: 1 to 100 characters, no commas or line breaks")
+
+
+class Directory:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def get(self, user_id: str) -> Profile:
+        with Session(self._engine) as db:
+            row = db.get(DirectoryUser, user_id)
+            return _profile(row) if row is not None else Profile(user_id=user_id)
+
+    def put(self, profile: Profile) -> Profile:
+        _check(profile)
+        with Session(self._engine) as db, db.begin():
+            row = db.get(DirectoryUser, profile.user_id)
+            if row is None:
+                row = DirectoryUser(user_id=profile.user_id)
+                db.add(row)
+            row.name = profile.name
+            row.email = profile.email
+            row.email_verified = profile.email_verified
+            row.groups = json.dumps(list(profile.groups))
+            row.updated_at = datetime.now(UTC)
+        return profile
+
+    def delete(self, user_id: str) -> bool:
+        with Session(self._engine) as db, db.begin():
+            row = db.get(DirectoryUser, user_id)
+            if row is None:
+                return False
+            db.delete(row)
+            return True
+
+    def all(self) -> list[Profile]:
+        with Session(self._engine) as db:
+            rows = db.scalars(select(DirectoryUser).order_by(DirectoryUser.user_id))
+            return [_profile(row) for row in rows]

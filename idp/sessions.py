@@ -1,0 +1,271 @@
+"""Browser sessions at the IdP: one per login approved in the app, carried by a signed token in a cookie.
+
+The token is a JWS (alg Ed25519, RFC 9864) that names the session (``sid``) and says who is in it, so
+that forward-auth and the Traefik plugin can check it without a database query. Ending a session (logout
+at the IdP, a logout or
+new login at ns) records it in the database and marks it ended in the shared store, which forward-auth
+reads; the plugin fetches the list of ended sessions.
+
+If the shared store loses its contents (Redis restarted without persistence) the marks come back from the
+database before the next check trusts the store again.
+"""
+
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwt import JWTClaimsRegistry
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from authserver.storage.idp_models import BrowserSession
+from authserver.storage.kv import KeyValueStore
+from idp.directory import Profile
+from idp.keys import KeyRing
+
+log = logging.getLogger("nextauth.idp.sessions")
+
+AUDIENCE = "nextauth-session"
+TOKEN_TYPE = "nextauth-session+jwt"  # noqa: S105 - a JWS "typ", not a secret
+ENDED_PREFIX = "idp:ended:"
+LOADED_MARK = "idp:ended-loaded"
+MARK_CHECK_SECONDS = 5.0
+
+# RFC 8176 authentication method references for what the app checked.
+SECOND_FACTOR_AMR = {"pin": "pin", "biometric": "bio"}
+ACR_MFA = "urn:nextauth:acr:mfa"  # key possession plus PIN or biometric
+ACR_POSSESSION = "urn:nextauth:acr:possession"  # key possession only (the server's policy skipped the PIN)
+
+
+def amr_acr(second_factor: str | None) -> tuple[list[str], str]:
+    factor = SECOND_FACTOR_AMR.get(second_factor or "")
+    if factor is None:
+        return ["swk"], ACR_POSSESSION
+    return ["swk", factor, "mfa"], ACR_MFA
+
+
+@dataclass(frozen=True)
+class SignedInUser:
+    sid: str
+    sub: str
+    name: str | None
+    email: str | None
+    email_verified: bool
+    groups: tuple[str, ...]
+    amr: tuple[str, ...]
+    acr: str
+    method: str  # qr or push
+    auth_time: int
+    expires_at: int
+
+
+class SessionManager:
+    def __init__(
+        self,
+        engine: Engine,
+        kv: KeyValueStore,
+        keys: KeyRing,
+        *,
+        issuer: str,
+        lifetime: timedelta = timedelta(hours=8),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._engine = engine
+        self._kv = kv
+        self._keys = keys
+        self._issuer = issuer
+        self.lifetime = lifetime
+        self._clock = clock
+        self._mark_checked_at = float("-inf")
+        self.on_end: list[Callable[[str], None]] = []  # called with the sid of every session that ends
+
+    # -- starting and reading ------------------------------------------------------------------------
+
+    def start(self, *, ns_nonce: str, profile: Profile, second_factor: str | None, method: str) -> str:
+        """Record a new session for a login ns confirmed; returns its token."""
+        now = int(self._clock())
+        amr, acr = amr_acr(second_factor)
+        sid = secrets.token_urlsafe(24)
+        expires = now + int(self.lifetime.total_seconds())
+        with Session(self._engine) as db, db.begin():
+            db.add(
+                BrowserSession(
+                    sid=sid,
+                    ns_nonce=ns_nonce,
+                    user_id=profile.user_id,
+                    amr=json.dumps(amr),
+                    acr=acr,
+                    auth_time=datetime.fromtimestamp(now, UTC),
+                    expires_at=datetime.fromtimestamp(expires, UTC),
+                )
+            )
+        key = self._keys.active("session", "Ed25519")
+        claims: dict[str, Any] = {
+            "iss": self._issuer,
+            "aud": AUDIENCE,
+            "sid": sid,
+            "sub": profile.user_id,
+            "groups": list(profile.groups),
+            "amr": amr,
+            "acr": acr,
+            "method": method,
+            "auth_time": now,
+            "iat": now,
+            "exp": expires,
+        }
+        if profile.name:
+            claims["name"] = profile.name
+        if profile.email:
+            claims["email"] = profile.email
+            claims["email_verified"] = profile.email_verified
+        log.info("session %s… started for %s (%s)", sid[:8], profile.user_id, "+".join(amr))
+        return jwt.encode(
+            {"alg": "Ed25519", "kid": key.kid, "typ": TOKEN_TYPE}, claims, key.jose, algorithms=["Ed25519"]
+        )
+
+    def verify(self, token: str | None) -> SignedInUser | None:
+        """The user of a session token if it is genuine, current and not ended; None otherwise."""
+        if not token or len(token) > 8192:
+            return None
+        claims = self.verify_signature(token)
+        if claims is None or self.is_ended(claims["sid"]):
+            return None
+        return SignedInUser(
+            sid=claims["sid"],
+            sub=claims["sub"],
+            name=claims.get("name"),
+            email=claims.get("email"),
+            email_verified=bool(claims.get("email_verified", False)),
+            groups=tuple(claims.get("groups", ())),
+            amr=tuple(claims.get("amr", ())),
+            acr=claims.get("acr", ACR_POSSESSION),
+            method=claims.get("method", "qr"),
+            auth_time=int(claims["auth_time"]),
+            expires_at=int(claims["exp"]),
+        )
+
+    def verify_signature(self, token: str) -> dict[str, Any] | None:
+        """Signature, issuer, audience, type and lifetime; not whether the session has ended since."""
+        try:
+            decoded = jwt.decode(token, self._key_for, algorithms=["Ed25519"])
+        except (JoseError, ValueError, KeyError):
+            return None
+        if decoded.header.get("typ") != TOKEN_TYPE:
+            return None
+        registry = JWTClaimsRegistry(
+            now=int(self._clock()),
+            iss={"essential": True, "value": self._issuer},
+            aud={"essential": True, "value": AUDIENCE},
+            sid={"essential": True},
+            sub={"essential": True},
+            exp={"essential": True},
+            auth_time={"essential": True},
+        )
+        try:
+            registry.validate(decoded.claims)
+        except JoseError:
+            return None
+        return dict(decoded.claims)
+
+    def _key_for(self, token: Any) -> Any:
+        kid = token.headers().get("kid")
+        key = self._keys.by_kid(kid) if isinstance(kid, str) else None
+        if key is None or key.purpose != "session":
+            raise ValueError("unknown session key")
+        return key.jose
+
+    # -- ending ----------------------------------------------------------------------------------------
+
+    def is_ended(self, sid: str) -> bool:
+        self._ensure_marks()
+        return self._kv.get(ENDED_PREFIX + sid) is not None
+
+    def end(self, sid: str, *, by: str) -> bool:
+        """End one session; True if it was still running. Listeners (back-channel logout, SAML single
+        logout) are told."""
+        now = datetime.now(UTC)
+        with Session(self._engine) as db, db.begin():
+            row = db.get(BrowserSession, sid)
+            if row is None or row.ended_at is not None:
+                return False
+            row.ended_at, row.ended_by = now, by
+            expires_at = row.expires_at
+        self._mark_ended(sid, expires_at)
+        log.info("session %s… ended by %s", sid[:8], by)
+        for listener in self.on_end:
+            try:
+                listener(sid)
+            except Exception:
+                log.exception("a session-end listener failed")
+        return True
+
+    def end_for_nonce(self, ns_nonce: str, *, by: str) -> int:
+        """End every running session that came from this ns session (ns logged it out)."""
+        with Session(self._engine) as db:
+            sids = db.scalars(
+                select(BrowserSession.sid).where(
+                    BrowserSession.ns_nonce == ns_nonce, BrowserSession.ended_at.is_(None)
+                )
+            ).all()
+        return sum(self.end(sid, by=by) for sid in sids)
+
+    def ended(self) -> list[dict[str, Any]]:
+        """Sessions ended before they expired: the revocation list the Traefik plugin fetches."""
+        now = datetime.now(UTC)
+        with Session(self._engine) as db:
+            rows = db.execute(
+                select(BrowserSession.sid, BrowserSession.expires_at).where(
+                    BrowserSession.ended_at.is_not(None), BrowserSession.expires_at > now
+                )
+            ).all()
+        return [{"sid": sid, "exp": int(expires.timestamp())} for sid, expires in rows]
+
+    def ns_nonce(self, sid: str) -> str | None:
+        with Session(self._engine) as db:
+            row = db.get(BrowserSession, sid)
+            return row.ns_nonce if row is not None else None
+
+    def running(self, limit: int = 500) -> list[tuple[str, str]]:
+        """(sid, ns nonce) of running sessions, oldest checked first by the caller's sweep."""
+        now = datetime.now(UTC)
+        with Session(self._engine) as db:
+            rows = db.execute(
+                select(BrowserSession.sid, BrowserSession.ns_nonce)
+                .where(BrowserSession.ended_at.is_(None), BrowserSession.expires_at > now)
+                .order_by(BrowserSession.auth_time)
+                .limit(limit)
+            ).all()
+        return [(sid, nonce) for sid, nonce in rows]
+
+    def purge_expired(self) -> int:
+        """Forget sessions that expired more than a day ago."""
+        horizon = datetime.now(UTC) - timedelta(days=1)
+        with Session(self._engine) as db, db.begin():
+            rows = db.scalars(select(BrowserSession).where(BrowserSession.expires_at < horizon)).all()
+            for row in rows:
+                db.delete(row)
+            return len(rows)
+
+    def _mark_ended(self, sid: str, expires_at: datetime) -> None:
+        ttl = max(1.0, (expires_at - datetime.now(UTC)).total_seconds() + 60)
+        self._kv.set(ENDED_PREFIX + sid, b"1", ttl=ttl)
+
+    def _ensure_marks(self) -> None:
+        """At most every few seconds: if the store lost the ended marks, put them back from the database."""
+        now = time.monotonic()
+        if now - self._mark_checked_at < MARK_CHECK_SECONDS:
+            return
+        self._mark_checked_at = now
+        if self._kv.get(LOADED_MARK) is not None:
+            return
+        for entry in self.ended():
+            self._mark_ended(entry["sid"], datetime.fromtimestamp(entry["exp"], UTC))
+        self._kv.set(LOADED_MARK, b"1")
+        log.info("ended-session marks loaded into the shared store")
