@@ -26,6 +26,7 @@ from authserver.ns.access import ROLES  # noqa: E402
 from authserver.services import mc, ns, sfs  # noqa: E402
 from authserver.services.runtime import Component  # noqa: E402
 from authserver.storage.db import mask_uri  # noqa: E402
+from idp import commands as idp_commands  # noqa: E402
 from idp import server as idp_server  # noqa: E402
 
 log = logging.getLogger("nextauth")
@@ -227,8 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     clientcert.add_argument("--roles", required=True, help=f"comma-separated, among {', '.join(ROLES)}")
     clientcert.add_argument("--server", help="limit it to this virtual server")
     clientcert.add_argument("--certificate", required=True, help="PEM file of the client's certificate")
+    idp_commands.add_parsers(commands)
     args = parser.parse_args(argv)
     try:
+        if args.command in idp_commands.commands():
+            return idp_commands.run(args)
         if args.command == "all":
             return _run(_load(list(COMPONENTS), os.environ, "all-in-one"), announce=True)
         if args.command == "idp":

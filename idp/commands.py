@@ -1,0 +1,90 @@
+"""Administration of the IdP from the command line (``nextauth user|oidc-client|saml-sp|idp-keys ...``).
+
+Each command opens the IdP's database as the IdP itself would (``NEXTAUTH_IDP_DB_URI``, else
+``NEXTAUTH_DB_URI``, else ``idp.db`` in ``NEXTAUTH_DATA_DIR``), applies migrations, and prints JSON.
+"""
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from authserver.config import ConfigError, read_setting
+from authserver.storage import db
+from idp.directory import Directory, Profile
+
+# command name -> (add its arguments, run it on the IdP's engine)
+Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace, Engine], Any]]
+
+
+def idp_engine(environ: dict[str, str] | None = None) -> Engine:
+    environ = dict(os.environ if environ is None else environ)
+    uri = read_setting("NEXTAUTH_IDP_DB_URI", environ) or read_setting("NEXTAUTH_DB_URI", environ)
+    if uri is None:
+        data_dir = Path(environ.get("NEXTAUTH_DATA_DIR", ".nextauth"))
+        data_dir.mkdir(parents=True, exist_ok=True)
+        uri = f"sqlite:///{(data_dir / 'idp.db').as_posix()}"
+    engine = db.create_engine_for(uri)
+    db.upgrade(engine)
+    return engine
+
+
+def _user_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", required=True)
+    put = actions.add_parser("set", help="create or replace a user's profile")
+    put.add_argument("user_id", help="the user id ns logs in (as enrolled)")
+    put.add_argument("--name")
+    put.add_argument("--email")
+    put.add_argument("--email-verified", action="store_true")
+    put.add_argument("--groups", default="", help="comma-separated group names")
+    show = actions.add_parser("show", help="print a user's profile")
+    show.add_argument("user_id")
+    remove = actions.add_parser("delete", help="forget a user's profile (the user can still log in)")
+    remove.add_argument("user_id")
+    actions.add_parser("list", help="every profile")
+
+
+def _user(args: argparse.Namespace, engine: Engine) -> Any:
+    directory = Directory(engine)
+    if args.action == "set":
+        groups = tuple(group.strip() for group in args.groups.split(",") if group.strip())
+        profile = Profile(args.user_id, args.name, args.email, args.email_verified, groups)
+        return asdict(directory.put(profile))
+    if args.action == "show":
+        return asdict(directory.get(args.user_id))
+    if args.action == "delete":
+        return {"deleted": directory.delete(args.user_id)}
+    return [asdict(profile) for profile in directory.all()]
+
+
+def commands() -> dict[str, tuple[str, Command]]:
+    """name -> (help, command). Protocol modules add theirs here."""
+    found: dict[str, tuple[str, Command]] = {
+        "user": ("the IdP's user directory: names, e-mail addresses, groups", (_user_arguments, _user)),
+    }
+    return found
+
+
+def add_parsers(subparsers: Any) -> None:
+    for name, (help_text, (arguments, _run)) in commands().items():
+        arguments(subparsers.add_parser(name, help=help_text))
+
+
+def run(args: argparse.Namespace) -> int:
+    _help, (_arguments, handler) = commands()[args.command]
+    engine = idp_engine()
+    try:
+        result = handler(args, engine)
+    except (ValueError, OSError, ConfigError) as exc:
+        sys.stderr.write(f"nextauth {args.command}: {exc}\n")
+        return 2
+    finally:
+        engine.dispose()
+    sys.stdout.write(json.dumps(result, indent=1, default=str) + "\n")
+    return 0
