@@ -5,5 +5,10 @@ from flask import Blueprint
 
 def blueprints() -> list[Blueprint]:
     # Imported here so that each front-end's dependencies load only when an app is built.
-    found: list[Blueprint] = []
+    from idp.oidc.endpoints import blueprint as oidc
+
+    found: list[Blueprint] = [oidc]
+    from idp.forwardauth import blueprint as forward_auth
+
+    found.append(forward_auth())
     return found

@@ -49,6 +49,11 @@ def current_user() -> SignedInUser | None:
     return idp.sessions.verify(request.cookies.get(idp.cookie_name))
 
 
-def login_redirect(next_path: str) -> Response:
-    """To the QR login page; ``next_path`` must be a path on the IdP (the page refuses anything else)."""
+def login_redirect(next_path: str, *, reauth: bool = False) -> Response:
+    """To the QR login page; ``next_path`` must be a path on the IdP (the page refuses anything else).
+
+    ``reauth``: a new approval in the app even if the browser is logged in (OIDC ``prompt=login``,
+    ``max_age``); the session keeps its id and gets a new authentication time."""
+    if reauth:
+        return redirect(services().url("/login", next=next_path, reauth="1"))
     return redirect(services().url("/login", next=next_path))

@@ -84,12 +84,14 @@ def _self_signed(private_key: rsa.RSAPrivateKey, common_name: str) -> str:
 def _load(row: SigningKey) -> LoadedKey:
     private_key = serialization.load_der_private_key(row.private_key, password=None)
     jose: JoseKey
+    # The kid travels with the key, so key sets pick it by the kid in a token's header.
+    parameters = {"kid": row.kid, "alg": row.alg, "use": "sig"}
     if isinstance(private_key, ed25519.Ed25519PrivateKey):
-        jose = OKPKey.import_key(private_key)
+        jose = OKPKey.import_key(private_key, parameters)
     elif isinstance(private_key, ec.EllipticCurvePrivateKey):
-        jose = ECKey.import_key(private_key)
+        jose = ECKey.import_key(private_key, parameters)
     elif isinstance(private_key, rsa.RSAPrivateKey):
-        jose = RSAKey.import_key(private_key)
+        jose = RSAKey.import_key(private_key, parameters)
     else:
         raise ValueError(f"key {row.kid}: unsupported key type")
     return LoadedKey(

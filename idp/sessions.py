@@ -106,6 +106,32 @@ class SessionManager:
                     expires_at=datetime.fromtimestamp(expires, UTC),
                 )
             )
+        log.info("session %s… started for %s (%s)", sid[:8], profile.user_id, "+".join(amr))
+        return self._token(sid, profile, amr, acr, method, now, expires)
+
+    def reauthenticate(
+        self, sid: str, *, ns_nonce: str, profile: Profile, second_factor: str | None, method: str
+    ) -> str | None:
+        """The same user approved a new login in the app (OIDC prompt=login, max_age): the session keeps
+        its id, so what logged in with it stays tied to it, and gets a new authentication time. None if
+        the session has ended meanwhile."""
+        now = int(self._clock())
+        amr, acr = amr_acr(second_factor)
+        expires = now + int(self.lifetime.total_seconds())
+        with Session(self._engine) as db, db.begin():
+            row = db.get(BrowserSession, sid)
+            if row is None or row.ended_at is not None or row.user_id != profile.user_id:
+                return None
+            row.ns_nonce = ns_nonce
+            row.amr, row.acr = json.dumps(amr), acr
+            row.auth_time = datetime.fromtimestamp(now, UTC)
+            row.expires_at = datetime.fromtimestamp(expires, UTC)
+        log.info("session %s… re-authenticated (%s)", sid[:8], "+".join(amr))
+        return self._token(sid, profile, amr, acr, method, now, expires)
+
+    def _token(
+        self, sid: str, profile: Profile, amr: list[str], acr: str, method: str, now: int, expires: int
+    ) -> str:
         key = self._keys.active("session", "Ed25519")
         claims: dict[str, Any] = {
             "iss": self._issuer,
@@ -125,7 +151,6 @@ class SessionManager:
         if profile.email:
             claims["email"] = profile.email
             claims["email_verified"] = profile.email_verified
-        log.info("session %s… started for %s (%s)", sid[:8], profile.user_id, "+".join(amr))
         return jwt.encode(
             {"alg": "Ed25519", "kid": key.kid, "typ": TOKEN_TYPE}, claims, key.jose, algorithms=["Ed25519"]
         )

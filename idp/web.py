@@ -81,9 +81,12 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
     )
     app.extensions[EXTENSION] = idp
 
+    def new_nonce() -> str:
+        return base64.urlsafe_b64encode(secrets.token_bytes(24)).rstrip(b"=").decode()
+
     def nonce() -> str:
         if "nonce" not in session:
-            session["nonce"] = base64.urlsafe_b64encode(secrets.token_bytes(24)).rstrip(b"=").decode()
+            session["nonce"] = new_nonce()
             session.permanent = True
         return str(session["nonce"])
 
@@ -95,7 +98,13 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
     @app.get("/login")
     def login() -> Any:
         target = safe_next(request.args.get("next"))
-        if current_user() is not None:
+        user = current_user()
+        if request.args.get("reauth") == "1" and user is not None:
+            if session.get("reauth_for") != user.sid:
+                # A new approval in the app needs a new ns session: a fresh nonce, a new QR.
+                session["reauth_for"] = user.sid
+                session["nonce"] = new_nonce()
+        elif user is not None:
             return redirect(target)
         state = ns_session()
         if state.get("loggedin"):
@@ -131,15 +140,33 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
         user_id = state.get("userid") or state.get("accountid")
         if not user_id:
             return render_template("error.html", message="This login has no user. Ask for a new QR."), 409
-        token = idp.sessions.start(
-            ns_nonce=nonce(),
-            profile=idp.directory.get(user_id),
-            second_factor=state.get("second_factor"),
-            method=state.get("method", "qr"),
-        )
+        profile = idp.directory.get(user_id)
+        second_factor, method = state.get("second_factor"), state.get("method", "qr")
+        token = None
+        reauth_sid, current = session.pop("reauth_for", None), current_user()
+        if reauth_sid is not None and current is not None and current.sid == reauth_sid:
+            previous_nonce = idp.sessions.ns_nonce(current.sid)
+            if current.sub == user_id:
+                token = idp.sessions.reauthenticate(
+                    current.sid, ns_nonce=nonce(), profile=profile, second_factor=second_factor, method=method
+                )
+            else:  # someone else approved: the old session ends, with everything it logged in to
+                idp.sessions.end(current.sid, by="switch")
+            if previous_nonce is not None and previous_nonce != nonce():
+                logout_at_ns(previous_nonce)
+        if token is None:
+            token = idp.sessions.start(
+                ns_nonce=nonce(), profile=profile, second_factor=second_factor, method=method
+            )
         response = redirect(target)
         set_session_cookie(response, token)
         return response
+
+    def logout_at_ns(ns_nonce: str) -> None:
+        try:
+            ns.logout(ns_nonce)
+        except NsError as exc:
+            log.warning("ns logout failed: %s", exc.code)
 
     def set_session_cookie(response: Response, token: str) -> None:
         response.set_cookie(
@@ -158,13 +185,12 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
         if request.method == "GET":
             return render_template("logout.html", user=current_user())
         user = current_user()
+        nonces = {session.get("nonce")}
         if user is not None:
+            nonces.add(idp.sessions.ns_nonce(user.sid))
             idp.sessions.end(user.sid, by="user")
-        if "nonce" in session:
-            try:
-                ns.logout(session["nonce"])
-            except NsError as exc:
-                log.warning("ns logout failed: %s", exc.code)
+        for each in nonces - {None}:
+            logout_at_ns(str(each))
         session.clear()
         response = redirect(url_for("login"))
         response.delete_cookie(idp.cookie_name, domain=idp.cookie_domain)

@@ -1,0 +1,11 @@
+"""The IdP's OpenID Connect provider, built on Authlib: one module per concern, the Flask glue apart.
+
+- ``clients``: registered clients and their metadata (RFC 7591 names);
+- ``tokens``: authorization codes and access tokens in the shared store, refresh tokens in the database;
+- ``grants``: Authlib grant classes (code + PKCE, refresh with rotation, client credentials) and the
+  OpenID Connect extension that signs ID tokens;
+- ``provider``: the Authlib authorization server with its endpoints (introspection, revocation, userinfo,
+  end session);
+- ``backchannel``: logout tokens sent to clients when an IdP session ends;
+- ``endpoints``: the Flask blueprint (discovery, JWKS, authorize with consent, token, userinfo, logout).
+"""

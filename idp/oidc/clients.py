@@ -1,0 +1,231 @@
+"""OIDC clients: registered by an administrator (``nextauth oidc-client add``), stored with a hash of their
+secret, and read through a short in-process cache because the token endpoint needs one per request."""
+
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from authlib.oauth2.rfc6749 import ClientMixin
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from authserver.storage.idp_models import OidcClient
+
+SCOPES = ("openid", "profile", "email", "groups", "offline_access")
+# What a client gets without asking the user: who they are. Anything more needs consent once.
+BASIC_SCOPES = frozenset({"openid", "profile", "email"})
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+ID_TOKEN_ALGS = ("ES256", "RS256")
+
+
+def _hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def check_redirect_uri_syntax(uri: str, what: str = "redirect URI") -> None:
+    """Absolute https URLs, or http on loopback for development; never a fragment (RFC 6749 3.1.2)."""
+    parts = urlsplit(uri)
+    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.fragment or "#" in uri:
+        raise ValueError(f"{what} {uri!r}: an absolute http(s) URL without a fragment")
+    if parts.scheme == "http" and not loopback:
+        raise ValueError(f"{what} {uri!r}: must use https (http only for localhost)")
+
+
+@dataclass
+class Client(ClientMixin):  # type: ignore[misc]
+    client_id: str
+    name: str
+    secret_hash: str | None
+    client_metadata: dict[str, Any] = field(default_factory=dict)
+
+    # -- what Authlib asks ---------------------------------------------------------------------------
+
+    def get_client_id(self) -> str:
+        return self.client_id
+
+    def get_default_redirect_uri(self) -> str | None:
+        uris = self.redirect_uris
+        return uris[0] if len(uris) == 1 else None
+
+    def get_allowed_scope(self, scope: str) -> str:
+        allowed = set(self.client_metadata.get("scope", " ".join(SCOPES)).split())
+        return " ".join(s for s in (scope or "").split() if s in allowed)
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        # Exact match: no prefixes, no wildcards (RFC 9700 2.1).
+        return redirect_uri in self.redirect_uris
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        if self.secret_hash is None or not client_secret:
+            return False
+        return hmac.compare_digest(_hash_secret(client_secret), self.secret_hash)
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        return method == self.token_endpoint_auth_method
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type == "code" and "authorization_code" in self.grant_types
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type in self.grant_types
+
+    # -- metadata --------------------------------------------------------------------------------------
+
+    @property
+    def redirect_uris(self) -> list[str]:
+        return list(self.client_metadata.get("redirect_uris", []))
+
+    @property
+    def grant_types(self) -> list[str]:
+        return list(self.client_metadata.get("grant_types", ["authorization_code", "refresh_token"]))
+
+    @property
+    def token_endpoint_auth_method(self) -> str:
+        return str(self.client_metadata.get("token_endpoint_auth_method", "client_secret_basic"))
+
+    @property
+    def id_token_signed_response_alg(self) -> str:
+        return str(self.client_metadata.get("id_token_signed_response_alg", "ES256"))
+
+    @property
+    def post_logout_redirect_uris(self) -> list[str]:
+        return list(self.client_metadata.get("post_logout_redirect_uris", []))
+
+    @property
+    def backchannel_logout_uri(self) -> str | None:
+        return self.client_metadata.get("backchannel_logout_uri")
+
+    @property
+    def trusted(self) -> bool:
+        """First-party clients skip the consent page."""
+        return bool(self.client_metadata.get("nextauth_trusted", False))
+
+    def public_view(self) -> dict[str, Any]:
+        return {"client_id": self.client_id, "client_name": self.name, **self.client_metadata}
+
+
+def build_metadata(
+    *,
+    redirect_uris: list[str],
+    post_logout_redirect_uris: list[str] | None = None,
+    grant_types: list[str] | None = None,
+    public: bool = False,
+    auth_method: str | None = None,
+    id_token_alg: str = "ES256",
+    scope: str | None = None,
+    backchannel_logout_uri: str | None = None,
+    trusted: bool = False,
+) -> dict[str, Any]:
+    """Checked client metadata, with RFC 7591 / OIDC Registration names."""
+    grant_types = grant_types or ["authorization_code", "refresh_token"]
+    for grant in grant_types:
+        if grant not in GRANT_TYPES:
+            raise ValueError(f"grant type {grant!r}: one of {', '.join(GRANT_TYPES)}")
+    method = auth_method or ("none" if public else "client_secret_basic")
+    if method not in AUTH_METHODS:
+        raise ValueError(f"token endpoint auth method {method!r}: one of {', '.join(AUTH_METHODS)}")
+    if public != (method == "none"):
+        raise ValueError("public clients (no secret) authenticate with 'none', confidential ones cannot")
+    if public and "client_credentials" in grant_types:
+        raise ValueError("client_credentials needs a confidential client (with a secret)")
+    if "authorization_code" in grant_types and not redirect_uris:
+        raise ValueError("the authorization code flow needs at least one redirect URI")
+    for uri in redirect_uris:
+        check_redirect_uri_syntax(uri)
+    for uri in post_logout_redirect_uris or []:
+        check_redirect_uri_syntax(uri, "post-logout redirect URI")
+    if backchannel_logout_uri:
+        check_redirect_uri_syntax(backchannel_logout_uri, "back-channel logout URI")
+    if id_token_alg not in ID_TOKEN_ALGS:
+        raise ValueError(f"ID token algorithm {id_token_alg!r}: one of {', '.join(ID_TOKEN_ALGS)}")
+    scopes = (scope or " ".join(SCOPES)).split()
+    for name in scopes:
+        if name not in SCOPES:
+            raise ValueError(f"scope {name!r}: one of {', '.join(SCOPES)}")
+    metadata: dict[str, Any] = {
+        "redirect_uris": redirect_uris,
+        "post_logout_redirect_uris": post_logout_redirect_uris or [],
+        "grant_types": grant_types,
+        "response_types": ["code"] if "authorization_code" in grant_types else [],
+        "token_endpoint_auth_method": method,
+        "id_token_signed_response_alg": id_token_alg,
+        "scope": " ".join(scopes),
+        "nextauth_trusted": trusted,
+    }
+    if backchannel_logout_uri:
+        metadata["backchannel_logout_uri"] = backchannel_logout_uri
+        metadata["backchannel_logout_session_required"] = True
+    return metadata
+
+
+class ClientRegistry:
+    def __init__(self, engine: Engine, *, cache_seconds: float = 5.0) -> None:
+        self._engine = engine
+        self._cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, Client | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, client_id: str | None) -> Client | None:
+        if not client_id or len(client_id) > 64:
+            return None
+        now = time.monotonic()
+        cached = self._cache.get(client_id)
+        if cached is not None and now - cached[0] < self._cache_seconds:
+            return cached[1]
+        with Session(self._engine) as db:
+            row = db.get(OidcClient, client_id)
+            client = (
+                Client(row.client_id, row.name, row.secret_hash, json.loads(row.metadata_json))
+                if row is not None and not row.disabled
+                else None
+            )
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[client_id] = (now, client)
+        return client
+
+    def add(
+        self, name: str, metadata: dict[str, Any], client_id: str | None = None
+    ) -> tuple[Client, str | None]:
+        """Register a client; returns it and its secret (shown once; None for a public client)."""
+        if not name or len(name) > 200:
+            raise ValueError("client name: 1 to 200 characters")
+        client_id = client_id or secrets.token_urlsafe(18)
+        if len(client_id) > 64 or not client_id.replace("-", "").replace("_", "").isalnum():
+            raise ValueError("client id: up to 64 letters, digits, '-' or '_'")
+        secret = None if metadata["token_endpoint_auth_method"] == "none" else secrets.token_urlsafe(32)
+        with Session(self._engine) as db, db.begin():
+            if db.get(OidcClient, client_id) is not None:
+                raise ValueError(f"client id {client_id!r} is taken")
+            db.add(
+                OidcClient(
+                    client_id=client_id,
+                    secret_hash=_hash_secret(secret) if secret else None,
+                    name=name,
+                    metadata_json=json.dumps(metadata),
+                )
+            )
+        return Client(client_id, name, _hash_secret(secret) if secret else None, metadata), secret
+
+    def remove(self, client_id: str) -> bool:
+        with Session(self._engine) as db, db.begin():
+            row = db.get(OidcClient, client_id)
+            if row is None:
+                return False
+            db.delete(row)
+        self._cache.pop(client_id, None)
+        return True
+
+    def all(self) -> list[Client]:
+        with Session(self._engine) as db:
+            rows = db.scalars(select(OidcClient).order_by(OidcClient.created_at)).all()
+            return [Client(r.client_id, r.name, r.secret_hash, json.loads(r.metadata_json)) for r in rows]

@@ -1,0 +1,319 @@
+"""The OIDC provider's HTTP side: discovery, JWKS, the authorization endpoint with login and consent,
+token, userinfo, introspection, revocation and RP-initiated logout."""
+
+import hmac
+import logging
+import secrets
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+from authlib.oauth2 import OAuth2Error
+from flask import Blueprint, Flask, current_app, jsonify, render_template, request, session
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from authserver.storage.idp_models import Consent
+from idp.context import current_user, login_redirect, services
+from idp.ns_client import NsError
+from idp.oidc.backchannel import BackchannelLogout, record_login
+from idp.oidc.clients import BASIC_SCOPES, SCOPES, Client
+from idp.oidc.provider import Provider
+from idp.oidc.tokens import Grant
+from idp.sessions import ACR_MFA, ACR_POSSESSION, SignedInUser
+
+log = logging.getLogger("nextauth.idp.oidc")
+
+blueprint = Blueprint("oidc", __name__)
+EXTENSION = "nextauth_oidc"
+LOGIN_AFTER = "nextauth_login_after"  # set on the way to a forced login; the login must be newer
+SCOPE_TEXT = {
+    "groups": "your group memberships",
+    "offline_access": "access while you are away (stays after you log out)",
+    "profile": "your name and username",
+    "email": "your e-mail address",
+}
+
+
+@blueprint.record_once
+def _setup(state: Any) -> None:
+    app: Flask = state.app
+    idp = app.extensions["nextauth_idp"]
+    provider = Provider(idp)
+    # Both ID token keys exist from the start, so the published JWKS never surprises a client.
+    for alg in ("ES256", "RS256"):
+        idp.keys.active("oidc", alg)
+    backchannel = BackchannelLogout(provider)
+    idp.sessions.on_end.append(backchannel)
+    app.extensions[EXTENSION] = provider
+    app.extensions["nextauth_oidc_backchannel"] = backchannel
+
+
+def provider() -> Provider:
+    return current_app.extensions[EXTENSION]  # type: ignore[no-any-return]
+
+
+def _no_store(response: Any) -> Any:
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+# -- discovery ------------------------------------------------------------------------------------------
+
+
+@blueprint.get("/.well-known/openid-configuration")
+def discovery() -> Any:
+    idp = services()
+    url = idp.url
+    return jsonify(
+        issuer=idp.issuer,
+        authorization_endpoint=url("/oidc/authorize"),
+        token_endpoint=url("/oidc/token"),
+        userinfo_endpoint=url("/oidc/userinfo"),
+        jwks_uri=url("/oidc/jwks"),
+        end_session_endpoint=url("/oidc/logout"),
+        introspection_endpoint=url("/oidc/introspect"),
+        revocation_endpoint=url("/oidc/revoke"),
+        scopes_supported=list(SCOPES),
+        response_types_supported=["code"],
+        response_modes_supported=["query"],
+        grant_types_supported=["authorization_code", "refresh_token", "client_credentials"],
+        subject_types_supported=["public"],
+        id_token_signing_alg_values_supported=["ES256", "RS256"],
+        token_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post", "none"],
+        introspection_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post"],
+        revocation_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post", "none"],
+        code_challenge_methods_supported=["S256"],
+        claims_supported=[
+            "sub",
+            "iss",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "acr",
+            "amr",
+            "sid",
+            "name",
+            "preferred_username",
+            "email",
+            "email_verified",
+            "groups",
+        ],
+        acr_values_supported=[ACR_MFA, ACR_POSSESSION],
+        prompt_values_supported=["none", "login", "consent"],
+        claims_parameter_supported=False,
+        request_parameter_supported=False,
+        request_uri_parameter_supported=False,
+        backchannel_logout_supported=True,
+        backchannel_logout_session_supported=True,
+        frontchannel_logout_supported=False,
+    )
+
+
+@blueprint.get("/oidc/jwks")
+def jwks() -> Any:
+    response = jsonify(services().keys.jwks("oidc"))
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+# -- authorization ------------------------------------------------------------------------------------
+
+
+def _current_grant_user() -> SignedInUser | None:
+    """The browser's user, after asking ns whether its login still stands (a person is waiting anyway)."""
+    user = current_user()
+    if user is None:
+        return None
+    idp = services()
+    nonce = idp.sessions.ns_nonce(user.sid)
+    try:
+        still_in = nonce is not None and bool(idp.ns.session(nonce).get("loggedin"))
+    except NsError:
+        still_in = True  # ns unreachable: the signed session stands until it expires or is ended
+    if not still_in:
+        idp.sessions.end(user.sid, by="ns")
+        return None
+    return user
+
+
+def _error_page(error: OAuth2Error) -> Any:
+    """Errors that must not go back to the client (unknown client, unregistered redirect URI)."""
+    message = error.description or error.error
+    log.info("authorization request refused: %s (%s)", error.error, message)
+    return render_template(
+        "error.html", message=f"This application's login request is not valid: {message}"
+    ), 400
+
+
+def _forced_login() -> Any:
+    """Back to the login page for a new approval in the app, then here again (without prompt=login)."""
+    args = request.args.to_dict(flat=True)
+    prompts = [p for p in args.pop("prompt", "").split() if p != "login"]
+    if prompts:
+        args["prompt"] = " ".join(prompts)
+    args[LOGIN_AFTER] = str(int(time.time()))
+    return login_redirect(f"/oidc/authorize?{urlencode(args)}", reauth=True)
+
+
+def _needs_fresh_login(user: SignedInUser) -> bool:
+    prompts = request.args.get("prompt", "").split()
+    if "login" in prompts:
+        return True
+    after = request.args.get(LOGIN_AFTER, "")
+    if after.isdigit() and user.auth_time < int(after):
+        return True
+    max_age = request.args.get("max_age", "")
+    return bool(max_age.isdigit() and time.time() - user.auth_time > int(max_age))
+
+
+def _consented(user_id: str, client: Client, scopes: set[str]) -> bool:
+    extra = scopes - BASIC_SCOPES
+    if not extra or client.trusted:
+        return True
+    with Session(services().engine) as db:
+        granted = db.scalar(
+            select(Consent.scope).where(Consent.user_id == user_id, Consent.client_id == client.client_id)
+        )
+    return granted is not None and extra <= set(granted.split())
+
+
+def _save_consent(user_id: str, client: Client, scopes: set[str]) -> None:
+    with Session(services().engine) as db, db.begin():
+        row = db.scalar(
+            select(Consent).where(Consent.user_id == user_id, Consent.client_id == client.client_id)
+        )
+        if row is None:
+            db.add(Consent(user_id=user_id, client_id=client.client_id, scope=" ".join(sorted(scopes))))
+        else:
+            row.scope = " ".join(sorted(set(row.scope.split()) | scopes))
+
+
+@blueprint.route("/oidc/authorize", methods=["GET", "POST"])
+def authorize() -> Any:
+    server = provider().server
+    user = _current_grant_user()
+    end_user = (
+        Grant(
+            client_id="",
+            user_id=user.sub,
+            scope="",
+            sid=user.sid,
+            auth_time=user.auth_time,
+            acr=user.acr,
+            amr=user.amr,
+        )
+        if user is not None
+        else None
+    )
+    try:
+        grant = server.get_consent_grant(end_user=end_user)
+    except OAuth2Error as error:
+        if getattr(error, "redirect_uri", None):
+            return server.handle_error_response(None, error)
+        return _error_page(error)
+    prompts = request.args.get("prompt", "").split()
+    if user is None or _needs_fresh_login(user):
+        if "none" in prompts:
+            return _redirect_error(server, grant, "login_required", "The user must log in.")
+        if user is None:
+            return login_redirect(request.full_path)
+        return _forced_login()
+    client: Client = grant.client
+    scopes = set((grant.request.payload.scope or "").split())
+    needs_consent = "consent" in prompts or not _consented(user.sub, client, scopes)
+    if needs_consent and request.method == "POST":
+        sent = request.form.get("csrf", "")
+        expected = session.get("oidc_csrf", "")
+        if not expected or not hmac.compare_digest(sent, expected):
+            return render_template(
+                "error.html", message="The consent form expired. Start the login again."
+            ), 400
+        session.pop("oidc_csrf", None)
+        if request.form.get("decision") != "allow":
+            log.info("%s declined consent for %s", user.sub, client.client_id)
+            return server.create_authorization_response(grant_user=None, grant=grant)
+        _save_consent(user.sub, client, scopes - BASIC_SCOPES)
+        needs_consent = False
+    if needs_consent:
+        if "none" in prompts:
+            return _redirect_error(server, grant, "consent_required", "The user must consent.")
+        session["oidc_csrf"] = secrets.token_urlsafe(24)
+        return render_template(
+            "consent.html",
+            client=client,
+            user=user,
+            asked=[SCOPE_TEXT[s] for s in sorted(scopes - {"openid"}) if s in SCOPE_TEXT],
+            action=request.full_path,
+            csrf=session["oidc_csrf"],
+        )
+    response = server.create_authorization_response(grant_user=end_user, grant=grant)
+    if response.status_code == 302 and "code=" in response.headers.get("Location", ""):
+        record_login(provider(), user.sid, client.client_id)
+    return response
+
+
+def _redirect_error(server: Any, grant: Any, error: str, description: str) -> Any:
+    failure = OAuth2Error(description=description, redirect_uri=grant.redirect_uri)
+    failure.error = error
+    failure.state = grant.request.payload.state
+    return server.handle_error_response(None, failure)
+
+
+# -- token, userinfo, introspection, revocation ------------------------------------------------------------
+
+
+@blueprint.post("/oidc/token")
+def token() -> Any:
+    return _no_store(provider().server.create_token_response())
+
+
+@blueprint.route("/oidc/userinfo", methods=["GET", "POST"])
+def userinfo() -> Any:
+    return _no_store(provider().server.create_endpoint_response("userinfo"))
+
+
+@blueprint.post("/oidc/introspect")
+def introspect() -> Any:
+    return _no_store(provider().server.create_endpoint_response("introspection"))
+
+
+@blueprint.post("/oidc/revoke")
+def revoke() -> Any:
+    return _no_store(provider().server.create_endpoint_response("revocation"))
+
+
+# -- RP-initiated logout -------------------------------------------------------------------------------
+
+
+@blueprint.route("/oidc/logout", methods=["GET", "POST"])
+def end_session() -> Any:
+    server = provider().server
+    try:
+        validated = server.validate_endpoint_request("end_session")
+    except OAuth2Error as error:
+        return render_template(
+            "error.html", message=f"This logout request is not valid: {error.description}"
+        ), 400
+    user = current_user()
+    # Without an ID token from us, a page elsewhere could log the user out: ask first.
+    if validated.needs_confirmation and request.method == "GET" and user is not None:
+        return render_template("logout.html", user=user, action=request.full_path)
+    idp = services()
+    if user is not None:
+        idp.sessions.end(user.sid, by="rp-logout")
+        nonce = idp.sessions.ns_nonce(user.sid)
+        if nonce is not None:
+            try:
+                idp.ns.logout(nonce)
+            except NsError as exc:
+                log.warning("ns logout failed: %s", exc.code)
+    session.clear()
+    response = server.create_endpoint_response("end_session", validated)
+    if response is None:
+        response = current_app.make_response(render_template("logged_out.html"))
+    response.delete_cookie(idp.cookie_name, domain=idp.cookie_domain)
+    return response

@@ -1,0 +1,183 @@
+"""Authlib grant classes for the provider, each small: they only connect Authlib's protocol logic to the
+token store and the directory (``Provider`` in ``provider.py`` owns both)."""
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from authlib.oauth2.rfc6749 import grants
+from authlib.oauth2.rfc6749.errors import InvalidRequestError
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oidc.core import UserInfo
+from authlib.oidc.core.grants import OpenIDCode
+
+from idp.oidc.tokens import AuthorizationCode, Grant
+
+if TYPE_CHECKING:
+    from idp.oidc.provider import Provider
+
+log = logging.getLogger("nextauth.idp.oidc")
+
+
+class _ProviderAccess:
+    """Authlib makes a grant object per request, with the server; the provider hangs off the server."""
+
+    server: Any
+
+    @property
+    def provider(self) -> "Provider":
+        return self.server.provider  # type: ignore[no-any-return]
+
+
+class RequiredS256(CodeChallenge):  # type: ignore[misc]
+    """PKCE for every client, S256 only (RFC 9700 2.1.1): a code without its verifier is worthless."""
+
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+    DEFAULT_CODE_CHALLENGE_METHOD = "S256"
+
+    def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
+        data = grant.request.payload.data
+        if not data.get("code_challenge"):
+            raise InvalidRequestError("PKCE is required: send code_challenge (S256).")
+        if data.get("code_challenge_method") != "S256":
+            raise InvalidRequestError("code_challenge_method must be S256.")
+        super().validate_code_challenge(grant, redirect_uri)
+
+    def validate_code_verifier(self, grant: Any, result: Any) -> None:
+        if not grant.request.form.get("code_verifier"):
+            raise InvalidRequestError("Missing 'code_verifier'.")
+        super().validate_code_verifier(grant, result)
+
+    def get_authorization_code_challenge(self, authorization_code: AuthorizationCode) -> str:
+        return authorization_code.code_challenge
+
+    def get_authorization_code_challenge_method(self, authorization_code: AuthorizationCode) -> str:
+        return authorization_code.code_challenge_method
+
+
+class AuthorizationCodeGrant(_ProviderAccess, grants.AuthorizationCodeGrant):  # type: ignore[misc]
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+    def save_authorization_code(self, code: str, request: Any) -> None:
+        data = request.payload.data
+        grant: Grant = request.user
+        self.provider.tokens.save_code(
+            code,
+            AuthorizationCode(
+                grant=Grant(
+                    client_id=request.client.get_client_id(),
+                    user_id=grant.user_id,
+                    scope=request.payload.scope or "",
+                    sid=grant.sid,
+                    auth_time=grant.auth_time,
+                    acr=grant.acr,
+                    amr=grant.amr,
+                ),
+                redirect_uri=request.payload.redirect_uri or "",
+                nonce=data.get("nonce"),
+                code_challenge=data.get("code_challenge", ""),
+                code_challenge_method=data.get("code_challenge_method", "S256"),
+            ),
+        )
+
+    def query_authorization_code(self, code: str, client: Any) -> AuthorizationCode | None:
+        found = self.provider.tokens.take_code(code)
+        if found is None:
+            if self.provider.tokens.revoke_exchange_of(code):
+                log.warning("an authorization code was used twice; its tokens are revoked")
+            return None
+        if found.grant.client_id != client.get_client_id():
+            log.warning("client %s presented a code issued to another client", client.get_client_id())
+            return None
+        return found
+
+    def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
+        """Nothing to do: ``take_code`` removed it when it was read."""
+
+    def authenticate_user(self, authorization_code: AuthorizationCode) -> Grant:
+        return authorization_code.grant
+
+
+class RefreshTokenGrant(_ProviderAccess, grants.RefreshTokenGrant):  # type: ignore[misc]
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    INCLUDE_NEW_REFRESH_TOKEN = True  # rotation: every use returns a successor
+
+    def authenticate_refresh_token(self, refresh_token: str) -> Any:
+        stored = self.provider.tokens.refresh_token(refresh_token)
+        if stored is None or stored.is_expired():
+            return None
+        if stored.revoked_at is not None:
+            return None
+        if stored.used_at is not None or not self.provider.tokens.use_refresh_token(stored):
+            # Used before: someone else holds a copy. End the whole family for both of them.
+            revoked = self.provider.tokens.revoke_family(stored.family)
+            log.warning("a used refresh token came back; %d tokens of its family revoked", revoked)
+            return None
+        return stored
+
+    def authenticate_user(self, refresh_token: Any) -> Grant:
+        return refresh_token.grant  # type: ignore[no-any-return]
+
+    def revoke_old_credential(self, refresh_token: Any) -> None:
+        """Already marked used in ``authenticate_refresh_token``, atomically."""
+
+
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+
+class IdToken(OpenIDCode):  # type: ignore[misc]
+    """Signs ID tokens with the key the client asked for (ES256 or RS256), with ``sid`` for back-channel
+    logout and the claims the scopes allow."""
+
+    def __init__(self, provider: "Provider") -> None:
+        super().__init__(require_nonce=False)
+        self.provider = provider
+
+    def exists_nonce(self, nonce: str, request: Any) -> bool:
+        # Replay of a nonce is the client's to detect (it keeps its own); codes are single-use here.
+        return False
+
+    def resolve_client_private_key(self, client: Any) -> Any:
+        return self.provider.services.keys.active("oidc", client.id_token_signed_response_alg).jose
+
+    def get_encode_header(self, client: Any) -> dict[str, str]:
+        key = self.provider.services.keys.active("oidc", client.id_token_signed_response_alg)
+        return {"alg": key.alg, "kid": key.kid, "typ": "JWT"}
+
+    def get_client_claims(self, client: Any) -> dict[str, Any]:
+        now = int(time.time())
+        return {
+            "iss": self.provider.services.issuer,
+            "aud": [client.get_client_id()],
+            "iat": now,
+            "exp": now + self.provider.id_token_seconds,
+        }
+
+    def get_compatible_claims(self, request: Any) -> dict[str, Any]:
+        claims: dict[str, Any] = super().get_compatible_claims(request)
+        grant: Grant | None = request.user
+        if grant is not None:
+            if grant.sid:
+                claims["sid"] = grant.sid
+            # For refreshed ID tokens the original login's facts, not the time of the refresh.
+            if grant.auth_time:
+                claims["auth_time"] = grant.auth_time
+            if grant.acr:
+                claims["acr"] = grant.acr
+            if grant.amr:
+                claims["amr"] = list(grant.amr)
+        return claims
+
+    def generate_user_info(self, user: Grant, scope: str) -> UserInfo:
+        return self.provider.user_info(user.user_id, scope)
+
+    def process_token(self, grant: Any, response: Any) -> Any:
+        # Refresh responses carry a new ID token too (OIDC Core 12.2); codes get one through the parent.
+        return super().process_token(grant, response)
+
+    def __call__(self, grant: Any) -> None:
+        if isinstance(grant, grants.RefreshTokenGrant):
+            grant.register_hook("after_create_token_response", self.process_token)
+            return
+        super().__call__(grant)

@@ -1,0 +1,232 @@
+"""The OIDC provider: Authlib's authorization server wired to our clients, tokens and directory, with
+the endpoints Authlib implements (introspection, revocation, userinfo, RP-initiated logout)."""
+
+import dataclasses
+import logging
+from typing import Any
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
+from authlib.oauth2.rfc6750 import BearerTokenValidator
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from authlib.oidc.core import UserInfo, UserInfoEndpoint
+from authlib.oidc.rpinitiated import EndSessionEndpoint
+from joserfc.jwk import KeySet
+
+from idp.context import IdpServices
+from idp.oidc import grants
+from idp.oidc.clients import SCOPES, Client, ClientRegistry
+from idp.oidc.tokens import AccessToken, Grant, StoredRefreshToken, TokenStore
+
+log = logging.getLogger("nextauth.idp.oidc")
+
+
+class Provider:
+    def __init__(
+        self,
+        services: IdpServices,
+        *,
+        access_token_seconds: int = 900,
+        id_token_seconds: int = 600,
+        clients: ClientRegistry | None = None,
+    ) -> None:
+        self.services = services
+        self.clients = clients or ClientRegistry(services.engine)
+        self.tokens = TokenStore(services.engine, services.kv)
+        self.access_token_seconds = access_token_seconds
+        self.id_token_seconds = id_token_seconds
+        self.server = _Server(self)
+        self.resource_protector = ResourceProtector()
+        self.resource_protector.register_token_validator(_AccessTokenValidator(self))
+        self.server.register_endpoint(_UserInfo(self.server, resource_protector=self.resource_protector))
+
+    def user_info(self, user_id: str, scope: str) -> UserInfo:
+        """Claims about a user that the scopes allow (``sub`` always)."""
+        scopes = set(scope.split())
+        info = UserInfo(sub=user_id)
+        profile = self.services.directory.get(user_id)
+        if "profile" in scopes:
+            info["preferred_username"] = user_id
+            if profile.name:
+                info["name"] = profile.name
+        if "email" in scopes and profile.email:
+            info["email"] = profile.email
+            info["email_verified"] = profile.email_verified
+        if "groups" in scopes:
+            info["groups"] = list(profile.groups)
+        return info
+
+    def session_active(self, grant: Grant) -> bool:
+        """Tokens tied to a browser session stop working when it ends (offline access excepted)."""
+        if grant.sid is None or "offline_access" in grant.scope.split():
+            return True
+        return not self.services.sessions.is_ended(grant.sid)
+
+    def server_jwks(self, private: bool = False) -> KeySet:
+        return KeySet([key.jose for key in self.services.keys.published("oidc")])
+
+
+class _Server(AuthorizationServer):  # type: ignore[misc]
+    def __init__(self, provider: Provider) -> None:
+        super().__init__()
+        self.provider = provider
+        self.scopes_supported = list(SCOPES)
+        self.register_token_generator(
+            "default",
+            self.create_bearer_token_generator(
+                {
+                    "OAUTH2_ACCESS_TOKEN_GENERATOR": True,
+                    # Refresh tokens come from the token store (hashed, rotated), not from the generator.
+                    "OAUTH2_REFRESH_TOKEN_GENERATOR": False,
+                    "OAUTH2_TOKEN_EXPIRES_IN": {
+                        "authorization_code": provider.access_token_seconds,
+                        "refresh_token": provider.access_token_seconds,
+                        "client_credentials": provider.access_token_seconds,
+                    },
+                }
+            ),
+        )
+        id_token = grants.IdToken(provider)
+        self.register_grant(grants.AuthorizationCodeGrant, [grants.RequiredS256(required=True), id_token])
+        self.register_grant(grants.RefreshTokenGrant, [id_token])
+        self.register_grant(grants.ClientCredentialsGrant)
+        self.register_endpoint(_Introspection)
+        self.register_endpoint(_Revocation)
+        self.register_endpoint(_EndSession)
+
+    def query_client(self, client_id: str) -> Client | None:
+        return self.provider.clients.get(client_id)
+
+    def save_token(self, token: dict[str, Any], request: Any) -> None:
+        tokens = self.provider.tokens
+        client: Client = request.client
+        scope = token.get("scope", "")
+        user: Grant | None = request.user
+        if user is None:  # client credentials: the client acts for itself
+            grant = Grant(client_id=client.client_id, user_id=client.client_id, scope=scope)
+        else:
+            grant = dataclasses.replace(user, client_id=client.client_id, scope=scope)
+        family = None
+        grant_type = request.payload.grant_type
+        if user is not None and client.check_grant_type("refresh_token"):
+            previous: StoredRefreshToken | None = request.refresh_token
+            value, family = tokens.issue_refresh_token(grant, previous.family if previous else None)
+            token["refresh_token"] = value
+        tokens.save_access_token(token["access_token"], grant, int(token["expires_in"]), family)
+        if grant_type == "authorization_code" and request.authorization_code is not None:
+            tokens.remember_exchange(request.authorization_code.code_hash, token["access_token"], family)
+        log.info("tokens issued to %s for %s (%s)", client.client_id, grant.user_id, grant_type)
+
+
+class _AccessTokenValidator(BearerTokenValidator):  # type: ignore[misc]
+    def __init__(self, provider: Provider) -> None:
+        super().__init__()
+        self.provider = provider
+
+    def authenticate_token(self, token_string: str) -> AccessToken | None:
+        token = self.provider.tokens.access_token(token_string)
+        if token is None:
+            return None
+        client = self.provider.clients.get(token.grant.client_id)
+        if client is None:
+            return None
+        revoked = not self.provider.session_active(token.grant)
+        return _BoundAccessToken(
+            token.grant, token.issued_at, token.expires_at, token.refresh_family, revoked, client
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class _BoundAccessToken(AccessToken):
+    client: Any = None
+
+    def get_client(self) -> Any:
+        return self.client
+
+
+class _UserInfo(UserInfoEndpoint):  # type: ignore[misc]
+    def get_issuer(self) -> str:
+        return self.server.provider.services.issuer  # type: ignore[no-any-return]
+
+    def generate_user_info(self, user: Grant, scope: str) -> UserInfo:
+        return self.server.provider.user_info(user.user_id, scope)
+
+    def resolve_private_key(self) -> Any:
+        return None
+
+
+class _TokenLookup:
+    """Both access and refresh tokens, whatever the hint says (RFC 7009 2.1, RFC 7662 2.1)."""
+
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    server: Any
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
+        provider: Provider = self.server.provider
+        order = (
+            ("refresh_token", "access_token")
+            if token_type_hint == "refresh_token"
+            else ("access_token", "refresh_token")
+        )
+        for kind in order:
+            if kind == "access_token":
+                token = provider.tokens.access_token(token_string)
+                if token is not None:
+                    revoked = not provider.session_active(token.grant)
+                    return dataclasses.replace(token, revoked=revoked)
+            else:
+                stored = provider.tokens.refresh_token(token_string)
+                if stored is not None:
+                    return stored
+        return None
+
+
+class _Introspection(_TokenLookup, IntrospectionEndpoint):  # type: ignore[misc]
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    def check_permission(self, token: Any, client: Client, request: Any) -> bool:
+        # A token's own client, or a service client (a resource server holding client credentials).
+        return token.check_client(client) or client.check_grant_type("client_credentials")
+
+    def introspect_token(self, token: Any) -> dict[str, Any]:
+        grant: Grant = token.grant
+        payload: dict[str, Any] = {
+            "active": True,
+            "client_id": grant.client_id,
+            "scope": grant.scope,
+            "sub": grant.user_id,
+            "iss": self.server.provider.services.issuer,
+        }
+        if isinstance(token, AccessToken):
+            payload.update(token_type="Bearer", iat=token.issued_at, exp=token.expires_at)
+        else:
+            payload.update(token_type="refresh_token", exp=int(token.expires_at.timestamp()))
+        if grant.sid:
+            payload["sid"] = grant.sid
+        return payload
+
+
+class _Revocation(_TokenLookup, RevocationEndpoint):  # type: ignore[misc]
+    def revoke_token(self, token: Any, request: Any) -> None:
+        provider: Provider = self.server.provider
+        if isinstance(token, StoredRefreshToken):
+            provider.tokens.revoke_family(token.family)
+        else:
+            provider.tokens.revoke_access_token(request.form["token"])
+            if token.refresh_family:
+                provider.tokens.revoke_family(token.refresh_family)
+
+
+class _EndSession(EndSessionEndpoint):  # type: ignore[misc]
+    def get_server_jwks(self) -> KeySet:
+        return self.server.provider.server_jwks()  # type: ignore[no-any-return]
+
+    def resolve_client_from_id_token_claims(self, id_token_claims: dict[str, Any]) -> Any:
+        # Our ID tokens name one audience, as a one-element list.
+        audience = id_token_claims.get("aud")
+        if isinstance(audience, list) and len(audience) == 1:
+            audience = audience[0]
+        return self.server.query_client(audience) if isinstance(audience, str) else None
+
+    def end_session(self, end_session_request: Any) -> None:
+        """The browser's session ends in the blueprint, which holds its cookie; nothing more here."""

@@ -1,0 +1,309 @@
+"""What the OIDC provider hands out and must recognise again.
+
+- Authorization codes: in the shared store under the hash of the code, taken (read and deleted in one step)
+  at the token endpoint, so each works once; a code presented again revokes what it was exchanged for.
+- Access tokens: opaque, in the shared store under their hash with the token's lifetime, so userinfo and
+  introspection need no database query and revocation is a delete.
+- Refresh tokens: in the database under their hash, rotated on every use; a used one presented again
+  revokes its whole family (it has leaked, RFC 9700 4.14.2).
+"""
+
+import hashlib
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, TokenMixin
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
+
+from authserver.storage.idp_models import RefreshToken
+from authserver.storage.kv import KeyValueStore
+
+CODE_PREFIX = "oidc:code:"
+USED_CODE_PREFIX = "oidc:code-used:"
+ACCESS_PREFIX = "oidc:at:"
+
+
+def token_hash(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Who logged in and how, carried from the authorize request to every token issued for it."""
+
+    client_id: str
+    user_id: str
+    scope: str
+    sid: str | None = None  # the IdP session; None for client credentials and offline access
+    auth_time: int | None = None
+    acr: str | None = None
+    amr: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "amr": list(self.amr)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Grant":
+        return cls(**{**data, "amr": tuple(data.get("amr") or ())})
+
+
+@dataclass(frozen=True)
+class AuthorizationCode(AuthorizationCodeMixin):  # type: ignore[misc]
+    grant: Grant
+    redirect_uri: str
+    nonce: str | None
+    code_challenge: str
+    code_challenge_method: str
+    code_hash: str = ""
+
+    def get_redirect_uri(self) -> str:
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.grant.scope
+
+    def get_nonce(self) -> str | None:
+        return self.nonce
+
+    def get_auth_time(self) -> int | None:
+        return self.grant.auth_time
+
+    def get_acr(self) -> str | None:
+        return self.grant.acr
+
+    def get_amr(self) -> list[str] | None:
+        return list(self.grant.amr) or None
+
+
+@dataclass(frozen=True)
+class AccessToken(TokenMixin):  # type: ignore[misc]
+    grant: Grant
+    issued_at: int
+    expires_at: int
+    refresh_family: str | None = None
+    revoked: bool = field(default=False, compare=False)
+
+    @property
+    def scope(self) -> str:
+        return self.grant.scope
+
+    def check_client(self, client: Any) -> bool:
+        return bool(client.get_client_id() == self.grant.client_id)
+
+    def get_scope(self) -> str:
+        return self.grant.scope
+
+    def get_expires_in(self) -> int:
+        return self.expires_at - self.issued_at
+
+    def is_expired(self) -> bool:
+        return time.time() >= self.expires_at
+
+    def is_revoked(self) -> bool:
+        return self.revoked
+
+    # Filled in by the provider, which knows the directory and the client registry.
+    def get_user(self) -> Any:
+        return self.grant
+
+    def get_client(self) -> Any:
+        return self.grant.client_id
+
+
+@dataclass(frozen=True)
+class StoredRefreshToken(TokenMixin):  # type: ignore[misc]
+    token_hash: str
+    family: str
+    grant: Grant
+    expires_at: datetime
+    used_at: datetime | None
+    revoked_at: datetime | None
+
+    @property
+    def scope(self) -> str:
+        return self.grant.scope
+
+    def check_client(self, client: Any) -> bool:
+        return bool(client.get_client_id() == self.grant.client_id)
+
+    def get_scope(self) -> str:
+        return self.grant.scope
+
+    def get_expires_in(self) -> int:
+        return max(0, int((self.expires_at - datetime.now(UTC)).total_seconds()))
+
+    def is_expired(self) -> bool:
+        return datetime.now(UTC) >= self.expires_at
+
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None or self.used_at is not None
+
+    def get_user(self) -> Any:
+        return self.grant
+
+
+class TokenStore:
+    def __init__(
+        self,
+        engine: Engine,
+        kv: KeyValueStore,
+        *,
+        code_seconds: int = 60,
+        refresh_lifetime: timedelta = timedelta(days=30),
+    ) -> None:
+        self._engine = engine
+        self._kv = kv
+        self.code_seconds = code_seconds
+        self.refresh_lifetime = refresh_lifetime
+
+    # -- codes -----------------------------------------------------------------------------------------
+
+    def save_code(self, code: str, authorization_code: AuthorizationCode) -> None:
+        record = {
+            "grant": authorization_code.grant.to_json(),
+            "redirect_uri": authorization_code.redirect_uri,
+            "nonce": authorization_code.nonce,
+            "code_challenge": authorization_code.code_challenge,
+            "code_challenge_method": authorization_code.code_challenge_method,
+        }
+        self._kv.set(CODE_PREFIX + token_hash(code), json.dumps(record).encode(), ttl=self.code_seconds)
+
+    def take_code(self, code: str) -> AuthorizationCode | None:
+        """The code's record, removed so that it works once. None if unknown, expired or already used."""
+        digest = token_hash(code)
+        raw = self._kv.take(CODE_PREFIX + digest)
+        if raw is None:
+            return None
+        record = json.loads(raw)
+        return AuthorizationCode(
+            grant=Grant.from_json(record["grant"]),
+            redirect_uri=record["redirect_uri"],
+            nonce=record["nonce"],
+            code_challenge=record["code_challenge"],
+            code_challenge_method=record["code_challenge_method"],
+            code_hash=digest,
+        )
+
+    def remember_exchange(self, code_hash: str, access_token: str, refresh_family: str | None) -> None:
+        """What a code was exchanged for, kept a while so a second use of the code can revoke it."""
+        record = {"access": token_hash(access_token), "family": refresh_family}
+        self._kv.set(USED_CODE_PREFIX + code_hash, json.dumps(record).encode(), ttl=600)
+
+    def revoke_exchange_of(self, code: str) -> bool:
+        """A used code came back: revoke the tokens it produced (RFC 6749 4.1.2). True if there were any."""
+        raw = self._kv.take(USED_CODE_PREFIX + token_hash(code))
+        if raw is None:
+            return False
+        record = json.loads(raw)
+        self._kv.delete(ACCESS_PREFIX + record["access"])
+        if record.get("family"):
+            self.revoke_family(record["family"])
+        return True
+
+    # -- access tokens -------------------------------------------------------------------------------
+
+    def save_access_token(
+        self, access_token: str, grant: Grant, expires_in: int, refresh_family: str | None
+    ) -> AccessToken:
+        now = int(time.time())
+        token = AccessToken(grant, now, now + expires_in, refresh_family)
+        record = {"grant": grant.to_json(), "iat": now, "exp": now + expires_in, "family": refresh_family}
+        self._kv.set(ACCESS_PREFIX + token_hash(access_token), json.dumps(record).encode(), ttl=expires_in)
+        return token
+
+    def access_token(self, access_token: str | None) -> AccessToken | None:
+        if not access_token or len(access_token) > 512:
+            return None
+        raw = self._kv.get(ACCESS_PREFIX + token_hash(access_token))
+        if raw is None:
+            return None
+        record = json.loads(raw)
+        return AccessToken(Grant.from_json(record["grant"]), record["iat"], record["exp"], record["family"])
+
+    def revoke_access_token(self, access_token: str) -> bool:
+        return self._kv.delete(ACCESS_PREFIX + token_hash(access_token))
+
+    # -- refresh tokens ------------------------------------------------------------------------------
+
+    def issue_refresh_token(self, grant: Grant, family: str | None = None) -> tuple[str, str]:
+        """A new refresh token (returned once) in ``family`` (a new family if None); returns it and the
+        family."""
+        value = secrets.token_urlsafe(32)
+        family = family or secrets.token_hex(16)
+        # offline_access outlives the browser session; other refresh tokens end with it.
+        sid = None if "offline_access" in grant.scope.split() else grant.sid
+        with Session(self._engine) as db, db.begin():
+            db.add(
+                RefreshToken(
+                    token_hash=token_hash(value),
+                    family=family,
+                    client_id=grant.client_id,
+                    user_id=grant.user_id,
+                    sid=sid,
+                    scope=grant.scope,
+                    claims_json=json.dumps(grant.to_json()),
+                    expires_at=datetime.now(UTC) + self.refresh_lifetime,
+                )
+            )
+        return value, family
+
+    def refresh_token(self, value: str | None) -> StoredRefreshToken | None:
+        if not value or len(value) > 512:
+            return None
+        with Session(self._engine) as db:
+            row = db.get(RefreshToken, token_hash(value))
+            if row is None:
+                return None
+            grant = Grant.from_json(json.loads(row.claims_json))
+            return StoredRefreshToken(
+                row.token_hash, row.family, grant, row.expires_at, row.used_at, row.revoked_at
+            )
+
+    def use_refresh_token(self, stored: StoredRefreshToken) -> bool:
+        """Mark a refresh token used, atomically: False if another request used it first."""
+        with Session(self._engine) as db, db.begin():
+            result = db.execute(
+                update(RefreshToken)
+                .where(
+                    RefreshToken.token_hash == stored.token_hash,
+                    RefreshToken.used_at.is_(None),
+                    RefreshToken.revoked_at.is_(None),
+                )
+                .values(used_at=datetime.now(UTC))
+            )
+            return bool(result.rowcount == 1)
+
+    def revoke_family(self, family: str) -> int:
+        with Session(self._engine) as db, db.begin():
+            result = db.execute(
+                update(RefreshToken)
+                .where(RefreshToken.family == family, RefreshToken.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+            )
+            return int(result.rowcount)
+
+    def revoke_for_session(self, sid: str) -> int:
+        """Refresh tokens bound to a browser session that has ended (not offline_access ones)."""
+        with Session(self._engine) as db, db.begin():
+            families = db.scalars(select(RefreshToken.family).where(RefreshToken.sid == sid).distinct()).all()
+            if not families:
+                return 0
+            result = db.execute(
+                update(RefreshToken)
+                .where(RefreshToken.family.in_(families), RefreshToken.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+            )
+            return int(result.rowcount)
+
+    def purge_expired(self) -> int:
+        horizon = datetime.now(UTC) - timedelta(days=1)
+        with Session(self._engine) as db, db.begin():
+            rows = db.scalars(select(RefreshToken).where(RefreshToken.expires_at < horizon)).all()
+            for row in rows:
+                db.delete(row)
+            return len(rows)
