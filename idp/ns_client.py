@@ -58,6 +58,10 @@ class NsClient:
             headers["X-user-agent"] = user_agent[:256]
         return dict(self._call("GET", "/sessions/", headers))
 
+    def active(self, hsids: list[str]) -> set[str]:
+        """Which of these ns sessions are logged in (up to 500 per call)."""
+        return set(self._call("POST", "/sessions/active", body={"hsids": hsids}).get("active", []))
+
     def logout(self, nonce: str) -> bool:
         return bool(self._call("POST", "/sessions/logout", {"X-nonce": nonce}).get("loggedout"))
 

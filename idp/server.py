@@ -17,6 +17,7 @@ from idp.context import IdpServices
 from idp.directory import Directory
 from idp.keys import KeyRing
 from idp.ns_client import NsClient
+from idp.ns_watch import NsSessionWatch
 from idp.sessions import SessionManager
 from idp.web import create_app
 
@@ -34,6 +35,7 @@ class IdpSettings:
     kv_uri: str | None = field(repr=False)
     cookie_domain: str | None
     session_seconds: int
+    ns_check_seconds: float = 15.0
 
 
 def load_settings(
@@ -96,6 +98,13 @@ def load_settings(
         session_seconds = 0
     if not 60 <= session_seconds <= 30 * 86400:
         raise ConfigError("NEXTAUTH_IDP_SESSION_SECONDS: a whole number of seconds from 60 to 2592000")
+    check_text = get("NS_CHECK_SECONDS", required=False) or "15"
+    try:
+        ns_check_seconds = float(check_text)
+    except ValueError:
+        ns_check_seconds = -1
+    if not (ns_check_seconds == 0 or 1 <= ns_check_seconds <= 3600):
+        raise ConfigError("NEXTAUTH_IDP_NS_CHECK_SECONDS: 0 (off) or seconds from 1 to 3600")
     return IdpSettings(
         listen=listen,
         ns_api_url=api_url,
@@ -108,6 +117,7 @@ def load_settings(
         kv_uri=kv_uri,
         cookie_domain=cookie_domain,
         session_seconds=session_seconds,
+        ns_check_seconds=ns_check_seconds,
     )
 
 
@@ -133,11 +143,32 @@ def build_services(settings: IdpSettings) -> IdpServices:
     )
 
 
-def build_app(settings: IdpSettings) -> Flask:
+def build_app(settings: IdpSettings, services: IdpServices | None = None) -> Flask:
     return create_app(
-        build_services(settings), secret_key=settings.secret_key, websocket_url=settings.websocket_url
+        services or build_services(settings),
+        secret_key=settings.secret_key,
+        websocket_url=settings.websocket_url,
     )
 
 
-def build_server(settings: IdpSettings) -> WSGIServer:
-    return WSGIServer((settings.listen.host, settings.listen.port), build_app(settings), log=None)
+class IdpServer(WSGIServer):
+    """The IdP's HTTP server, with the watch that follows ns's sessions running beside it."""
+
+    def __init__(self, settings: IdpSettings) -> None:
+        services = build_services(settings)
+        super().__init__(
+            (settings.listen.host, settings.listen.port), build_app(settings, services), log=None
+        )
+        self.watch = NsSessionWatch(services, settings.ns_check_seconds)
+
+    def start(self) -> None:
+        super().start()
+        self.watch.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        self.watch.stop()
+        super().stop(timeout=timeout)
+
+
+def build_server(settings: IdpSettings) -> IdpServer:
+    return IdpServer(settings)

@@ -257,14 +257,18 @@ class SessionManager:
             row = db.get(BrowserSession, sid)
             return row.ns_nonce if row is not None else None
 
-    def running(self, limit: int = 500) -> list[tuple[str, str]]:
-        """(sid, ns nonce) of running sessions, oldest checked first by the caller's sweep."""
+    def running(self, *, after: str = "", limit: int = 500) -> list[tuple[str, str]]:
+        """(sid, ns nonce) of running sessions, a page at a time in sid order (``after`` the last sid)."""
         now = datetime.now(UTC)
         with Session(self._engine) as db:
             rows = db.execute(
                 select(BrowserSession.sid, BrowserSession.ns_nonce)
-                .where(BrowserSession.ended_at.is_(None), BrowserSession.expires_at > now)
-                .order_by(BrowserSession.auth_time)
+                .where(
+                    BrowserSession.ended_at.is_(None),
+                    BrowserSession.expires_at > now,
+                    BrowserSession.sid > after,
+                )
+                .order_by(BrowserSession.sid)
                 .limit(limit)
             ).all()
         return [(sid, nonce) for sid, nonce in rows]

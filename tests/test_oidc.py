@@ -25,7 +25,7 @@ from oic.oic.message import AccessTokenResponse, AuthorizationResponse, OpenIDSc
 from oic.utils.authn.client import CLIENT_AUTHN_METHOD
 
 from tests.fixtures.idp_browser import Browser, query_of
-from tests.fixtures.system import REPO, RunningSystem, free_port, run_app
+from tests.fixtures.system import REPO, RunningSystem, free_port, ns_api, run_app
 from tests.test_flows import PIN, enrol
 
 USER = "olivia"
@@ -610,5 +610,32 @@ def test_logout_without_our_id_token_asks_first(
     assert forged_hint.status_code == 400
     done = browser.post(url)
     assert done.status_code == 200 and "logged out" in done.text  # no ID token: no redirect back
+    assert browser.get("/whoami", headers={"Accept": "application/json"}).status_code == 401
+    browser.close()
+
+
+def test_a_session_ended_at_ns_ends_the_idp_session_and_tells_the_clients(
+    system: RunningSystem, phone: Path, registered: dict[str, Any], receiver: Receiver
+) -> None:
+    rp = relying_party(system, registered)
+    browser = Browser(system)
+    state, code, verifier = log_in(rp, browser, phone)
+    sid = exchange(rp, state, code, verifier)["id_token"]["sid"]
+    before = len(receiver.tokens)
+    api = ns_api(system)
+    status, listed = api.call("GET", f"/v1/servers/default/users/{USER}/sessions")
+    assert status == 200 and listed["sessions"]
+    for each in listed["sessions"]:  # the application (or the user, in the app) ends the ns session
+        api.call("DELETE", f"/v1/servers/default/sessions/{each['hsid']}")
+    keys = KeySet.import_key_set(httpx.get(f"{issuer(system)}/oidc/jwks").json())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        # Other sessions of this user end too (earlier tests' browsers): look for this one's token.
+        sids = {jwt.decode(t, keys, algorithms=["RS256"]).claims["sid"] for t in receiver.tokens[before:]}
+        if sid in sids:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("no back-channel logout for the session ended at ns")
     assert browser.get("/whoami", headers={"Accept": "application/json"}).status_code == 401
     browser.close()

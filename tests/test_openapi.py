@@ -465,9 +465,18 @@ def test_qr_login_sessions_and_qr_images(contract: Contract, phone: Path) -> Non
     contract.error(409, "logged_in", "GET", f"{sessions}/qr/login", nonce=nonce)
     listed = contract.expect(200, "GET", "/v1/servers/default/users/quentin/sessions")["sessions"]
     assert [s["hsid"] for s in listed] == [view["hsid"]]
+    stranger = "x" * 43
+    asked = contract.expect(200, "POST", f"{sessions}/active", body={"hsids": [stranger, view["hsid"]]})
+    assert asked == {"active": [view["hsid"]]}
+    contract.error(400, "bad_request", "POST", f"{sessions}/active", body={"hsids": "all"})
+    contract.error(400, "bad_request", "POST", f"{sessions}/active", body={"hsids": ["x"] * 501})
+    contract.error(400, "bad_request", "POST", f"{sessions}/active", body={})
     contract.error(400, "bad_nonce", "POST", f"{sessions}/logout")
     assert contract.expect(200, "POST", f"{sessions}/logout", nonce=nonce) == {"loggedout": True}
     assert contract.expect(200, "POST", f"{sessions}/logout", nonce=nonce) == {"loggedout": False}
+    assert contract.expect(200, "POST", f"{sessions}/active", body={"hsids": [view["hsid"]]}) == {
+        "active": []
+    }
     # The back office ends a session by its hsid.
     second = log_in(contract, phone, account)
     hsid = contract.expect(200, "GET", f"{sessions}/", nonce=second)["hsid"]

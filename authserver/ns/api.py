@@ -32,6 +32,9 @@ from nextauth_core.qr import QRError, QRPayload
 log = logging.getLogger("nextauth.ns.api")
 
 
+MAX_ACTIVE_QUERY = 500
+
+
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
@@ -198,6 +201,31 @@ def make_api(
         if fmt != "json":
             raise ApiError(400, "bad_request", "format must be json, png or svg.")
         return jsonify(qrdata=view.loginqrdata, hsid=view.hsid)
+
+    @api.post("/servers/<sid>/sessions/active")
+    @requires("sessions")
+    def sessions_active(sid: VirtualServer) -> Any:
+        """Which of these sessions are logged in: one query for an application that watches many (the
+        IdP ends its own sessions, and what logged in with them, when ns has ended theirs)."""
+        hsids = body().get("hsids")
+        if (
+            not isinstance(hsids, list)
+            or len(hsids) > MAX_ACTIVE_QUERY
+            or not all(isinstance(h, str) and 0 < len(h) <= 64 for h in hsids)
+        ):
+            raise ApiError(400, "bad_request", f"hsids: a list of up to {MAX_ACTIVE_QUERY} session ids.")
+        with DbSession(engine) as db:
+            active = set(
+                db.scalars(
+                    select(Session.hsid).where(
+                        Session.server_id == sid.id,
+                        Session.hsid.in_(hsids),
+                        Session.ended_at.is_(None),
+                        Session.expires_at > now(),
+                    )
+                )
+            )
+        return jsonify(active=[h for h in hsids if h in active])
 
     @api.post("/servers/<sid>/sessions/logout")
     @requires("sessions")
