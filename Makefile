@@ -21,7 +21,7 @@ test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(BIN)/.installed
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .nextauth

@@ -8,9 +8,12 @@ the services run as their own process (`nextauth all`), so the numbers include b
 machine's two cores.
 """
 
+import html
 import json
 import os
+import re
 import secrets
+import signal
 import socket
 import statistics
 import subprocess
@@ -19,9 +22,13 @@ import tempfile
 import threading
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.common import SQLITE, Backend, LoadWatch, machine_table, server_versions
+from bench.profiles import ProfileSummary, summarize
+from bench.profiles import markdown as markdown_profile
 from mobilesdk.flows import App
 from mobilesdk.store import ServiceEndpoint
 from nextauth_core.qr import QRPayload
@@ -42,16 +49,37 @@ def _free_port() -> int:
 
 
 class Services:
-    def __init__(self, data_dir: Path, extra_env: dict[str, str]) -> None:
+    """``nextauth all`` (ns, sfs, mc and the IdP) in a child process on free loopback ports.
+
+    With ``profile_to`` it runs under ``bench.wrapper``: ``profile_start()`` and ``profile_stop()`` bracket
+    the workload, and the pyinstrument session lands in that file. ``nodelay`` runs it with TCP_NODELAY on
+    the WSGI servers' sockets (see ``bench.wrapper``)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        extra_env: dict[str, str],
+        *,
+        profile_to: Path | None = None,
+        nodelay: bool = False,
+    ) -> None:
         self.ports = {c: {e: _free_port() for e in eps} for c, eps in ENDPOINTS.items()}
+        self.idp_port = _free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("NEXTAUTH_")}
         env.update(extra_env, NEXTAUTH_DATA_DIR=str(data_dir), NEXTAUTH_LOG_LEVEL="WARNING")
         for component, endpoints in self.ports.items():
             for endpoint, port in endpoints.items():
                 env[f"NEXTAUTH_{component.upper()}_{endpoint.upper()}_LISTEN"] = f"127.0.0.1:{port}"
+        env["NEXTAUTH_IDP_LISTEN"] = f"127.0.0.1:{self.idp_port}"
+        env["NEXTAUTH_IDP_LOG_LEVEL"] = "WARNING"
+        self.env = env
         self.data_dir = data_dir
+        self.profile_to = profile_to
+        prefix = ["-m", "bench.wrapper"] if profile_to or nodelay else ["-m"]
+        prefix += ["--nodelay"] if nodelay else []
+        prefix += ["--profile", str(profile_to)] if profile_to else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "authserver.cli", "all"],
+            [sys.executable, *prefix, "authserver.cli", "all"],
             env=env,
             cwd=REPO,
             stdout=subprocess.DEVNULL,
@@ -60,9 +88,29 @@ class Services:
         deadline = time.monotonic() + 60
         while not (data_dir / "ns-root-api-key").exists() or not self._ready():
             if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError(f"services did not start: {(data_dir / 'server.log').read_text()}")
+                self.stop()
+                raise RuntimeError(f"services did not start: {(data_dir / 'server.log').read_text()[-2000:]}")
             time.sleep(0.2)
         self.api_key = (data_dir / "ns-root-api-key").read_text().strip()
+
+    @property
+    def idp_url(self) -> str:
+        return f"http://127.0.0.1:{self.idp_port}"
+
+    def profile_start(self) -> None:
+        if self.profile_to is not None:
+            self.process.send_signal(signal.SIGUSR1)
+            time.sleep(0.2)
+
+    def profile_stop(self) -> Path | None:
+        if self.profile_to is None:
+            return None
+        self.process.send_signal(signal.SIGUSR2)
+        done = Path(str(self.profile_to) + ".done")
+        deadline = time.monotonic() + 120
+        while not done.exists() and time.monotonic() < deadline and self.process.poll() is None:
+            time.sleep(0.2)
+        return self.profile_to if done.exists() else None
 
     def _ready(self) -> bool:
         try:
@@ -71,6 +119,12 @@ class Services:
                 with urllib.request.urlopen(url, timeout=2) as response:
                     if response.status != 200:
                         return False
+        except OSError:
+            return False
+        try:
+            urllib.request.urlopen(f"{self.idp_url}/whoami", timeout=2).close()  # noqa: S310
+        except urllib.error.HTTPError:
+            return True  # 401: the IdP answers
         except OSError:
             return False
         return True
@@ -85,8 +139,37 @@ class Services:
             return json.loads(response.read())
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=20)
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+def idp_login(services: Services, app: App, account: str) -> tuple[str, dict[str, str]]:
+    """A real QR login at the IdP's login page, as a browser does it: the page's QR, the phone approves,
+    the page completes. Returns the ``nextauth_session`` cookie's token and all the browser's cookies."""
+    import httpx
+
+    with httpx.Client(base_url=services.idp_url, timeout=30) as browser:
+        page = browser.get("/login", params={"next": "/whoami"})
+        page.raise_for_status()
+        found = re.search(r'data-qrdata="([^"]+)"', page.text)
+        if found is None:
+            raise RuntimeError("the IdP's login page carries no data-qrdata")
+        app.login(QRPayload.decode(html.unescape(found.group(1))), pin=PIN, approve=True, account_id=account)
+        browser.post("/login/complete", data={"next": "/whoami"})
+        token = browser.cookies.get("nextauth_session")
+        if not token:
+            raise RuntimeError("the IdP set no nextauth_session cookie after the login")
+        return token, {c.name: c.value for c in browser.cookies.jar if c.value is not None}
+
+
+def phone(services: Services, home: Path, user: str) -> tuple[App, str]:
+    """A phone with a device key, registered with the SFS and enrolled at ns as ``user``."""
+    return _phone(services, home, user)
 
 
 def _phone(services: Services, home: Path, user: str) -> tuple[App, str]:
@@ -109,8 +192,12 @@ def _phone(services: Services, home: Path, user: str) -> tuple[App, str]:
     return app, scanned["account"]
 
 
-def measure(services: Services, phones: int, logins_per_phone: int, workdir: Path) -> dict[str, float]:
+def measure(services: Services, phones: int, logins_per_phone: int, workdir: Path) -> dict[str, Any]:
     apps = [_phone(services, workdir / f"phone-{phones}-{i}", f"user-{phones}-{i}") for i in range(phones)]
+    return measure_logins(services, apps, logins_per_phone)
+
+
+def measure_logins(services: Services, apps: list[tuple[App, str]], logins_per_phone: int) -> dict[str, Any]:
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
@@ -123,7 +210,8 @@ def measure(services: Services, phones: int, logins_per_phone: int, workdir: Pat
                 view = services.call("GET", "/v1/servers/default/sessions/", {"X-nonce": nonce})
                 app.login(QRPayload.decode(view["loginqrdata"]), pin=PIN, approve=True, account_id=account)
                 done = services.call("GET", "/v1/servers/default/sessions/", {"X-nonce": nonce})
-                assert done["loggedin"], done
+                if not done.get("loggedin"):
+                    raise RuntimeError("not logged in after the phone approved")
             except Exception as exc:
                 with lock:
                     errors.append(type(exc).__name__)
@@ -140,37 +228,111 @@ def measure(services: Services, phones: int, logins_per_phone: int, workdir: Pat
     wall = time.perf_counter() - wall
     latencies.sort()
     return {
-        "phones": phones,
+        "phones": len(apps),
         "logins": len(latencies),
         "errors": len(errors),
+        "error_kinds": sorted(set(errors)),
         "per_second": len(latencies) / wall,
-        "p50_ms": 1000 * statistics.median(latencies),
-        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+        "p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
+        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
+        if latencies
+        else float("nan"),
     }
 
 
-def run(*, quick: bool = False, backends: dict[str, dict[str, str]] | None = None, command: str = "") -> str:
-    backends = backends or {"SQLite, in-process store": {}}
-    rows = []
-    for name, env in backends.items():
-        with tempfile.TemporaryDirectory(prefix="nextauth-bench-") as folder:
+@dataclass
+class LoginResults:
+    markdown: str
+    rows: list[tuple[str, dict[str, Any]]]
+    profile: ProfileSummary | None
+
+
+def run(
+    *,
+    quick: bool = False,
+    backends: list[Backend] | None = None,
+    notes: list[str] | None = None,
+    command: str = "python -m bench --only logins",
+    profile_dir: Path | None = None,
+) -> LoginResults:
+    backends = backends or [Backend(SQLITE)]
+    watch = LoadWatch()
+    rows: list[tuple[str, dict[str, Any]]] = []
+    server_notes: list[str] = []
+    started = time.perf_counter()
+    for backend in backends:
+        versions = ", ".join(f"{k} {v}" for k, v in server_versions(backend).items())
+        server_notes.append(f"{backend.name}: {versions}" + (f"; {backend.note}" if backend.note else ""))
+        with backend.database() as env, tempfile.TemporaryDirectory(prefix="nextauth-bench-") as folder:
             services = Services(Path(folder), env)
             try:
                 for phones, per_phone in ((1, 10), (10, 5)) if quick else ((1, 40), (10, 10), (100, 2)):
-                    rows.append((name, measure(services, phones, per_phone, Path(folder))))
+                    rows.append((backend.name, measure(services, phones, per_phone, Path(folder))))
             finally:
                 services.stop()
+    profile = _profile(backends[-1], profile_dir, quick) if profile_dir else None
+    elapsed = time.perf_counter() - started
     lines = [
+        "# Benchmarks: full QR logins",
+        "",
+        "Generated by `python -m bench` (bench/qr_login.py). Each login: REST session + QR, sigmai to ns, "
+        "sigmai to the SFS with the OPRF PIN check and attestation, signed confirmation, session recorded, "
+        "REST check that the session is logged in. Phones are threads of the benchmark process (the Mobile "
+        "SDK in-process, new sigmai channels per login); the services run as `nextauth all` in another "
+        "process on the same machine, so both sides share its CPUs.",
+        "",
+        machine_table(command),
+        f"Servers: {'; '.join(server_notes)}.",
+        "",
+        f"Run: {elapsed:.0f} s; {watch.note()}.",
+        "",
+    ]
+    lines += [f"Note: {note}" for note in notes or []]
+    lines += [
+        "",
         "| backend | phones | logins | errors | logins/s | p50 ms | p99 ms |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, row in rows:
+        kinds = f" ({', '.join(row['error_kinds'])})" if row["errors"] else ""
         lines.append(
-            f"| {name} | {row['phones']} | {row['logins']} | {row['errors']} | {row['per_second']:.1f} "
+            f"| {name} | {row['phones']} | {row['logins']} | {row['errors']}{kinds} "
+            f"| {row['per_second']:.1f} "
             f"| {row['p50_ms']:.0f} | {row['p99_ms']:.0f} |"
         )
-    return "\n".join(lines) + "\n"
+    lines += [
+        "",
+        "Latency is one login as the user waits for it (QR fetched to session confirmed); with N phones "
+        "logging in back to back the services are saturated, so p50 grows with N at a flat rate.",
+    ]
+    if profile is not None:
+        lines += ["", "## Profile of the services", "", markdown_profile(profile)]
+    return LoginResults("\n".join(lines) + "\n", rows, profile)
+
+
+def _profile(backend: Backend, profile_dir: Path, quick: bool) -> ProfileSummary | None:
+    """The services under pyinstrument while 10 phones log in (after their enrolment)."""
+    phones, per_phone = (10, 3) if quick else (10, 8)
+    out = profile_dir / "logins.json"
+    with backend.database() as env, tempfile.TemporaryDirectory(prefix="nextauth-bench-") as folder:
+        services = Services(Path(folder), env, profile_to=out)
+        try:
+            apps = [_phone(services, Path(folder) / f"phone-{i}", f"user-{i}") for i in range(phones)]
+            services.profile_start()
+            row = measure_logins(services, apps, per_phone)
+            saved = services.profile_stop()
+        finally:
+            services.stop()
+    if saved is None:
+        return None
+    summary = summarize(
+        saved,
+        title=f"QR logins, {backend.name}",
+        workload=f"{phones} phones x {per_phone} logins, {row['logins']} logins, {row['errors']} errors, "
+        f"{row['per_second']:.1f} logins/s under the profiler",
+    )
+    return summary
 
 
 if __name__ == "__main__":
-    sys.stdout.write(run(quick="--quick" in sys.argv))
+    sys.stdout.write(run(quick="--quick" in sys.argv).markdown)

@@ -516,6 +516,13 @@ def report(
 
 
 def run(*, quick: bool = False, websocket: bool = True, command: str = "python -m bench") -> str:
+    return measure(quick=quick, websocket=websocket, command=command)[0]
+
+
+def measure(
+    *, quick: bool = False, websocket: bool = True, command: str = "python -m bench"
+) -> tuple[str, list[DeviceResult], WebSocketResult | None]:
+    """The report and the figures it shows."""
     settings = QUICK if quick else Settings()
     started = time.perf_counter()
     all_cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
@@ -526,7 +533,8 @@ def run(*, quick: bool = False, websocket: bool = True, command: str = "python -
         if all_cores is not None:
             os.sched_setaffinity(0, all_cores)
     ws_result = bench_websocket(settings) if websocket else None
-    return report(results, ws_result, settings, command, pinning, time.perf_counter() - started)
+    markdown = report(results, ws_result, settings, command, pinning, time.perf_counter() - started)
+    return markdown, results, ws_result
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,323 @@
+"""Forward-auth checks per second against their ceilings, with wrk as the load generator.
+
+Targets, each driven by wrk (one thread, keep-alive connections) at the same concurrency, side by side
+in one run, interleaved per concurrency level:
+
+- bare gevent WSGI "200 OK" (``bench.bare_app``) as a default ``gevent.pywsgi.WSGIServer``, which is how
+  the IdP serves: the ceiling for a check answered by a gevent WSGI process;
+- the same with TCP_NODELAY on accepted sockets (see ``bench.bare_app`` for why it matters);
+- the IdP's ``GET /auth/forward`` with a valid session cookie, called directly, per backend;
+- Traefik (the real binary) routing to the bare app (TCP_NODELAY variant) with no auth: the ceiling of
+  the Traefik path;
+- the same Traefik with its ``forwardAuth`` middleware asking the IdP before every request.
+
+The session cookie comes from a real QR login at the IdP's login page (``qr_login.idp_login``): a phone
+enrolled at ns scans the page's QR and approves with its PIN. Every target is first checked with one
+request (status, identity header, and that a request without the cookie is refused), so that wrk's
+rates count answers that mean what they should; wrk's own error counts (socket errors, status > 399)
+are reported next to them.
+"""
+
+import contextlib
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import qr_login, traefik, wrk
+from bench.common import (
+    PYTHON,
+    REPO,
+    SQLITE,
+    Backend,
+    Child,
+    LoadWatch,
+    free_port,
+    machine_table,
+    server_versions,
+)
+from bench.profiles import ProfileSummary, summarize
+from bench.profiles import markdown as markdown_profile
+
+FORWARD_PATH = "/auth/forward"
+BROWSER_HEADERS = {"Accept": "text/html,application/xhtml+xml"}
+FORWARDED = {
+    "X-Forwarded-Method": "GET",
+    "X-Forwarded-Proto": "https",
+    "X-Forwarded-Host": "app.bench.test",
+    "X-Forwarded-Uri": "/reports/2026?page=1",
+}
+BARE = "bare gevent WSGI 200 (pywsgi defaults)"
+BARE_NODELAY = "bare gevent WSGI 200 + TCP_NODELAY"
+TRAEFIK_NOAUTH = "Traefik -> bare app, no auth"
+TRAEFIK_FWD = "Traefik forwardAuth -> IdP, then bare app"
+
+
+def forward_auth_direct(backend: str) -> str:
+    return f"IdP /auth/forward direct ({backend})"
+
+
+@dataclass
+class Row:
+    target: str
+    connections: int
+    result: wrk.WrkResult | None
+    note: str = ""
+
+
+@dataclass
+class HttpResults:
+    markdown: str
+    rows: list[Row]
+    ratios: list[tuple[str, float, str]] = field(default_factory=list)  # (what, ratio, basis)
+    profile: ProfileSummary | None = None
+    landed: bool = False
+
+
+@dataclass
+class Settings:
+    seconds: float = 6.0
+    levels: tuple[int, ...] = (10, 50)
+
+
+QUICK = Settings(seconds=1.0, levels=(10,))
+
+
+def _forward_auth_landed() -> tuple[bool, str]:
+    here = [p for p in ("idp/forward_auth.py", "idp/forwardauth") if (REPO / p).exists()]
+    if not here:
+        return False, "the IdP's forward-auth (idp/forward_auth.py or idp/forwardauth/) is not in this tree"
+    return True, f"found {', '.join(here)}"
+
+
+def _check(url: str, headers: dict[str, str], expect_user: str | None = None) -> tuple[int, dict[str, str]]:
+    import httpx
+
+    response = httpx.get(url, headers=headers, timeout=10, follow_redirects=False)
+    return response.status_code, dict(response.headers)
+
+
+def _session(services: qr_login.Services, folder: Path) -> tuple[str, str]:
+    """A logged-in browser's session token and its user, from a real QR login at the IdP."""
+    app, account = qr_login.phone(services, folder / "fa-phone", "fa-user")
+    token, _cookies = qr_login.idp_login(services, app, account)
+    return token, "fa-user"
+
+
+def run(
+    *,
+    quick: bool = False,
+    backends: list[Backend] | None = None,
+    notes: list[str] | None = None,
+    command: str = "python -m bench --only forward-auth",
+    profile_dir: Path | None = None,
+) -> HttpResults:
+    settings = QUICK if quick else Settings()
+    backends = backends or [Backend(SQLITE)]
+    watch = LoadWatch()
+    started = time.perf_counter()
+    landed, landed_note = _forward_auth_landed()
+    page_notes = list(notes or [])
+    rows: list[Row] = []
+    checks: list[str] = []
+    server_notes: list[str] = []
+    with contextlib.ExitStack() as stack:
+        logs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nextauth-bench-http-")))
+        bare_port, nodelay_port = free_port(), free_port()
+        bare = stack.enter_context(
+            Child("bare", [PYTHON, "-m", "bench.bare_app", str(bare_port)], log_dir=logs)
+        )
+        nodelay = stack.enter_context(
+            Child(
+                "bare-nodelay", [PYTHON, "-m", "bench.bare_app", str(nodelay_port), "--nodelay"], log_dir=logs
+            )
+        )
+        bare_url, nodelay_url = f"http://127.0.0.1:{bare_port}/", f"http://127.0.0.1:{nodelay_port}/"
+        bare.wait_http(bare_url)
+        nodelay.wait_http(nodelay_url)
+        targets: list[tuple[str, str, dict[str, str]]] = [
+            (BARE, bare_url, {}),
+            (BARE_NODELAY, nodelay_url, {}),
+        ]
+        fwd_address: str | None = None
+        for index, backend in enumerate(backends):
+            versions = ", ".join(f"{k} {v}" for k, v in server_versions(backend).items())
+            server_notes.append(f"{backend.name}: {versions}" + (f"; {backend.note}" if backend.note else ""))
+            env = stack.enter_context(backend.database())
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nextauth-bench-")))
+            services = qr_login.Services(folder, env)
+            stack.callback(services.stop)
+            try:
+                token, user = _session(services, folder)
+            except Exception as exc:
+                page_notes.append(f"{backend.name}: no session for forward-auth: {type(exc).__name__}: {exc}")
+                continue
+            url = services.idp_url + FORWARD_PATH
+            headers = {**BROWSER_HEADERS, **FORWARDED, "Cookie": f"nextauth_session={token}"}
+            status, answer = _check(url, headers)
+            if status == 404:
+                landed = False
+                page_notes.append(
+                    f"{backend.name}: the IdP answers 404 on {FORWARD_PATH}: forward-auth has not landed; "
+                    "only the baselines are measured."
+                )
+                continue
+            refused, _ = _check(url, {**BROWSER_HEADERS, **FORWARDED})
+            checks.append(
+                f"{forward_auth_direct(backend.name)}: with the cookie {status}, Remote-User "
+                f"{answer.get('remote-user')!r} (expected 200, {user!r}); without it {refused}"
+            )
+            targets.append((forward_auth_direct(backend.name), url, headers))
+            if index == len(backends) - 1:
+                fwd_address = url
+        try:
+            proxy = traefik.start(logs, nodelay_url, fwd_address)
+            stack.callback(proxy.stop)
+            targets.append((TRAEFIK_NOAUTH, proxy.noauth_url, {}))
+            if proxy.forward_auth_url and fwd_address is not None:
+                cookie = next(h for t, u, h in targets if u == fwd_address)["Cookie"]
+                headers = {**BROWSER_HEADERS, "Cookie": cookie}
+                status, answer = _check(proxy.forward_auth_url, headers)
+                refused, refused_headers = _check(proxy.forward_auth_url, BROWSER_HEADERS)
+                checks.append(
+                    f"{TRAEFIK_FWD}: with the cookie {status} (expected 200 from the app); without it "
+                    f"{refused} to {refused_headers.get('location', '-')[:60]}"
+                )
+                targets.append((TRAEFIK_FWD, proxy.forward_auth_url, headers))
+        except Exception as exc:
+            page_notes.append(f"Traefik not measured: {type(exc).__name__}: {exc}")
+        for level in settings.levels:
+            for name, url, headers in targets:
+                try:
+                    result = wrk.run(url, connections=level, seconds=settings.seconds, headers=headers)
+                    rows.append(Row(name, level, result))
+                except Exception as exc:
+                    rows.append(Row(name, level, None, f"{type(exc).__name__}: {exc}"))
+    profile = _profile(backends[-1], profile_dir, settings) if profile_dir and landed else None
+    if profile_dir and not landed:
+        page_notes.append("No profile: forward-auth has not landed.")
+    ratios = _ratios(rows, backends)
+    markdown = _page(
+        rows, ratios, checks, page_notes, server_notes, settings, command, watch, started, landed, landed_note
+    )
+    if profile is not None:
+        markdown += "\n## Profile of the IdP\n\n" + markdown_profile(profile)
+    return HttpResults(markdown, rows, ratios, profile, landed)
+
+
+def _rate(rows: list[Row], target: str, level: int) -> float | None:
+    for row in rows:
+        if row.target == target and row.connections == level and row.result and row.result.requests:
+            return row.result.per_second
+    return None
+
+
+def _ratios(rows: list[Row], backends: list[Backend]) -> list[tuple[str, float, str]]:
+    found: list[tuple[str, float, str]] = []
+    levels = sorted({row.connections for row in rows})
+    pairs = [
+        (forward_auth_direct(b.name), base, f"forward-auth ({b.name}) : {label}")
+        for b in backends
+        for base, label in ((BARE_NODELAY, "bare gevent + TCP_NODELAY"),)
+    ] + [(TRAEFIK_FWD, TRAEFIK_NOAUTH, "Traefik with forwardAuth : Traefik without auth")]
+    for target, base, label in pairs:
+        for level in levels:
+            ours, ceiling = _rate(rows, target, level), _rate(rows, base, level)
+            if ours is not None and ceiling:
+                found.append((label, ours / ceiling, f"{level} connections"))
+    return found
+
+
+def _page(
+    rows: list[Row],
+    ratios: list[tuple[str, float, str]],
+    checks: list[str],
+    notes: list[str],
+    server_notes: list[str],
+    settings: Settings,
+    command: str,
+    watch: LoadWatch,
+    started: float,
+    landed: bool,
+    landed_note: str,
+) -> str:
+    lines = [
+        "# Benchmarks: forward-auth and HTTP ceilings",
+        "",
+        "Generated by `python -m bench` (bench/forward_auth.py). Load generator: wrk, one thread, "
+        f"keep-alive connections, {settings.seconds:g} s per row, rows of one concurrency level run one "
+        "after the other; latency is closed-loop (each connection waits for its answer before it sends "
+        "again). wrk, the servers and Traefik share this machine's CPUs.",
+        "",
+        machine_table(command),
+        f"Servers: {'; '.join(server_notes) or '-'}.",
+        "",
+        f"Run: {time.perf_counter() - started:.0f} s; {watch.note()}.",
+        "",
+        f"Forward-auth: {landed_note}; " + ("measured." if landed else "not measured in this run."),
+        "",
+    ]
+    lines += [f"- Note: {note}" for note in notes]
+    lines += [f"- Check: {check}" for check in checks]
+    lines += [
+        "",
+        "| target | connections | requests/s | p50 ms | p90 ms | p99 ms | requests "
+        "| socket errors | status > 399 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        r = row.result
+        if r is None:
+            lines.append(f"| {row.target} | {row.connections} | not measured: {row.note} | | | | | | |")
+            continue
+        lines.append(
+            f"| {row.target} | {row.connections} | {r.per_second:,.0f} | {r.p50_ms:.2f} | {r.p90_ms:.2f} "
+            f"| {r.p99_ms:.2f} | {r.requests:,} | {r.socket_errors} | {r.status_errors} |"
+        )
+    if ratios:
+        lines += [
+            "",
+            "## Ratios (same run, same concurrency)",
+            "",
+            "| ratio | at | value |",
+            "|---|---|---:|",
+        ]
+        lines += [f"| {what} | {basis} | {value:.2f} |" for what, value, basis in ratios]
+    lines += [
+        "",
+        "gevent's pywsgi sends a response's headers and body in two writes; without TCP_NODELAY, Nagle's "
+        "algorithm holds the body until the client acknowledges the headers, which a Linux client delays "
+        "by about 40 ms on a kept-alive connection: the bare server's first two rows show the cost. An "
+        "answer with an empty body (a forward-auth 200) is one write and does not pay it, so the ceiling "
+        "for forward-auth is the TCP_NODELAY row, and the ratios are taken against it. A forward-auth "
+        "answer with a body (a redirect to the login page, a 401 or 403 with JSON) does pay it on a "
+        "kept-alive connection from Traefik.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _profile(backend: Backend, profile_dir: Path, settings: Settings) -> ProfileSummary | None:
+    out = profile_dir / "forward-auth.json"
+    with backend.database() as env, tempfile.TemporaryDirectory(prefix="nextauth-bench-") as folder:
+        services = qr_login.Services(Path(folder), env, profile_to=out)
+        try:
+            token, _user = _session(services, Path(folder))
+            headers = {**BROWSER_HEADERS, **FORWARDED, "Cookie": f"nextauth_session={token}"}
+            services.profile_start()
+            result = wrk.run(
+                services.idp_url + FORWARD_PATH,
+                connections=10,
+                seconds=max(3, settings.seconds),
+                headers=headers,
+            )
+            saved = services.profile_stop()
+        finally:
+            services.stop()
+    if saved is None:
+        return None
+    return summarize(
+        saved,
+        title=f"forward-auth checks, {backend.name}",
+        workload=f"wrk, 10 connections, {result.requests:,} checks, {result.errors} errors, "
+        f"{result.per_second:,.0f} checks/s under the profiler",
+    )
