@@ -65,5 +65,18 @@ class NsClient:
     def logout(self, nonce: str) -> bool:
         return bool(self._call("POST", "/sessions/logout", {"X-nonce": nonce}).get("loggedout"))
 
+    def provoke_user(
+        self, user_id: str, nonce: str, *, client_ip: str = "", user_agent: str = ""
+    ) -> dict[str, Any]:
+        """A push login request to the user's phones for this browser's session; returns the number the
+        person must pick on the phone."""
+        headers = {"X-nonce": nonce}
+        if client_ip:
+            headers["X-client-ip"] = client_ip[:64]
+        if user_agent:
+            headers["X-user-agent"] = user_agent[:256]
+        path = f"/users/{urllib.parse.quote(user_id, safe='')}/provokelogin"
+        return dict(self._call("POST", path, headers))
+
     def provoke(self, nonce: str) -> dict[str, Any]:
         return dict(self._call("POST", "/sessions/provokelogin", {"X-nonce": nonce}))

@@ -7,6 +7,7 @@ in a second cookie, see ``idp.sessions``), which OIDC, SAML and forward-auth bui
 """
 
 import base64
+import hashlib
 import io
 import logging
 import os
@@ -23,6 +24,8 @@ from idp.context import EXTENSION, IdpServices, current_user
 from idp.ns_client import NsError
 
 log = logging.getLogger("nextauth.idp")
+PUSHES_PER_BROWSER_MINUTE = 3
+PUSHES_PER_USER_5_MINUTES = 5
 # The repository's top-level templates/ folder; an installed package (the Docker image) names its copy.
 TEMPLATES = Path(
     os.environ.get("NEXTAUTH_IDP_TEMPLATES_DIR") or Path(__file__).resolve().parents[1] / "templates"
@@ -109,6 +112,51 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
         state = ns_session()
         if state.get("loggedin"):
             return complete_login(state, target)
+        return render_login(state, target)
+
+    @app.post("/login/push")
+    def push() -> Any:
+        """A push to the phones of the user named in the form; the page shows the number to pick there.
+
+        The answer is the same whether or not the user exists or has push (no way to probe for users),
+        and pushes are limited per browser and per user so nobody can wear a person down with requests."""
+        target = safe_next(request.form.get("next"))
+        username = (request.form.get("username") or "").strip()
+        wants_json = request.accept_mimetypes.best == "application/json"
+
+        def answer(status: int, message: str, kind: str = "", number: int | None = None) -> Any:
+            if wants_json:
+                return jsonify(message=message, kind=kind, number=number), status
+            state = ns_session()
+            return render_login(state, target, push_message=message, push_kind=kind, number=number), status
+
+        if not username or len(username) > 255 or not username.isprintable():
+            return answer(400, "Enter your username.", "error")
+        browser_key = hashlib.sha256(nonce().encode()).hexdigest()
+        if (
+            idp.kv.incr(f"idp:push:browser:{browser_key}", ttl=60) > PUSHES_PER_BROWSER_MINUTE
+            or idp.kv.incr(f"idp:push:user:{hashlib.sha256(username.encode()).hexdigest()}", ttl=300)
+            > PUSHES_PER_USER_5_MINUTES
+        ):
+            return answer(429, "Too many requests. Wait a minute, or scan the code instead.", "error")
+        try:
+            pushed = ns.provoke_user(
+                username,
+                nonce(),
+                client_ip=request.remote_addr or "",
+                user_agent=request.headers.get("User-Agent", ""),
+            )
+            number = int(pushed["number"])
+        except NsError as exc:
+            if exc.status not in (404, 409):
+                log.warning("push for a login failed: %s", exc.code)
+                return answer(502, "Your phone could not be reached. Scan the code instead.", "error")
+            # No such user, or no phone with push: answer as if sent (see above), with a number.
+            log.info("push requested for a user without push accounts")
+            number = secrets.randbelow(90) + 10
+        return answer(200, "Open the request on your phone and pick this number:", "ok", number)
+
+    def render_login(state: dict[str, Any], target: str, **extra: Any) -> str:
         return render_template(
             "login.html",
             qr=qr_svg(state["loginqrdata"]),
@@ -118,6 +166,7 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
             websocket_url=websocket_url,
             next=target,
             canprovoke=state.get("canprovoke", False),
+            **extra,
         )
 
     @app.get("/login/qr")

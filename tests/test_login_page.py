@@ -3,12 +3,17 @@ QR, the phone simulator approves it, and the browser lands where it was going, l
 
 import os
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from werkzeug.serving import make_server
 
-from tests.fixtures.system import RunningSystem, run_app
+from examples import oidc_client
+from tests.fixtures.idp_browser import idp_cli
+from tests.fixtures.system import RunningSystem, free_port, run_app
 from tests.test_flows import PIN, enrol
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -89,4 +94,107 @@ def test_open_redirects_are_refused(system: RunningSystem, browser: object, page
     for target in ("https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)"):
         page.goto(f"{base}/login?next={target}")
         assert page.get_attribute("input[name=next]", "value") == "/"
+    page.close()
+
+
+def test_push_from_the_page_with_number_matching(
+    system: RunningSystem, browser: object, page_phone: Path
+) -> None:
+    page = _login_page(system, browser)
+    page.click("#push-option summary")
+    page.fill("#username", "paula")
+    page.click("#push button[type=submit]")
+    number = page.locator("#push-number")
+    playwright_api.expect(number).to_be_visible(timeout=15000)
+    shown = int(number.inner_text())
+    code, inbox = run_app(page_phone, "inbox")
+    assert code == 0, inbox
+    request = inbox["messages"][-1]
+    assert shown in request["numbers"]
+    code, answer = run_app(page_phone, "approve", request["id"], "--number", str(shown), "--pin", PIN)
+    assert code == 0, answer
+    page.wait_for_url("**/whoami", timeout=15000)
+    user = page.request.get(page.url).json()
+    assert user["sub"] == "paula" and user["method"] == "push"
+    page.close()
+
+
+def test_push_for_an_unknown_user_looks_the_same(system: RunningSystem, browser: object) -> None:
+    page = _login_page(system, browser)
+    page.click("#push-option summary")
+    page.fill("#username", "nobody-here")
+    page.click("#push button[type=submit]")
+    playwright_api.expect(page.locator("#push-number")).to_be_visible(timeout=15000)
+    assert "pick this number" in page.inner_text("#push-status")
+    page.close()
+
+
+def test_a_code_that_cannot_be_renewed_says_so(system: RunningSystem, browser: object) -> None:
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.clock.install()
+    # The network is gone when the page tries to renew its code.
+    page.route("**/login/qr", lambda route: route.fulfill(status=503, body="unavailable"))
+    page.goto(f"http://127.0.0.1:{system.port('idp', 'http')}/login")
+    page.wait_for_selector("#qr svg")
+    page.clock.run_for(41_000)
+    playwright_api.expect(page.locator("#status")).to_contain_text("expired", timeout=10000)
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def example_client(system: RunningSystem) -> Iterator[str]:
+    """examples/oidc_client.py, registered at the IdP and served on loopback."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    registered = idp_cli(
+        system,
+        "oidc-client",
+        "add",
+        "--name",
+        "Example app",
+        "--redirect-uri",
+        f"{base}/callback",
+        "--post-logout-redirect-uri",
+        f"{base}/",
+        "--backchannel-logout-uri",
+        f"{base}/backchannel-logout",
+    )
+    app = oidc_client.create_app(
+        f"http://127.0.0.1:{system.port('idp', 'http')}", registered["client_id"], registered["client_secret"]
+    )
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield base
+    server.shutdown()
+
+
+def test_oidc_login_lands_on_the_client_with_a_session(
+    system: RunningSystem, browser: object, page_phone: Path, example_client: str
+) -> None:
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(example_client)
+    page.click("#login")
+    page.wait_for_selector("#qr svg")  # the IdP's login page
+    code, answer = run_app(page_phone, "scan", page.get_attribute("#qr", "data-qrdata"), "--pin", PIN)
+    assert code == 0, answer
+    # First time this app asks for groups: the consent page, then back to the app, logged in.
+    page.wait_for_selector("button[value=allow]", timeout=15000)
+    assert "Example app" in page.inner_text("main")
+    page.click("button[value=allow]")
+    page.wait_for_selector("#hello", timeout=15000)
+    assert page.url.startswith(example_client)
+    assert "paula" in page.inner_text("#hello") and "pin" in page.inner_text("body")
+    # Logging out at the IdP ends the app's session too (back-channel logout).
+    idp = f"http://127.0.0.1:{system.port('idp', 'http')}"
+    page.goto(f"{idp}/logout")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{idp}/login**")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        page.goto(example_client)
+        if page.locator("#login").count():
+            break
+        time.sleep(0.2)
+    assert page.locator("#login").count() == 1
     page.close()

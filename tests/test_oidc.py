@@ -4,10 +4,7 @@ logout, while the phone simulator approves the login. Then the rules, each with 
 
 import base64
 import hashlib
-import json
 import secrets
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,24 +22,11 @@ from oic.oic.message import AccessTokenResponse, AuthorizationResponse, OpenIDSc
 from oic.utils.authn.client import CLIENT_AUTHN_METHOD
 
 from tests.fixtures.idp_browser import Browser, query_of
-from tests.fixtures.system import REPO, RunningSystem, free_port, ns_api, run_app
+from tests.fixtures.idp_browser import idp_cli as cli
+from tests.fixtures.system import RunningSystem, free_port, ns_api, run_app
 from tests.test_flows import PIN, enrol
 
 USER = "olivia"
-
-
-def cli(system: RunningSystem, *args: str) -> Any:
-    completed = subprocess.run(
-        [sys.executable, "-m", "authserver.cli", *args],
-        env=system.env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    return json.loads(completed.stdout)
 
 
 class Receiver:

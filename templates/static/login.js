@@ -60,6 +60,37 @@
     };
   }
 
+  // Push: ask the IdP to send a request to the user's phones; show the number to pick there.
+  var pushForm = document.getElementById("push");
+  var pushStatus = document.getElementById("push-status");
+  var pushNumber = document.getElementById("push-number");
+  pushForm.addEventListener("submit", function (event) {
+    event.preventDefault();
+    pushStatus.textContent = "Sending…";
+    pushStatus.className = "status";
+    fetch(pushForm.action, {
+      method: "POST",
+      body: new URLSearchParams(new FormData(pushForm)),
+      credentials: "same-origin",
+      headers: { "Accept": "application/json" }
+    })
+      .then(function (response) { return response.json(); })
+      .then(function (answer) {
+        pushStatus.textContent = answer.message;
+        pushStatus.className = "status" + (answer.kind ? " " + answer.kind : "");
+        if (answer.number) {
+          pushNumber.textContent = String(answer.number);
+          pushNumber.hidden = false;
+        } else {
+          pushNumber.hidden = true;
+        }
+      })
+      .catch(function () {
+        pushStatus.textContent = "The request could not be sent. Scan the code instead.";
+        pushStatus.className = "status error";
+      });
+  });
+
   connect();
   // Codes live for a minute: renew well before, so a slow scan still works.
   setInterval(refresh, 40000);
