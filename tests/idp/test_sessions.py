@@ -1,0 +1,186 @@
+"""IdP session tokens: what forward-auth and the Traefik plugin trust. Each rule with its negative case."""
+
+import base64
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from joserfc import jwt
+from joserfc.jwk import OKPKey
+
+from authserver.storage import db
+from authserver.storage.kv import MemoryStore
+from idp import sessions
+from idp.directory import Profile
+from idp.keys import KeyRing
+from idp.sessions import ACR_MFA, ACR_POSSESSION, SessionManager
+
+ISSUER = "https://id.example.com"
+ALICE = Profile("alice", name="Alice", email="alice@example.com", groups=("admins",))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> tuple[SessionManager, KeyRing, MemoryStore, Clock]:
+    engine = db.create_engine_for(f"sqlite:///{tmp_path / 'idp.db'}")
+    db.upgrade(engine)
+    ring = KeyRing(engine, issuer=ISSUER)
+    store, clock = MemoryStore(), Clock()
+    manager = SessionManager(engine, store, ring, issuer=ISSUER, lifetime=timedelta(hours=1), clock=clock)
+    return manager, ring, store, clock
+
+
+def _segments(token: str) -> list[str]:
+    return token.split(".")
+
+
+def _b64(data: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def test_a_started_session_verifies_with_who_and_how(parts: tuple) -> None:
+    manager, *_ = parts
+    user = manager.verify(manager.start(ns_nonce="n" * 32, profile=ALICE, second_factor="pin", method="qr"))
+    assert user is not None
+    assert (user.sub, user.name, user.email, user.groups) == (
+        "alice",
+        "Alice",
+        "alice@example.com",
+        ("admins",),
+    )
+    assert user.amr == ("swk", "pin", "mfa") and user.acr == ACR_MFA and user.method == "qr"
+    without = manager.verify(
+        manager.start(ns_nonce="m" * 32, profile=ALICE, second_factor="none", method="push")
+    )
+    assert without is not None and without.amr == ("swk",) and without.acr == ACR_POSSESSION
+
+
+def test_tampered_tokens_are_refused(parts: tuple) -> None:
+    manager, *_ = parts
+    token = manager.start(ns_nonce="n" * 32, profile=ALICE, second_factor="pin", method="qr")
+    header, payload, signature = _segments(token)
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    forged = f"{header}.{_b64({**claims, 'sub': 'mallory', 'groups': ['admins']})}.{signature}"
+    assert manager.verify(forged) is None
+    assert manager.verify(f"{header}.{payload}.{signature[:-4]}AAAA") is None
+    assert manager.verify(f"{_b64({'alg': 'none'})}.{payload}.") is None
+    assert manager.verify("") is None and manager.verify(None) is None and manager.verify("x" * 9000) is None
+
+
+def test_a_token_signed_by_another_key_is_refused(parts: tuple) -> None:
+    manager, ring, *_ = parts
+    genuine = manager.start(ns_nonce="n" * 32, profile=ALICE, second_factor="pin", method="qr")
+    claims = manager.verify_signature(genuine)
+    assert claims is not None
+    kid = ring.active("session", "Ed25519").kid
+    stranger = OKPKey.generate_key("Ed25519")
+    forged = jwt.encode(
+        {"alg": "Ed25519", "kid": kid, "typ": "nextauth-session+jwt"},
+        claims,
+        stranger,
+        algorithms=["Ed25519"],
+    )
+    assert manager.verify(forged) is None
+
+
+def test_an_oidc_key_cannot_sign_sessions(parts: tuple) -> None:
+    manager, ring, *_ = parts
+    claims = manager.verify_signature(
+        manager.start(ns_nonce="n" * 32, profile=ALICE, second_factor="pin", method="qr")
+    )
+    oidc = ring.active("oidc", "ES256")
+    forged = jwt.encode({"alg": "ES256", "kid": oidc.kid, "typ": "nextauth-session+jwt"}, claims, oidc.jose)
+    assert manager.verify(forged) is None
+
+
+def test_wrong_audience_issuer_or_type_is_refused(parts: tuple) -> None:
+    manager, ring, *_ = parts
+    claims = manager.verify_signature(
+        manager.start(ns_nonce="n" * 32, profile=ALICE, second_factor="pin", method="qr")
+    )
+    key = ring.active("session", "Ed25519")
+
+    def sign(header: dict, body: dict) -> str:
+        return jwt.encode(
+            {"alg": "Ed25519", "kid": key.kid, **header}, body, key.jose, algorithms=["Ed25519"]
+        )
+
+    typ = {"typ": "nextauth-session+jwt"}
+    assert manager.verify(sign(typ, claims)) is not None  # the control: re-signed as is, it passes
+    assert manager.verify(sign(typ, {**claims, "aud": "some-client"})) is None
+    assert manager.verify(sign(typ, {**claims, "iss": "https://evil.example"})) is None
+    assert manager.verify(sign({"typ": "JWT"}, claims)) is None
+
+
+def test_expired_sessions_are_refused(parts: tuple) -> None:
+    manager, _ring, _store, clock = parts
+    token = manager.start(ns_nonce="n" * 32, profile=ALICE, second_factor="pin", method="qr")
+    clock.now += 3599
+    assert manager.verify(token) is not None
+    clock.now += 2
+    assert manager.verify(token) is None
+
+
+def test_an_ended_session_stays_ended_even_if_the_store_forgets(
+    parts: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sessions, "MARK_CHECK_SECONDS", 0.0)
+    manager, _ring, store, _clock = parts
+    token = manager.start(ns_nonce="n" * 32, profile=ALICE, second_factor="pin", method="qr")
+    user = manager.verify(token)
+    assert user is not None
+    ended: list[str] = []
+    manager.on_end.append(ended.append)
+    assert manager.end(user.sid, by="user") is True
+    assert manager.end(user.sid, by="user") is False  # once
+    assert ended == [user.sid] and manager.verify(token) is None
+    assert [entry["sid"] for entry in manager.ended()] == [user.sid]
+    # Redis restarted without persistence: the marks come back from the database.
+    assert store.delete(sessions.ENDED_PREFIX + user.sid) and store.delete(sessions.LOADED_MARK)
+    assert manager.verify(token) is None
+
+
+def test_reauthentication_keeps_the_session_and_renews_its_time(parts: tuple) -> None:
+    manager, _ring, _store, clock = parts
+    first = manager.verify(manager.start(ns_nonce="n" * 32, profile=ALICE, second_factor="none", method="qr"))
+    assert first is not None
+    clock.now += 100
+    again = manager.reauthenticate(
+        first.sid, ns_nonce="m" * 32, profile=ALICE, second_factor="pin", method="qr"
+    )
+    user = manager.verify(again)
+    assert user is not None and user.sid == first.sid and user.auth_time == first.auth_time + 100
+    assert user.acr == ACR_MFA and manager.ns_nonce(first.sid) == "m" * 32
+    other = Profile("bob")
+    assert (
+        manager.reauthenticate(first.sid, ns_nonce="o" * 32, profile=other, second_factor="pin", method="qr")
+        is None
+    )
+    manager.end(first.sid, by="user")
+    assert (
+        manager.reauthenticate(first.sid, ns_nonce="p" * 32, profile=ALICE, second_factor="pin", method="qr")
+        is None
+    )
+
+
+def test_rotation_keeps_old_tokens_valid_and_publishes_both_keys(parts: tuple) -> None:
+    manager, ring, *_ = parts
+    old_token = manager.start(ns_nonce="n" * 32, profile=ALICE, second_factor="pin", method="qr")
+    old_kid = ring.active("session", "Ed25519").kid
+    new_kid = ring.rotate("session", "Ed25519").kid
+    assert new_kid != old_kid
+    assert {key["kid"] for key in ring.jwks("session")["keys"]} == {old_kid, new_kid}
+    assert manager.verify(old_token) is not None
+    new_token = manager.start(ns_nonce="m" * 32, profile=ALICE, second_factor="pin", method="qr")
+    assert (
+        jwt.decode(new_token, ring.active("session", "Ed25519").jose, algorithms=["Ed25519"]).header["kid"]
+        == new_kid
+    )
