@@ -17,6 +17,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,27 +68,48 @@ def main(argv: list[str] | None = None) -> None:
             results["sigmai"] = devices
         if "logins" in wanted:
             _progress(f"QR logins on {', '.join(b.name for b in backends)}")
-            logins = qr_login.run(
-                quick=args.quick, backends=backends, notes=notes, command=command, profile_dir=profile_dir
+            logins = _guarded(
+                "logins.md",
+                "full QR logins",
+                pages,
+                lambda: qr_login.run(
+                    quick=args.quick, backends=backends, notes=notes, command=command, profile_dir=profile_dir
+                ),
             )
-            pages["logins.md"] = logins.markdown
-            results["logins"] = logins
+            if logins is not None:
+                pages["logins.md"] = logins.markdown
+                results["logins"] = logins
         if "forward-auth" in wanted:
             _progress("forward-auth and HTTP ceilings (wrk, Traefik)")
-            http = forward_auth.run(
-                quick=args.quick, backends=backends, notes=notes, command=command, profile_dir=profile_dir
+            http = _guarded(
+                "forward-auth.md",
+                "forward-auth and HTTP ceilings",
+                pages,
+                lambda: forward_auth.run(
+                    quick=args.quick, backends=backends, notes=notes, command=command, profile_dir=profile_dir
+                ),
             )
-            pages["forward-auth.md"] = http.markdown
-            results["http"] = http
+            if http is not None:
+                pages["forward-auth.md"] = http.markdown
+                results["http"] = http
         if "oidc" in wanted:
             _progress("OIDC, ours against node oidc-provider")
-            results["oidc"] = oidc.run(
-                quick=args.quick, backends=backends, notes=notes, command=command, profile_dir=profile_dir
+            found = _guarded(
+                "oidc.md",
+                "OIDC token endpoint and introspection",
+                pages,
+                lambda: oidc.run(
+                    quick=args.quick, backends=backends, notes=notes, command=command, profile_dir=profile_dir
+                ),
             )
-            pages["oidc.md"] = results["oidc"].markdown
+            if found is not None:
+                pages["oidc.md"] = found.markdown
+                results["oidc"] = found
     if args.only is None:
         _progress("load generator ceilings")
-        results["loadgen"] = _loadgen_ceiling(args.quick)
+        results["loadgen"] = _guarded(
+            "README.md", "load generators", {}, lambda: _loadgen_ceiling(args.quick)
+        )
     elapsed = time.perf_counter() - started
     for name, markdown in pages.items():
         sys.stdout.write(f"\n===== {name} =====\n{markdown}")
@@ -117,6 +139,16 @@ def main(argv: list[str] | None = None) -> None:
             oidc=results.get("oidc"),
         )
         sys.stderr.write(f"wrote {png}\n")
+
+
+def _guarded(name: str, title: str, pages: dict[str, str], benchmark: Callable[[], Any]) -> Any:
+    """Run one benchmark; if it fails, its page says so and the others still run."""
+    try:
+        return benchmark()
+    except Exception as exc:
+        sys.stderr.write(f"bench: {title} failed: {type(exc).__name__}: {exc}\n")
+        pages[name] = f"# Benchmarks: {title}\n\nThis run failed: `{type(exc).__name__}: {str(exc)[-600:]}`\n"
+        return None
 
 
 def _progress(what: str) -> None:

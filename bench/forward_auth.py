@@ -36,7 +36,7 @@ from bench.common import (
     machine_table,
     server_versions,
 )
-from bench.profiles import ProfileSummary, summarize
+from bench.profiles import ProfileSummary, safely, summarize
 from bench.profiles import markdown as markdown_profile
 
 FORWARD_PATH = "/auth/forward"
@@ -193,7 +193,11 @@ def run(
                     rows.append(Row(name, level, result))
                 except Exception as exc:
                     rows.append(Row(name, level, None, f"{type(exc).__name__}: {exc}"))
-    profile = _profile(backends[-1], profile_dir, settings) if profile_dir and landed else None
+    profile = (
+        safely(lambda: _profile(backends[-1], profile_dir, settings), page_notes)
+        if profile_dir and landed
+        else None
+    )
     if profile_dir and not landed:
         page_notes.append("No profile: forward-auth has not landed.")
     ratios = _ratios(rows, backends)

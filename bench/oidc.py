@@ -46,7 +46,7 @@ from bench.common import (
     machine_table,
     server_versions,
 )
-from bench.profiles import ProfileSummary, summarize
+from bench.profiles import ProfileSummary, safely, summarize
 from bench.profiles import markdown as markdown_profile
 
 REFERENCE_DIR = REPO / "bench" / "reference-op"
@@ -429,7 +429,11 @@ def run(
         server = f"{backend.name}: " + ", ".join(f"{k} {v}" for k, v in server_versions(backend).items())
         if backend.note:
             server += f"; {backend.note}"
-    profile = _profile(backend, profile_dir, settings) if profile_dir and ours_landed else None
+    profile = (
+        safely(lambda: _profile(backend, profile_dir, settings), page_notes)
+        if profile_dir and ours_landed
+        else None
+    )
     ratios = _ratios(measured, providers)
     markdown = _page(measured, ratios, page_notes, server, settings, command, watch, started, ours_landed)
     if profile is not None:

@@ -14,6 +14,7 @@ is given as a share of it:
 
 import sysconfig
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,6 +160,18 @@ def markdown(summary: ProfileSummary) -> str:
             for c in summary.own_inclusive
         ]
     return "\n".join(lines) + "\n"
+
+
+def safely(profile: Callable[[], "ProfileSummary | None"], notes: list[str]) -> "ProfileSummary | None":
+    """Run a profiling pass; a failure becomes a note on the page instead of ending the run."""
+    try:
+        found = profile()
+    except Exception as exc:
+        notes.append(f"No profile: {type(exc).__name__}: {str(exc)[-300:]}")
+        return None
+    if found is None:
+        notes.append("No profile: the profiled server saved no session.")
+    return found
 
 
 def top_line(summary: ProfileSummary, count: int = 3) -> str:

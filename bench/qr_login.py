@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import SQLITE, Backend, LoadWatch, machine_table, server_versions
-from bench.profiles import ProfileSummary, summarize
+from bench.profiles import ProfileSummary, safely, summarize
 from bench.profiles import markdown as markdown_profile
 from mobilesdk.flows import App
 from mobilesdk.store import ServiceEndpoint
@@ -260,17 +260,22 @@ def run(
     rows: list[tuple[str, dict[str, Any]]] = []
     server_notes: list[str] = []
     started = time.perf_counter()
+    notes = list(notes or [])
     for backend in backends:
         versions = ", ".join(f"{k} {v}" for k, v in server_versions(backend).items())
         server_notes.append(f"{backend.name}: {versions}" + (f"; {backend.note}" if backend.note else ""))
         with backend.database() as env, tempfile.TemporaryDirectory(prefix="nextauth-bench-") as folder:
-            services = Services(Path(folder), env)
+            try:
+                services = Services(Path(folder), env)
+            except RuntimeError as exc:
+                notes.append(f"{backend.name} not measured: {str(exc)[-400:]}")
+                continue
             try:
                 for phones, per_phone in ((1, 10), (10, 5)) if quick else ((1, 40), (10, 10), (100, 2)):
                     rows.append((backend.name, measure(services, phones, per_phone, Path(folder))))
             finally:
                 services.stop()
-    profile = _profile(backends[-1], profile_dir, quick) if profile_dir else None
+    profile = safely(lambda: _profile(backends[-1], profile_dir, quick), notes) if profile_dir else None
     elapsed = time.perf_counter() - started
     lines = [
         "# Benchmarks: full QR logins",
