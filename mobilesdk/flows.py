@@ -276,13 +276,19 @@ class App:
         ns_challenge = unb64(started["ns_challenge"])
         params: dict[str, Any] = {}
         if started.get("second_factor") == "required":
-            params["attestation"] = self.attest(
-                pin=pin,
-                audience=started["audience"],
-                ns_challenge=ns_challenge,
-                purpose="login",
-                account=identity,
-            )
+            try:
+                params["attestation"] = self.attest(
+                    pin=pin,
+                    audience=started["audience"],
+                    ns_challenge=ns_challenge,
+                    purpose="login",
+                    account=identity,
+                )
+            except RemoteError as exc:
+                # The login page should say why nothing happens: a wrong PIN, or an app locked by them.
+                if exc.code in ("locked", "wrong_pin"):
+                    ns.request("login.cancel", {"reason": exc.code})
+                raise
         statement = login_statement(
             payload.item_id, payload.secret, ns_challenge, ns.export(LOGIN_EXPORTER, b"", 32)
         )

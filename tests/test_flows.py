@@ -150,7 +150,7 @@ def test_declined_login_tells_the_page(system: RunningSystem, phone: Path) -> No
     try:
         code, answer = run_app(phone, "scan", view["loginqrdata"], "--decline")
         assert code == 0 and answer["result"] == "declined"
-        page.wait_for("CANCEL")
+        page.wait_for("CANCEL declined")
     finally:
         page.close()
     _status, session = ns_api(system).call("GET", "/v1/servers/default/sessions/", headers={"X-nonce": nonce})

@@ -198,3 +198,26 @@ def test_oidc_login_lands_on_the_client_with_a_session(
         time.sleep(0.2)
     assert page.locator("#login").count() == 1
     page.close()
+
+
+def test_wrong_pins_then_a_locked_app_are_explained(
+    system: RunningSystem, browser: object, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    home = tmp_path_factory.mktemp("locking-phone")
+    run_app(home, "init", "--config", str(system.data_dir / "app-config.json"))
+    code, registered = run_app(home, "register", "--pin", PIN)
+    assert code == 0, registered
+    enrol(system, home, "lena")
+    page = _login_page(system, browser)
+    for attempt in range(registered["max_attempts"]):
+        payload = page.get_attribute("#qr", "data-qrdata")
+        code, answer = run_app(home, "scan", payload, "--pin", "0000")
+        last = attempt == registered["max_attempts"] - 1
+        assert code != 0 and answer["code"] == ("locked" if last else "wrong_pin"), answer
+        expected = "locked" if last else "Wrong PIN"
+        playwright_api.expect(page.locator("#status")).to_contain_text(expected, timeout=15000)
+        # The page shows a fresh code for the next try.
+        page.wait_for_function(
+            "old => document.getElementById('qr').getAttribute('data-qrdata') !== old", arg=payload
+        )
+    page.close()

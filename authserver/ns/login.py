@@ -32,6 +32,9 @@ from sigmai import ProtocolError
 QR_CHALLENGE_BYTES = 32
 
 
+CANCEL_REASONS = ("declined", "locked", "wrong_pin")
+
+
 @dataclass(frozen=True)
 class SessionView:
     """What an application sees of its session (the original product's field names)."""
@@ -177,7 +180,14 @@ class LoginService:
         if not isinstance(qr_id, str) or len(qr_id) > 64:
             raise OperationError("bad_request", "qr_id is required.")
         challenge = unb64(params.get("challenge"), "challenge", min_length=16, max_length=64)
-        account = account_for(self._engine, server.id, context.peer.thumbprint())
+        try:
+            account = account_for(self._engine, server.id, context.peer.thumbprint())
+        except OperationError as exc:
+            if exc.code == "blocked":  # tell the page why nothing happens (the code stays usable)
+                peeked = self._kv.get(f"qr:{qr_id}")
+                if peeked is not None:
+                    self.events.publish(json.loads(peeked)["hsid"], "CANCEL blocked")
+            raise
         raw = self._kv.take(f"qr:{qr_id}")  # single use: a second scan finds nothing
         if raw is None:
             raise OperationError("expired", "This code has expired or was already used. Scan a new one.")
@@ -232,26 +242,35 @@ class LoginService:
                 "bad_signature", "The login confirmation is not signed by this account."
             ) from exc
         if pending["number"] is not None and params.get("number") != pending["number"]:
-            self.events.publish(pending["hsid"], "CANCEL")
+            self.events.publish(pending["hsid"], "CANCEL wrong_number")
             raise OperationError(
                 "wrong_number", "That is not the number the login page shows. Login refused."
             )
         account = account_for(self._engine, pending["server_id"], context.peer.thumbprint())
         factor = "none"
         if pending["needs_second_factor"] or params.get("attestation"):
-            factor = self.check_attestation(
-                params.get("attestation"), account, pending["server_id"], pending["ns_challenge"], "login"
-            )
+            try:
+                factor = self.check_attestation(
+                    params.get("attestation"), account, pending["server_id"], pending["ns_challenge"], "login"
+                )
+            except OperationError:
+                self.events.publish(pending["hsid"], "CANCEL second_factor")
+                raise
         self._establish(
             pending["server_id"], pending["hsid"], account, method=pending["method"], factor=factor
         )
         return {"logged_in": True, "session": pending["hsid"]}
 
-    def login_cancel(self, context: ChannelContext, _params: dict[str, Any]) -> dict[str, Any]:
+    def login_cancel(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
         pending = context.state.pop("login", None)
         if pending is None:
             raise OperationError("no_login", "Nothing to cancel.")
-        self.events.publish(pending["hsid"], "CANCEL")
+        # Why, for the page: the person declined, or the app could not check the PIN (locked after too
+        # many wrong ones, or wrong). Anything else reads as declined.
+        reason = params.get("reason")
+        if reason not in CANCEL_REASONS:
+            reason = "declined"
+        self.events.publish(pending["hsid"], f"CANCEL {reason}")
         return {"cancelled": True}
 
     def logout_from_phone(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,15 @@
   var form = document.getElementById("complete");
   var figure = document.getElementById("qr");
   var done = false;
+  // Why a login did not happen, as ns tells the page ("CANCEL <reason>").
+  var CANCELLED = {
+    declined: "The login was declined on the phone. Scan again to retry.",
+    wrong_number: "The number picked on the phone was not the one shown here. Try again.",
+    wrong_pin: "Wrong PIN on the phone. Scan again to retry.",
+    locked: "The app on your phone is locked after too many wrong PINs. Set it up again in the app, then scan again.",
+    blocked: "This account is blocked. Contact your support desk.",
+    second_factor: "The PIN or fingerprint check was not accepted. Scan again to retry."
+  };
   var retries = 0;
 
   function say(text, kind) {
@@ -49,7 +58,7 @@
       if (word === "LOGIN") { finish(); }
       else if (word === "CONFIRMSCAN") { say("Code scanned. Confirm on your phone."); }
       else if (word === "CONFIRMPROVOKE") { say("Check your phone to confirm."); }
-      else if (word === "CANCEL") { say("The login was declined on the phone. Scan again to retry.", "error"); refresh(); }
+      else if (word === "CANCEL") { say(CANCELLED[String(event.data).split(" ")[1]] || CANCELLED.declined, "error"); refresh(); }
       else if (word === "LOGOUT") { say("You were logged out."); }
     };
     socket.onclose = function () {
