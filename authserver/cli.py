@@ -148,7 +148,12 @@ def _announce(components: list[Component], idp: WSGIServer | None = None) -> Non
     app_config_path.write_text(json.dumps(app_configuration(components), indent=2) + "\n")
     lines = ["", "nextAuth is running (embedded defaults: SQLite and an in-process store).", ""]
     if idp is not None:
-        lines += [f"  Open {idp.public_url}/login to log in with the app (QR login page).", ""]  # type: ignore[attr-defined]
+        base = idp.public_url  # type: ignore[attr-defined]
+        lines += [
+            f"  Open {base}/login to log in with the app (QR login page).",
+            f"  OpenID Connect: {base}/.well-known/openid-configuration (clients: nextauth oidc-client add)",
+            "",
+        ]
     for component in components:
         for endpoint, url in component.urls.items():
             lines.append(f"  {component.name:<4} {endpoint:<10} {url}")
