@@ -1,9 +1,11 @@
-"""The deployment files agree with the code: docker-compose.yml, traefik-plugin/dynamic.yml, Dockerfile.
+"""The deployment files agree with the code: docker-compose.yml, traefik-plugin/dynamic.yml, Dockerfile,
+and the Traefik plugin's manifest.
 
-Nothing here runs Docker or Traefik. Each file is parsed and held against what the code defines: the
-variables `authserver.config` knows, the `nextauth` subcommands, `DEFAULT_PORTS["standalone"]`, and the
-seed's routing table. The checks return lists of problems, so the tests at the end can show that each
-check catches what it is for (a misspelled variable, a wrong port, a missing route).
+Nothing here runs Docker or Traefik (tests/test_traefik.py runs Traefik with these middlewares). Each file
+is parsed and held against what the code defines: the variables `authserver.config` and the IdP know, the
+`nextauth` subcommands, `DEFAULT_PORTS["standalone"]`, the seed's routing table, the IdP's forward-auth
+routes and identity headers. The checks return lists of problems, so the tests at the end can show that
+each check catches what it is for (a misspelled variable, a wrong port, a missing route).
 """
 
 import copy
@@ -13,6 +15,7 @@ import subprocess
 import sys
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,10 +24,16 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from flask import Flask
 
 from authserver.config import COMPONENTS, DEFAULT_PORTS, load_config, unknown_variables
 from authserver.ns.common import parse_trusted_sfs_keys
 from authserver.ns.mc_client import parse_message_centers
+from idp import server as idp_server
+from idp.context import EXTENSION as IDP_EXTENSION
+from idp.forwardauth import blueprint as forward_auth_blueprint
+from idp.forwardauth import settings as forward_auth_settings
+from idp.forwardauth.urls import safe_return
 from sigmai import ServerIdentity
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +41,13 @@ COMPOSE = ROOT / "docker-compose.yml"
 DYNAMIC = ROOT / "traefik-plugin" / "dynamic.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DEPLOYMENT_DOC = ROOT / "docs" / "deployment.md"
+PLUGIN = ROOT / "traefik-plugin" / "nextauth"
 STANDALONE = DEFAULT_PORTS["standalone"]
+IDP, IDP_PORT = "idp", 8000  # idp.server listens on 8000 unless told otherwise
+BUILT = (*COMPONENTS, IDP)  # the services made from the Dockerfile
+EXAMPLE_APP = ("whoami", 80)  # the application docker-compose.yml protects as an example
+IDENTITY_HEADERS = forward_auth_settings.HeaderNames().all()
+STRIP, FORWARD_AUTH, PLUGIN_MIDDLEWARE = "nextauth-strip-identity", "nextauth-forward-auth", "nextauth-plugin"
 
 # The seed's table (network-setup.txt, "Mapping Ports"): public path -> (component, endpoint), all on the
 # one public host; plus the optional REST API host.
@@ -47,12 +62,15 @@ HOST = "<host>"  # stands for ${PUBLIC_HOST} (compose) and {{ env "PUBLIC_HOST" 
 EXPECTED_ROUTES = {
     **{(HOST, path): (c, STANDALONE[c][endpoint]) for path, (c, endpoint) in PATH_ROUTES.items()},
     **{(prefix + HOST, None): (c, STANDALONE[c][endpoint]) for prefix, (c, endpoint) in HOST_ROUTES.items()},
+    (HOST, None): (IDP, IDP_PORT),  # the IdP takes what the paths above leave on the public host
+    (f"{EXAMPLE_APP[0]}.{HOST}", None): EXAMPLE_APP,
 }
 
 RULE = re.compile(r"^Host\(`(?P<host>[^`]+)`\)(?: && PathPrefix\(`(?P<path>/[^`]*)`\))?$")
 HOST_PLACEHOLDERS = ("${PUBLIC_HOST}", '{{ env "PUBLIC_HOST" }}')
 INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?P<rest>[^}]*)\}")
 HEALTH_URL = re.compile(r"http://(?:127\.0\.0\.1|localhost):(?P<port>\d+)/(?P<path>livez|readyz)\b")
+IDP_HEALTH_URL = re.compile(r"http://(?:127\.0\.0\.1|localhost):(?P<port>\d+)(?P<path>/auth/keys)\b")
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
@@ -82,7 +100,7 @@ def subcommands() -> set[str]:
         cwd=ROOT,
         check=True,
     )
-    match = re.search(r"\{([a-z,]+)\}", result.stdout)
+    match = re.search(r"\{([a-z,-]+)\}", result.stdout)
     assert match, result.stdout
     return set(match.group(1).split(","))
 
@@ -91,8 +109,25 @@ def subcommands() -> set[str]:
 
 
 def nextauth_services(compose: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The services built from this repository's Dockerfile (ns, sfs, mc)."""
+    """The services built from this repository's Dockerfile (ns, sfs, mc, idp)."""
     return {name: service for name, service in compose["services"].items() if "build" in service}
+
+
+def component_services(compose: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """ns, sfs and mc: the services with an admin port."""
+    return {name: service for name, service in nextauth_services(compose).items() if name in COMPONENTS}
+
+
+def idp_settings() -> set[str]:
+    """The NEXTAUTH_IDP_ variables the IdP's code reads: spelled out in idp/ or the CLI, a flag of
+    idp.server's get(), or a forward-auth setting."""
+    names: set[str] = set()
+    for path in [*(ROOT / "idp").rglob("*.py"), ROOT / "authserver" / "cli.py"]:
+        names |= set(re.findall(r"NEXTAUTH_IDP_[A-Z0-9_]*[A-Z0-9]", path.read_text(encoding="utf-8")))
+    server = (ROOT / "idp" / "server.py").read_text(encoding="utf-8")
+    names |= {f"NEXTAUTH_IDP_{flag}" for flag in re.findall(r'\bget\("([A-Z_]+)"', server)}
+    names |= {forward_auth_settings.PREFIX + flag for flag in forward_auth_settings.SETTINGS}
+    return names
 
 
 def environment(service: Mapping[str, Any]) -> dict[str, str]:
@@ -122,8 +157,8 @@ def interpolate(value: str, variables: Mapping[str, str]) -> str:
 def command_problems(compose: Mapping[str, Any], subcommands: set[str]) -> list[str]:
     problems = []
     services = nextauth_services(compose)
-    if set(services) != set(COMPONENTS):
-        problems.append(f"services built from the Dockerfile are {sorted(services)}, expected {COMPONENTS}")
+    if set(services) != set(BUILT):
+        problems.append(f"services built from the Dockerfile are {sorted(services)}, expected {BUILT}")
     for name, service in services.items():
         argv = command(service)
         if not argv or argv[0] not in subcommands:
@@ -132,13 +167,14 @@ def command_problems(compose: Mapping[str, Any], subcommands: set[str]) -> list[
             problems.append(f"{name}: runs {argv}, expected [{name!r}]")
     images = {service.get("image") for service in services.values()}
     if len(images) != 1:
-        problems.append(f"ns, sfs and mc should share one image, got {images}")
+        problems.append(f"ns, sfs, mc and idp should share one image, got {images}")
     return problems
 
 
 def environment_problems(compose: Mapping[str, Any]) -> list[str]:
     problems = []
     shared = {f"NEXTAUTH_{flag}" for flag in ("DB_URI", "KV_URI", "LOG_LEVEL", "LOG_FORMAT", "DATA_DIR")}
+    known_to_idp = idp_settings()
     for name, service in compose["services"].items():
         env = environment(service)
         for variable in unknown_variables(env):
@@ -147,8 +183,13 @@ def environment_problems(compose: Mapping[str, Any]) -> list[str]:
             if not variable.startswith("NEXTAUTH_"):
                 continue
             base = variable.removesuffix("_FILE")
-            if name not in COMPONENTS:
-                problems.append(f"{name}: sets {variable}, but only ns, sfs and mc read NEXTAUTH_ settings")
+            if name == IDP:
+                if base not in known_to_idp and base not in shared:
+                    problems.append(f"{name}: sets {variable}, which the IdP does not read")
+            elif name not in COMPONENTS:
+                problems.append(
+                    f"{name}: sets {variable}, but only ns, sfs, mc and idp read NEXTAUTH_ settings"
+                )
             elif not base.startswith(f"NEXTAUTH_{name.upper()}_") and base not in shared:
                 problems.append(f"{name}: sets {variable}, which {name} does not read")
     return problems
@@ -164,9 +205,10 @@ def secret_problems(compose: Mapping[str, Any]) -> list[str]:
         granted = {item if isinstance(item, str) else item["source"] for item in service.get("secrets") or []}
         for secret in granted - set(declared):
             problems.append(f"{name}: uses secret {secret}, which is not declared at the top level")
+        configs = {item["target"] for item in service.get("configs") or [] if isinstance(item, dict)}
         for variable, value in environment(service).items():
-            if not variable.endswith("_FILE"):
-                continue
+            if not variable.endswith("_FILE") or value in configs:
+                continue  # a compose config (not secret) mounted as a file, like the access rules
             secret = value.removeprefix("/run/secrets/")
             if secret == value:
                 problems.append(f"{name}: {variable}={value} is not a Docker secret (/run/secrets/...)")
@@ -191,6 +233,17 @@ def health_problems(services: Mapping[str, Mapping[str, Any]], paths: tuple[str,
         if match.group("path") not in paths:
             problems.append(f"{name}: health check on /{match.group('path')}, expected one of {paths}")
     return problems
+
+
+def idp_health_problems(service: Mapping[str, Any]) -> list[str]:
+    """The IdP has no admin port: its check asks /auth/keys on its own port (answers once the database
+    does)."""
+    test = service.get("healthcheck", {}).get("test")
+    text = " ".join(test) if isinstance(test, list) else str(test or "")
+    match = IDP_HEALTH_URL.search(text)
+    if match is None or int(match.group("port")) != IDP_PORT:
+        return [f"idp: health check should GET http://127.0.0.1:{IDP_PORT}/auth/keys, not {text!r}"]
+    return []
 
 
 def parse_rule(rule: str) -> tuple[str, str | None] | None:
@@ -307,9 +360,9 @@ def dynamic_routes(
             problems.append(f"service {spec['service']}: expected one server")
             continue
         url = urlsplit(servers[0]["url"])
-        if url.scheme != "http" or url.hostname not in COMPONENTS or url.port is None:
+        if url.scheme != "http" or url.hostname not in (*BUILT, EXAMPLE_APP[0]) or url.port is None:
             problems.append(
-                f"service {spec['service']}: {servers[0]['url']} is not http://<ns|sfs|mc>:<port>"
+                f"service {spec['service']}: {servers[0]['url']} is not http://<ns|sfs|mc|idp|whoami>:<port>"
             )
             continue
         routes[parsed] = (url.hostname, url.port)
@@ -321,12 +374,158 @@ def dynamic_health_problems(dynamic: Mapping[str, Any]) -> list[str]:
     for name, service in (dynamic.get("http") or {}).get("services", {}).items():
         host = urlsplit(service["loadBalancer"]["servers"][0]["url"]).hostname
         check = service["loadBalancer"].get("healthCheck") or {}
+        if host == EXAMPLE_APP[0]:
+            continue
+        if host == IDP:
+            if check.get("port") != IDP_PORT or check.get("path") != "/auth/keys":
+                problems.append(
+                    f"service {name}: health check should be /auth/keys on the IdP's port {IDP_PORT}"
+                )
+            continue
         if (
             host not in STANDALONE
             or check.get("port") != STANDALONE[host]["admin"]
             or check.get("path") != "/readyz"
         ):
             problems.append(f"service {name}: health check should be /readyz on {host}'s admin port")
+    return problems
+
+
+# -- forward-auth: the middlewares, in labels and in the file provider ---------------------------------------
+
+
+@dataclass
+class AuthConfig:
+    """The nextAuth middlewares and the routers that use them, however they were declared."""
+
+    forward_auth: dict[str, Any]  # address, trust (bool), headers (list)
+    stripped: set[str]  # header names the strip middleware removes, lower case
+    plugin_idp_url: str | None
+    routers: dict[str, list[str]]  # router -> middlewares, provider suffix dropped
+
+
+def labels_auth(compose: Mapping[str, Any]) -> AuthConfig:
+    tags: dict[str, str] = {}
+    for service in compose["services"].values():
+        tags.update({key.lower(): value for key, value in labels(service).items()})
+    middleware = "traefik.http.middlewares."
+    forward = f"{middleware}{FORWARD_AUTH}.forwardauth."
+    strip = f"{middleware}{STRIP}.headers.customrequestheaders."
+    routers = {
+        key.split(".")[3]: [name.split("@")[0] for name in value.split(",")]
+        for key, value in tags.items()
+        if key.startswith("traefik.http.routers.") and key.endswith(".middlewares")
+    }
+    return AuthConfig(
+        forward_auth={
+            "address": tags.get(forward + "address"),
+            "trust": tags.get(forward + "trustforwardheader", "false") == "true",
+            "headers": [h for h in tags.get(forward + "authresponseheaders", "").split(",") if h],
+        },
+        stripped={
+            key.removeprefix(strip) for key, value in tags.items() if key.startswith(strip) and value == ""
+        },
+        plugin_idp_url=tags.get(f"{middleware}{PLUGIN_MIDDLEWARE}.plugin.nextauth.idpurl"),
+        routers=routers,
+    )
+
+
+def dynamic_auth(dynamic: Mapping[str, Any]) -> AuthConfig:
+    middlewares = (dynamic.get("http") or {}).get("middlewares") or {}
+    forward = (middlewares.get(FORWARD_AUTH) or {}).get("forwardAuth") or {}
+    strip = ((middlewares.get(STRIP) or {}).get("headers") or {}).get("customRequestHeaders") or {}
+    plugin = ((middlewares.get(PLUGIN_MIDDLEWARE) or {}).get("plugin") or {}).get("nextauth") or {}
+    return AuthConfig(
+        forward_auth={
+            "address": forward.get("address"),
+            "trust": bool(forward.get("trustForwardHeader", False)),
+            "headers": list(forward.get("authResponseHeaders") or []),
+        },
+        stripped={name.lower() for name, value in strip.items() if value == ""},
+        plugin_idp_url=plugin.get("idpUrl"),
+        routers={
+            name: [m.split("@")[0] for m in spec.get("middlewares") or []]
+            for name, spec in ((dynamic.get("http") or {}).get("routers") or {}).items()
+            if spec.get("middlewares")
+        },
+    )
+
+
+def forward_auth_routes() -> set[str]:
+    """The paths the IdP's forward-auth blueprint serves, from the blueprint itself."""
+    app = Flask("deployment-check")
+    app.extensions[IDP_EXTENSION] = type("Services", (), {"sessions": None, "keys": None})()
+    app.register_blueprint(forward_auth_blueprint())
+    return {rule.rule for rule in app.url_map.iter_rules()}
+
+
+def auth_problems(config: AuthConfig, routes: set[str]) -> list[str]:
+    problems = []
+    address = urlsplit(config.forward_auth["address"] or "")
+    if (address.hostname, address.port) != (IDP, IDP_PORT) or address.path not in routes:
+        problems.append(
+            f"{FORWARD_AUTH}: address {config.forward_auth['address']!r} is not http://{IDP}:{IDP_PORT}"
+            " followed by a forward-auth path the IdP serves"
+        )
+    if address.path != "/auth/forward":
+        problems.append(f"{FORWARD_AUTH}: address path {address.path!r}, the endpoint is /auth/forward")
+    if config.forward_auth["trust"]:
+        problems.append(f"{FORWARD_AUTH}: trustForwardHeader lets a client name the URL it is checked for")
+    if {h.lower() for h in config.forward_auth["headers"]} != {h.lower() for h in IDENTITY_HEADERS}:
+        sent = config.forward_auth["headers"]
+        problems.append(f"{FORWARD_AUTH}: authResponseHeaders {sent}, the IdP sends {IDENTITY_HEADERS}")
+    for header in IDENTITY_HEADERS:
+        for spelling in (header, header.replace("-", "_")):
+            if spelling.lower() not in config.stripped:
+                problems.append(f"{STRIP}: does not remove {spelling}")
+    if config.plugin_idp_url != f"http://{IDP}:{IDP_PORT}":
+        problems.append(
+            f"{PLUGIN_MIDDLEWARE}: idpUrl {config.plugin_idp_url!r}, the IdP is http://{IDP}:{IDP_PORT}"
+        )
+    protected = [
+        name for name, chain in config.routers.items() if FORWARD_AUTH in chain or PLUGIN_MIDDLEWARE in chain
+    ]
+    if EXAMPLE_APP[0] not in protected:
+        problems.append(f"router {EXAMPLE_APP[0]}: not protected by nextAuth")
+    for name, chain in config.routers.items():
+        if FORWARD_AUTH in chain and (
+            chain.index(FORWARD_AUTH) == 0 or chain[chain.index(FORWARD_AUTH) - 1] != STRIP
+        ):
+            problems.append(f"router {name}: {FORWARD_AUTH} without {STRIP} right before it")
+    return problems
+
+
+def plugin_problems(compose: Mapping[str, Any]) -> list[str]:
+    """The plugin's sources agree with their manifest, and Traefik in compose loads them from where the
+    manifest says."""
+    problems = []
+    manifest = load_yaml(PLUGIN / ".traefik.yml")
+    module = str(manifest.get("import", ""))
+    go_mod = (PLUGIN / "go.mod").read_text(encoding="utf-8")
+    if f"module {module}\n" not in go_mod:
+        problems.append(f"go.mod does not declare module {module}")
+    package = manifest.get("basePkg") or module.rsplit("/", 1)[-1]
+    sources = sorted(PLUGIN.glob("*.go"))
+    for source in sources:
+        if not re.search(rf"^package {re.escape(package)}$", source.read_text(encoding="utf-8"), re.M):
+            problems.append(f"{source.name}: not in package {package}")
+    fields = set(re.findall(r'json:"(\w+)', "".join(s.read_text(encoding="utf-8") for s in sources)))
+    for key in manifest.get("testData") or {}:
+        if key not in fields:
+            problems.append(f".traefik.yml testData: {key} is not a setting of the plugin")
+    traefik = compose["services"]["traefik"]
+    flags = {
+        k.lower(): v for k, v in (f.removeprefix("--").split("=", 1) for f in command(traefik) if "=" in f)
+    }
+    if flags.get("experimental.localplugins.nextauth.modulename") != module:
+        problems.append(f"traefik: experimental.localplugins.nextauth.modulename should be {module}")
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in traefik.get("volumes") or [] if v.startswith("./")}
+    if mounts.get(f"/plugins-local/src/{module}") != "./traefik-plugin/nextauth":
+        problems.append(f"traefik: ./traefik-plugin/nextauth is not mounted at /plugins-local/src/{module}")
+    if flags.get("entrypoints.websecure.http.aliasheadersstrategy") != "delete":
+        problems.append(
+            "traefik: websecure keeps header aliases (Remote_User): set aliasheadersstrategy=delete"
+        )
     return problems
 
 
@@ -424,14 +623,17 @@ def test_compose_passes_secrets_as_file_variables(compose: dict) -> None:
     assert secret_problems(compose) == []
     services = nextauth_services(compose)
     assert "NEXTAUTH_NS_ROOT_API_KEY_FILE" in environment(services["ns"])
-    for name in COMPONENTS:
+    for name in BUILT:
         assert f"NEXTAUTH_{name.upper()}_DB_URI_FILE" in environment(services[name])
+    for flag in ("SECRET_KEY", "NS_API_KEY"):
+        assert f"NEXTAUTH_IDP_{flag}_FILE" in environment(services[IDP])
     for name in ("sfs", "mc"):
         assert f"NEXTAUTH_{name.upper()}_IDENTITY_KEY_FILE" in environment(services[name])
 
 
 def test_compose_health_checks_use_the_admin_port(compose: dict) -> None:
-    assert health_problems(nextauth_services(compose), ("livez", "readyz")) == []
+    assert health_problems(component_services(compose), ("livez", "readyz")) == []
+    assert idp_health_problems(compose["services"][IDP]) == []
 
 
 def test_compose_routes_match_the_seed_table_and_the_ports(compose: dict) -> None:
@@ -460,6 +662,27 @@ def test_compose_ns_points_at_its_peers(compose: dict) -> None:
     assert store.scheme == "redis" and store.hostname in services and store.port == 6379
 
 
+def made_real(
+    name: str, env: dict[str, str], compose: Mapping[str, Any], tmp_path: Path, secrets: dict
+) -> None:
+    """Point every _FILE variable at a file with plausible content: a secret, or the compose config
+    mounted there."""
+    configs = {
+        target["target"]: compose["configs"][target["source"]]["content"]
+        for target in compose["services"][name].get("configs") or []
+    }
+    for variable, path in list(env.items()):
+        if not variable.endswith("_FILE"):
+            continue
+        real = tmp_path / f"{name}-{path.rsplit('/', 1)[-1]}"
+        if path in configs:
+            real.write_text(configs[path])
+        else:
+            flag = variable.removeprefix(f"NEXTAUTH_{name.upper()}_").removesuffix("_FILE")
+            real.write_text(secrets[flag](name) + "\n")
+        env[variable] = str(real)
+
+
 def test_compose_configuration_loads(compose: dict, tmp_path: Path) -> None:
     """Each component's environment, with its secrets made real, passes the code's own start checks."""
     keys = {name: ed25519.Ed25519PrivateKey.generate() for name in ("sfs", "mc")}
@@ -479,15 +702,20 @@ def test_compose_configuration_loads(compose: dict, tmp_path: Path) -> None:
         "DB_URI": lambda component: f"sqlite:///{tmp_path / component}.db",
         "ROOT_API_KEY": lambda component: "k" * 40,
         "IDENTITY_KEY": lambda component: pem[component],
+        "SECRET_KEY": lambda component: "s" * 48,
+        "NS_API_KEY": lambda component: "k" * 40,
+    }
+    resolved = {
+        "configs": {
+            name: {"content": interpolate(config["content"], variables)}
+            for name, config in compose["configs"].items()
+        }
     }
     for name, service in nextauth_services(compose).items():
         env = {key: interpolate(value, variables) for key, value in environment(service).items()}
-        for variable, path in list(env.items()):
-            if variable.endswith("_FILE"):
-                flag = variable.removeprefix(f"NEXTAUTH_{name.upper()}_").removesuffix("_FILE")
-                secret = tmp_path / path.removeprefix("/run/secrets/")
-                secret.write_text(secret_content[flag](name) + "\n")
-                env[variable] = str(secret)
+        made_real(name, env, {**compose, **resolved}, tmp_path, secret_content)
+        if name == IDP:
+            continue
         config = load_config(name, env)
         assert config.db_uri.startswith("sqlite:///")
         if name in keys:
@@ -499,6 +727,44 @@ def test_compose_configuration_loads(compose: dict, tmp_path: Path) -> None:
                 variables["MC_KEY_HASH"]
             ]
             assert config.public_sigmai_uri == "wss://auth.example.com/ns/sigmai"
+
+
+def test_compose_idp_configuration_loads(compose: dict, tmp_path: Path) -> None:
+    """The IdP's environment passes its start checks, points at ns and at the public host, and its
+    forward-auth sends browsers back to the example application (and not elsewhere)."""
+    variables = {"PUBLIC_HOST": "auth.example.com"}
+    env = {key: interpolate(value, variables) for key, value in environment(compose["services"][IDP]).items()}
+    resolved = {
+        **compose,
+        "configs": {
+            n: {"content": interpolate(c["content"], variables)} for n, c in compose["configs"].items()
+        },
+    }
+    made_real(
+        IDP, env, resolved, tmp_path,
+        {"DB_URI": lambda _c: f"sqlite:///{tmp_path}/idp.db", "SECRET_KEY": lambda _c: "s" * 48,
+         "NS_API_KEY": lambda _c: "k" * 40},
+    )  # fmt: skip
+    settings = idp_server.load_settings(env, data_dir=tmp_path)
+    assert settings.listen.port == IDP_PORT
+    assert settings.public_url == "https://auth.example.com"
+    assert settings.cookie_domain == "auth.example.com"
+    api = urlsplit(settings.ns_api_url)
+    assert (api.hostname, api.port) == ("ns", STANDALONE["ns"]["http"])
+    websocket = urlsplit(settings.websocket_url)
+    assert websocket.hostname == "auth.example.com" and PATH_ROUTES[websocket.path] == ("ns", "websocket")
+    forward_auth = forward_auth_settings.load_settings(env)
+    app = f"https://{EXAMPLE_APP[0]}.auth.example.com/"
+    assert safe_return(app, forward_auth.return_hosts, idp_url=settings.public_url) == app
+    assert (
+        safe_return("https://evil.example/", forward_auth.return_hosts, idp_url=settings.public_url) is None
+    )
+    assert (
+        forward_auth.rules.decide(f"{EXAMPLE_APP[0]}.auth.example.com", "/health", "GET").policy == "public"
+    )
+    assert (
+        forward_auth.rules.decide(f"{EXAMPLE_APP[0]}.auth.example.com", "/", "GET").policy == "authenticated"
+    )
 
 
 def test_compose_variables_are_documented(compose: dict) -> None:
@@ -516,6 +782,19 @@ def test_file_provider_routes_match_the_seed_table_and_the_ports(dynamic: dict) 
 
 def test_file_provider_and_labels_declare_the_same_routes(compose: dict, dynamic: dict) -> None:
     assert dynamic_routes(dynamic)[0] == compose_routes(compose)[0]
+
+
+def test_labels_and_file_provider_configure_forward_auth_as_the_idp_serves_it(
+    compose: dict, dynamic: dict
+) -> None:
+    routes = forward_auth_routes()
+    assert {"/auth/forward", "/auth/return", "/auth/keys", "/auth/ended", "/auth/policy"} <= routes
+    assert auth_problems(labels_auth(compose), routes) == []
+    assert auth_problems(dynamic_auth(dynamic), routes) == []
+
+
+def test_compose_loads_the_plugin_from_this_repository(compose: dict) -> None:
+    assert plugin_problems(compose) == []
 
 
 def test_dockerfile_matches_the_code(subcommands: set[str]) -> None:
@@ -589,3 +868,45 @@ def test_a_traefik_that_cannot_reach_the_services_is_caught(compose: dict, dynam
     broken_dynamic = copy.deepcopy(dynamic)
     broken_dynamic["http"]["services"]["mc-sigmai"]["loadBalancer"]["healthCheck"]["port"] = 8888
     assert any("mc-sigmai" in p for p in dynamic_health_problems(broken_dynamic))
+
+
+def test_wrong_forward_auth_settings_are_caught(compose: dict, dynamic: dict) -> None:
+    routes = forward_auth_routes()
+    broken = copy.deepcopy(compose)
+    tags = broken["services"][IDP]["labels"]
+    tags[f"traefik.http.middlewares.{FORWARD_AUTH}.forwardauth.address"] = "http://idp:8000/auth/fwd"
+    tags[f"traefik.http.middlewares.{FORWARD_AUTH}.forwardauth.authresponseheaders"] = "Remote-User"
+    del tags[f"traefik.http.middlewares.{STRIP}.headers.customrequestheaders.Remote_Groups"]
+    broken["services"]["whoami"]["labels"]["traefik.http.routers.whoami.middlewares"] = (
+        f"{FORWARD_AUTH}@docker"
+    )
+    problems = auth_problems(labels_auth(broken), routes)
+    assert any("a forward-auth path the IdP serves" in p for p in problems)
+    assert any("authResponseHeaders" in p for p in problems)
+    assert any("does not remove Remote_Groups" in p for p in problems)
+    assert any(f"without {STRIP} right before it" in p for p in problems)
+    broken_dynamic = copy.deepcopy(dynamic)
+    broken_dynamic["http"]["middlewares"][FORWARD_AUTH]["forwardAuth"]["trustForwardHeader"] = True
+    broken_dynamic["http"]["middlewares"][PLUGIN_MIDDLEWARE]["plugin"]["nextauth"]["idpUrl"] = (
+        "http://ns:8080"
+    )
+    problems = auth_problems(dynamic_auth(broken_dynamic), routes)
+    assert any("trustForwardHeader" in p for p in problems)
+    assert any("idpUrl" in p for p in problems)
+
+
+def test_a_wrong_idp_service_is_caught(compose: dict) -> None:
+    broken = copy.deepcopy(compose)
+    env = broken["services"][IDP]["environment"]
+    env["NEXTAUTH_IDP_FORWARD_AUTH_RULEZ_FILE"] = "/etc/rules.json"
+    env["NEXTAUTH_NS_LOG_FORMAT"] = "json"
+    broken["services"][IDP]["healthcheck"] = broken["services"]["ns"]["healthcheck"]
+    problems = environment_problems(broken)
+    assert any("NEXTAUTH_IDP_FORWARD_AUTH_RULEZ_FILE, which the IdP does not read" in p for p in problems)
+    assert any("NEXTAUTH_NS_LOG_FORMAT, which the IdP does not read" in p for p in problems)
+    assert idp_health_problems(broken["services"][IDP]) != []
+    flags = broken["services"]["traefik"]["command"]
+    flags[:] = [flag for flag in flags if "aliasheadersstrategy" not in flag and "localplugins" not in flag]
+    problems = plugin_problems(broken)
+    assert any("modulename" in p for p in problems)
+    assert any("aliasheadersstrategy" in p for p in problems)

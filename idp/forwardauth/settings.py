@@ -9,6 +9,11 @@ from authserver.config import ConfigError, read_setting
 from idp.forwardauth.rules import AccessRules, parse_rules
 
 PREFIX = "NEXTAUTH_IDP_FORWARD_AUTH_"
+# Every setting this module reads, after PREFIX (each also as ..._FILE).
+SETTINGS = (
+    "USER_HEADER", "NAME_HEADER", "EMAIL_HEADER", "GROUPS_HEADER", "METHOD_HEADER", "RULES", "HOSTS",
+    "PLUGIN_TOKEN",
+)  # fmt: skip
 HEADER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,63}$")
 # Headers an identity header must never replace: routing, framing, credentials, proxy bookkeeping.
 RESERVED_HEADERS = {
@@ -97,9 +102,9 @@ def load_settings(environ: Mapping[str, str]) -> ForwardAuthSettings:
         groups=_header(environ, "GROUPS", defaults.groups),
         method=_header(environ, "METHOD", defaults.method),
     )
-    # Servers that map header names to variables (CGI, WSGI, PHP) read Remote-User and Remote_User
-    # alike, so two names that differ only in - and _ or case are one header.
-    folded = [name.lower().replace("_", "-") for name in headers.all()]
+    # Servers that map header names to variables (CGI, WSGI, PHP) read Remote-User and REMOTE-USER
+    # alike, so two names that differ only in case are one header.
+    folded = [name.lower() for name in headers.all()]
     if len(set(folded)) != len(folded):
         raise ConfigError(f"{PREFIX}*_HEADER: the identity headers must have distinct names")
     rules_text = read_setting(f"{PREFIX}RULES", environ)

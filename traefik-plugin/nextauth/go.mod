@@ -1,0 +1,3 @@
+module github.com/nextauth/traefik-nextauth
+
+go 1.22

@@ -1,0 +1,366 @@
+// Package nextauth is a Traefik middleware plugin that protects applications with a nextAuth IdP session
+// without asking the IdP on every request.
+//
+// It makes the decision the IdP's forward-auth endpoint (/auth/forward) makes, in the same order
+// (idp/forwardauth/decision.py), from what the IdP publishes: the session keys (/auth/keys), the policy
+// (/auth/policy: cookie name, issuer, header names, access rules) and the ended sessions (/auth/ended).
+// Whenever it cannot be sure (a key it has not seen, an ended list older than maxStaleSeconds, a rule it
+// does not understand) it asks /auth/forward exactly as Traefik's forwardAuth middleware would, and
+// answers what the IdP answers.
+//
+// Traefik runs it with its Go interpreter (Yaegi); it uses the standard library only.
+package nextauth
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+const (
+	maxOriginalURL = 2048
+	forbiddenHTML  = "<!doctype html>\n<html lang=\"en\"><meta charset=\"utf-8\"><title>Not allowed</title>\n" +
+		"<h1>Not allowed</h1>\n<p>You are logged in, but your account may not open this page.</p>\n</html>\n"
+)
+
+// Hop-by-hop headers (RFC 9110 section 7.6.1) stay between this proxy and its peers.
+var hopHeaders = []string{
+	"Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Connection", "Te",
+	"Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// Config is the middleware's dynamic configuration.
+type Config struct {
+	// IdpURL is the address this plugin reaches the IdP at (e.g. http://idp:8000), not necessarily its
+	// public one.
+	IdpURL string `json:"idpUrl,omitempty"`
+	// Token is NEXTAUTH_IDP_FORWARD_AUTH_PLUGIN_TOKEN when the IdP has one.
+	Token string `json:"token,omitempty"`
+	// RefreshSeconds: how often the ended-session list is fetched while requests arrive.
+	RefreshSeconds int `json:"refreshSeconds,omitempty"`
+	// MaxStaleSeconds: an ended list older than this is not trusted; the IdP decides instead.
+	MaxStaleSeconds int `json:"maxStaleSeconds,omitempty"`
+	// PolicyRefreshSeconds: how often the keys and the policy are fetched.
+	PolicyRefreshSeconds int `json:"policyRefreshSeconds,omitempty"`
+	// TimeoutSeconds bounds every call to the IdP.
+	TimeoutSeconds int `json:"timeoutSeconds,omitempty"`
+}
+
+// CreateConfig returns the defaults.
+func CreateConfig() *Config {
+	return &Config{RefreshSeconds: 2, MaxStaleSeconds: 10, PolicyRefreshSeconds: 30, TimeoutSeconds: 5}
+}
+
+// Middleware is one instance of the plugin in a router's chain.
+type Middleware struct {
+	next         http.Handler
+	name         string
+	state        *idpState
+	endedEvery   time.Duration
+	maxStale     time.Duration
+	policyEvery  time.Duration
+	policyMaxAge time.Duration
+}
+
+// New checks the configuration and starts reading from the IdP.
+func New(ctx context.Context, next http.Handler, config *Config, name string) (http.Handler, error) {
+	base := strings.TrimRight(strings.TrimSpace(config.IdpURL), "/")
+	parsed, err := url.Parse(base)
+	if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
+		return nil, fmt.Errorf("nextauth: idpUrl %q: expected the http(s) address of the IdP", config.IdpURL)
+	}
+	if config.RefreshSeconds < 1 || config.PolicyRefreshSeconds < 1 || config.TimeoutSeconds < 1 {
+		return nil, fmt.Errorf("nextauth: refreshSeconds, policyRefreshSeconds and timeoutSeconds must be at least 1")
+	}
+	if config.MaxStaleSeconds < config.RefreshSeconds {
+		return nil, fmt.Errorf("nextauth: maxStaleSeconds must be at least refreshSeconds")
+	}
+	m := &Middleware{
+		next:        next,
+		name:        name,
+		state:       stateFor(base, config.Token, time.Duration(config.TimeoutSeconds)*time.Second),
+		endedEvery:  time.Duration(config.RefreshSeconds) * time.Second,
+		maxStale:    time.Duration(config.MaxStaleSeconds) * time.Second,
+		policyEvery: time.Duration(config.PolicyRefreshSeconds) * time.Second,
+	}
+	// Rules and keys may lag the IdP by a few refreshes, never by much more.
+	m.policyMaxAge = 3*m.policyEvery + m.maxStale
+	m.state.refresh(time.Now(), m.endedEvery, m.policyEvery)
+	return m, nil
+}
+
+func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
+	now := time.Now()
+	m.state.refresh(now, m.endedEvery, m.policyEvery)
+	snap := m.state.ensurePolicy()
+	if snap.policy == nil {
+		// Without the policy even the header names to strip are unknown: refuse rather than guess.
+		answerJSON(rw, http.StatusServiceUnavailable, map[string]string{"error": "unavailable"})
+		return
+	}
+	p := snap.policy
+	stripIdentity(req.Header, p.Headers)
+	if now.Sub(snap.policyAt) > m.policyMaxAge {
+		m.askIdp(rw, req, p)
+		return
+	}
+	r := p.decide(normalizeHost(req.Host), normalizePath(req.URL.RequestURI()), req.Method)
+	if r.opaque {
+		m.askIdp(rw, req, p)
+		return
+	}
+	if r.Policy == "deny" {
+		forbid(rw, req)
+		return
+	}
+	who, result := m.sessionOf(req, snap, now)
+	if result == tokenUnsure {
+		m.state.askForKeys(now)
+	}
+	if result == tokenUnsure || result == listStale {
+		m.askIdp(rw, req, p)
+		return
+	}
+	switch {
+	case r.Policy == "public":
+		m.pass(rw, req, p.Headers, who)
+	case who == nil:
+		sendToLogin(rw, req, p)
+	case !r.admits(who.Sub, who.Groups):
+		log.Printf("nextauth plugin: %s may not %s %q%q", who.Sub, req.Method, req.Host, req.URL.Path)
+		forbid(rw, req)
+	default:
+		m.pass(rw, req, p.Headers, who)
+	}
+}
+
+// sessionOf reads the session cookie. Only a valid token needs the ended list, so only then can a stale
+// list make the plugin unsure.
+func (m *Middleware) sessionOf(req *http.Request, snap snapshot, now time.Time) (*session, verdict) {
+	cookie, cookieErr := req.Cookie(snap.policy.Cookie)
+	if cookieErr != nil {
+		return nil, tokenNone
+	}
+	found, result := checkToken(cookie.Value, snap.keys, snap.policy, now)
+	if result != tokenValid {
+		return nil, result
+	}
+	if !snap.haveEnded || now.Sub(snap.endedAt) > m.maxStale {
+		return nil, listStale
+	}
+	if _, ended := snap.ended[found.Sid]; ended {
+		return nil, tokenNone
+	}
+	return found, tokenValid
+}
+
+// stripIdentity drops every header the client sent under an identity header's name or an alias of it:
+// servers that turn header names into variables (CGI, WSGI, PHP) read Remote_User, Remote.User and
+// Remote~User all as REMOTE_USER, and Go keeps them apart.
+func stripIdentity(header http.Header, names headerNames) {
+	wanted := map[string]bool{}
+	for _, name := range names.all() {
+		wanted[fold(name)] = true
+	}
+	for name := range header {
+		if wanted[fold(name)] {
+			delete(header, name)
+		}
+	}
+}
+
+func fold(name string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case 'a' <= r && r <= 'z', '0' <= r && r <= '9':
+			return r
+		case 'A' <= r && r <= 'Z':
+			return r + ('a' - 'A')
+		}
+		return '-'
+	}, name)
+}
+
+func (m *Middleware) pass(rw http.ResponseWriter, req *http.Request, names headerNames, who *session) {
+	values := []string{"", "", "", "", ""}
+	if who != nil {
+		values = []string{who.Sub, who.Name, who.Email, strings.Join(who.Groups, ","), authMethod(who)}
+	}
+	for i, name := range names.all() {
+		req.Header.Set(name, headerValue(values[i]))
+	}
+	m.next.ServeHTTP(rw, req)
+}
+
+func authMethod(who *session) string {
+	for _, factor := range []string{"pin", "bio"} {
+		for _, amr := range who.Amr {
+			if amr == factor {
+				return who.Method + "+" + factor
+			}
+		}
+	}
+	return who.Method
+}
+
+func headerValue(text string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, text)
+}
+
+func sendToLogin(rw http.ResponseWriter, req *http.Request, p *policy) {
+	back := p.ReturnPath + "?" + url.Values{"url": {originalURL(req)}}.Encode()
+	login := p.LoginURL + "?" + url.Values{"next": {back}}.Encode()
+	if wantsHTML(req.Header.Values("Accept")) {
+		rw.Header().Set("Location", login)
+		rw.Header().Set("Cache-Control", "no-store")
+		rw.WriteHeader(http.StatusFound)
+		return
+	}
+	answerJSON(rw, http.StatusUnauthorized, map[string]string{"error": "unauthenticated", "login": login})
+}
+
+func forbid(rw http.ResponseWriter, req *http.Request) {
+	if wantsHTML(req.Header.Values("Accept")) {
+		rw.Header().Set("Content-Type", "text/html; charset=utf-8")
+		rw.Header().Set("Cache-Control", "no-store")
+		rw.WriteHeader(http.StatusForbidden)
+		_, _ = io.WriteString(rw, forbiddenHTML)
+		return
+	}
+	answerJSON(rw, http.StatusForbidden, map[string]string{"error": "forbidden"})
+}
+
+func answerJSON(rw http.ResponseWriter, status int, body map[string]string) {
+	var out bytes.Buffer
+	encoder := json.NewEncoder(&out)
+	encoder.SetEscapeHTML(false)
+	_ = encoder.Encode(body)
+	rw.Header().Set("Content-Type", "application/json")
+	rw.Header().Set("Cache-Control", "no-store")
+	rw.WriteHeader(status)
+	_, _ = rw.Write(out.Bytes())
+}
+
+// originalURL is what Traefik's forwardAuth reports as X-Forwarded-Proto/Host/Uri, joined as
+// idp/forwardauth/urls.py joins them.
+func originalURL(req *http.Request) string {
+	scheme := "http"
+	if req.TLS != nil {
+		scheme = "https"
+	}
+	host := strings.TrimSpace(req.Host)
+	uri := req.URL.RequestURI()
+	if !strings.HasPrefix(uri, "/") {
+		uri = "/"
+	}
+	full := scheme + "://" + host + uri
+	if len(full) > maxOriginalURL {
+		return scheme + "://" + host + "/"
+	}
+	return full
+}
+
+// wantsHTML: a browser navigating (Accept names text/html with a non-zero quality), not an API client.
+func wantsHTML(accept []string) bool {
+	for _, element := range strings.Split(strings.Join(accept, ","), ",") {
+		params := strings.Split(element, ";")
+		if strings.ToLower(strings.TrimSpace(params[0])) != "text/html" {
+			continue
+		}
+		quality := "1"
+		for _, param := range params[1:] {
+			key, value, _ := strings.Cut(param, "=")
+			if strings.ToLower(strings.TrimSpace(key)) == "q" {
+				quality = strings.TrimSpace(value)
+			}
+		}
+		if !zeroQuality(quality) {
+			return true
+		}
+	}
+	return false
+}
+
+func zeroQuality(q string) bool {
+	if q == "0" {
+		return true
+	}
+	if !strings.HasPrefix(q, "0.") || len(q) > 5 {
+		return false
+	}
+	return strings.Trim(q[2:], "0") == ""
+}
+
+// askIdp does what Traefik's forwardAuth middleware does (trustForwardHeader false): ask /auth/forward
+// with the request's headers and X-Forwarded-*, then pass on with its identity headers or answer with
+// its answer.
+func (m *Middleware) askIdp(rw http.ResponseWriter, req *http.Request, p *policy) {
+	// Distinct error names: Yaegi mixes up redeclared multi-value results.
+	ask, newErr := http.NewRequest(http.MethodGet, m.state.base+"/auth/forward", nil)
+	if newErr != nil {
+		answerJSON(rw, http.StatusServiceUnavailable, map[string]string{"error": "unavailable"})
+		return
+	}
+	for name, values := range req.Header {
+		ask.Header[name] = append([]string(nil), values...)
+	}
+	for _, name := range req.Header.Values("Connection") {
+		for _, listed := range strings.Split(name, ",") {
+			ask.Header.Del(strings.TrimSpace(listed))
+		}
+	}
+	for _, name := range hopHeaders {
+		ask.Header.Del(name)
+	}
+	ip, _, splitErr := net.SplitHostPort(req.RemoteAddr)
+	if splitErr == nil {
+		ask.Header.Set("X-Forwarded-For", ip)
+	}
+	scheme := "http"
+	if req.TLS != nil {
+		scheme = "https"
+	}
+	ask.Header.Set("X-Forwarded-Method", req.Method)
+	ask.Header.Set("X-Forwarded-Proto", scheme)
+	ask.Header.Set("X-Forwarded-Host", req.Host)
+	ask.Header.Set("X-Forwarded-Uri", req.URL.RequestURI())
+	status, header, body, callErr := m.state.call(ask)
+	if callErr != nil {
+		log.Printf("nextauth plugin: forward-auth at %s did not answer: %v", m.state.base, callErr)
+		answerJSON(rw, http.StatusServiceUnavailable, map[string]string{"error": "unavailable"})
+		return
+	}
+	if status >= 200 && status < 300 {
+		for _, name := range p.Headers.all() {
+			key := http.CanonicalHeaderKey(name)
+			req.Header.Del(key)
+			if values := header.Values(key); len(values) > 0 {
+				req.Header[key] = append([]string(nil), values...)
+			}
+		}
+		m.next.ServeHTTP(rw, req)
+		return
+	}
+	for name, values := range header {
+		rw.Header()[name] = append([]string(nil), values...)
+	}
+	for _, name := range hopHeaders {
+		rw.Header().Del(name)
+	}
+	rw.Header().Del("Content-Length")
+	rw.WriteHeader(status)
+	_, _ = rw.Write(body)
+}

@@ -1,0 +1,292 @@
+package nextauth
+
+// What the plugin knows about the IdP: its session keys, its policy (cookie, issuer, header names, access
+// rules) and the list of ended sessions. One copy per IdP address, shared by every middleware instance
+// (Traefik builds one per router and again on every configuration change), refreshed from the request
+// path by one background fetch at a time, so that no goroutine outlives a configuration.
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"sync"
+	"time"
+)
+
+const maxDocumentBytes = 8 << 20
+
+// An unknown kid asks for the keys again, but not more often than this.
+const unknownKeyRefresh = 5 * time.Second
+
+type snapshot struct {
+	keys      map[string]ed25519.PublicKey
+	policy    *policy
+	ended     map[string]int64
+	endedAt   time.Time // when the ended list last arrived
+	policyAt  time.Time
+	haveEnded bool
+}
+
+// Yaegi (Traefik's interpreter) mis-assigns tuple assignments to struct fields: one field per statement.
+type idpState struct {
+	base    string
+	token   string
+	timeout time.Duration
+	// A transport, not a client: redirects are answers to pass on, never to follow (and Yaegi cannot
+	// call back into an interpreted CheckRedirect).
+	transport *http.Transport
+
+	mu           sync.Mutex
+	current      snapshot
+	endedBusy    bool
+	policyBusy   bool
+	endedTried   time.Time
+	policyTried  time.Time
+	keysAskedFor time.Time
+	failing      bool
+
+	fetchMu sync.Mutex // one policy fetch at a time, waited for by the first requests
+}
+
+var (
+	statesMu sync.Mutex
+	states   = map[string]*idpState{}
+)
+
+func stateFor(base, token string, timeout time.Duration) *idpState {
+	statesMu.Lock()
+	defer statesMu.Unlock()
+	id := base + "\x00" + token
+	if s, ok := states[id]; ok {
+		return s
+	}
+	s := &idpState{
+		base:      base,
+		token:     token,
+		timeout:   timeout,
+		transport: http.DefaultTransport.(*http.Transport).Clone(),
+	}
+	states[id] = s
+	return s
+}
+
+func (s *idpState) snapshot() snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.current
+}
+
+// refresh starts the background fetches that are due.
+func (s *idpState) refresh(now time.Time, endedEvery, policyEvery time.Duration) {
+	s.mu.Lock()
+	startEnded := !s.endedBusy && now.Sub(s.endedTried) >= endedEvery
+	if startEnded {
+		s.endedBusy = true
+		s.endedTried = now
+	}
+	startPolicy := !s.policyBusy && now.Sub(s.policyTried) >= policyEvery
+	if startPolicy {
+		s.policyBusy = true
+		s.policyTried = now
+	}
+	s.mu.Unlock()
+	if startEnded {
+		go s.fetchEnded()
+	}
+	if startPolicy {
+		go s.fetchPolicyInBackground()
+	}
+}
+
+// askForKeys: a token names a key this plugin does not know; fetch the keys soon.
+func (s *idpState) askForKeys(now time.Time) {
+	s.mu.Lock()
+	start := !s.policyBusy && now.Sub(s.keysAskedFor) >= unknownKeyRefresh
+	if start {
+		s.policyBusy = true
+		s.policyTried = now
+		s.keysAskedFor = now
+	}
+	s.mu.Unlock()
+	if start {
+		go s.fetchPolicyInBackground()
+	}
+}
+
+// ensurePolicy fetches the policy now if there is none yet: without it the plugin cannot even tell which
+// headers to strip.
+func (s *idpState) ensurePolicy() snapshot {
+	if current := s.snapshot(); current.policy != nil {
+		return current
+	}
+	s.fetchMu.Lock()
+	if s.snapshot().policy == nil {
+		s.fetchPolicyLocked()
+	}
+	s.fetchMu.Unlock()
+	return s.snapshot()
+}
+
+func (s *idpState) fetchPolicyInBackground() {
+	s.fetchPolicy()
+	s.mu.Lock()
+	s.policyBusy = false
+	s.mu.Unlock()
+}
+
+func (s *idpState) fetchPolicy() {
+	s.fetchMu.Lock()
+	defer s.fetchMu.Unlock()
+	s.fetchPolicyLocked()
+}
+
+func (s *idpState) fetchPolicyLocked() {
+	body, err := s.get("/auth/policy")
+	if err != nil {
+		s.report(err)
+		return
+	}
+	p := parsePolicy(body)
+	if p == nil {
+		s.report(errors.New("/auth/policy: not a policy this plugin understands"))
+		return
+	}
+	body, err = s.get("/auth/keys")
+	if err != nil {
+		s.report(err)
+		return
+	}
+	keys, err := parseKeys(body)
+	if err != nil {
+		s.report(err)
+		return
+	}
+	s.mu.Lock()
+	s.current.policy = p
+	s.current.keys = keys
+	s.current.policyAt = time.Now()
+	s.mu.Unlock()
+	s.recovered()
+}
+
+func (s *idpState) fetchEnded() {
+	defer func() {
+		s.mu.Lock()
+		s.endedBusy = false
+		s.mu.Unlock()
+	}()
+	body, err := s.get("/auth/ended")
+	if err != nil {
+		s.report(err)
+		return
+	}
+	var doc struct {
+		Ended []struct {
+			Sid string `json:"sid"`
+			Exp int64  `json:"exp"`
+		} `json:"ended"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		s.report(fmt.Errorf("/auth/ended: %v", err))
+		return
+	}
+	ended := make(map[string]int64, len(doc.Ended))
+	for _, entry := range doc.Ended {
+		ended[entry.Sid] = entry.Exp
+	}
+	s.mu.Lock()
+	s.current.ended = ended
+	s.current.endedAt = time.Now()
+	s.current.haveEnded = true
+	s.mu.Unlock()
+	s.recovered()
+}
+
+func (s *idpState) get(path string) ([]byte, error) {
+	req, newErr := http.NewRequest(http.MethodGet, s.base+path, nil)
+	if newErr != nil {
+		return nil, newErr
+	}
+	req.Header.Set("Accept", "application/json")
+	if s.token != "" {
+		req.Header.Set("Authorization", "Bearer "+s.token)
+	}
+	status, _, body, callErr := s.call(req)
+	if callErr != nil {
+		return nil, fmt.Errorf("%s: %v", path, callErr)
+	}
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("%s: HTTP %d", path, status)
+	}
+	return body, nil
+}
+
+// call sends one request to the IdP within the timeout and reads the whole answer.
+func (s *idpState) call(req *http.Request) (int, http.Header, []byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	resp, tripErr := s.transport.RoundTrip(req.WithContext(ctx))
+	if tripErr != nil {
+		return 0, nil, nil, tripErr
+	}
+	defer resp.Body.Close()
+	body, readErr := io.ReadAll(io.LimitReader(resp.Body, maxDocumentBytes))
+	if readErr != nil {
+		return 0, nil, nil, readErr
+	}
+	return resp.StatusCode, resp.Header, body, nil
+}
+
+// report logs the first failure of a run, not every retry.
+func (s *idpState) report(err error) {
+	s.mu.Lock()
+	first := !s.failing
+	s.failing = true
+	s.mu.Unlock()
+	if first {
+		log.Printf("nextauth plugin: cannot read from the IdP at %s, asking its forward-auth instead: %v", s.base, err)
+	}
+}
+
+func (s *idpState) recovered() {
+	s.mu.Lock()
+	was := s.failing
+	s.failing = false
+	s.mu.Unlock()
+	if was {
+		log.Printf("nextauth plugin: reading from the IdP at %s again", s.base)
+	}
+}
+
+func parseKeys(body []byte) (map[string]ed25519.PublicKey, error) {
+	var jwks struct {
+		Keys []struct {
+			Kty string `json:"kty"`
+			Crv string `json:"crv"`
+			X   string `json:"x"`
+			Kid string `json:"kid"`
+			Alg string `json:"alg"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal(body, &jwks); err != nil {
+		return nil, fmt.Errorf("/auth/keys: %v", err)
+	}
+	keys := map[string]ed25519.PublicKey{}
+	for _, key := range jwks.Keys {
+		if key.Kty != "OKP" || key.Crv != "Ed25519" || key.Kid == "" || (key.Alg != "" && key.Alg != "Ed25519") {
+			continue
+		}
+		raw, err := base64.RawURLEncoding.DecodeString(key.X)
+		if err != nil || len(raw) != ed25519.PublicKeySize {
+			continue
+		}
+		keys[key.Kid] = ed25519.PublicKey(raw)
+	}
+	return keys, nil
+}
