@@ -415,9 +415,9 @@ def test_safe_return_allows_what_is_listed() -> None:
     ):
         assert safe_return(good, allowed, idp_url=ISSUER) == good
     assert safe_return(f"{ISSUER}/whoami", [], idp_url=ISSUER) == f"{ISSUER}/whoami"
-    # An IdP on https never sends a browser back over plain http.
-    assert safe_return("http://a.example.test/", allowed, idp_url="https://idp.example.test") is None
-    assert safe_return("https://a.example.test/", allowed, idp_url="https://idp.example.test")
+    assert safe_return("http://a.example.test/", allowed, idp_url="https://idp.example.test")
+    assert safe_return("https://idp.example.test/x", [], idp_url="https://idp.example.test")
+    assert safe_return("https://idp.example.test:8443/x", [], idp_url="https://idp.example.test") is None
 
 
 # -- what the plugin fetches -----------------------------------------------------------------------------

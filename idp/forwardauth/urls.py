@@ -50,8 +50,12 @@ def wants_html(accept: str | None) -> bool:
 
 
 def safe_return(url: str | None, allowed: Iterable[HostPattern], *, idp_url: str) -> str | None:
-    """``url`` if it leads to an allowed host over http(s) (https only when the IdP is on https); None for
-    anything else: other hosts, user info, odd characters, relative or scheme-less URLs."""
+    """``url`` if it leads to an allowed host (or the IdP) over http or https; None for anything else:
+    other hosts, user info, odd characters, relative or scheme-less URLs.
+
+    Plain http stays allowed behind an https IdP: Traefik's forwardAuth reports the scheme of the
+    connection it received, which is http behind a load balancer that ends TLS, and the session cookie
+    is Secure anyway."""
     if not url or len(url) > MAX_URL or any(not 0x21 <= ord(c) <= 0x7E for c in url) or "\\" in url:
         return None
     try:
@@ -60,8 +64,7 @@ def safe_return(url: str | None, allowed: Iterable[HostPattern], *, idp_url: str
     except ValueError:
         return None
     idp = urlsplit(idp_url)
-    schemes = ("https",) if idp.scheme == "https" else ("http", "https")
-    if parts.scheme not in schemes or not parts.hostname or "@" in parts.netloc:
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
         return None
     effective = port or (443 if parts.scheme == "https" else 80)
     if parts.hostname == idp.hostname and effective == (idp.port or (443 if idp.scheme == "https" else 80)):

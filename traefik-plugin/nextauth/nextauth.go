@@ -44,7 +44,8 @@ type Config struct {
 	IdpURL string `json:"idpUrl,omitempty"`
 	// Token is NEXTAUTH_IDP_FORWARD_AUTH_PLUGIN_TOKEN when the IdP has one.
 	Token string `json:"token,omitempty"`
-	// RefreshSeconds: how often the ended-session list is fetched while requests arrive.
+	// RefreshSeconds: how old the ended-session list may be before a request with a session waits for a
+	// fresh one; a logout at the IdP counts within this time (plus the IdP's 1.5 s cache).
 	RefreshSeconds int `json:"refreshSeconds,omitempty"`
 	// MaxStaleSeconds: an ended list older than this is not trusted; the IdP decides instead.
 	MaxStaleSeconds int `json:"maxStaleSeconds,omitempty"`
@@ -93,13 +94,13 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 	}
 	// Rules and keys may lag the IdP by a few refreshes, never by much more.
 	m.policyMaxAge = 3*m.policyEvery + m.maxStale
-	m.state.refresh(time.Now(), m.endedEvery, m.policyEvery)
+	m.state.refresh(time.Now(), m.policyEvery)
 	return m, nil
 }
 
 func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	now := time.Now()
-	m.state.refresh(now, m.endedEvery, m.policyEvery)
+	m.state.refresh(now, m.policyEvery)
 	snap := m.state.ensurePolicy()
 	if snap.policy == nil {
 		// Without the policy even the header names to strip are unknown: refuse rather than guess.
@@ -153,10 +154,11 @@ func (m *Middleware) sessionOf(req *http.Request, snap snapshot, now time.Time) 
 	if result != tokenValid {
 		return nil, result
 	}
-	if !snap.haveEnded || now.Sub(snap.endedAt) > m.maxStale {
+	ended, usable := m.state.endedList(m.endedEvery, m.maxStale)
+	if !usable {
 		return nil, listStale
 	}
-	if _, ended := snap.ended[found.Sid]; ended {
+	if _, isEnded := ended[found.Sid]; isEnded {
 		return nil, tokenNone
 	}
 	return found, tokenValid

@@ -2,8 +2,10 @@ package nextauth
 
 // What the plugin knows about the IdP: its session keys, its policy (cookie, issuer, header names, access
 // rules) and the list of ended sessions. One copy per IdP address, shared by every middleware instance
-// (Traefik builds one per router and again on every configuration change), refreshed from the request
-// path by one background fetch at a time, so that no goroutine outlives a configuration.
+// (Traefik builds one per router and again on every configuration change). Keys and policy are refreshed
+// in the background, one fetch at a time, started from the request path so that no goroutine outlives a
+// configuration. The ended list is fetched on the request path when a session needs it and the copy is
+// due: a logout then counts for every request after refreshSeconds, however long the plugin sat idle.
 
 import (
 	"context"
@@ -44,7 +46,6 @@ type idpState struct {
 
 	mu           sync.Mutex
 	current      snapshot
-	endedBusy    bool
 	policyBusy   bool
 	endedTried   time.Time
 	policyTried  time.Time
@@ -52,6 +53,7 @@ type idpState struct {
 	failing      bool
 
 	fetchMu sync.Mutex // one policy fetch at a time, waited for by the first requests
+	endedMu sync.Mutex // one ended-list fetch at a time, waited for by the requests that need it
 }
 
 var (
@@ -82,26 +84,52 @@ func (s *idpState) snapshot() snapshot {
 	return s.current
 }
 
-// refresh starts the background fetches that are due.
-func (s *idpState) refresh(now time.Time, endedEvery, policyEvery time.Duration) {
+// refresh starts a background fetch of keys and policy when one is due.
+func (s *idpState) refresh(now time.Time, policyEvery time.Duration) {
 	s.mu.Lock()
-	startEnded := !s.endedBusy && now.Sub(s.endedTried) >= endedEvery
-	if startEnded {
-		s.endedBusy = true
-		s.endedTried = now
-	}
-	startPolicy := !s.policyBusy && now.Sub(s.policyTried) >= policyEvery
-	if startPolicy {
+	start := !s.policyBusy && now.Sub(s.policyTried) >= policyEvery
+	if start {
 		s.policyBusy = true
 		s.policyTried = now
 	}
 	s.mu.Unlock()
-	if startEnded {
-		go s.fetchEnded()
-	}
-	if startPolicy {
+	if start {
 		go s.fetchPolicyInBackground()
 	}
+}
+
+// endedList returns the ended sessions, fetched first when the copy is older than every; false when the
+// IdP cannot be read and no copy younger than maxStale is left.
+func (s *idpState) endedList(every, maxStale time.Duration) (map[string]int64, bool) {
+	if ended, fresh := s.endedNewerThan(every); fresh {
+		return ended, true
+	}
+	s.endedMu.Lock()
+	if _, fresh := s.endedNewerThan(every); !fresh && s.mayTryEnded() {
+		s.fetchEnded()
+	}
+	s.endedMu.Unlock()
+	return s.endedNewerThan(maxStale)
+}
+
+func (s *idpState) endedNewerThan(age time.Duration) (map[string]int64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.current.haveEnded && time.Since(s.current.endedAt) <= age {
+		return s.current.ended, true
+	}
+	return nil, false
+}
+
+// mayTryEnded: after a failed fetch, requests do not wait for another one for a second.
+func (s *idpState) mayTryEnded() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if time.Since(s.endedTried) < time.Second {
+		return false
+	}
+	s.endedTried = time.Now()
+	return true
 }
 
 // askForKeys: a token names a key this plugin does not know; fetch the keys soon.
@@ -176,11 +204,6 @@ func (s *idpState) fetchPolicyLocked() {
 }
 
 func (s *idpState) fetchEnded() {
-	defer func() {
-		s.mu.Lock()
-		s.endedBusy = false
-		s.mu.Unlock()
-	}()
 	body, err := s.get("/auth/ended")
 	if err != nil {
 		s.report(err)
