@@ -158,9 +158,7 @@ def _progress(what: str) -> None:
 
 def _machine() -> str:
     versions = common.tool_versions()
-    return (
-        f"{versions.get('CPU', '?')}, {versions.get('platform', '?')}, Python {versions.get('Python', '?')}"
-    )
+    return f"{versions.get('CPU', '?')}, {versions.get('platform', '?')}, {versions.get('Python', '?')}"
 
 
 def _loadgen_ceiling(quick: bool) -> dict[str, Any]:

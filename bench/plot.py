@@ -28,6 +28,7 @@ def write(path: Path, *, title: str, sigmai: Any, logins: Any, http: Any, oidc: 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     figure, axes = plt.subplots(2, 2, figsize=(13, 9))
     figure.suptitle(title, fontsize=9)
@@ -42,7 +43,12 @@ def write(path: Path, *, title: str, sigmai: Any, logins: Any, http: Any, oidc: 
         _bar_labels(ax, measured, [f"{r.server_per_second:,.0f}" for r in sigmai])
         _bar_labels(ax, ceiling, [f"{r.ceiling_per_second:,.0f}" for r in sigmai])
         ax.set_xticks(list(x), [f"{n} device key" for n in names])
-        ax.legend([measured, ceiling], ["server share, measured", "primitive ceiling"], fontsize=8)
+        ax.legend(
+            [measured, ceiling],
+            ["server share, measured", "primitive ceiling"],
+            fontsize=8,
+            loc="lower right",
+        )
     ax.set_title("sigmai handshakes/s, one core", fontsize=10)
     ax.set_ylabel("handshakes/s")
 
@@ -114,8 +120,9 @@ def write(path: Path, *, title: str, sigmai: Any, logins: Any, http: Any, oidc: 
         ax.set_xticks(range(len(steps)), steps)
         ax.set_yscale("log")
         top = max(m.figures["per_second"] for m in measured)
-        ax.set_ylim(top=10 ** (math.log10(max(top, 10)) + 0.5))
-        ax.legend(fontsize=7)
+        ax.set_ylim(bottom=10, top=10 ** (math.log10(max(top, 10)) + 0.6))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _position: f"{value:,.0f}"))
+        ax.legend(fontsize=7, loc="upper left")
     ax.set_title("OIDC requests/s, ours against node oidc-provider", fontsize=10)
     ax.set_ylabel("requests/s (log)")
 

@@ -11,7 +11,9 @@
 // /interaction/<uid>, which this script finishes at once for the account "bench-user"; consent is taken
 // as given (loadExistingGrant grants the requested scopes, as a provider does for its own first-party
 // clients). Later requests in the same session go straight back to the client with a code.
-// State lives in the provider's default in-memory adapter. Prints "ready <port>" once listening.
+// State lives in memory, in the Map-based adapter below: the provider's own development adapter keeps
+// only the last 1000 entries, fewer than the codes and tokens of one benchmark run, so evicted codes
+// would fail as invalid_grant. Prints "ready <port>" once listening.
 
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import http from 'node:http';
@@ -32,12 +34,76 @@ const clients = JSON.parse(process.env.BENCH_OP_CLIENTS || '[]').map((client) =>
 const codeTtl = Number(process.env.BENCH_OP_CODE_TTL || 600);
 const ACCOUNT = 'bench-user';
 
+// In-memory storage for the provider's models, unbounded, entries dropped when they expire.
+const entries = new Map(); // "<model>:<id>" -> { payload, expiresAt }
+const byGrant = new Map(); // grantId -> Set of entry keys
+const byUid = new Map(); // uid -> entry key (sessions)
+const byUserCode = new Map(); // user code -> entry key (device flow; unused here, part of the interface)
+
+class BenchAdapter {
+  constructor(model) {
+    this.model = model;
+  }
+
+  entryKey(id) {
+    return `${this.model}:${id}`;
+  }
+
+  async upsert(id, payload, expiresIn) {
+    const key = this.entryKey(id);
+    entries.set(key, { payload, expiresAt: expiresIn ? Date.now() + expiresIn * 1000 : Infinity });
+    if (payload.grantId) {
+      if (!byGrant.has(payload.grantId)) byGrant.set(payload.grantId, new Set());
+      byGrant.get(payload.grantId).add(key);
+    }
+    if (payload.uid) byUid.set(payload.uid, key);
+    if (payload.userCode) byUserCode.set(payload.userCode, key);
+  }
+
+  read(key) {
+    const entry = key && entries.get(key);
+    if (!entry) return undefined;
+    if (entry.expiresAt < Date.now()) {
+      entries.delete(key);
+      return undefined;
+    }
+    return entry.payload;
+  }
+
+  async find(id) {
+    return this.read(this.entryKey(id));
+  }
+
+  async findByUid(uid) {
+    return this.read(byUid.get(uid));
+  }
+
+  async findByUserCode(userCode) {
+    return this.read(byUserCode.get(userCode));
+  }
+
+  async consume(id) {
+    const payload = this.read(this.entryKey(id));
+    if (payload) payload.consumed = Math.floor(Date.now() / 1000);
+  }
+
+  async destroy(id) {
+    entries.delete(this.entryKey(id));
+  }
+
+  async revokeByGrantId(grantId) {
+    for (const key of byGrant.get(grantId) || []) entries.delete(key);
+    byGrant.delete(grantId);
+  }
+}
+
 function signingKey(type, options, alg) {
   const { privateKey } = generateKeyPairSync(type, options);
   return { ...privateKey.export({ format: 'jwk' }), alg, use: 'sig', kid: `${alg}-${randomBytes(4).toString('hex')}` };
 }
 
 const configuration = {
+  adapter: BenchAdapter,
   clients,
   jwks: {
     keys: [
