@@ -51,7 +51,12 @@ from tests.fixtures.traefik import (
 from tests.test_flows import PIN, enrol
 
 MODES = ("forward-auth", "plugin")
-SUFFIX = {"forward-auth": "fa.test", "plugin": "plugin.test"}
+SUFFIX = {
+    "forward-auth": "fa.test",
+    "plugin": "plugin.test",
+    "dead-fa": "deadfa.test",
+    "dead-plugin": "deadplugin.test",
+}
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 API = "application/json"
 IDENTITY = ("Remote-User", "Remote-Name", "Remote-Email", "Remote-Groups", "Remote-Auth-Method")
@@ -193,6 +198,9 @@ def traefik(
 ) -> Iterator[RunningTraefik]:
     middlewares = shipped_middlewares()
     middlewares["nextauth-forward-auth"]["forwardAuth"]["address"] = f"{idp_url}/auth/forward"
+    unreachable = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    middlewares["dead-forward-auth"] = {"forwardAuth": {"address": f"{unreachable}/auth/forward"}}
+    middlewares["dead-plugin"] = {"plugin": {"nextauth": {"idpUrl": unreachable, "timeoutSeconds": 1}}}
     plugin = middlewares["nextauth-plugin"]["plugin"]["nextauth"]
     plugin.update(
         idpUrl=proxy.url,
@@ -214,6 +222,18 @@ def traefik(
                     "rule": r"HostRegexp(`^[a-z]+\.plugin\.test$`)",
                     "entryPoints": ["web", "bare"],
                     "middlewares": ["nextauth-plugin"],
+                    "service": "echo",
+                },
+                "dead-fa": {
+                    "rule": "Host(`app.deadfa.test`)",
+                    "entryPoints": ["web"],
+                    "middlewares": ["nextauth-strip-identity", "dead-forward-auth"],
+                    "service": "echo",
+                },
+                "dead-plugin": {
+                    "rule": "Host(`app.deadplugin.test`)",
+                    "entryPoints": ["web"],
+                    "middlewares": ["dead-plugin"],
                     "service": "echo",
                 },
             },
@@ -544,6 +564,16 @@ def test_logout_at_the_idp_ends_access(traefik: RunningTraefik, idp_url: str, ph
         assert time.monotonic() < deadline, "the plugin still lets an ended session through"
         time.sleep(0.2)
     assert through(traefik, "plugin", "/staff", token=token, accept=BROWSER).status_code == 302
+
+
+@pytest.mark.parametrize("mode", ["dead-fa", "dead-plugin"])
+def test_nothing_gets_through_while_the_idp_is_unreachable(
+    traefik: RunningTraefik, tina: str, mode: str
+) -> None:
+    for path in ("/staff", "/public"):
+        for token in (tina, None):
+            answer = through(traefik, mode, path, token=token, headers=FORGED)
+            assert answer.status_code >= 500, (path, answer.status_code, answer.text)
 
 
 # -- the plugin's own behaviour --------------------------------------------------------------------------

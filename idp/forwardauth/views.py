@@ -79,16 +79,12 @@ def _configure(setup: BlueprintSetupState) -> None:
         settings=settings, reader=SessionReader(idp.sessions, idp.keys), ended=EndedList(idp.sessions)
     )
     log.info(
-        "forward-auth: %d rule(s), default %s; returns to %s",
+        "forward-auth: %d rule(s), default %s; returns browsers to %s",
         len(settings.rules.rules),
         settings.rules.default.policy,
-        ", ".join(p.host + (f":{p.port}" if p.port else "") for p in settings.return_hosts) or "the IdP only",
+        ", ".join(p.host + (f":{p.port}" if p.port else "") for p in settings.return_hosts)
+        or "the IdP only (NEXTAUTH_IDP_FORWARD_AUTH_HOSTS names the protected hosts)",
     )
-    if not settings.return_hosts:
-        log.warning(
-            "forward-auth: NEXTAUTH_IDP_FORWARD_AUTH_HOSTS is not set; after login, browsers cannot be "
-            "sent back to the applications behind the proxy"
-        )
 
 
 def _json(status: int, body: dict[str, Any], **headers: str) -> Response:

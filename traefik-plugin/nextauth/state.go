@@ -52,6 +52,8 @@ type idpState struct {
 	keysAskedFor time.Time
 	failing      bool
 
+	policySyncTried time.Time
+
 	fetchMu sync.Mutex // one policy fetch at a time, waited for by the first requests
 	endedMu sync.Mutex // one ended-list fetch at a time, waited for by the requests that need it
 }
@@ -154,11 +156,23 @@ func (s *idpState) ensurePolicy() snapshot {
 		return current
 	}
 	s.fetchMu.Lock()
-	if s.snapshot().policy == nil {
+	if s.snapshot().policy == nil && s.mayTryPolicy() {
 		s.fetchPolicyLocked()
 	}
 	s.fetchMu.Unlock()
 	return s.snapshot()
+}
+
+// mayTryPolicy: while the IdP cannot be read, one request a second waits for another try; the others
+// are answered at once.
+func (s *idpState) mayTryPolicy() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if time.Since(s.policySyncTried) < time.Second {
+		return false
+	}
+	s.policySyncTried = time.Now()
+	return true
 }
 
 func (s *idpState) fetchPolicyInBackground() {
@@ -273,7 +287,8 @@ func (s *idpState) report(err error) {
 	s.failing = true
 	s.mu.Unlock()
 	if first {
-		log.Printf("nextauth plugin: cannot read from the IdP at %s, asking its forward-auth instead: %v", s.base, err)
+		log.Printf("nextauth plugin: cannot read from the IdP at %s (its forward-auth decides while "+
+			"this plugin's copy is too old): %v", s.base, err)
 	}
 }
 
