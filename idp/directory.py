@@ -5,6 +5,7 @@ more. Operators fill the directory with ``nextauth user set``.
 """
 
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -50,13 +51,27 @@ def _check(profile: Profile) -> None:
 
 
 class Directory:
-    def __init__(self, engine: Engine) -> None:
+    """``cache_seconds``: how long a running IdP may answer from memory (token endpoints read a profile
+    per request); the commands use 0."""
+
+    def __init__(self, engine: Engine, *, cache_seconds: float = 0.0) -> None:
         self._engine = engine
+        self._cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, Profile]] = {}
 
     def get(self, user_id: str) -> Profile:
+        now = time.monotonic()
+        cached = self._cache.get(user_id)
+        if cached is not None and now - cached[0] < self._cache_seconds:
+            return cached[1]
         with Session(self._engine) as db:
             row = db.get(DirectoryUser, user_id)
-            return _profile(row) if row is not None else Profile(user_id=user_id)
+            profile = _profile(row) if row is not None else Profile(user_id=user_id)
+        if self._cache_seconds > 0:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[user_id] = (now, profile)
+        return profile
 
     def put(self, profile: Profile) -> Profile:
         _check(profile)
@@ -70,6 +85,7 @@ class Directory:
             row.email_verified = profile.email_verified
             row.groups = json.dumps(list(profile.groups))
             row.updated_at = datetime.now(UTC)
+        self._cache.pop(profile.user_id, None)
         return profile
 
     def delete(self, user_id: str) -> bool:

@@ -135,7 +135,7 @@ def build_services(settings: IdpSettings) -> IdpServices:
         engine=engine,
         kv=kv,
         keys=keys,
-        directory=Directory(engine),
+        directory=Directory(engine, cache_seconds=5.0),
         sessions=SessionManager(engine, kv, keys, issuer=settings.public_url, lifetime=lifetime),
         issuer=settings.public_url,
         cookie_domain=settings.cookie_domain,

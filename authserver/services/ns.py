@@ -21,6 +21,7 @@ from authserver.ns.transactions import TransactionService
 from authserver.services.info_api import add_info_route
 from authserver.services.runtime import Component, build_component
 from authserver.storage.kv import KeyValueStore
+from authserver.transport.wsgi import NoDelayHandler
 
 log = logging.getLogger("nextauth.ns")
 
@@ -130,6 +131,7 @@ def build(
         (listen.host, listen.port),
         make_browser_app(kv, servers, login, push),
         log=None,
+        handler_class=NoDelayHandler,
         **component.tls_kwargs("websocket"),
     )
     component.urls["websocket"] = component.url("websocket", "ws")
