@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from authserver.storage.idp_models import SigningKey
 
+UNKNOWN_KID_RELOAD_SECONDS = 5.0
 ALGORITHMS = {"session": ("Ed25519",), "oidc": ("ES256", "RS256"), "saml": ("RS256",)}
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 JoseKey = OKPKey | ECKey | RSAKey
@@ -153,7 +154,10 @@ class KeyRing:
         for key in self._all():
             if key.kid == kid:
                 return key
-        # A key created by another instance since the last refresh.
+        # Perhaps a key another instance created since the last refresh: look again, but not more than
+        # once every few seconds, or tokens with made-up kids would each cost a database query.
+        if time.monotonic() - self._loaded_at < UNKNOWN_KID_RELOAD_SECONDS:
+            return None
         self.reload()
         return next((key for key in self._keys if key.kid == kid), None)
 

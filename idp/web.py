@@ -43,6 +43,7 @@ def safe_next(target: str | None) -> str:
         or not target.startswith("/")
         or target.startswith("//")
         or "\\" in target
+        or not target.isprintable()  # a line break would split the Location header
     ):
         return "/"
     return target

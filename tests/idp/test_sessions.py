@@ -184,3 +184,16 @@ def test_rotation_keeps_old_tokens_valid_and_publishes_both_keys(parts: tuple) -
         jwt.decode(new_token, ring.active("session", "Ed25519").jose, algorithms=["Ed25519"]).header["kid"]
         == new_kid
     )
+
+
+def test_made_up_key_ids_do_not_each_cost_a_database_query(
+    parts: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _manager, ring, *_ = parts
+    ring.active("session", "Ed25519")
+    reloads = []
+    original = ring.reload
+    monkeypatch.setattr(ring, "reload", lambda: (reloads.append(1), original())[1])
+    for n in range(50):
+        assert ring.by_kid(f"made-up-{n}") is None
+    assert len(reloads) == 0  # the ring was just loaded: within a few seconds, no second look

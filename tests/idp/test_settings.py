@@ -6,6 +6,7 @@ import pytest
 
 from authserver.config import ConfigError
 from idp.server import load_settings
+from idp.web import safe_next
 
 BASE = {
     "NEXTAUTH_IDP_SECRET_KEY": "k" * 40,
@@ -60,3 +61,26 @@ def test_public_url_loses_its_trailing_slash(tmp_path: Path) -> None:
         {**BASE, "NEXTAUTH_IDP_PUBLIC_URL": "https://id.example.com/"}, data_dir=tmp_path
     )
     assert settings.public_url == "https://id.example.com"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://evil.example/",
+        "//evil.example/x",
+        "/\\evil.example",
+        "javascript:alert(1)",
+        "evil",
+        "/a\r\nSet-Cookie: x=1",
+        "/a\tb",
+        "/a\x00",
+    ],
+)
+def test_login_returns_only_to_plain_local_paths(target: str) -> None:
+    assert safe_next(target) == "/"
+
+
+def test_local_paths_with_queries_are_kept() -> None:
+    assert safe_next("/oidc/authorize?client_id=a&redirect_uri=https%3A%2F%2Fx") == (
+        "/oidc/authorize?client_id=a&redirect_uri=https%3A%2F%2Fx"
+    )
