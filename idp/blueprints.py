@@ -11,4 +11,7 @@ def blueprints() -> list[Blueprint]:
     from idp.forwardauth import blueprint as forward_auth
 
     found.append(forward_auth())
+    from idp.saml.endpoints import blueprint as saml
+
+    found.append(saml)
     return found

@@ -66,11 +66,13 @@ def _user(args: argparse.Namespace, engine: Engine) -> Any:
 def commands() -> dict[str, tuple[str, Command]]:
     """name -> (help, command). Protocol modules add theirs here."""
     from idp.oidc import commands as oidc
+    from idp.saml import commands as saml
 
     found: dict[str, tuple[str, Command]] = {
         "user": ("the IdP's user directory: names, e-mail addresses, groups", (_user_arguments, _user)),
         "oidc-client": ("OpenID Connect clients of the IdP", (oidc.client_arguments, oidc.client_command)),
         "idp-keys": ("the IdP's signing keys: list, rotate", (oidc.keys_arguments, oidc.keys_command)),
+        "saml-sp": (saml.HELP, (saml.arguments, saml.run)),
     }
     return found
 

@@ -1,0 +1,159 @@
+"""The checks every SAML message from a service provider passes before the IdP acts on it.
+
+Signature (against the keys in the SP's registered metadata only, SHA-1 refused), Destination (this very
+endpoint), age (IssueInstant), and single use (the message ID, remembered in the shared store for longer
+than a message stays acceptable).
+"""
+
+import hashlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from saml2 import SamlBase, samlp
+from saml2.validate import valid_instance
+
+from authserver.storage.kv import KeyValueStore
+from idp.saml.bindings import SHA1_ALGORITHMS, WEAK_ALGORITHM, Incoming, verify_query_signature
+from idp.saml.errors import SamlError
+from idp.saml.names import BINDING_REDIRECT
+from idp.saml.registry import ServiceProvider
+from idp.saml.xmlsecurity import XmlSecurity
+
+log = logging.getLogger("nextauth.idp.saml")
+
+MAX_AGE = timedelta(minutes=5)
+CLOCK_SKEW = timedelta(minutes=1)
+SEEN_PREFIX = "saml:seen:"
+SEEN_TTL = (MAX_AGE + 2 * CLOCK_SKEW).total_seconds()
+MAX_ID = 256
+
+PARSERS: dict[str, Callable[[bytes], SamlBase | None]] = {
+    "authn_request": samlp.authn_request_from_string,
+    "logout_request": samlp.logout_request_from_string,
+    "logout_response": samlp.logout_response_from_string,
+}
+LABELS = {
+    "authn_request": "AuthnRequest",
+    "logout_request": "LogoutRequest",
+    "logout_response": "LogoutResponse",
+}
+
+
+def parse(incoming: Incoming, msgtype: str) -> SamlBase:
+    try:
+        message = PARSERS[msgtype](incoming.xml)
+    except Exception as exc:  # defusedxml and pysaml2 raise many kinds; the answer is the same
+        raise SamlError(f"The {LABELS[msgtype]} is not well-formed XML.", detail=type(exc).__name__) from exc
+    if message is None:
+        raise SamlError(f"Expected a SAML {LABELS[msgtype]}.")
+    try:
+        valid_instance(message)
+    except Exception as exc:  # NotValid mostly; malformed values raise others
+        raise SamlError(f"The {LABELS[msgtype]} is not valid SAML.", detail=str(exc)[:200]) from exc
+    if message.version != "2.0":
+        raise SamlError("Only SAML 2.0 messages are accepted.")
+    if not message.id or len(message.id) > MAX_ID:
+        raise SamlError(f"The {LABELS[msgtype]} has no usable ID.")
+    return message
+
+
+def sender(message: SamlBase) -> str:
+    text = message.issuer.text.strip() if message.issuer is not None and message.issuer.text else ""
+    if not text:
+        raise SamlError("The message does not name its sender (Issuer).")
+    return text
+
+
+def check_signature(
+    incoming: Incoming,
+    message: SamlBase,
+    msgtype: str,
+    sp: ServiceProvider,
+    security: Callable[[], XmlSecurity],
+    *,
+    required: bool,
+) -> bool:
+    """Verifies the signature if there is one; True if the message was signed. ``security`` builds the
+    verifier for this SP's keys (only when an XML signature must be checked)."""
+    label = LABELS[msgtype]
+    if incoming.binding == BINDING_REDIRECT:
+        # The Redirect binding signs the query string; a signature inside the XML is not used there.
+        if incoming.query_signature is None:
+            if required:
+                raise SamlError(
+                    f"This application must sign its {label}, and this one is not signed.", status=403
+                )
+            return False
+        if not sp.metadata.signing_certs:
+            raise SamlError("The application's metadata has no signing certificate to check this signature.")
+        verify_query_signature(incoming.query_signature, sp.metadata.signing_certs)
+        return True
+    if message.signature is None:
+        if required:
+            raise SamlError(
+                f"This application must sign its {label}, and this one is not signed.", status=403
+            )
+        return False
+    signed_info = message.signature.signed_info
+    algorithms = [signed_info.signature_method.algorithm] + [
+        r.digest_method.algorithm for r in signed_info.reference
+    ]
+    if any(algorithm in SHA1_ALGORITHMS or algorithm.endswith("#sha1") for algorithm in algorithms):
+        raise SamlError(WEAK_ALGORITHM)
+    if not sp.metadata.signing_certs:
+        raise SamlError("The application's metadata has no signing certificate to check this signature.")
+    try:
+        security().verify(incoming.xml.decode("utf-8"), msgtype)
+    except Exception as exc:  # pysaml2 signals a bad signature with several exception types
+        raise SamlError(
+            f"The signature of this {label} does not verify with the application's registered keys.",
+            status=403,
+            detail=type(exc).__name__,
+        ) from exc
+    return True
+
+
+def check_destination(message: SamlBase, endpoint_url: str, signed: bool) -> None:
+    if message.destination:
+        if message.destination != endpoint_url:
+            raise SamlError(
+                "This message was addressed to another endpoint (Destination); check the IdP URLs the "
+                "application uses.",
+                detail=f"destination {message.destination[:200]!r}, expected {endpoint_url!r}",
+            )
+    elif signed:
+        # A signed message must say where it is going (SAML bindings 3.4.5.2, 3.5.5.2).
+        raise SamlError("This signed message does not say where it is going (Destination).")
+
+
+def _instant(text: str | None, what: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat((text or "").strip())
+    except ValueError as exc:
+        raise SamlError(f"The message's {what} is not a date and time.") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def check_age(message: SamlBase, now: datetime | None = None) -> None:
+    now = now or datetime.now(UTC)
+    issued = _instant(message.issue_instant, "IssueInstant")
+    if issued < now - MAX_AGE - CLOCK_SKEW or issued > now + CLOCK_SKEW:
+        raise SamlError(
+            "This request is too old or dated in the future. Go back to the application and try again; "
+            "if it happens again, check the clocks.",
+            detail=f"IssueInstant {message.issue_instant}",
+        )
+    not_on_or_after = getattr(message, "not_on_or_after", None)
+    if not_on_or_after and _instant(not_on_or_after, "NotOnOrAfter") <= now - CLOCK_SKEW:
+        raise SamlError("This request has expired (NotOnOrAfter). Go back to the application and try again.")
+
+
+def check_replay(kv: KeyValueStore, sp_entity_id: str, message_id: str) -> None:
+    """Each message ID once per SP, for as long as the message could pass ``check_age``."""
+    digest = hashlib.sha256(f"{sp_entity_id}\n{message_id}".encode()).hexdigest()
+    if not kv.set_if_absent(SEEN_PREFIX + digest, b"1", ttl=SEEN_TTL):
+        raise SamlError(
+            "This request was already used. Go back to the application and start again.",
+            detail=f"replayed ID from {sp_entity_id}",
+        )

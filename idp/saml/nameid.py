@@ -1,0 +1,54 @@
+"""The NameID an SP learns for a user.
+
+- ``persistent``: the same value for a user at one SP every time, different at every other SP, and not the
+  user id: base64url(HMAC-SHA256(secret, [SP entity id, user id])). The secret is
+  ``NEXTAUTH_IDP_SAML_NAMEID_SECRET`` if set, else derived from the IdP's secret key; changing it changes
+  every persistent NameID.
+- ``transient``: random, for one session at one SP.
+- ``email``: the user's e-mail address, only if the directory marks it verified.
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+
+from idp.saml.errors import SamlError
+from idp.sessions import SignedInUser
+
+MAX_NAME_ID = 255  # idp_rp_logins.name_id, which single logout looks sessions up by
+
+
+def derive_secret(secret_key: bytes) -> bytes:
+    """A key of its own for NameIDs: nothing else keyed by the IdP's secret can be confused with it."""
+    return hmac.new(secret_key, b"nextauth saml persistent nameid v1", hashlib.sha256).digest()
+
+
+def persistent(secret: bytes, sp_entity_id: str, user_id: str) -> str:
+    message = json.dumps([sp_entity_id, user_id], separators=(",", ":")).encode()
+    digest = hmac.new(secret, message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def transient() -> str:
+    return "_" + secrets.token_urlsafe(24)
+
+
+def value(format_key: str, user: SignedInUser, sp_entity_id: str, secret: bytes) -> str:
+    if format_key == "persistent":
+        return persistent(secret, sp_entity_id, user.sub)
+    if format_key == "transient":
+        return transient()
+    if format_key == "email":
+        if not user.email or not user.email_verified:
+            raise SamlError(
+                "This application identifies people by a verified e-mail address, and your account has none. "
+                "Ask your administrator to add it (nextauth user set --email ... --email-verified).",
+                status=403,
+                detail=f"no verified e-mail for {user.sub}",
+            )
+        if len(user.email) > MAX_NAME_ID:
+            raise SamlError("Your e-mail address is too long for this application.", status=403)
+        return user.email
+    raise ValueError(f"unknown name id format {format_key!r}")

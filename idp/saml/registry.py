@@ -1,0 +1,143 @@
+"""The registered service providers: their metadata and what the IdP releases to each.
+
+Registration is by metadata file (``nextauth saml-sp add``); registering the same entity id again replaces
+its metadata and settings. A disabled or removed SP is unknown to the IdP.
+"""
+
+import functools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from authserver.storage.idp_models import SamlServiceProvider
+from idp.saml import attributes, spmetadata
+from idp.saml.names import NAMEID_FORMATS
+from idp.saml.spmetadata import SpMetadata
+
+
+@dataclass(frozen=True)
+class ServiceProvider:
+    metadata: SpMetadata
+    metadata_xml: str = field(repr=False)
+    name_id_format: str  # a key of NAMEID_FORMATS
+    attributes: tuple[str, ...]
+    encrypt_assertions: bool
+    disabled: bool
+
+    @property
+    def entity_id(self) -> str:
+        return self.metadata.entity_id
+
+    @property
+    def name_id_format_uri(self) -> str:
+        return NAMEID_FORMATS[self.name_id_format]
+
+    def summary(self) -> dict[str, Any]:
+        """What ``nextauth saml-sp list`` shows."""
+        metadata = self.metadata
+        return {
+            "entity_id": self.entity_id,
+            "name_id_format": self.name_id_format,
+            "attributes": list(self.attributes),
+            "encrypt_assertions": self.encrypt_assertions,
+            "disabled": self.disabled,
+            "authn_requests_signed": metadata.authn_requests_signed,
+            "assertion_consumer_services": [e.location for e in metadata.acs if e.binding.endswith("POST")],
+            "single_logout_services": [
+                {"binding": e.binding.rsplit(":", 1)[-1], "location": e.location} for e in metadata.slo
+            ],
+            "valid_until": metadata.valid_until.isoformat() if metadata.valid_until else None,
+        }
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(xml: str) -> SpMetadata:
+    # Requests name their SP on every message; the same metadata text parses to the same result.
+    return spmetadata.parse(xml)
+
+
+def _provider(row: SamlServiceProvider) -> ServiceProvider:
+    return ServiceProvider(
+        metadata=_parsed(row.metadata_xml),
+        metadata_xml=row.metadata_xml,
+        name_id_format=row.name_id_format,
+        attributes=tuple(json.loads(row.attributes)),
+        encrypt_assertions=row.encrypt_assertions,
+        disabled=row.disabled,
+    )
+
+
+class Registry:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def add(
+        self,
+        metadata_xml: str,
+        *,
+        name_id_format: str = "persistent",
+        released: tuple[str, ...] = attributes.DEFAULT,
+        encrypt: bool = False,
+    ) -> tuple[ServiceProvider, bool]:
+        """Register (or replace) the SP the metadata describes; returns it and whether it replaced one."""
+        metadata = spmetadata.parse(metadata_xml)
+        if name_id_format not in NAMEID_FORMATS:
+            raise ValueError(
+                f"name id format {name_id_format!r}: expected one of {', '.join(NAMEID_FORMATS)}"
+            )
+        unknown = [key for key in released if key not in attributes.CATALOGUE]
+        if unknown:
+            raise ValueError(f"unknown attributes {unknown}")
+        if metadata.expired():
+            raise ValueError(
+                f"the metadata expired on {metadata.valid_until:%Y-%m-%d %H:%M} UTC (validUntil); ask the SP "
+                "for current metadata"
+            )
+        if encrypt and not any(
+            isinstance(certificate.public_key(), rsa.RSAPublicKey)
+            for certificate in metadata.encryption_certs
+        ):
+            raise ValueError(
+                "--encrypt needs an RSA certificate for encryption in the metadata "
+                '(a KeyDescriptor with use="encryption" or without use)'
+            )
+        with Session(self._engine) as db, db.begin():
+            row = db.get(SamlServiceProvider, metadata.entity_id)
+            replaced = row is not None
+            if row is None:
+                row = SamlServiceProvider(entity_id=metadata.entity_id)
+                db.add(row)
+            row.metadata_xml = metadata_xml
+            row.name_id_format = name_id_format
+            row.attributes = json.dumps(list(released))
+            row.encrypt_assertions = encrypt
+            row.disabled = False
+            provider = _provider(row)
+        return provider, replaced
+
+    def get(self, entity_id: str) -> ServiceProvider | None:
+        """The SP if it is registered and enabled."""
+        if not entity_id or len(entity_id) > spmetadata.MAX_ENTITY_ID:
+            return None
+        with Session(self._engine) as db:
+            row = db.get(SamlServiceProvider, entity_id)
+            if row is None or row.disabled:
+                return None
+            return _provider(row)
+
+    def all(self) -> list[ServiceProvider]:
+        with Session(self._engine) as db:
+            rows = db.scalars(select(SamlServiceProvider).order_by(SamlServiceProvider.entity_id)).all()
+            return [_provider(row) for row in rows]
+
+    def remove(self, entity_id: str) -> bool:
+        with Session(self._engine) as db, db.begin():
+            row = db.get(SamlServiceProvider, entity_id)
+            if row is None:
+                return False
+            db.delete(row)
+            return True

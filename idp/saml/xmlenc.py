@@ -1,0 +1,56 @@
+"""XML Encryption of a signed assertion to an SP's certificate (SAML EncryptedAssertion).
+
+AES-256-GCM for the assertion (XML Encryption 1.1), its key wrapped with RSA-OAEP (``rsa-oaep-mgf1p``),
+the pair today's SP libraries (Shibboleth SP, SimpleSAMLphp, python3-saml, Keycloak) all decrypt.
+pysaml2's own encryption is not used: it only offers 3DES-CBC, and an assertion it signs before encrypting
+does not verify after decryption.
+
+The assertion is encrypted as a whole element that declares its own namespaces, so its signature (exclusive
+canonicalisation) still verifies once the SP has put it back into the response.
+"""
+
+import base64
+import os
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+XENC = "http://www.w3.org/2001/04/xmlenc#"
+DS = "http://www.w3.org/2000/09/xmldsig#"
+SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
+AES256_GCM = "http://www.w3.org/2009/xmlenc11#aes256-gcm"
+RSA_OAEP_MGF1P = XENC + "rsa-oaep-mgf1p"
+SHA1 = DS + "sha1"  # OAEP's hash inside rsa-oaep-mgf1p; not a signature
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def encrypted_assertion(assertion_xml: str, certificate: x509.Certificate) -> str:
+    """``<saml:EncryptedAssertion>`` holding ``assertion_xml``: one self-contained element, no declaration."""
+    public_key = certificate.public_key()
+    if not isinstance(public_key, rsa.RSAPublicKey):
+        raise ValueError("assertions are encrypted to RSA keys only")
+    key = AESGCM.generate_key(bit_length=256)
+    iv = os.urandom(12)
+    # XML Encryption 1.1: the cipher value is the IV, then the ciphertext with its 128-bit tag appended.
+    sealed = iv + AESGCM(key).encrypt(iv, assertion_xml.encode("utf-8"), None)
+    wrapped = public_key.encrypt(
+        key,
+        padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None),  # noqa: S303
+    )
+    return (
+        f'<saml:EncryptedAssertion xmlns:saml="{SAML}">'
+        f'<xenc:EncryptedData xmlns:xenc="{XENC}" xmlns:ds="{DS}" Type="{XENC}Element">'
+        f'<xenc:EncryptionMethod Algorithm="{AES256_GCM}"/>'
+        "<ds:KeyInfo><xenc:EncryptedKey>"
+        f'<xenc:EncryptionMethod Algorithm="{RSA_OAEP_MGF1P}"><ds:DigestMethod Algorithm="{SHA1}"/>'
+        "</xenc:EncryptionMethod>"
+        f"<xenc:CipherData><xenc:CipherValue>{_b64(wrapped)}</xenc:CipherValue></xenc:CipherData>"
+        "</xenc:EncryptedKey></ds:KeyInfo>"
+        f"<xenc:CipherData><xenc:CipherValue>{_b64(sealed)}</xenc:CipherValue></xenc:CipherData>"
+        "</xenc:EncryptedData></saml:EncryptedAssertion>"
+    )
