@@ -51,6 +51,7 @@ BARE = "bare gevent WSGI 200 (pywsgi defaults)"
 BARE_NODELAY = "bare gevent WSGI 200 + TCP_NODELAY"
 TRAEFIK_NOAUTH = "Traefik -> bare app, no auth"
 TRAEFIK_FWD = "Traefik forwardAuth -> IdP, then bare app"
+TRAEFIK_PLUGIN = "Traefik nextAuth plugin (checks locally), then bare app"
 
 
 def forward_auth_direct(backend: str) -> str:
@@ -140,6 +141,7 @@ def run(
             (BARE_NODELAY, nodelay_url, {}),
         ]
         fwd_address: str | None = None
+        idp_base: str | None = None
         for index, backend in enumerate(backends):
             versions = ", ".join(f"{k} {v}" for k, v in server_versions(backend).items())
             server_notes.append(f"{backend.name}: {versions}" + (f"; {backend.note}" if backend.note else ""))
@@ -169,9 +171,9 @@ def run(
             )
             targets.append((forward_auth_direct(backend.name), url, headers))
             if index == len(backends) - 1:
-                fwd_address = url
+                fwd_address, idp_base = url, services.idp_url
         try:
-            proxy = traefik.start(logs, nodelay_url, fwd_address)
+            proxy = traefik.start(logs, nodelay_url, fwd_address, idp_base)
             stack.callback(proxy.stop)
             targets.append((TRAEFIK_NOAUTH, proxy.noauth_url, {}))
             if proxy.forward_auth_url and fwd_address is not None:
@@ -184,6 +186,16 @@ def run(
                     f"{refused} to {refused_headers.get('location', '-')[:60]}"
                 )
                 targets.append((TRAEFIK_FWD, proxy.forward_auth_url, headers))
+            if proxy.plugin_url and fwd_address is not None:
+                cookie = next(h for t, u, h in targets if u == fwd_address)["Cookie"]
+                headers = {**BROWSER_HEADERS, "Cookie": cookie}
+                status, answer = _check(proxy.plugin_url, headers)
+                refused, refused_headers = _check(proxy.plugin_url, BROWSER_HEADERS)
+                checks.append(
+                    f"{TRAEFIK_PLUGIN}: with the cookie {status} (expected 200 from the app); without it "
+                    f"{refused} to {refused_headers.get('location', '-')[:60]}"
+                )
+                targets.append((TRAEFIK_PLUGIN, proxy.plugin_url, headers))
         except Exception as exc:
             page_notes.append(f"Traefik not measured: {type(exc).__name__}: {exc}")
         for level in settings.levels:
@@ -223,7 +235,10 @@ def _ratios(rows: list[Row], backends: list[Backend]) -> list[tuple[str, float, 
         (forward_auth_direct(b.name), base, f"forward-auth ({b.name}) : {label}")
         for b in backends
         for base, label in ((BARE_NODELAY, "bare gevent + TCP_NODELAY"),)
-    ] + [(TRAEFIK_FWD, TRAEFIK_NOAUTH, "Traefik with forwardAuth : Traefik without auth")]
+    ] + [
+        (TRAEFIK_FWD, TRAEFIK_NOAUTH, "Traefik with forwardAuth : Traefik without auth"),
+        (TRAEFIK_PLUGIN, TRAEFIK_NOAUTH, "Traefik with the nextAuth plugin : Traefik without auth"),
+    ]
     for target, base, label in pairs:
         for level in levels:
             ours, ceiling = _rate(rows, target, level), _rate(rows, base, level)

