@@ -33,6 +33,11 @@ ENV PATH=/opt/nextauth/bin:$PATH \
 
 # A fixed numeric uid/gid, so secret files and volumes can be given to it (chown 10001) and
 # orchestrators can check runAsNonRoot.
+# xmlsec1 signs and checks SAML messages for the IdP (pysaml2 runs it).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends xmlsec1 \
+    && rm -rf /var/lib/apt/lists/*
+
 RUN groupadd --system --gid 10001 nextauth \
     && useradd --system --uid 10001 --gid nextauth --home-dir /var/lib/nextauth --no-create-home \
        --shell /usr/sbin/nologin nextauth \

@@ -67,7 +67,7 @@ def _generate(alg: str) -> PrivateKey:
 
 def _self_signed(private_key: rsa.RSAPrivateKey, common_name: str) -> str:
     """SAML metadata carries the signing key as a certificate; only its key matters to SPs."""
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64])])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, (common_name or "nextAuth IdP")[:64])])
     now = datetime.now(UTC)
     certificate = (
         x509.CertificateBuilder()

@@ -18,7 +18,10 @@ from urllib.parse import urlsplit
 
 import segno
 from flask import Flask, Response, abort, jsonify, redirect, render_template, request, session, url_for
+from sqlalchemy import select
+from sqlalchemy.orm import Session as DbSession
 
+from authserver.storage.idp_models import RelyingPartyLogin
 from idp.blueprints import blueprints
 from idp.context import EXTENSION, IdpServices, current_user
 from idp.ns_client import NsError
@@ -212,6 +215,15 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
         set_session_cookie(response, token)
         return response
 
+    def saml_logins(sid: str) -> bool:
+        with DbSession(idp.engine) as db:
+            found = db.scalar(
+                select(RelyingPartyLogin.id)
+                .where(RelyingPartyLogin.sid == sid, RelyingPartyLogin.protocol == "saml")
+                .limit(1)
+            )
+        return found is not None
+
     def logout_at_ns(ns_nonce: str) -> None:
         try:
             ns.logout(ns_nonce)
@@ -233,7 +245,11 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
     def logout() -> Any:
         """GET shows a confirmation (a link must not log anyone out); POST logs out."""
         if request.method == "GET":
-            return render_template("logout.html", user=current_user())
+            user = current_user()
+            # SAML service providers with front-channel logout only learn of it while the browser walks
+            # through them: then the form goes to the SAML logout, which ends the session the same way.
+            action = url_for("saml.logout") if user is not None and saml_logins(user.sid) else None
+            return render_template("logout.html", user=user, action=action)
         user = current_user()
         nonces = {session.get("nonce")}
         if user is not None:

@@ -553,6 +553,8 @@ def test_idp_initiated_single_logout(
     assert answer.get_errors() == [], answer.get_last_error_reason()
     sso(web, sps["soap"])
     heard_before = len(soap_logout_requests(soap_server))
+    # The IdP's own logout page sends its form through the SAML walk when SAML SPs are in the session.
+    assert 'action="/saml/logout"' in web.get("/logout").text
     forged = web.post("/saml/logout", headers={"Origin": "https://evil.example"})
     refused(forged, 403, "own page")
     assert web.get("/whoami").status_code == 200

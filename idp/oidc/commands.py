@@ -1,11 +1,12 @@
 """``nextauth oidc-client add|list|show|remove`` and ``nextauth oidc-keys rotate``."""
 
 import argparse
+import os
 from typing import Any
 
 from sqlalchemy import Engine
 
-from idp.keys import KeyRing
+from idp.keys import ALGORITHMS, KeyRing
 from idp.oidc.clients import ClientRegistry, build_metadata
 
 
@@ -70,7 +71,7 @@ def keys_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def keys_command(args: argparse.Namespace, engine: Engine) -> Any:
-    ring = KeyRing(engine, issuer="")
+    ring = KeyRing(engine, issuer=os.environ.get("NEXTAUTH_IDP_PUBLIC_URL", ""))
     if args.action == "list":
         return [
             {
@@ -82,5 +83,6 @@ def keys_command(args: argparse.Namespace, engine: Engine) -> Any:
             }
             for k in ring.published("oidc") + ring.published("session") + ring.published("saml")
         ]
-    algs = [args.alg] if args.alg else sorted({k.alg for k in ring.published(args.purpose)} or {"ES256"})
+    in_use = {k.alg for k in ring.published(args.purpose) if k.retired_at is None}
+    algs = [args.alg] if args.alg else sorted(in_use or set(ALGORITHMS[args.purpose]))
     return [{"purpose": args.purpose, "alg": alg, "kid": ring.rotate(args.purpose, alg).kid} for alg in algs]
