@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
-from examples import oidc_client
+from examples import oidc_client, saml_sp
 from tests.fixtures.idp_browser import idp_cli
 from tests.fixtures.system import RunningSystem, free_port, run_app
 from tests.test_flows import PIN, enrol
@@ -220,4 +220,50 @@ def test_wrong_pins_then_a_locked_app_are_explained(
         page.wait_for_function(
             "old => document.getElementById('qr').getAttribute('data-qrdata') !== old", arg=payload
         )
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def example_sp(system: RunningSystem, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """examples/saml_sp.py, registered at the IdP by its metadata (as the README does) and served."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app = saml_sp.create_app(
+        f"http://127.0.0.1:{system.port('idp', 'http')}", base, tmp_path_factory.mktemp("example-sp")
+    )
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    metadata = app.test_client().get("/metadata").data.decode()
+    registered = idp_cli(
+        system, "saml-sp", "add", "--metadata", "-", "--attributes", "uid,name,email,groups", stdin=metadata
+    )
+    assert registered["entity_id"] == f"{base}/metadata", registered
+    yield base
+    server.shutdown()
+
+
+def test_saml_login_and_single_logout_with_the_example_sp(
+    system: RunningSystem, browser: object, page_phone: Path, example_sp: str
+) -> None:
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(example_sp)
+    page.click("#login")
+    page.wait_for_selector("#qr svg")
+    code, answer = run_app(page_phone, "scan", page.get_attribute("#qr", "data-qrdata"), "--pin", PIN)
+    assert code == 0, answer
+    page.wait_for_selector("#hello", timeout=15000)  # the POST binding page submitted itself
+    body = page.inner_text("body")
+    assert page.url.startswith(example_sp) and "uid: paula" in body and "MobileTwoFactorContract" in body
+    page.click("#logout")  # SP-initiated single logout, back to the SP
+    page.wait_for_selector("#login", timeout=15000)
+    assert page.url.startswith(example_sp)
+    answer = page.request.get(f"http://127.0.0.1:{system.port('idp', 'http')}/whoami")
+    assert answer.status == 401  # the IdP session ended too
+    page.close()
+
+
+def test_the_code_as_text_is_the_qr_payload(system: RunningSystem, browser: object) -> None:
+    page = _login_page(system, browser)
+    page.click(".as-text summary")
+    assert page.inner_text("#qr-text").strip() == page.get_attribute("#qr", "data-qrdata")
     page.close()

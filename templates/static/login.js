@@ -41,6 +41,7 @@
         if (state.loggedin) { finish(); return; }
         figure.innerHTML = state.svg;
         figure.setAttribute("data-qrdata", state.qrdata);
+        document.getElementById("qr-text").textContent = state.qrdata;
       })
       .catch(function () {
         say("This code has expired and could not be renewed. Reload the page.", "error");
