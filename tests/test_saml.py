@@ -7,10 +7,7 @@ SP over SOAP.
 """
 
 import base64
-import json
 import re
-import subprocess
-import sys
 import time
 import zlib
 from collections.abc import Iterator
@@ -25,8 +22,8 @@ from onelogin.saml2.authn_request import OneLogin_Saml2_Authn_Request
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
-from tests.fixtures.idp_browser import Browser
-from tests.fixtures.system import REPO, RunningSystem, run_app, start_system, stop_system
+from tests.fixtures.idp_browser import Browser, run_nextauth
+from tests.fixtures.system import RunningSystem, run_app, start_system, stop_system
 from tests.saml_sp import RSA_SHA1, ServiceProvider, SoapLogoutServer, post_form
 from tests.test_flows import PIN, enrol
 from tests.test_login_page import browser  # noqa: F401 - the headless Chromium fixture
@@ -36,22 +33,7 @@ TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
 EMAIL = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
 
 
-def nextauth(system: RunningSystem, *args: str, stdin: str | None = None) -> tuple[int, Any, str]:
-    completed = subprocess.run(
-        [sys.executable, "-m", "authserver.cli", *args],
-        env=system.env,
-        cwd=REPO,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    try:
-        answer = json.loads(completed.stdout) if completed.stdout.strip() else None
-    except ValueError:
-        answer = completed.stdout
-    return completed.returncode, answer, completed.stderr
+nextauth = run_nextauth
 
 
 def register(system: RunningSystem, sp: ServiceProvider, *options: str) -> dict[str, Any]:

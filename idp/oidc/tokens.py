@@ -80,13 +80,10 @@ class AuthorizationCode(AuthorizationCodeMixin):  # type: ignore[misc]
         return list(self.grant.amr) or None
 
 
-@dataclass(frozen=True)
-class AccessToken(TokenMixin):  # type: ignore[misc]
+class _GrantedToken(TokenMixin):  # type: ignore[misc]
+    """What access and refresh tokens answer alike: they carry a grant."""
+
     grant: Grant
-    issued_at: int
-    expires_at: int
-    refresh_family: str | None = None
-    revoked: bool = field(default=False, compare=False)
 
     @property
     def scope(self) -> str:
@@ -97,6 +94,15 @@ class AccessToken(TokenMixin):  # type: ignore[misc]
 
     def get_scope(self) -> str:
         return self.grant.scope
+
+
+@dataclass(frozen=True)
+class AccessToken(_GrantedToken):
+    grant: Grant
+    issued_at: int
+    expires_at: int
+    refresh_family: str | None = None
+    revoked: bool = field(default=False, compare=False)
 
     def get_expires_in(self) -> int:
         return self.expires_at - self.issued_at
@@ -116,23 +122,13 @@ class AccessToken(TokenMixin):  # type: ignore[misc]
 
 
 @dataclass(frozen=True)
-class StoredRefreshToken(TokenMixin):  # type: ignore[misc]
+class StoredRefreshToken(_GrantedToken):
     token_hash: str
     family: str
     grant: Grant
     expires_at: datetime
     used_at: datetime | None
     revoked_at: datetime | None
-
-    @property
-    def scope(self) -> str:
-        return self.grant.scope
-
-    def check_client(self, client: Any) -> bool:
-        return bool(client.get_client_id() == self.grant.client_id)
-
-    def get_scope(self) -> str:
-        return self.grant.scope
 
     def get_expires_in(self) -> int:
         return max(0, int((self.expires_at - datetime.now(UTC)).total_seconds()))
