@@ -13,6 +13,7 @@ from gevent.pywsgi import WSGIServer
 from authserver.config import ConfigError, Listen, parse_listen, read_setting
 from authserver.storage import db
 from authserver.storage.kv import open_kv
+from authserver.transport.wsgi import NoDelayHandler
 from idp.context import IdpServices
 from idp.directory import Directory
 from idp.keys import KeyRing
@@ -157,7 +158,10 @@ class IdpServer(WSGIServer):
     def __init__(self, settings: IdpSettings) -> None:
         services = build_services(settings)
         super().__init__(
-            (settings.listen.host, settings.listen.port), build_app(settings, services), log=None
+            (settings.listen.host, settings.listen.port),
+            build_app(settings, services),
+            log=None,
+            handler_class=NoDelayHandler,  # small answers leave at once (authserver/transport/wsgi.py)
         )
         self.watch = NsSessionWatch(services, settings.ns_check_seconds)
 
