@@ -86,7 +86,7 @@ def write(path: Path, *, title: str, sigmai: Any, logins: Any, http: Any, oidc: 
         rows = [row for row in rows if row.connections == level]
         names = [row.target for row in rows]
         values = [row.result.per_second for row in rows]
-        colors = [OURS if "IdP" in name else CEILING for name in names]
+        colors = [OURS if ("IdP" in name or "nextAuth" in name) else CEILING for name in names]
         bars = ax.barh(range(len(rows)), values, color=colors)
         ax.set_yticks(range(len(rows)), names, fontsize=7)
         ax.invert_yaxis()
