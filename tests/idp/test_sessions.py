@@ -197,3 +197,19 @@ def test_made_up_key_ids_do_not_each_cost_a_database_query(
     for n in range(50):
         assert ring.by_kid(f"made-up-{n}") is None
     assert len(reloads) == 0  # the ring was just loaded: within a few seconds, no second look
+
+
+def test_one_request_refreshes_the_keys_while_others_use_what_they_have(parts: tuple) -> None:
+    _manager, ring, *_ = parts
+    ring.active("session", "Ed25519")
+    ring._loaded_at = float("-inf")  # the refresh is due
+    queries = []
+    original = ring.reload
+    ring.reload = lambda: (queries.append(1), original())[1]  # type: ignore[method-assign]
+    assert ring._refreshing.acquire()  # another request is refreshing right now
+    try:
+        assert ring.published("session")  # served from the keys in hand
+        assert queries == []
+    finally:
+        ring._refreshing.release()
+    assert ring.published("session") and queries == [1]  # the next one refreshes
