@@ -168,7 +168,12 @@ class KeyRing:
         # once every few seconds, or tokens with made-up kids would each cost a database query.
         if time.monotonic() - self._loaded_at < UNKNOWN_KID_RELOAD_SECONDS:
             return None
-        self.reload()
+        if not self._refreshing.acquire(blocking=False):
+            return None  # another request is looking already
+        try:
+            self.reload()
+        finally:
+            self._refreshing.release()
         return next((key for key in self._keys if key.kid == kid), None)
 
     def published(self, purpose: str) -> list[LoadedKey]:

@@ -16,6 +16,7 @@ from authserver.storage.kv import open_kv
 from authserver.transport.wsgi import NoDelayHandler
 from idp.context import IdpServices
 from idp.directory import Directory
+from idp.housekeeping import Housekeeping
 from idp.keys import KeyRing
 from idp.ns_client import NsClient
 from idp.ns_watch import NsSessionWatch
@@ -153,7 +154,7 @@ def build_app(settings: IdpSettings, services: IdpServices | None = None) -> Fla
 
 
 class IdpServer(WSGIServer):
-    """The IdP's HTTP server, with the watch that follows ns's sessions running beside it."""
+    """The IdP's HTTP server, with the watch that follows ns's sessions and the housekeeping beside it."""
 
     def __init__(self, settings: IdpSettings) -> None:
         services = build_services(settings)
@@ -164,13 +165,16 @@ class IdpServer(WSGIServer):
             handler_class=NoDelayHandler,  # small answers leave at once (authserver/transport/wsgi.py)
         )
         self.watch = NsSessionWatch(services, settings.ns_check_seconds)
+        self.housekeeping = Housekeeping(services)
 
     def start(self) -> None:
         super().start()
         self.watch.start()
+        self.housekeeping.start()
 
     def stop(self, timeout: float | None = None) -> None:
         self.watch.stop()
+        self.housekeeping.stop()
         super().stop(timeout=timeout)
 
 

@@ -22,10 +22,10 @@ from typing import Any
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwt import JWTClaimsRegistry
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
-from authserver.storage.idp_models import BrowserSession
+from authserver.storage.idp_models import BrowserSession, RelyingPartyLogin
 from authserver.storage.kv import KeyValueStore
 from idp.directory import Profile
 from idp.keys import KeyRing
@@ -274,13 +274,12 @@ class SessionManager:
         return [(sid, nonce) for sid, nonce in rows]
 
     def purge_expired(self) -> int:
-        """Forget sessions that expired more than a day ago."""
+        """Forget sessions that expired more than a day ago, with the record of what they logged in to."""
         horizon = datetime.now(UTC) - timedelta(days=1)
         with Session(self._engine) as db, db.begin():
-            rows = db.scalars(select(BrowserSession).where(BrowserSession.expires_at < horizon)).all()
-            for row in rows:
-                db.delete(row)
-            return len(rows)
+            old = select(BrowserSession.sid).where(BrowserSession.expires_at < horizon)
+            db.execute(delete(RelyingPartyLogin).where(RelyingPartyLogin.sid.in_(old)))
+            return int(db.execute(delete(BrowserSession).where(BrowserSession.expires_at < horizon)).rowcount)
 
     def _mark_ended(self, sid: str, expires_at: datetime) -> None:
         ttl = max(1.0, (expires_at - datetime.now(UTC)).total_seconds() + 60)

@@ -25,7 +25,7 @@ from werkzeug.wrappers import Response
 
 from idp.context import EXTENSION, IdpServices, current_user, services
 from idp.forwardauth.decision import Outcome, decide
-from idp.forwardauth.identity import SessionReader, identity_headers
+from idp.forwardauth.identity import identity_headers
 from idp.forwardauth.rules import normalize_host, normalize_path
 from idp.forwardauth.settings import ForwardAuthSettings, load_settings
 from idp.forwardauth.urls import RETURN_PATH, original_url, return_path, safe_return, wants_html
@@ -63,7 +63,6 @@ class EndedList:
 @dataclass
 class ForwardAuth:
     settings: ForwardAuthSettings
-    reader: SessionReader
     ended: EndedList
 
 
@@ -75,9 +74,7 @@ def _configure(setup: BlueprintSetupState) -> None:
     """Settings are read once, when the IdP's app is built; a mistake stops the IdP from starting."""
     idp: IdpServices = setup.app.extensions[EXTENSION]
     settings = load_settings(os.environ)
-    setup.app.extensions[STATE] = ForwardAuth(
-        settings=settings, reader=SessionReader(idp.sessions, idp.keys), ended=EndedList(idp.sessions)
-    )
+    setup.app.extensions[STATE] = ForwardAuth(settings=settings, ended=EndedList(idp.sessions))
     log.info(
         "forward-auth: %d rule(s), default %s; returns browsers to %s",
         len(settings.rules.rules),
@@ -118,7 +115,11 @@ def forward() -> Response:
     method = request.headers.get("X-Forwarded-Method") or "GET"
     token = request.cookies.get(services().cookie_name)
     outcome = decide(
-        fa.settings.rules, normalize_host(host), normalize_path(uri), method, lambda: fa.reader.user(token)
+        fa.settings.rules,
+        normalize_host(host),
+        normalize_path(uri),
+        method,
+        lambda: services().sessions.verify(token),
     )
     return _no_store(_answer(outcome, host, uri, method))
 

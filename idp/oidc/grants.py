@@ -172,11 +172,8 @@ class IdToken(OpenIDCode):  # type: ignore[misc]
     def generate_user_info(self, user: Grant, scope: str) -> UserInfo:
         return self.provider.user_info(user.user_id, scope)
 
-    def process_token(self, grant: Any, response: Any) -> Any:
-        # Refresh responses carry a new ID token too (OIDC Core 12.2); codes get one through the parent.
-        return super().process_token(grant, response)
-
     def __call__(self, grant: Any) -> None:
+        # Refresh responses carry a new ID token too (OIDC Core 12.2); codes get one through the parent.
         if isinstance(grant, grants.RefreshTokenGrant):
             grant.register_hook("after_create_token_response", self.process_token)
             return

@@ -62,7 +62,7 @@ class Provider:
             return True
         return not self.services.sessions.is_ended(grant.sid)
 
-    def server_jwks(self, private: bool = False) -> KeySet:
+    def server_jwks(self) -> KeySet:
         return KeySet([key.jose for key in self.services.keys.published("oidc")])
 
 

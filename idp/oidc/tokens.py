@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, TokenMixin
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
 from authserver.storage.idp_models import RefreshToken
@@ -297,9 +297,7 @@ class TokenStore:
             return int(result.rowcount)
 
     def purge_expired(self) -> int:
+        """Forget refresh tokens that expired more than a day ago."""
         horizon = datetime.now(UTC) - timedelta(days=1)
         with Session(self._engine) as db, db.begin():
-            rows = db.scalars(select(RefreshToken).where(RefreshToken.expires_at < horizon)).all()
-            for row in rows:
-                db.delete(row)
-            return len(rows)
+            return int(db.execute(delete(RefreshToken).where(RefreshToken.expires_at < horizon)).rowcount)

@@ -2,18 +2,25 @@
 
 import base64
 import json
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from joserfc import jwt
 from joserfc.jwk import OKPKey
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session as DbSession
 
 from authserver.storage import db
+from authserver.storage.idp_models import BrowserSession, RefreshToken, RelyingPartyLogin
 from authserver.storage.kv import MemoryStore
 from idp import sessions
-from idp.directory import Profile
+from idp.context import IdpServices
+from idp.directory import Directory, Profile
+from idp.housekeeping import purge
 from idp.keys import KeyRing
+from idp.oidc.tokens import Grant, TokenStore
 from idp.sessions import ACR_MFA, ACR_POSSESSION, SessionManager
 
 ISSUER = "https://id.example.com"
@@ -213,3 +220,39 @@ def test_one_request_refreshes_the_keys_while_others_use_what_they_have(parts: t
     finally:
         ring._refreshing.release()
     assert ring.published("session") and queries == [1]  # the next one refreshes
+
+
+def test_housekeeping_forgets_what_expired_a_day_ago(tmp_path: Path) -> None:
+    engine = db.create_engine_for(f"sqlite:///{tmp_path / 'idp.db'}")
+    db.upgrade(engine)
+    ring, store = KeyRing(engine, issuer=ISSUER), MemoryStore()
+    now = time.time()
+    old = SessionManager(
+        engine, store, ring, issuer=ISSUER, lifetime=timedelta(hours=1), clock=lambda: now - 3 * 86400
+    )
+    current = SessionManager(engine, store, ring, issuer=ISSUER, lifetime=timedelta(hours=1))
+    stale = old.start(ns_nonce="o" * 32, profile=ALICE, second_factor="pin", method="qr")
+    assert current.verify(stale) is None  # expired long ago: no longer valid, but still in the database
+    kept = current.verify(current.start(ns_nonce="c" * 32, profile=ALICE, second_factor="pin", method="qr"))
+    assert kept is not None
+    with DbSession(engine) as session, session.begin():
+        for sid in [s for (s,) in session.execute(select(BrowserSession.sid))]:
+            session.add(RelyingPartyLogin(sid=sid, protocol="oidc", client_id="app"))
+    tokens = TokenStore(engine, store, refresh_lifetime=timedelta(days=-2))
+    tokens.issue_refresh_token(Grant(client_id="app", user_id="alice", scope="openid"))
+    TokenStore(engine, store).issue_refresh_token(Grant(client_id="app", user_id="alice", scope="openid"))
+    services = IdpServices(
+        ns=None,
+        engine=engine,
+        kv=store,
+        keys=ring,
+        directory=Directory(engine),  # type: ignore[arg-type]
+        sessions=current,
+        issuer=ISSUER,
+    )
+    assert purge(services) == (1, 1)
+    with DbSession(engine) as session:
+        assert [s for (s,) in session.execute(select(BrowserSession.sid))] == [kept.sid]
+        assert [s for (s,) in session.execute(select(RelyingPartyLogin.sid))] == [kept.sid]
+        assert session.scalar(select(func.count()).select_from(RefreshToken)) == 1
+    assert purge(services) == (0, 0)
