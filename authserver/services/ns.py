@@ -33,7 +33,7 @@ def _trusted_sfs(config: ComponentConfig, environ: dict[str, str], extra: list[s
         parse_trusted_sfs_keys(keys)
     except ValueError as exc:
         raise ConfigError(
-            "NEXTAUTH_NS_TRUSTED_SFS_KEYS: expected comma-separated hex Ed25519 public keys"
+            f"NEXTAUTH_NS_TRUSTED_SFS_KEYS: {exc}; expected comma-separated SFS_KEY:ATTESTATION_KEY pairs"
         ) from exc
     return keys
 
