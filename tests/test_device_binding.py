@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import text
 
 from authserver.ns.common import parse_trusted_sfs_keys
-from authserver.ns.login import LoginService
+from authserver.ns.login import BINDING_REFUSALS, LoginService
 from authserver.ns.servers import ServerRegistry
 from authserver.operations import OperationError
 from authserver.storage import db
@@ -29,7 +30,7 @@ from mobilesdk.flows import App
 from nextauth_core import attestation
 from nextauth_core.encoding import unb64url
 from nextauth_core.qr import QRPayload
-from tests.fixtures.system import RunningSystem, ns_api, run_app
+from tests.fixtures.system import RunningSystem, ns_api, run_app, start_system
 from tests.test_flows import PIN, BrowserPage, enrol, new_nonce, start_login
 
 ATTACKER_PIN = "1111"
@@ -252,6 +253,50 @@ def test_account_enrolled_before_the_binding_must_be_reenrolled(system: RunningS
     code, answer, nonce, _events = _qr_login(system, genuine, _account_of(genuine, "ida"), PIN)
     assert code == 0, answer
     assert _logged_in(system, nonce)["loggedin"] is True
+
+
+# -- the attestation key: its own, published, and required by ns ------------------------------------------
+
+
+def test_sfs_shows_an_attestation_key_apart_from_its_identity(system: RunningSystem, tmp_path: Path) -> None:
+    home = tmp_path / "phone"
+    assert run_app(home, "init", "--config", str(system.data_dir / "app-config.json"))[0] == 0
+    code, answer = run_app(home, "hello", "sfs")
+    assert code == 0, answer
+    published = bytes.fromhex(answer["server"]["attestation_public_key"])
+    assert len(published) == 32
+    assert hashlib.sha256(published).hexdigest() != system.key_hash("sfs")
+    assert "NEXTAUTH_NS_TRUSTED_SFS_KEYS=" in system.log() and published.hex() in system.log()
+
+
+def _pem(key: ed25519.Ed25519PrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def test_sfs_refuses_its_identity_key_as_attestation_key(tmp_path: Path) -> None:
+    pem = _pem(ed25519.Ed25519PrivateKey.generate())
+    env = {"NEXTAUTH_SFS_IDENTITY_KEY": pem, "NEXTAUTH_SFS_ATTESTATION_KEY": pem}
+    running = start_system(tmp_path, command=("sfs",), extra_env=env, wait_ready=False)
+    assert running.process.wait(timeout=30) == 2
+    assert "NEXTAUTH_SFS_ATTESTATION_KEY: must differ" in running.log()
+    assert "Traceback" not in running.log()
+
+
+def test_ns_refuses_an_sfs_listed_without_its_attestation_key(tmp_path: Path) -> None:
+    identity = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes_raw().hex()
+    env = {"NEXTAUTH_NS_TRUSTED_SFS_KEYS": identity}
+    running = start_system(tmp_path, command=("ns",), extra_env=env, wait_ready=False)
+    assert running.process.wait(timeout=30) == 2
+    assert "NEXTAUTH_NS_TRUSTED_SFS_KEYS" in running.log() and "SFS_KEY:ATTESTATION_KEY" in running.log()
+    assert "Traceback" not in running.log()
+
+
+def test_login_page_explains_each_binding_refusal() -> None:
+    script = (Path(__file__).resolve().parents[1] / "templates" / "static" / "login.js").read_text()
+    for code in BINDING_REFUSALS:
+        assert f"    {code}: " in script
 
 
 # -- ns's rules, on the service itself ------------------------------------------------------------------
