@@ -16,8 +16,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import text
+from sqlalchemy.orm import Session as DbSession
 
-from authserver.ns.common import parse_trusted_sfs_keys
+from authserver.ns.common import parse_trusted_sfs_keys, unbound_accounts
 from authserver.ns.login import BINDING_REFUSALS, LoginService
 from authserver.ns.servers import ServerRegistry
 from authserver.operations import OperationError
@@ -316,6 +317,7 @@ def login_service(tmp_path: Path) -> Any:
     sfs_hash = hashlib.sha256(identity.public_key().public_bytes_raw()).hexdigest()
     service = LoginService(engine, MemoryStore(), ServerRegistry(engine), trusted, "ws://127.0.0.1:1/")
     yield {
+        "engine": engine,
         "login": service,
         "server": server.id,
         "identity": identity,
@@ -393,3 +395,15 @@ def test_unit_trusted_sfs_setting_needs_the_attestation_key() -> None:
         parse_trusted_sfs_keys([f"{identity}:{identity}"])
     with pytest.raises(ValueError, match="hex Ed25519"):
         parse_trusted_sfs_keys([f"{identity}:zz"])
+
+
+def test_unit_unbound_accounts_are_counted_for_the_operator(login_service: dict) -> None:
+    """ns logs this count at start: the operator learns that some users must enrol again."""
+    rows = [("bound", "instance-a", True), ("legacy", None, True), ("unconfirmed", None, False)]
+    with DbSession(login_service["engine"]) as session:
+        for name, device, active in rows:
+            account = _account(login_service, device)
+            account.id, account.thumbprint, account.active = name, name, active
+            session.add(account)
+        session.commit()
+    assert unbound_accounts(login_service["engine"]) == 1

@@ -5,7 +5,7 @@ import os
 from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from authserver.operations import OperationError
@@ -58,6 +58,20 @@ def account_for(engine: Engine, server_id: str, thumbprint: str) -> Account:
     if account.blocked:
         raise OperationError("blocked", "This account is blocked. Contact the service's support.")
     return account
+
+
+def unbound_accounts(engine: Engine) -> int:
+    """Confirmed accounts enrolled before accounts were bound to an app instance: each must be enrolled
+    again before it can log in or sign with a second factor."""
+    with Session(engine) as session:
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(Account)
+                .where(Account.active.is_(True), Account.sfs_device.is_(None))
+            )
+            or 0
+        )
 
 
 def parse_trusted_sfs_keys(values: list[str]) -> dict[str, dict[str, ed25519.Ed25519PublicKey]]:
