@@ -121,7 +121,7 @@ def _build(config: ComponentConfig, built: dict[str, Component], *, embedded: bo
         return sfs.build(config)
     if config.component == "mc":
         return mc.build(config)
-    local_sfs = [built["sfs"].identity.public_raw.hex()] if "sfs" in built else []
+    local_sfs = [sfs.trusted_entry(built["sfs"])] if "sfs" in built else []
     local_mc = {}
     if "mc" in built:
         grpc_listen = built["mc"].config.listen["grpc"]
@@ -158,6 +158,8 @@ def _announce(components: list[Component], idp: WSGIServer | None = None) -> Non
         for endpoint, url in component.urls.items():
             lines.append(f"  {component.name:<4} {endpoint:<10} {url}")
         lines.append(f"  {component.name:<4} {'key hash':<10} {component.identity.key_hash.hex()}")
+        if component.name == "sfs":  # what another ns would trust it by (NEXTAUTH_NS_TRUSTED_SFS_KEYS)
+            lines.append(f"  {'sfs':<4} {'ns trusts':<10} {sfs.trusted_entry(component)}")
     app = f"{Path(sys.executable).parent / 'nextauth-app'} --home {data_dir / 'phone'}"
     ns_component = by_name.get("ns")
     lines += [

@@ -56,7 +56,7 @@ EXTRA_FLAGS = {
         "TRUSTED_SFS_KEYS",
         "MESSAGE_CENTERS",
     ),
-    "sfs": ("PIN_MAX_ATTEMPTS",),
+    "sfs": ("PIN_MAX_ATTEMPTS", "ATTESTATION_KEY"),
     "mc": (
         "FCM_SERVICE_ACCOUNT",
         "FCM_BASE_URL",

@@ -1,20 +1,27 @@
 """The SFS attestation: a short-lived JWS saying "this device's second factor was checked just now, for
 this purpose, for this ns challenge, for this account key".
 
-Signed with the SFS's Ed25519 key (JWS alg ``Ed25519``, RFC 9864), the same key the app pins for the
-SFS's sigmai channel: an ns trusts an SFS by that one key. The two uses cannot be confused: a JWS signing
-input starts with a base64url header, a sigmai signature with 64 spaces and a context string.
+Signed with the SFS's *attestation key* (Ed25519, JWS alg ``Ed25519``, RFC 9864), a key of its own and
+not the sigmai identity key the app pins: a key that signs handshakes never signs statements ns acts on,
+and either can be replaced or guarded on its own. ``iss`` names the SFS by its sigmai key hash (what apps
+pin and ns records per account); the header's ``kid`` names the attestation key by its hash. ns trusts a
+pair: this SFS, with these attestation keys; a token signed by any other key (the SFS's identity key
+included) is refused.
 
-ns checks: signature by a trusted SFS key, ``aud`` is this ns server, ``nonce`` is derived from the
-challenge ns issued, ``purpose`` is what ns asked for, ``cnf.jkt`` is the account key's thumbprint, the
-token is fresh (``exp``, at most 60 s plus a little clock skew), and its ``jti`` was never seen before.
+ns checks: signature by a trusted attestation key of the SFS named in ``iss``, ``aud`` is this ns server,
+``nonce`` is derived from the challenge ns issued, ``purpose`` is what ns asked for, ``cnf.jkt`` is the
+account key's thumbprint, ``sub`` (the app instance at the SFS, its device key thumbprint) is the one the
+account was enrolled with, the token is fresh (``exp``, at most 60 s plus a little clock skew), and its
+``jti`` was never seen before.
 """
 
 import base64
 import hashlib
+import hmac
 import json
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +36,23 @@ PURPOSES = ("login", "sign", "enrol")
 METHODS = ("pin", "biometric")
 
 
+MAX_DEVICE_LENGTH = 128
+
+# SFS key hash (hex) -> {attestation key id: attestation public key}
+TrustedKeys = Mapping[str, Mapping[str, ed25519.Ed25519PublicKey]]
+
+
 class AttestationError(Exception):
     """The attestation is not acceptable; the message says which rule failed (no secrets in it)."""
+
+
+class DeviceMismatch(AttestationError):
+    """A valid attestation, but from another app instance than the one the account is bound to."""
+
+
+def key_id(public_key: ed25519.Ed25519PublicKey) -> str:
+    """The name of an attestation key: hex SHA-256 of its raw 32 bytes (the same form as a key hash)."""
+    return hashlib.sha256(public_key.public_bytes_raw()).hexdigest()
 
 
 def nonce_for(challenge: bytes) -> str:
@@ -81,7 +103,7 @@ def issue(
         "sub": device,
     }
     return jwt.encode(
-        {"alg": ALGORITHM, "typ": "nextauth-attestation+jwt"},
+        {"alg": ALGORITHM, "typ": "nextauth-attestation+jwt", "kid": key_id(key.public_key())},
         claims,
         jwk.OKPKey.import_key(key),
         algorithms=[ALGORITHM],
@@ -90,15 +112,19 @@ def issue(
 
 def verify(
     token: str,
-    trusted_keys: dict[str, ed25519.Ed25519PublicKey],
+    trusted_keys: TrustedKeys,
     *,
     audience: str,
     nonce: str,
     purpose: str,
     account_thumbprint: str,
+    device: str | None = None,
     now: float | None = None,
 ) -> Attestation:
-    """Check every rule except single use (the caller records ``token_id``, which needs shared state)."""
+    """Check every rule except single use (the caller records ``token_id``, which needs shared state).
+
+    ``device``: the app instance the account is bound to; ``None`` only at enrolment, where the binding
+    is made. A mismatch raises :class:`DeviceMismatch`, after every other rule passed."""
     try:
         unverified = jwt.decode(token, lambda obj: _key_for(obj, trusted_keys), algorithms=[ALGORITHM])
     except AttestationError:
@@ -127,6 +153,11 @@ def verify(
         raise AttestationError("attestation is for another account key")
     if not isinstance(amr, list) or len(amr) != 1 or amr[0] not in METHODS:
         raise AttestationError("attestation names no known second factor")
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not 1 <= len(subject) <= MAX_DEVICE_LENGTH:
+        raise AttestationError("attestation names no app instance")
+    if device is not None and not hmac.compare_digest(subject.encode(), device.encode()):
+        raise DeviceMismatch("attestation comes from another app instance than the enrolled one")
     return Attestation(
         issuer=str(claims["iss"]),
         audience=audience,
@@ -134,20 +165,26 @@ def verify(
         purpose=purpose,
         method=amr[0],
         account_thumbprint=cnf,
-        device=str(claims.get("sub", "")),
+        device=subject,
         issued_at=issued,
         expires_at=expires,
         token_id=str(claims.get("jti", "")),
     )
 
 
-def _key_for(obj: Any, trusted_keys: dict[str, ed25519.Ed25519PublicKey]) -> jwk.OKPKey:
-    # joserfc hands over the parsed, not yet verified, compact JWS: pick the key by its issuer.
+def _key_for(obj: Any, trusted_keys: TrustedKeys) -> jwk.OKPKey:
+    # joserfc hands over the parsed, not yet verified, compact JWS: pick the SFS by its issuer, then one
+    # of that SFS's attestation keys by the header's kid. Nothing else is tried, so a token signed by the
+    # SFS's identity key (or another SFS's attestation key) finds no key and is refused.
     try:
         issuer = json.loads(obj.payload).get("iss")
+        kid = obj.headers().get("kid")
     except (ValueError, AttributeError) as exc:
         raise AttestationError("attestation payload is not JSON") from exc
-    key = trusted_keys.get(str(issuer))
-    if key is None:
+    keys = trusted_keys.get(str(issuer))
+    if not keys:
         raise AttestationError("attestation comes from an SFS this server does not trust")
+    key = keys.get(str(kid)) if isinstance(kid, str) else None
+    if key is None:
+        raise AttestationError("attestation is not signed by a trusted attestation key of its SFS")
     return jwk.OKPKey.import_key(key)

@@ -34,12 +34,14 @@ def cluster(
     redis_uri = redis_base_uri()
     require("Redis", redis_uri)
     sfs_key = ed25519.Ed25519PrivateKey.generate()
-    key_file = base / "sfs.key"
-    key_file.write_bytes(
-        sfs_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    attestation_key = ed25519.Ed25519PrivateKey.generate()
+    key_file, attestation_file = base / "sfs.key", base / "sfs-attestation.key"
+    for key, path in ((sfs_key, key_file), (attestation_key, attestation_file)):
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
         )
-    )
     shared = {"NEXTAUTH_DB_URI": postgres_uri, "NEXTAUTH_KV_URI": redis_uri}
     sfs = start_system(
         base / "sfs",
@@ -47,13 +49,15 @@ def cluster(
         extra_env={
             **shared,
             "NEXTAUTH_SFS_IDENTITY_KEY_FILE": str(key_file),
+            "NEXTAUTH_SFS_ATTESTATION_KEY_FILE": str(attestation_file),
             "NEXTAUTH_SFS_PIN_MAX_ATTEMPTS": "5",
         },
     )
     ns_env = {
         **shared,
         "NEXTAUTH_NS_ROOT_API_KEY": ROOT_KEY,
-        "NEXTAUTH_NS_TRUSTED_SFS_KEYS": sfs_key.public_key().public_bytes_raw().hex(),
+        "NEXTAUTH_NS_TRUSTED_SFS_KEYS": f"{sfs_key.public_key().public_bytes_raw().hex()}:"
+        f"{attestation_key.public_key().public_bytes_raw().hex()}",
     }
     ns_b = start_system(base / "ns-b", command=("ns",), extra_env=ns_env)
     # ns A hands out QR codes that send phones to ns B: the login completes on the other instance.

@@ -648,7 +648,12 @@ def test_compose_traefik_finds_the_routed_containers(compose: dict) -> None:
 
 def test_compose_ns_points_at_its_peers(compose: dict) -> None:
     services = compose["services"]
-    variables = {"PUBLIC_HOST": "auth.example.com", "MC_KEY_HASH": "ab" * 32, "SFS_PUBLIC_KEY": "00" * 32}
+    variables = {
+        "PUBLIC_HOST": "auth.example.com",
+        "MC_KEY_HASH": "ab" * 32,
+        "SFS_PUBLIC_KEY": "00" * 32,
+        "SFS_ATTESTATION_PUBLIC_KEY": "11" * 32,
+    }
     env = {key: interpolate(value, variables) for key, value in environment(services["ns"]).items()}
     public = {"NEXTAUTH_NS_DEFAULT_SIGMAI_URI": "sigmai", "NEXTAUTH_NS_DEFAULT_WEBSOCKET_URI": "websocket"}
     for variable, endpoint in public.items():
@@ -685,7 +690,7 @@ def made_real(
 
 def test_compose_configuration_loads(compose: dict, tmp_path: Path) -> None:
     """Each component's environment, with its secrets made real, passes the code's own start checks."""
-    keys = {name: ed25519.Ed25519PrivateKey.generate() for name in ("sfs", "mc")}
+    keys = {name: ed25519.Ed25519PrivateKey.generate() for name in ("sfs", "mc", "sfs-attestation")}
     pem = {
         name: key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -696,12 +701,14 @@ def test_compose_configuration_loads(compose: dict, tmp_path: Path) -> None:
         "PUBLIC_HOST": "auth.example.com",
         "ACME_EMAIL": "ops@example.com",
         "SFS_PUBLIC_KEY": ServerIdentity(keys["sfs"]).public_raw.hex(),
+        "SFS_ATTESTATION_PUBLIC_KEY": keys["sfs-attestation"].public_key().public_bytes_raw().hex(),
         "MC_KEY_HASH": ServerIdentity(keys["mc"]).key_hash.hex(),
     }
     secret_content = {
         "DB_URI": lambda component: f"sqlite:///{tmp_path / component}.db",
         "ROOT_API_KEY": lambda component: "k" * 40,
         "IDENTITY_KEY": lambda component: pem[component],
+        "ATTESTATION_KEY": lambda component: pem[f"{component}-attestation"],
         "SECRET_KEY": lambda component: "s" * 48,
         "NS_API_KEY": lambda component: "k" * 40,
     }

@@ -23,8 +23,11 @@ def setup(tmp_path: Path) -> dict:
     server = servers.ensure_default()
     sfs_key = ed25519.Ed25519PrivateKey.generate()
     other_sfs = ed25519.Ed25519PrivateKey.generate()
+    # Each SFS signs attestations with its own key; the tests name the SFS by that key's hash too.
     trusted = {
-        hashlib.sha256(key.public_key().public_bytes_raw()).hexdigest(): key.public_key()
+        hashlib.sha256(key.public_key().public_bytes_raw()).hexdigest(): {
+            attestation.key_id(key.public_key()): key.public_key()
+        }
         for key in (sfs_key, other_sfs)
     }
     login = LoginService(engine, MemoryStore(), servers, trusted, "ws://127.0.0.1:1/")
@@ -35,6 +38,7 @@ def setup(tmp_path: Path) -> dict:
         public_key=b"k" * 32,
         thumbprint="tp",
         sfs_key_hash=hashlib.sha256(sfs_key.public_key().public_bytes_raw()).hexdigest(),
+        sfs_device="device",
         active=True,
     )
     yield {"login": login, "account": account, "sfs": sfs_key, "other_sfs": other_sfs, "server": server}
@@ -57,7 +61,7 @@ def _token(key: ed25519.Ed25519PrivateKey, challenge: bytes, server_id: str) -> 
 def test_attestation_is_accepted_once(setup: dict) -> None:
     token = _token(setup["sfs"], b"challenge", setup["server"].id)
     check = setup["login"].check_attestation
-    assert check(token, setup["account"], setup["server"].id, b"challenge", "login") == "pin"
+    assert check(token, setup["account"], setup["server"].id, b"challenge", "login").method == "pin"
     with pytest.raises(OperationError, match="used before"):
         check(token, setup["account"], setup["server"].id, b"challenge", "login")
 

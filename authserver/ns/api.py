@@ -310,6 +310,8 @@ def make_api(
                     "key_type": row.key_type,
                     "thumbprint": row.thumbprint,
                     "blocked": row.blocked,
+                    # False: enrolled before accounts were bound to an app instance; must be re-enrolled.
+                    "second_factor_bound": row.sfs_device is not None,
                     "created_at": row.created_at.isoformat(),
                     "last_login_at": row.last_login_at.isoformat() if row.last_login_at else None,
                 }

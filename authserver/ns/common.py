@@ -5,12 +5,13 @@ import os
 from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from authserver.operations import OperationError
 from authserver.operations import binary_param as unb64  # noqa: F401 - the flows decode parameters with it
 from authserver.storage.flow_models import Account
+from nextauth_core import attestation
 from nextauth_core.encoding import b64url as b64
 
 NONCE_MIN_LENGTH = 22  # base64 of 16 random bytes
@@ -59,11 +60,42 @@ def account_for(engine: Engine, server_id: str, thumbprint: str) -> Account:
     return account
 
 
-def parse_trusted_sfs_keys(values: list[str]) -> dict[str, ed25519.Ed25519PublicKey]:
-    """Hex Ed25519 public keys -> {key hash (hex): key}, the form attestations name their issuer by."""
-    trusted: dict[str, ed25519.Ed25519PublicKey] = {}
-    for value in values:
-        raw = bytes.fromhex(value.strip())
-        key = ed25519.Ed25519PublicKey.from_public_bytes(raw)
-        trusted[hashlib.sha256(raw).hexdigest()] = key
+def unbound_accounts(engine: Engine) -> int:
+    """Confirmed accounts enrolled before accounts were bound to an app instance: each must be enrolled
+    again before it can log in or sign with a second factor."""
+    with Session(engine) as session:
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(Account)
+                .where(Account.active.is_(True), Account.sfs_device.is_(None))
+            )
+            or 0
+        )
+
+
+def parse_trusted_sfs_keys(values: list[str]) -> dict[str, dict[str, ed25519.Ed25519PublicKey]]:
+    """``IDENTITY:ATTESTATION`` entries (hex Ed25519 public keys) -> {SFS key hash: {key id: key}}.
+
+    The SFS is named by its sigmai identity key hash (what apps pin and accounts record); ns trusts its
+    attestations only when signed by one of the attestation keys listed with it. An SFS may appear
+    several times, to roll its attestation key over. Raises ValueError saying what is wrong."""
+    trusted: dict[str, dict[str, ed25519.Ed25519PublicKey]] = {}
+    for position, value in enumerate(values, start=1):
+        identity_hex, sep, attestation_hex = value.strip().partition(":")
+        if not sep:
+            raise ValueError(
+                f"entry {position} names the SFS key only; write SFS_KEY:ATTESTATION_KEY "
+                "(the SFS logs both at start, and its hello shows attestation_public_key)"
+            )
+        try:
+            identity_raw = bytes.fromhex(identity_hex.strip())
+            attestation_raw = bytes.fromhex(attestation_hex.strip())
+            ed25519.Ed25519PublicKey.from_public_bytes(identity_raw)
+            key = ed25519.Ed25519PublicKey.from_public_bytes(attestation_raw)
+        except ValueError as exc:
+            raise ValueError(f"entry {position} is not two hex Ed25519 public keys (64 hex each)") from exc
+        if identity_raw == attestation_raw:
+            raise ValueError(f"entry {position}: the attestation key must differ from the SFS key")
+        trusted.setdefault(hashlib.sha256(identity_raw).hexdigest(), {})[attestation.key_id(key)] = key
     return trusted

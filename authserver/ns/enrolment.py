@@ -227,9 +227,11 @@ class EnrolmentService:
             account.encryption_key = unb64(
                 pending["encryption_key"], "encryption_key", min_length=32, max_length=32
             )
-        self._login.check_attestation(
+        checked = self._login.check_attestation(
             params.get("attestation"), account, pending["server_id"], pending["ns_challenge"], "enrol"
         )
+        # The binding: from now on only this app instance, at this SFS, vouches for the account.
+        account.sfs_device = checked.device
         code = confirmation_code(context.export(ENROL_CODE_EXPORTER, pending["enrolment"].encode(), 8))
         with Session(self._engine, expire_on_commit=False) as db:
             db.add(account)

@@ -9,13 +9,13 @@ every step through pub/sub on ``browser:<hsid>``, whichever ns instance it is co
 import hashlib
 import hmac
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session as DbSession
 
@@ -29,10 +29,14 @@ from nextauth_core.qr import QRPayload
 from nextauth_core.statements import LOGIN_EXPORTER, login_statement
 from sigmai import ProtocolError
 
+log = logging.getLogger("nextauth.ns.login")
+
 QR_CHALLENGE_BYTES = 32
 
 
 CANCEL_REASONS = ("declined", "locked", "wrong_pin")
+# Refusals the login page explains on their own: the phone must be enrolled (again), retrying is useless.
+BINDING_REFUSALS = ("second_factor_device_mismatch", "reenrol_required")
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,7 @@ class LoginService:
         engine: Engine,
         kv: KeyValueStore,
         servers: ServerRegistry,
-        trusted_sfs: dict[str, ed25519.Ed25519PublicKey],
+        trusted_sfs: attestation.TrustedKeys,
         sigmai_uri: str,
         *,
         qr_ttl: float = 60.0,
@@ -252,9 +256,10 @@ class LoginService:
             try:
                 factor = self.check_attestation(
                     params.get("attestation"), account, pending["server_id"], pending["ns_challenge"], "login"
-                )
-            except OperationError:
-                self.events.publish(pending["hsid"], "CANCEL second_factor")
+                ).method
+            except OperationError as exc:
+                reason = exc.code if exc.code in BINDING_REFUSALS else "second_factor"
+                self.events.publish(pending["hsid"], f"CANCEL {reason}")
                 raise
         self._establish(
             pending["server_id"], pending["hsid"], account, method=pending["method"], factor=factor
@@ -289,7 +294,19 @@ class LoginService:
 
     def check_attestation(
         self, token: Any, account: Account, server_id: str, ns_challenge: bytes, purpose: str
-    ) -> str:
+    ) -> attestation.Attestation:
+        """The SFS's word that the second factor was checked, for this account, by the app instance the
+        account is bound to. At enrolment (``purpose == "enrol"``) the binding does not exist yet: the
+        caller records ``device`` of the answer."""
+        if purpose != "enrol" and account.sfs_device is None:
+            # Enrolled before accounts were bound to an app instance: trusting whichever instance
+            # attests first would hand the account to anyone holding a copy of its key.
+            log.warning("refused attestation for account %s: not bound to an app instance", account.id)
+            raise OperationError(
+                "reenrol_required",
+                "This account was enrolled before second factors were bound to the app: "
+                "enrol this phone again.",
+            )
         if not isinstance(token, str) or len(token) > 4096:
             raise OperationError("second_factor_required", "Confirm with your PIN or biometric.")
         trusted = (
@@ -305,12 +322,20 @@ class LoginService:
                 nonce=attestation.nonce_for(ns_challenge),
                 purpose=purpose,
                 account_thumbprint=account.thumbprint,
+                device=None if purpose == "enrol" else account.sfs_device,
             )
+        except attestation.DeviceMismatch as exc:
+            log.warning("refused attestation for account %s: another app instance vouched", account.id)
+            raise OperationError(
+                "second_factor_device_mismatch",
+                "The PIN or biometric was checked by another installation of the app than the one this "
+                "account was enrolled with. Use that phone, or enrol this one.",
+            ) from exc
         except attestation.AttestationError as exc:
             raise OperationError("attestation_refused", f"Second factor not accepted: {exc}.") from exc
         if not self._kv.set_if_absent(f"jti:{checked.issuer}:{checked.token_id}", b"1", ttl=300):
             raise OperationError("attestation_refused", "Second factor not accepted: it was used before.")
-        return checked.method
+        return checked
 
     def _needs_second_factor(self, server: VirtualServer, account: Account) -> bool:
         policy = server.login_pin_timeout

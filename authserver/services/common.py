@@ -6,7 +6,9 @@ from authserver.operations import ChannelContext, Operations
 from sigmai.constants import VERSION
 
 
-def register_hello(operations: Operations, component: str, display_name: str) -> None:
+def register_hello(
+    operations: Operations, component: str, display_name: str, *, extra: dict[str, Any] | None = None
+) -> None:
     @operations.register("hello")
     def hello(context: ChannelContext, _params: dict[str, Any]) -> dict[str, Any]:
         """Say who answered and whom it sees: the app shows this to prove the channel is right."""
@@ -18,4 +20,5 @@ def register_hello(operations: Operations, component: str, display_name: str) ->
             "device_thumbprint": context.peer.thumbprint(),
             "device_key_type": context.peer.type_name,
             "operations": operations.names,
+            **(extra or {}),
         }

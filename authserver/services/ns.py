@@ -10,7 +10,7 @@ from authserver.config import ComponentConfig, ConfigError, read_setting
 from authserver.ns.access import AccessControl
 from authserver.ns.api import make_api
 from authserver.ns.browser import make_browser_app
-from authserver.ns.common import parse_trusted_sfs_keys
+from authserver.ns.common import parse_trusted_sfs_keys, unbound_accounts
 from authserver.ns.enrolment import EnrolmentService
 from authserver.ns.login import LoginService
 from authserver.ns.mc_client import client_for, parse_message_centers
@@ -33,7 +33,7 @@ def _trusted_sfs(config: ComponentConfig, environ: dict[str, str], extra: list[s
         parse_trusted_sfs_keys(keys)
     except ValueError as exc:
         raise ConfigError(
-            "NEXTAUTH_NS_TRUSTED_SFS_KEYS: expected comma-separated hex Ed25519 public keys"
+            f"NEXTAUTH_NS_TRUSTED_SFS_KEYS: {exc}; expected comma-separated SFS_KEY:ATTESTATION_KEY pairs"
         ) from exc
     return keys
 
@@ -138,4 +138,11 @@ def build(
     component.extras = {"default_server": default_server, "root_api_key": root_key, "access": access}
     if not trusted:
         log.warning("no trusted SFS keys (NEXTAUTH_NS_TRUSTED_SFS_KEYS): no app can enrol or log in")
+    unbound = unbound_accounts(component.engine)
+    if unbound:
+        log.warning(
+            "%d accounts were enrolled before second factors were bound to the app: they must be enrolled "
+            "again (REST: second_factor_bound false; docs/security.md)",
+            unbound,
+        )
     return component

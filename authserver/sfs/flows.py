@@ -4,7 +4,14 @@ without learning it, and attest to a successful check.
 PIN failures are counted in the database *before* an OPRF evaluation is answered: a guess costs an
 attempt even if the app never comes back with a proof, even if the SFS crashes in between, and the
 single conditional UPDATE makes parallel guesses on several SFS instances count one by one. A correct
-proof resets the count; reaching the maximum locks the instance until it is registered anew.
+proof resets the count; reaching the maximum locks the instance for good.
+
+An app instance is its device key: it registers once, and nothing lets the same device key register
+again (a new PIN without the old one would undo the lock for whoever copied the app's files). A locked
+app is set up anew with a new device key, and its accounts enrolled anew: ns binds every account to the
+instance that vouched at enrolment, so the new instance cannot vouch for the old accounts.
+
+Attestations are signed with the SFS's attestation key, never with its sigmai identity key.
 """
 
 import os
@@ -23,15 +30,20 @@ from nextauth_core.encoding import b64url
 from nextauth_core.statements import SFS_PROOF_EXPORTER, sfs_proof_statement
 
 CHALLENGE_BYTES = 32
+LOCKED_MESSAGE = "Too many wrong PINs: this app is locked. Set the app up anew and enrol your accounts again."
 
 
 class SecondFactorService:
     def __init__(
-        self, engine: Engine, identity_key: ed25519.Ed25519PrivateKey, key_hash: str, max_attempts: int
+        self,
+        engine: Engine,
+        attestation_key: ed25519.Ed25519PrivateKey,
+        key_hash: str,
+        max_attempts: int,
     ):
         self._engine = engine
-        self._key = identity_key
-        self._key_hash = key_hash
+        self._key = attestation_key  # not the sigmai identity key: see nextauth_core.attestation
+        self._key_hash = key_hash  # the sigmai key hash: the SFS's name in attestations (iss)
         self.max_attempts = max_attempts
 
     # -- registration ----------------------------------------------------------------------------------
@@ -41,9 +53,12 @@ class SecondFactorService:
         thumbprint = context.peer.thumbprint()
         with Session(self._engine, expire_on_commit=False) as session:
             instance = session.scalar(select(AppInstance).where(AppInstance.device_thumbprint == thumbprint))
+            if instance is not None and instance.locked:
+                raise OperationError("locked", LOCKED_MESSAGE)
             if instance is not None and instance.pin_verifier is not None:
                 raise OperationError(
-                    "already_registered", "This app is already registered; change the PIN instead."
+                    "already_registered",
+                    "This app is already registered; its PIN cannot be set again without the old one.",
                 )
             if instance is None:
                 instance = AppInstance(device_thumbprint=thumbprint, oprf_key=oprf.generate_key())
@@ -107,7 +122,7 @@ class SecondFactorService:
             raise OperationError("not_registered", "Register this app with its second factor server first.")
         if counted.rowcount != 1:
             self._lock(thumbprint)
-            raise OperationError("locked", "Too many wrong PINs: this app is locked. Register it again.")
+            raise OperationError("locked", LOCKED_MESSAGE)
         challenge = os.urandom(CHALLENGE_BYTES)
         context.state["challenge"], context.state["challenge_method"] = challenge, "pin"
         return {
@@ -136,7 +151,7 @@ class SecondFactorService:
         if instance is None or instance.pin_verifier is None:
             raise OperationError("not_registered", "Register this app with its second factor server first.")
         if instance.locked:
-            raise OperationError("locked", "Too many wrong PINs: this app is locked. Register it again.")
+            raise OperationError("locked", LOCKED_MESSAGE)
         statement = sfs_proof_statement(
             sfs_challenge=sfs_challenge,
             channel_binding=context.export(SFS_PROOF_EXPORTER, b"", 32),
@@ -152,9 +167,7 @@ class SecondFactorService:
                 left = max(self.max_attempts - instance.failures, 0)
                 if left == 0:
                     self._lock(thumbprint)
-                    raise OperationError(
-                        "locked", "Too many wrong PINs: this app is locked. Register it again."
-                    )
+                    raise OperationError("locked", LOCKED_MESSAGE)
                 raise OperationError(
                     "wrong_pin", f"Wrong PIN. {left} attempt{'s' if left != 1 else ''} left."
                 )

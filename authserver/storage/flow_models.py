@@ -58,6 +58,10 @@ class Account(Base):
     public_key: Mapped[bytes] = mapped_column(LargeBinary)
     thumbprint: Mapped[str] = mapped_column(String(64))
     sfs_key_hash: Mapped[str] = mapped_column(String(64))
+    # The app instance that vouched at enrolment (the attestation's sub: its device key thumbprint at the
+    # SFS named by sfs_key_hash). Every later attestation must come from it. NULL: enrolled before the
+    # binding existed; such an account is refused wherever a second factor is needed (re-enrol it).
+    sfs_device: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # Push: which MC (by its key hash; ns maps it to an address it trusts), the mailbox and its app token,
     # and the account's X25519 key that messages are encrypted to.
     mc_key_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)

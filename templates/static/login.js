@@ -14,7 +14,9 @@
     wrong_pin: "Wrong PIN on the phone. Scan again to retry.",
     locked: "The app on your phone is locked after too many wrong PINs. Set it up again in the app, then scan again.",
     blocked: "This account is blocked. Contact your support desk.",
-    second_factor: "The PIN or fingerprint check was not accepted. Scan again to retry."
+    second_factor: "The PIN or fingerprint check was not accepted. Scan again to retry.",
+    second_factor_device_mismatch: "The PIN was checked by another installation of the app than the one enrolled for this account. Use the enrolled phone, or enrol this one.",
+    reenrol_required: "This account must be enrolled again before it can log in with a PIN. Ask for a new enrolment code."
   };
   var retries = 0;
 

@@ -8,8 +8,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from nextauth_core import attestation
 
-SFS_KEY = ed25519.Ed25519PrivateKey.generate()
-TRUSTED = {"sfs-1": SFS_KEY.public_key()}
+SFS_KEY = ed25519.Ed25519PrivateKey.generate()  # the SFS's attestation key
+SFS_IDENTITY_KEY = ed25519.Ed25519PrivateKey.generate()  # its sigmai key: never trusted for attestations
+TRUSTED = {"sfs-1": {attestation.key_id(SFS_KEY.public_key()): SFS_KEY.public_key()}}
 NOW = 1_800_000_000.0
 
 
@@ -72,8 +73,11 @@ def test_untrusted_sfs_is_refused() -> None:
 
 def test_trusted_name_with_another_key_is_refused() -> None:
     rogue = ed25519.Ed25519PrivateKey.generate()
-    with pytest.raises(attestation.AttestationError, match="signature"):
+    with pytest.raises(attestation.AttestationError, match="trusted attestation key"):
         _verify(_issue(key=rogue))
+    # Claiming the trusted key's kid does not help: the signature does not verify with that key.
+    with pytest.raises(attestation.AttestationError, match="signature"):
+        _verify(_resign(_issue(), rogue, attestation.key_id(SFS_KEY.public_key())))
 
 
 def test_tampered_claims_are_refused() -> None:
@@ -94,3 +98,38 @@ def test_garbage_is_refused(junk: str) -> None:
 def test_nonce_is_not_the_challenge() -> None:
     assert attestation.nonce_for(b"challenge") != "challenge"
     assert attestation.nonce_for(b"a") != attestation.nonce_for(b"b")
+
+
+def test_attestation_signed_with_the_sfs_identity_key_is_refused() -> None:
+    """ns trusts the SFS by its attestation key only; its sigmai identity key (even listed beside, as the
+    SFS's name) cannot sign one, whatever kid the token claims."""
+    for kid in (None, attestation.key_id(SFS_KEY.public_key())):
+        token = _issue(key=SFS_IDENTITY_KEY)
+        if kid is not None:  # re-sign with the identity key but claim the attestation key's kid
+            token = _resign(token, SFS_IDENTITY_KEY, kid)
+        with pytest.raises(attestation.AttestationError):
+            _verify(token)
+
+
+def test_attestation_names_its_key() -> None:
+    header = json.loads(base64.urlsafe_b64decode(_issue().split(".")[0] + "=="))
+    assert header["kid"] == attestation.key_id(SFS_KEY.public_key())
+
+
+def test_attestation_from_another_app_instance_is_refused() -> None:
+    assert _verify(_issue(), device="device-1").device == "device-1"
+    with pytest.raises(attestation.DeviceMismatch):
+        _verify(_issue(device="device-2"), device="device-1")
+
+
+def test_attestation_without_an_app_instance_is_refused() -> None:
+    with pytest.raises(attestation.AttestationError, match="no app instance"):
+        _verify(_issue(device=""))
+
+
+def _resign(token: str, key: ed25519.Ed25519PrivateKey, kid: str) -> str:
+    _header, payload, _signature = token.split(".")
+    header = {"alg": "Ed25519", "typ": "nextauth-attestation+jwt", "kid": kid}
+    encoded = base64.urlsafe_b64encode(json.dumps(header).encode()).rstrip(b"=").decode()
+    signature = key.sign(f"{encoded}.{payload}".encode())
+    return f"{encoded}.{payload}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
