@@ -222,6 +222,7 @@ def _create_key(system: RunningSystem, name: str, roles: str, server: str | None
 def role_keys(system: RunningSystem) -> dict[str, str]:
     keys = {role: _create_key(system, f"only-{role}", role) for role in ROLES}
     keys["sessions@default"] = _create_key(system, "default-sessions", "sessions", "default")
+    keys["servers@default"] = _create_key(system, "default-servers", "servers,createserver", "default")
     return keys
 
 
@@ -352,6 +353,20 @@ def test_roles_of_every_operation_match_the_document(contract: Contract, role_ke
     contract.expect(200, "GET", "/v1/servers/default/sessions/", key=scoped, nonce=new_nonce())
     contract.error(403, "forbidden", "GET", "/v1/servers/other/sessions/", key=scoped, nonce=new_nonce())
     contract.error(400, "bad_request", "POST", "/v1/evidence/verify", key=scoped, body={})
+
+
+def test_a_key_scoped_to_one_server_cannot_create_or_list_servers(
+    contract: Contract, role_keys: dict[str, str]
+) -> None:
+    """Creating a server and listing all of them are operations over the whole ns: a key holding
+    `createserver` and `servers` for one server only is refused both, and still reads its own server."""
+    scoped = role_keys["servers@default"]
+    refused = contract.error(403, "forbidden", "POST", "/v1/servers", key=scoped, body={"name": "Rogue"})
+    assert "limited to one server" in refused["message"]
+    contract.error(403, "forbidden", "GET", "/v1/servers", key=scoped)
+    assert contract.expect(200, "GET", "/v1/servers/default", key=scoped)["id"] == "default"
+    names = [server["name"] for server in contract.expect(200, "GET", "/v1/servers")["servers"]]
+    assert "Rogue" not in names
 
 
 def test_servers(contract: Contract) -> None:
@@ -510,6 +525,12 @@ def test_transactions_and_evidence(contract: Contract, phone: Path) -> None:
     checked = contract.expect(200, "POST", verify, body={"evidence": evidence, "thumbprint": thumbprint})
     assert checked == {
         "valid": True,
+        "checks": {
+            "account_signature": "valid",
+            "ns_signature": "valid",
+            "content": "valid",
+            "attestation": "valid",
+        },
         "decision": "approved",
         "content": record["content"],
         "accountid": account,
@@ -554,6 +575,64 @@ def _self_signed_record(content: bytes) -> dict[str, Any]:
         attestation=None,
         decision="approved",
     )
+
+
+def _signed_transaction(contract: Contract, phone: Path, user: str) -> tuple[str, dict[str, Any]]:
+    account = enrol(contract, phone, user)
+    nonce = log_in(contract, phone, account)
+    fields = {"amount": "EUR 10.00", "beneficiary": "BE71 0961 2345 6769", "description": "Books"}
+    path = "/v1/servers/default/sessions/transactions"
+    submitted = contract.expect(201, "POST", path, nonce=nonce, body=fields)
+    code, signed = run_app(phone, "scan", submitted["qrdata"], "--pin", PIN)
+    assert code == 0 and signed["result"] == "approved", signed
+    record = contract.expect(200, "GET", f"/v1/servers/default/transactions/{submitted['tid']}")
+    return account, record
+
+
+def test_evidence_with_a_garbage_attestation_is_not_valid(contract: Contract, phone: Path) -> None:
+    _, record = _signed_transaction(contract, phone, "gerda")
+    evidence = record["evidence"]
+    verify = "/v1/evidence/verify"
+    for garbage in ("garbage", "eyJhbGciOiJub25lIn0.e30.", None):
+        answer = contract.expect(200, "POST", verify, body={"evidence": {**evidence, "attestation": garbage}})
+        assert answer["valid"] is False, garbage
+        assert answer["checks"]["account_signature"] == "valid"
+        assert answer["checks"]["attestation"] == ("missing" if garbage is None else "invalid")
+        # ns signed the attestation it accepted: another in its place breaks ns's signature too.
+        assert answer["checks"]["ns_signature"] == "invalid"
+
+
+def test_evidence_over_content_ns_never_issued_is_not_valid(contract: Contract, phone: Path) -> None:
+    """The account's key (a copy of the phone's files) signs content ns never issued: not evidence."""
+    from mobilesdk.store import AccountStore
+    from nextauth_core import evidence as records
+    from nextauth_core.encoding import unb64url
+
+    account, record = _signed_transaction(contract, phone, "ingrid")
+    issued = record["evidence"]
+    store = AccountStore(phone)
+    key = store.account_key(next(a for a in store.accounts() if a.id == account))
+    forged_content = dict(record["content"], fields={**record["content"]["fields"], "amount": "EUR 9,999.00"})
+    content = records.canonical(forged_content)
+    challenge = unb64url(issued["ns_challenge"])
+    forged = records.record(
+        content=content,
+        ns_challenge=challenge,
+        signature=key.sign(records.signing_statement(content, challenge, "approved")),
+        key=key.peer_key,
+        attestation=issued["attestation"],
+        decision="approved",
+    )
+    answer = contract.expect(200, "POST", "/v1/evidence/verify", body={"evidence": forged})
+    assert answer["valid"] is False
+    assert answer["checks"]["account_signature"] == "valid"
+    assert answer["checks"]["content"] == "invalid"
+    assert answer["checks"]["ns_signature"] == "missing"
+    # A record of ns's, but with its signature taken off (as records made before ns signed them).
+    unsigned = {name: value for name, value in issued.items() if name != "ns_signature"}
+    answer = contract.expect(200, "POST", "/v1/evidence/verify", body={"evidence": unsigned})
+    assert answer["valid"] is False and answer["checks"]["ns_signature"] == "missing"
+    assert answer["checks"]["content"] == "valid" and answer["checks"]["attestation"] == "valid"
 
 
 def test_evidence_over_content_that_is_no_json_object_is_invalid_not_a_failure(contract: Contract) -> None:
