@@ -635,6 +635,71 @@ def test_evidence_over_content_ns_never_issued_is_not_valid(contract: Contract, 
     assert answer["checks"]["content"] == "valid" and answer["checks"]["attestation"] == "valid"
 
 
+def test_json_bodies_beyond_the_limits_are_a_400_not_a_500(contract: Contract, system: RunningSystem) -> None:
+    deep = b'{"evidence": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    for raw in (deep, b'{"name": NaN}', b'{"name": 1e400}', b'{"name": Infinity}'):
+        contract.error(400, "bad_json", "POST", "/v1/evidence/verify", raw=raw)
+        contract.error(400, "bad_json", "POST", "/v1/servers", raw=raw)
+    # The message center's REST API (reached by any ns with a mailbox token) reads bodies the same way.
+    connection = http.client.HTTPConnection("127.0.0.1", system.port("mc", "http"), timeout=10)
+    try:
+        connection.request(
+            "POST",
+            "/v1/mailboxes/nobody/messages",
+            body=deep,
+            headers={"Authorization": "Bearer x", "Content-Type": "application/json"},
+        )
+        response = connection.getresponse()
+        assert response.status == 400 and json.loads(response.read())["error"] == "bad_request"
+    finally:
+        connection.close()
+    assert "RecursionError" not in system.log()
+
+
+def test_transaction_text_with_bidi_or_control_characters_is_refused(contract: Contract, phone: Path) -> None:
+    account = enrol(contract, phone, "bianca")
+    nonce = log_in(contract, phone, account)
+    path = "/v1/servers/default/sessions/transactions"
+    fields = {"amount": "EUR 1.00", "beneficiary": "Shop", "description": "Order 7"}
+    for name, bad in (
+        ("amount", "EUR 1\u202e00,000"),
+        ("beneficiary", "\u2067Shop\u2069"),
+        ("description", "Order 7\nAmount: EUR 1.00"),
+        ("description", "Order\r7"),
+        ("description", "Order\t7"),
+        ("beneficiary", "Shop\u2028Other"),
+        ("amount", "EUR \u200f1"),
+    ):
+        refused = contract.error(400, "bad_request", "POST", path, nonce=nonce, body={**fields, name: bad})
+        assert name in refused["message"] and "one line" in refused["message"], refused
+    assert contract.expect(201, "POST", path, nonce=nonce, body={**fields, "beneficiary": "Café ✓ 東京"})
+
+
+def test_user_ids_are_normalised_and_look_alikes_refused(contract: Contract, phone: Path) -> None:
+    def user(uid: str) -> str:
+        return "/v1/servers/default/users/" + urllib.parse.quote(uid)
+
+    # Fullwidth forms are the ordinary characters; NFD is NFC: the same user, under one id.
+    created = contract.expect(201, "POST", user("\uff4e\uff4f\uff52\uff41") + "/enrolments")
+    assert created["userid"] == "nora"
+    account = enrol(contract, phone, urllib.parse.quote("Zoe\u0301"))
+    assert contract.expect(200, "GET", user("Zo\u00e9"))["accounts"][0]["accountid"] == account
+    assert contract.expect(200, "GET", user("\uff3a\uff4f\u00e9"))["userid"] == "Zo\u00e9"
+    # A Cyrillic "a" among Latin letters, invisible characters, spaces: refused with the reason.
+    for bad, why in (("\u0430lice", "several scripts"), ("\ufb01x", "compatibility"), ("al ice", "space")):
+        refused = contract.error(400, "bad_request", "POST", user(bad) + "/enrolments")
+        assert why in refused["message"], refused
+        contract.error(404, "not_found", "GET", user(bad))
+
+
+def test_low_entropy_nonces_are_refused(contract: Contract) -> None:
+    sessions = "/v1/servers/default/sessions/"
+    for weak in ("a" * 22, "ab" * 16, "0123456789abcdef01234", "0123456789abcdef" * 1 + "0" * 15):
+        contract.error(400, "bad_nonce", "GET", sessions, nonce=weak)
+    for strong in (secrets.token_urlsafe(16), secrets.token_hex(16), secrets.token_urlsafe(32) + "=="):
+        contract.expect(200, "GET", sessions, nonce=strong)
+
+
 def test_evidence_over_content_that_is_no_json_object_is_invalid_not_a_failure(contract: Contract) -> None:
     answer = contract.call("POST", "/v1/evidence/verify", body={"evidence": _self_signed_record(b"not json")})
     assert answer.status == 200 and answer.json()["valid"] is False
