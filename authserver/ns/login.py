@@ -9,6 +9,7 @@ every step through pub/sub on ``browser:<hsid>``, whichever ns instance it is co
 import hashlib
 import hmac
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from nextauth_core.statements import LOGIN_EXPORTER, login_statement
 from sigmai import ProtocolError
 
 QR_CHALLENGE_BYTES = 32
+
+security_log = logging.getLogger("nextauth.security")
 
 
 CANCEL_REASONS = ("declined", "locked", "wrong_pin")
@@ -307,8 +310,10 @@ class LoginService:
                 account_thumbprint=account.thumbprint,
             )
         except attestation.AttestationError as exc:
+            _log_refused(account, server_id, purpose, str(exc))
             raise OperationError("attestation_refused", f"Second factor not accepted: {exc}.") from exc
         if not self._kv.set_if_absent(f"jti:{checked.issuer}:{checked.token_id}", b"1", ttl=300):
+            _log_refused(account, server_id, purpose, "it was used before")
             raise OperationError("attestation_refused", "Second factor not accepted: it was used before.")
         return checked.method
 
@@ -347,3 +352,11 @@ class LoginService:
             db.commit()
         self._kv.delete(f"login:{hsid}")
         self.events.publish(hsid, "LOGIN")
+
+
+def _log_refused(account: Account, server_id: str, purpose: str, reason: str) -> None:
+    """A refused attestation, once, at WARNING: a copied account key, a replay or a misconfigured SFS.
+    Names the account and the rule, never the token (single use, but still a bearer credential)."""
+    security_log.warning(
+        "ns: attestation refused for account %s at server %s (%s): %s", account.id, server_id, purpose, reason
+    )

@@ -7,6 +7,7 @@ single conditional UPDATE makes parallel guesses on several SFS instances count 
 proof resets the count; reaching the maximum locks the instance until it is registered anew.
 """
 
+import logging
 import os
 from typing import Any
 
@@ -23,6 +24,8 @@ from nextauth_core.encoding import b64url
 from nextauth_core.statements import SFS_PROOF_EXPORTER, sfs_proof_statement
 
 CHALLENGE_BYTES = 32
+
+security_log = logging.getLogger("nextauth.security")
 
 
 class SecondFactorService:
@@ -189,12 +192,16 @@ class SecondFactorService:
 
     def _lock(self, thumbprint: str) -> None:
         with Session(self._engine, expire_on_commit=False) as session:
-            session.execute(
+            done = session.execute(
                 update(AppInstance)
-                .where(AppInstance.device_thumbprint == thumbprint)
+                .where(AppInstance.device_thumbprint == thumbprint, AppInstance.locked.is_(False))
                 .values(locked=True, updated_at=utcnow())
             )
             session.commit()
+        if done.rowcount == 1:  # the transition, once: later attempts on a locked app are no news
+            security_log.warning(
+                "sfs: app instance %s locked: %d wrong PINs in a row", thumbprint, self.max_attempts
+            )
 
     def _reset(self, thumbprint: str) -> None:
         with Session(self._engine, expire_on_commit=False) as session:

@@ -106,10 +106,12 @@ def check_signature(
     try:
         security().verify(incoming.xml.decode("utf-8"), msgtype)
     except Exception as exc:  # pysaml2 signals a bad signature with several exception types
+        # The log line (one WARNING, by the error handler) names the SP and the kind of failure; the
+        # exception's text is left out: pysaml2's carry the whole document or xmlsec1's command line.
         raise SamlError(
             f"The signature of this {label} does not verify with the application's registered keys.",
             status=403,
-            detail=type(exc).__name__,
+            detail=f"signature refused for SP {sp.entity_id}: {type(exc).__name__}",
         ) from exc
     return True
 
