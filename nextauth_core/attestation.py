@@ -12,7 +12,6 @@ token is fresh (``exp``, at most 60 s plus a little clock skew), and its ``jti``
 
 import base64
 import hashlib
-import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -21,6 +20,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from joserfc import jwk, jwt
 from joserfc.errors import JoseError
+
+from nextauth_core import jsonlimits
 
 ALGORITHM = "Ed25519"
 LIFETIME = 60
@@ -144,7 +145,7 @@ def verify(
 def _key_for(obj: Any, trusted_keys: dict[str, ed25519.Ed25519PublicKey]) -> jwk.OKPKey:
     # joserfc hands over the parsed, not yet verified, compact JWS: pick the key by its issuer.
     try:
-        issuer = json.loads(obj.payload).get("iss")
+        issuer = jsonlimits.loads(obj.payload).get("iss")  # not yet verified: bounded, like all outside JSON
     except (ValueError, AttributeError) as exc:
         raise AttestationError("attestation payload is not JSON") from exc
     key = trusted_keys.get(str(issuer))

@@ -81,6 +81,16 @@ def test_messages_never_encode_infinity() -> None:
         messages.encode({"id": float("inf")})
 
 
+def test_attestation_payload_nested_too_deep_is_refused_not_a_recursion_error() -> None:
+    from nextauth_core.encoding import b64url
+
+    token = b64url(b'{"alg":"Ed25519"}') + "." + b64url(b"[" * 1200 + b"]" * 1200) + ".AAAA"
+    with pytest.raises(attestation.AttestationError, match="not JSON"):
+        attestation.verify(
+            token, {"sfs": SFS.public_key()}, audience="a", nonce="n", purpose="sign", account_thumbprint="t"
+        )
+
+
 def test_qr_payload_nested_too_deep_is_a_damaged_code() -> None:
     from nextauth_core.encoding import b64url
 
