@@ -73,6 +73,9 @@ def signing_statement(canonical_content: bytes, ns_challenge: bytes, decision: s
 def ns_statement(evidence: dict[str, Any], server_id: str) -> bytes:
     """What ns signs: every part of the record that says something (the digest follows from the content)."""
     key = evidence["account_key"]
+    token = evidence.get("attestation")
+    if token is not None and not isinstance(token, str):
+        raise TypeError("attestation must be a string or null")
     return length_prefixed(
         b"nextauth evidence v2",
         server_id.encode(),
@@ -82,7 +85,7 @@ def ns_statement(evidence: dict[str, Any], server_id: str) -> bytes:
         str(key["type"]).encode(),
         unb64url(key["public"]),
         unb64url(evidence["signature"]),
-        (evidence.get("attestation") or "").encode(),
+        (token or "").encode(),
     )
 
 

@@ -2,6 +2,7 @@
 in tests/test_openapi.py and tests/test_system.py). See docs/security.md, "Input rules"."""
 
 import hashlib
+import json
 import secrets
 import time
 import unicodedata
@@ -309,3 +310,25 @@ def test_ns_signature_covers_the_whole_record() -> None:
         evidence.verify_ns_signature(unsigned, "default", NS.public_key())
     raw = NS.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     assert record["ns_signature"]["key_hash"] == hashlib.sha256(raw).hexdigest()
+
+
+@pytest.mark.parametrize("value", [None, 1, 1.5, True, [], {}, "", "!!", "AAAA", {"a": 1}, ["x"]])
+def test_any_value_in_any_evidence_field_is_a_refusal_not_a_crash(value: object) -> None:
+    record = _record()
+    paths = [(name,) for name in record] + [("account_key", name) for name in record["account_key"]]
+    paths += [("ns_signature", name) for name in record["ns_signature"]]
+    for path in paths:
+        changed = json.loads(json.dumps(record))
+        target = changed
+        for step in path[:-1]:
+            target = target[step]
+        target[path[-1]] = value
+        for check in (
+            lambda r=changed: evidence.verify(r),
+            lambda r=changed: evidence.verify_ns_signature(r, "default", NS.public_key()),
+            lambda r=changed: _check(r),
+        ):
+            try:
+                check()
+            except evidence.EvidenceError:
+                pass
