@@ -538,7 +538,7 @@ def test_transactions_and_evidence(contract: Contract, phone: Path) -> None:
     }
     # Well formed and correctly signed, but by a key that is no account here: not evidence.
     stranger = contract.expect(200, "POST", verify, body={"evidence": _self_signed_record(b'{"a": 1}')})
-    assert stranger["valid"] is False
+    assert stranger["valid"] is False and stranger["checks"]["account_signature"] == "invalid"
     assert (
         contract.expect(200, "POST", verify, body={"evidence": evidence, "thumbprint": "other"})["valid"]
         is False

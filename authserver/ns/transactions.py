@@ -197,10 +197,12 @@ class TransactionService:
             content = evidence.verify(record, expected_thumbprint)
         except evidence.EvidenceError as exc:
             return refused("account_signature", "invalid", str(exc))
-        checks["account_signature"] = "valid"
         account = self._account_for_record(record, content, may_see)
-        if account is None:
-            return refused("content", "invalid", "not signed by an account of a server this key may see")
+        if account is None:  # a valid signature, but by no account this caller may see: no evidence
+            return refused(
+                "account_signature", "invalid", "not signed by an account of a server this key may see"
+            )
+        checks["account_signature"] = "valid"
         server = self._servers.get(account.server_id)
         if server is None:
             return refused("ns_signature", "invalid", "the account's server no longer exists")
