@@ -200,3 +200,18 @@ def test_forged_saml_signature_is_one_warning_without_xmlsec_output(
     assert "does not verify" in text and "signature refused for SP https://sp1.example/metadata" in text
     assert "xmlsec1" not in text and "--verify" not in text and "<" not in text
     assert not [r for r in caplog.records if r.name.startswith("saml2") and r.levelno >= logging.ERROR]
+
+
+def test_forged_redirect_signature_is_one_warning_naming_the_sp(
+    saml_app: tuple[Any, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, sp = saml_app
+    url, _ = sp.login_url(return_to="/ok")
+    forged = url.replace("RelayState=%2Fok", "RelayState=%2Fevil")
+    caplog.set_level(logging.DEBUG)
+    response = client.get(forged.split("idp.example.test", 1)[1])
+    assert response.status_code == 403
+    (warning,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warning.levelno == logging.WARNING
+    text = warning.getMessage()
+    assert "signature refused: query signature invalid (SP https://sp1.example/metadata)" in text

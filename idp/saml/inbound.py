@@ -87,7 +87,11 @@ def check_signature(
             return False
         if not sp.metadata.signing_certs:
             raise SamlError("The application's metadata has no signing certificate to check this signature.")
-        verify_query_signature(incoming.query_signature, sp.metadata.signing_certs)
+        try:
+            verify_query_signature(incoming.query_signature, sp.metadata.signing_certs)
+        except SamlError as exc:
+            exc.detail = f"{exc.detail} (SP {sp.entity_id})"
+            raise
         return True
     if message.signature is None:
         if required:
