@@ -68,6 +68,9 @@ class Operations:
 
     def dispatch(self, context: ChannelContext, request: dict[str, Any]) -> dict[str, Any]:
         request_id = request.get("id")
+        if not messages.valid_id(request_id):
+            # Never echo what we did not accept: the caller learns the rule, not its own value back.
+            return messages.error(None, "bad_request", f"id must be an integer from 0 to {messages.MAX_ID}.")
         op = request.get("op")
         params = request.get("params", {})
         handler = self._handlers.get(op) if isinstance(op, str) else None

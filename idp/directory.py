@@ -6,13 +6,14 @@ more. Operators fill the directory with ``nextauth user set``.
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from authserver.storage.idp_models import DirectoryUser
+from nextauth_core import userids
 
 MAX_GROUPS = 100
 
@@ -36,9 +37,21 @@ def _profile(row: DirectoryUser) -> Profile:
     )
 
 
-def _check(profile: Profile) -> None:
-    if not profile.user_id or len(profile.user_id) > 255:
-        raise ValueError("user id: 1 to 255 characters")
+def _lookup_form(user_id: str) -> str:
+    """The canonical form to look an id up by; an id outside the rule as given (it matches nothing put since
+    the rule, and still finds an entry stored before it)."""
+    try:
+        return userids.normalise(user_id)
+    except userids.UserIdError:
+        return user_id
+
+
+def _check(profile: Profile) -> Profile:
+    """The profile, its user id in canonical form (the rule ns applies), or ValueError saying why not."""
+    try:
+        profile = replace(profile, user_id=userids.normalise(profile.user_id))
+    except userids.UserIdError as exc:
+        raise ValueError(f"user id: {exc}") from exc
     if profile.email is not None and ("@" not in profile.email or len(profile.email) > 320):
         raise ValueError(f"e-mail {profile.email!r}: not an address")
     if profile.name is not None and len(profile.name) > 200:
@@ -48,6 +61,7 @@ def _check(profile: Profile) -> None:
     for group in profile.groups:
         if not group or len(group) > 100 or any(c in group for c in ",\r\n"):
             raise ValueError(f"group {group!r}: 1 to 100 characters, no commas or line breaks")
+    return profile
 
 
 class Directory:
@@ -60,6 +74,7 @@ class Directory:
         self._cache: dict[str, tuple[float, Profile]] = {}
 
     def get(self, user_id: str) -> Profile:
+        user_id = _lookup_form(user_id)
         now = time.monotonic()
         cached = self._cache.get(user_id)
         if cached is not None and now - cached[0] < self._cache_seconds:
@@ -74,7 +89,7 @@ class Directory:
         return profile
 
     def put(self, profile: Profile) -> Profile:
-        _check(profile)
+        profile = _check(profile)
         with Session(self._engine) as db, db.begin():
             row = db.get(DirectoryUser, profile.user_id)
             if row is None:
@@ -89,6 +104,7 @@ class Directory:
         return profile
 
     def delete(self, user_id: str) -> bool:
+        user_id = _lookup_form(user_id)
         with Session(self._engine) as db, db.begin():
             row = db.get(DirectoryUser, user_id)
             if row is None:

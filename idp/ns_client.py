@@ -6,6 +6,8 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from nextauth_core import jsonlimits
+
 
 class NsError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
@@ -40,10 +42,10 @@ class NsClient:
         )
         try:
             with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310
-                return json.loads(response.read())
+                return jsonlimits.loads(response.read())
         except urllib.error.HTTPError as exc:
             try:
-                detail = json.loads(exc.read())
+                detail = jsonlimits.loads(exc.read())
             except ValueError:
                 detail = {}
             raise NsError(exc.code, detail.get("error", "error"), detail.get("message", "")) from exc

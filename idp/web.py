@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
 
 from authserver.storage.idp_models import RelyingPartyLogin
+from authserver.transport.json_bodies import bound_json
 from idp.blueprints import blueprints
 from idp.context import EXTENSION, IdpServices, current_user
 from idp.ns_client import NsError
@@ -76,6 +77,7 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
         static_folder=str(TEMPLATES / "static"),
         static_url_path="/static",
     )
+    bound_json(app)
     app.secret_key = secret_key
     app.config.update(
         SESSION_COOKIE_NAME="nextauth_idp",

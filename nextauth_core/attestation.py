@@ -18,7 +18,6 @@ account was enrolled with, the token is fresh (``exp``, at most 60 s plus a litt
 import base64
 import hashlib
 import hmac
-import json
 import time
 import uuid
 from collections.abc import Mapping
@@ -28,6 +27,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from joserfc import jwk, jwt
 from joserfc.errors import JoseError
+
+from nextauth_core import jsonlimits
 
 ALGORITHM = "Ed25519"
 LIFETIME = 60
@@ -177,7 +178,7 @@ def _key_for(obj: Any, trusted_keys: TrustedKeys) -> jwk.OKPKey:
     # of that SFS's attestation keys by the header's kid. Nothing else is tried, so a token signed by the
     # SFS's identity key (or another SFS's attestation key) finds no key and is refused.
     try:
-        issuer = json.loads(obj.payload).get("iss")
+        issuer = jsonlimits.loads(obj.payload).get("iss")  # not yet verified: bounded, like all outside JSON
         kid = obj.headers().get("kid")
     except (ValueError, AttributeError) as exc:
         raise AttestationError("attestation payload is not JSON") from exc

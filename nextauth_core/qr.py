@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from nextauth_core import jsonlimits
 from nextauth_core.encoding import b64url, unb64url
 
 PREFIX = "NA1."
@@ -64,8 +65,8 @@ class QRPayload:
         if not text.startswith(PREFIX) or len(text) > MAX_PAYLOAD:
             raise QRError("this is not a nextAuth code")
         try:
-            body = json.loads(_unb64url(text[len(PREFIX) :]))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            body = jsonlimits.loads(_unb64url(text[len(PREFIX) :]), max_depth=4)
+        except ValueError as exc:
             raise QRError("this nextAuth code is damaged") from exc
         if not isinstance(body, dict):
             raise QRError("this nextAuth code is damaged")

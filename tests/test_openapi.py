@@ -222,6 +222,7 @@ def _create_key(system: RunningSystem, name: str, roles: str, server: str | None
 def role_keys(system: RunningSystem) -> dict[str, str]:
     keys = {role: _create_key(system, f"only-{role}", role) for role in ROLES}
     keys["sessions@default"] = _create_key(system, "default-sessions", "sessions", "default")
+    keys["servers@default"] = _create_key(system, "default-servers", "servers,createserver", "default")
     return keys
 
 
@@ -352,6 +353,20 @@ def test_roles_of_every_operation_match_the_document(contract: Contract, role_ke
     contract.expect(200, "GET", "/v1/servers/default/sessions/", key=scoped, nonce=new_nonce())
     contract.error(403, "forbidden", "GET", "/v1/servers/other/sessions/", key=scoped, nonce=new_nonce())
     contract.error(400, "bad_request", "POST", "/v1/evidence/verify", key=scoped, body={})
+
+
+def test_a_key_scoped_to_one_server_cannot_create_or_list_servers(
+    contract: Contract, role_keys: dict[str, str]
+) -> None:
+    """Creating a server and listing all of them are operations over the whole ns: a key holding
+    `createserver` and `servers` for one server only is refused both, and still reads its own server."""
+    scoped = role_keys["servers@default"]
+    refused = contract.error(403, "forbidden", "POST", "/v1/servers", key=scoped, body={"name": "Rogue"})
+    assert "limited to one server" in refused["message"]
+    contract.error(403, "forbidden", "GET", "/v1/servers", key=scoped)
+    assert contract.expect(200, "GET", "/v1/servers/default", key=scoped)["id"] == "default"
+    names = [server["name"] for server in contract.expect(200, "GET", "/v1/servers")["servers"]]
+    assert "Rogue" not in names
 
 
 def test_servers(contract: Contract) -> None:
@@ -510,6 +525,12 @@ def test_transactions_and_evidence(contract: Contract, phone: Path) -> None:
     checked = contract.expect(200, "POST", verify, body={"evidence": evidence, "thumbprint": thumbprint})
     assert checked == {
         "valid": True,
+        "checks": {
+            "account_signature": "valid",
+            "ns_signature": "valid",
+            "content": "valid",
+            "attestation": "valid",
+        },
         "decision": "approved",
         "content": record["content"],
         "accountid": account,
@@ -517,7 +538,7 @@ def test_transactions_and_evidence(contract: Contract, phone: Path) -> None:
     }
     # Well formed and correctly signed, but by a key that is no account here: not evidence.
     stranger = contract.expect(200, "POST", verify, body={"evidence": _self_signed_record(b'{"a": 1}')})
-    assert stranger["valid"] is False
+    assert stranger["valid"] is False and stranger["checks"]["account_signature"] == "invalid"
     assert (
         contract.expect(200, "POST", verify, body={"evidence": evidence, "thumbprint": "other"})["valid"]
         is False
@@ -554,6 +575,129 @@ def _self_signed_record(content: bytes) -> dict[str, Any]:
         attestation=None,
         decision="approved",
     )
+
+
+def _signed_transaction(contract: Contract, phone: Path, user: str) -> tuple[str, dict[str, Any]]:
+    account = enrol(contract, phone, user)
+    nonce = log_in(contract, phone, account)
+    fields = {"amount": "EUR 10.00", "beneficiary": "BE71 0961 2345 6769", "description": "Books"}
+    path = "/v1/servers/default/sessions/transactions"
+    submitted = contract.expect(201, "POST", path, nonce=nonce, body=fields)
+    code, signed = run_app(phone, "scan", submitted["qrdata"], "--pin", PIN)
+    assert code == 0 and signed["result"] == "approved", signed
+    record = contract.expect(200, "GET", f"/v1/servers/default/transactions/{submitted['tid']}")
+    return account, record
+
+
+def test_evidence_with_a_garbage_attestation_is_not_valid(contract: Contract, phone: Path) -> None:
+    _, record = _signed_transaction(contract, phone, "gerda")
+    evidence = record["evidence"]
+    verify = "/v1/evidence/verify"
+    for garbage in ("garbage", "eyJhbGciOiJub25lIn0.e30.", None):
+        answer = contract.expect(200, "POST", verify, body={"evidence": {**evidence, "attestation": garbage}})
+        assert answer["valid"] is False, garbage
+        assert answer["checks"]["account_signature"] == "valid"
+        assert answer["checks"]["attestation"] == ("missing" if garbage is None else "invalid")
+        # ns signed the attestation it accepted: another in its place breaks ns's signature too.
+        assert answer["checks"]["ns_signature"] == "invalid"
+
+
+def test_evidence_over_content_ns_never_issued_is_not_valid(contract: Contract, phone: Path) -> None:
+    """The account's key (a copy of the phone's files) signs content ns never issued: not evidence."""
+    from mobilesdk.store import AccountStore
+    from nextauth_core import evidence as records
+    from nextauth_core.encoding import unb64url
+
+    account, record = _signed_transaction(contract, phone, "ingrid")
+    issued = record["evidence"]
+    store = AccountStore(phone)
+    key = store.account_key(next(a for a in store.accounts() if a.id == account))
+    forged_content = dict(record["content"], fields={**record["content"]["fields"], "amount": "EUR 9,999.00"})
+    content = records.canonical(forged_content)
+    challenge = unb64url(issued["ns_challenge"])
+    forged = records.record(
+        content=content,
+        ns_challenge=challenge,
+        signature=key.sign(records.signing_statement(content, challenge, "approved")),
+        key=key.peer_key,
+        attestation=issued["attestation"],
+        decision="approved",
+    )
+    answer = contract.expect(200, "POST", "/v1/evidence/verify", body={"evidence": forged})
+    assert answer["valid"] is False
+    assert answer["checks"]["account_signature"] == "valid"
+    assert answer["checks"]["content"] == "invalid"
+    assert answer["checks"]["ns_signature"] == "missing"
+    # A record of ns's, but with its signature taken off (as records made before ns signed them).
+    unsigned = {name: value for name, value in issued.items() if name != "ns_signature"}
+    answer = contract.expect(200, "POST", "/v1/evidence/verify", body={"evidence": unsigned})
+    assert answer["valid"] is False and answer["checks"]["ns_signature"] == "missing"
+    assert answer["checks"]["content"] == "valid" and answer["checks"]["attestation"] == "valid"
+
+
+def test_json_bodies_beyond_the_limits_are_a_400_not_a_500(contract: Contract, system: RunningSystem) -> None:
+    deep = b'{"evidence": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    for raw in (deep, b'{"name": NaN}', b'{"name": 1e400}', b'{"name": Infinity}'):
+        contract.error(400, "bad_json", "POST", "/v1/evidence/verify", raw=raw)
+        contract.error(400, "bad_json", "POST", "/v1/servers", raw=raw)
+    # The message center's REST API (reached by any ns with a mailbox token) reads bodies the same way.
+    connection = http.client.HTTPConnection("127.0.0.1", system.port("mc", "http"), timeout=10)
+    try:
+        connection.request(
+            "POST",
+            "/v1/mailboxes/nobody/messages",
+            body=deep,
+            headers={"Authorization": "Bearer x", "Content-Type": "application/json"},
+        )
+        response = connection.getresponse()
+        assert response.status == 400 and json.loads(response.read())["error"] == "bad_request"
+    finally:
+        connection.close()
+    assert "RecursionError" not in system.log()
+
+
+def test_transaction_text_with_bidi_or_control_characters_is_refused(contract: Contract, phone: Path) -> None:
+    account = enrol(contract, phone, "bianca")
+    nonce = log_in(contract, phone, account)
+    path = "/v1/servers/default/sessions/transactions"
+    fields = {"amount": "EUR 1.00", "beneficiary": "Shop", "description": "Order 7"}
+    for name, bad in (
+        ("amount", "EUR 1\u202e00,000"),
+        ("beneficiary", "\u2067Shop\u2069"),
+        ("description", "Order 7\nAmount: EUR 1.00"),
+        ("description", "Order\r7"),
+        ("description", "Order\t7"),
+        ("beneficiary", "Shop\u2028Other"),
+        ("amount", "EUR \u200f1"),
+    ):
+        refused = contract.error(400, "bad_request", "POST", path, nonce=nonce, body={**fields, name: bad})
+        assert name in refused["message"] and "one line" in refused["message"], refused
+    assert contract.expect(201, "POST", path, nonce=nonce, body={**fields, "beneficiary": "Café ✓ 東京"})
+
+
+def test_user_ids_are_normalised_and_look_alikes_refused(contract: Contract, phone: Path) -> None:
+    def user(uid: str) -> str:
+        return "/v1/servers/default/users/" + urllib.parse.quote(uid)
+
+    # Fullwidth forms are the ordinary characters; NFD is NFC: the same user, under one id.
+    created = contract.expect(201, "POST", user("\uff4e\uff4f\uff52\uff41") + "/enrolments")
+    assert created["userid"] == "nora"
+    account = enrol(contract, phone, urllib.parse.quote("Zoe\u0301"))
+    assert contract.expect(200, "GET", user("Zo\u00e9"))["accounts"][0]["accountid"] == account
+    assert contract.expect(200, "GET", user("\uff3a\uff4f\u00e9"))["userid"] == "Zo\u00e9"
+    # A Cyrillic "a" among Latin letters, invisible characters, spaces: refused with the reason.
+    for bad, why in (("\u0430lice", "several scripts"), ("\ufb01x", "compatibility"), ("al ice", "space")):
+        refused = contract.error(400, "bad_request", "POST", user(bad) + "/enrolments")
+        assert why in refused["message"], refused
+        contract.error(404, "not_found", "GET", user(bad))
+
+
+def test_low_entropy_nonces_are_refused(contract: Contract) -> None:
+    sessions = "/v1/servers/default/sessions/"
+    for weak in ("a" * 22, "ab" * 16, "0123456789abcdef01234", "0123456789abcdef" * 1 + "0" * 15):
+        contract.error(400, "bad_nonce", "GET", sessions, nonce=weak)
+    for strong in (secrets.token_urlsafe(16), secrets.token_hex(16), secrets.token_urlsafe(32) + "=="):
+        contract.expect(200, "GET", sessions, nonce=strong)
 
 
 def test_evidence_over_content_that_is_no_json_object_is_invalid_not_a_failure(contract: Contract) -> None:

@@ -162,6 +162,50 @@ def test_unknown_operation_gets_a_clear_error(system: RunningSystem) -> None:
         assert channel.request("hello")["component"] == "sfs"  # the channel stays usable
 
 
+def _raw_channel(system: RunningSystem, component: str = "ns") -> tuple[WebSocket, ClientConnection]:
+    """A channel on which the test writes the JSON itself, as a malicious app would."""
+    ws = _ws(system, component)
+    connection = ClientConnection(DeviceIdentity.generate(), bytes.fromhex(system.key_hash(component)))
+    ws.send(connection.initiate())
+    connection.receive(ws.receive())
+    for frame in connection.frames_to_send():
+        ws.send(frame)
+    return ws, connection
+
+
+def _answer(ws: WebSocket, connection: ClientConnection, raw: bytes) -> dict:
+    ws.send(connection.send(raw))
+    (event,) = connection.receive(ws.receive())
+    return json.loads(event.data)
+
+
+def test_deeply_nested_message_is_a_protocol_error_not_a_traceback(system: RunningSystem) -> None:
+    ws, connection = _raw_channel(system)
+    ws.send(connection.send(b'{"id":1,"op":"hello","params":{"x":' + b"[" * 1000 + b"]" * 1000 + b"}}"))
+    _expect_closed(ws)
+    _hello_works(system)
+    deadline = time.monotonic() + 5
+    while "nests deeper than" not in system.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "application message refused: JSON nests deeper than 16 levels" in system.log()
+    assert "RecursionError" not in system.log()
+
+
+def test_message_ids_are_integers_in_range(system: RunningSystem) -> None:
+    ws, connection = _raw_channel(system)
+    assert _answer(ws, connection, b'{"id":9007199254740991,"op":"hello"}')["id"] == 2**53 - 1
+    for bad in (b"1.5", b"true", b"-1", b"9007199254740992", b"1" * 40, b'"7"', b"null"):
+        answer = _answer(ws, connection, b'{"id":' + bad + b',"op":"hello"}')
+        assert answer["id"] is None and answer["error"]["code"] == "bad_request", bad
+        assert "id must be an integer from 0 to 9007199254740991" in answer["error"]["message"]
+    # Not JSON at all (an overflowing float, Infinity, NaN): never echoed back as "Infinity".
+    for bad in (b"1e400", b"Infinity", b"NaN"):
+        ws, connection = _raw_channel(system)
+        ws.send(connection.send(b'{"id":' + bad + b',"op":"hello"}'))
+        _expect_closed(ws)
+    _hello_works(system)
+
+
 def test_unreachable_service_gives_a_clear_error() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

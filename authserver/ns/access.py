@@ -31,11 +31,15 @@ class Grant:
     roles: frozenset[str]
     server_id: str | None  # None: every server
 
-    def allows(self, role: str, server_id: str | None) -> bool:
-        """``server_id`` None: an operation not about one server (listing, verifying); a key limited to a
-        server may call it, and the operation itself keeps to what the key may see."""
+    def allows(self, role: str, server_id: str | None, *, global_operation: bool = False) -> bool:
+        """``server_id`` None: an operation not about one server (verifying evidence); a key limited to a
+        server may call it, and the operation itself keeps to what the key may see. ``global_operation``:
+        an operation over the whole ns (creating a server, listing all servers), which only a key held
+        for every server may call: a key scoped to one server must not make or survey others."""
         if "root" in self.roles:
             return True
+        if global_operation and self.server_id is not None:
+            return False
         if self.server_id is not None and server_id is not None and server_id != self.server_id:
             return False
         return role in self.roles

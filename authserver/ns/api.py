@@ -25,8 +25,9 @@ from authserver.ns.push import PushError, PushLoginService
 from authserver.ns.servers import ServerRegistry, VirtualServer
 from authserver.ns.transactions import TransactionError, TransactionService
 from authserver.storage.flow_models import Account, Session, User
+from authserver.transport.json_bodies import bound_json
 from authserver.transport.wsgi import CLIENT_CERT_KEY
-from nextauth_core import evidence
+from nextauth_core import userids
 from nextauth_core.qr import QRError, QRPayload
 
 log = logging.getLogger("nextauth.ns.api")
@@ -60,12 +61,15 @@ def make_api(
     push: PushLoginService,
     transactions: TransactionService,
 ) -> Flask:
-    app = Flask("nextauth-ns")
+    app = bound_json(Flask("nextauth-ns"))
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     api = Blueprint("v1", __name__, url_prefix="/v1")
 
-    def requires(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """The caller must hold one of ``roles`` for the server in the path (or globally)."""
+    def requires(
+        *roles: str, global_operation: bool = False
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """The caller must hold one of ``roles`` for the server in the path (or globally); for a
+        ``global_operation``, globally."""
 
         def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
             @wraps(view)
@@ -88,8 +92,17 @@ def make_api(
                             raise ApiError(404, "unknown_server", "No such server.")
                         raise ApiError(404, "not_found", "No such resource.")
                 server_id = kwargs.get("sid")
-                if not any(grant.allows(role, server_id) for role in roles):
+                if not any(
+                    grant.allows(role, server_id, global_operation=global_operation) for role in roles
+                ):
                     wanted = "' or '".join(roles)
+                    if global_operation and grant.server_id is not None:
+                        raise ApiError(
+                            403,
+                            "forbidden",
+                            f"This API key is limited to one server; this needs the '{wanted}' role for"
+                            " every server.",
+                        )
                     raise ApiError(403, "forbidden", f"This API key lacks the '{wanted}' role here.")
                 g.grant = grant
                 if server_id is not None:
@@ -117,7 +130,8 @@ def make_api(
             raise ApiError(
                 400,
                 "bad_nonce",
-                "Send the session's nonce in X-nonce: at least 16 random bytes, base64url or hex encoded.",
+                "Send the session's nonce in X-nonce: at least 16 random bytes from a secure random"
+                " generator, base64url (22+ characters) or hex (32+ characters) encoded.",
             )
         assert value is not None
         return value
@@ -134,7 +148,7 @@ def make_api(
     # -- servers ---------------------------------------------------------------------------------------
 
     @api.post("/servers")
-    @requires("createserver")
+    @requires("createserver", global_operation=True)
     def create_server() -> Any:
         data = body()
         name = data.get("name")
@@ -158,11 +172,9 @@ def make_api(
         return jsonify(servers.create(name, logo_url=logo, announce=announce).public()), 201
 
     @api.get("/servers")
-    @requires("servers")
+    @requires("servers", global_operation=True)
     def list_servers() -> Any:
-        return jsonify(
-            servers=[server.public() for server in servers.all() if g.grant.allows("servers", server.id)]
-        )
+        return jsonify(servers=[server.public() for server in servers.all()])
 
     @api.get("/servers/<sid>")
     @requires("servers")
@@ -271,28 +283,17 @@ def make_api(
     @api.post("/evidence/verify")
     @requires("sessions")
     def verify_evidence() -> Any:
-        """Valid means: signed by the key of an account enrolled here, which the answer names. A record
-        signed by any other key is not evidence of anything, however well formed."""
+        """Valid means: ns's signature, the account's signature and the SFS attestation all verify, and ns
+        issued exactly this content to that account (the answer names it). ``checks`` gives each part."""
         data = body()
         record = data.get("evidence")
         if not isinstance(record, dict):
             raise ApiError(400, "bad_request", "evidence must be the record ns returned.")
-        try:
-            content = evidence.verify(record, data.get("thumbprint"))
-        except evidence.EvidenceError as exc:
-            return jsonify(valid=False, reason=str(exc))
-        thumbprint = record["account_key"]["thumbprint"]
-        with DbSession(engine, expire_on_commit=False) as db:
-            accounts = db.scalars(select(Account).where(Account.thumbprint == thumbprint)).all()
-        account = next((a for a in accounts if g.grant.allows("sessions", a.server_id)), None)
-        if account is None:
-            return jsonify(valid=False, reason="not signed by an account of a server this key may see")
+        grant = g.grant
         return jsonify(
-            valid=True,
-            decision=record["decision"],
-            content=content,
-            accountid=account.id,
-            server=account.server_id,
+            transactions.verify_evidence(
+                record, data.get("thumbprint"), lambda server_id: grant.allows("sessions", server_id)
+            )
         )
 
     # -- users, enrolments, accounts -------------------------------------------------------------------
@@ -318,9 +319,20 @@ def make_api(
                 for row in rows
             ]
 
+    def _known_form(uid: str) -> str | None:
+        """The user id in its canonical form; None for one outside the rule, which no user can have."""
+        try:
+            return userids.normalise(uid)
+        except userids.UserIdError:
+            return None
+
     @api.get("/servers/<sid>/users/<uid>")
     @requires("users")
     def get_user(sid: VirtualServer, uid: str) -> Any:
+        canonical = _known_form(uid)
+        if canonical is None:
+            raise ApiError(404, "not_found", "This user has no accounts.")
+        uid = canonical
         accounts = _user_accounts(sid, uid)
         if not accounts:
             raise ApiError(404, "not_found", "This user has no accounts.")
@@ -329,6 +341,7 @@ def make_api(
     @api.get("/servers/<sid>/users/<uid>/sessions")
     @requires("sessions")
     def user_sessions(sid: VirtualServer, uid: str) -> Any:
+        uid = _known_form(uid) or ""  # sessions of an id outside the rule: none
         with DbSession(engine, expire_on_commit=False) as db:
             rows = db.scalars(
                 select(Session).where(

@@ -14,8 +14,11 @@ from authserver.storage.flow_models import Account
 from nextauth_core import attestation
 from nextauth_core.encoding import b64url as b64
 
-NONCE_MIN_LENGTH = 22  # base64 of 16 random bytes
+NONCE_MIN_LENGTH = 22  # base64url of 16 random bytes: 128 bits at 6 bits a character
+NONCE_MIN_HEX_LENGTH = 32  # hex of 16 random bytes: 4 bits a character
+NONCE_MIN_DISTINCT = 6  # 16 random bytes have fewer in about 1 of 3 * 10^12 nonces (hex), far fewer in base64
 NONCE_MAX_LENGTH = 256
+_HEX = frozenset("0123456789abcdefABCDEF")
 
 
 def new_id(size: int = 16) -> str:
@@ -39,13 +42,17 @@ def hsid_for(nonce: str) -> str:
 
 
 def valid_nonce(nonce: str | None) -> bool:
-    return (
-        nonce is not None
-        and NONCE_MIN_LENGTH <= len(nonce) <= NONCE_MAX_LENGTH
-        and nonce.isascii()
-        and nonce.isprintable()
-        and " " not in nonce
-    )
+    """The nonce names the application's login session to ns: whoever guesses it owns the session. At least
+    128 bits by its encoded length (a hex nonce needs 32 characters, any other 22, padding not counted), and
+    not one that is plainly not random (22 times "a", "abab..."): at least ``NONCE_MIN_DISTINCT`` different
+    characters. Length cannot prove randomness; this refuses mistakes (the integrator must use a CSPRNG)."""
+    if nonce is None or len(nonce) > NONCE_MAX_LENGTH or not nonce.isascii() or not nonce.isprintable():
+        return False
+    if " " in nonce:
+        return False
+    body = nonce.rstrip("=")
+    needed = NONCE_MIN_HEX_LENGTH if set(body) <= _HEX else NONCE_MIN_LENGTH
+    return len(body) >= needed and len(set(body)) >= NONCE_MIN_DISTINCT
 
 
 def account_for(engine: Engine, server_id: str, thumbprint: str) -> Account:

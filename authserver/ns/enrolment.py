@@ -21,6 +21,7 @@ from authserver.ns.login import LoginService
 from authserver.ns.servers import ServerRegistry, VirtualServer
 from authserver.operations import ChannelContext, OperationError
 from authserver.storage.flow_models import Account, Enrolment, User
+from nextauth_core import userids
 from nextauth_core.qr import QRPayload
 from nextauth_core.statements import ENROL_CODE_EXPORTER, confirmation_code
 
@@ -57,8 +58,10 @@ class EnrolmentService:
     # -- the application's side (REST) -----------------------------------------------------------------
 
     def create(self, server: VirtualServer, user_id: str) -> dict[str, Any]:
-        if not user_id or len(user_id) > 255:
-            raise EnrolmentError("bad_request", "userid must be 1 to 255 characters.")
+        try:
+            user_id = userids.normalise(user_id)
+        except userids.UserIdError as exc:
+            raise EnrolmentError("bad_request", f"{exc} (see docs/security.md, user ids).") from exc
         secret = os.urandom(SECRET_BYTES)
         enrolment = Enrolment(
             id=new_id(),

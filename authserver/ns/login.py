@@ -29,9 +29,9 @@ from nextauth_core.qr import QRPayload
 from nextauth_core.statements import LOGIN_EXPORTER, login_statement
 from sigmai import ProtocolError
 
-log = logging.getLogger("nextauth.ns.login")
-
 QR_CHALLENGE_BYTES = 32
+
+security_log = logging.getLogger("nextauth.security")
 
 
 CANCEL_REASONS = ("declined", "locked", "wrong_pin")
@@ -301,7 +301,7 @@ class LoginService:
         if purpose != "enrol" and account.sfs_device is None:
             # Enrolled before accounts were bound to an app instance: trusting whichever instance
             # attests first would hand the account to anyone holding a copy of its key.
-            log.warning("refused attestation for account %s: not bound to an app instance", account.id)
+            _log_refused(account, server_id, purpose, "the account is bound to no app instance")
             raise OperationError(
                 "reenrol_required",
                 "This account was enrolled before second factors were bound to the app: "
@@ -325,15 +325,17 @@ class LoginService:
                 device=None if purpose == "enrol" else account.sfs_device,
             )
         except attestation.DeviceMismatch as exc:
-            log.warning("refused attestation for account %s: another app instance vouched", account.id)
+            _log_refused(account, server_id, purpose, "another app instance vouched")
             raise OperationError(
                 "second_factor_device_mismatch",
                 "The PIN or biometric was checked by another installation of the app than the one this "
                 "account was enrolled with. Use that phone, or enrol this one.",
             ) from exc
         except attestation.AttestationError as exc:
+            _log_refused(account, server_id, purpose, str(exc))
             raise OperationError("attestation_refused", f"Second factor not accepted: {exc}.") from exc
         if not self._kv.set_if_absent(f"jti:{checked.issuer}:{checked.token_id}", b"1", ttl=300):
+            _log_refused(account, server_id, purpose, "it was used before")
             raise OperationError("attestation_refused", "Second factor not accepted: it was used before.")
         return checked
 
@@ -372,3 +374,11 @@ class LoginService:
             db.commit()
         self._kv.delete(f"login:{hsid}")
         self.events.publish(hsid, "LOGIN")
+
+
+def _log_refused(account: Account, server_id: str, purpose: str, reason: str) -> None:
+    """A refused attestation, once, at WARNING: a copied account key, a replay or a misconfigured SFS.
+    Names the account and the rule, never the token (single use, but still a bearer credential)."""
+    security_log.warning(
+        "ns: attestation refused for account %s at server %s (%s): %s", account.id, server_id, purpose, reason
+    )

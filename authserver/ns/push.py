@@ -24,7 +24,7 @@ from authserver.ns.login import LoginService
 from authserver.ns.mc_client import DeliveryError, MessageCenterClient
 from authserver.ns.servers import VirtualServer
 from authserver.storage.flow_models import Account, User
-from nextauth_core import envelope
+from nextauth_core import envelope, userids
 
 log = logging.getLogger("nextauth.ns.push")
 PUSH_TTL = 120.0
@@ -73,6 +73,10 @@ class PushLoginService:
         self, server: VirtualServer, user_id: str, nonce: str, browser: dict[str, str]
     ) -> dict[str, Any]:
         hsid = hsid_for(nonce)
+        try:
+            user_id = userids.normalise(user_id)
+        except userids.UserIdError:
+            user_id = ""  # no user has an id outside the rule: the lookup below finds no account
         with DbSession(self._engine, expire_on_commit=False) as db:
             accounts = list(
                 db.scalars(

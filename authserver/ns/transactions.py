@@ -11,20 +11,22 @@ import hmac
 import json
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import x25519
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session as DbSession
 
-from authserver.ns.common import account_for, b64, hsid_for, new_id, now, unb64
+from authserver.ns.common import account_for, aware, b64, hsid_for, new_id, now, unb64
 from authserver.ns.login import LoginService
 from authserver.ns.mc_client import DeliveryError, MessageCenterClient
 from authserver.ns.servers import ServerRegistry, VirtualServer
 from authserver.operations import ChannelContext, OperationError
 from authserver.storage.flow_models import Account, Transaction
 from authserver.storage.kv import KeyValueStore
-from nextauth_core import envelope, evidence
+from nextauth_core import attestation, envelope, evidence
+from nextauth_core.encoding import unb64url
 from nextauth_core.qr import QRPayload
 from sigmai import ProtocolError
 
@@ -45,6 +47,9 @@ def validate_fields(body: dict[str, Any]) -> dict[str, str]:
             raise TransactionError(
                 "bad_request", f"{name} must be text of 1 to {evidence.MAX_FIELD} characters."
             )
+        problem = evidence.display_text_problem(value)
+        if problem is not None:
+            raise TransactionError("bad_request", f"{name} {problem}; send plain text on one line.")
         fields[name] = value
     extra = set(body) - set(evidence.TYPED_FIELDS)
     if extra:
@@ -168,6 +173,108 @@ class TransactionService:
             answer["evidence"] = json.loads(row.evidence)
         return answer
 
+    def verify_evidence(
+        self, record: dict[str, Any], expected_thumbprint: Any, may_see: Callable[[str], bool]
+    ) -> dict[str, Any]:
+        """Check each part of a record and name each result; ``valid`` only when every part holds.
+
+        ``checks``: ``account_signature``, ``ns_signature``, ``content`` (ns issued exactly this content for
+        this account, and recorded this decision) and ``attestation`` (``not_required`` for a refusal, which
+        needs no second factor). A part that cannot be checked because an earlier one failed is
+        ``not_checked``. ``may_see(server_id)``: whether the caller may learn about that server's accounts.
+        """
+        checks = dict.fromkeys(("account_signature", "ns_signature", "content", "attestation"), "not_checked")
+        reasons: list[str] = []
+
+        def refused(part: str, outcome: str, reason: str) -> dict[str, Any]:
+            checks[part] = outcome
+            reasons.append(reason)
+            return {"valid": False, "checks": checks, "reason": reasons[0]}
+
+        if expected_thumbprint is not None and not isinstance(expected_thumbprint, str):
+            return refused("account_signature", "invalid", "thumbprint must be text")
+        try:
+            content = evidence.verify(record, expected_thumbprint)
+        except evidence.EvidenceError as exc:
+            return refused("account_signature", "invalid", str(exc))
+        account = self._account_for_record(record, content, may_see)
+        if account is None:  # a valid signature, but by no account this caller may see: no evidence
+            return refused(
+                "account_signature", "invalid", "not signed by an account of a server this key may see"
+            )
+        checks["account_signature"] = "valid"
+        server = self._servers.get(account.server_id)
+        if server is None:
+            return refused("ns_signature", "invalid", "the account's server no longer exists")
+        try:
+            evidence.verify_ns_signature(record, server.id, server.identity_key.public_key())
+            checks["ns_signature"] = "valid"
+        except evidence.EvidenceError as exc:
+            checks["ns_signature"] = "missing" if "ns_signature" not in record else "invalid"
+            reasons.append(str(exc))
+        row = self._issued(unb64url(record["content"]), content, account)
+        if row is None or row.status != record["decision"]:
+            checks["content"] = "invalid"
+            reasons.append("ns issued no such content to this account, or recorded another decision")
+        else:
+            checks["content"] = "valid"
+        if record["decision"] == "declined":
+            checks["attestation"] = "not_required"
+        else:
+            decided = aware(row.decided_at).timestamp() if row is not None and row.decided_at else time.time()
+            try:
+                evidence.check_attestation(
+                    record,
+                    self._attestation_keys(account),
+                    audience=server.id,
+                    at=decided,
+                    device=account.sfs_device,
+                )
+                checks["attestation"] = "valid"
+            except evidence.EvidenceError as exc:
+                checks["attestation"] = "missing" if not record.get("attestation") else "invalid"
+                reasons.append(str(exc))
+        if reasons:
+            return {"valid": False, "checks": checks, "reason": reasons[0]}
+        return {
+            "valid": True,
+            "checks": checks,
+            "decision": record["decision"],
+            "content": content,
+            "accountid": account.id,
+            "server": account.server_id,
+        }
+
+    def _account_for_record(
+        self, record: dict[str, Any], content: dict[str, Any], may_see: Callable[[str], bool]
+    ) -> Account | None:
+        """The account whose key signed, at the server the content names, if the caller may see it."""
+        thumbprint = record["account_key"]["thumbprint"]
+        with DbSession(self._engine, expire_on_commit=False) as db:
+            accounts = db.scalars(select(Account).where(Account.thumbprint == thumbprint)).all()
+        visible = [a for a in accounts if may_see(a.server_id)]
+        return next((a for a in visible if a.server_id == content.get("server")), None) or next(
+            iter(visible), None
+        )
+
+    def _issued(self, signed: bytes, content: dict[str, Any], account: Account) -> Transaction | None:
+        """The transaction ns issued with exactly these bytes, to this account; None if there is none."""
+        tid = content.get("transaction")
+        if not isinstance(tid, str) or len(tid) > 32:
+            return None
+        with DbSession(self._engine, expire_on_commit=False) as db:
+            row = db.get(Transaction, tid)
+        if row is None or row.server_id != account.server_id or row.account_id != account.id:
+            return None
+        if not hmac.compare_digest(bytes(row.content), signed):
+            return None
+        return row
+
+    def _attestation_keys(self, account: Account) -> attestation.TrustedKeys:
+        """The attestation keys of the account's own SFS, if that SFS is still trusted."""
+        keys = self._login._trusted_sfs.get(account.sfs_key_hash or "")
+        return {account.sfs_key_hash: keys} if keys else {}
+
     # -- the app's side (sigmai operations) ------------------------------------------------------------
 
     def sign_start(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -237,6 +344,8 @@ class TransactionService:
             key=context.peer,
             attestation=token,
             decision=decision,
+            ns_key=server.identity_key if server is not None else None,
+            server_id=pending["server_id"],
         )
         with DbSession(self._engine, expire_on_commit=False) as db:
             done = db.execute(

@@ -7,6 +7,7 @@ public facts (the public key and its hash). The full ns REST API grows around it
 from flask import Flask, jsonify
 
 from authserver.services.runtime import Component
+from authserver.transport.json_bodies import bound_json
 
 
 def add_info_route(app: Flask, component: Component) -> None:
@@ -21,7 +22,7 @@ def add_info_route(app: Flask, component: Component) -> None:
 
 
 def make_info_app(component: Component) -> Flask:
-    app = Flask(f"nextauth-{component.name}")
+    app = bound_json(Flask(f"nextauth-{component.name}"))
     add_info_route(app, component)
 
     @app.errorhandler(404)

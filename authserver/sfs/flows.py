@@ -14,6 +14,7 @@ instance that vouched at enrolment, so the new instance cannot vouch for the old
 Attestations are signed with the SFS's attestation key, never with its sigmai identity key.
 """
 
+import logging
 import os
 from typing import Any
 
@@ -31,6 +32,8 @@ from nextauth_core.statements import SFS_PROOF_EXPORTER, sfs_proof_statement
 
 CHALLENGE_BYTES = 32
 LOCKED_MESSAGE = "Too many wrong PINs: this app is locked. Set the app up anew and enrol your accounts again."
+
+security_log = logging.getLogger("nextauth.security")
 
 
 class SecondFactorService:
@@ -202,12 +205,16 @@ class SecondFactorService:
 
     def _lock(self, thumbprint: str) -> None:
         with Session(self._engine, expire_on_commit=False) as session:
-            session.execute(
+            done = session.execute(
                 update(AppInstance)
-                .where(AppInstance.device_thumbprint == thumbprint)
+                .where(AppInstance.device_thumbprint == thumbprint, AppInstance.locked.is_(False))
                 .values(locked=True, updated_at=utcnow())
             )
             session.commit()
+        if done.rowcount == 1:  # the transition, once: later attempts on a locked app are no news
+            security_log.warning(
+                "sfs: app instance %s locked: %d wrong PINs in a row", thumbprint, self.max_attempts
+            )
 
     def _reset(self, thumbprint: str) -> None:
         with Session(self._engine, expire_on_commit=False) as session:

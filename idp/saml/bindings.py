@@ -157,7 +157,7 @@ def verify_query_signature(signature: QuerySignature, certificates: tuple[x509.C
     raise SamlError(
         "The signature of this request does not verify with the application's registered keys.",
         status=403,
-        detail="query signature invalid",
+        detail="signature refused: query signature invalid",
     )
 
 

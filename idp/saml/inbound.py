@@ -87,7 +87,11 @@ def check_signature(
             return False
         if not sp.metadata.signing_certs:
             raise SamlError("The application's metadata has no signing certificate to check this signature.")
-        verify_query_signature(incoming.query_signature, sp.metadata.signing_certs)
+        try:
+            verify_query_signature(incoming.query_signature, sp.metadata.signing_certs)
+        except SamlError as exc:
+            exc.detail = f"{exc.detail} (SP {sp.entity_id})"
+            raise
         return True
     if message.signature is None:
         if required:
@@ -106,10 +110,12 @@ def check_signature(
     try:
         security().verify(incoming.xml.decode("utf-8"), msgtype)
     except Exception as exc:  # pysaml2 signals a bad signature with several exception types
+        # The log line (one WARNING, by the error handler) names the SP and the kind of failure; the
+        # exception's text is left out: pysaml2's carry the whole document or xmlsec1's command line.
         raise SamlError(
             f"The signature of this {label} does not verify with the application's registered keys.",
             status=403,
-            detail=type(exc).__name__,
+            detail=f"signature refused for SP {sp.entity_id}: {type(exc).__name__}",
         ) from exc
     return True
 

@@ -32,6 +32,19 @@ from idp.saml.errors import SamlError
 
 log = logging.getLogger("nextauth.idp.saml")
 
+
+class _QuietSignatureFailures(logging.Filter):
+    """pysaml2 logs every failed signature check at ERROR ("check_sig: ..." with xmlsec1's output, and the
+    failed command's details from its own runner). A forged signature is the sender's problem, not the
+    IdP's: the refusal is logged once at WARNING by the SAML error handler, naming the SP and the reason."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        return not (message.startswith("check_sig:") or message.startswith("returncode="))
+
+
+logging.getLogger("saml2.sigver").addFilter(_QuietSignatureFailures())
+
 XMLSEC_BINARY = shutil.which("xmlsec1") or "/usr/bin/xmlsec1"
 XMLSEC_TIMEOUT = 30.0
 
