@@ -264,9 +264,10 @@ def _record(*, token_key: ed25519.Ed25519PrivateKey = SFS, **claims: str) -> dic
 
 
 def _check(record: dict, **overrides: object) -> attestation.Attestation:
-    arguments: dict = {"audience": "default", "at": ISSUED_AT + 2}
+    arguments: dict = {"audience": "default", "at": ISSUED_AT + 2, "device": "instance-1"}
     arguments.update(overrides)
-    return evidence.check_attestation(record, {"sfs": SFS.public_key()}, **arguments)
+    trusted = {"sfs": {attestation.key_id(SFS.public_key()): SFS.public_key()}}
+    return evidence.check_attestation(record, trusted, **arguments)
 
 
 def test_evidence_attestation_is_checked_at_the_moment_of_the_decision() -> None:
@@ -280,9 +281,10 @@ def test_evidence_attestation_is_checked_at_the_moment_of_the_decision() -> None
     ("record", "overrides", "why"),
     [
         (_record(), {"device": "instance-2"}, "another app instance"),
+        (_record(), {"device": None}, "bound to no app instance"),
         (_record(), {"audience": "other"}, "another server"),
         (_record(), {"at": ISSUED_AT + 3600}, "expired"),
-        (_record(token_key=ed25519.Ed25519PrivateKey.generate()), {}, "signature or format"),
+        (_record(token_key=ed25519.Ed25519PrivateKey.generate()), {}, "not signed by a trusted"),
         (_record(purpose="login"), {}, "another purpose"),
         (_record(nonce=attestation.nonce_for(b"another transaction")), {}, "another challenge"),
         (_record(account_thumbprint="another-key"), {}, "another account key"),

@@ -79,8 +79,11 @@ def test_refused_attestation_is_logged_once_without_the_token(
     engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
     sfs = ed25519.Ed25519PrivateKey.generate()
-    login = LoginService(engine, open_kv(None), ServerRegistry(engine), {"sfs": sfs.public_key()}, "ws://x/")
-    account = Account(id="acct-1", server_id="default", thumbprint="thumb-1", sfs_key_hash="sfs")
+    trusted = {"sfs": {attestation.key_id(sfs.public_key()): sfs.public_key()}}
+    login = LoginService(engine, open_kv(None), ServerRegistry(engine), trusted, "ws://x/")
+    account = Account(
+        id="acct-1", server_id="default", thumbprint="thumb-1", sfs_key_hash="sfs", sfs_device="device-1"
+    )
     challenge = b"c" * 32
     token = attestation.issue(
         sfs,
@@ -106,8 +109,11 @@ def test_refused_attestation_is_logged_once_without_the_token(
 
 def test_replayed_attestation_is_logged(engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
     sfs = ed25519.Ed25519PrivateKey.generate()
-    login = LoginService(engine, open_kv(None), ServerRegistry(engine), {"sfs": sfs.public_key()}, "ws://x/")
-    account = Account(id="acct-2", server_id="default", thumbprint="thumb-2", sfs_key_hash="sfs")
+    trusted = {"sfs": {attestation.key_id(sfs.public_key()): sfs.public_key()}}
+    login = LoginService(engine, open_kv(None), ServerRegistry(engine), trusted, "ws://x/")
+    account = Account(
+        id="acct-2", server_id="default", thumbprint="thumb-2", sfs_key_hash="sfs", sfs_device="device-1"
+    )
     challenge = b"d" * 32
     token = attestation.issue(
         sfs,
@@ -119,7 +125,7 @@ def test_replayed_attestation_is_logged(engine: Engine, caplog: pytest.LogCaptur
         account_thumbprint="thumb-2",
         device="device-1",
     )
-    assert login.check_attestation(token, account, "default", challenge, "sign") == "pin"
+    assert login.check_attestation(token, account, "default", challenge, "sign").method == "pin"
     caplog.set_level(logging.INFO)
     with pytest.raises(OperationError, match="used before"):
         login.check_attestation(token, account, "default", challenge, "sign")
