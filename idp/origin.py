@@ -37,16 +37,21 @@ CROSS_SITE_ENDPOINTS = frozenset(
 
 
 def from_another_site() -> bool:
-    """True if the browser says this request comes from a page that is not the IdP's."""
+    """True if the browser says this request comes from a page that is not the IdP's.
+
+    ``Sec-Fetch-Site`` decides where the browser sends it: it is exact, and unlike ``Origin`` it does not
+    turn into ``null`` under the IdP's own ``Referrer-Policy: no-referrer`` (Chromium sends ``Origin: null``
+    with the IdP's own forms then). Browsers without fetch metadata are judged by ``Origin``."""
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none")
     origin = request.headers.get("Origin")
-    if origin is not None:
-        if origin == "null":  # a sandboxed frame, or a redirect across origins
-            return True
-        # The host as browsers address the IdP (its public URL, or the Host they sent); the scheme may differ
-        # behind a TLS-terminating proxy.
-        host = urlsplit(origin).netloc.lower()
-        return host not in {urlsplit(services().issuer).netloc.lower(), request.host.lower()}
-    return request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none")
+    if origin is None or origin == "null":
+        return False
+    # The host as browsers address the IdP (its public URL, or the Host they sent); the scheme may differ
+    # behind a TLS-terminating proxy.
+    host = urlsplit(origin).netloc.lower()
+    return host not in {urlsplit(services().issuer).netloc.lower(), request.host.lower()}
 
 
 def refuse_cross_site() -> object | None:
