@@ -286,7 +286,10 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
             action = url_for("saml.logout") if user is not None and saml_logins(user.sid) else None
             return render_template("logout.html", user=user, action=action)
         user = current_user()
-        nonces = {session.get("nonce")}
+        # The pre-login nonce only while its login is not complete: a copy of an old pre-login cookie must
+        # not end the session of whoever completed that login.
+        pre_login = session.get("nonce")
+        nonces = {pre_login if pre_login and not bindings.completed(str(pre_login)) else None}
         if user is not None:
             nonces.add(idp.sessions.ns_nonce(user.sid))
             idp.sessions.end(user.sid, by="user")

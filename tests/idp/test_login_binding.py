@@ -5,6 +5,7 @@ must not complete the login for its holder; the login completes once, in the pag
 the browser leaves with fresh cookies. Cross-site forms (``Origin``, ``Sec-Fetch-Site``) are refused."""
 
 import html
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -172,3 +173,31 @@ def test_login_completion_and_push_from_another_site_are_refused(
         "/login/complete", data=login_form(page.text), headers={"Sec-Fetch-Site": "same-origin"}
     )
     assert done.status_code == 302 and SESSION_COOKIE in done.cookies
+
+
+def test_the_push_form_without_script_keeps_the_pages_login(
+    system: RunningSystem, phone: Path, victim: Browser
+) -> None:
+    """The push form re-renders the page (no JavaScript): same login, same key, so it still completes."""
+    page = victim.get("/login?next=/whoami")
+    form = login_form(page.text)
+    pushed = victim.post("/login/push", data={"username": "nobody-here", **form})
+    assert pushed.status_code == 200 and "pick this number" in pushed.text
+    assert login_form(pushed.text)["login_key"] == form["login_key"]
+    assert QR_PATTERN.search(pushed.text) is not None
+    approve(page, phone)
+    done = victim.post("/login/complete", data=form)
+    assert done.status_code == 302 and SESSION_COOKIE in done.cookies
+
+
+def test_a_copied_pre_login_cookie_cannot_log_the_victim_out(
+    system: RunningSystem, phone: Path, victim: Browser
+) -> None:
+    page = victim.get("/login?next=/whoami")
+    thief = copy_of(victim)
+    approve(page, phone)
+    assert victim.post("/login/complete", data=login_form(page.text)).status_code == 302
+    assert thief.post("/logout").status_code == 302  # nothing of the thief's to end
+    time.sleep(2.5)  # the IdP asks ns about its sessions every second in these tests
+    assert victim.get("/whoami", headers=JSON).status_code == 200
+    thief.close()
