@@ -3,8 +3,8 @@
 SameSite=Lax keeps the session cookie off cross-site POSTs in current browsers, but not in every browser
 nor for a sibling subdomain (same site, other origin). Browsers say where a request comes from in ``Origin``
 and ``Sec-Fetch-Site``; a form posted from anywhere else is refused before it can log someone out, complete
-a login or send a push. Requests without either header (non-browser clients, old browsers) pass: they carry
-no one's cookies by accident.
+a login or send a push. Requests without either header pass: they come from non-browser clients (which send
+only the cookies they were given) or from old browsers, where SameSite and the forms' own checks remain.
 
 Protocol endpoints that other sites call by design are exempt: the OAuth back-end endpoints (clients call
 them, with their own credentials), OIDC authorization and RP-initiated logout (an RP may POST them; logout
