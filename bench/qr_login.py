@@ -160,7 +160,9 @@ def idp_login(services: Services, app: App, account: str) -> tuple[str, dict[str
         if found is None:
             raise RuntimeError("the IdP's login page carries no data-qrdata")
         app.login(QRPayload.decode(html.unescape(found.group(1))), pin=PIN, approve=True, account_id=account)
-        browser.post("/login/complete", data={"next": "/whoami"})
+        key = re.search(r'name="login_key" value="([^"]*)"', page.text)
+        login_key = html.unescape(key.group(1)) if key else ""
+        browser.post("/login/complete", data={"next": "/whoami", "login_key": login_key})
         token = browser.cookies.get("nextauth_session")
         if not token:
             raise RuntimeError("the IdP set no nextauth_session cookie after the login")

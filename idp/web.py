@@ -25,7 +25,9 @@ from authserver.storage.idp_models import RelyingPartyLogin
 from authserver.transport.json_bodies import bound_json
 from idp.blueprints import blueprints
 from idp.context import EXTENSION, IdpServices, current_user
+from idp.login_binding import LoginBindings
 from idp.ns_client import NsError
+from idp.origin import refuse_cross_site
 
 log = logging.getLogger("nextauth.idp")
 PUSHES_PER_BROWSER_MINUTE = 3
@@ -89,6 +91,8 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
         MAX_CONTENT_LENGTH=256 * 1024,
     )
     app.extensions[EXTENSION] = idp
+    bindings = LoginBindings(idp.kv, ttl_seconds=session_seconds)
+    app.before_request(refuse_cross_site)
 
     def new_nonce() -> str:
         return base64.urlsafe_b64encode(secrets.token_bytes(24)).rstrip(b"=").decode()
@@ -115,10 +119,7 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
                 session["nonce"] = new_nonce()
         elif user is not None:
             return redirect(target)
-        state = ns_session()
-        if state.get("loggedin"):
-            return complete_login(state, target)
-        return render_login(state, target)
+        return login_page(target)
 
     @app.post("/login/push")
     def push() -> Any:
@@ -133,8 +134,8 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
         def answer(status: int, message: str, kind: str = "", number: int | None = None) -> Any:
             if wants_json:
                 return jsonify(message=message, kind=kind, number=number), status
-            state = ns_session()
-            return render_login(state, target, push_message=message, push_kind=kind, number=number), status
+            key = request.form.get("login_key")
+            return login_page(target, key, push_message=message, push_kind=kind, number=number), status
 
         if not username or len(username) > 255 or not username.isprintable():
             return answer(400, "Enter your username.", "error")
@@ -162,6 +163,20 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
             number = secrets.randbelow(90) + 10
         return answer(200, "Open the request on your phone and pick this number:", "ok", number)
 
+    def login_page(target: str, login_key: str | None = None, **extra: Any) -> str:
+        """The login page with its page key (see ``idp.login_binding``). A browser whose nonce already has
+        its page, or whose login is already approved, starts over with a new nonce: whoever holds that page
+        (or a copy of this cookie) is not to be trusted with the login."""
+        state = ns_session()
+        if bindings.holds(nonce(), login_key) and not bindings.completed(nonce()):
+            return render_login(state, target, login_key=login_key, **extra)
+        key = None if state.get("loggedin") else bindings.bind(nonce())
+        if key is None:
+            session["nonce"] = new_nonce()
+            state = ns_session()
+            key = bindings.bind(nonce())
+        return render_login(state, target, login_key=key, **extra)
+
     def render_login(state: dict[str, Any], target: str, **extra: Any) -> str:
         return render_template(
             "login.html",
@@ -186,15 +201,29 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
     @app.post("/login/complete")
     def complete() -> Any:
         target = safe_next(request.form.get("next"))
+        login_key = request.form.get("login_key")
+        if not bindings.holds(nonce(), login_key):
+            return completion_refused("not the page that started it")
         state = ns_session()
         if not state.get("loggedin"):
             return redirect(url_for("login", next=target))
+        if not bindings.complete(nonce(), login_key):
+            return completion_refused("completed already")
         return complete_login(state, target)
+
+    def completion_refused(reason: str) -> Any:
+        log.warning("a login completion was refused: %s", reason)
+        return render_template(
+            "error.html",
+            message="This login was started in another browser or window, or is complete already. "
+            "Log in again from this page.",
+        ), 403
 
     def complete_login(state: dict[str, Any], target: str) -> Any:
         user_id = state.get("userid") or state.get("accountid")
         if not user_id:
             return render_template("error.html", message="This login has no user. Ask for a new QR."), 409
+        ns_nonce = nonce()
         profile = idp.directory.get(user_id)
         second_factor, method = state.get("second_factor"), state.get("method", "qr")
         token = None
@@ -203,16 +232,22 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
             previous_nonce = idp.sessions.ns_nonce(current.sid)
             if current.sub == user_id:
                 token = idp.sessions.reauthenticate(
-                    current.sid, ns_nonce=nonce(), profile=profile, second_factor=second_factor, method=method
+                    current.sid,
+                    ns_nonce=ns_nonce,
+                    profile=profile,
+                    second_factor=second_factor,
+                    method=method,
                 )
             else:  # someone else approved: the old session ends, with everything it logged in to
                 idp.sessions.end(current.sid, by="switch")
-            if previous_nonce is not None and previous_nonce != nonce():
+            if previous_nonce is not None and previous_nonce != ns_nonce:
                 logout_at_ns(previous_nonce)
         if token is None:
             token = idp.sessions.start(
-                ns_nonce=nonce(), profile=profile, second_factor=second_factor, method=method
+                ns_nonce=ns_nonce, profile=profile, second_factor=second_factor, method=method
             )
+        # The pre-login cookie is spent: the browser leaves with a new one and the session's own token.
+        session.clear()
         response = redirect(target)
         set_session_cookie(response, token)
         return response
@@ -253,7 +288,10 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
             action = url_for("saml.logout") if user is not None and saml_logins(user.sid) else None
             return render_template("logout.html", user=user, action=action)
         user = current_user()
-        nonces = {session.get("nonce")}
+        # The pre-login nonce only while its login is not complete: a copy of an old pre-login cookie must
+        # not end the session of whoever completed that login.
+        pre_login = session.get("nonce")
+        nonces = {pre_login if pre_login and not bindings.completed(str(pre_login)) else None}
         if user is not None:
             nonces.add(idp.sessions.ns_nonce(user.sid))
             idp.sessions.end(user.sid, by="user")

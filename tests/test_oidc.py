@@ -623,3 +623,173 @@ def test_a_session_ended_at_ns_ends_the_idp_session_and_tells_the_clients(
         raise AssertionError("no back-channel logout for the session ended at ns")
     assert browser.get("/whoami", headers={"Accept": "application/json"}).status_code == 401
     browser.close()
+
+
+# -- access rules: logout hints, revocation of a family, client tokens, cross-site forms -----------------
+
+
+def sids_in(tokens: list[str], system: RunningSystem) -> set[str]:
+    keys = KeySet.import_key_set(httpx.get(f"{issuer(system)}/oidc/jwks").json())
+    return {jwt.decode(t, keys, algorithms=["RS256", "ES256"]).claims["sid"] for t in tokens}
+
+
+def test_logout_with_an_id_token_of_another_session_asks_first(
+    system: RunningSystem,
+    phone: Path,
+    registered: dict[str, Any],
+    receiver: Receiver,
+    rp_urls: dict[str, str],
+) -> None:
+    """A genuine ID token of another session (here: the same user in another browser) must not log this
+    browser out silently, nor fire back-channel logouts; only the IdP's own confirmation does."""
+    rp = relying_party(system, registered)
+    elsewhere, here = Browser(system), Browser(system)
+    state, code, verifier = log_in(rp, elsewhere, phone)
+    other_token = exchange(rp, state, code, verifier)["id_token"]
+    code_for(system, here, phone, registered, pkce()[1])
+    my_sid = here.get("/whoami", headers={"Accept": "application/json"}).json()
+    assert my_sid["sub"] == USER
+    before = len(receiver.tokens)
+    url = f"{issuer(system)}/oidc/logout?" + urlencode(
+        {
+            "id_token_hint": other_token.jwt,
+            "post_logout_redirect_uri": rp_urls["post_logout"],
+            "state": "bye",
+        }
+    )
+    asked = here.get(url)
+    assert asked.status_code == 200 and "different login" in asked.text, asked.headers.get("Location")
+    # An RP (or any page) posting the same request from its own site gets the question too.
+    posted = here.post(url, headers={"Origin": "https://rp.example", "Sec-Fetch-Site": "cross-site"})
+    assert posted.status_code == 200 and "different login" in posted.text
+    for browser in (here, elsewhere):
+        assert browser.get("/whoami", headers={"Accept": "application/json"}).status_code == 200
+    time.sleep(1.0)
+    assert other_token["sid"] not in sids_in(receiver.tokens[before:], system)
+    # The user confirms on the IdP's page: this browser's session ends, the other one stays.
+    action = asked.text.split('<form method="post" action="')[1].split('"')[0]
+    done = here.post(action.replace("&amp;", "&"), headers={"Sec-Fetch-Site": "same-origin"})
+    assert done.status_code == 302 and done.headers["Location"] == f"{rp_urls['post_logout']}?state=bye"
+    assert here.get("/whoami", headers={"Accept": "application/json"}).status_code == 401
+    assert elsewhere.get("/whoami", headers={"Accept": "application/json"}).status_code == 200
+    here.close()
+    elsewhere.close()
+
+
+def introspect(system: RunningSystem, client: dict[str, Any], token: str) -> dict[str, Any]:
+    answer = httpx.post(
+        f"{issuer(system)}/oidc/introspect",
+        data={"token": token},
+        auth=(client["client_id"], client["client_secret"]),
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()  # type: ignore[no-any-return]
+
+
+def userinfo_status(system: RunningSystem, access_token: str) -> int:
+    return httpx.get(
+        f"{issuer(system)}/oidc/userinfo", headers={"Authorization": f"Bearer {access_token}"}
+    ).status_code
+
+
+def test_revoking_a_refresh_token_revokes_the_access_tokens_of_its_family(
+    system: RunningSystem, phone: Path, registered: dict[str, Any]
+) -> None:
+    rp = relying_party(system, registered)
+    browser = Browser(system)
+    state, code, verifier = log_in(rp, browser, phone)
+    tokens = exchange(rp, state, code, verifier)
+    refreshed = rp.do_access_token_refresh(state=state, authn_method="client_secret_basic")
+    assert "error" not in refreshed, refreshed.to_dict()
+    accesses = [tokens["access_token"], refreshed["access_token"]]
+    assert all(userinfo_status(system, each) == 200 for each in accesses)
+    revoked = httpx.post(
+        rp.provider_info["revocation_endpoint"],
+        data={"token": refreshed["refresh_token"], "token_type_hint": "refresh_token"},
+        auth=(registered["client_id"], registered["client_secret"]),
+    )
+    assert revoked.status_code == 200
+    for each in accesses:  # RFC 7009 2.1: the access tokens of the grant go with it
+        assert introspect(system, registered, each) == {"active": False}
+        assert userinfo_status(system, each) == 401
+    # The browser session itself is not what was revoked.
+    assert browser.get("/whoami", headers={"Accept": "application/json"}).status_code == 200
+    browser.close()
+
+
+def test_a_reused_refresh_token_revokes_the_access_tokens_of_its_family(
+    system: RunningSystem, phone: Path, registered: dict[str, Any]
+) -> None:
+    rp = relying_party(system, registered)
+    browser = Browser(system)
+    state, code, verifier = log_in(rp, browser, phone)
+    first = exchange(rp, state, code, verifier)
+    refreshed = rp.do_access_token_refresh(state=state, authn_method="client_secret_basic")
+    assert userinfo_status(system, refreshed["access_token"]) == 200
+    stolen = httpx.post(
+        rp.token_endpoint,
+        data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
+        auth=(registered["client_id"], registered["client_secret"]),
+    )
+    assert stolen.status_code == 400
+    for each in (first["access_token"], refreshed["access_token"]):
+        assert introspect(system, registered, each) == {"active": False}
+        assert userinfo_status(system, each) == 401
+    browser.close()
+
+
+def test_a_client_token_is_not_a_users_token(
+    system: RunningSystem, phone: Path, registered: dict[str, Any]
+) -> None:
+    """A client registered under a user's id gets no user's profile: its token names no user."""
+    impostor = cli(
+        system,
+        "oidc-client",
+        "add",
+        "--name",
+        "Impostor",
+        "--client-id",
+        USER,
+        "--grant",
+        "client_credentials",
+    )
+    minted = httpx.post(
+        f"{issuer(system)}/oidc/token",
+        data={"grant_type": "client_credentials", "scope": "openid profile email"},
+        auth=(impostor["client_id"], impostor["client_secret"]),
+    )
+    assert minted.status_code == 200, minted.text
+    access = minted.json()["access_token"]
+    refused = httpx.get(f"{issuer(system)}/oidc/userinfo", headers={"Authorization": f"Bearer {access}"})
+    assert refused.status_code == 401 and "invalid_token" in refused.headers["WWW-Authenticate"]
+    assert USER not in refused.text
+    seen = introspect(system, impostor, access)
+    assert seen["active"] is True and seen["subject_type"] == "client" and "sub" not in seen
+    assert seen["client_id"] == USER
+    # A user's token says so, with the user as its subject.
+    rp = relying_party(system, registered)
+    browser = Browser(system)
+    state, code, verifier = log_in(rp, browser, phone)
+    user_token = exchange(rp, state, code, verifier)["access_token"]
+    mine = introspect(system, registered, user_token)
+    assert mine["subject_type"] == "user" and mine["sub"] == USER
+    browser.close()
+
+
+def test_consent_from_another_site_is_refused(
+    system: RunningSystem, phone: Path, untrusted: dict[str, Any]
+) -> None:
+    browser = Browser(system)
+    url = authorize_url(system, untrusted, pkce()[1], scope="openid offline_access", prompt="consent")
+    page = browser.follow(browser.get(url))
+    if "data-qrdata" in page.text:
+        page = browser.approve_on_phone(page, phone)
+    assert page.status_code == 200 and "Third Party" in page.text
+    csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
+    forged = browser.post(
+        url,
+        data={"decision": "allow", "csrf": csrf},
+        headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+    )
+    assert forged.status_code == 403 and "Location" not in forged.headers
+    browser.close()

@@ -377,11 +377,12 @@ def log_in(client: httpx.Client, idp_url: str, phone: Path, login_url: str) -> s
     assert page.status_code == 200, page.text
     qrdata = html.unescape(re.search(r'id="qr" data-qrdata="([^"]+)"', page.text).group(1))  # type: ignore[union-attr]
     next_path = html.unescape(re.search(r'name="next" value="([^"]*)"', page.text).group(1))  # type: ignore[union-attr]
+    login_key = html.unescape(re.search(r'name="login_key" value="([^"]*)"', page.text).group(1))  # type: ignore[union-attr]
     code, answer = run_app(phone, "scan", qrdata, "--pin", PIN)
     assert code == 0, answer
     deadline = time.monotonic() + 10
     while True:
-        done = client.post(f"{idp_url}/login/complete", data={"next": next_path})
+        done = client.post(f"{idp_url}/login/complete", data={"next": next_path, "login_key": login_key})
         assert done.status_code == 302, done.text
         if not done.headers["location"].startswith("/login"):
             break

@@ -20,6 +20,7 @@ from idp.oidc.backchannel import BackchannelLogout, record_login
 from idp.oidc.clients import BASIC_SCOPES, SCOPES, Client
 from idp.oidc.provider import Provider
 from idp.oidc.tokens import Grant
+from idp.origin import from_another_site
 from idp.sessions import ACR_MFA, ACR_POSSESSION, SignedInUser
 
 log = logging.getLogger("nextauth.idp.oidc")
@@ -228,6 +229,10 @@ def authorize() -> Any:
     if needs_consent and request.method == "POST":
         sent = request.form.get("csrf", "")
         expected = session.get("oidc_csrf", "")
+        if from_another_site():  # the consent form is the IdP's own page; authorization requests may not be
+            return render_template(
+                "error.html", message="This consent was sent from another website. Start the login again."
+            ), 403
         if not expected or not hmac.compare_digest(sent, expected):
             return render_template(
                 "error.html", message="The consent form expired. Start the login again."
@@ -299,9 +304,16 @@ def end_session() -> Any:
             "error.html", message=f"This logout request is not valid: {error.description}"
         ), 400
     user = current_user()
-    # Without an ID token from us, a page elsewhere could log the user out: ask first.
-    if validated.needs_confirmation and request.method == "GET" and user is not None:
-        return render_template("logout.html", user=user, action=request.full_path)
+    # Without an ID token from us for this very session, a page elsewhere could log the user out (and every
+    # application with them): ask first. Only the IdP's own confirmation form, posted from its own page,
+    # answers the question.
+    other = user is not None and not validated.needs_confirmation and not _hint_names(validated, user)
+    if (validated.needs_confirmation or other) and user is not None:
+        if request.method == "GET" or from_another_site():
+            if other:
+                log.info("logout requested with an ID token of another session; asking the user")
+            action = f"{request.path}?{urlencode(request.values.to_dict(flat=True))}"
+            return render_template("logout.html", user=user, action=action, other_session=other)
     idp = services()
     if user is not None:
         idp.sessions.end(user.sid, by="rp-logout")
@@ -317,3 +329,9 @@ def end_session() -> Any:
         response = current_app.make_response(render_template("logged_out.html"))
     response.delete_cookie(idp.cookie_name, domain=idp.cookie_domain)
     return response
+
+
+def _hint_names(validated: Any, user: SignedInUser) -> bool:
+    """Whether the request's ID token hint was issued for this browser's session and user."""
+    claims = validated.id_token_claims or {}
+    return claims.get("sub") == user.sub and claims.get("sid") == user.sid

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
-from authlib.oauth2.rfc6750 import BearerTokenValidator
+from authlib.oauth2.rfc6750 import BearerTokenValidator, InvalidTokenError
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oidc.core import UserInfo, UserInfoEndpoint
@@ -32,7 +32,7 @@ class Provider:
     ) -> None:
         self.services = services
         self.clients = clients or ClientRegistry(services.engine)
-        self.tokens = TokenStore(services.engine, services.kv)
+        self.tokens = TokenStore(services.engine, services.kv, access_token_seconds=access_token_seconds)
         self.access_token_seconds = access_token_seconds
         self.id_token_seconds = id_token_seconds
         self.server = _Server(self)
@@ -102,8 +102,8 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
         client: Client = request.client
         scope = token.get("scope", "")
         user: Grant | None = request.user
-        if user is None:  # client credentials: the client acts for itself
-            grant = Grant(client_id=client.client_id, user_id=client.client_id, scope=scope)
+        if user is None:  # client credentials: the client acts for itself, for no user
+            grant = Grant(client_id=client.client_id, user_id="", scope=scope, for_client=True)
         else:
             grant = dataclasses.replace(user, client_id=client.client_id, scope=scope)
         family = None
@@ -115,7 +115,7 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
         tokens.save_access_token(token["access_token"], grant, int(token["expires_in"]), family)
         if grant_type == "authorization_code" and request.authorization_code is not None:
             tokens.remember_exchange(request.authorization_code.code_hash, token["access_token"], family)
-        log.info("tokens issued to %s for %s (%s)", client.client_id, grant.user_id, grant_type)
+        log.info("tokens issued to %s for %s (%s)", client.client_id, grant.user_id or "itself", grant_type)
 
 
 class _AccessTokenValidator(BearerTokenValidator):  # type: ignore[misc]
@@ -134,6 +134,16 @@ class _AccessTokenValidator(BearerTokenValidator):  # type: ignore[misc]
         return _BoundAccessToken(
             token.grant, token.issued_at, token.expires_at, token.refresh_family, revoked, client
         )
+
+    def validate_token(self, token: Any, scopes: Any, request: Any) -> None:
+        super().validate_token(token, scopes, request)
+        # These tokens open userinfo, which speaks for a user: a client's own token has none.
+        if token.grant.for_client:
+            raise InvalidTokenError(
+                description="A client-credentials token names no user; userinfo needs a user's token.",
+                realm=self.realm,
+                extra_attributes=self.extra_attributes,
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,9 +204,12 @@ class _Introspection(_TokenLookup, IntrospectionEndpoint):  # type: ignore[misc]
             "active": True,
             "client_id": grant.client_id,
             "scope": grant.scope,
-            "sub": grant.user_id,
             "iss": self.server.provider.services.issuer,
+            # Whom the token speaks for. A client's own token has no ``sub``: user ids are the only subjects.
+            "subject_type": "client" if grant.for_client else "user",
         }
+        if not grant.for_client:
+            payload["sub"] = grant.user_id
         if isinstance(token, AccessToken):
             payload.update(token_type="Bearer", iat=token.issued_at, exp=token.expires_at)
         else:

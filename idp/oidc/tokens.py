@@ -6,6 +6,8 @@
   introspection need no database query and revocation is a delete.
 - Refresh tokens: in the database under their hash, rotated on every use; a used one presented again
   revokes its whole family (it has leaked, RFC 9700 4.14.2).
+- Revoking a family (revocation, reuse, a code used twice) also marks it revoked in the shared store for as
+  long as its access tokens could live, so they stop working at once (RFC 7009 2.1).
 """
 
 import hashlib
@@ -26,6 +28,7 @@ from authserver.storage.kv import KeyValueStore
 CODE_PREFIX = "oidc:code:"
 USED_CODE_PREFIX = "oidc:code-used:"
 ACCESS_PREFIX = "oidc:at:"
+REVOKED_FAMILY_PREFIX = "oidc:family-revoked:"
 
 
 def token_hash(value: str) -> str:
@@ -43,12 +46,18 @@ class Grant:
     auth_time: int | None = None
     acr: str | None = None
     amr: tuple[str, ...] = ()
+    # Client credentials: the client acts for itself. No user at all (``user_id`` is empty), so a client
+    # whose id equals a user id can never pass for that user.
+    for_client: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "amr": list(self.amr)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Grant":
+        if "for_client" not in data and data.get("auth_time") is None:
+            # Stored before the flag existed: only client-credentials grants lack an authentication time.
+            data = {**data, "user_id": "", "for_client": True}
         return cls(**{**data, "amr": tuple(data.get("amr") or ())})
 
 
@@ -151,11 +160,13 @@ class TokenStore:
         *,
         code_seconds: int = 60,
         refresh_lifetime: timedelta = timedelta(days=30),
+        access_token_seconds: int = 900,
     ) -> None:
         self._engine = engine
         self._kv = kv
         self.code_seconds = code_seconds
         self.refresh_lifetime = refresh_lifetime
+        self.access_token_seconds = access_token_seconds
 
     # -- codes -----------------------------------------------------------------------------------------
 
@@ -219,7 +230,10 @@ class TokenStore:
         if raw is None:
             return None
         record = json.loads(raw)
-        return AccessToken(Grant.from_json(record["grant"]), record["iat"], record["exp"], record["family"])
+        family = record["family"]
+        if family and self._kv.get(REVOKED_FAMILY_PREFIX + family) is not None:
+            return None
+        return AccessToken(Grant.from_json(record["grant"]), record["iat"], record["exp"], family)
 
     def revoke_access_token(self, access_token: str) -> bool:
         return self._kv.delete(ACCESS_PREFIX + token_hash(access_token))
@@ -275,6 +289,8 @@ class TokenStore:
             return bool(result.rowcount == 1)
 
     def revoke_family(self, family: str) -> int:
+        """The family's refresh tokens and the access tokens issued with them."""
+        self._mark_family_revoked(family)
         with Session(self._engine) as db, db.begin():
             result = db.execute(
                 update(RefreshToken)
@@ -283,12 +299,18 @@ class TokenStore:
             )
             return int(result.rowcount)
 
+    def _mark_family_revoked(self, family: str) -> None:
+        # As long as the family's newest access token can live; a minute more for clock steps.
+        self._kv.set(REVOKED_FAMILY_PREFIX + family, b"1", ttl=self.access_token_seconds + 60)
+
     def revoke_for_session(self, sid: str) -> int:
         """Refresh tokens bound to a browser session that has ended (not offline_access ones)."""
         with Session(self._engine) as db, db.begin():
             families = db.scalars(select(RefreshToken.family).where(RefreshToken.sid == sid).distinct()).all()
             if not families:
                 return 0
+            for family in families:
+                self._mark_family_revoked(family)
             result = db.execute(
                 update(RefreshToken)
                 .where(RefreshToken.family.in_(families), RefreshToken.revoked_at.is_(None))

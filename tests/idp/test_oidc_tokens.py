@@ -1,0 +1,57 @@
+"""The OIDC token store's revocation rules, without a running system."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from authserver.storage import db
+from authserver.storage.kv import MemoryStore
+from idp.oidc.tokens import ACCESS_PREFIX, Grant, TokenStore, token_hash
+
+USER_GRANT = Grant(client_id="app", user_id="alice", scope="openid", sid="s1", auth_time=1_800_000_000)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> TokenStore:
+    engine = db.create_engine_for(f"sqlite:///{tmp_path / 'idp.db'}")
+    db.upgrade(engine)
+    return TokenStore(engine, MemoryStore(), access_token_seconds=900)
+
+
+def test_revoking_a_family_takes_its_access_tokens_along(store: TokenStore) -> None:
+    _, family = store.issue_refresh_token(USER_GRANT)
+    _, other_family = store.issue_refresh_token(USER_GRANT)
+    store.save_access_token("at-of-family", USER_GRANT, 900, family)
+    store.save_access_token("at-of-other", USER_GRANT, 900, other_family)
+    store.save_access_token("at-alone", USER_GRANT, 900, None)
+    assert store.revoke_family(family) == 1
+    assert store.access_token("at-of-family") is None
+    assert store.access_token("at-of-other") is not None and store.access_token("at-alone") is not None
+
+
+def test_ending_a_session_takes_the_access_tokens_of_its_families_along(store: TokenStore) -> None:
+    _, family = store.issue_refresh_token(USER_GRANT)
+    store.save_access_token("at", USER_GRANT, 900, family)
+    assert store.revoke_for_session("s1") == 1
+    assert store.access_token("at") is None
+
+
+def test_a_client_grant_names_no_user_even_when_stored_before_the_flag(store: TokenStore) -> None:
+    # A client-credentials access token as stored before ``for_client`` existed: the client id as user id.
+    legacy = {
+        "client_id": "alice",
+        "user_id": "alice",
+        "scope": "openid profile",
+        "sid": None,
+        "auth_time": None,
+        "acr": None,
+        "amr": [],
+    }
+    record = {"grant": legacy, "iat": 1, "exp": 2**40, "family": None}
+    store._kv.set(ACCESS_PREFIX + token_hash("old-client-token"), json.dumps(record).encode())
+    found = store.access_token("old-client-token")
+    assert found is not None and found.grant.for_client and found.grant.user_id == ""
+    user = store.save_access_token("user-token", USER_GRANT, 900, None)
+    assert not user.grant.for_client
+    assert store.access_token("user-token").grant == USER_GRANT  # type: ignore[union-attr]
