@@ -33,6 +33,7 @@ from authserver.services.runtime import Component
 from authserver.sfs.purge import purge_unfinished
 from authserver.storage.flow_models import AppInstance, Mailbox
 from authserver.storage.models import utcnow
+from idp.server import build_app, build_services, load_settings
 from nextauth_core import pin
 from nextauth_core.encoding import b64url
 from sigmai import PeerKey
@@ -469,3 +470,40 @@ def test_limits_are_logged_at_start(system: RunningSystem) -> None:
     log = system.log()
     assert "ns rate limits: api_key_failures=4 per 1 minute, provoke=3 per 1 minute" in log
     assert "sfs rate limits: register=6 per 1 minute, register_all=600 per 1 minute" in log
+
+
+class _StubNs:
+    """Just enough of ns for the login page to render: the limit is looked at before ns is asked."""
+
+    server_id = "default"
+
+    def session(self, nonce: str, **_browser: str) -> dict[str, Any]:
+        return {"loggedin": False, "loginqrdata": f"NA1-test-{nonce[:8]}", "hsid": "h" * 43}
+
+
+def test_redis_login_limit_is_shared_between_two_idp_instances(tmp_path: Path, redis_uri: str) -> None:
+    """Two IdP instances behind one load balancer, on one Redis: a client's budget is spent on either."""
+    env = {
+        "NEXTAUTH_IDP_SECRET_KEY": secrets.token_urlsafe(32),
+        "NEXTAUTH_IDP_NS_API_URL": "http://127.0.0.1:9/",
+        "NEXTAUTH_IDP_NS_API_KEY": "unused",
+        "NEXTAUTH_IDP_NS_WEBSOCKET_URL": "ws://127.0.0.1:9/ns/websocket",
+        "NEXTAUTH_IDP_DB_URI": f"sqlite:///{tmp_path / 'idp.db'}",
+        "NEXTAUTH_IDP_KV_URI": redis_uri,
+        "NEXTAUTH_IDP_TRUSTED_PROXIES": "127.0.0.1",
+        "NEXTAUTH_IDP_RATE_LIMIT_LOGIN": "4/minute",
+    }
+    clients = []
+    for _ in range(2):
+        settings = load_settings(env, data_dir=tmp_path)
+        services = build_services(settings)
+        services.ns = _StubNs()  # type: ignore[assignment]
+        clients.append(build_app(settings, services).test_client())
+    # A fresh address of the benchmarking range for each run: the counts live on in Redis for a minute.
+    flood = f"198.18.{secrets.randbelow(256)}.{secrets.randbelow(256)}"
+    other = f"198.19.{secrets.randbelow(256)}.{secrets.randbelow(256)}"
+    statuses = [
+        clients[i % 2].get("/login", headers={"X-Forwarded-For": flood}).status_code for i in range(6)
+    ]
+    assert statuses == [200, 200, 200, 200, 429, 429]
+    assert clients[1].get("/login", headers={"X-Forwarded-For": other}).status_code == 200

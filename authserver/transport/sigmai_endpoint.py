@@ -11,8 +11,9 @@ from collections.abc import Callable
 import gevent
 from prometheus_client import Counter, Gauge, Histogram
 
+from authserver.config import Network
 from authserver.operations import ChannelContext, Operations
-from authserver.ratelimit import Network, client_ip
+from authserver.ratelimit import client_ip
 from sigmai import HandshakeComplete, MessageReceived, PeerKey, ProtocolError, ServerConnection, messages
 from sigmai.connection import KeyLookup
 from sigmai.constants import RECORD_OVERHEAD
