@@ -37,7 +37,7 @@ DEFAULT_PORTS: dict[str, dict[str, dict[str, int]]] = {
 }
 DEFAULT_HOST = {"standalone": "0.0.0.0", "all-in-one": "127.0.0.1"}  # noqa: S104 - a container's listener
 
-SHARED_FLAGS = ("DB_URI", "KV_URI", "LOG_LEVEL", "LOG_FORMAT", "DATA_DIR")
+SHARED_FLAGS = ("DB_URI", "KV_URI", "LOG_LEVEL", "LOG_FORMAT", "DATA_DIR", "TRUSTED_PROXIES")
 COMPONENT_FLAGS = (
     "DEFAULT_SIGMAI_URI",
     "HTTP_CLIENT_AUTH",
@@ -55,8 +55,16 @@ EXTRA_FLAGS = {
         "ROOT_API_KEY",
         "TRUSTED_SFS_KEYS",
         "MESSAGE_CENTERS",
+        "RATE_LIMIT_PROVOKE",
+        "RATE_LIMIT_API_KEY_FAILURES",
     ),
-    "sfs": ("PIN_MAX_ATTEMPTS", "ATTESTATION_KEY"),
+    "sfs": (
+        "PIN_MAX_ATTEMPTS",
+        "ATTESTATION_KEY",
+        "RATE_LIMIT_REGISTER",
+        "RATE_LIMIT_REGISTER_ALL",
+        "UNFINISHED_REGISTRATION_SECONDS",
+    ),
     "mc": (
         "FCM_SERVICE_ACCOUNT",
         "FCM_BASE_URL",
@@ -66,10 +74,14 @@ EXTRA_FLAGS = {
         "APNS_TOPIC",
         "APNS_URL",
         "PUSH_CA_FILE",
+        "RATE_LIMIT_MAILBOX",
+        "RATE_LIMIT_MAILBOX_ALL",
+        "UNUSED_MAILBOX_DAYS",
     ),
 }
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_FILE_BYTES = 1024 * 1024  # a secret or a PEM bundle; anything larger is a wrong path
 
 
@@ -102,6 +114,21 @@ def read_setting(name: str, environ: Mapping[str, str]) -> str | None:
     elif content.endswith("\n"):
         content = content[:-1]
     return content or None
+
+
+def parse_networks(variable: str, value: str | None) -> tuple[Network, ...]:
+    """Comma-separated addresses or networks (CIDR) of the proxies whose X-Forwarded-For is believed."""
+    networks = []
+    for item in (value or "").replace(";", ",").split(","):
+        if item.strip():
+            try:
+                networks.append(ipaddress.ip_network(item.strip(), strict=False))
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{variable}: expected comma-separated IP addresses or networks such as 10.0.0.0/8, "
+                    f"got {item.strip()!r}"
+                ) from exc
+    return tuple(networks)
 
 
 @dataclass(frozen=True)
@@ -139,6 +166,7 @@ class ComponentConfig:
     data_dir: Path
     public_sigmai_uri: str | None
     public_websocket_uri: str | None
+    trusted_proxies: tuple[Network, ...] = ()
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -296,6 +324,12 @@ def load_config(
         data_dir=data_dir,
         public_sigmai_uri=public_sigmai,
         public_websocket_uri=setting("DEFAULT_WEBSOCKET_URI", shared=True) if component == "ns" else None,
+        trusted_proxies=parse_networks(
+            f"{prefix}_TRUSTED_PROXIES"
+            if read_setting(f"{prefix}_TRUSTED_PROXIES", env) is not None
+            else "NEXTAUTH_TRUSTED_PROXIES",
+            setting("TRUSTED_PROXIES", shared=True),
+        ),
         environ=env,
     )
 

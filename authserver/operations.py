@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from authserver.ratelimit import RateLimited
 from nextauth_core.encoding import unb64url
 from sigmai import PeerKey, messages
 
@@ -26,6 +27,7 @@ class ChannelContext:
     transcript_hash: bytes
     export: Callable[[bytes, bytes, int], bytes]
     state: dict[str, Any] = field(default_factory=dict)  # per-channel scratch space for multi-step flows
+    client_ip: str = ""  # the app's address (through trusted proxies), for per-client rate limits
 
 
 class OperationError(Exception):
@@ -36,6 +38,7 @@ class OperationError(Exception):
 
 
 Handler = Callable[[ChannelContext, dict[str, Any]], dict[str, Any]]
+Guard = Callable[[ChannelContext], None]  # runs before a handler; raises RateLimited to refuse
 
 
 def binary_param(value: Any, name: str, *, min_length: int = 1, max_length: int = 4096) -> bytes:
@@ -54,6 +57,7 @@ def binary_param(value: Any, name: str, *, min_length: int = 1, max_length: int 
 class Operations:
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
+        self._guards: dict[str, list[Guard]] = {}
 
     def register(self, name: str) -> Callable[[Handler], Handler]:
         def decorator(handler: Handler) -> Handler:
@@ -61,6 +65,10 @@ class Operations:
             return handler
 
         return decorator
+
+    def guard(self, name: str, check: Guard) -> None:
+        """Run ``check`` before every call of the operation ``name`` (rate limits)."""
+        self._guards.setdefault(name, []).append(check)
 
     @property
     def names(self) -> list[str]:
@@ -79,7 +87,15 @@ class Operations:
         if not isinstance(params, dict):
             return messages.error(request_id, "bad_request", "params must be a JSON object.")
         try:
+            for check in self._guards.get(op, ()):
+                check(context)
             return messages.result(request_id, handler(context, params))
+        except RateLimited as exc:
+            refused = messages.error(
+                request_id, "rate_limited", f"Too many requests; try again in {exc.retry_after} seconds."
+            )
+            refused["error"]["retry_after"] = exc.retry_after
+            return refused
         except OperationError as exc:
             return messages.error(request_id, exc.code, exc.message)
         except Exception:

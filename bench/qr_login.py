@@ -72,6 +72,10 @@ class Services:
                 env[f"NEXTAUTH_{component.upper()}_{endpoint.upper()}_LISTEN"] = f"127.0.0.1:{port}"
         env["NEXTAUTH_IDP_LISTEN"] = f"127.0.0.1:{self.idp_port}"
         env["NEXTAUTH_IDP_LOG_LEVEL"] = "WARNING"
+        # The load comes from one address on purpose: the rate limits that would stop it are off here.
+        env.setdefault("NEXTAUTH_IDP_RATE_LIMIT_LOGIN", "off")
+        env.setdefault("NEXTAUTH_SFS_RATE_LIMIT_REGISTER", "off")
+        env.setdefault("NEXTAUTH_MC_RATE_LIMIT_MAILBOX", "off")
         self.env = env
         self.data_dir = data_dir
         self.profile_to = profile_to

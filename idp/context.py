@@ -4,7 +4,7 @@
 lifetime, not ended). ``login_redirect(next)`` sends the browser to the QR login page and back.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,6 +16,7 @@ from authserver.storage.kv import KeyValueStore
 from idp.directory import Directory
 from idp.keys import KeyRing
 from idp.ns_client import NsClient
+from idp.ratelimits import IdpLimits
 from idp.sessions import SessionManager, SignedInUser
 
 EXTENSION = "nextauth_idp"
@@ -33,6 +34,7 @@ class IdpServices:
     cookie_name: str = "nextauth_session"
     cookie_domain: str | None = None  # a parent domain, so forward-auth sees the cookie on every app
     secure_cookies: bool = False
+    limits: IdpLimits = field(default_factory=IdpLimits)  # rate limits (idp.ratelimits)
 
     def url(self, path: str, **query: Any) -> str:
         """An absolute URL on the IdP's public address."""

@@ -10,7 +10,8 @@ from pathlib import Path
 from flask import Flask
 from gevent.pywsgi import WSGIServer
 
-from authserver.config import ConfigError, Listen, parse_listen, read_setting
+from authserver.config import ConfigError, Listen, Network, parse_listen, read_setting
+from authserver.ratelimit import RateLimiter, Rule, trusted_proxies_setting
 from authserver.storage import db
 from authserver.storage.kv import open_kv
 from authserver.transport.wsgi import NoDelayHandler
@@ -20,6 +21,7 @@ from idp.housekeeping import Housekeeping
 from idp.keys import KeyRing
 from idp.ns_client import NsClient
 from idp.ns_watch import NsSessionWatch
+from idp.ratelimits import IdpLimits, default_rules, rules_from
 from idp.sessions import SessionManager
 from idp.web import create_app
 
@@ -38,6 +40,8 @@ class IdpSettings:
     cookie_domain: str | None
     session_seconds: int
     ns_check_seconds: float = 15.0
+    rate_limits: dict[str, Rule] = field(default_factory=default_rules)
+    trusted_proxies: tuple[Network, ...] = ()
 
 
 def load_settings(
@@ -120,6 +124,8 @@ def load_settings(
         cookie_domain=cookie_domain,
         session_seconds=session_seconds,
         ns_check_seconds=ns_check_seconds,
+        rate_limits=rules_from(environ),
+        trusted_proxies=trusted_proxies_setting(environ, "NEXTAUTH_IDP_TRUSTED_PROXIES"),
     )
 
 
@@ -142,6 +148,9 @@ def build_services(settings: IdpSettings) -> IdpServices:
         issuer=settings.public_url,
         cookie_domain=settings.cookie_domain,
         secure_cookies=settings.public_url.startswith("https://"),
+        limits=IdpLimits(
+            RateLimiter.for_store("idp", settings.kv_uri), settings.rate_limits, settings.trusted_proxies
+        ),
     )
 
 

@@ -20,7 +20,9 @@ import segno
 from flask import Flask, Response, abort, jsonify, redirect, render_template, request, session, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
+from werkzeug.exceptions import TooManyRequests
 
+from authserver.ratelimit import RateLimited, client_key
 from authserver.storage.idp_models import RelyingPartyLogin
 from authserver.transport.json_bodies import bound_json
 from idp.blueprints import blueprints
@@ -28,10 +30,9 @@ from idp.context import EXTENSION, IdpServices, current_user
 from idp.login_binding import LoginBindings
 from idp.ns_client import NsError
 from idp.origin import refuse_cross_site
+from idp.ratelimits import refuse
 
 log = logging.getLogger("nextauth.idp")
-PUSHES_PER_BROWSER_MINUTE = 3
-PUSHES_PER_USER_5_MINUTES = 5
 # The repository's top-level templates/ folder; an installed package (the Docker image) names its copy.
 TEMPLATES = Path(
     os.environ.get("NEXTAUTH_IDP_TEMPLATES_DIR") or Path(__file__).resolve().parents[1] / "templates"
@@ -110,6 +111,7 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
 
     @app.get("/login")
     def login() -> Any:
+        count_login_visit()
         target = safe_next(request.args.get("next"))
         user = current_user()
         if request.args.get("reauth") == "1" and user is not None:
@@ -131,21 +133,31 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
         username = (request.form.get("username") or "").strip()
         wants_json = request.accept_mimetypes.best == "application/json"
 
-        def answer(status: int, message: str, kind: str = "", number: int | None = None) -> Any:
+        def answer(
+            status: int, message: str, kind: str = "", number: int | None = None, headers: Any = None
+        ) -> Any:
             if wants_json:
-                return jsonify(message=message, kind=kind, number=number), status
+                return jsonify(message=message, kind=kind, number=number), status, headers
             key = request.form.get("login_key")
-            return login_page(target, key, push_message=message, push_kind=kind, number=number), status
+            page = login_page(target, key, push_message=message, push_kind=kind, number=number)
+            return page, status, headers
 
         if not username or len(username) > 255 or not username.isprintable():
             return answer(400, "Enter your username.", "error")
-        browser_key = hashlib.sha256(nonce().encode()).hexdigest()
-        if (
-            idp.kv.incr(f"idp:push:browser:{browser_key}", ttl=60) > PUSHES_PER_BROWSER_MINUTE
-            or idp.kv.incr(f"idp:push:user:{hashlib.sha256(username.encode()).hexdigest()}", ttl=300)
-            > PUSHES_PER_USER_5_MINUTES
-        ):
-            return answer(429, "Too many requests. Wait a minute, or scan the code instead.", "error")
+        client, rules, limiter = idp.limits.client(), idp.limits.rules, idp.limits.limiter
+        try:
+            limiter.hit(rules["push_client"], client_key(client), client=client)
+            browser_key = hashlib.sha256(nonce().encode()).hexdigest()
+            limiter.hit(rules["push_browser"], browser_key, client=client, what="pushes from one browser")
+            user_key = hashlib.sha256(username.encode()).hexdigest()
+            limiter.hit(rules["push_user"], user_key, client=client, what="pushes to one user")
+        except RateLimited as exc:
+            return answer(
+                429,
+                "Too many requests. Wait a minute, or scan the code instead.",
+                "error",
+                headers={"Retry-After": str(exc.retry_after)},
+            )
         try:
             pushed = ns.provoke_user(
                 username,
@@ -162,6 +174,15 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
             log.info("push requested for a user without push accounts")
             number = secrets.randbelow(90) + 10
         return answer(200, "Open the request on your phone and pick this number:", "ok", number)
+
+    def count_login_visit() -> None:
+        """Each login page and each QR renewal may open an ns session and draw a QR: counted per client
+        address under one rule."""
+        client = idp.limits.client()
+        try:
+            idp.limits.limiter.hit(idp.limits.rules["login"], client_key(client), client=client)
+        except RateLimited as exc:
+            refuse(exc, "Too many login pages were asked for from your network. Wait a moment and reload.")
 
     def login_page(target: str, login_key: str | None = None, **extra: Any) -> str:
         """The login page with its page key (see ``idp.login_binding``). A browser whose nonce already has
@@ -193,6 +214,7 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
     @app.get("/login/qr")
     def current_qr() -> Any:
         """The page refreshes its QR before it expires, without reloading."""
+        count_login_visit()
         state = ns_session()
         if state.get("loggedin"):
             return jsonify(loggedin=True)
@@ -337,6 +359,13 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
     @app.errorhandler(401)
     def unauthenticated(_error: Any) -> Any:
         return jsonify(error="unauthenticated", message="Log in first."), 401
+
+    @app.errorhandler(429)
+    def too_many(error: TooManyRequests) -> Any:
+        page = render_template("error.html", message=error.description or "Too many requests. Wait a moment.")
+        retry_after = getattr(error, "retry_after", None)
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+        return page, 429, headers
 
     @app.errorhandler(413)
     def too_large(_error: Any) -> Any:

@@ -31,6 +31,7 @@ class WebSocketClosed(Exception):
 class UpgradeRequest:
     host: str
     target: str
+    forwarded_for: str | None = None  # X-Forwarded-For, believed only when a trusted proxy sent it
 
 
 class WebSocket:
@@ -59,7 +60,14 @@ class WebSocket:
             ws.abort()
             raise WebSocketClosed("expected an upgrade request")
         ws._send(AcceptConnection())
-        return ws, UpgradeRequest(host=event.host, target=event.target)
+        forwarded = [
+            value.decode("latin-1")
+            for name, value in event.extra_headers
+            if name.lower() == b"x-forwarded-for"
+        ]
+        return ws, UpgradeRequest(
+            host=event.host, target=event.target, forwarded_for=",".join(forwarded) or None
+        )
 
     @classmethod
     def connect(cls, sock: socket.socket, host: str, target: str, *, max_message: int) -> "WebSocket":

@@ -91,6 +91,8 @@ class MailboxService:
             mailbox = db.scalar(select(Mailbox).where(Mailbox.device_thumbprint == context.peer.thumbprint()))
             if mailbox is None:
                 raise OperationError("no_mailbox", "Register with the message center first.")
+            if mailbox.used_at is None:
+                mailbox.used_at = now()
             db.execute(delete(MailboxMessage).where(MailboxMessage.expires_at <= now()))
             rows = db.scalars(
                 select(MailboxMessage)
@@ -131,6 +133,16 @@ class MailboxService:
             db.commit()
         return {"deleted": result.rowcount}
 
+    def purge_unused(self, older_than: timedelta) -> int:
+        """Forget mailboxes created more than ``older_than`` ago that no app ever fetched and no ns ever
+        wrote to: anyone can open one with a self-made device key, and an unused one serves nobody."""
+        with Session(self._engine) as db:
+            result = db.execute(
+                delete(Mailbox).where(Mailbox.used_at.is_(None), Mailbox.created_at < now() - older_than)
+            )
+            db.commit()
+        return int(result.rowcount or 0)
+
     # -- ns's side (gRPC / REST) -----------------------------------------------------------------------
 
     def send(
@@ -161,6 +173,8 @@ class MailboxService:
                     expires_at=now() + timedelta(seconds=ttl),
                 )
             )
+            if mailbox.used_at is None:
+                mailbox.used_at = now()
             db.commit()
             provider_name, push_token = mailbox.push_provider, mailbox.push_token
         pushed = False

@@ -8,6 +8,7 @@ original product: ``sessions``, ``users``, ``accounts``, ``servers``, ``createse
 import hashlib
 import hmac
 import json
+import logging
 import os
 import threading
 import time
@@ -19,7 +20,10 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from authserver.ns.common import b64
+from authserver.ratelimit import RateLimiter, Rule, client_key
 from authserver.storage.flow_models import ApiKey, ClientCertificate
+
+log = logging.getLogger("nextauth.ns.access")
 
 ROLES = ("sessions", "users", "accounts", "servers", "createserver", "root")
 CACHE_SECONDS = 5.0
@@ -56,6 +60,25 @@ class AccessControl:
         self._root_hash = key_hash(root_api_key) if root_api_key else None
         self._cache: dict[str, tuple[float, Grant | None]] = {}
         self._lock = threading.Lock()
+        self._limiter: RateLimiter | None = None
+        self._failures = Rule("api_key_failures", ())
+
+    def limit_failures(self, limiter: RateLimiter, rule: Rule) -> None:
+        """Refuse a client (``RateLimited``) once its wrong API keys reach ``rule``, before any lookup."""
+        self._limiter, self._failures = limiter, rule
+
+    def authenticate_from(self, api_key: str | None, client: str) -> Grant | None:
+        """``authenticate`` for a request from the address ``client``: a client over its budget of wrong
+        keys is refused without a lookup (even with a right key, or guessing would go on), and each wrong
+        key is logged, without the key."""
+        if self._limiter is not None:
+            self._limiter.check(self._failures, client_key(client), client=client, what="wrong API keys")
+        grant = self.authenticate(api_key)
+        if grant is None:
+            log.warning("API key refused (unknown, revoked or malformed) from client %s", client or "?")
+            if self._limiter is not None:
+                self._limiter.count(self._failures, client_key(client))
+        return grant
 
     def create_key(self, name: str, roles: list[str], server_id: str | None = None) -> str:
         unknown = set(roles) - set(ROLES)

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session as DbSession
 from werkzeug.exceptions import HTTPException
 
+from authserver.config import Network
 from authserver.ns.access import ROLES, AccessControl
 from authserver.ns.common import hsid_for, now, valid_nonce
 from authserver.ns.enrolment import EnrolmentError, EnrolmentService
@@ -24,6 +25,7 @@ from authserver.ns.login import LoginService
 from authserver.ns.push import PushError, PushLoginService
 from authserver.ns.servers import ServerRegistry, VirtualServer
 from authserver.ns.transactions import TransactionError, TransactionService
+from authserver.ratelimit import RateLimited, client_ip
 from authserver.storage.flow_models import Account, Session, User
 from authserver.transport.json_bodies import bound_json
 from authserver.transport.wsgi import CLIENT_CERT_KEY
@@ -60,6 +62,7 @@ def make_api(
     enrolment: EnrolmentService,
     push: PushLoginService,
     transactions: TransactionService,
+    trusted_proxies: tuple[Network, ...] = (),
 ) -> Flask:
     app = bound_json(Flask("nextauth-ns"))
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
@@ -76,7 +79,7 @@ def make_api(
             def wrapper(*args: Any, **kwargs: Any) -> Any:
                 api_key = request.headers.get("X-apikey")
                 if api_key is not None:
-                    grant = access.authenticate(api_key)
+                    grant = access.authenticate_from(api_key, client_address())
                 else:
                     grant = access.authenticate_certificate(request.environ.get(CLIENT_CERT_KEY))
                 if grant is None:
@@ -115,6 +118,9 @@ def make_api(
             return wrapper
 
         return decorator
+
+    def client_address() -> str:
+        return client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"), trusted_proxies)
 
     def body() -> dict[str, Any]:
         data = request.get_json(silent=True)
@@ -432,6 +438,16 @@ def make_api(
     @app.errorhandler(EnrolmentError)
     def enrolment_error(error: EnrolmentError) -> Any:
         return jsonify(error=error.code, message=error.message), error.status
+
+    @app.errorhandler(RateLimited)
+    def rate_limited(error: RateLimited) -> Any:
+        response = jsonify(
+            error="rate_limited",
+            message=f"Too many requests with wrong API keys; try again in {error.retry_after} seconds.",
+            retry_after=error.retry_after,
+        )
+        response.headers["Retry-After"] = str(error.retry_after)
+        return response, 429
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Any:

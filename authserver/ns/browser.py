@@ -5,7 +5,8 @@ Text protocol of the original product. The page sends ``REGISTER <hsid> <serveri
 ``CANCEL`` when the person declined on the phone, ``LOGOUT`` when the session ended, ``CANPROVOKE`` when a
 push can be sent to the account that last logged in here. The page may send ``LOGOUT`` (ends the session)
 and ``PROVOKE`` (pushes a login request to that same account; ns answers ``NUMBER n`` for the page to
-show, or ``NOACCOUNTS``). Knowing an hsid lets a page do these things and no more: it never gets the
+show, or ``NOACCOUNTS``; past the limit of pushes per session, ``TOOMANY <seconds>`` and no push).
+Knowing an hsid lets a page do these things and no more: it never gets the
 session itself, which belongs to whoever holds the nonce.
 """
 
@@ -13,13 +14,15 @@ import logging
 from typing import Any
 
 import gevent
-from flask import Flask
+from flask import Flask, request
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
+from authserver.config import Network
 from authserver.ns.login import LoginService
 from authserver.ns.push import PushError, PushLoginService
 from authserver.ns.servers import ServerRegistry
+from authserver.ratelimit import RateLimited, RateLimiter, Rule, client_ip
 from authserver.storage.kv import KeyValueStore
 
 log = logging.getLogger("nextauth.ns.browser")
@@ -28,13 +31,21 @@ IDLE_SECONDS = 600.0
 
 
 def make_browser_app(
-    kv: KeyValueStore, servers: ServerRegistry, login: LoginService, push: PushLoginService
+    kv: KeyValueStore,
+    servers: ServerRegistry,
+    login: LoginService,
+    push: PushLoginService,
+    *,
+    limiter: RateLimiter | None = None,
+    provoke_rule: Rule | None = None,
+    trusted_proxies: tuple[Network, ...] = (),
 ) -> Flask:
     app = Flask("nextauth-ns-browser")
     sock = Sock(app)
     app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": 25, "max_message_size": 512}
 
     def serve(ws: Any) -> None:
+        client = client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"), trusted_proxies)
         first = ws.receive(timeout=REGISTER_TIMEOUT)
         parts = first.split() if isinstance(first, str) else []
         if len(parts) != 3 or parts[0] != "REGISTER" or len(parts[1]) > 64:
@@ -68,6 +79,13 @@ def make_browser_app(
                     if incoming == "LOGOUT":
                         login.logout(server_id, hsid, "browser")
                     elif incoming == "PROVOKE":
+                        try:
+                            # Each PROVOKE rings the phone: counted per session, whichever page sends it.
+                            if limiter is not None and provoke_rule is not None:
+                                limiter.hit(provoke_rule, f"{server_id}:{hsid}", client=client)
+                        except RateLimited as exc:
+                            ws.send(f"TOOMANY {exc.retry_after}")
+                            continue
                         try:
                             answer = push.provoke_session(server, hsid, {})
                             ws.send(f"NUMBER {answer['number']}")

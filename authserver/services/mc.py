@@ -1,17 +1,34 @@
 """Message Center: delivers push and pull messages to apps; ns reaches it over gRPC or REST."""
 
+import logging
 import os
+from datetime import timedelta
 
 import gevent
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from authserver.config import ComponentConfig
+from authserver.config import ComponentConfig, ConfigError, read_setting
 from authserver.mc import grpc_api, rest_api
 from authserver.mc.mailboxes import MailboxService
 from authserver.mc.providers import providers_from_environment
+from authserver.purge import PeriodicPurge
+from authserver.ratelimit import client_guard, describe, rule_setting
 from authserver.services.info_api import make_info_app
 from authserver.services.runtime import Component, build_component
+
+log = logging.getLogger("nextauth.mc")
+DEFAULT_UNUSED_MAILBOX_DAYS = 30
+
+
+def _unused_mailbox_days(environ: dict[str, str]) -> int:
+    name = "NEXTAUTH_MC_UNUSED_MAILBOX_DAYS"
+    value = read_setting(name, environ)
+    if value is None:
+        return DEFAULT_UNUSED_MAILBOX_DAYS
+    if not value.isdigit() or not 1 <= int(value) <= 3650:
+        raise ConfigError(f"{name}: expected a whole number of days from 1 to 3650")
+    return int(value)
 
 
 class GrpcServer:
@@ -65,10 +82,22 @@ def _executor():  # type: ignore[no-untyped-def]
 
 
 def build(config: ComponentConfig, *, environ: dict[str, str] | None = None) -> Component:
+    environ = dict(os.environ if environ is None else environ)
     component = build_component(config, "Message Center")
-    providers = providers_from_environment(dict(os.environ if environ is None else environ))
+    providers = providers_from_environment(environ)
     mailboxes = MailboxService(component.engine, providers)
     component.operations.register("mailbox.register")(mailboxes.register)
+    # Each mailbox.register of a new device key adds a row: limited per client address and for all.
+    per_client = rule_setting(environ, "NEXTAUTH_MC_RATE_LIMIT_MAILBOX", "mailbox_register", "30/minute")
+    overall = rule_setting(
+        environ, "NEXTAUTH_MC_RATE_LIMIT_MAILBOX_ALL", "mailbox_register_all", "600/minute"
+    )
+    component.operations.guard("mailbox.register", client_guard(component.limiter, per_client, overall))
+    log.info("mc rate limits: %s", describe([per_client, overall]))
+    unused = timedelta(days=_unused_mailbox_days(environ))
+    component.listeners["purge"] = PeriodicPurge(
+        "mc", "unused mailboxes", lambda: mailboxes.purge_unused(unused)
+    )
     component.operations.register("mailbox.fetch")(mailboxes.fetch)
     component.operations.register("mailbox.ack")(mailboxes.ack)
     http_app = make_info_app(component)

@@ -18,6 +18,7 @@ from authserver.ns.openapi import add_openapi_routes
 from authserver.ns.push import PushLoginService
 from authserver.ns.servers import ServerRegistry
 from authserver.ns.transactions import TransactionService
+from authserver.ratelimit import describe, rule_setting
 from authserver.services.info_api import add_info_route
 from authserver.services.runtime import Component, build_component
 from authserver.storage.kv import KeyValueStore
@@ -105,6 +106,12 @@ def build(
         component.engine, servers, login, sigmai_uri, ttl=_seconds(environ, "NEXTAUTH_NS_ENROLMENT_TTL", 600)
     )
     access = AccessControl(component.engine, "ns", root_key)
+    key_failures = rule_setting(
+        environ, "NEXTAUTH_NS_RATE_LIMIT_API_KEY_FAILURES", "api_key_failures", "30/minute"
+    )
+    access.limit_failures(component.limiter, key_failures)
+    provoke = rule_setting(environ, "NEXTAUTH_NS_RATE_LIMIT_PROVOKE", "provoke", "3/minute")
+    log.info("ns rate limits: %s", describe([key_failures, provoke]))
     centers_setting = read_setting("NEXTAUTH_NS_MESSAGE_CENTERS", environ)
     centers = {**parse_message_centers(centers_setting), **(message_centers or {})}
     clients = {key_hash: client_for(address) for key_hash, address in centers.items()}
@@ -122,14 +129,31 @@ def build(
     operations.register("sign.start")(transactions.sign_start)
     operations.register("sign.finish")(transactions.sign_finish)
 
-    api = make_api(component.engine, servers, access, login, enrolment, push, transactions)
+    api = make_api(
+        component.engine,
+        servers,
+        access,
+        login,
+        enrolment,
+        push,
+        transactions,
+        trusted_proxies=config.trusted_proxies,
+    )
     add_info_route(api, component)
     add_openapi_routes(api)
     component.add_wsgi("http", api, api=True)
     listen = config.listen["websocket"]
     component.listeners["websocket"] = WSGIServer(
         (listen.host, listen.port),
-        make_browser_app(kv, servers, login, push),
+        make_browser_app(
+            kv,
+            servers,
+            login,
+            push,
+            limiter=component.limiter,
+            provoke_rule=provoke,
+            trusted_proxies=config.trusted_proxies,
+        ),
         log=None,
         handler_class=NoDelayHandler,
         **component.tls_kwargs("websocket"),

@@ -21,6 +21,7 @@ from authserver import tls
 from authserver.admin import make_admin_app
 from authserver.config import ComponentConfig
 from authserver.operations import Operations
+from authserver.ratelimit import RateLimiter
 from authserver.services.common import register_hello
 from authserver.storage import db
 from authserver.storage.kv import KeyValueStore, open_kv
@@ -48,6 +49,7 @@ class Component:
     identity: ServerIdentity
     identity_key: ed25519.Ed25519PrivateKey
     operations: Operations
+    limiter: RateLimiter
     listeners: dict[str, Startable] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
     on_stop: list[Callable[[], None]] = field(default_factory=list)
@@ -97,7 +99,8 @@ class Component:
     def start(self) -> None:
         for endpoint, server in self.listeners.items():
             server.start()
-            log.info("%s %s listening on %s", self.name, endpoint, self.urls.get(endpoint, "?"))
+            if endpoint in self.urls:  # background jobs (purges) listen on nothing
+                log.info("%s %s listening on %s", self.name, endpoint, self.urls[endpoint])
 
     def stop(self) -> None:
         # In parallel: each listener may wait up to its grace period for open connections (a login page's
@@ -138,6 +141,7 @@ def build_component(
         identity=identity,
         identity_key=identity_key,
         operations=operations,
+        limiter=RateLimiter.for_store(config.component, config.kv_uri),
     )
 
     def seen(peer: PeerKey) -> None:
@@ -151,6 +155,7 @@ def build_component(
         handshake_timeout=config.handshake_timeout,
         idle_timeout=config.idle_timeout,
         on_handshake=seen,
+        trusted_proxies=config.trusted_proxies,
     )
     listen = config.listen["sigmai"]
     component.listeners["sigmai"] = StreamServer(

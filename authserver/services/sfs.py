@@ -2,14 +2,18 @@
 
 import logging
 import os
+from datetime import timedelta
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from authserver.config import ComponentConfig, ConfigError, read_setting
+from authserver.purge import PeriodicPurge
+from authserver.ratelimit import client_guard, describe, rule_setting
 from authserver.services.common import register_hello
 from authserver.services.runtime import Component, build_component
 from authserver.sfs import flows
+from authserver.sfs.purge import DEFAULT_UNFINISHED_SECONDS, purge_unfinished
 from authserver.storage.repository import ensure_service_key
 
 log = logging.getLogger("nextauth.sfs")
@@ -46,6 +50,16 @@ def trusted_entry(component: Component) -> str:
     return f"{component.identity.public_raw.hex()}:{component.extras['attestation_public_key']}"
 
 
+def _unfinished_seconds(environ: dict[str, str]) -> int:
+    name = "NEXTAUTH_SFS_UNFINISHED_REGISTRATION_SECONDS"
+    value = read_setting(name, environ)
+    if value is None:
+        return DEFAULT_UNFINISHED_SECONDS
+    if not value.isdigit() or not 60 <= int(value) <= 30 * 86400:
+        raise ConfigError(f"{name}: expected a whole number of seconds from 60 to 2592000")
+    return int(value)
+
+
 def build(config: ComponentConfig, *, environ: dict[str, str] | None = None) -> Component:
     environ = dict(os.environ if environ is None else environ)
     configured = _configured_attestation_key(environ)
@@ -78,5 +92,14 @@ def build(config: ComponentConfig, *, environ: dict[str, str] | None = None) -> 
         "sfs attestation key %s; an ns trusts this sfs with NEXTAUTH_NS_TRUSTED_SFS_KEYS=%s",
         public_hex,
         trusted_entry(component),
+    )
+    # Each register.start of a new device key adds a row: limited per client address and for all together.
+    per_client = rule_setting(environ, "NEXTAUTH_SFS_RATE_LIMIT_REGISTER", "register", "30/minute")
+    overall = rule_setting(environ, "NEXTAUTH_SFS_RATE_LIMIT_REGISTER_ALL", "register_all", "600/minute")
+    component.operations.guard("register.start", client_guard(component.limiter, per_client, overall))
+    log.info("sfs rate limits: %s", describe([per_client, overall]))
+    unfinished = timedelta(seconds=_unfinished_seconds(environ))
+    component.listeners["purge"] = PeriodicPurge(
+        "sfs", "unfinished registrations", lambda: purge_unfinished(component.engine, unfinished)
     )
     return component

@@ -174,6 +174,8 @@ class Mailbox(Base):
     push_provider: Mapped[str] = mapped_column(String(8), default="none")  # fcm, apns, none
     push_token: Mapped[str | None] = mapped_column(String(256), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # First fetched by the app or written to by ns; a mailbox still unused after days is purged.
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class MailboxMessage(Base):

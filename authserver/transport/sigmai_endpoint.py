@@ -11,7 +11,9 @@ from collections.abc import Callable
 import gevent
 from prometheus_client import Counter, Gauge, Histogram
 
+from authserver.config import Network
 from authserver.operations import ChannelContext, Operations
+from authserver.ratelimit import client_ip
 from sigmai import HandshakeComplete, MessageReceived, PeerKey, ProtocolError, ServerConnection, messages
 from sigmai.connection import KeyLookup
 from sigmai.constants import RECORD_OVERHEAD
@@ -41,6 +43,7 @@ class SigmaiEndpoint:
         handshake_timeout: float,
         idle_timeout: float = 300.0,
         on_handshake: Callable[[PeerKey], None] | None = None,
+        trusted_proxies: tuple[Network, ...] = (),
     ) -> None:
         self.component = component
         self._key_lookup = key_lookup
@@ -49,13 +52,14 @@ class SigmaiEndpoint:
         self._handshake_timeout = handshake_timeout
         self._idle_timeout = idle_timeout
         self._on_handshake = on_handshake
+        self._trusted_proxies = trusted_proxies
 
     def __call__(self, sock: socket.socket, address: tuple) -> None:
         """gevent StreamServer handler: owns the socket until the channel ends."""
         ws: WebSocket | None = None
         try:
             with gevent.Timeout(self._handshake_timeout):
-                ws, _request = WebSocket.accept(sock, max_message=self._max_message + RECORD_OVERHEAD)
+                ws, request = WebSocket.accept(sock, max_message=self._max_message + RECORD_OVERHEAD)
                 connection, done = self._handshake(ws)
         except gevent.Timeout:
             HANDSHAKES.labels(self.component, "timeout").inc()
@@ -79,6 +83,7 @@ class SigmaiEndpoint:
             server_key_hash=done.server_key_hash,
             transcript_hash=done.transcript_hash,
             export=connection.export,
+            client_ip=client_ip(str(address[0]), request.forwarded_for, self._trusted_proxies),
         )
         if self._on_handshake is not None:
             self._on_handshake(done.peer)

@@ -12,8 +12,12 @@ from datetime import UTC, datetime, timedelta
 
 from saml2 import SamlBase, samlp
 from saml2.validate import valid_instance
+from werkzeug.exceptions import TooManyRequests
 
+from authserver.ratelimit import RateLimited, client_key
 from authserver.storage.kv import KeyValueStore
+from idp.context import services
+from idp.ratelimits import refuse
 from idp.saml.bindings import SHA1_ALGORITHMS, WEAK_ALGORITHM, Incoming, verify_query_signature
 from idp.saml.errors import SamlError
 from idp.saml.names import BINDING_REDIRECT
@@ -65,6 +69,22 @@ def sender(message: SamlBase) -> str:
     return text
 
 
+def _verify_within_budget(verify: Callable[[], object]) -> None:
+    """Run a signature check unless this client has already sent too many that failed (an XML signature
+    costs xmlsec1 a process and about a quarter of a CPU second); a failure is counted against it."""
+    limits = services().limits
+    client, rule = limits.client(), limits.rules["saml_signatures"]
+    try:
+        limits.limiter.check(rule, client_key(client), client=client, what="SAML signatures that failed")
+    except RateLimited as exc:
+        refuse(exc, "Too many requests with signatures that did not verify. Wait a moment and try again.")
+    try:
+        verify()
+    except Exception:
+        limits.limiter.count(rule, client_key(client))
+        raise
+
+
 def check_signature(
     incoming: Incoming,
     message: SamlBase,
@@ -87,8 +107,9 @@ def check_signature(
             return False
         if not sp.metadata.signing_certs:
             raise SamlError("The application's metadata has no signing certificate to check this signature.")
+        query_signature = incoming.query_signature
         try:
-            verify_query_signature(incoming.query_signature, sp.metadata.signing_certs)
+            _verify_within_budget(lambda: verify_query_signature(query_signature, sp.metadata.signing_certs))
         except SamlError as exc:
             exc.detail = f"{exc.detail} (SP {sp.entity_id})"
             raise
@@ -108,7 +129,9 @@ def check_signature(
     if not sp.metadata.signing_certs:
         raise SamlError("The application's metadata has no signing certificate to check this signature.")
     try:
-        security().verify(incoming.xml.decode("utf-8"), msgtype)
+        _verify_within_budget(lambda: security().verify(incoming.xml.decode("utf-8"), msgtype))
+    except TooManyRequests:
+        raise
     except Exception as exc:  # pysaml2 signals a bad signature with several exception types
         # The log line (one WARNING, by the error handler) names the SP and the kind of failure; the
         # exception's text is left out: pysaml2's carry the whole document or xmlsec1's command line.

@@ -1,0 +1,53 @@
+"""The IdP's rate limits (``NEXTAUTH_IDP_RATE_LIMIT_*``): what each costs an attacker, and the 429 page.
+
+``login`` counts GET /login per client address: each anonymous visit makes ns open a session and the IdP
+draw a QR. ``push_browser``, ``push_user`` and ``push_client`` count POST /login/push per browser, per
+user named and per client address, so nobody can wear a person down with requests on their phone.
+``saml_signatures`` counts SAML signatures that did not verify, per client address; once used up, signed
+requests from there are refused before the (costly) check.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+from flask import request
+from werkzeug.exceptions import TooManyRequests
+
+from authserver.config import Network
+from authserver.ratelimit import RateLimited, RateLimiter, Rule, client_ip, parse_rule, rule_setting
+
+DEFAULTS = {
+    "login": "300/minute",
+    "push_browser": "3/minute",
+    "push_user": "5 per 5 minutes",
+    "push_client": "30/minute",
+    "saml_signatures": "20/minute",
+}
+
+
+def rules_from(environ: Mapping[str, str]) -> dict[str, Rule]:
+    return {
+        name: rule_setting(environ, f"NEXTAUTH_IDP_RATE_LIMIT_{name.upper()}", name, default)
+        for name, default in DEFAULTS.items()
+    }
+
+
+def default_rules() -> dict[str, Rule]:
+    return {name: parse_rule(name, name, default) for name, default in DEFAULTS.items()}
+
+
+@dataclass
+class IdpLimits:
+    limiter: RateLimiter = field(default_factory=lambda: RateLimiter.for_store("idp", None))
+    rules: dict[str, Rule] = field(default_factory=default_rules)
+    trusted_proxies: tuple[Network, ...] = ()
+
+    def client(self) -> str:
+        """The address of the browser of the current request (X-Forwarded-For from trusted proxies)."""
+        return client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"), self.trusted_proxies)
+
+
+def refuse(exc: RateLimited, message: str) -> NoReturn:
+    """Answer 429 with Retry-After; the IdP's handler for 429 shows ``message`` on its error page."""
+    raise TooManyRequests(description=message, retry_after=exc.retry_after) from exc
