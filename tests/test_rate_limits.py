@@ -320,6 +320,9 @@ def test_login_page_flood_gets_429_while_another_client_passes(system: RunningSy
         assert web.get("/login", headers={"X-Forwarded-For": "203.0.113.11"}).status_code == 200
         assert metric(system, "idp", "login") >= before + 1
         assert re.search(r"WARNING .*rate limit login .* by client 203\.0\.113\.10", system.log())
+        # Renewing the QR draws a QR too: the same budget, so it is no way around the limit.
+        renewed = web.get("/login/qr", headers={"X-Forwarded-For": flood})
+        assert renewed.status_code == 429 and "Too many login pages" in renewed.text
     finally:
         web.close()
 
