@@ -29,6 +29,7 @@ from authserver.config import ConfigError, Network, parse_networks, read_setting
 from authserver.storage.kv import DEFAULT_PREFIX
 
 log = logging.getLogger("nextauth.ratelimit")
+security_log = logging.getLogger("nextauth.security")  # refusals: where operators watch for attacks
 
 REFUSED = Counter("nextauth_rate_limited_total", "Requests refused by a rate limit", ["component", "limit"])
 _LOGGED_MAX = 10_000
@@ -205,7 +206,7 @@ class RateLimiter:
                     if len(self._logged) >= _LOGGED_MAX:
                         self._logged.clear()
                 self._logged[(rule.name, key)] = now + retry_after
-        log.log(
+        security_log.log(
             logging.WARNING if first else logging.DEBUG,
             "rate limit %s (%s) reached%s by client %s; refusing for %d s",
             rule.name,

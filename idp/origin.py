@@ -19,7 +19,7 @@ from flask import render_template, request
 
 from idp.context import services
 
-log = logging.getLogger("nextauth.idp")
+log = logging.getLogger("nextauth.security")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CROSS_SITE_ENDPOINTS = frozenset(

@@ -33,6 +33,7 @@ from idp.origin import refuse_cross_site
 from idp.ratelimits import refuse
 
 log = logging.getLogger("nextauth.idp")
+security_log = logging.getLogger("nextauth.security")
 # The repository's top-level templates/ folder; an installed package (the Docker image) names its copy.
 TEMPLATES = Path(
     os.environ.get("NEXTAUTH_IDP_TEMPLATES_DIR") or Path(__file__).resolve().parents[1] / "templates"
@@ -234,7 +235,7 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
         return complete_login(state, target)
 
     def completion_refused(reason: str) -> Any:
-        log.warning("a login completion was refused: %s", reason)
+        security_log.warning("a login completion was refused: %s", reason)
         return render_template(
             "error.html",
             message="This login was started in another browser or window, or is complete already. "

@@ -92,7 +92,7 @@ def test_limiter_refuses_with_retry_after_counts_and_logs_once(caplog: pytest.Lo
     before = refused_count("test", "unit")
     limiter.hit(rule, "203.0.113.1")
     limiter.hit(rule, "203.0.113.1")
-    with caplog.at_level(logging.DEBUG, logger="nextauth.ratelimit"):
+    with caplog.at_level(logging.DEBUG, logger="nextauth.security"):
         for _ in range(3):
             with pytest.raises(RateLimited) as refused:
                 limiter.hit(rule, "203.0.113.1", client="203.0.113.1")

@@ -23,7 +23,7 @@ from authserver.ns.common import b64
 from authserver.ratelimit import RateLimiter, Rule, client_key
 from authserver.storage.flow_models import ApiKey, ClientCertificate
 
-log = logging.getLogger("nextauth.ns.access")
+log = logging.getLogger("nextauth.security")
 
 ROLES = ("sessions", "users", "accounts", "servers", "createserver", "root")
 CACHE_SECONDS = 5.0
