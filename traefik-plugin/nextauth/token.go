@@ -17,10 +17,10 @@ const maxTokenLength = 8192
 type verdict int
 
 const (
-	tokenNone    verdict = iota // no token, or not a current session: the request is anonymous
-	tokenValid                  // a current session
-	tokenUnsure                 // only the IdP can tell (a key this plugin has not seen yet)
-	listStale                   // a valid token, but the ended list is too old to trust
+	tokenNone   verdict = iota // no token, or not a current session: the request is anonymous
+	tokenValid                 // a current session
+	tokenUnsure                // only the IdP can tell (a key this plugin has not seen yet)
+	listStale                  // a valid token, but the ended list is too old to trust
 )
 
 type session struct {

@@ -1,0 +1,288 @@
+package nextauth
+
+// The decision table that idp/forwardauth/decision.py is held to as well (testdata/decisions.json, read by
+// tests/test_forward_auth_table.py): every case goes through the plugin's ServeHTTP against a fake IdP that
+// publishes the case's rules, so the plugin must decide alone, as the IdP would, and never ask
+// /auth/forward. No Traefik run: tests/test_traefik.py does that.
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"reflect"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+const (
+	testIssuer    = "https://idp.example.test"
+	testAudience  = "nextauth-forward-auth"
+	testTokenType = "nextauth-session+jwt"
+	testCookie    = "nextauth_session"
+	testKid       = "key-1"
+)
+
+var testHeaders = headerNames{
+	User: "Remote-User", Name: "Remote-Name", Email: "Remote-Email", Groups: "Remote-Groups",
+	Method: "Remote-Auth-Method",
+}
+
+type ruleSet struct {
+	Default json.RawMessage   `json:"default"`
+	Rules   []json.RawMessage `json:"rules"`
+}
+
+type tableUser struct {
+	Sub    string   `json:"sub"`
+	Groups []string `json:"groups"`
+}
+
+type decisionCase struct {
+	Name         string          `json:"name"`
+	Rules        string          `json:"rules"`
+	Host         string          `json:"host"`
+	URI          string          `json:"uri"`
+	Method       string          `json:"method"`
+	User         *tableUser      `json:"user"`
+	Verdict      string          `json:"verdict"`
+	Rule         json.RawMessage `json:"rule"` // an index into the rule set's rules, or "default"
+	ReadsSession bool            `json:"reads_session"`
+}
+
+type decisionTable struct {
+	RuleSets map[string]ruleSet `json:"rule_sets"`
+	Cases    []decisionCase     `json:"cases"`
+}
+
+func readTable(t *testing.T) decisionTable {
+	t.Helper()
+	body, err := os.ReadFile("testdata/decisions.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table decisionTable
+	if err := json.Unmarshal(body, &table); err != nil {
+		t.Fatalf("testdata/decisions.json: %v", err)
+	}
+	if len(table.Cases) == 0 {
+		t.Fatal("testdata/decisions.json: no cases")
+	}
+	seen := map[string]bool{}
+	for _, c := range table.Cases {
+		if seen[c.Name] {
+			t.Fatalf("testdata/decisions.json: two cases named %q", c.Name)
+		}
+		seen[c.Name] = true
+	}
+	return table
+}
+
+// policyJSON is /auth/policy as the IdP would publish it with the given rules.
+func policyJSON(t *testing.T, rules ruleSet) []byte {
+	t.Helper()
+	body, err := json.Marshal(map[string]interface{}{
+		"version":     policyVersion,
+		"issuer":      testIssuer,
+		"audience":    testAudience,
+		"token_type":  testTokenType,
+		"cookie":      testCookie,
+		"login_url":   testIssuer + "/login",
+		"return_path": testIssuer + "/auth/return",
+		"headers":     testHeaders,
+		"default":     rules.Default,
+		"rules":       rules.Rules,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
+}
+
+// expectedRule is the rule the case names, as parsePolicy reads it.
+func expectedRule(t *testing.T, c decisionCase, p *policy) rule {
+	t.Helper()
+	var name string
+	if json.Unmarshal(c.Rule, &name) == nil {
+		if name != "default" {
+			t.Fatalf("%s: rule %q: expected an index or \"default\"", c.Name, name)
+		}
+		return p.Default
+	}
+	var index int
+	if err := json.Unmarshal(c.Rule, &index); err != nil || index < 0 || index >= len(p.Rules) {
+		t.Fatalf("%s: rule %s: no such rule", c.Name, c.Rule)
+	}
+	return p.Rules[index]
+}
+
+func TestDecisionTableRules(t *testing.T) {
+	table := readTable(t)
+	for _, c := range table.Cases {
+		rules, known := table.RuleSets[c.Rules]
+		if !known {
+			t.Fatalf("%s: no rule set %q", c.Name, c.Rules)
+		}
+		p := parsePolicy(policyJSON(t, rules))
+		if p == nil {
+			t.Fatalf("%s: the plugin does not read rule set %q", c.Name, c.Rules)
+		}
+		got := p.decide(normalizeHost(c.Host), normalizePath(c.URI), c.Method)
+		if got.opaque {
+			t.Errorf("%s: the plugin does not understand the rule that decides", c.Name)
+		}
+		if want := expectedRule(t, c, p); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: decided by %+v, want %+v", c.Name, got, want)
+		}
+	}
+}
+
+// fakeIdp publishes one rule set and one session key, and counts what the plugin asks.
+type fakeIdp struct {
+	server   *httptest.Server
+	key      ed25519.PrivateKey
+	ended    int32 // /auth/ended fetches
+	forwards int32 // /auth/forward calls: none expected, the plugin must decide alone
+}
+
+func newFakeIdp(t *testing.T, rules ruleSet) *fakeIdp {
+	t.Helper()
+	public, private, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	policyBody := policyJSON(t, rules)
+	keysBody, err := json.Marshal(map[string]interface{}{"keys": []map[string]string{{
+		"kty": "OKP", "crv": "Ed25519", "alg": "Ed25519", "kid": testKid,
+		"x": base64.RawURLEncoding.EncodeToString(public),
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idp := &fakeIdp{key: private}
+	idp.server = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+		rw.Header().Set("Content-Type", "application/json")
+		switch req.URL.Path {
+		case "/auth/policy":
+			_, _ = rw.Write(policyBody)
+		case "/auth/keys":
+			_, _ = rw.Write(keysBody)
+		case "/auth/ended":
+			atomic.AddInt32(&idp.ended, 1)
+			_, _ = rw.Write([]byte(`{"ended": []}`))
+		default:
+			atomic.AddInt32(&idp.forwards, 1)
+			rw.WriteHeader(http.StatusInternalServerError)
+		}
+	}))
+	t.Cleanup(idp.server.Close)
+	return idp
+}
+
+// sessionToken is the IdP's session cookie for user, signed with the published key.
+func (idp *fakeIdp) sessionToken(t *testing.T, user *tableUser) string {
+	t.Helper()
+	now := time.Now().Unix()
+	encode := func(value interface{}) string {
+		body, err := json.Marshal(value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return base64.RawURLEncoding.EncodeToString(body)
+	}
+	header := encode(map[string]string{"alg": "Ed25519", "typ": testTokenType, "kid": testKid})
+	claims := encode(map[string]interface{}{
+		"iss": testIssuer, "aud": testAudience, "sid": "sid-" + user.Sub, "sub": user.Sub,
+		"groups": user.Groups, "amr": []string{"swk", "pin"}, "method": "qr",
+		"auth_time": now - 10, "iat": now - 10, "exp": now + 3600,
+	})
+	signature := ed25519.Sign(idp.key, []byte(header+"."+claims))
+	return header + "." + claims + "." + base64.RawURLEncoding.EncodeToString(signature)
+}
+
+var wantStatus = map[string]int{
+	"allow":           http.StatusOK,
+	"unauthenticated": http.StatusUnauthorized,
+	"forbidden":       http.StatusForbidden,
+}
+
+func TestDecisionTableThroughThePlugin(t *testing.T) {
+	table := readTable(t)
+	for _, c := range table.Cases {
+		c := c
+		t.Run(c.Name, func(t *testing.T) {
+			idp := newFakeIdp(t, table.RuleSets[c.Rules])
+			passedAs := "(not passed)"
+			next := http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+				passedAs = req.Header.Get(testHeaders.User)
+				rw.WriteHeader(http.StatusOK)
+			})
+			config := CreateConfig()
+			config.IdpURL = idp.server.URL
+			handler, err := New(context.Background(), next, config, "table")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { waitForBackgroundFetch(handler.(*Middleware).state) })
+
+			req := httptest.NewRequest(c.Method, c.URI, nil)
+			req.Host = c.Host
+			// A forged identity never reaches the application.
+			req.Header.Set(testHeaders.User, "mallory")
+			if c.User != nil {
+				req.AddCookie(&http.Cookie{Name: testCookie, Value: idp.sessionToken(t, c.User)})
+			}
+			answer := httptest.NewRecorder()
+			handler.ServeHTTP(answer, req)
+
+			want, known := wantStatus[c.Verdict]
+			if !known {
+				t.Fatalf("verdict %q: expected allow, unauthenticated or forbidden", c.Verdict)
+			}
+			if answer.Code != want {
+				t.Errorf("status %d, want %d (%s): %s", answer.Code, want, c.Verdict, answer.Body.String())
+			}
+			if c.Verdict == "allow" {
+				identity := ""
+				if c.User != nil {
+					identity = c.User.Sub
+				}
+				if passedAs != identity {
+					t.Errorf("passed on as %q, want %q", passedAs, identity)
+				}
+			} else if passedAs != "(not passed)" {
+				t.Errorf("passed on to the application as %q", passedAs)
+			}
+			if forwards := atomic.LoadInt32(&idp.forwards); forwards != 0 {
+				t.Errorf("asked the IdP's forward-auth %d times", forwards)
+			}
+			// Only a session that is read needs the ended list: that is how reading it shows.
+			readsSession := atomic.LoadInt32(&idp.ended) > 0
+			if c.User != nil && readsSession != c.ReadsSession {
+				t.Errorf("read the session: %v, want %v", readsSession, c.ReadsSession)
+			}
+			if c.User == nil && readsSession {
+				t.Error("fetched the ended list without a session")
+			}
+		})
+	}
+}
+
+// waitForBackgroundFetch lets New's fetch of keys and policy end before the fake IdP closes, so that
+// it does not report a closed IdP into the test's log.
+func waitForBackgroundFetch(s *idpState) {
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+		s.mu.Lock()
+		busy := s.policyBusy
+		s.mu.Unlock()
+		if !busy {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
