@@ -96,3 +96,13 @@ def test_the_table_covers_every_verdict_and_policy() -> None:
         for case in cases
     }
     assert decided == {"public", "authenticated", "deny"}
+
+
+@pytest.mark.parametrize(("uri", "path"), DOCUMENT["normalize"]["paths"])
+def test_path_normalisation_table(uri: str, path: str) -> None:
+    assert normalize_path(uri) == path
+
+
+@pytest.mark.parametrize(("host", "normalised"), DOCUMENT["normalize"]["hosts"])
+def test_host_normalisation_table(host: str, normalised: str) -> None:
+    assert normalize_host(host) == normalised

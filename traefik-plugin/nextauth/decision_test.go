@@ -3,7 +3,8 @@ package nextauth
 // The decision table that idp/forwardauth/decision.py is held to as well (testdata/decisions.json, read by
 // tests/test_forward_auth_table.py): every case goes through the plugin's ServeHTTP against a fake IdP that
 // publishes the case's rules, so the plugin must decide alone, as the IdP would, and never ask
-// /auth/forward. No Traefik run: tests/test_traefik.py does that.
+// /auth/forward. The table's normalisation cases hold normalizePath and normalizeHost to the IdP's spelling
+// of paths and hosts. No Traefik run: tests/test_traefik.py does that.
 
 import (
 	"context"
@@ -56,8 +57,12 @@ type decisionCase struct {
 }
 
 type decisionTable struct {
-	RuleSets map[string]ruleSet `json:"rule_sets"`
-	Cases    []decisionCase     `json:"cases"`
+	RuleSets  map[string]ruleSet `json:"rule_sets"`
+	Cases     []decisionCase     `json:"cases"`
+	Normalize struct {
+		Paths [][2]string `json:"paths"` // request URI, the path the rules see
+		Hosts [][2]string `json:"hosts"` // Host header, the host the rules see
+	} `json:"normalize"`
 }
 
 func readTable(t *testing.T) decisionTable {
@@ -138,6 +143,23 @@ func TestDecisionTableRules(t *testing.T) {
 		}
 		if want := expectedRule(t, c, p); !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: decided by %+v, want %+v", c.Name, got, want)
+		}
+	}
+}
+
+func TestNormalisationTable(t *testing.T) {
+	table := readTable(t)
+	if len(table.Normalize.Paths) == 0 || len(table.Normalize.Hosts) == 0 {
+		t.Fatal("testdata/decisions.json: no normalisation cases")
+	}
+	for _, pair := range table.Normalize.Paths {
+		if got := normalizePath(pair[0]); got != pair[1] {
+			t.Errorf("normalizePath(%q) = %q, want %q", pair[0], got, pair[1])
+		}
+	}
+	for _, pair := range table.Normalize.Hosts {
+		if got := normalizeHost(pair[0]); got != pair[1] {
+			t.Errorf("normalizeHost(%q) = %q, want %q", pair[0], got, pair[1])
 		}
 	}
 }
