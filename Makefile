@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-fast lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ lint: $(BIN)/.installed
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The fast set while working: no test that starts real services (about a minute on 2 busy cores).
+test-fast: lint
+	$(BIN)/pytest -m "not e2e" -q $(PYTEST_ARGS)
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -1,3 +1,39 @@
-"""Shared pytest configuration: fixtures live in tests/fixtures/ as plugins."""
+"""Shared pytest configuration: fixtures live in tests/fixtures/ as plugins.
+
+Tests that start real services (a running system, Traefik, Chromium, push servers, listeners) are marked
+``e2e`` here, so ``pytest -m "not e2e"`` is the fast set a developer runs while working.
+"""
+
+import pytest
 
 pytest_plugins = ["tests.fixtures.databases", "tests.fixtures.system"]
+
+# The fixture that starts a whole system (ns, sfs, mc, IdP) for a test or a module.
+E2E_FIXTURES = frozenset({"system"})
+# Modules whose tests start servers themselves (start_system, Traefik, Chromium, local push servers, TLS
+# listeners) rather than through a fixture above.
+E2E_MODULES = frozenset(
+    {
+        "tests.test_api_access",
+        "tests.test_cluster",
+        "tests.test_device_binding",
+        "tests.test_flows",
+        "tests.test_login_page",
+        "tests.test_nodelay",
+        "tests.test_rate_limits",
+        "tests.test_saml",
+        "tests.test_system_backends",
+        "tests.test_tls_contexts",
+        "tests.test_traefik",
+        "tests.push.test_apns",
+        "tests.push.test_fcm",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = getattr(item, "module", None)
+        uses_system = E2E_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if uses_system or (module is not None and module.__name__ in E2E_MODULES):
+            item.add_marker(pytest.mark.e2e)
