@@ -169,7 +169,7 @@ def start_reference(log_dir: Path) -> tuple[Child, Provider]:
 
 
 def register_our_client(services: qr_login.Services) -> Client:
-    argv = [PYTHON, "-m", "authserver.cli", "oidc-client", "add", "--name", "bench-rp"]
+    argv = [PYTHON, "-m", "nextauth.cli", "oidc-client", "add", "--name", "bench-rp"]
     argv += ["--redirect-uri", REDIRECT_URI, "--trusted", "--id-token-alg", ID_TOKEN_SIGNING]
     out = subprocess.run(
         argv, cwd=REPO, env=services.env, capture_output=True, text=True, timeout=60, check=False

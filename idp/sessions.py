@@ -25,10 +25,10 @@ from joserfc.jwt import JWTClaimsRegistry
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
-from authserver.storage.idp_models import BrowserSession, RelyingPartyLogin
 from authserver.storage.kv import KeyValueStore
 from idp.directory import Profile
 from idp.keys import KeyRing
+from idp.models import BrowserSession, RelyingPartyLogin
 
 log = logging.getLogger("nextauth.idp.sessions")
 
