@@ -19,6 +19,7 @@ COPY pyproject.toml README.md ./
 COPY authserver ./authserver
 COPY idp ./idp
 COPY mobilesdk ./mobilesdk
+COPY nextauth ./nextauth
 COPY nextauth_core ./nextauth_core
 COPY sigmai ./sigmai
 RUN /opt/nextauth/bin/pip install .

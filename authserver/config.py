@@ -200,6 +200,32 @@ def _number(name: str, value: str | None, default: float, *, integer: bool = Fal
     return number
 
 
+def seconds_in_range(
+    name: str,
+    value: str | None,
+    default: float,
+    *,
+    low: float,
+    high: float,
+    expected: str,
+    above_low: bool = False,
+    whole: bool = False,
+    zero_turns_off: bool = False,
+) -> float:
+    """A duration setting: ``default`` when unset, else seconds from ``low`` to ``high`` (more than ``low``
+    with ``above_low``; or 0 with ``zero_turns_off``). ``expected`` says what to write, in the error."""
+    if value is None:
+        return default
+    try:
+        seconds: float = int(value) if whole else float(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: expected {expected}, got {value!r}") from exc
+    in_range = (low < seconds if above_low else low <= seconds) and seconds <= high
+    if not (in_range or (zero_turns_off and seconds == 0)):
+        raise ConfigError(f"{name}: expected {expected}, got {value!r}")
+    return seconds
+
+
 def _tls_material(prefix: str, endpoint: str, environ: Mapping[str, str]) -> TLSMaterial | None:
     key_name = f"{prefix}_{endpoint.upper()}_TLS_KEY"
     cert_name = f"{prefix}_{endpoint.upper()}_TLS_CERTIFICATE"

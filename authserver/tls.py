@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from authserver.config import TLSMaterial
+from nextauth_core.secret_files import write_private
 
 
 def _base(purpose: ssl.Purpose) -> ssl.SSLContext:
@@ -36,9 +37,7 @@ def _load_chain(context: ssl.SSLContext, material: TLSMaterial) -> None:
         os.chmod(folder, 0o700)
         key_path, cert_path = Path(folder) / "key.pem", Path(folder) / "cert.pem"
         for path, data in ((key_path, material.key_pem), (cert_path, material.certificate_pem)):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+            write_private(path, data)
         context.load_cert_chain(cert_path, key_path)
 
 

@@ -48,6 +48,7 @@ from bench.common import (
 )
 from bench.profiles import ProfileSummary, safely, summarize
 from bench.profiles import markdown as markdown_profile
+from nextauth_core.encoding import b64url
 
 REFERENCE_DIR = REPO / "bench" / "reference-op"
 REDIRECT_URI = "http://127.0.0.1:9/bench/callback"  # discard port: never followed
@@ -169,7 +170,7 @@ def start_reference(log_dir: Path) -> tuple[Child, Provider]:
 
 
 def register_our_client(services: qr_login.Services) -> Client:
-    argv = [PYTHON, "-m", "authserver.cli", "oidc-client", "add", "--name", "bench-rp"]
+    argv = [PYTHON, "-m", "nextauth.cli", "oidc-client", "add", "--name", "bench-rp"]
     argv += ["--redirect-uri", REDIRECT_URI, "--trusted", "--id-token-alg", ID_TOKEN_SIGNING]
     out = subprocess.run(
         argv, cwd=REPO, env=services.env, capture_output=True, text=True, timeout=60, check=False
@@ -197,7 +198,7 @@ def our_provider(services: qr_login.Services, folder: Path, name: str = OURS) ->
 
 def _pkce() -> tuple[str, str]:
     verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    challenge = b64url(hashlib.sha256(verifier.encode()).digest())
     return verifier, challenge
 
 

@@ -83,7 +83,7 @@ class Services:
         prefix += ["--nodelay"] if nodelay else []
         prefix += ["--profile", str(profile_to)] if profile_to else []
         self.process = subprocess.Popen(
-            [sys.executable, *prefix, "authserver.cli", "all"],
+            [sys.executable, *prefix, "nextauth.cli", "all"],
             env=env,
             cwd=REPO,
             stdout=subprocess.DEVNULL,

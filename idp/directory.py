@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from authserver.storage.idp_models import DirectoryUser
+from idp.models import DirectoryUser
 from nextauth_core import userids
 
 MAX_GROUPS = 100

@@ -24,7 +24,7 @@ from joserfc.jwk import ECKey, OKPKey, RSAKey
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from authserver.storage.idp_models import SigningKey
+from idp.models import SigningKey
 
 UNKNOWN_KID_RELOAD_SECONDS = 5.0
 ALGORITHMS = {"session": ("Ed25519",), "oidc": ("ES256", "RS256"), "saml": ("RS256",)}

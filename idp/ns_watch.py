@@ -10,9 +10,9 @@ import logging
 
 import gevent
 
-from authserver.ns.common import hsid_for
 from idp.context import IdpServices
 from idp.ns_client import NsError
+from nextauth_core.hsid import hsid_for
 
 log = logging.getLogger("nextauth.idp.ns_watch")
 BATCH = 500  # ns answers up to this many ids per request

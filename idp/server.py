@@ -1,6 +1,5 @@
 """Run the IdP: its settings (``NEXTAUTH_IDP_*``, each also as ``_FILE``) and its gevent server."""
 
-import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -10,7 +9,7 @@ from pathlib import Path
 from flask import Flask
 from gevent.pywsgi import WSGIServer
 
-from authserver.config import ConfigError, Listen, Network, parse_listen, read_setting
+from authserver.config import ConfigError, Listen, Network, parse_listen, read_setting, seconds_in_range
 from authserver.ratelimit import RateLimiter, Rule, trusted_proxies_setting
 from authserver.storage import db
 from authserver.storage.kv import open_kv
@@ -24,6 +23,7 @@ from idp.ns_watch import NsSessionWatch
 from idp.ratelimits import IdpLimits, default_rules, rules_from
 from idp.sessions import SessionManager
 from idp.web import create_app
+from nextauth_core.secret_files import secret_file
 
 
 @dataclass(frozen=True)
@@ -72,12 +72,7 @@ def load_settings(
     secret = get("SECRET_KEY", required=not embedded)
     if secret is None:
         # Embedded mode only: a cookie-signing key kept beside the SQLite files, stable across restarts.
-        path = data_dir / "idp-secret-key"
-        if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(48))
-        secret = path.read_text().strip()
+        secret = secret_file(data_dir / "idp-secret-key", lambda: secrets.token_urlsafe(48))
     if len(secret) < 32:
         raise ConfigError("NEXTAUTH_IDP_SECRET_KEY: must be at least 32 characters of random text")
     websocket_url = get("NS_WEBSOCKET_URL") or ""
@@ -97,20 +92,26 @@ def load_settings(
     cookie_domain = get("COOKIE_DOMAIN", required=False)
     if cookie_domain is not None and (not cookie_domain or any(c in cookie_domain for c in "/:; ")):
         raise ConfigError("NEXTAUTH_IDP_COOKIE_DOMAIN: expected a domain name, e.g. example.com")
-    seconds_text = get("SESSION_SECONDS", required=False) or "28800"
-    try:
-        session_seconds = int(seconds_text)
-    except ValueError:
-        session_seconds = 0
-    if not 60 <= session_seconds <= 30 * 86400:
-        raise ConfigError("NEXTAUTH_IDP_SESSION_SECONDS: a whole number of seconds from 60 to 2592000")
-    check_text = get("NS_CHECK_SECONDS", required=False) or "15"
-    try:
-        ns_check_seconds = float(check_text)
-    except ValueError:
-        ns_check_seconds = -1
-    if not (ns_check_seconds == 0 or 1 <= ns_check_seconds <= 3600):
-        raise ConfigError("NEXTAUTH_IDP_NS_CHECK_SECONDS: 0 (off) or seconds from 1 to 3600")
+    session_seconds = int(
+        seconds_in_range(
+            "NEXTAUTH_IDP_SESSION_SECONDS",
+            get("SESSION_SECONDS", required=False),
+            28800,
+            low=60,
+            high=30 * 86400,
+            whole=True,
+            expected="a whole number of seconds from 60 to 2592000",
+        )
+    )
+    ns_check_seconds = seconds_in_range(
+        "NEXTAUTH_IDP_NS_CHECK_SECONDS",
+        get("NS_CHECK_SECONDS", required=False),
+        15.0,
+        low=1,
+        high=3600,
+        zero_turns_off=True,
+        expected="0 (off) or seconds from 1 to 3600",
+    )
     return IdpSettings(
         listen=listen,
         ns_api_url=api_url,

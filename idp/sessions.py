@@ -25,10 +25,10 @@ from joserfc.jwt import JWTClaimsRegistry
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
-from authserver.storage.idp_models import BrowserSession, RelyingPartyLogin
 from authserver.storage.kv import KeyValueStore
 from idp.directory import Profile
 from idp.keys import KeyRing
+from idp.models import BrowserSession, RelyingPartyLogin
 
 log = logging.getLogger("nextauth.idp.sessions")
 
@@ -230,16 +230,6 @@ class SessionManager:
             except Exception:
                 log.exception("a session-end listener failed")
         return True
-
-    def end_for_nonce(self, ns_nonce: str, *, by: str) -> int:
-        """End every running session that came from this ns session (ns logged it out)."""
-        with Session(self._engine) as db:
-            sids = db.scalars(
-                select(BrowserSession.sid).where(
-                    BrowserSession.ns_nonce == ns_nonce, BrowserSession.ended_at.is_(None)
-                )
-            ).all()
-        return sum(self.end(sid, by=by) for sid in sids)
 
     def ended(self) -> list[dict[str, Any]]:
         """Sessions ended before they expired: the revocation list the Traefik plugin fetches."""

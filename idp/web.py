@@ -23,11 +23,11 @@ from sqlalchemy.orm import Session as DbSession
 from werkzeug.exceptions import TooManyRequests
 
 from authserver.ratelimit import RateLimited, client_key
-from authserver.storage.idp_models import RelyingPartyLogin
 from authserver.transport.json_bodies import bound_json
 from idp.blueprints import blueprints
 from idp.context import EXTENSION, IdpServices, current_user
 from idp.login_binding import LoginBindings
+from idp.models import RelyingPartyLogin
 from idp.ns_client import NsError
 from idp.origin import refuse_cross_site
 from idp.ratelimits import refuse

@@ -15,7 +15,6 @@ account was enrolled with, the token is fresh (``exp``, at most 60 s plus a litt
 ``jti`` was never seen before.
 """
 
-import base64
 import hashlib
 import hmac
 import time
@@ -29,6 +28,7 @@ from joserfc import jwk, jwt
 from joserfc.errors import JoseError
 
 from nextauth_core import jsonlimits
+from nextauth_core.encoding import b64url
 
 ALGORITHM = "Ed25519"
 LIFETIME = 60
@@ -59,7 +59,7 @@ def key_id(public_key: ed25519.Ed25519PublicKey) -> str:
 def nonce_for(challenge: bytes) -> str:
     """The attestation nonce derived from ns's challenge: the SFS never sees the raw challenge reused."""
     digest = hashlib.sha256(b"nextauth attestation nonce v1\x00" + challenge).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return b64url(digest)
 
 
 @dataclass(frozen=True)

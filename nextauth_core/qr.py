@@ -53,10 +53,6 @@ class QRPayload:
             body["n"] = self.server_name
         return PREFIX + b64url(json.dumps(body, separators=(",", ":")).encode("utf-8"))
 
-    def app_link(self, scheme: str) -> str:
-        """App-to-app login on the phone itself: ``<scheme>:<payload>``."""
-        return f"{scheme}:{self.encode()}"
-
     @classmethod
     def decode(cls, text: str) -> "QRPayload":
         text = text.strip()

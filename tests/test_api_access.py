@@ -19,7 +19,7 @@ from tests.test_tls_contexts import issue, make_ca
 
 def _nextauth(env: dict[str, str], *args: str) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-m", "authserver.cli", *args], env=env, cwd=REPO, capture_output=True, check=True
+        [sys.executable, "-m", "nextauth.cli", *args], env=env, cwd=REPO, capture_output=True, check=True
     )
     return json.loads(done.stdout)
 

@@ -93,7 +93,7 @@ def dynamic() -> dict[str, Any]:
 def subcommands() -> set[str]:
     """The subcommands of the real `nextauth` parser, asked in a subprocess (the CLI patches with gevent)."""
     result = subprocess.run(
-        [sys.executable, "-m", "authserver.cli", "--help"],
+        [sys.executable, "-m", "nextauth.cli", "--help"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -119,10 +119,10 @@ def component_services(compose: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def idp_settings() -> set[str]:
-    """The NEXTAUTH_IDP_ variables the IdP's code reads: spelled out in idp/ or the CLI, a flag of
+    """The NEXTAUTH_IDP_ variables the IdP's code reads: spelled out in idp/ or the CLI (nextauth/), a flag of
     idp.server's get(), or a forward-auth setting."""
     names: set[str] = set()
-    for path in [*(ROOT / "idp").rglob("*.py"), ROOT / "authserver" / "cli.py"]:
+    for path in [*(ROOT / "idp").rglob("*.py"), *(ROOT / "nextauth").rglob("*.py")]:
         names |= set(re.findall(r"NEXTAUTH_IDP_[A-Z0-9_]*[A-Z0-9]", path.read_text(encoding="utf-8")))
     server = (ROOT / "idp" / "server.py").read_text(encoding="utf-8")
     names |= {f"NEXTAUTH_IDP_{flag}" for flag in re.findall(r'\bget\("([A-Z_]+)"', server)}

@@ -211,7 +211,7 @@ def contract(system: RunningSystem) -> Contract:
 
 def _create_key(system: RunningSystem, name: str, roles: str, server: str | None = None) -> str:
     """API keys through the operator's command line, the only way to make them (there is no REST call)."""
-    args = [sys.executable, "-m", "authserver.cli", "apikey", "--name", name, "--roles", roles]
+    args = [sys.executable, "-m", "nextauth.cli", "apikey", "--name", name, "--roles", roles]
     if server:
         args += ["--server", server]
     done = subprocess.run(args, env=system.env, cwd=REPO, capture_output=True, check=True, timeout=60)

@@ -253,7 +253,7 @@ def phone(fa_system: RunningSystem, tmp_path_factory: pytest.TempPathFactory) ->
     assert run_app(home, "register", "--pin", PIN)[0] == 0
     enrol(fa_system, home, "tina")
     subprocess.run(
-        [sys.executable, "-m", "authserver.cli", "user", "set", "tina", "--name", "Tina Tëster",
+        [sys.executable, "-m", "nextauth.cli", "user", "set", "tina", "--name", "Tina Tëster",
          "--email", "tina@example.test", "--groups", "staff,readers"],
         env=fa_system.env, cwd=REPO, check=True, capture_output=True, timeout=60,
     )  # fmt: skip

@@ -1,12 +1,11 @@
 """The MC's REST API for ns (port 8080): the same Send as gRPC, for deployments that prefer HTTP."""
 
-import base64
-import binascii
 from typing import Any
 
 from flask import Flask, jsonify, request
 
 from authserver.mc.mailboxes import MailboxService, SendError
+from nextauth_core.encoding import unb64url
 
 
 def add_routes(app: Flask, mailboxes: MailboxService) -> None:
@@ -21,9 +20,8 @@ def add_routes(app: Flask, mailboxes: MailboxService) -> None:
         if not isinstance(data, dict) or not isinstance(data.get("envelope"), str):
             return jsonify(error="bad_request", message="Body must be JSON with a base64url 'envelope'."), 400
         try:
-            value = data["envelope"]
-            envelope = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-        except (binascii.Error, ValueError):
+            envelope = unb64url(data["envelope"])
+        except ValueError:
             return jsonify(error="bad_request", message="envelope is not base64url."), 400
         ttl = data.get("ttl_seconds", 120)
         if not isinstance(ttl, int):

@@ -12,7 +12,8 @@ from authserver.operations import OperationError
 from authserver.operations import binary_param as unb64  # noqa: F401 - the flows decode parameters with it
 from authserver.storage.flow_models import Account
 from nextauth_core import attestation
-from nextauth_core.encoding import b64url as b64
+from nextauth_core.encoding import b64url as b64  # noqa: F401 - the flows encode with it
+from nextauth_core.hsid import hsid_for  # noqa: F401 - still imported from here by authserver/ns/api.py
 
 NONCE_MIN_LENGTH = 22  # base64url of 16 random bytes: 128 bits at 6 bits a character
 NONCE_MIN_HEX_LENGTH = 32  # hex of 16 random bytes: 4 bits a character
@@ -33,12 +34,6 @@ def now() -> datetime:
 def aware(moment: datetime) -> datetime:
     """SQLite gives naive datetimes back; every datetime we store is UTC."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def hsid_for(nonce: str) -> str:
-    """The public name of an application's login session. One-way, so the page (and anyone watching the
-    browser WebSocket) learns nothing that would let it claim the session."""
-    return b64(hashlib.sha256(b"nextauth hsid v1\x00" + nonce.encode("utf-8")).digest())
 
 
 def valid_nonce(nonce: str | None) -> bool:

@@ -19,12 +19,13 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session as DbSession
 
-from authserver.ns.common import account_for, aware, b64, hsid_for, new_id, now, unb64
+from authserver.ns.common import account_for, aware, b64, new_id, now, unb64
 from authserver.ns.servers import ServerRegistry, VirtualServer
 from authserver.operations import ChannelContext, OperationError
 from authserver.storage.flow_models import Account, Session, User
 from authserver.storage.kv import KeyValueStore
 from nextauth_core import attestation
+from nextauth_core.hsid import hsid_for
 from nextauth_core.qr import QRPayload
 from nextauth_core.statements import LOGIN_EXPORTER, login_statement
 from sigmai import ProtocolError

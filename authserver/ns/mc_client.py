@@ -4,7 +4,6 @@ The app names its MC only by key hash; the address comes from ns's own configura
 (``NEXTAUTH_NS_MESSAGE_CENTERS``), so an app cannot make ns connect anywhere it chooses.
 """
 
-import base64
 import json
 import urllib.error
 import urllib.request
@@ -15,6 +14,7 @@ import grpc
 
 from authserver.config import ConfigError
 from authserver.mc.proto import messagecenter_pb2, messagecenter_pb2_grpc
+from nextauth_core.encoding import b64url
 
 
 class DeliveryError(Exception):
@@ -76,7 +76,7 @@ class RestMessageCenter:
     ) -> Delivery:
         body = json.dumps(
             {
-                "envelope": base64.urlsafe_b64encode(envelope).rstrip(b"=").decode(),
+                "envelope": b64url(envelope),
                 "sender": sender,
                 "collapse_id": collapse_id,
                 "ttl_seconds": ttl,

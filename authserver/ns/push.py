@@ -19,12 +19,13 @@ from cryptography.hazmat.primitives.asymmetric import x25519
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session as DbSession
 
-from authserver.ns.common import b64, hsid_for
+from authserver.ns.common import b64
 from authserver.ns.login import LoginService
 from authserver.ns.mc_client import DeliveryError, MessageCenterClient
 from authserver.ns.servers import VirtualServer
 from authserver.storage.flow_models import Account, User
 from nextauth_core import envelope, userids
+from nextauth_core.hsid import hsid_for
 
 log = logging.getLogger("nextauth.ns.push")
 PUSH_TTL = 120.0

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import x25519
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session as DbSession
 
-from authserver.ns.common import account_for, aware, b64, hsid_for, new_id, now, unb64
+from authserver.ns.common import account_for, aware, b64, new_id, now, unb64
 from authserver.ns.login import LoginService
 from authserver.ns.mc_client import DeliveryError, MessageCenterClient
 from authserver.ns.servers import ServerRegistry, VirtualServer
@@ -27,6 +27,7 @@ from authserver.storage.flow_models import Account, Transaction
 from authserver.storage.kv import KeyValueStore
 from nextauth_core import attestation, envelope, evidence
 from nextauth_core.encoding import unb64url
+from nextauth_core.hsid import hsid_for
 from nextauth_core.qr import QRPayload
 from sigmai import ProtocolError
 

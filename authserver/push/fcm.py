@@ -129,10 +129,6 @@ class FcmProvider:
         self._access_token: str | None = None
         self._refresh_at = 0.0
 
-    @classmethod
-    def from_service_account_file(cls, path: str | Path, **options: Any) -> "FcmProvider":
-        return cls(ServiceAccount.from_file(path), **options)
-
     # -- OAuth 2.0 --------------------------------------------------------------------------------
 
     def _assertion(self, now: float) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from gevent.pywsgi import WSGIServer
 
-from authserver.config import ComponentConfig, ConfigError, read_setting
+from authserver.config import ComponentConfig, ConfigError, read_setting, seconds_in_range
 from authserver.ns.access import AccessControl
 from authserver.ns.api import make_api
 from authserver.ns.browser import make_browser_app
@@ -23,6 +23,7 @@ from authserver.services.info_api import add_info_route
 from authserver.services.runtime import Component, build_component
 from authserver.storage.kv import KeyValueStore
 from authserver.transport.wsgi import NoDelayHandler
+from nextauth_core.secret_files import secret_file
 
 log = logging.getLogger("nextauth.ns")
 
@@ -40,16 +41,15 @@ def _trusted_sfs(config: ComponentConfig, environ: dict[str, str], extra: list[s
 
 
 def _seconds(environ: dict[str, str], name: str, default: float) -> float:
-    value = read_setting(name, environ)
-    if value is None:
-        return default
-    try:
-        seconds = float(value)
-    except ValueError as exc:
-        raise ConfigError(f"{name}: expected a number of seconds, got {value!r}") from exc
-    if not 0 < seconds <= 30 * 86400:
-        raise ConfigError(f"{name}: must be more than 0 and at most 30 days")
-    return seconds
+    return seconds_in_range(
+        name,
+        read_setting(name, environ),
+        default,
+        low=0,
+        above_low=True,
+        high=30 * 86400,
+        expected="a number of seconds, more than 0 and at most 30 days",
+    )
 
 
 def _root_api_key(config: ComponentConfig, environ: dict[str, str], *, generate: bool) -> str | None:
@@ -61,14 +61,7 @@ def _root_api_key(config: ComponentConfig, environ: dict[str, str], *, generate:
     if not generate:
         return None
     # Embedded mode only: a root key for the person trying things out, kept beside the SQLite files.
-    path = Path(config.data_dir) / "ns-root-api-key"
-    if path.exists():
-        return path.read_text().strip()
-    key = "na_root_" + os.urandom(24).hex()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key + "\n")
-    return key
+    return secret_file(Path(config.data_dir) / "ns-root-api-key", lambda: "na_root_" + os.urandom(24).hex())
 
 
 def build(

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from authserver.storage.idp_models import BrowserSession, RelyingPartyLogin
+from idp.models import BrowserSession, RelyingPartyLogin
 
 if TYPE_CHECKING:
     from idp.oidc.clients import Client

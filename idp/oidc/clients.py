@@ -15,7 +15,7 @@ from authlib.oauth2.rfc6749 import ClientMixin
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from authserver.storage.idp_models import OidcClient
+from idp.models import OidcClient
 
 SCOPES = ("openid", "profile", "email", "groups", "offline_access")
 # What a client gets without asking the user: who they are. Anything more needs consent once.

@@ -13,8 +13,8 @@ from flask import Blueprint, Flask, current_app, jsonify, render_template, reque
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from authserver.storage.idp_models import Consent
 from idp.context import current_user, login_redirect, services
+from idp.models import Consent
 from idp.ns_client import NsError
 from idp.oidc.backchannel import BackchannelLogout, record_login
 from idp.oidc.clients import BASIC_SCOPES, SCOPES, Client

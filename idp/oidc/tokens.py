@@ -22,8 +22,8 @@ from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, TokenMixin
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
-from authserver.storage.idp_models import RefreshToken
 from authserver.storage.kv import KeyValueStore
+from idp.models import RefreshToken
 
 CODE_PREFIX = "oidc:code:"
 USED_CODE_PREFIX = "oidc:code-used:"

@@ -8,7 +8,6 @@
 - ``email``: the user's e-mail address, only if the directory marks it verified.
 """
 
-import base64
 import hashlib
 import hmac
 import json
@@ -16,6 +15,7 @@ import secrets
 
 from idp.saml.errors import SamlError
 from idp.sessions import SignedInUser
+from nextauth_core.encoding import b64url
 
 MAX_NAME_ID = 255  # idp_rp_logins.name_id, which single logout looks sessions up by
 
@@ -28,7 +28,7 @@ def derive_secret(secret_key: bytes) -> bytes:
 def persistent(secret: bytes, sp_entity_id: str, user_id: str) -> str:
     message = json.dumps([sp_entity_id, user_id], separators=(",", ":")).encode()
     digest = hmac.new(secret, message, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    return b64url(digest)
 
 
 def transient() -> str:

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from authserver.storage.idp_models import SamlServiceProvider
+from idp.models import SamlServiceProvider
 from idp.saml import attributes, spmetadata
 from idp.saml.names import NAMEID_FORMATS
 from idp.saml.spmetadata import SpMetadata

@@ -27,7 +27,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from authserver.storage.idp_models import RelyingPartyLogin
+from idp.models import RelyingPartyLogin
 from idp.ns_client import NsError
 from idp.saml import assertion, bindings, inbound, pages
 from idp.saml.bindings import Incoming

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from authserver.storage.idp_models import RelyingPartyLogin
+from idp.models import RelyingPartyLogin
 from idp.saml import assertion, authn_context, inbound, nameid, xmlenc
 from idp.saml.bindings import Incoming
 from idp.saml.config import SamlContext

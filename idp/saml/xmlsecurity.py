@@ -29,6 +29,7 @@ from saml2.sigver import CryptoBackendXmlSec1, SecurityContext, XmlsecError, sec
 
 from idp.keys import LoadedKey
 from idp.saml.errors import SamlError
+from nextauth_core.secret_files import write_private
 
 log = logging.getLogger("nextauth.idp.saml")
 
@@ -140,19 +141,13 @@ class KeyFiles:
             folder = self._dirs.get(key.kid)
             if folder is None or not folder.exists():
                 folder = Path(tempfile.mkdtemp(prefix="nextauth-saml-", dir=_private_base()))
-                self._write(folder / "key.pem", key.private_pem())
-                self._write(folder / "cert.pem", (key.certificate or "").encode())
+                write_private(folder / "key.pem", key.private_pem())
+                write_private(folder / "cert.pem", (key.certificate or "").encode())
                 # One key at a time: a rotated key's files go as soon as its successor is in use.
                 for old in self._dirs.values():
                     shutil.rmtree(old, ignore_errors=True)
                 self._dirs = {key.kid: folder}
             return str(folder / "key.pem"), str(folder / "cert.pem")
-
-    @staticmethod
-    def _write(path: Path, content: bytes) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
 
     def remove_all(self) -> None:
         with self._lock:

@@ -13,13 +13,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session as DbSession
 
 from authserver.storage import db
-from authserver.storage.idp_models import BrowserSession, RefreshToken, RelyingPartyLogin
 from authserver.storage.kv import MemoryStore
 from idp import sessions
 from idp.context import IdpServices
 from idp.directory import Directory, Profile
 from idp.housekeeping import purge
 from idp.keys import KeyRing
+from idp.models import BrowserSession, RefreshToken, RelyingPartyLogin
 from idp.oidc.tokens import Grant, TokenStore
 from idp.sessions import ACR_MFA, ACR_POSSESSION, SessionManager
 

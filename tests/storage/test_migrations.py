@@ -7,9 +7,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 
-# Every module declaring tables: theirs too must come out of the migrations exactly.
-from authserver.storage import db, flow_models, idp_models  # noqa: F401
+from authserver.storage import db
 from authserver.storage.models import Base, SeenDevice, ServiceKey
+
+# Every module declaring tables: theirs too must come out of the migrations exactly.
+from nextauth import tables  # noqa: F401
 
 OWN_TABLES = {ServiceKey.__tablename__, SeenDevice.__tablename__}
 

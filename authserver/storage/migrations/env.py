@@ -7,8 +7,9 @@ second source of connection settings would be one more thing to keep in step.
 from alembic import context
 from sqlalchemy import Connection
 
-# Every module declaring tables, so that autogenerate (run programmatically) compares against all of them.
-from authserver.storage import flow_models, idp_models  # noqa: F401
+# authserver's modules declaring tables. The IdP's (idp.models) join the same metadata when imported, which
+# authserver may not do: to autogenerate (run programmatically), import nextauth.tables first.
+from authserver.storage import flow_models  # noqa: F401
 from authserver.storage.models import Base
 
 

@@ -1,0 +1,50 @@
+"""Run the IdP: on its own (``nextauth idp``), or embedded beside the ns of ``nextauth all``."""
+
+import logging
+import os
+import signal
+from pathlib import Path
+
+import gevent
+from gevent.pywsgi import WSGIServer
+
+from authserver.logs import setup_logging
+from authserver.services.runtime import Component
+from idp import server as idp_server
+
+log = logging.getLogger("nextauth")
+
+
+def embedded_idp(ns_component: Component, data_dir: Path) -> WSGIServer:
+    """In all-in-one mode the IdP (login pages) runs too, as an application of the ns beside it."""
+    http = ns_component.config.listen["http"]
+    settings = idp_server.load_settings(
+        os.environ,
+        data_dir=data_dir,
+        embedded=True,
+        defaults={
+            "NS_API_URL": f"http://{http.host}:{http.port}",
+            "NS_API_KEY": ns_component.extras["root_api_key"],
+            "NS_WEBSOCKET_URL": ns_component.config.public_websocket_uri
+            or f"{ns_component.urls['websocket']}ns/websocket",
+        },
+    )
+    server = idp_server.build_server(settings)
+    server.public_url = settings.public_url  # type: ignore[attr-defined]
+    return server
+
+
+def run_idp() -> int:
+    setup_logging(os.environ.get("NEXTAUTH_IDP_LOG_LEVEL", "INFO").upper())
+    settings = idp_server.load_settings(
+        os.environ, data_dir=Path(os.environ.get("NEXTAUTH_DATA_DIR", ".nextauth"))
+    )
+    server = idp_server.build_server(settings)
+    server.start()
+    log.info("idp listening on %s", settings.public_url)
+    stop = gevent.event.Event()
+    gevent.signal_handler(signal.SIGTERM, stop.set)
+    gevent.signal_handler(signal.SIGINT, stop.set)
+    stop.wait()
+    server.stop(timeout=2)
+    return 0

@@ -1,0 +1,148 @@
+"""Run ns, sfs and mc in this process: one of them (production), or all three and the IdP (``nextauth all``).
+
+The caller (``nextauth.cli``) has let gevent patch the standard library before importing this module.
+"""
+
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import gevent
+from gevent.pywsgi import WSGIServer
+from grpc.experimental import gevent as grpc_gevent
+
+from authserver.config import COMPONENTS, ComponentConfig, load_config, unknown_variables
+from authserver.logs import setup_logging
+from authserver.services import mc, ns, sfs
+from authserver.services.runtime import Component
+from authserver.storage.db import mask_uri
+from nextauth.idp_runner import embedded_idp
+
+log = logging.getLogger("nextauth")
+
+# sfs first: in all-in-one mode ns trusts the sfs it runs beside.
+BUILD_ORDER = ("sfs", "mc", "ns")
+
+
+def load(names: list[str], environ: Mapping[str, str], profile: str) -> list[ComponentConfig]:
+    return [load_config(name, environ, port_offset_profile=profile) for name in names]
+
+
+def run(configs: list[ComponentConfig], *, announce: bool) -> int:
+    first = configs[0]
+    setup_logging(first.log_level, first.log_format)
+    for name in unknown_variables(os.environ):
+        log.warning("ignoring unknown setting %s (a typo?)", name)
+    grpc_gevent.init_gevent()
+    components: list[Component] = []
+    try:
+        by_name: dict[str, Component] = {}
+        for config in sorted(configs, key=lambda c: BUILD_ORDER.index(c.component)):
+            log.info(
+                "%s: database %s, store %s",
+                config.component,
+                mask_uri(config.db_uri),
+                mask_uri(config.kv_uri) if config.kv_uri else "in-process",
+            )
+            by_name[config.component] = _build(config, by_name, embedded=announce)
+            components.append(by_name[config.component])
+        idp = embedded_idp(by_name["ns"], first.data_dir) if announce and "ns" in by_name else None
+        for component in components:
+            component.start()
+        if idp is not None:
+            idp.start()
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        for component in components:
+            component.stop()
+        return 1
+    if announce:
+        _announce([by_name[name] for name in COMPONENTS if name in by_name], idp)
+    stop = gevent.event.Event()
+    gevent.signal_handler(signal.SIGTERM, stop.set)
+    gevent.signal_handler(signal.SIGINT, stop.set)
+    stop.wait()
+    log.info("shutting down")
+    stopping = [gevent.spawn(component.stop) for component in components]
+    if idp is not None:
+        stopping.append(gevent.spawn(idp.stop, 2))
+    gevent.joinall(stopping, timeout=8)
+    return 0
+
+
+def _build(config: ComponentConfig, built: dict[str, Component], *, embedded: bool) -> Component:
+    if config.component == "sfs":
+        return sfs.build(config)
+    if config.component == "mc":
+        return mc.build(config)
+    local_sfs = [sfs.trusted_entry(built["sfs"])] if "sfs" in built else []
+    local_mc = {}
+    if "mc" in built:
+        grpc_listen = built["mc"].config.listen["grpc"]
+        local_mc[built["mc"].identity.key_hash.hex()] = f"grpc://{grpc_listen.host}:{grpc_listen.port}"
+    return ns.build(config, trusted_sfs_keys=local_sfs, message_centers=local_mc, embedded=embedded)
+
+
+def app_configuration(components: list[Component]) -> dict[str, dict[str, str]]:
+    """What an app publisher bakes into its app: where its SFS and MC are and which keys they hold."""
+    return {
+        component.name: {
+            "uri": component.config.public_sigmai_uri or component.urls["sigmai"],
+            "key_hash": component.identity.key_hash.hex(),
+        }
+        for component in components
+        if component.name in ("sfs", "mc")
+    }
+
+
+def _announce(components: list[Component], idp: WSGIServer | None = None) -> None:
+    by_name = {component.name: component for component in components}
+    data_dir = components[0].config.data_dir
+    app_config_path = data_dir / "app-config.json"
+    app_config_path.write_text(json.dumps(app_configuration(components), indent=2) + "\n")
+    lines = ["", "nextAuth is running (embedded defaults: SQLite and an in-process store).", ""]
+    if idp is not None:
+        base = idp.public_url  # type: ignore[attr-defined]
+        lines += [
+            f"  Open {base}/login to log in with the app (QR login page).",
+            f"  OpenID Connect: {base}/.well-known/openid-configuration (clients: nextauth oidc-client add)",
+            "",
+        ]
+    for component in components:
+        for endpoint, url in component.urls.items():
+            lines.append(f"  {component.name:<4} {endpoint:<10} {url}")
+        lines.append(f"  {component.name:<4} {'key hash':<10} {component.identity.key_hash.hex()}")
+        if component.name == "sfs":  # what another ns would trust it by (NEXTAUTH_NS_TRUSTED_SFS_KEYS)
+            lines.append(f"  {'sfs':<4} {'ns trusts':<10} {sfs.trusted_entry(component)}")
+    app = f"{Path(sys.executable).parent / 'nextauth-app'} --home {data_dir / 'phone'}"
+    ns_component = by_name.get("ns")
+    lines += [
+        "",
+        "Readiness: " + ", ".join(f"{c.urls['admin']}readyz" for c in components),
+        "",
+        "Try the phone simulator:",
+        f"  {app} init --config {app_config_path}",
+        f"  {app} hello sfs",
+        f"  {app} hello mc",
+    ]
+    if ns_component is not None:
+        lines.append(
+            f"  {app} hello --uri {ns_component.urls['sigmai']} "
+            f"--key-hash {ns_component.identity.key_hash.hex()}"
+        )
+    if ns_component is not None:
+        server = ns_component.extras["default_server"]
+        lines += [
+            "",
+            f"REST API: {ns_component.urls['http']}v1/  (root API key: {ns_component.extras['root_api_key']},"
+            f" also in {data_dir / 'ns-root-api-key'})",
+            f"Default server id: {server.id}  (key hash {server.key_hash})",
+            "The README's 'Enrol and log in from the terminal' walks through a first login.",
+        ]
+    lines.append("")
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
