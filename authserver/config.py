@@ -7,6 +7,7 @@ stops the process with a message naming the variable and saying what was expecte
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,8 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from authserver.storage.kv import DEFAULT_PREFIX as DEFAULT_KV_PREFIX
 
 COMPONENTS = ("ns", "sfs", "mc")
 ENDPOINTS = ("admin", "grpc", "http", "sigmai", "websocket")
@@ -37,7 +40,7 @@ DEFAULT_PORTS: dict[str, dict[str, dict[str, int]]] = {
 }
 DEFAULT_HOST = {"standalone": "0.0.0.0", "all-in-one": "127.0.0.1"}  # noqa: S104 - a container's listener
 
-SHARED_FLAGS = ("DB_URI", "KV_URI", "LOG_LEVEL", "LOG_FORMAT", "DATA_DIR", "TRUSTED_PROXIES")
+SHARED_FLAGS = ("DB_URI", "KV_URI", "KV_PREFIX", "LOG_LEVEL", "LOG_FORMAT", "DATA_DIR", "TRUSTED_PROXIES")
 COMPONENT_FLAGS = (
     "DEFAULT_SIGMAI_URI",
     "HTTP_CLIENT_AUTH",
@@ -153,6 +156,7 @@ class ComponentConfig:
     component: str
     db_uri: str = field(repr=False)
     kv_uri: str | None = field(repr=False)
+    kv_prefix: str
     listen: dict[str, Listen]
     tls: dict[str, TLSMaterial] = field(repr=False)
     client_auth: str
@@ -198,6 +202,19 @@ def _number(name: str, value: str | None, default: float, *, integer: bool = Fal
     if not number > 0:
         raise ConfigError(f"{name}: must be greater than 0")
     return number
+
+
+KV_PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def kv_prefix_setting(name: str, value: str | None) -> str:
+    """The prefix of every key and channel in Redis: deployments (or test runs) sharing one Redis keep
+    apart by it. ns, sfs, mc and the IdP of one deployment must use the same one."""
+    if value is None:
+        return DEFAULT_KV_PREFIX
+    if not KV_PREFIX_PATTERN.fullmatch(value):
+        raise ConfigError(f"{name}: expected 1 to 64 letters, digits or _ . : -, got {value[:80]!r}")
+    return value
 
 
 def seconds_in_range(
@@ -315,6 +332,7 @@ def load_config(
     kv_uri = setting("KV_URI", shared=True)
     if kv_uri is not None and not kv_uri.startswith(("redis://", "rediss://", "unix://", "memory://")):
         raise ConfigError(f"{prefix}_KV_URI: expected a redis://, rediss://, unix:// or memory:// URI")
+    kv_prefix = kv_prefix_setting(f"{prefix}_KV_PREFIX", setting("KV_PREFIX", shared=True))
     level = (setting("LOG_LEVEL", shared=True) or "INFO").upper()
     if level not in LOG_LEVELS:
         raise ConfigError(f"{prefix}_LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}")
@@ -331,6 +349,7 @@ def load_config(
         component=component,
         db_uri=db_uri,
         kv_uri=kv_uri,
+        kv_prefix=kv_prefix,
         listen=listen,
         tls=tls,
         client_auth=client_auth,

@@ -9,7 +9,15 @@ from pathlib import Path
 from flask import Flask
 from gevent.pywsgi import WSGIServer
 
-from authserver.config import ConfigError, Listen, Network, parse_listen, read_setting, seconds_in_range
+from authserver.config import (
+    ConfigError,
+    Listen,
+    Network,
+    kv_prefix_setting,
+    parse_listen,
+    read_setting,
+    seconds_in_range,
+)
 from authserver.ratelimit import RateLimiter, Rule, trusted_proxies_setting
 from authserver.storage import db
 from authserver.storage.kv import open_kv
@@ -37,6 +45,7 @@ class IdpSettings:
     public_url: str
     db_uri: str = field(repr=False)
     kv_uri: str | None = field(repr=False)
+    kv_prefix: str
     cookie_domain: str | None
     session_seconds: int
     ns_check_seconds: float = 15.0
@@ -89,6 +98,7 @@ def load_settings(
     kv_uri = get("KV_URI", required=False, shared=True)
     if kv_uri is not None and not kv_uri.startswith(("redis://", "rediss://", "unix://", "memory://")):
         raise ConfigError("NEXTAUTH_IDP_KV_URI: expected a redis://, rediss://, unix:// or memory:// URI")
+    kv_prefix = kv_prefix_setting("NEXTAUTH_IDP_KV_PREFIX", get("KV_PREFIX", required=False, shared=True))
     cookie_domain = get("COOKIE_DOMAIN", required=False)
     if cookie_domain is not None and (not cookie_domain or any(c in cookie_domain for c in "/:; ")):
         raise ConfigError("NEXTAUTH_IDP_COOKIE_DOMAIN: expected a domain name, e.g. example.com")
@@ -122,6 +132,7 @@ def load_settings(
         public_url=public_url,
         db_uri=get("DB_URI", required=False, shared=True) or f"sqlite:///{(data_dir / 'idp.db').as_posix()}",
         kv_uri=kv_uri,
+        kv_prefix=kv_prefix,
         cookie_domain=cookie_domain,
         session_seconds=session_seconds,
         ns_check_seconds=ns_check_seconds,
@@ -133,7 +144,7 @@ def load_settings(
 def build_services(settings: IdpSettings) -> IdpServices:
     engine = db.create_engine_for(settings.db_uri)
     db.upgrade(engine)
-    kv = open_kv(settings.kv_uri)
+    kv = open_kv(settings.kv_uri, prefix=settings.kv_prefix)
     lifetime = timedelta(seconds=settings.session_seconds)
     # Retired keys stay published for as long as anything they signed can live: a session, a day of tokens.
     keys = KeyRing(
@@ -150,7 +161,9 @@ def build_services(settings: IdpSettings) -> IdpServices:
         cookie_domain=settings.cookie_domain,
         secure_cookies=settings.public_url.startswith("https://"),
         limits=IdpLimits(
-            RateLimiter.for_store("idp", settings.kv_uri), settings.rate_limits, settings.trusted_proxies
+            RateLimiter.for_store("idp", settings.kv_uri, prefix=settings.kv_prefix),
+            settings.rate_limits,
+            settings.trusted_proxies,
         ),
     )
 

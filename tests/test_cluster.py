@@ -42,7 +42,11 @@ def cluster(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             )
         )
-    shared = {"NEXTAUTH_DB_URI": postgres_uri, "NEXTAUTH_KV_URI": redis_uri}
+    shared = {
+        "NEXTAUTH_DB_URI": postgres_uri,
+        "NEXTAUTH_KV_URI": redis_uri,
+        "NEXTAUTH_KV_PREFIX": f"test-cluster-{secrets.token_hex(8)}:",
+    }
     sfs = start_system(
         base / "sfs",
         command=("sfs",),

@@ -1,12 +1,15 @@
 """Configuration: every variable also as _FILE, clear errors that name the variable and never the secret."""
 
+import secrets
 from pathlib import Path
 
 import pytest
+import redis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from authserver.config import ConfigError, Listen, load_config, read_setting, unknown_variables
+from authserver.storage.kv import open_kv
 from tests.test_tls_contexts import issue, make_ca
 
 SECRET = "s3cr3t-value-that-must-not-leak"
@@ -130,3 +133,24 @@ def test_secrets_stay_out_of_the_repr() -> None:
         "ns", {"NEXTAUTH_DB_URI": f"postgresql://app:{SECRET}@db/ns", "NEXTAUTH_NS_IDENTITY_KEY": pem}
     )
     assert SECRET not in repr(config) and "PRIVATE KEY" not in repr(config)
+
+
+@pytest.mark.redis
+def test_kv_prefix_is_shared_checked_and_reaches_the_store(redis_uri: str) -> None:
+    """Deployments sharing one Redis keep apart by the prefix: every key ns writes carries it."""
+    assert load_config("ns", {}).kv_prefix == "nextauth:"
+    assert load_config("sfs", {"NEXTAUTH_KV_PREFIX": "shop-a:"}).kv_prefix == "shop-a:"
+    assert load_config("sfs", {"NEXTAUTH_KV_PREFIX": "a:", "NEXTAUTH_SFS_KV_PREFIX": "b:"}).kv_prefix == "b:"
+    for bad in ("with space", "x" * 65, "new\nline", "é:"):
+        with pytest.raises(ConfigError, match="NEXTAUTH_NS_KV_PREFIX"):
+            load_config("ns", {"NEXTAUTH_NS_KV_PREFIX": bad})
+    prefix = f"test-prefix-{secrets.token_hex(6)}:"
+    config = load_config("ns", {"NEXTAUTH_KV_URI": redis_uri, "NEXTAUTH_KV_PREFIX": prefix})
+    store = open_kv(config.kv_uri, prefix=config.kv_prefix)
+    client = redis.Redis.from_url(redis_uri)
+    try:
+        store.set("probe", b"1", ttl=30)
+        assert client.get(prefix + "probe") == b"1"
+        assert client.get("nextauth:probe") is None
+    finally:
+        client.delete(prefix + "probe")

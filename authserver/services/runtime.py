@@ -129,7 +129,7 @@ def build_component(
     keys (ns: one per virtual server)."""
     engine = db.create_engine_for(config.db_uri)
     db.upgrade(engine)
-    kv = open_kv(config.kv_uri)
+    kv = open_kv(config.kv_uri, prefix=config.kv_prefix)
     identity_key = ensure_service_key(engine, config.component, configured=_configured_identity(config))
     identity = ServerIdentity(identity_key)
     operations = Operations()
@@ -141,7 +141,7 @@ def build_component(
         identity=identity,
         identity_key=identity_key,
         operations=operations,
-        limiter=RateLimiter.for_store(config.component, config.kv_uri),
+        limiter=RateLimiter.for_store(config.component, config.kv_uri, prefix=config.kv_prefix),
     )
 
     def seen(peer: PeerKey) -> None:
