@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from authserver.ns.access import Grant
 from authserver.ns.common import valid_nonce
-from authserver.ns.transactions import TransactionError, validate_fields
+from authserver.ns.errors import ServiceError
+from authserver.ns.transactions import validate_fields
 from authserver.storage import db
 from idp.directory import Directory, Profile
 from nextauth_core import attestation, evidence, jsonlimits, userids
@@ -107,13 +108,13 @@ FIELDS = {"amount": "EUR 1.00", "beneficiary": "Shop", "description": "Order 7"}
 @pytest.mark.parametrize("char", [*sorted(evidence.BIDI_CONTROLS), "\n", "\r", "\t", "\x00", "\x7f", "\x85"])
 def test_display_text_refuses_bidi_and_control_characters(char: str) -> None:
     for name in FIELDS:
-        with pytest.raises(TransactionError, match=f"^{name} contains"):
+        with pytest.raises(ServiceError, match=f"^{name} contains"):
             validate_fields({**FIELDS, name: f"EUR 1{char}00"})
 
 
 @pytest.mark.parametrize("char", ["\u2028", "\u2029", "\ud800"])
 def test_display_text_refuses_separators_and_lone_surrogates(char: str) -> None:
-    with pytest.raises(TransactionError):
+    with pytest.raises(ServiceError):
         validate_fields({**FIELDS, "description": f"a{char}b"})
 
 

@@ -19,8 +19,9 @@ from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
 from authserver.config import Network
+from authserver.ns.errors import ServiceError
 from authserver.ns.login import LoginService
-from authserver.ns.push import PushError, PushLoginService
+from authserver.ns.push import PushLoginService
 from authserver.ns.servers import ServerRegistry
 from authserver.ratelimit import RateLimited, RateLimiter, Rule, client_ip
 from authserver.storage.kv import KeyValueStore
@@ -89,7 +90,7 @@ def make_browser_app(
                         try:
                             answer = push.provoke_session(server, hsid, {})
                             ws.send(f"NUMBER {answer['number']}")
-                        except PushError:
+                        except ServiceError:
                             ws.send("NOACCOUNTS")
             finally:
                 forwarder.kill()

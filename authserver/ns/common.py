@@ -13,7 +13,6 @@ from authserver.operations import binary_param as unb64  # noqa: F401 - the flow
 from authserver.storage.flow_models import Account
 from nextauth_core import attestation
 from nextauth_core.encoding import b64url as b64  # noqa: F401 - the flows encode with it
-from nextauth_core.hsid import hsid_for  # noqa: F401 - still imported from here by authserver/ns/api.py
 
 NONCE_MIN_LENGTH = 22  # base64url of 16 random bytes: 128 bits at 6 bits a character
 NONCE_MIN_HEX_LENGTH = 32  # hex of 16 random bytes: 4 bits a character

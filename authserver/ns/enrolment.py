@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from authserver.ns.common import aware, b64, new_id, now, unb64
+from authserver.ns.errors import ServiceError
 from authserver.ns.login import LoginService
 from authserver.ns.servers import ServerRegistry, VirtualServer
 from authserver.operations import ChannelContext, OperationError
@@ -31,12 +32,6 @@ MAX_CODE_ATTEMPTS = 3
 
 def _code_hash(enrolment_id: str, code: str) -> bytes:
     return hashlib.sha256(f"{enrolment_id}:{code}".encode()).digest()
-
-
-class EnrolmentError(Exception):
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
 
 
 class EnrolmentService:
@@ -61,7 +56,7 @@ class EnrolmentService:
         try:
             user_id = userids.normalise(user_id)
         except userids.UserIdError as exc:
-            raise EnrolmentError("bad_request", f"{exc} (see docs/security.md, user ids).") from exc
+            raise ServiceError(400, "bad_request", f"{exc} (see docs/security.md, user ids).") from exc
         secret = os.urandom(SECRET_BYTES)
         enrolment = Enrolment(
             id=new_id(),
@@ -95,7 +90,7 @@ class EnrolmentService:
         with Session(self._engine, expire_on_commit=False) as db:
             row = db.get(Enrolment, enrolment_id)
         if row is None or row.server_id != server.id:
-            raise EnrolmentError("not_found", "No such enrolment.", 404)
+            raise ServiceError(404, "not_found", "No such enrolment.")
         state = row.state
         if state in ("pending", "scanned", "awaiting_confirmation") and aware(row.expires_at) <= now():
             state = "expired"
@@ -109,13 +104,13 @@ class EnrolmentService:
 
     def confirm(self, server: VirtualServer, enrolment_id: str, code: Any) -> dict[str, Any]:
         if not isinstance(code, str) or not code.isdigit() or len(code) != 6:
-            raise EnrolmentError("bad_request", "code must be the six digits the phone shows.")
+            raise ServiceError(400, "bad_request", "code must be the six digits the phone shows.")
         with Session(self._engine, expire_on_commit=False) as db:
             row = db.get(Enrolment, enrolment_id)
             if row is None or row.server_id != server.id:
-                raise EnrolmentError("not_found", "No such enrolment.", 404)
+                raise ServiceError(404, "not_found", "No such enrolment.")
             if row.state != "awaiting_confirmation" or aware(row.expires_at) <= now():
-                raise EnrolmentError("not_confirmable", "This enrolment is not waiting for a code.", 409)
+                raise ServiceError(409, "not_confirmable", "This enrolment is not waiting for a code.")
             # Count the attempt first, in one conditional statement, so parallel guesses each count.
             counted = db.execute(
                 update(Enrolment)
@@ -128,15 +123,15 @@ class EnrolmentService:
             )
             db.commit()
             if counted.rowcount != 1:
-                raise EnrolmentError("not_confirmable", "This enrolment is not waiting for a code.", 409)
+                raise ServiceError(409, "not_confirmable", "This enrolment is not waiting for a code.")
             db.refresh(row)
             assert row.code_hash is not None and row.account_id is not None
             if not hmac.compare_digest(row.code_hash, _code_hash(row.id, code)):
                 if row.code_attempts >= MAX_CODE_ATTEMPTS:
                     db.execute(update(Enrolment).where(Enrolment.id == row.id).values(state="failed"))
                     db.commit()
-                    raise EnrolmentError("failed", "Too many wrong codes: start the enrolment again.", 409)
-                raise EnrolmentError("wrong_code", "That is not the code the phone shows.")
+                    raise ServiceError(409, "failed", "Too many wrong codes: start the enrolment again.")
+                raise ServiceError(400, "wrong_code", "That is not the code the phone shows.")
             user = db.scalar(select(User).where(User.server_id == server.id, User.user_id == row.user_id))
             if user is None:
                 user = User(server_id=server.id, user_id=row.user_id)

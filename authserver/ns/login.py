@@ -121,6 +121,42 @@ class LoginService:
             "expires_at": aware(row.expires_at).isoformat(),
         }
 
+    def active_hsids(self, server_id: str, hsids: list[str]) -> set[str]:
+        """Which of these application sessions are logged in, in one query."""
+        with DbSession(self._engine) as db:
+            return set(
+                db.scalars(
+                    select(Session.hsid).where(
+                        Session.server_id == server_id,
+                        Session.hsid.in_(hsids),
+                        Session.ended_at.is_(None),
+                        Session.expires_at > now(),
+                    )
+                )
+            )
+
+    def user_sessions(self, server_id: str, user_id: str) -> list[dict[str, Any]]:
+        """The logged-in sessions of one user of this server."""
+        with DbSession(self._engine, expire_on_commit=False) as db:
+            rows = db.scalars(
+                select(Session).where(
+                    Session.server_id == server_id,
+                    Session.user_id == user_id,
+                    Session.ended_at.is_(None),
+                    Session.expires_at > now(),
+                )
+            )
+            return [
+                {
+                    "hsid": row.hsid,
+                    "accountid": row.account_id,
+                    "method": row.method,
+                    "second_factor": row.second_factor,
+                    "created_at": row.created_at.isoformat(),
+                }
+                for row in rows
+            ]
+
     def current_row(self, server_id: str, hsid: str) -> Session | None:
         """The latest login on this application session, ended or not."""
         with DbSession(self._engine, expire_on_commit=False) as db:

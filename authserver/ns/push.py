@@ -20,6 +20,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session as DbSession
 
 from authserver.ns.common import b64
+from authserver.ns.errors import ServiceError
 from authserver.ns.login import LoginService
 from authserver.ns.mc_client import DeliveryError, MessageCenterClient
 from authserver.ns.servers import VirtualServer
@@ -29,12 +30,6 @@ from nextauth_core.hsid import hsid_for
 
 log = logging.getLogger("nextauth.ns.push")
 PUSH_TTL = 120.0
-
-
-class PushError(Exception):
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
 
 
 class PushLoginService:
@@ -64,8 +59,8 @@ class PushLoginService:
     def provoke_session(self, server: VirtualServer, hsid: str, browser: dict[str, str]) -> dict[str, Any]:
         account = self._previous_account(server.id, hsid)
         if account is None:
-            raise PushError(
-                "cannot_provoke", "No account has logged in on this session with push enabled.", 409
+            raise ServiceError(
+                409, "cannot_provoke", "No account has logged in on this session with push enabled."
             )
         number = self._push(server, account, hsid, browser)
         return {"pushed": True, "number": number, "hsid": hsid}
@@ -93,7 +88,7 @@ class PushLoginService:
                 )
             )
         if not accounts:
-            raise PushError("no_accounts", "This user has no account that can receive a push.", 404)
+            raise ServiceError(404, "no_accounts", "This user has no account that can receive a push.")
         # One number for the whole request: whichever phone the person picks up shows the same choice.
         number = secrets.randbelow(90) + 10
         delivered = 0
@@ -101,10 +96,10 @@ class PushLoginService:
             try:
                 self._push(server, account, hsid, browser, number=number)
                 delivered += 1
-            except PushError:
+            except ServiceError:
                 log.warning("push to account %s failed", account.id)
         if not delivered:
-            raise PushError("undeliverable", "The message center could not be reached; try again.", 502)
+            raise ServiceError(502, "undeliverable", "The message center could not be reached; try again.")
         return {"pushed": True, "number": number, "hsid": hsid, "accounts": delivered}
 
     def _push(
@@ -118,8 +113,8 @@ class PushLoginService:
     ) -> int:
         client = self._centers.get(account.mc_key_hash or "")
         if client is None or account.encryption_key is None or not account.mc_token:
-            raise PushError(
-                "cannot_provoke", "This account's app uses a message center this server does not trust.", 409
+            raise ServiceError(
+                409, "cannot_provoke", "This account's app uses a message center this server does not trust."
             )
         number = number if number is not None else secrets.randbelow(90) + 10
         decoys: set[int] = set()
@@ -168,6 +163,6 @@ class PushLoginService:
                 ttl=int(PUSH_TTL),
             )
         except DeliveryError as exc:
-            raise PushError("undeliverable", f"The push could not be delivered ({exc}).", 502) from exc
+            raise ServiceError(502, "undeliverable", f"The push could not be delivered ({exc}).") from exc
         self._login.events.publish(hsid, "CONFIRMPROVOKE")
         return number

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from authserver.ns.common import account_for, aware, b64, new_id, now, unb64
+from authserver.ns.errors import ServiceError
 from authserver.ns.login import LoginService
 from authserver.ns.mc_client import DeliveryError, MessageCenterClient
 from authserver.ns.servers import ServerRegistry, VirtualServer
@@ -34,27 +35,21 @@ from sigmai import ProtocolError
 SIGN_TTL = 300.0
 
 
-class TransactionError(Exception):
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
-
-
 def validate_fields(body: dict[str, Any]) -> dict[str, str]:
     fields = {}
     for name in evidence.TYPED_FIELDS:
         value = body.get(name)
         if not isinstance(value, str) or not 1 <= len(value) <= evidence.MAX_FIELD:
-            raise TransactionError(
-                "bad_request", f"{name} must be text of 1 to {evidence.MAX_FIELD} characters."
+            raise ServiceError(
+                400, "bad_request", f"{name} must be text of 1 to {evidence.MAX_FIELD} characters."
             )
         problem = evidence.display_text_problem(value)
         if problem is not None:
-            raise TransactionError("bad_request", f"{name} {problem}; send plain text on one line.")
+            raise ServiceError(400, "bad_request", f"{name} {problem}; send plain text on one line.")
         fields[name] = value
     extra = set(body) - set(evidence.TYPED_FIELDS)
     if extra:
-        raise TransactionError("bad_request", f"unknown fields: {', '.join(sorted(extra))}.")
+        raise ServiceError(400, "bad_request", f"unknown fields: {', '.join(sorted(extra))}.")
     return fields
 
 
@@ -82,7 +77,7 @@ class TransactionService:
         hsid = hsid_for(nonce)
         session = self._login.active_session(server.id, hsid)
         if session is None:
-            raise TransactionError("not_logged_in", "Only a logged-in session can ask for a signature.", 409)
+            raise ServiceError(409, "not_logged_in", "Only a logged-in session can ask for a signature.")
         tid = new_id()
         content = evidence.canonical(
             {
@@ -163,7 +158,7 @@ class TransactionService:
         with DbSession(self._engine, expire_on_commit=False) as db:
             row = db.get(Transaction, tid)
         if row is None or row.server_id != server.id:
-            raise TransactionError("not_found", "No such transaction.", 404)
+            raise ServiceError(404, "not_found", "No such transaction.")
         answer: dict[str, Any] = {
             "tid": row.id,
             "status": row.status,

@@ -1,0 +1,55 @@
+"""A server's users and their accounts, as an application administers them: list, block, unblock, delete."""
+
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
+
+from authserver.ns.errors import ServiceError
+from authserver.storage.flow_models import Account, User
+
+
+class AccountService:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def user_accounts(self, server_id: str, user_id: str) -> list[dict[str, Any]]:
+        """The active accounts of one user of this server (none: an empty list)."""
+        with Session(self._engine, expire_on_commit=False) as db:
+            rows = db.execute(
+                select(Account)
+                .join(User, Account.user_pk == User.id)
+                .where(User.server_id == server_id, User.user_id == user_id, Account.active.is_(True))
+            ).scalars()
+            return [
+                {
+                    "accountid": row.id,
+                    "key_type": row.key_type,
+                    "thumbprint": row.thumbprint,
+                    "blocked": row.blocked,
+                    # False: enrolled before accounts were bound to an app instance; must be re-enrolled.
+                    "second_factor_bound": row.sfs_device is not None,
+                    "created_at": row.created_at.isoformat(),
+                    "last_login_at": row.last_login_at.isoformat() if row.last_login_at else None,
+                }
+                for row in rows
+            ]
+
+    def set_blocked(self, server_id: str, account_id: str, blocked: bool) -> None:
+        with Session(self._engine, expire_on_commit=False) as db:
+            result = db.execute(
+                update(Account)
+                .where(Account.id == account_id, Account.server_id == server_id)
+                .values(blocked=blocked)
+            )
+            db.commit()
+        if not result.rowcount:
+            raise ServiceError(404, "not_found", "No such account.")
+
+    def delete(self, server_id: str, account_id: str) -> None:
+        with Session(self._engine, expire_on_commit=False) as db:
+            account = db.get(Account, account_id)
+            if account is None or account.server_id != server_id:
+                raise ServiceError(404, "not_found", "No such account.")
+            db.delete(account)
+            db.commit()

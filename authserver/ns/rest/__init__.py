@@ -1,0 +1,15 @@
+"""The ns REST API (version 1), one module per concern; ``authserver.ns.api.make_api`` builds the app.
+
+Each module holds a blueprint of module-level views; the services they call live on the app
+(``context.services()``), so the views are the same functions for every app built.
+"""
+
+from flask import Blueprint
+
+from authserver.ns.rest import enrolments, evidence, qr, servers, sessions, transactions, users
+
+v1 = Blueprint("v1", __name__, url_prefix="/v1")
+for part in (servers, sessions, qr, transactions, evidence, users, enrolments):
+    v1.register_blueprint(part.blueprint)
+
+__all__ = ["v1"]

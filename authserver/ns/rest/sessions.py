@@ -1,0 +1,83 @@
+"""An application's login sessions: status and login QR, push ("provoke") logins, which are active,
+logout."""
+
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+
+from authserver.ns.errors import ServiceError
+from authserver.ns.rest.context import services
+from authserver.ns.rest.qr import qr_response
+from authserver.ns.rest.requests import body, browser, nonce, requires
+from authserver.ns.servers import VirtualServer
+from nextauth_core.hsid import hsid_for
+
+MAX_ACTIVE_QUERY = 500
+
+blueprint = Blueprint("sessions", __name__)
+
+
+@blueprint.get("/servers/<sid>/sessions/")
+@requires("sessions")
+def session_status(sid: VirtualServer) -> Any:
+    ns = services()
+    view = ns.login.status(sid, nonce(), browser()).as_json()
+    view["canprovoke"] = (not view["loggedin"]) and ns.push.can_provoke(sid.id, view["hsid"])
+    return jsonify(view)
+
+
+@blueprint.post("/servers/<sid>/sessions/provokelogin")
+@requires("sessions")
+def provoke_session(sid: VirtualServer) -> Any:
+    return jsonify(services().push.provoke_session(sid, hsid_for(nonce()), browser()))
+
+
+@blueprint.post("/servers/<sid>/users/<uid>/provokelogin")
+@requires("users")
+def provoke_user(sid: VirtualServer, uid: str) -> Any:
+    return jsonify(services().push.provoke_user(sid, uid, nonce(), browser()))
+
+
+@blueprint.get("/servers/<sid>/sessions/qr/login")
+@requires("sessions")
+def login_qr(sid: VirtualServer) -> Any:
+    view = services().login.status(sid, nonce(), browser())
+    if view.loggedin:
+        raise ServiceError(409, "logged_in", "This session is logged in already.")
+    assert view.loginqrdata is not None
+    fmt = request.args.get("format", "json")
+    if fmt in ("png", "svg"):
+        return qr_response(view.loginqrdata, fmt)
+    if fmt != "json":
+        raise ServiceError(400, "bad_request", "format must be json, png or svg.")
+    return jsonify(qrdata=view.loginqrdata, hsid=view.hsid)
+
+
+@blueprint.post("/servers/<sid>/sessions/active")
+@requires("sessions")
+def sessions_active(sid: VirtualServer) -> Any:
+    """Which of these sessions are logged in: one query for an application that watches many (the
+    IdP ends its own sessions, and what logged in with them, when ns has ended theirs)."""
+    hsids = body().get("hsids")
+    if (
+        not isinstance(hsids, list)
+        or len(hsids) > MAX_ACTIVE_QUERY
+        or not all(isinstance(h, str) and 0 < len(h) <= 64 for h in hsids)
+    ):
+        raise ServiceError(400, "bad_request", f"hsids: a list of up to {MAX_ACTIVE_QUERY} session ids.")
+    active = services().login.active_hsids(sid.id, hsids)
+    return jsonify(active=[h for h in hsids if h in active])
+
+
+@blueprint.post("/servers/<sid>/sessions/logout")
+@requires("sessions")
+def session_logout(sid: VirtualServer) -> Any:
+    return jsonify(loggedout=services().login.logout(sid.id, hsid_for(nonce()), "application"))
+
+
+@blueprint.delete("/servers/<sid>/sessions/<hsid>")
+@requires("sessions")
+def end_session(sid: VirtualServer, hsid: str) -> Any:
+    if not services().login.logout(sid.id, hsid, "application"):
+        raise ServiceError(404, "not_found", "No active session with that id.")
+    return jsonify(loggedout=True)
