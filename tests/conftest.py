@@ -6,10 +6,10 @@ Tests that start real services (a running system, Traefik, Chromium, push server
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.databases", "tests.fixtures.system"]
+pytest_plugins = ["tests.fixtures.chromium", "tests.fixtures.databases", "tests.fixtures.system"]
 
-# The fixture that starts a whole system (ns, sfs, mc, IdP) for a test or a module.
-E2E_FIXTURES = frozenset({"system"})
+# The fixtures that start a whole system (ns, sfs, mc, IdP) or headless Chromium for a test or a module.
+E2E_FIXTURES = frozenset({"system", "browser"})
 # Modules whose tests start servers themselves (start_system, Traefik, Chromium, local push servers, TLS
 # listeners) rather than through a fixture above.
 E2E_MODULES = frozenset(

@@ -14,7 +14,7 @@ import pytest
 from authserver import tls
 from authserver.config import TLSMaterial
 from tests.fixtures.system import REPO, RunningSystem, start_system, stop_system
-from tests.test_tls_contexts import issue, make_ca
+from tests.fixtures.tls import issue, make_ca
 
 
 def _nextauth(env: dict[str, str], *args: str) -> dict[str, Any]:

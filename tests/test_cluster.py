@@ -18,8 +18,8 @@ from mobilesdk.channel import RemoteError
 from mobilesdk.flows import App
 from nextauth_core.qr import QRPayload
 from tests.fixtures.databases import redis_base_uri, require
+from tests.fixtures.flows import BrowserPage
 from tests.fixtures.system import RestClient, RunningSystem, run_app, start_system, stop_system
-from tests.test_flows import BrowserPage
 
 PIN = "1357"
 ROOT_KEY = "root-" + secrets.token_hex(16)

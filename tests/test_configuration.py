@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from authserver.config import ConfigError, Listen, load_config, read_setting, unknown_variables
 from authserver.storage.kv import open_kv
-from tests.test_tls_contexts import issue, make_ca
+from tests.fixtures.tls import issue, make_ca
 
 SECRET = "s3cr3t-value-that-must-not-leak"
 

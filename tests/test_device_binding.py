@@ -31,8 +31,8 @@ from mobilesdk.flows import App
 from nextauth_core import attestation
 from nextauth_core.encoding import unb64url
 from nextauth_core.qr import QRPayload
+from tests.fixtures.flows import PIN, BrowserPage, enrol, new_nonce, start_login
 from tests.fixtures.system import RunningSystem, ns_api, run_app, start_system
-from tests.test_flows import PIN, BrowserPage, enrol, new_nonce, start_login
 
 ATTACKER_PIN = "1111"
 MISMATCH = "second_factor_device_mismatch"

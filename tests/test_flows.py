@@ -1,56 +1,14 @@
 """Registration, enrolment and QR login end to end: the phone simulator against the running services,
 a business application on the REST API, and a login page on the browser WebSocket."""
 
-import secrets
-import threading
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Any
 
 import pytest
-import simple_websocket
 
+from tests.fixtures.flows import PIN, BrowserPage, enrol, new_nonce, start_login
 from tests.fixtures.system import RunningSystem, ns_api, run_app, start_system, stop_system
-
-PIN = "2468"
-
-
-class BrowserPage:
-    """A login page: registers its hsid on the ns browser WebSocket and records what it hears."""
-
-    def __init__(self, system: RunningSystem, hsid: str, server_id: str) -> None:
-        self.events: list[str] = []
-        self._ws = simple_websocket.Client.connect(
-            f"ws://127.0.0.1:{system.port('ns', 'websocket')}/ns/websocket"
-        )
-        self._ws.send(f"REGISTER {hsid} {server_id}")
-        self._thread = threading.Thread(target=self._listen, daemon=True)
-        self._thread.start()
-
-    def _listen(self) -> None:
-        try:
-            while True:
-                message = self._ws.receive()
-                if message is None:
-                    return
-                self.events.append(message)
-        except simple_websocket.ConnectionClosed:
-            return
-
-    def wait_for(self, event: str, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while event not in self.events:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"page never heard {event}; heard {self.events}")
-            time.sleep(0.05)
-
-    def close(self) -> None:
-        self._ws.close()
-
-
-def new_nonce() -> str:
-    return secrets.token_urlsafe(24)
 
 
 @pytest.fixture(scope="module")
@@ -62,36 +20,6 @@ def phone(system: RunningSystem, tmp_path_factory: pytest.TempPathFactory) -> Pa
     assert code == 0, answer
     assert answer["registered"] is True
     return home
-
-
-def enrol(system: RunningSystem, phone: Path, user_id: str, server_id: str = "default") -> dict[str, Any]:
-    api = ns_api(system)
-    status, created = api.call("POST", f"/v1/servers/{server_id}/users/{user_id}/enrolments")
-    assert status == 201, created
-    code, scanned = run_app(phone, "scan", created["qrdata"], "--pin", PIN)
-    assert code == 0, scanned
-    assert scanned["action"] == "enrol" and scanned["userid"] == user_id
-    status, state = api.call("GET", f"/v1/servers/{server_id}/enrolments/{created['enrolment']}")
-    assert state["state"] == "awaiting_confirmation"
-    status, done = api.call(
-        "POST",
-        f"/v1/servers/{server_id}/enrolments/{created['enrolment']}/confirm",
-        {"code": scanned["confirmation_code"]},
-    )
-    assert status == 200, done
-    assert done["state"] == "completed"
-    return {"enrolment": created, "scan": scanned, "done": done}
-
-
-def start_login(system: RunningSystem, nonce: str, server_id: str = "default") -> dict[str, Any]:
-    status, view = ns_api(system).call(
-        "GET",
-        f"/v1/servers/{server_id}/sessions/",
-        headers={"X-nonce": nonce, "X-user-agent": "Firefox on Linux", "X-client-ip": "192.0.2.7"},
-    )
-    assert status == 200, view
-    assert view["loggedin"] is False
-    return view
 
 
 def test_enrol_then_log_in_with_qr(system: RunningSystem, phone: Path) -> None:

@@ -2,7 +2,6 @@
 QR, the phone simulator approves it, and the browser lands where it was going, logged in."""
 
 import os
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -13,38 +12,14 @@ import pytest
 from werkzeug.serving import make_server
 
 from examples import oidc_client, saml_sp
+from tests.fixtures.flows import PIN, enrol
 from tests.fixtures.idp_browser import idp_cli
 from tests.fixtures.system import RunningSystem, free_port, run_app
-from tests.test_flows import PIN, enrol
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Set to a folder to keep a screenshot of the page (the README's comes from here).
 SCREENSHOT_DIR = os.environ.get("NEXTAUTH_SCREENSHOT_DIR")
 
 playwright_api = pytest.importorskip("playwright.sync_api")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not Path(CHROMIUM).exists():
-        message = "Chromium is not installed (Debian package 'chromium'; .ci/run installs it)"
-        if os.environ.get("NEXTAUTH_TEST_REQUIRE_SERVICES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    with playwright_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")

@@ -21,10 +21,10 @@ from oic.oic import Client as OicClient
 from oic.oic.message import AccessTokenResponse, AuthorizationResponse, OpenIDSchema
 from oic.utils.authn.client import CLIENT_AUTHN_METHOD
 
+from tests.fixtures.flows import PIN, enrol
 from tests.fixtures.idp_browser import Browser, query_of
 from tests.fixtures.idp_browser import idp_cli as cli
 from tests.fixtures.system import RunningSystem, free_port, ns_api, run_app
-from tests.test_flows import PIN, enrol
 
 USER = "olivia"
 

@@ -9,8 +9,8 @@ from sqlalchemy import text
 
 from authserver.ns.mc_client import DeliveryError, RestMessageCenter
 from authserver.storage.db import create_engine_for
+from tests.fixtures.flows import PIN, BrowserPage, enrol, logged_in_once, new_nonce
 from tests.fixtures.system import RunningSystem, ns_api, run_app
-from tests.test_flows import PIN, BrowserPage, enrol, new_nonce, start_login
 
 
 @pytest.fixture(scope="module")
@@ -23,23 +23,8 @@ def pushed_phone(system: RunningSystem, tmp_path_factory: pytest.TempPathFactory
     return home
 
 
-def _logged_in_once(system: RunningSystem, phone: Path, user: str) -> tuple[str, str]:
-    """Enrol, log in by QR, log out: the session now 'can provoke' a push to that account."""
-    enrol(system, phone, user)
-    _, accounts = run_app(phone, "accounts")
-    account = next(a["id"] for a in accounts["accounts"] if a["user_id"] == user)
-    nonce = new_nonce()
-    view = start_login(system, nonce)
-    assert run_app(phone, "scan", view["loginqrdata"], "--pin", PIN, f"--account={account}")[0] == 0
-    api = ns_api(system)
-    assert api.call("POST", "/v1/servers/default/sessions/logout", headers={"X-nonce": nonce})[1] == {
-        "loggedout": True
-    }
-    return nonce, account
-
-
 def test_push_login_with_number_matching(system: RunningSystem, pushed_phone: Path) -> None:
-    nonce, account = _logged_in_once(system, pushed_phone, "ivan")
+    nonce, account = logged_in_once(system, pushed_phone, "ivan")
     api = ns_api(system)
     status, view = api.call("GET", "/v1/servers/default/sessions/", headers={"X-nonce": nonce})
     assert view["canprovoke"] is True
@@ -70,7 +55,7 @@ def test_push_login_with_number_matching(system: RunningSystem, pushed_phone: Pa
 
 
 def test_wrong_number_refuses_the_login(system: RunningSystem, pushed_phone: Path) -> None:
-    nonce, account = _logged_in_once(system, pushed_phone, "judy")
+    nonce, account = logged_in_once(system, pushed_phone, "judy")
     api = ns_api(system)
     _, provoked = api.call("POST", "/v1/servers/default/sessions/provokelogin", headers={"X-nonce": nonce})
     _, inbox = run_app(pushed_phone, "inbox")
@@ -97,7 +82,7 @@ def test_no_push_to_a_session_nobody_logged_in_on(system: RunningSystem) -> None
 def test_message_center_holds_no_plaintext_and_tampering_is_detected(
     system: RunningSystem, pushed_phone: Path
 ) -> None:
-    nonce, account = _logged_in_once(system, pushed_phone, "mallory-target")
+    nonce, account = logged_in_once(system, pushed_phone, "mallory-target")
     api = ns_api(system)
     _, _provoked = api.call("POST", "/v1/servers/default/sessions/provokelogin", headers={"X-nonce": nonce})
     engine = create_engine_for(system.env.get("NEXTAUTH_DB_URI") or f"sqlite:///{system.data_dir / 'mc.db'}")

@@ -38,12 +38,11 @@ from nextauth_core import pin
 from nextauth_core.encoding import b64url
 from sigmai import PeerKey
 from sigmai.constants import KEY_TYPE_ED25519
+from tests.fixtures.flows import PIN, BrowserPage, logged_in_once
 from tests.fixtures.idp_browser import Browser, run_nextauth
+from tests.fixtures.saml import post_request
 from tests.fixtures.system import RunningSystem, free_port, ns_api, run_app, start_system, stop_system
 from tests.saml_sp import ServiceProvider
-from tests.test_flows import PIN, BrowserPage
-from tests.test_push import _logged_in_once
-from tests.test_saml import post_request
 
 TRUSTED = parse_networks("test", "127.0.0.1, 10.0.0.0/8")
 
@@ -390,7 +389,7 @@ def test_provoke_flood_reaches_the_phone_at_most_three_times(
     phone = tmp_path_factory.mktemp("provoke-phone")
     assert run_app(phone, "init", "--config", str(system.data_dir / "app-config.json"))[0] == 0
     assert run_app(phone, "register", "--pin", PIN)[0] == 0
-    nonce, account = _logged_in_once(system, phone, "petra")
+    nonce, account = logged_in_once(system, phone, "petra")
     _, view = ns_api(system).call("GET", "/v1/servers/default/sessions/", headers={"X-nonce": nonce})
     assert view["canprovoke"] is True
     page = BrowserPage(system, view["hsid"], "default")
@@ -413,7 +412,7 @@ def test_provoke_flood_reaches_the_phone_at_most_three_times(
     assert len([m for m in inbox["messages"] if m["account"] == account and m["type"] == "login"]) <= 3
     assert metric(system, "ns", "provoke") >= 17
     # The page of another session still may push.
-    other_nonce, _ = _logged_in_once(system, phone, "quentin")
+    other_nonce, _ = logged_in_once(system, phone, "quentin")
     _, other = ns_api(system).call("GET", "/v1/servers/default/sessions/", headers={"X-nonce": other_nonce})
     other_page = BrowserPage(system, other["hsid"], "default")
     try:

@@ -12,21 +12,20 @@ import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote_plus, unquote_plus, urlencode, urlsplit
 
 import pytest
-from onelogin.saml2.authn_request import OneLogin_Saml2_Authn_Request
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
+from tests.fixtures.flows import PIN, enrol
 from tests.fixtures.idp_browser import Browser, run_nextauth
+from tests.fixtures.saml import post_request
 from tests.fixtures.system import RunningSystem, run_app, start_system, stop_system
 from tests.saml_sp import RSA_SHA1, ServiceProvider, SoapLogoutServer, post_form
-from tests.test_flows import PIN, enrol
-from tests.test_login_page import browser  # noqa: F401 - the headless Chromium fixture
 
 MOBILE_TWO_FACTOR = "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract"
 TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
@@ -203,28 +202,6 @@ def test_persistent_name_id_is_stable_and_a_second_login_needs_no_qr(
     assert again.get_errors() == [], again.get_last_error_reason()
     assert again.get_nameid() == session.first.get_nameid()
     assert again.get_session_index() == session.first.get_session_index()
-
-
-def post_request(
-    web: Browser, sp: ServiceProvider, *, tamper: bool = False, age: timedelta = timedelta(0)
-) -> tuple[Any, str]:
-    """A signed AuthnRequest sent with the HTTP-POST binding (python3-saml builds and signs it)."""
-    redirect_url = sp.idp["singleSignOnService"]["url"]
-    post_url = redirect_url.replace("/redirect", "/post")
-    request = OneLogin_Saml2_Authn_Request(sp.settings)
-    xml = request.get_xml().replace(f'Destination="{redirect_url}"', f'Destination="{post_url}"')
-    if age:
-        issued = re.search(r'IssueInstant="([^"]+)"', xml).group(1)  # type: ignore[union-attr]
-        xml = xml.replace(issued, (datetime.fromisoformat(issued) - age).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    key, certificate = sp.key
-    utils = OneLogin_Saml2_Utils
-    signed = utils.add_sign(xml, utils.format_private_key(key), utils.format_cert(certificate)).decode()
-    if tamper:  # a second earlier: still fresh, no longer what was signed
-        issued = re.search(r'IssueInstant="([^"]+)"', signed).group(1)  # type: ignore[union-attr]
-        earlier = datetime.fromisoformat(issued) - timedelta(seconds=1)
-        signed = signed.replace(issued, earlier.strftime("%Y-%m-%dT%H:%M:%SZ"), 1)
-    form = {"SAMLRequest": base64.b64encode(signed.encode()).decode(), "RelayState": "/post"}
-    return web.post(post_url, data=form), request.get_id()
 
 
 def test_sso_over_post_binding(session: LoggedIn, sps: dict[str, ServiceProvider]) -> None:
@@ -475,7 +452,7 @@ def test_logout_at_the_idp_tells_sps_over_soap(
 
 
 def test_the_post_page_submits_itself_in_chromium(
-    browser: Any,  # noqa: F811 - the fixture imported above
+    browser: Any,
     phone: Path,
     sps: dict[str, ServiceProvider],
 ) -> None:

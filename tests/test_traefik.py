@@ -39,6 +39,7 @@ from authserver.storage.kv import open_kv
 from idp.directory import Profile
 from idp.keys import KeyRing
 from idp.sessions import AUDIENCE, TOKEN_TYPE, SessionManager
+from tests.fixtures.flows import PIN, enrol
 from tests.fixtures.system import REPO, RunningSystem, free_port, run_app, start_system, stop_system
 from tests.fixtures.traefik import (
     EchoApp,
@@ -48,7 +49,6 @@ from tests.fixtures.traefik import (
     stop_traefik,
     traefik_binary,
 )
-from tests.test_flows import PIN, enrol
 
 MODES = ("forward-auth", "plugin")
 SUFFIX = {

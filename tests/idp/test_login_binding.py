@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.fixtures.flows import PIN, enrol
 from tests.fixtures.idp_browser import QR_PATTERN, Browser, login_form
 from tests.fixtures.system import RunningSystem, run_app
-from tests.test_flows import PIN, enrol
 
 USER = "fiona"
 PRE_LOGIN_COOKIE = "nextauth_idp"
