@@ -6,7 +6,12 @@ Tests that start real services (a running system, Traefik, Chromium, push server
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.chromium", "tests.fixtures.databases", "tests.fixtures.system"]
+pytest_plugins = [
+    "tests.fixtures.chromium",
+    "tests.fixtures.databases",
+    "tests.fixtures.ns_services",
+    "tests.fixtures.system",
+]
 
 # The fixtures that start a whole system (ns, sfs, mc, IdP) or headless Chromium for a test or a module.
 E2E_FIXTURES = frozenset({"system", "browser"})

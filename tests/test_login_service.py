@@ -1,0 +1,257 @@
+"""ns's QR and push login rules, checked on the login service in-process: the application's side
+(``status``) and the app's operations (``login_start``, ``login_finish``, ``login_cancel``), no sockets."""
+
+import secrets
+from collections.abc import Callable
+
+import pytest
+
+from authserver.operations import OperationError
+from nextauth_core.encoding import unb64url
+from nextauth_core.hsid import hsid_for
+from nextauth_core.qr import QRPayload
+from tests.fixtures.ns_services import BROWSER, InProcessNs, Phone
+
+
+def _nonce() -> str:
+    return secrets.token_urlsafe(24)
+
+
+@pytest.fixture
+def ns(make_ns: Callable[..., InProcessNs]) -> InProcessNs:
+    return make_ns()
+
+
+def test_qr_login_establishes_the_session_and_tells_the_page(ns: InProcessNs) -> None:
+    phone = Phone(ns)
+    account = phone.enrol("alice")
+    nonce = _nonce()
+    view = ns.login.status(ns.server, nonce, BROWSER)
+    assert view.loggedin is False and view.hsid == hsid_for(nonce) and view.loginqrdata
+    heard = ns.page(view.hsid)
+    scanned = phone.scan_login(view.loginqrdata)
+    assert scanned.started["requester"] == BROWSER  # the phone sees who is asking
+    assert scanned.started["audience"] == ns.server.id
+    assert phone.confirm_login(scanned) == {"logged_in": True, "session": view.hsid}
+    assert heard() == ["CONFIRMSCAN", "LOGIN"]
+    session = ns.login.status(ns.server, nonce, BROWSER)
+    assert (session.loggedin, session.userid, session.accountid) == (True, "alice", account)
+    assert (session.method, session.second_factor) == ("qr", "pin")
+    # Whoever holds only the QR or the hsid has no session: another nonce sees nothing.
+    assert ns.login.status(ns.server, _nonce(), BROWSER).loggedin is False
+
+
+def test_a_qr_is_taken_once(ns: InProcessNs) -> None:
+    first, second = Phone(ns, "app-1"), Phone(ns, "app-2")
+    first.enrol("bob")
+    second.enrol("eve")
+    qr = ns.login.status(ns.server, _nonce(), BROWSER).loginqrdata or ""
+    scanned = first.scan_login(qr)
+    for phone in (first, second):
+        with pytest.raises(OperationError) as refused:
+            phone.scan_login(qr)
+        assert refused.value.code == "expired"
+    assert first.confirm_login(scanned)["logged_in"] is True
+
+
+def test_a_qr_with_the_wrong_secret_is_refused(ns: InProcessNs) -> None:
+    phone = Phone(ns)
+    phone.enrol("carol")
+    qr = ns.login.status(ns.server, _nonce(), BROWSER).loginqrdata or ""
+    payload = QRPayload.decode(qr)
+    with pytest.raises(OperationError) as refused:
+        phone.open_login(payload.item_id, bytes(len(payload.secret)))
+    assert refused.value.code == "expired"
+
+
+def test_a_qr_of_another_server_is_refused(ns: InProcessNs) -> None:
+    phone = Phone(ns)
+    phone.enrol("dave", ns.other)  # an account at the other server only
+    qr = ns.login.status(ns.server, _nonce(), BROWSER).loginqrdata or ""
+    with pytest.raises(OperationError) as refused:
+        phone.scan_login(qr, ns.other)
+    assert refused.value.code == "wrong_server"
+
+
+def test_an_expired_qr_is_refused_and_the_page_gets_a_new_one(ns: InProcessNs) -> None:
+    phone = Phone(ns)
+    phone.enrol("erin")
+    nonce = _nonce()
+    old = ns.login.status(ns.server, nonce, BROWSER).loginqrdata or ""
+    assert ns.login.status(ns.server, nonce, BROWSER).loginqrdata == old  # one live QR per session
+    ns.clock.advance(61)
+    with pytest.raises(OperationError) as refused:
+        phone.scan_login(old)
+    assert refused.value.code == "expired"
+    new = ns.login.status(ns.server, nonce, BROWSER).loginqrdata or ""
+    assert new != old
+    assert phone.confirm_login(phone.scan_login(new))["logged_in"] is True
+
+
+def test_an_account_not_yet_confirmed_cannot_log_in(ns: InProcessNs) -> None:
+    phone = Phone(ns)
+    created = ns.enrolment.create(ns.server, "frank")
+    phone.scan_enrolment(created["qrdata"])  # the application never confirms the code
+    qr = ns.login.status(ns.server, _nonce(), BROWSER).loginqrdata or ""
+    with pytest.raises(OperationError) as refused:
+        phone.scan_login(qr)
+    assert refused.value.code == "unknown_account"
+
+
+def test_a_confirmation_needs_a_scan_and_counts_once(ns: InProcessNs) -> None:
+    phone = Phone(ns)
+    phone.enrol("grace")
+    with pytest.raises(OperationError) as refused:
+        ns.login.login_finish(phone.channel(), {"signature": "AA"})
+    assert refused.value.code == "no_login"
+    scanned = phone.scan_login(ns.login.status(ns.server, _nonce(), BROWSER).loginqrdata or "")
+    with pytest.raises(OperationError) as refused:
+        ns.login.login_finish(scanned.channel, {"signature": "A" * 86})  # 64 bytes, not this statement
+    assert refused.value.code == "bad_signature"
+    with pytest.raises(OperationError) as refused:
+        phone.confirm_login(scanned)  # the right one now: too late, one confirmation per scan
+    assert refused.value.code == "no_login"
+
+
+def test_a_statement_signed_by_another_key_is_refused(ns: InProcessNs) -> None:
+    phone, other = Phone(ns, "app-1"), Phone(ns, "app-2")
+    phone.enrol("heidi")
+    scanned = phone.scan_login(ns.login.status(ns.server, _nonce(), BROWSER).loginqrdata or "")
+    phone.identity = other.identity  # the statement is signed with a key that is not the channel's
+    with pytest.raises(OperationError) as refused:
+        phone.confirm_login(scanned)
+    assert refused.value.code == "bad_signature"
+
+
+def test_declining_tells_the_page_why(ns: InProcessNs) -> None:
+    phone = Phone(ns)
+    phone.enrol("ivan")
+    nonce = _nonce()
+    view = ns.login.status(ns.server, nonce, BROWSER)
+    heard = ns.page(view.hsid)
+    for reason, told in (("locked", "locked"), ("made-up", "declined")):
+        qr = ns.login.status(ns.server, nonce, BROWSER).loginqrdata or ""
+        scanned = phone.scan_login(qr)
+        assert ns.login.login_cancel(scanned.channel, {"reason": reason}) == {"cancelled": True}
+        assert heard()[-1] == f"CANCEL {told}"
+    assert ns.login.status(ns.server, nonce, BROWSER).loggedin is False
+
+
+# -- the second factor policy ---------------------------------------------------------------------------
+
+
+def test_policy_always_asks_for_the_second_factor(make_ns: Callable[..., InProcessNs]) -> None:
+    ns = make_ns(login_pin_timeout=0)
+    phone = Phone(ns)
+    phone.enrol("judy")
+    nonce = _nonce()
+    view = ns.login.status(ns.server, nonce, BROWSER)
+    heard = ns.page(view.hsid)
+    scanned = phone.scan_login(view.loginqrdata or "")
+    assert scanned.started["second_factor"] == "required"
+    with pytest.raises(OperationError) as refused:
+        phone.confirm_login(scanned, attest=False)
+    assert refused.value.code == "second_factor_required"
+    assert heard()[-1] == "CANCEL second_factor"
+    assert ns.login.status(ns.server, nonce, BROWSER).loggedin is False
+    phone.log_in(nonce)
+    assert ns.login.status(ns.server, nonce, BROWSER).second_factor == "pin"
+    # Right after a login, policy 0 still asks.
+    assert (
+        phone.scan_login(ns.login.status(ns.server, _nonce(), BROWSER).loginqrdata or "").started[
+            "second_factor"
+        ]
+        == "required"
+    )
+
+
+def test_policy_never_asks_for_the_second_factor(make_ns: Callable[..., InProcessNs]) -> None:
+    ns = make_ns(login_pin_timeout=-1)
+    phone = Phone(ns)
+    phone.enrol("karl")
+    nonce = _nonce()
+    scanned = phone.scan_login(ns.login.status(ns.server, nonce, BROWSER).loginqrdata or "")
+    assert scanned.started["second_factor"] == "not_required"
+    phone.confirm_login(scanned, attest=False)
+    assert ns.login.status(ns.server, nonce, BROWSER).second_factor == "none"
+
+
+def test_policy_asks_again_only_after_its_timeout(make_ns: Callable[..., InProcessNs]) -> None:
+    ns = make_ns(login_pin_timeout=3600)
+    phone = Phone(ns)
+    phone.enrol("lena")
+    first = phone.scan_login(ns.login.status(ns.server, _nonce(), BROWSER).loginqrdata or "")
+    assert first.started["second_factor"] == "required"  # never logged in yet
+    phone.confirm_login(first)
+    nonce = _nonce()
+    again = phone.scan_login(ns.login.status(ns.server, nonce, BROWSER).loginqrdata or "")
+    assert again.started["second_factor"] == "not_required"  # logged in a moment ago
+    phone.confirm_login(again, attest=False)
+    assert ns.login.status(ns.server, nonce, BROWSER).second_factor == "none"
+
+
+def test_an_attestation_for_another_app_instance_is_refused(ns: InProcessNs) -> None:
+    """The account is bound to the app instance that enrolled it: another one's word does not count."""
+    phone = Phone(ns, "app-1")
+    phone.enrol("mona")
+    view = ns.login.status(ns.server, _nonce(), BROWSER)
+    heard = ns.page(view.hsid)
+    scanned = phone.scan_login(view.loginqrdata or "")
+    with pytest.raises(OperationError) as refused:
+        phone.confirm_login(scanned, attested_by="app-2")
+    assert refused.value.code == "second_factor_device_mismatch"
+    assert heard()[-1] == "CANCEL second_factor_device_mismatch"
+
+
+# -- push login with number matching --------------------------------------------------------------------
+
+
+def _pushed(ns: InProcessNs, phone: Phone, user: str) -> tuple[str, dict, dict]:
+    """Log in once by QR and out again, then provoke a push on that session: (nonce, answer, message)."""
+    phone.enrol(user)
+    nonce = _nonce()
+    phone.log_in(nonce)
+    hsid = hsid_for(nonce)
+    assert ns.login.logout(ns.server.id, hsid, "application") is True
+    assert ns.push.can_provoke(ns.server.id, hsid) is True
+    provoked = ns.push.provoke_session(ns.server, hsid, {"ip": "198.51.100.4"})
+    (message,) = phone.inbox()
+    return nonce, provoked, message
+
+
+def test_push_login_needs_the_number_the_page_shows(ns: InProcessNs) -> None:
+    phone = Phone(ns)
+    nonce, provoked, message = _pushed(ns, phone, "nina")
+    assert message["type"] == "login" and message["requester"] == {"ip": "198.51.100.4"}
+    assert provoked["number"] in message["numbers"] and len(message["numbers"]) == 3
+    heard = ns.page(hsid_for(nonce))
+    scanned = phone.open_login(message["push"], unb64url(message["challenge"]))
+    phone.confirm_login(scanned, number=provoked["number"])
+    assert heard() == ["CONFIRMSCAN", "LOGIN"]
+    session = ns.login.status(ns.server, nonce, BROWSER)
+    assert (session.loggedin, session.method, session.second_factor) == (True, "push", "pin")
+
+
+def test_one_wrong_number_ends_the_push(ns: InProcessNs) -> None:
+    phone = Phone(ns)
+    nonce, provoked, message = _pushed(ns, phone, "omar")
+    heard = ns.page(hsid_for(nonce))
+    secret = unb64url(message["challenge"])
+    wrong = next(n for n in message["numbers"] if n != provoked["number"])
+    with pytest.raises(OperationError) as refused:
+        phone.confirm_login(phone.open_login(message["push"], secret), number=wrong)
+    assert refused.value.code == "wrong_number"
+    assert heard()[-1] == "CANCEL wrong_number"
+    with pytest.raises(OperationError) as again:
+        phone.open_login(message["push"], secret)
+    assert again.value.code == "expired"
+    assert ns.login.status(ns.server, nonce, BROWSER).loggedin is False
+
+
+def test_a_push_is_only_for_the_account_it_was_sent_to(ns: InProcessNs) -> None:
+    phone, other = Phone(ns, "app-1"), Phone(ns, "app-2")
+    other.enrol("pia")
+    _, _, message = _pushed(ns, phone, "paul")
+    with pytest.raises(OperationError) as refused:
+        other.open_login(message["push"], unb64url(message["challenge"]))
+    assert refused.value.code == "expired"
