@@ -1,0 +1,118 @@
+"""The QR login page (``GET /login``) and its QR renewal (``GET /login/qr``).
+
+Each page carries a key of its own (``idp.login_binding``): only the page that started a login completes
+it. Every page and every renewal may open an ns session and draw a QR, so both are rate limited.
+"""
+
+import io
+from typing import Any
+from urllib.parse import urlsplit
+
+import segno
+from flask import Blueprint, jsonify, redirect, render_template, request, session
+
+from authserver.ratelimit import RateLimited, client_key
+from idp.context import current_user, services
+from idp.ratelimits import refuse
+from idp.web.prelogin import new_nonce, nonce, ns_session
+from idp.web.state import web_state
+
+blueprint = Blueprint("login", __name__)
+
+
+def safe_next(target: str | None) -> str:
+    """Only paths on this site: never another host, a scheme, or a protocol-relative URL."""
+    if not target:
+        return "/"
+    parts = urlsplit(target)
+    if (
+        parts.scheme
+        or parts.netloc
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or not target.isprintable()  # a line break would split the Location header
+    ):
+        return "/"
+    return target
+
+
+def qr_svg(data: str) -> str:
+    out = io.BytesIO()
+    segno.make(data, error="m").save(
+        out,
+        kind="svg",
+        scale=6,
+        border=2,
+        xmldecl=False,
+        svgns=True,
+        omitsize=True,
+        title="Scan with the nextAuth app",
+    )
+    return out.getvalue().decode()
+
+
+@blueprint.get("/login")
+def login() -> Any:
+    count_login_visit()
+    target = safe_next(request.args.get("next"))
+    user = current_user()
+    if request.args.get("reauth") == "1" and user is not None:
+        if session.get("reauth_for") != user.sid:
+            # A new approval in the app needs a new ns session: a fresh nonce, a new QR.
+            session["reauth_for"] = user.sid
+            session["nonce"] = new_nonce()
+    elif user is not None:
+        return redirect(target)
+    return login_page(target)
+
+
+@blueprint.get("/login/qr")
+def current_qr() -> Any:
+    """The page refreshes its QR before it expires, without reloading."""
+    count_login_visit()
+    state = ns_session()
+    if state.get("loggedin"):
+        return jsonify(loggedin=True)
+    return jsonify(loggedin=False, qrdata=state["loginqrdata"], svg=qr_svg(state["loginqrdata"]))
+
+
+def count_login_visit() -> None:
+    """Each login page and each QR renewal may open an ns session and draw a QR: counted per client
+    address under one rule."""
+    limits = services().limits
+    client = limits.client()
+    try:
+        limits.limiter.hit(limits.rules["login"], client_key(client), client=client)
+    except RateLimited as exc:
+        refuse(exc, "Too many login pages were asked for from your network. Wait a moment and reload.")
+
+
+def login_page(target: str, login_key: str | None = None, **extra: Any) -> str:
+    """The login page with its page key (see ``idp.login_binding``). A browser whose nonce already has
+    its page, or whose login is already approved, starts over with a new nonce: whoever holds that page
+    (or a copy of this cookie) is not to be trusted with the login."""
+    bindings = web_state().bindings
+    state = ns_session()
+    if bindings.holds(nonce(), login_key) and not bindings.completed(nonce()):
+        return render_login(state, target, login_key=login_key, **extra)
+    key = None if state.get("loggedin") else bindings.bind(nonce())
+    if key is None:
+        session["nonce"] = new_nonce()
+        state = ns_session()
+        key = bindings.bind(nonce())
+    return render_login(state, target, login_key=key, **extra)
+
+
+def render_login(state: dict[str, Any], target: str, **extra: Any) -> str:
+    return render_template(
+        "login.html",
+        qr=qr_svg(state["loginqrdata"]),
+        qrdata=state["loginqrdata"],
+        hsid=state["hsid"],
+        server_id=services().ns.server_id,
+        websocket_url=web_state().websocket_url,
+        next=target,
+        canprovoke=state.get("canprovoke", False),
+        **extra,
+    )
