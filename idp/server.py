@@ -176,7 +176,7 @@ def build_app(settings: IdpSettings, services: IdpServices | None = None) -> Fla
     )
 
 
-class IdpServer(WSGIServer):
+class IdpServer(WSGIServer):  # type: ignore[misc]  # gevent ships no types
     """The IdP's HTTP server, with the watch that follows ns's sessions and the housekeeping beside it."""
 
     def __init__(self, settings: IdpSettings) -> None:

@@ -30,7 +30,7 @@ def embedded_idp(ns_component: Component, data_dir: Path) -> WSGIServer:
         },
     )
     server = idp_server.build_server(settings)
-    server.public_url = settings.public_url  # type: ignore[attr-defined]
+    server.public_url = settings.public_url
     return server
 
 

@@ -7,6 +7,7 @@ pulling from their mailbox.
 """
 
 from collections.abc import Mapping
+from typing import Any
 
 from authserver.config import ConfigError, read_setting
 from authserver.push.base import PushProvider
@@ -26,7 +27,7 @@ def providers_from_environment(environ: Mapping[str, str]) -> dict[str, PushProv
         from authserver.push.fcm import FcmProvider, ServiceAccount
 
         try:
-            options = {"ca_file": ca_file}
+            options: dict[str, Any] = {"ca_file": ca_file}
             if base := _setting(environ, "FCM_BASE_URL"):
                 options["base_url"] = base
             providers["fcm"] = FcmProvider(ServiceAccount.from_json(account), **options)

@@ -21,6 +21,7 @@ from authserver.ns.errors import ServiceError
 from authserver.ns.login import LoginService
 from authserver.ns.servers import ServerRegistry, VirtualServer
 from authserver.operations import ChannelContext, OperationError
+from authserver.storage.db import rowcount
 from authserver.storage.flow_models import Account, Enrolment, User
 from nextauth_core import userids
 from nextauth_core.qr import QRPayload
@@ -122,7 +123,7 @@ class EnrolmentService:
                 .values(code_attempts=Enrolment.code_attempts + 1)
             )
             db.commit()
-            if counted.rowcount != 1:
+            if rowcount(counted) != 1:
                 raise ServiceError(409, "not_confirmable", "This enrolment is not waiting for a code.")
             db.refresh(row)
             assert row.code_hash is not None and row.account_id is not None
@@ -185,7 +186,7 @@ class EnrolmentService:
                 .values(state="scanned")
             )
             db.commit()
-        if claimed.rowcount != 1:
+        if rowcount(claimed) != 1:
             raise OperationError("expired", "This enrolment code was already used. Ask for a new one.")
         ns_challenge = os.urandom(32)
         context.state["enrol"] = {

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session as DbSession
 from authserver.ns.common import account_for, aware, b64, new_id, now, unb64
 from authserver.ns.servers import ServerRegistry, VirtualServer
 from authserver.operations import ChannelContext, OperationError
+from authserver.storage.db import rowcount
 from authserver.storage.flow_models import Account, Session, User
 from authserver.storage.kv import KeyValueStore
 from nextauth_core import attestation
@@ -175,9 +176,9 @@ class LoginService:
                 .values(ended_at=now(), ended_by=ended_by)
             )
             db.commit()
-        if result.rowcount:
+        if rowcount(result):
             self.events.publish(hsid, "LOGOUT")
-        return bool(result.rowcount)
+        return bool(rowcount(result))
 
     def _current_qr(self, server: VirtualServer, hsid: str, browser: dict[str, str]) -> str:
         """One live QR per session; a fresh one once the old is used or has under 15 s to live."""

@@ -24,6 +24,7 @@ from authserver.ns.login import LoginService
 from authserver.ns.mc_client import DeliveryError, MessageCenterClient
 from authserver.ns.servers import ServerRegistry, VirtualServer
 from authserver.operations import ChannelContext, OperationError
+from authserver.storage.db import rowcount
 from authserver.storage.flow_models import Account, Transaction
 from authserver.storage.kv import KeyValueStore
 from nextauth_core import attestation, envelope, evidence
@@ -350,6 +351,6 @@ class TransactionService:
                 .values(status=decision, evidence=json.dumps(record), decided_at=now())
             )
             db.commit()
-        if done.rowcount != 1:
+        if rowcount(done) != 1:
             raise OperationError("expired", "This signing request was already answered.")
         return {"transaction": pending["tid"], "status": decision}
