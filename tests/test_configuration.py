@@ -1,5 +1,6 @@
 """Configuration: every variable also as _FILE, clear errors that name the variable and never the secret."""
 
+import re
 import secrets
 from pathlib import Path
 
@@ -182,3 +183,14 @@ def test_an_idp_typo_is_logged_at_start(
     with caplog.at_level("WARNING", logger="nextauth"):
         idp_runner._warn_unknown_settings()
     assert "ignoring unknown setting NEXTAUTH_IDP_SESION_SECONDS (a typo?)" in caplog.text
+
+
+def test_every_component_setting_the_code_spells_is_known() -> None:
+    """A setting read in authserver/ but missing from the declarations would be reported as a typo."""
+    root = Path(__file__).resolve().parents[1]
+    spelled: set[str] = set()
+    for path in [*(root / "authserver").rglob("*.py"), *(root / "nextauth").rglob("*.py")]:
+        text = path.read_text(encoding="utf-8")
+        spelled |= set(re.findall(r"NEXTAUTH_(?:NS|SFS|MC)_[A-Z0-9_]*[A-Z0-9]", text))
+    assert spelled
+    assert unknown_variables(dict.fromkeys(spelled, "x")) == []

@@ -13,8 +13,15 @@ from authserver.config import ConfigError, read_setting
 from authserver.push.base import PushProvider
 from authserver.push.logging_provider import LoggingProvider
 
+FLAGS = (
+    "FCM_SERVICE_ACCOUNT", "FCM_BASE_URL", "APNS_KEY", "APNS_KEY_ID", "APNS_TEAM_ID", "APNS_TOPIC",
+    "APNS_URL", "PUSH_CA_FILE",
+)  # fmt: skip
+SETTINGS = tuple(f"NEXTAUTH_MC_{flag}" for flag in FLAGS)
+
 
 def _setting(environ: Mapping[str, str], flag: str) -> str | None:
+    assert flag in FLAGS, f"declare {flag} in FLAGS, so it is not reported as a typo"
     return read_setting(f"NEXTAUTH_MC_{flag}", environ)
 
 
