@@ -124,3 +124,15 @@ class PendingSignature:
     ns_challenge: bytes
     server_id: str
     started: float  # time.monotonic()
+
+
+@dataclass(frozen=True)
+class PendingEnrolment:
+    """``context.state["enrol"]``: a scanned enrolment between ``enrol_start`` and ``enrol_finish``."""
+
+    enrolment: str  # the Enrolment row's id
+    server_id: str
+    ns_challenge: bytes
+    sfs_key_hash: str
+    mc: dict[str, Any] | None  # the app's message-center mailbox, as it sent it
+    encryption_key: object  # as the app sent it; decoded and checked by enrol_finish
