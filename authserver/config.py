@@ -50,38 +50,8 @@ COMPONENT_FLAGS = (
     "SIGMAI_IDLE_TIMEOUT",
     "SIGMAI_MAX_FRAME_BYTES",
 )
-# Settings read by the component modules themselves (listed here so typos can be reported).
-EXTRA_FLAGS = {
-    "ns": (
-        "DEFAULT_SIGMAI_URI",
-        "DEFAULT_WEBSOCKET_URI",
-        "ROOT_API_KEY",
-        "TRUSTED_SFS_KEYS",
-        "MESSAGE_CENTERS",
-        "RATE_LIMIT_PROVOKE",
-        "RATE_LIMIT_API_KEY_FAILURES",
-    ),
-    "sfs": (
-        "PIN_MAX_ATTEMPTS",
-        "ATTESTATION_KEY",
-        "RATE_LIMIT_REGISTER",
-        "RATE_LIMIT_REGISTER_ALL",
-        "UNFINISHED_REGISTRATION_SECONDS",
-    ),
-    "mc": (
-        "FCM_SERVICE_ACCOUNT",
-        "FCM_BASE_URL",
-        "APNS_KEY",
-        "APNS_KEY_ID",
-        "APNS_TEAM_ID",
-        "APNS_TOPIC",
-        "APNS_URL",
-        "PUSH_CA_FILE",
-        "RATE_LIMIT_MAILBOX",
-        "RATE_LIMIT_MAILBOX_ALL",
-        "UNUSED_MAILBOX_DAYS",
-    ),
-}
+# Read here for ns only: the WebSocket address browsers are given.
+NS_FLAGS = ("DEFAULT_WEBSOCKET_URI",)
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -368,7 +338,7 @@ def load_config(
         log_format=log_format,
         data_dir=data_dir,
         public_sigmai_uri=public_sigmai,
-        public_websocket_uri=setting("DEFAULT_WEBSOCKET_URI", shared=True) if component == "ns" else None,
+        public_websocket_uri=setting(NS_FLAGS[0], shared=True) if component == "ns" else None,
         trusted_proxies=parse_networks(
             f"{prefix}_TRUSTED_PROXIES"
             if read_setting(f"{prefix}_TRUSTED_PROXIES", env) is not None
@@ -380,12 +350,16 @@ def load_config(
 
 
 def _known_variables() -> set[str]:
-    known = {f"NEXTAUTH_{flag}" for flag in (*SHARED_FLAGS, "DEFAULT_SIGMAI_URI", "DEFAULT_WEBSOCKET_URI")}
+    # What each component reads beyond ComponentConfig is declared where it is read (SETTINGS of its
+    # services module). Those modules import this one, hence the import here, when the check runs.
+    from authserver.services import mc, ns, sfs
+
+    known = {f"NEXTAUTH_{flag}" for flag in (*SHARED_FLAGS, "DEFAULT_SIGMAI_URI", *NS_FLAGS)}
+    known.update(f"NEXTAUTH_NS_{flag}" for flag in NS_FLAGS)
+    known.update(ns.SETTINGS, sfs.SETTINGS, mc.SETTINGS)
     for component in COMPONENTS:
         prefix = f"NEXTAUTH_{component.upper()}"
-        known.update(
-            f"{prefix}_{flag}" for flag in (*SHARED_FLAGS, *COMPONENT_FLAGS, *EXTRA_FLAGS[component])
-        )
+        known.update(f"{prefix}_{flag}" for flag in (*SHARED_FLAGS, *COMPONENT_FLAGS))
         for endpoint in ENDPOINTS:
             known.update(
                 f"{prefix}_{endpoint.upper()}_{suffix}" for suffix in ("LISTEN", "TLS_KEY", "TLS_CERTIFICATE")

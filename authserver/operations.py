@@ -82,7 +82,7 @@ class Operations:
         op = request.get("op")
         params = request.get("params", {})
         handler = self._handlers.get(op) if isinstance(op, str) else None
-        if handler is None:
+        if handler is None or not isinstance(op, str):
             return messages.error(request_id, "unknown_operation", f"This server does not offer {op!r}.")
         if not isinstance(params, dict):
             return messages.error(request_id, "bad_request", "params must be a JSON object.")

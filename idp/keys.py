@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
-from joserfc.jwk import ECKey, OKPKey, RSAKey
+from joserfc.jwk import ECKey, KeyParameters, OKPKey, RSAKey
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -86,7 +86,7 @@ def _load(row: SigningKey) -> LoadedKey:
     private_key = serialization.load_der_private_key(row.private_key, password=None)
     jose: JoseKey
     # The kid travels with the key, so key sets pick it by the kid in a token's header.
-    parameters = {"kid": row.kid, "alg": row.alg, "use": "sig"}
+    parameters: KeyParameters = {"kid": row.kid, "alg": row.alg, "use": "sig"}
     if isinstance(private_key, ed25519.Ed25519PrivateKey):
         jose = OKPKey.import_key(private_key, parameters)
     elif isinstance(private_key, ec.EllipticCurvePrivateKey):

@@ -26,11 +26,16 @@ DEFAULTS = {
 }
 
 
+def _variable(name: str) -> str:
+    return f"NEXTAUTH_IDP_RATE_LIMIT_{name.upper()}"
+
+
+def rate_limit_variables() -> list[str]:
+    return [_variable(name) for name in DEFAULTS]
+
+
 def rules_from(environ: Mapping[str, str]) -> dict[str, Rule]:
-    return {
-        name: rule_setting(environ, f"NEXTAUTH_IDP_RATE_LIMIT_{name.upper()}", name, default)
-        for name, default in DEFAULTS.items()
-    }
+    return {name: rule_setting(environ, _variable(name), name, default) for name, default in DEFAULTS.items()}
 
 
 def default_rules() -> dict[str, Rule]:

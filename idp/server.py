@@ -1,4 +1,9 @@
-"""Run the IdP: its settings (``NEXTAUTH_IDP_*``, each also as ``_FILE``) and its gevent server."""
+"""Run the IdP: its settings (``NEXTAUTH_IDP_*``, each also as ``_FILE``) and its gevent server.
+
+The names the IdP reads are declared where they are read (``FLAGS`` here, the rate limits, forward-auth's
+and SAML's settings); ``known_variables`` gathers them, so a misspelt ``NEXTAUTH_IDP_*`` is reported at
+start as the components' are.
+"""
 
 import secrets
 from collections.abc import Mapping
@@ -24,14 +29,40 @@ from authserver.storage.kv import open_kv
 from authserver.transport.wsgi import NoDelayHandler
 from idp.context import IdpServices
 from idp.directory import Directory
+from idp.forwardauth import settings as forward_auth_settings
 from idp.housekeeping import Housekeeping
 from idp.keys import KeyRing
 from idp.ns_client import NsClient
 from idp.ns_watch import NsSessionWatch
-from idp.ratelimits import IdpLimits, default_rules, rules_from
+from idp.ratelimits import IdpLimits, default_rules, rate_limit_variables, rules_from
+from idp.saml.config import NAMEID_SECRET_SETTING
 from idp.sessions import SessionManager
 from idp.web import create_app
 from nextauth_core.secret_files import secret_file
+
+PREFIX = "NEXTAUTH_IDP_"
+# Each NEXTAUTH_IDP_<flag> that load_settings reads (its get() takes no other), and two read before or
+# beside it: the log level (nextauth.idp_runner) and the templates folder (idp.web).
+FLAGS = (
+    "LISTEN", "SECRET_KEY", "NS_WEBSOCKET_URL", "NS_API_URL", "NS_API_KEY", "NS_SERVER", "PUBLIC_URL",
+    "DB_URI", "KV_URI", "KV_PREFIX", "COOKIE_DOMAIN", "SESSION_SECONDS", "NS_CHECK_SECONDS",
+    "TRUSTED_PROXIES", "LOG_LEVEL", "TEMPLATES_DIR",
+)  # fmt: skip
+
+
+def known_variables() -> frozenset[str]:
+    """Every ``NEXTAUTH_IDP_*`` variable the IdP reads, each also as ``..._FILE``."""
+    names = {PREFIX + flag for flag in FLAGS}
+    names |= set(rate_limit_variables())
+    names |= {forward_auth_settings.PREFIX + flag for flag in forward_auth_settings.SETTINGS}
+    names.add(NAMEID_SECRET_SETTING)
+    return frozenset(names | {f"{name}_FILE" for name in names})
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """NEXTAUTH_IDP_ variables nothing reads: most likely typos, worth a warning at start."""
+    known = known_variables()
+    return sorted(name for name in environ if name.startswith(PREFIX) and name not in known)
 
 
 @dataclass(frozen=True)
@@ -64,7 +95,8 @@ def load_settings(
     defaults = defaults or {}
 
     def get(flag: str, required: bool = True, shared: bool = False) -> str | None:
-        name = f"NEXTAUTH_IDP_{flag}"
+        assert flag in FLAGS, f"declare {flag} in FLAGS, so it is not reported as a typo"
+        name = PREFIX + flag
         value = read_setting(name, environ)
         if value is None and shared:
             value = read_setting(f"NEXTAUTH_{flag}", environ)
@@ -137,7 +169,7 @@ def load_settings(
         session_seconds=session_seconds,
         ns_check_seconds=ns_check_seconds,
         rate_limits=rules_from(environ),
-        trusted_proxies=trusted_proxies_setting(environ, "NEXTAUTH_IDP_TRUSTED_PROXIES"),
+        trusted_proxies=trusted_proxies_setting(environ, PREFIX + "TRUSTED_PROXIES"),
     )
 
 
@@ -176,7 +208,7 @@ def build_app(settings: IdpSettings, services: IdpServices | None = None) -> Fla
     )
 
 
-class IdpServer(WSGIServer):
+class IdpServer(WSGIServer):  # type: ignore[misc]  # gevent ships no types
     """The IdP's HTTP server, with the watch that follows ns's sessions and the housekeeping beside it."""
 
     def __init__(self, settings: IdpSettings) -> None:

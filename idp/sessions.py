@@ -25,6 +25,7 @@ from joserfc.jwt import JWTClaimsRegistry
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
+from authserver.storage.db import rowcount
 from authserver.storage.kv import KeyValueStore
 from idp.directory import Profile
 from idp.keys import KeyRing
@@ -269,7 +270,7 @@ class SessionManager:
         with Session(self._engine) as db, db.begin():
             old = select(BrowserSession.sid).where(BrowserSession.expires_at < horizon)
             db.execute(delete(RelyingPartyLogin).where(RelyingPartyLogin.sid.in_(old)))
-            return int(db.execute(delete(BrowserSession).where(BrowserSession.expires_at < horizon)).rowcount)
+            return rowcount(db.execute(delete(BrowserSession).where(BrowserSession.expires_at < horizon)))
 
     def _mark_ended(self, sid: str, expires_at: datetime) -> None:
         ttl = max(1.0, (expires_at - datetime.now(UTC)).total_seconds() + 60)

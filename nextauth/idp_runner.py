@@ -15,8 +15,14 @@ from idp import server as idp_server
 log = logging.getLogger("nextauth")
 
 
+def _warn_unknown_settings() -> None:
+    for name in idp_server.unknown_variables(os.environ):
+        log.warning("ignoring unknown setting %s (a typo?)", name)
+
+
 def embedded_idp(ns_component: Component, data_dir: Path) -> WSGIServer:
     """In all-in-one mode the IdP (login pages) runs too, as an application of the ns beside it."""
+    _warn_unknown_settings()
     http = ns_component.config.listen["http"]
     settings = idp_server.load_settings(
         os.environ,
@@ -30,12 +36,13 @@ def embedded_idp(ns_component: Component, data_dir: Path) -> WSGIServer:
         },
     )
     server = idp_server.build_server(settings)
-    server.public_url = settings.public_url  # type: ignore[attr-defined]
+    server.public_url = settings.public_url
     return server
 
 
 def run_idp() -> int:
     setup_logging(os.environ.get("NEXTAUTH_IDP_LOG_LEVEL", "INFO").upper())
+    _warn_unknown_settings()
     settings = idp_server.load_settings(
         os.environ, data_dir=Path(os.environ.get("NEXTAUTH_DATA_DIR", ".nextauth"))
     )

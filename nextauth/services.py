@@ -106,7 +106,7 @@ def _announce(components: list[Component], idp: WSGIServer | None = None) -> Non
     app_config_path.write_text(json.dumps(app_configuration(components), indent=2) + "\n")
     lines = ["", "nextAuth is running (embedded defaults: SQLite and an in-process store).", ""]
     if idp is not None:
-        base = idp.public_url  # type: ignore[attr-defined]
+        base = idp.public_url
         lines += [
             f"  Open {base}/login to log in with the app (QR login page).",
             f"  OpenID Connect: {base}/.well-known/openid-configuration (clients: nextauth oidc-client add)",

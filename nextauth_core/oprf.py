@@ -132,13 +132,15 @@ def expand_message_xmd(msg: bytes, dst: bytes, len_in_bytes: int) -> bytes:
 def _hash_to_group(data: bytes) -> bytes:
     """HashToGroup: hash_to_ristretto255 with DST ``"HashToGroup-" || contextString``."""
     uniform_bytes = expand_message_xmd(data, _HASH_TO_GROUP_DST, 64)
-    return rbcl.crypto_core_ristretto255_from_hash(uniform_bytes)
+    element: bytes = rbcl.crypto_core_ristretto255_from_hash(uniform_bytes)
+    return element
 
 
 def _hash_to_scalar(data: bytes, dst: bytes = _HASH_TO_SCALAR_DST) -> bytes:
     """HashToScalar: 64 uniform bytes, read little-endian, reduced mod L."""
     uniform_bytes = expand_message_xmd(data, dst, 64)
-    return rbcl.crypto_core_ristretto255_scalar_reduce(uniform_bytes)
+    scalar: bytes = rbcl.crypto_core_ristretto255_scalar_reduce(uniform_bytes)
+    return scalar
 
 
 def _deserialize_scalar(value: object, name: str) -> bytes:
@@ -178,7 +180,8 @@ def _scalar_mult(scalar: bytes, element: bytes) -> bytes:
     that refusal is mapped to OPRFError rather than leaking a RuntimeError.
     """
     try:
-        return rbcl.crypto_scalarmult_ristretto255(scalar, element)
+        product: bytes = rbcl.crypto_scalarmult_ristretto255(scalar, element)
+        return product
     except RuntimeError:
         raise OPRFError("scalar multiplication produced the identity element") from None
 
@@ -211,7 +214,7 @@ def _finalize_hash(private_input: bytes, element: bytes) -> bytes:
 def generate_key() -> bytes:
     """GenerateKeyPair's private half: a uniformly random non-zero scalar (32 bytes)."""
     while True:
-        key = rbcl.crypto_core_ristretto255_scalar_random()
+        key: bytes = rbcl.crypto_core_ristretto255_scalar_random()
         if not hmac.compare_digest(key, _ZERO_SCALAR):
             return key
 

@@ -1,5 +1,6 @@
 """Configuration: every variable also as _FILE, clear errors that name the variable and never the secret."""
 
+import re
 import secrets
 from pathlib import Path
 
@@ -154,3 +155,42 @@ def test_kv_prefix_is_shared_checked_and_reaches_the_store(redis_uri: str) -> No
         assert client.get("nextauth:probe") is None
     finally:
         client.delete(prefix + "probe")
+
+
+def test_unknown_idp_variables_are_reported() -> None:
+    from idp.server import unknown_variables as unknown_idp_variables
+
+    env = {
+        "NEXTAUTH_IDP_PUBLIC_URL": "https://login.example.com",
+        "NEXTAUTH_IDP_SECRET_KEY_FILE": "/run/secrets/idp",
+        "NEXTAUTH_IDP_RATE_LIMIT_LOGIN": "10/minute",
+        "NEXTAUTH_IDP_FORWARD_AUTH_RULES_FILE": "/etc/rules.yaml",
+        "NEXTAUTH_IDP_SAML_NAMEID_SECRET": "s" * 32,
+        "NEXTAUTH_IDP_LOG_LEVEL": "DEBUG",
+        "NEXTAUTH_IDP_PUBLIK_URL": "https://login.example.com",
+        "NEXTAUTH_IDP_FORWARD_AUTH_RULEZ": "{}",
+        "NEXTAUTH_NS_DB_URL": "sqlite://",  # a component's: reported by authserver.config, not here
+    }
+    assert unknown_idp_variables(env) == ["NEXTAUTH_IDP_FORWARD_AUTH_RULEZ", "NEXTAUTH_IDP_PUBLIK_URL"]
+
+
+def test_an_idp_typo_is_logged_at_start(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from nextauth import idp_runner
+
+    monkeypatch.setenv("NEXTAUTH_IDP_SESION_SECONDS", "600")
+    with caplog.at_level("WARNING", logger="nextauth"):
+        idp_runner._warn_unknown_settings()
+    assert "ignoring unknown setting NEXTAUTH_IDP_SESION_SECONDS (a typo?)" in caplog.text
+
+
+def test_every_component_setting_the_code_spells_is_known() -> None:
+    """A setting read in authserver/ but missing from the declarations would be reported as a typo."""
+    root = Path(__file__).resolve().parents[1]
+    spelled: set[str] = set()
+    for path in [*(root / "authserver").rglob("*.py"), *(root / "nextauth").rglob("*.py")]:
+        text = path.read_text(encoding="utf-8")
+        spelled |= set(re.findall(r"NEXTAUTH_(?:NS|SFS|MC)_[A-Z0-9_]*[A-Z0-9]", text))
+    assert spelled
+    assert unknown_variables(dict.fromkeys(spelled, "x")) == []

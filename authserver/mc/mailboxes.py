@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from authserver.ns.common import aware, b64, new_id, now
 from authserver.operations import ChannelContext, OperationError
 from authserver.push.base import PushMessage, PushProvider
+from authserver.storage.db import rowcount
 from authserver.storage.flow_models import Mailbox, MailboxMessage
 
 log = logging.getLogger("nextauth.mc")
@@ -131,7 +132,7 @@ class MailboxService:
                 )
             )
             db.commit()
-        return {"deleted": result.rowcount}
+        return {"deleted": rowcount(result)}
 
     def purge_unused(self, older_than: timedelta) -> int:
         """Forget mailboxes created more than ``older_than`` ago that no app ever fetched and no ns ever
@@ -141,7 +142,7 @@ class MailboxService:
                 delete(Mailbox).where(Mailbox.used_at.is_(None), Mailbox.created_at < now() - older_than)
             )
             db.commit()
-        return int(result.rowcount or 0)
+        return int(rowcount(result) or 0)
 
     # -- ns's side (gRPC / REST) -----------------------------------------------------------------------
 

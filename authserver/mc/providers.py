@@ -7,13 +7,21 @@ pulling from their mailbox.
 """
 
 from collections.abc import Mapping
+from typing import Any
 
 from authserver.config import ConfigError, read_setting
 from authserver.push.base import PushProvider
 from authserver.push.logging_provider import LoggingProvider
 
+FLAGS = (
+    "FCM_SERVICE_ACCOUNT", "FCM_BASE_URL", "APNS_KEY", "APNS_KEY_ID", "APNS_TEAM_ID", "APNS_TOPIC",
+    "APNS_URL", "PUSH_CA_FILE",
+)  # fmt: skip
+SETTINGS = tuple(f"NEXTAUTH_MC_{flag}" for flag in FLAGS)
+
 
 def _setting(environ: Mapping[str, str], flag: str) -> str | None:
+    assert flag in FLAGS, f"declare {flag} in FLAGS, so it is not reported as a typo"
     return read_setting(f"NEXTAUTH_MC_{flag}", environ)
 
 
@@ -26,7 +34,7 @@ def providers_from_environment(environ: Mapping[str, str]) -> dict[str, PushProv
         from authserver.push.fcm import FcmProvider, ServiceAccount
 
         try:
-            options = {"ca_file": ca_file}
+            options: dict[str, Any] = {"ca_file": ca_file}
             if base := _setting(environ, "FCM_BASE_URL"):
                 options["base_url"] = base
             providers["fcm"] = FcmProvider(ServiceAccount.from_json(account), **options)

@@ -6,6 +6,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from authserver.ns.errors import ServiceError
+from authserver.storage.db import rowcount
 from authserver.storage.flow_models import Account, User
 
 
@@ -43,7 +44,7 @@ class AccountService:
                 .values(blocked=blocked)
             )
             db.commit()
-        if not result.rowcount:
+        if not rowcount(result):
             raise ServiceError(404, "not_found", "No such account.")
 
     def delete(self, server_id: str, account_id: str) -> None:

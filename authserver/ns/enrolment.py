@@ -18,9 +18,11 @@ from sqlalchemy.orm import Session
 
 from authserver.ns.common import aware, b64, new_id, now, unb64
 from authserver.ns.errors import ServiceError
+from authserver.ns.flowstate import PendingEnrolment
 from authserver.ns.login import LoginService
 from authserver.ns.servers import ServerRegistry, VirtualServer
 from authserver.operations import ChannelContext, OperationError
+from authserver.storage.db import rowcount
 from authserver.storage.flow_models import Account, Enrolment, User
 from nextauth_core import userids
 from nextauth_core.qr import QRPayload
@@ -122,7 +124,7 @@ class EnrolmentService:
                 .values(code_attempts=Enrolment.code_attempts + 1)
             )
             db.commit()
-            if counted.rowcount != 1:
+            if rowcount(counted) != 1:
                 raise ServiceError(409, "not_confirmable", "This enrolment is not waiting for a code.")
             db.refresh(row)
             assert row.code_hash is not None and row.account_id is not None
@@ -185,17 +187,17 @@ class EnrolmentService:
                 .values(state="scanned")
             )
             db.commit()
-        if claimed.rowcount != 1:
+        if rowcount(claimed) != 1:
             raise OperationError("expired", "This enrolment code was already used. Ask for a new one.")
         ns_challenge = os.urandom(32)
-        context.state["enrol"] = {
-            "enrolment": enrolment_id,
-            "server_id": server.id,
-            "ns_challenge": ns_challenge,
-            "sfs_key_hash": sfs_key_hash,
-            "mc": params.get("mc") if isinstance(params.get("mc"), dict) else None,
-            "encryption_key": params.get("encryption_key"),
-        }
+        context.state["enrol"] = PendingEnrolment(
+            enrolment=enrolment_id,
+            server_id=server.id,
+            ns_challenge=ns_challenge,
+            sfs_key_hash=sfs_key_hash,
+            mc=params.get("mc") if isinstance(params.get("mc"), dict) else None,
+            encryption_key=params.get("encryption_key"),
+        )
         return {
             "server": server.public(),
             "userid": row.user_id,
@@ -204,33 +206,33 @@ class EnrolmentService:
         }
 
     def enrol_finish(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
-        pending = context.state.pop("enrol", None)
+        pending: PendingEnrolment | None = context.state.pop("enrol", None)
         if pending is None:
             raise OperationError("no_enrolment", "Scan the enrolment code first.")
         thumbprint = context.peer.thumbprint()
         account = Account(
             id=new_id(),
-            server_id=pending["server_id"],
+            server_id=pending.server_id,
             key_type=context.peer.type_name,
             public_key=context.peer.raw,
             thumbprint=thumbprint,
-            sfs_key_hash=pending["sfs_key_hash"],
+            sfs_key_hash=pending.sfs_key_hash,
             active=False,
         )
-        mc = pending["mc"] or {}
-        if mc and pending["encryption_key"] is not None:
+        mc = pending.mc or {}
+        if mc and pending.encryption_key is not None:
             account.mc_key_hash = str(mc.get("key_hash", ""))[:64] or None
             account.mc_mailbox = str(mc.get("mailbox", ""))[:64] or None
             account.mc_token = str(mc.get("token", ""))[:128] or None
             account.encryption_key = unb64(
-                pending["encryption_key"], "encryption_key", min_length=32, max_length=32
+                pending.encryption_key, "encryption_key", min_length=32, max_length=32
             )
         checked = self._login.check_attestation(
-            params.get("attestation"), account, pending["server_id"], pending["ns_challenge"], "enrol"
+            params.get("attestation"), account, pending.server_id, pending.ns_challenge, "enrol"
         )
         # The binding: from now on only this app instance, at this SFS, vouches for the account.
         account.sfs_device = checked.device
-        code = confirmation_code(context.export(ENROL_CODE_EXPORTER, pending["enrolment"].encode(), 8))
+        code = confirmation_code(context.export(ENROL_CODE_EXPORTER, pending.enrolment.encode(), 8))
         with Session(self._engine, expire_on_commit=False) as db:
             db.add(account)
             try:
@@ -240,11 +242,11 @@ class EnrolmentService:
                 raise OperationError("already_enrolled", "This key is already enrolled here.") from exc
             db.execute(
                 update(Enrolment)
-                .where(Enrolment.id == pending["enrolment"], Enrolment.state == "scanned")
+                .where(Enrolment.id == pending.enrolment, Enrolment.state == "scanned")
                 .values(
                     state="awaiting_confirmation",
                     account_id=account.id,
-                    code_hash=_code_hash(pending["enrolment"], code),
+                    code_hash=_code_hash(pending.enrolment, code),
                 )
             )
             db.commit()

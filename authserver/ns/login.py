@@ -8,7 +8,6 @@ every step through pub/sub on ``browser:<hsid>``, whichever ns instance it is co
 
 import hashlib
 import hmac
-import json
 import logging
 import os
 import time
@@ -20,8 +19,10 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from authserver.ns.common import account_for, aware, b64, new_id, now, unb64
+from authserver.ns.flowstate import CurrentQR, LoginItem, PendingLogin
 from authserver.ns.servers import ServerRegistry, VirtualServer
 from authserver.operations import ChannelContext, OperationError
+from authserver.storage.db import rowcount
 from authserver.storage.flow_models import Account, Session, User
 from authserver.storage.kv import KeyValueStore
 from nextauth_core import attestation
@@ -175,17 +176,17 @@ class LoginService:
                 .values(ended_at=now(), ended_by=ended_by)
             )
             db.commit()
-        if result.rowcount:
+        if rowcount(result):
             self.events.publish(hsid, "LOGOUT")
-        return bool(result.rowcount)
+        return bool(rowcount(result))
 
     def _current_qr(self, server: VirtualServer, hsid: str, browser: dict[str, str]) -> str:
         """One live QR per session; a fresh one once the old is used or has under 15 s to live."""
         raw = self._kv.get(f"login:{hsid}")
         if raw is not None:
-            current = json.loads(raw)
-            if current["expires"] - time.time() > 15 and self._kv.get(f"qr:{current['qr_id']}") is not None:
-                return str(current["payload"])
+            shown = CurrentQR.from_json(raw)
+            if shown.expires - time.time() > 15 and self._kv.get(f"qr:{shown.qr_id}") is not None:
+                return shown.payload
         qr_id = b64(os.urandom(16))
         challenge = os.urandom(QR_CHALLENGE_BYTES)
         payload = QRPayload(
@@ -197,21 +198,21 @@ class LoginService:
             secret=challenge,
             server_name=server.name,
         ).encode()
-        entry = {
-            "server_id": server.id,
-            "hsid": hsid,
-            "challenge_hash": hashlib.sha256(challenge).hexdigest(),
-            "browser": browser,
-            "created": time.time(),
-        }
+        entry = LoginItem(
+            server_id=server.id,
+            hsid=hsid,
+            challenge_hash=hashlib.sha256(challenge).hexdigest(),
+            browser=browser,
+            created=time.time(),
+        )
         self.store_login_item(qr_id, entry, self._qr_ttl)
-        current = {"qr_id": qr_id, "payload": payload, "expires": time.time() + self._qr_ttl}
-        self._kv.set(f"login:{hsid}", json.dumps(current).encode(), ttl=self._qr_ttl)
+        current = CurrentQR(qr_id=qr_id, payload=payload, expires=time.time() + self._qr_ttl)
+        self._kv.set(f"login:{hsid}", current.to_json(), ttl=self._qr_ttl)
         return payload
 
-    def store_login_item(self, item_id: str, entry: dict[str, Any], ttl: float) -> None:
+    def store_login_item(self, item_id: str, entry: LoginItem, ttl: float) -> None:
         """A login request an app may take once: a QR shown to anyone, or a push bound to one account."""
-        self._kv.set(f"qr:{item_id}", json.dumps(entry).encode(), ttl=ttl)
+        self._kv.set(f"qr:{item_id}", entry.to_json(), ttl=ttl)
 
     # -- the app's side (sigmai operations) ------------------------------------------------------------
 
@@ -227,53 +228,53 @@ class LoginService:
             if exc.code == "blocked":  # tell the page why nothing happens (the code stays usable)
                 peeked = self._kv.get(f"qr:{qr_id}")
                 if peeked is not None:
-                    self.events.publish(json.loads(peeked)["hsid"], "CANCEL blocked")
+                    self.events.publish(LoginItem.from_json(peeked).hsid, "CANCEL blocked")
             raise
         raw = self._kv.take(f"qr:{qr_id}")  # single use: a second scan finds nothing
         if raw is None:
             raise OperationError("expired", "This code has expired or was already used. Scan a new one.")
-        entry = json.loads(raw)
-        if entry["server_id"] != server.id:
+        entry = LoginItem.from_json(raw)
+        if entry.server_id != server.id:
             raise OperationError("wrong_server", "This code belongs to another service.")
-        if not hmac.compare_digest(entry["challenge_hash"], hashlib.sha256(challenge).hexdigest()):
+        if not hmac.compare_digest(entry.challenge_hash, hashlib.sha256(challenge).hexdigest()):
             raise OperationError("expired", "This code has expired or was already used. Scan a new one.")
-        if entry.get("account_id") not in (None, account.id):
+        if entry.account_id not in (None, account.id):
             raise OperationError("expired", "This request was meant for another account.")
         ns_challenge = os.urandom(32)
         needs_second_factor = self._needs_second_factor(server, account)
-        context.state["login"] = {
-            "server_id": server.id,
-            "hsid": entry["hsid"],
-            "qr_id": qr_id,
-            "challenge": challenge,
-            "ns_challenge": ns_challenge,
-            "account_id": account.id,
-            "needs_second_factor": needs_second_factor,
-            "started": time.monotonic(),
-            "method": entry.get("method", "qr"),
-            "number": entry.get("number"),
-        }
-        self.events.publish(entry["hsid"], "CONFIRMSCAN")
+        context.state["login"] = PendingLogin(
+            server_id=server.id,
+            hsid=entry.hsid,
+            qr_id=qr_id,
+            challenge=challenge,
+            ns_challenge=ns_challenge,
+            account_id=account.id,
+            needs_second_factor=needs_second_factor,
+            started=time.monotonic(),
+            method=entry.method,
+            number=entry.number,
+        )
+        self.events.publish(entry.hsid, "CONFIRMSCAN")
         return {
             "server": server.public(),
-            "requester": entry.get("browser", {}),
-            "requested_at": int(entry["created"]),
+            "requester": entry.browser,
+            "requested_at": int(entry.created),
             "audience": server.id,
             "ns_challenge": b64(ns_challenge),
             "second_factor": "required" if needs_second_factor else "not_required",
         }
 
     def login_finish(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
-        pending = context.state.pop("login", None)  # one confirmation per scan, right or wrong
+        pending: PendingLogin | None = context.state.pop("login", None)  # one confirmation per scan
         if pending is None:
             raise OperationError("no_login", "Scan the code first.")
-        if time.monotonic() - pending["started"] > self._qr_ttl * 2:
+        if time.monotonic() - pending.started > self._qr_ttl * 2:
             raise OperationError("expired", "The login took too long. Scan a new code.")
         signature = unb64(params.get("signature"), "signature", min_length=64, max_length=64)
         statement = login_statement(
-            pending["qr_id"],
-            pending["challenge"],
-            pending["ns_challenge"],
+            pending.qr_id,
+            pending.challenge,
+            pending.ns_challenge,
             context.export(LOGIN_EXPORTER, b"", 32),
         )
         try:
@@ -282,29 +283,27 @@ class LoginService:
             raise OperationError(
                 "bad_signature", "The login confirmation is not signed by this account."
             ) from exc
-        if pending["number"] is not None and params.get("number") != pending["number"]:
-            self.events.publish(pending["hsid"], "CANCEL wrong_number")
+        if pending.number is not None and params.get("number") != pending.number:
+            self.events.publish(pending.hsid, "CANCEL wrong_number")
             raise OperationError(
                 "wrong_number", "That is not the number the login page shows. Login refused."
             )
-        account = account_for(self._engine, pending["server_id"], context.peer.thumbprint())
+        account = account_for(self._engine, pending.server_id, context.peer.thumbprint())
         factor = "none"
-        if pending["needs_second_factor"] or params.get("attestation"):
+        if pending.needs_second_factor or params.get("attestation"):
             try:
                 factor = self.check_attestation(
-                    params.get("attestation"), account, pending["server_id"], pending["ns_challenge"], "login"
+                    params.get("attestation"), account, pending.server_id, pending.ns_challenge, "login"
                 ).method
             except OperationError as exc:
                 reason = exc.code if exc.code in BINDING_REFUSALS else "second_factor"
-                self.events.publish(pending["hsid"], f"CANCEL {reason}")
+                self.events.publish(pending.hsid, f"CANCEL {reason}")
                 raise
-        self._establish(
-            pending["server_id"], pending["hsid"], account, method=pending["method"], factor=factor
-        )
-        return {"logged_in": True, "session": pending["hsid"]}
+        self._establish(pending.server_id, pending.hsid, account, method=pending.method, factor=factor)
+        return {"logged_in": True, "session": pending.hsid}
 
     def login_cancel(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
-        pending = context.state.pop("login", None)
+        pending: PendingLogin | None = context.state.pop("login", None)
         if pending is None:
             raise OperationError("no_login", "Nothing to cancel.")
         # Why, for the page: the person declined, or the app could not check the PIN (locked after too
@@ -312,7 +311,7 @@ class LoginService:
         reason = params.get("reason")
         if reason not in CANCEL_REASONS:
             reason = "declined"
-        self.events.publish(pending["hsid"], f"CANCEL {reason}")
+        self.events.publish(pending.hsid, f"CANCEL {reason}")
         return {"cancelled": True}
 
     def logout_from_phone(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:

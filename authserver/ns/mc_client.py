@@ -6,6 +6,7 @@ The app names its MC only by key hash; the address comes from ns's own configura
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Protocol
@@ -83,7 +84,7 @@ class RestMessageCenter:
             }
         ).encode()
         request = urllib.request.Request(  # noqa: S310 - the scheme comes from ns's own configuration
-            f"{self._base}/v1/mailboxes/{urllib.request.quote(mailbox, safe='')}/messages",
+            f"{self._base}/v1/mailboxes/{urllib.parse.quote(mailbox, safe='')}/messages",
             data=body,
             method="POST",
             headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},

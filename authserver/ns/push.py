@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from authserver.ns.common import b64
 from authserver.ns.errors import ServiceError
+from authserver.ns.flowstate import LoginItem
 from authserver.ns.login import LoginService
 from authserver.ns.mc_client import DeliveryError, MessageCenterClient
 from authserver.ns.servers import VirtualServer
@@ -126,16 +127,16 @@ class PushLoginService:
         secrets.SystemRandom().shuffle(choices)
         push_id = b64(os.urandom(16))
         challenge = os.urandom(32)
-        entry = {
-            "server_id": server.id,
-            "hsid": hsid,
-            "challenge_hash": hashlib.sha256(challenge).hexdigest(),
-            "browser": browser,
-            "created": time.time(),
-            "account_id": account.id,
-            "number": number,
-            "method": "push",
-        }
+        entry = LoginItem(
+            server_id=server.id,
+            hsid=hsid,
+            challenge_hash=hashlib.sha256(challenge).hexdigest(),
+            browser=browser,
+            created=time.time(),
+            account_id=account.id,
+            number=number,
+            method="push",
+        )
         self._login.store_login_item(push_id, entry, PUSH_TTL)
         sealed = envelope.seal(
             x25519.X25519PublicKey.from_public_bytes(account.encryption_key),

@@ -20,10 +20,12 @@ from sqlalchemy.orm import Session as DbSession
 
 from authserver.ns.common import account_for, aware, b64, new_id, now, unb64
 from authserver.ns.errors import ServiceError
+from authserver.ns.flowstate import PendingSignature, SignItem
 from authserver.ns.login import LoginService
 from authserver.ns.mc_client import DeliveryError, MessageCenterClient
 from authserver.ns.servers import ServerRegistry, VirtualServer
 from authserver.operations import ChannelContext, OperationError
+from authserver.storage.db import rowcount
 from authserver.storage.flow_models import Account, Transaction
 from authserver.storage.kv import KeyValueStore
 from nextauth_core import attestation, envelope, evidence
@@ -101,13 +103,8 @@ class TransactionService:
             db.commit()
             account = db.get(Account, session["account_id"])
         challenge = os.urandom(32)
-        self._kv.set(
-            f"sign:{tid}",
-            json.dumps(
-                {"challenge_hash": hashlib.sha256(challenge).hexdigest(), "server_id": server.id}
-            ).encode(),
-            ttl=SIGN_TTL,
-        )
+        item = SignItem(challenge_hash=hashlib.sha256(challenge).hexdigest(), server_id=server.id)
+        self._kv.set(f"sign:{tid}", item.to_json(), ttl=SIGN_TTL)
         payload = QRPayload(
             kind="sign",
             server_id=server.id,
@@ -288,17 +285,17 @@ class TransactionService:
         raw = self._kv.take(f"sign:{tid}")
         if raw is None or row.status != "new":
             raise OperationError("expired", "This signing request has expired or was already answered.")
-        entry = json.loads(raw)
-        if not hmac.compare_digest(entry["challenge_hash"], hashlib.sha256(challenge).hexdigest()):
+        entry = SignItem.from_json(raw)
+        if not hmac.compare_digest(entry.challenge_hash, hashlib.sha256(challenge).hexdigest()):
             raise OperationError("expired", "This signing request has expired or was already answered.")
         ns_challenge = os.urandom(32)
-        context.state["sign"] = {
-            "tid": tid,
-            "content": row.content,
-            "ns_challenge": ns_challenge,
-            "server_id": server.id,
-            "started": time.monotonic(),
-        }
+        context.state["sign"] = PendingSignature(
+            tid=tid,
+            content=row.content,
+            ns_challenge=ns_challenge,
+            server_id=server.id,
+            started=time.monotonic(),
+        )
         needs = server.transaction_pin_timeout >= 0
         return {
             "server": server.public(),
@@ -310,46 +307,46 @@ class TransactionService:
         }
 
     def sign_finish(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
-        pending = context.state.pop("sign", None)
+        pending: PendingSignature | None = context.state.pop("sign", None)
         if pending is None:
             raise OperationError("no_transaction", "Open the signing request first.")
-        if time.monotonic() - pending["started"] > SIGN_TTL:
+        if time.monotonic() - pending.started > SIGN_TTL:
             raise OperationError("expired", "The signing request took too long.")
         decision = params.get("decision")
         if decision not in ("approved", "declined"):
             raise OperationError("bad_request", "decision must be approved or declined.")
         signature = unb64(params.get("signature"), "signature", min_length=64, max_length=64)
-        statement = evidence.signing_statement(pending["content"], pending["ns_challenge"], decision)
+        statement = evidence.signing_statement(pending.content, pending.ns_challenge, decision)
         try:
             context.peer.verify(signature, statement)
         except ProtocolError as exc:
             raise OperationError("bad_signature", "The signature does not match what was shown.") from exc
-        account = account_for(self._engine, pending["server_id"], context.peer.thumbprint())
-        server = self._servers.get(pending["server_id"])
+        account = account_for(self._engine, pending.server_id, context.peer.thumbprint())
+        server = self._servers.get(pending.server_id)
         token = params.get("attestation")
         if decision == "approved" and server is not None and server.transaction_pin_timeout >= 0:
             self._login.check_attestation(
-                token, account, pending["server_id"], pending["ns_challenge"], "sign"
+                token, account, pending.server_id, pending.ns_challenge, "sign"
             )
         else:
             token = None
         record = evidence.record(
-            content=pending["content"],
-            ns_challenge=pending["ns_challenge"],
+            content=pending.content,
+            ns_challenge=pending.ns_challenge,
             signature=signature,
             key=context.peer,
             attestation=token,
             decision=decision,
             ns_key=server.identity_key if server is not None else None,
-            server_id=pending["server_id"],
+            server_id=pending.server_id,
         )
         with DbSession(self._engine, expire_on_commit=False) as db:
             done = db.execute(
                 update(Transaction)
-                .where(Transaction.id == pending["tid"], Transaction.status == "new")
+                .where(Transaction.id == pending.tid, Transaction.status == "new")
                 .values(status=decision, evidence=json.dumps(record), decided_at=now())
             )
             db.commit()
-        if done.rowcount != 1:
+        if rowcount(done) != 1:
             raise OperationError("expired", "This signing request was already answered.")
-        return {"transaction": pending["tid"], "status": decision}
+        return {"transaction": pending.tid, "status": decision}

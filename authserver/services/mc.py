@@ -9,7 +9,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from authserver.config import ComponentConfig, ConfigError, read_setting
-from authserver.mc import grpc_api, rest_api
+from authserver.mc import grpc_api, providers, rest_api
 from authserver.mc.mailboxes import MailboxService
 from authserver.mc.providers import providers_from_environment
 from authserver.purge import PeriodicPurge
@@ -18,6 +18,15 @@ from authserver.services.info_api import make_info_app
 from authserver.services.runtime import Component, build_component
 
 log = logging.getLogger("nextauth.mc")
+
+# The settings read here and by the push providers (authserver.config reads the rest); the typo check
+# knows them from this list.
+SETTINGS = (
+    "NEXTAUTH_MC_UNUSED_MAILBOX_DAYS",
+    "NEXTAUTH_MC_RATE_LIMIT_MAILBOX",
+    "NEXTAUTH_MC_RATE_LIMIT_MAILBOX_ALL",
+    *providers.SETTINGS,
+)
 DEFAULT_UNUSED_MAILBOX_DAYS = 30
 
 

@@ -27,6 +27,18 @@ from nextauth_core.secret_files import secret_file
 
 log = logging.getLogger("nextauth.ns")
 
+# The settings read here (authserver.config reads the rest); the typo check knows them from this list.
+SETTINGS = (
+    "NEXTAUTH_NS_ROOT_API_KEY",
+    "NEXTAUTH_NS_TRUSTED_SFS_KEYS",
+    "NEXTAUTH_NS_MESSAGE_CENTERS",
+    "NEXTAUTH_NS_LOGIN_QR_TTL",
+    "NEXTAUTH_NS_SESSION_TTL",
+    "NEXTAUTH_NS_ENROLMENT_TTL",
+    "NEXTAUTH_NS_RATE_LIMIT_PROVOKE",
+    "NEXTAUTH_NS_RATE_LIMIT_API_KEY_FAILURES",
+)
+
 
 def _trusted_sfs(config: ComponentConfig, environ: dict[str, str], extra: list[str]) -> list[str]:
     value = read_setting("NEXTAUTH_NS_TRUSTED_SFS_KEYS", environ) or ""

@@ -18,6 +18,15 @@ from authserver.storage.repository import ensure_service_key
 
 log = logging.getLogger("nextauth.sfs")
 
+# The settings read here (authserver.config reads the rest); the typo check knows them from this list.
+SETTINGS = (
+    "NEXTAUTH_SFS_PIN_MAX_ATTEMPTS",
+    "NEXTAUTH_SFS_ATTESTATION_KEY",
+    "NEXTAUTH_SFS_RATE_LIMIT_REGISTER",
+    "NEXTAUTH_SFS_RATE_LIMIT_REGISTER_ALL",
+    "NEXTAUTH_SFS_UNFINISHED_REGISTRATION_SECONDS",
+)
+
 DEFAULT_MAX_ATTEMPTS = 5
 # The attestation key is kept beside the identity key, in its own slot of the service-key table.
 ATTESTATION_SLOT = "attestation"

@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from authserver.operations import ChannelContext, OperationError, Operations, binary_param
+from authserver.storage.db import rowcount
 from authserver.storage.flow_models import AppInstance
 from authserver.storage.models import utcnow
 from nextauth_core import attestation, oprf, pin
@@ -99,7 +100,7 @@ class SecondFactorService:
                 .values(pin_verifier=verifier, biometric_key=biometric_key, failures=0, updated_at=utcnow())
             )
             session.commit()
-        if done.rowcount != 1:
+        if rowcount(done) != 1:
             raise OperationError("not_registering", "Start the registration again.")
         return {"registered": True, "max_attempts": self.max_attempts}
 
@@ -123,7 +124,7 @@ class SecondFactorService:
             instance = session.scalar(select(AppInstance).where(AppInstance.device_thumbprint == thumbprint))
         if instance is None or instance.pin_verifier is None:
             raise OperationError("not_registered", "Register this app with its second factor server first.")
-        if counted.rowcount != 1:
+        if rowcount(counted) != 1:
             self._lock(thumbprint)
             raise OperationError("locked", LOCKED_MESSAGE)
         challenge = os.urandom(CHALLENGE_BYTES)
@@ -211,7 +212,7 @@ class SecondFactorService:
                 .values(locked=True, updated_at=utcnow())
             )
             session.commit()
-        if done.rowcount == 1:  # the transition, once: later attempts on a locked app are no news
+        if rowcount(done) == 1:  # the transition, once: later attempts on a locked app are no news
             security_log.warning(
                 "sfs: app instance %s locked: %d wrong PINs in a row", thumbprint, self.max_attempts
             )

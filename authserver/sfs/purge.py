@@ -6,6 +6,7 @@ from datetime import timedelta
 from sqlalchemy import Engine, delete
 from sqlalchemy.orm import Session
 
+from authserver.storage.db import rowcount
 from authserver.storage.flow_models import AppInstance
 from authserver.storage.models import utcnow
 
@@ -21,4 +22,4 @@ def purge_unfinished(engine: Engine, older_than: timedelta) -> int:
             )
         )
         session.commit()
-    return int(result.rowcount or 0)
+    return int(rowcount(result) or 0)

@@ -11,13 +11,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode
 
 import sqlalchemy
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy import Connection, CursorResult, Engine, Result, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
@@ -215,3 +215,9 @@ def ping(engine: Engine) -> bool:
     except Exception:  # any failure means "not ready", whatever the driver raises
         log.debug("database ping failed", exc_info=True)
         return False
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE matched. ``Session.execute`` is annotated as returning ``Result``; for
+    those statements it is a ``CursorResult``, which carries the count."""
+    return cast(CursorResult[Any], result).rowcount

@@ -10,7 +10,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
@@ -241,7 +241,8 @@ class _RedisSubscription:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            message = self._pubsub.get_message(timeout=remaining)
+            # None waits without limit; redis-py's annotation says float only.
+            message = self._pubsub.get_message(timeout=remaining)  # type: ignore[arg-type]
             if message is not None and message["type"] == "message":
                 data: bytes = message["data"]
                 return data
@@ -286,7 +287,7 @@ class RedisStore:
         return self._prefix + key
 
     def get(self, key: str) -> bytes | None:
-        value: bytes | None = self._client.get(self._key(key))
+        value = cast(bytes | None, self._client.get(self._key(key)))  # no decode_responses: bytes
         return value
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
@@ -298,7 +299,7 @@ class RedisStore:
         return bool(self._client.set(self._key(key), value, px=None if ttl is None else _ms(ttl), nx=True))
 
     def take(self, key: str) -> bytes | None:
-        value: bytes | None = self._client.getdel(self._key(key))
+        value = cast(bytes | None, self._client.getdel(self._key(key)))
         return value
 
     def delete(self, key: str) -> bool:

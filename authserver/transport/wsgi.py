@@ -16,7 +16,7 @@ from gevent.pywsgi import WSGIHandler
 CLIENT_CERT_KEY = "nextauth.client_cert_sha256"
 
 
-class NoDelayHandler(WSGIHandler):
+class NoDelayHandler(WSGIHandler):  # type: ignore[misc]  # gevent ships no types
     def handle(self) -> None:
         try:
             self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -27,7 +27,7 @@ class NoDelayHandler(WSGIHandler):
 
 class PeerCertificateHandler(NoDelayHandler):
     def get_environ(self) -> dict[str, Any]:
-        environ = super().get_environ()
+        environ: dict[str, Any] = super().get_environ()
         getpeercert = getattr(self.socket, "getpeercert", None)
         if getpeercert is not None:
             der = getpeercert(binary_form=True)

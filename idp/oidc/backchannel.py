@@ -99,7 +99,7 @@ class BackchannelLogout:
         )
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
-                ok = 200 <= response.status < 300
+                ok: bool = 200 <= response.status < 300
         except urllib.error.HTTPError as exc:
             log.warning("back-channel logout to %s: HTTP %d", client.client_id, exc.code)
             return False

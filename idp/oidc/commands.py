@@ -55,10 +55,10 @@ def client_command(args: argparse.Namespace, engine: Engine) -> Any:
     if args.action == "list":
         return [client.public_view() for client in registry.all()]
     if args.action == "show":
-        client = registry.get(args.client_id)
-        if client is None:
+        found = registry.get(args.client_id)
+        if found is None:
             raise ValueError(f"no client {args.client_id!r}")
-        return client.public_view()
+        return found.public_view()
     return {"removed": registry.remove(args.client_id)}
 
 

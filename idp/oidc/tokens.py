@@ -22,6 +22,7 @@ from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, TokenMixin
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
+from authserver.storage.db import rowcount
 from authserver.storage.kv import KeyValueStore
 from idp.models import RefreshToken
 
@@ -286,7 +287,7 @@ class TokenStore:
                 )
                 .values(used_at=datetime.now(UTC))
             )
-            return bool(result.rowcount == 1)
+            return bool(rowcount(result) == 1)
 
     def revoke_family(self, family: str) -> int:
         """The family's refresh tokens and the access tokens issued with them."""
@@ -297,7 +298,7 @@ class TokenStore:
                 .where(RefreshToken.family == family, RefreshToken.revoked_at.is_(None))
                 .values(revoked_at=datetime.now(UTC))
             )
-            return int(result.rowcount)
+            return int(rowcount(result))
 
     def _mark_family_revoked(self, family: str) -> None:
         # As long as the family's newest access token can live; a minute more for clock steps.
@@ -316,10 +317,10 @@ class TokenStore:
                 .where(RefreshToken.family.in_(families), RefreshToken.revoked_at.is_(None))
                 .values(revoked_at=datetime.now(UTC))
             )
-            return int(result.rowcount)
+            return int(rowcount(result))
 
     def purge_expired(self) -> int:
         """Forget refresh tokens that expired more than a day ago."""
         horizon = datetime.now(UTC) - timedelta(days=1)
         with Session(self._engine) as db, db.begin():
-            return int(db.execute(delete(RefreshToken).where(RefreshToken.expires_at < horizon)).rowcount)
+            return rowcount(db.execute(delete(RefreshToken).where(RefreshToken.expires_at < horizon)))

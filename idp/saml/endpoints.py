@@ -8,9 +8,10 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, make_response, redirect, request, session
+from flask import Blueprint, make_response, redirect, request, session
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
 
 from idp.context import EXTENSION as IDP_EXTENSION
 from idp.context import current_user, login_redirect, services

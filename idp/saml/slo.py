@@ -18,8 +18,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import cast
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric import rsa
 from defusedxml.ElementTree import fromstring
 from flask import g, has_request_context, redirect
 from saml2 import SamlBase, samlp
@@ -139,9 +141,8 @@ def _send(
     """Through the browser: a signed Redirect, or an auto-submitted form with an enveloped signature."""
     location = message.destination
     if endpoint.binding == BINDING_REDIRECT:
-        url = bindings.redirect_url(
-            location, field, assertion.serialise(message), relay_state, saml.key().private_key
-        )
+        private_key = cast(rsa.RSAPrivateKey, saml.key().private_key)  # keys.py: the saml key is RSA
+        url = bindings.redirect_url(location, field, assertion.serialise(message), relay_state, private_key)
         return redirect(url, 303)
     fields = {field: bindings.post_value(assertion.sign(message, saml.security(sp)))}
     if relay_state is not None:

@@ -97,7 +97,7 @@ _version_lock = threading.Lock()
 _version: list[str] = []
 
 
-class XmlSec1(CryptoBackendXmlSec1):
+class XmlSec1(CryptoBackendXmlSec1):  # type: ignore[misc]  # pysaml2 ships no types
     """pysaml2's xmlsec1 backend, with ``run_xmlsec1`` in place of its forking Popen."""
 
     @property
