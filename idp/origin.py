@@ -16,6 +16,7 @@ import logging
 from urllib.parse import urlsplit
 
 from flask import render_template, request
+from flask.typing import ResponseReturnValue
 
 from idp.context import services
 
@@ -54,7 +55,7 @@ def from_another_site() -> bool:
     return host not in {urlsplit(services().issuer).netloc.lower(), request.host.lower()}
 
 
-def refuse_cross_site() -> object | None:
+def refuse_cross_site() -> ResponseReturnValue | None:
     """A ``before_request`` hook: a clear 403 page for cross-site state-changing requests."""
     if request.method in SAFE_METHODS or request.endpoint in CROSS_SITE_ENDPOINTS:
         return None

@@ -7,7 +7,8 @@ Only the login page that started the login completes it, and only once (``idp.lo
 import logging
 from typing import Any
 
-from flask import Blueprint, Response, redirect, render_template, request, session, url_for
+from flask import Blueprint, redirect, render_template, request, session, url_for
+from werkzeug.wrappers import Response
 
 from idp.context import current_user, services
 from idp.web.login import safe_next
