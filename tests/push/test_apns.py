@@ -16,7 +16,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from authserver.push import ApnsProvider, PushMessage
+from authserver.config import ConfigError
+from authserver.mc.providers import providers_from_environment
+from authserver.push import ApnsProvider, LoggingProvider, PushMessage
 from authserver.push.apns import load_signing_key
 from authserver.push.base import client_tls_context
 from tests.pushservers import TestCA
@@ -350,3 +352,32 @@ def test_the_server_checks_requests_as_apns_does(
         else f"{response.status_code} {response.json()['reason']}"
     )
     assert got == answer
+
+
+def test_the_mc_settings_turn_apns_on(
+    server: ApnsServer, ca: TestCA, key: ec.EllipticCurvePrivateKey
+) -> None:
+    """What docs/configuration.md promises: the .p8 key with its ids (and the URL and CA of this local
+    server) replaces the logging provider with APNs, and a push reaches the server; a key without its ids
+    stops the start naming the missing setting."""
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    assert isinstance(providers_from_environment({})["apns"], LoggingProvider)
+    environ = {
+        "NEXTAUTH_MC_APNS_KEY": pem,
+        "NEXTAUTH_MC_APNS_KEY_ID": KEY_ID,
+        "NEXTAUTH_MC_APNS_TEAM_ID": TEAM_ID,
+        "NEXTAUTH_MC_APNS_TOPIC": TOPIC,
+        "NEXTAUTH_MC_APNS_URL": server.url,
+        "NEXTAUTH_MC_PUSH_CA_FILE": str(ca.ca_file),
+    }
+    provider = providers_from_environment(environ)["apns"]
+    try:
+        assert isinstance(provider, ApnsProvider)
+        assert provider.send(wake_up()).delivered
+        assert [r.path for r in server.requests] == [f"/3/device/{DEVICE}"]
+    finally:
+        provider.close()
+    with pytest.raises(ConfigError, match="NEXTAUTH_MC_APNS_TEAM_ID"):
+        providers_from_environment({"NEXTAUTH_MC_APNS_KEY": pem, "NEXTAUTH_MC_APNS_KEY_ID": KEY_ID})

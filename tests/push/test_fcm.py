@@ -1,5 +1,6 @@
 """FCM HTTP v1 provider against a local server speaking Google's OAuth 2.0 and FCM protocols over TLS."""
 
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -11,6 +12,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from authserver.config import ConfigError
+from authserver.mc.providers import providers_from_environment
 from authserver.push import LoggingProvider, PushMessage
 from authserver.push.base import client_tls_context, parse_retry_after
 from authserver.push.fcm import MESSAGING_SCOPE, FcmProvider, ServiceAccount
@@ -322,3 +325,25 @@ def test_the_token_endpoint_refuses_a_stale_assertion(
         provider.close()
     assert not result.delivered and "short-lived" in (result.error or "")
     assert server.token_requests == [] and server.messages == []
+
+
+def test_the_mc_settings_turn_fcm_on(
+    server: FcmServer, running: tuple[FcmServer, dict[str, str]], ca: TestCA
+) -> None:
+    """What docs/configuration.md promises: the service account setting (with a base URL and CA for this
+    local server) replaces the logging provider with FCM, and a push reaches the server."""
+    assert isinstance(providers_from_environment({})["fcm"], LoggingProvider)
+    environ = {
+        "NEXTAUTH_MC_FCM_SERVICE_ACCOUNT": json.dumps(running[1]),
+        "NEXTAUTH_MC_FCM_BASE_URL": server.url,
+        "NEXTAUTH_MC_PUSH_CA_FILE": str(ca.ca_file),
+    }
+    provider = providers_from_environment(environ)["fcm"]
+    try:
+        assert isinstance(provider, FcmProvider)
+        assert provider.send(wake_up()).delivered
+        assert [m.body["message"]["token"] for m in server.messages] == [DEVICE]
+    finally:
+        provider.close()
+    with pytest.raises(ConfigError, match="NEXTAUTH_MC_FCM_SERVICE_ACCOUNT"):
+        providers_from_environment({"NEXTAUTH_MC_FCM_SERVICE_ACCOUNT": "{}"})
