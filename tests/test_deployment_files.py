@@ -120,13 +120,14 @@ def component_services(compose: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 def idp_settings() -> set[str]:
     """The NEXTAUTH_IDP_ variables the IdP's code reads: spelled out in idp/ or the CLI (nextauth/), a flag of
-    idp.server's get(), or a forward-auth setting."""
+    idp.server's get(), a forward-auth setting, or one idp.server.known_variables() lists."""
     names: set[str] = set()
     for path in [*(ROOT / "idp").rglob("*.py"), *(ROOT / "nextauth").rglob("*.py")]:
         names |= set(re.findall(r"NEXTAUTH_IDP_[A-Z0-9_]*[A-Z0-9]", path.read_text(encoding="utf-8")))
     server = (ROOT / "idp" / "server.py").read_text(encoding="utf-8")
     names |= {f"NEXTAUTH_IDP_{flag}" for flag in re.findall(r'\bget\("([A-Z_]+)"', server)}
     names |= {forward_auth_settings.PREFIX + flag for flag in forward_auth_settings.SETTINGS}
+    names |= idp_server.known_variables()  # what the IdP declares it reads (settings, rate limits, proxies)
     return names
 
 
@@ -151,7 +152,13 @@ def command(service: Mapping[str, Any]) -> list[str]:
 
 def interpolate(value: str, variables: Mapping[str, str]) -> str:
     """Compose's ${VAR}, ${VAR:?message}, ${VAR:-default}, enough for this file."""
-    return INTERPOLATION.sub(lambda m: variables[m.group("name")], value)
+    def value_of(match: re.Match[str]) -> str:
+        name, rest = match.group("name"), match.group("rest")
+        if name not in variables and rest.startswith(":-"):
+            return rest[2:]
+        return variables[name]
+
+    return INTERPOLATION.sub(value_of, value)
 
 
 def command_problems(compose: Mapping[str, Any], subcommands: set[str]) -> list[str]:
