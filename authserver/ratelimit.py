@@ -161,34 +161,34 @@ class RateLimiter:
     def hit(self, rule: Rule, key: str, *, client: str = "", what: str = "") -> None:
         """Count one request of ``key`` against ``rule``; raises ``RateLimited`` when over it (the refused
         request is not counted)."""
-        for item in rule.items:
-            try:
-                allowed = self._limiter.hit(item, rule.name, key)
-            except Exception as exc:
-                self._store_failed(exc)
-                return
-            if not allowed:
-                self._refuse(rule, item, key, client, what)
+        self._apply(rule, key, self._limiter.hit, client, what)
 
     def check(self, rule: Rule, key: str, *, client: str = "", what: str = "") -> None:
         """Raise ``RateLimited`` if ``key`` has used up ``rule``, without counting: for limits on failures,
         looked at before the work that may fail and counted (``count``) only when it did."""
-        for item in rule.items:
-            try:
-                allowed = self._limiter.test(item, rule.name, key)
-            except Exception as exc:
-                self._store_failed(exc)
-                return
-            if not allowed:
-                self._refuse(rule, item, key, client, what)
+        self._apply(rule, key, self._limiter.test, client, what)
 
     def count(self, rule: Rule, key: str) -> None:
+        self._apply(rule, key, self._limiter.hit, refuse=False)
+
+    def _apply(
+        self,
+        rule: Rule,
+        key: str,
+        probe: Callable[[RateLimitItem, str, str], bool],
+        client: str = "",
+        what: str = "",
+        *,
+        refuse: bool = True,
+    ) -> None:
         for item in rule.items:
             try:
-                self._limiter.hit(item, rule.name, key)
+                allowed = probe(item, rule.name, key)
             except Exception as exc:
                 self._store_failed(exc)
                 return
+            if refuse and not allowed:
+                self._refuse(rule, item, key, client, what)
 
     def _refuse(self, rule: Rule, item: RateLimitItem, key: str, client: str, what: str) -> None:
         try:

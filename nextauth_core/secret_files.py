@@ -17,5 +17,8 @@ def secret_file(path: Path, generate: Callable[[], str]) -> str:
     """The secret kept in ``path``, made by ``generate`` and written there (0600) the first time, so it stays
     the same across restarts."""
     if not path.exists():
-        write_private(path, (generate() + "\n").encode("utf-8"))
+        try:
+            write_private(path, (generate() + "\n").encode("utf-8"))
+        except FileExistsError:  # another process made it between the check and the write: use theirs
+            pass
     return path.read_text().strip()

@@ -46,3 +46,14 @@ def test_seconds_in_range() -> None:
         seconds_in_range("X", "0", 7, low=0, above_low=True, high=60, expected="more than 0")
     with pytest.raises(ConfigError):
         seconds_in_range("X", "1.5", 7, whole=True, **kwargs)
+
+
+def test_secret_file_made_by_another_process_meanwhile_is_the_one_used(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+
+    def generate_while_another_process_writes() -> str:
+        path.write_text("theirs\n")  # two processes starting at once: the other one wrote first
+        return "mine"
+
+    assert secret_file(path, generate_while_another_process_writes) == "theirs"
+    assert secret_file(path, lambda: "never") == "theirs"
