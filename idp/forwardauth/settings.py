@@ -6,13 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from authserver.config import ConfigError, read_setting
+from idp.forwardauth.forwarded import Forwarded
 from idp.forwardauth.rules import AccessRules, parse_rules
 
 PREFIX = "NEXTAUTH_IDP_FORWARD_AUTH_"
 # Every setting this module reads, after PREFIX (each also as ..._FILE).
 SETTINGS = (
     "USER_HEADER", "NAME_HEADER", "EMAIL_HEADER", "GROUPS_HEADER", "METHOD_HEADER", "RULES", "HOSTS",
-    "PLUGIN_TOKEN",
+    "PLUGIN_TOKEN", "UNKNOWN_HOSTS",
 )  # fmt: skip
 HEADER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,63}$")
 # Headers an identity header must never replace: routing, framing, credentials, proxy bookkeeping.
@@ -83,6 +84,27 @@ class ForwardAuthSettings:
     rules: AccessRules = field(default_factory=AccessRules)
     return_hosts: tuple[HostPattern, ...] = ()
     plugin_token: str | None = field(default=None, repr=False)
+    # "deny": a request for a host that no return host pattern admits is refused (403), so that a
+    # catch-all proxy route cannot carry a spoofed Host past the host rules.
+    unknown_hosts: str = "allow"
+
+    def admits_host(self, host: str, asked: Forwarded) -> bool:
+        """``host`` normalised; with ``unknown_hosts: deny`` only the hosts of
+        NEXTAUTH_IDP_FORWARD_AUTH_HOSTS (with their ports, when they name one)."""
+        if self.unknown_hosts == "allow":
+            return True
+        port = request_port(asked.host, asked.proto)
+        bare = host.strip("[]")
+        return port is not None and any(pattern.admits(bare, port) for pattern in self.return_hosts)
+
+
+def request_port(host: str, proto: str) -> int | None:
+    """The port a Host header names, or the scheme's; None when it is not a port."""
+    tail = host.rsplit("]", 1)[-1] if host.startswith("[") else host
+    if ":" not in tail:
+        return 443 if proto == "https" else 80
+    text = tail.rsplit(":", 1)[1]
+    return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
 
 
 def _header(environ: Mapping[str, str], flag: str, default: str) -> str:
@@ -125,4 +147,11 @@ def load_settings(environ: Mapping[str, str]) -> ForwardAuthSettings:
     token = read_setting(f"{PREFIX}PLUGIN_TOKEN", environ)
     if token is not None and len(token) < 32:
         raise ConfigError(f"{PREFIX}PLUGIN_TOKEN: at least 32 characters of random text")
-    return ForwardAuthSettings(headers=headers, rules=rules, return_hosts=tuple(patterns), plugin_token=token)
+    unknown = (read_setting(f"{PREFIX}UNKNOWN_HOSTS", environ) or "allow").strip().lower()
+    if unknown not in ("allow", "deny"):
+        raise ConfigError(f"{PREFIX}UNKNOWN_HOSTS: allow (the rules decide) or deny (only the HOSTS)")
+    if unknown == "deny" and not patterns:
+        raise ConfigError(f"{PREFIX}UNKNOWN_HOSTS=deny needs {PREFIX}HOSTS: the protected hosts")
+    return ForwardAuthSettings(
+        headers=headers, rules=rules, return_hosts=tuple(patterns), plugin_token=token, unknown_hosts=unknown
+    )

@@ -25,6 +25,7 @@ from werkzeug.wrappers import Response
 
 from idp.context import EXTENSION, IdpServices, current_user, services
 from idp.forwardauth.decision import Outcome, decide
+from idp.forwardauth.forwarded import Forwarded, Unusable, describe
 from idp.forwardauth.identity import identity_headers
 from idp.forwardauth.rules import normalize_host, normalize_path
 from idp.forwardauth.settings import ForwardAuthSettings, load_settings
@@ -36,6 +37,10 @@ log = logging.getLogger("nextauth.idp.forward_auth")
 STATE = "nextauth_forward_auth"
 ENDED_CACHE_SECONDS = 1.5
 POLICY_VERSION = 1
+LOGIN_HEADER = "X-Nextauth-Login"
+REFUSAL_LOG_SECONDS = 10.0
+_LOGGED: dict[str, float] = {}
+_LOGGED_LOCK = threading.Lock()
 FORBIDDEN_HTML = (
     '<!doctype html>\n<html lang="en"><meta charset="utf-8"><title>Not allowed</title>\n'
     "<h1>Not allowed</h1>\n<p>You are logged in, but your account may not open this page.</p>\n</html>\n"
@@ -108,23 +113,70 @@ def _plugin_may_read() -> bool:
     return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
 
 
-def forward() -> Response:
+def _refused(problem: Unusable) -> Response:
+    """The proxy did not describe the request well enough to decide it: refused, never guessed."""
+    now = time.monotonic()
+    with _LOGGED_LOCK:
+        # One line per header and interval: a misconfigured proxy (or a stranger) cannot flood the log.
+        if now - _LOGGED.get(problem.header, float("-inf")) >= REFUSAL_LOG_SECONDS:
+            _LOGGED[problem.header] = now
+            log.warning(
+                "forward-auth: refused a request from %s: %s %s; fix the proxy's configuration "
+                "(docs/forward-auth.md)",
+                request.remote_addr,
+                problem.header,
+                problem.problem,
+            )
+    body = {
+        "error": "bad_request",
+        "message": f"The proxy must describe the request: {problem.header} {problem.problem}.",
+    }
+    return _no_store(_json(400, body))
+
+
+def _decide() -> tuple[Outcome, Forwarded] | Response:
     fa = state()
-    host = request.headers.get("X-Forwarded-Host") or request.host
-    uri = request.headers.get("X-Forwarded-Uri") or "/"
-    method = request.headers.get("X-Forwarded-Method") or "GET"
+    try:
+        asked = describe(request.headers.getlist)
+    except Unusable as problem:
+        return _refused(problem)
     token = request.cookies.get(services().cookie_name)
+    host = normalize_host(asked.host)
+    if not fa.settings.admits_host(host, asked):
+        log.info("forward-auth: refused the unconfigured host %r", asked.host[:255])
+        return Outcome("forbidden", fa.settings.rules.default), asked
     outcome = decide(
         fa.settings.rules,
-        normalize_host(host),
-        normalize_path(uri),
-        method,
+        host,
+        normalize_path(asked.uri),
+        asked.method,
         lambda: services().sessions.verify(token),
     )
-    return _no_store(_answer(outcome, host, uri, method))
+    return outcome, asked
 
 
-def _answer(outcome: Outcome, host: str, uri: str, method: str) -> Response:
+def forward() -> Response:
+    """Traefik's forwardAuth and Caddy's forward_auth: the answer goes to the client as it is."""
+    decided = _decide()
+    if isinstance(decided, Response):
+        return decided
+    return _no_store(_answer(*decided))
+
+
+def nginx() -> Response:
+    """nginx's auth_request takes only 2xx, 401 and 403: no redirect, and the login URL in a header
+    that ``auth_request_set`` can read for ``error_page``."""
+    decided = _decide()
+    if isinstance(decided, Response):
+        return decided
+    outcome, asked = decided
+    if outcome.verdict != "unauthenticated":
+        return _no_store(_answer(outcome, asked))
+    login = _login_url(original_url(asked.proto, asked.host, asked.uri))
+    return _no_store(_json(401, {"error": "unauthenticated", "login": login}, **{LOGIN_HEADER: login}))
+
+
+def _answer(outcome: Outcome, asked: Forwarded) -> Response:
     fa = state()
     if outcome.verdict == "allow":
         response = Response("", status=200)
@@ -135,14 +187,14 @@ def _answer(outcome: Outcome, host: str, uri: str, method: str) -> Response:
         log.info(
             "forward-auth: %s may not %s %r%r",
             outcome.user.sub if outcome.user else "nobody",
-            method[:16],
-            host[:255],
-            normalize_path(uri)[:255],
+            asked.method[:16],
+            asked.host[:255],
+            normalize_path(asked.uri)[:255],
         )
         if browser:
             return Response(FORBIDDEN_HTML, status=403, mimetype="text/html")
         return _json(403, {"error": "forbidden"})
-    login = _login_url(original_url(request.headers.get("X-Forwarded-Proto"), host, uri))
+    login = _login_url(original_url(asked.proto, asked.host, asked.uri))
     if browser:
         return redirect(login, code=302)
     return _json(401, {"error": "unauthenticated", "login": login})
@@ -190,6 +242,8 @@ def policy() -> Response:
         "login_url": idp.url("/login"),
         "return_path": RETURN_PATH,
         "headers": settings.headers.to_json(),
+        "unknown_hosts": settings.unknown_hosts,
+        "known_hosts": [p.host + (f":{p.port}" if p.port else "") for p in settings.return_hosts],
         **settings.rules.to_json(),
     }
     return _no_store(_json(200, document))
@@ -199,6 +253,7 @@ def blueprint() -> Blueprint:
     found = Blueprint("forward_auth", __name__)
     found.record_once(_configure)
     found.add_url_rule("/auth/forward", "forward", forward, methods=["GET"])
+    found.add_url_rule("/auth/nginx", "nginx", nginx, methods=["GET"])
     found.add_url_rule(RETURN_PATH, "return", back_to_application, methods=["GET"])
     found.add_url_rule("/auth/keys", "keys", keys, methods=["GET"])
     found.add_url_rule("/auth/ended", "ended", ended, methods=["GET"])
