@@ -16,6 +16,7 @@ from idp.context import IdpServices
 from idp.forwardauth import views
 from idp.forwardauth.forwarded import Forwarded, Unusable, describe
 from idp.forwardauth.settings import load_settings
+from tests.fixtures.system import REPO
 from tests.test_forward_auth import BROWSER, idp, login, make_app
 
 __all__ = ["idp"]  # the module-scoped IdP fixture, shared with tests/test_forward_auth.py
@@ -231,3 +232,11 @@ def test_the_unknown_hosts_setting_is_checked(env: dict[str, str], complaint: st
 @pytest.fixture
 def app(idp: IdpServices, monkeypatch: pytest.MonkeyPatch) -> Flask:
     return make_app(idp, monkeypatch)
+
+
+@pytest.mark.parametrize("example", ["nginx/nextauth.conf", "caddy/Caddyfile"])
+def test_the_docs_show_the_tested_configuration(example: str) -> None:
+    """docs/forward-auth.md shows the file tests/test_nginx.py and tests/test_caddy.py run, verbatim."""
+    shipped = (REPO / "proxy-examples" / example).read_text(encoding="utf-8")
+    docs = (REPO / "docs" / "forward-auth.md").read_text(encoding="utf-8")
+    assert f"```{example.split('/')[0]}\n{shipped}```\n" in docs

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from idp.forwardauth.decision import decide
+from idp.forwardauth.forwarded import Forwarded, Unusable, describe
 from idp.forwardauth.rules import AccessRules, Rule, normalize_host, normalize_path, parse_rules
+from idp.forwardauth.settings import ForwardAuthSettings, HostPattern
 from idp.sessions import SignedInUser
 
 TABLE = Path(__file__).resolve().parent.parent / "traefik-plugin" / "nextauth" / "testdata" / "decisions.json"
@@ -106,3 +108,35 @@ def test_path_normalisation_table(uri: str, path: str) -> None:
 @pytest.mark.parametrize(("host", "normalised"), DOCUMENT["normalize"]["hosts"])
 def test_host_normalisation_table(host: str, normalised: str) -> None:
     assert normalize_host(host) == normalised
+
+
+@pytest.mark.parametrize("case", DOCUMENT["forwarded"], ids=[case["name"] for case in DOCUMENT["forwarded"]])
+def test_forwarded_headers_table(case: dict[str, Any]) -> None:
+    def values(name: str) -> list[str]:
+        return [value for key, value in case["headers"] if key.lower() == name.lower()]
+
+    if case["refused"] is not None:
+        with pytest.raises(Unusable) as refused:
+            describe(values)
+        assert refused.value.header == case["refused"]
+    else:
+        assert describe(values) == Forwarded(**case["request"])
+
+
+def test_the_forwarded_table_fails_closed_and_reads_both_conventions() -> None:
+    cases = DOCUMENT["forwarded"]
+    refused = {case["refused"] for case in cases if case["refused"]}
+    assert {"X-Forwarded-Uri", "X-Forwarded-Method", "X-Forwarded-Host"} <= refused
+    names = {name for case in cases if case["request"] for name, _ in case["headers"]}
+    assert {"X-Original-URL", "X-Original-Method", "X-Forwarded-Uri", "X-Forwarded-Method"} <= names
+
+
+@pytest.mark.parametrize(("host", "scheme", "admitted"), DOCUMENT["known_hosts"]["cases"])
+def test_known_hosts_table(host: str, scheme: str, admitted: bool) -> None:
+    settings = ForwardAuthSettings(
+        return_hosts=tuple(HostPattern.parse(p) for p in DOCUMENT["known_hosts"]["patterns"]),
+        unknown_hosts="deny",
+    )
+    assert settings.admits_host(normalize_host(host), Forwarded("GET", scheme, host, "/")) is admitted
+    published = [pattern.to_text() for pattern in settings.return_hosts]
+    assert published == DOCUMENT["known_hosts"]["patterns"]

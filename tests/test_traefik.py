@@ -687,3 +687,18 @@ def test_traefik_runs_the_plugin_from_the_repository(traefik: RunningTraefik) ->
     assert routers["plugin@file"]["status"] == "enabled"
     middlewares = {item["name"]: item for item in traefik.api("/api/http/middlewares")}
     assert middlewares["nextauth-plugin@file"]["type"] == "nextauth"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_client_cannot_choose_what_is_checked(traefik: RunningTraefik, tina: str, mode: str) -> None:
+    """Traefik sets X-Forwarded-*; a client's own X-Original-* headers (the nginx convention, also read
+    by /auth/forward) never make /admin look like /public: refused or decided on the real request."""
+    for name, value in (
+        ("X-Original-URL", f"http://app.{SUFFIX[mode]}/public"),
+        ("X-Original-URL", "/public"),
+        ("X-Original-Method", "OPTIONS"),
+        ("X-Forwarded-Uri", "/public"),
+    ):
+        answer = through(traefik, mode, "/admin", token=tina, headers=[(name, value)])
+        assert answer.status_code in (400, 403), (name, value, answer.status_code)
+        assert through(traefik, mode, "/admin", headers=[(name, value)]).status_code in (400, 401)

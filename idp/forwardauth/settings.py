@@ -59,6 +59,11 @@ class HostPattern:
             return hostname.endswith(suffix) and len(hostname) > len(suffix)
         return hostname == self.host
 
+    def to_text(self) -> str:
+        """As NEXTAUTH_IDP_FORWARD_AUTH_HOSTS spells it (IPv6 literals in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host + (f":{self.port}" if self.port else "")
+
     @classmethod
     def parse(cls, text: str) -> "HostPattern":
         text = text.strip().lower()

@@ -84,7 +84,7 @@ def _configure(setup: BlueprintSetupState) -> None:
         "forward-auth: %d rule(s), default %s; returns browsers to %s",
         len(settings.rules.rules),
         settings.rules.default.policy,
-        ", ".join(p.host + (f":{p.port}" if p.port else "") for p in settings.return_hosts)
+        ", ".join(pattern.to_text() for pattern in settings.return_hosts)
         or "the IdP only (NEXTAUTH_IDP_FORWARD_AUTH_HOSTS names the protected hosts)",
     )
 
@@ -243,7 +243,7 @@ def policy() -> Response:
         "return_path": RETURN_PATH,
         "headers": settings.headers.to_json(),
         "unknown_hosts": settings.unknown_hosts,
-        "known_hosts": [p.host + (f":{p.port}" if p.port else "") for p in settings.return_hosts],
+        "known_hosts": [pattern.to_text() for pattern in settings.return_hosts],
         **settings.rules.to_json(),
     }
     return _no_store(_json(200, document))

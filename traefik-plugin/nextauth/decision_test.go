@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -59,6 +60,20 @@ type decisionCase struct {
 type decisionTable struct {
 	RuleSets  map[string]ruleSet `json:"rule_sets"`
 	Cases     []decisionCase     `json:"cases"`
+	Forwarded []struct {
+		Name    string      `json:"name"`
+		Headers [][2]string `json:"headers"`
+		Request *struct {
+			Method string `json:"method"`
+			Proto  string `json:"proto"`
+			Host   string `json:"host"`
+			URI    string `json:"uri"`
+		} `json:"request"`
+	} `json:"forwarded"`
+	KnownHosts struct {
+		Patterns []string         `json:"patterns"`
+		Cases    [][3]interface{} `json:"cases"` // Host header, scheme, admitted
+	} `json:"known_hosts"`
 	Normalize struct {
 		Paths [][2]string `json:"paths"` // request URI, the path the rules see
 		Hosts [][2]string `json:"hosts"` // Host header, the host the rules see
@@ -89,9 +104,9 @@ func readTable(t *testing.T) decisionTable {
 }
 
 // policyJSON is /auth/policy as the IdP would publish it with the given rules.
-func policyJSON(t *testing.T, rules ruleSet) []byte {
+func policyJSON(t *testing.T, rules ruleSet, extra ...map[string]interface{}) []byte {
 	t.Helper()
-	body, err := json.Marshal(map[string]interface{}{
+	document := map[string]interface{}{
 		"version":     policyVersion,
 		"issuer":      testIssuer,
 		"audience":    testAudience,
@@ -102,7 +117,13 @@ func policyJSON(t *testing.T, rules ruleSet) []byte {
 		"headers":     testHeaders,
 		"default":     rules.Default,
 		"rules":       rules.Rules,
-	})
+	}
+	for _, more := range extra {
+		for key, value := range more {
+			document[key] = value
+		}
+	}
+	body, err := json.Marshal(document)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,13 +193,13 @@ type fakeIdp struct {
 	forwards int32 // /auth/forward calls: none expected, the plugin must decide alone
 }
 
-func newFakeIdp(t *testing.T, rules ruleSet) *fakeIdp {
+func newFakeIdp(t *testing.T, rules ruleSet, extra ...map[string]interface{}) *fakeIdp {
 	t.Helper()
 	public, private, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	policyBody := policyJSON(t, rules)
+	policyBody := policyJSON(t, rules, extra...)
 	keysBody, err := json.Marshal(map[string]interface{}{"keys": []map[string]string{{
 		"kty": "OKP", "crv": "Ed25519", "alg": "Ed25519", "kid": testKid,
 		"x": base64.RawURLEncoding.EncodeToString(public),
@@ -306,5 +327,98 @@ func waitForBackgroundFetch(s *idpState) {
 			return
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestKnownHostsTable(t *testing.T) {
+	table := readTable(t)
+	known := parseKnownHosts("deny", table.KnownHosts.Patterns)
+	if known == nil || known.opaque || len(table.KnownHosts.Cases) == 0 {
+		t.Fatalf("testdata/decisions.json: known_hosts unreadable: %+v", known)
+	}
+	for _, c := range table.KnownHosts.Cases {
+		host, scheme, admitted := c[0].(string), c[1].(string), c[2].(bool)
+		if got := known.admits(host, scheme); got != admitted {
+			t.Errorf("host %q over %s: admitted %v, want %v", host, scheme, got, admitted)
+		}
+	}
+	if parseKnownHosts("allow", nil) != nil || parseKnownHosts("", nil) != nil {
+		t.Error("allow (or an IdP without the setting) must admit every host")
+	}
+	if !parseKnownHosts("only-on-tuesdays", nil).opaque || !parseKnownHosts("deny", []string{"a:b:c"}).opaque {
+		t.Error("a setting this plugin cannot read must leave the decision to the IdP")
+	}
+}
+
+// The IdP refuses a request it cannot tell apart (testdata's forwarded cases); the plugin, when it asks,
+// must describe the request in exactly the X-Forwarded-* form the IdP reads.
+func TestTheForwardedTableThroughAskIdp(t *testing.T) {
+	table := readTable(t)
+	tried := 0
+	for _, c := range table.Forwarded {
+		if c.Request == nil || len(c.Headers) != 4 {
+			continue
+		}
+		sent := http.Header{}
+		for _, pair := range c.Headers {
+			sent.Add(pair[0], pair[1])
+		}
+		if len(sent) != 4 || sent.Get("X-Forwarded-Uri") == "" || sent.Get("X-Forwarded-Proto") == "" {
+			continue
+		}
+		tried++
+		var received http.Header
+		idp := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+			received = req.Header.Clone()
+			rw.WriteHeader(http.StatusUnauthorized)
+		}))
+		m := &Middleware{state: stateFor(idp.URL, "", 2*time.Second)}
+		req := httptest.NewRequest(c.Request.Method, c.Request.URI, nil)
+		req.Host = c.Request.Host
+		if c.Request.Proto == "https" {
+			req.TLS = &tls.ConnectionState{}
+		}
+		req.Header.Set("X-Original-URL", "https://elsewhere.test/public") // the client's: passed on, the IdP refuses
+		m.askIdp(httptest.NewRecorder(), req, &policy{})
+		idp.Close()
+		for name := range sent {
+			if received.Get(name) != sent.Get(name) || len(received.Values(name)) != 1 {
+				t.Errorf("%s: the plugin sent %s %q, the table says %q", c.Name, name, received.Values(name), sent.Get(name))
+			}
+		}
+	}
+	if tried < 2 {
+		t.Fatalf("testdata/decisions.json: only %d forwarded case(s) in the X-Forwarded-* form", tried)
+	}
+}
+
+func TestUnknownHostsThroughThePlugin(t *testing.T) {
+	table := readTable(t)
+	idp := newFakeIdp(t, table.RuleSets["wiki"], map[string]interface{}{
+		"unknown_hosts": "deny", "known_hosts": []string{"*.example.test"},
+	})
+	passed := 0
+	next := http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) { passed++ })
+	config := CreateConfig()
+	config.IdpURL = idp.server.URL
+	handler, err := New(context.Background(), next, config, "hosts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { waitForBackgroundFetch(handler.(*Middleware).state) })
+	for host, want := range map[string]int{"www.example.test": 200, "www.elsewhere.test": 403, "example.test": 403} {
+		req := httptest.NewRequest("GET", "/static/app.css", nil) // public by the wiki rules
+		req.Host = host
+		answer := httptest.NewRecorder()
+		handler.ServeHTTP(answer, req)
+		if answer.Code != want {
+			t.Errorf("%s: status %d, want %d", host, answer.Code, want)
+		}
+	}
+	if passed != 1 {
+		t.Errorf("passed on %d request(s), want 1", passed)
+	}
+	if forwards := atomic.LoadInt32(&idp.forwards); forwards != 0 {
+		t.Errorf("asked the IdP's forward-auth %d times", forwards)
 	}
 }

@@ -113,6 +113,15 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		m.askIdp(rw, req, p)
 		return
 	}
+	if p.Known != nil && p.Known.opaque {
+		m.askIdp(rw, req, p)
+		return
+	}
+	if !p.Known.admits(req.Host, requestScheme(req)) {
+		log.Printf("nextauth plugin: refused the unconfigured host %q", req.Host)
+		forbid(rw, req)
+		return
+	}
 	r := p.decide(normalizeHost(req.Host), normalizePath(req.URL.RequestURI()), req.Method)
 	if r.opaque {
 		m.askIdp(rw, req, p)
@@ -259,10 +268,7 @@ func answerJSON(rw http.ResponseWriter, status int, body map[string]string) {
 // originalURL is what Traefik's forwardAuth reports as X-Forwarded-Proto/Host/Uri, joined as
 // idp/forwardauth/urls.py joins them.
 func originalURL(req *http.Request) string {
-	scheme := "http"
-	if req.TLS != nil {
-		scheme = "https"
-	}
+	scheme := requestScheme(req)
 	host := strings.TrimSpace(req.Host)
 	uri := req.URL.RequestURI()
 	if !strings.HasPrefix(uri, "/") {
@@ -273,6 +279,13 @@ func originalURL(req *http.Request) string {
 		return scheme + "://" + host + "/"
 	}
 	return full
+}
+
+func requestScheme(req *http.Request) string {
+	if req.TLS != nil {
+		return "https"
+	}
+	return "http"
 }
 
 // wantsHTML: a browser navigating (Accept names text/html with a non-zero quality), not an API client.
@@ -331,12 +344,8 @@ func (m *Middleware) askIdp(rw http.ResponseWriter, req *http.Request, p *policy
 	if splitErr == nil {
 		ask.Header.Set("X-Forwarded-For", ip)
 	}
-	scheme := "http"
-	if req.TLS != nil {
-		scheme = "https"
-	}
 	ask.Header.Set("X-Forwarded-Method", req.Method)
-	ask.Header.Set("X-Forwarded-Proto", scheme)
+	ask.Header.Set("X-Forwarded-Proto", requestScheme(req))
 	ask.Header.Set("X-Forwarded-Host", req.Host)
 	ask.Header.Set("X-Forwarded-Uri", req.URL.RequestURI())
 	status, header, body, callErr := m.state.call(ask)

@@ -50,6 +50,7 @@ type policy struct {
 	Headers    headerNames
 	Default    rule
 	Rules      []rule
+	Known      *knownHosts
 }
 
 type policyDocument struct {
@@ -63,6 +64,9 @@ type policyDocument struct {
 	Headers    headerNames       `json:"headers"`
 	Default    json.RawMessage   `json:"default"`
 	Rules      []json.RawMessage `json:"rules"`
+	// UnknownHosts "deny": only KnownHosts are protected; others are refused (403).
+	UnknownHosts string   `json:"unknown_hosts"`
+	KnownHosts   []string `json:"known_hosts"`
 }
 
 // parsePolicy reads /auth/policy; nil when the document is not one this code can use at all.
@@ -90,6 +94,7 @@ func parsePolicy(body []byte) *policy {
 		Headers:    doc.Headers,
 		Default:    parseRule(doc.Default),
 		Rules:      make([]rule, 0, len(doc.Rules)),
+		Known:      parseKnownHosts(doc.UnknownHosts, doc.KnownHosts),
 	}
 	for _, raw := range doc.Rules {
 		p.Rules = append(p.Rules, parseRule(raw))
