@@ -15,6 +15,7 @@ from tests.fixtures.forward_proxies import (
     check_refusal_is_logged,
     check_rules,
     check_the_client_cannot_choose_what_is_checked,
+    check_the_idp_refuses_a_header_sent_twice,
     check_unknown_hosts_are_refused,
     identity,
     minter,
@@ -141,3 +142,7 @@ def test_the_shortest_configuration_redirects_with_the_login_header(
     forged = [("Remote-User", "admin"), ("remote_user", "admin")]
     assert identity(through(nginx, "short.nginx.test", "/page", token=tina, headers=forged))[0] == "tina"
     assert through(nginx, "short.nginx.test", "/closed", token=tina).status_code == 403
+
+
+def test_the_idp_refuses_a_header_sent_twice(setup: Setup, tina: str) -> None:
+    check_the_idp_refuses_a_header_sent_twice(setup, tina)

@@ -19,6 +19,8 @@ MAX_URI = 8192
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\.?"
 _HOST = re.compile(rf"^(?:{_NAME}|\[[0-9A-Fa-f:.]{{2,45}}\])(?::\d{{1,5}})?$")
 _METHOD = re.compile(r"^[A-Za-z]{1,16}$")
+_URIS = ("X-Forwarded-Uri", "X-Original-URL")
+_JOINED = re.compile(r",\s*(?:/|https?:)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,8 @@ class Unusable(Exception):
 def _one(values: list[str], name: str) -> str | None:
     if not values:
         return None
-    if len(values) > 1:
+    # WSGI servers join a header sent twice with a comma: "/public,/admin" is two URIs, not one.
+    if len(values) > 1 or (name in _URIS and _JOINED.search(values[0])):
         raise Unusable(name, "sent more than once")
     return values[0].strip()
 

@@ -378,9 +378,13 @@ func TestTheForwardedTableThroughAskIdp(t *testing.T) {
 		if c.Request.Proto == "https" {
 			req.TLS = &tls.ConnectionState{}
 		}
-		req.Header.Set("X-Original-URL", "https://elsewhere.test/public") // the client's: passed on, the IdP refuses
+		req.Header.Set("X-Original-URL", "https://elsewhere.test/public") // the client's: not passed on
+		req.Header.Set("X-Forwarded-Uri", "/public")
 		m.askIdp(httptest.NewRecorder(), req, &policy{})
 		idp.Close()
+		if received.Get("X-Original-URL") != "" {
+			t.Errorf("%s: the plugin passed the client's X-Original-URL on", c.Name)
+		}
 		for name := range sent {
 			if received.Get(name) != sent.Get(name) || len(received.Values(name)) != 1 {
 				t.Errorf("%s: the plugin sent %s %q, the table says %q", c.Name, name, received.Values(name), sent.Get(name))

@@ -344,6 +344,10 @@ func (m *Middleware) askIdp(rw http.ResponseWriter, req *http.Request, p *policy
 	if splitErr == nil {
 		ask.Header.Set("X-Forwarded-For", ip)
 	}
+	// The plugin describes the request itself, in the X-Forwarded-* form; a client's X-Original-* (the
+	// other form the IdP reads) would only contradict it.
+	ask.Header.Del("X-Original-URL")
+	ask.Header.Del("X-Original-Method")
 	ask.Header.Set("X-Forwarded-Method", req.Method)
 	ask.Header.Set("X-Forwarded-Proto", requestScheme(req))
 	ask.Header.Set("X-Forwarded-Host", req.Host)
