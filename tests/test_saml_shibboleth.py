@@ -1,11 +1,19 @@
-"""The IdP's SAML answers as Shibboleth SP 3 takes them.
+"""The IdP against Shibboleth SP 3: a real Apache with mod_shib and shibd on loopback (tests/saml_sp/
+shibboleth.py), configured from the IdP's metadata and registered with `nextauth saml-sp add` from the
+metadata it generates; headless Chromium logs in with a QR the phone simulator approves, and the protected
+page shows what mod_shib exported. Signed assertions, then signed and encrypted ones.
 
-The unit tests here check what Shibboleth is strict about and lenient SPs (python3-saml) let pass: an
+The unit tests at the end check what Shibboleth is strict about and lenient SPs (python3-saml) let pass: an
 encrypted assertion must decrypt to exactly one element.
 """
 
 import base64
+import os
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 from cryptography import x509
@@ -16,9 +24,136 @@ from cryptography.x509.oid import NameOID
 from defusedxml.ElementTree import fromstring
 from defusedxml.minidom import parseString
 
+from tests.fixtures.flows import PIN, enrol
+from tests.fixtures.idp_browser import Browser, idp_cli
+from tests.fixtures.system import RunningSystem, run_app, start_system, stop_system
+from tests.saml_sp import shibboleth
+
 XENC = "{http://www.w3.org/2001/04/xmlenc#}"
 SAML = "{urn:oasis:names:tc:SAML:2.0:assertion}"
 ELEMENT = '<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"/>'
+
+
+# -- Shibboleth SP 3 against the running system ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
+    running = start_system(tmp_path_factory.mktemp("shib-system"))
+    yield running
+    stop_system(running)
+    assert running.process.returncode == 0, running.log()
+
+
+@pytest.fixture(scope="module")
+def phone(system: RunningSystem, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("shib-phone")
+    assert run_app(home, "init", "--config", str(system.data_dir / "app-config.json"))[0] == 0
+    assert run_app(home, "register", "--pin", PIN)[0] == 0
+    enrol(system, home, "sam")
+    idp_cli(
+        system,
+        *("user", "set", "sam", "--name", "Sam Example", "--email", "sam@example.org"),
+        *("--email-verified", "--groups", "staff,admins"),
+    )
+    return home
+
+
+@pytest.fixture(scope="module")
+def shib(system: RunningSystem) -> Iterator[shibboleth.ShibbolethSP]:
+    missing = shibboleth.available()
+    if missing is not None:
+        if os.environ.get("NEXTAUTH_TEST_REQUIRE_SERVICES") == "1":
+            pytest.fail(missing)
+        pytest.skip(missing)
+    web = Browser(system)
+    metadata = web.get("/saml/metadata")
+    web.close()
+    assert metadata.status_code == 200
+    with shibboleth.running(metadata.text, f"{web.base}/saml/metadata") as sp:
+        yield sp
+
+
+def shib_login(browser: Any, sp: shibboleth.ShibbolethSP, phone: Path) -> tuple[dict[str, str], str]:
+    """A fresh browser opens the protected page, logs in at the IdP with the phone, and comes back.
+    Returns what the page showed (name -> value) and the SAML Response the browser carried."""
+    context = browser.new_context()
+    page = context.new_page()
+    posted: list[str] = []
+    acs = sp.url("/Shibboleth.sso/SAML2/POST")
+    page.on("request", lambda r: posted.append(r.post_data or "") if r.url == acs else None)
+    try:
+        page.goto(sp.url("/secure/attributes"))
+        page.wait_for_selector("#qr svg")
+        assert run_app(phone, "scan", page.get_attribute("#qr", "data-qrdata"), "--pin", PIN)[0] == 0
+        page.wait_for_url(sp.url("/secure/attributes"), timeout=20000)
+        text = page.inner_text("body")
+    except Exception as exc:
+        raise AssertionError(f"{exc}\n{page.content()[:2000]}\n{sp.log()}") from exc
+    finally:
+        context.close()
+    assert posted, "the browser posted no SAML Response to Shibboleth"
+    response = base64.b64decode(parse_qs(posted[-1])["SAMLResponse"][0]).decode()
+    shown = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    return shown, response
+
+
+def check_user(shown: dict[str, str], system: RunningSystem) -> None:
+    base = f"http://127.0.0.1:{system.port('idp', 'http')}"
+    assert shown.get("AUTH_TYPE") == "shibboleth", shown
+    assert shown.get("REMOTE_USER") == "sam"
+    assert shown.get("Shib_Identity_Provider") == f"{base}/saml/metadata"
+    assert shown.get("uid") == "sam"
+    assert shown.get("displayName") == "Sam Example"
+    assert shown.get("mail") == "sam@example.org"
+    assert shown.get("isMemberOf") == "staff;admins"  # Shibboleth joins values with ';'
+    assert len(shown.get("persistent_id", "")) == 43  # the pseudonym, not the user id
+    assert (
+        shown.get("Shib_AuthnContext_Class")
+        == "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract"
+    )
+
+
+def test_shibboleth_sp_signed_assertion(
+    system: RunningSystem, phone: Path, shib: shibboleth.ShibbolethSP, browser: Any
+) -> None:
+    registered = idp_cli(
+        system,
+        "saml-sp",
+        "add",
+        "--metadata",
+        "-",
+        "--attributes",
+        "uid,name,mail,groups",
+        stdin=shib.metadata(),
+    )
+    assert registered["entity_id"] == shib.entity_id and registered["authn_requests_signed"] is True
+    shown, response = shib_login(browser, shib, phone)
+    assert "<saml:Assertion" in response and "EncryptedAssertion" not in response
+    check_user(shown, system)
+
+
+def test_shibboleth_sp_signed_and_encrypted_assertion(
+    system: RunningSystem, phone: Path, shib: shibboleth.ShibbolethSP, browser: Any
+) -> None:
+    idp_cli(
+        system,
+        "saml-sp",
+        "add",
+        "--metadata",
+        "-",
+        "--attributes",
+        "uid,name,mail,groups",
+        "--encrypt",
+        stdin=shib.metadata(),
+    )
+    shown, response = shib_login(browser, shib, phone)
+    assert "<saml:EncryptedAssertion" in response and "<saml:Assertion" not in response
+    assert ">sam<" not in response
+    check_user(shown, system)
+
+
+# -- the encrypted assertion as Shibboleth decrypts it -------------------------------------------------
 
 
 def self_signed(name: str) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
