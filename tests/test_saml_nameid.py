@@ -1,11 +1,13 @@
 """NameID formats: what an SP's NameIDPolicy may ask for, what its metadata declares at registration, and
-the SAML error Response (InvalidNameIDPolicy) posted back when the IdP cannot give what was asked.
+the SAML error Response (InvalidNameIDPolicy) posted back when the IdP cannot give what was asked. Also an
+HTTP-Redirect request too long for a URL, which gets the IdP's error page over a real listener.
 
 The end-to-end part runs the whole system with python3-saml SPs (tests/saml_sp); the rest are unit tests of
 the rules.
 """
 
 import base64
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
 
+from idp.long_urls import MAX_DISCARDED, MAX_REQUEST_LINE
 from idp.saml import nameid, spmetadata
 from idp.saml.names import NAMEID_EMAIL, NAMEID_PERSISTENT, NAMEID_TRANSIENT, NAMEID_UNSPECIFIED
 from idp.saml.registry import ServiceProvider as Registered
@@ -253,3 +256,55 @@ def test_an_unknown_format_gets_invalid_name_id_policy(
     register(system, kerberos, "--name-id-format", "email")
     auth, xml = sso(web, kerberos)
     assert INVALID_POLICY in xml and not auth.is_authenticated()
+
+
+# -- a Redirect-binding request longer than a URL may be -----------------------------------------------
+
+
+def raw_request(system: RunningSystem, target: bytes, timeout: float = 15.0) -> bytes:
+    """One request over a plain socket (no client library shortening or refusing the line); what came
+    back before the server closed (or reset) the connection."""
+    answer = b""
+    with socket.create_connection(("127.0.0.1", system.port("idp", "http")), timeout=timeout) as sock:
+        try:
+            sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/html\r\n\r\n")
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+    return answer
+
+
+def test_a_redirect_request_over_the_url_limit_gets_the_error_page(
+    system: RunningSystem, idp: dict, web: Browser
+) -> None:
+    sp = ServiceProvider("long.example", idp)
+    register(system, sp)
+    url, _ = sp.login_url()
+    padded = url + "&padding=" + "a" * (MAX_REQUEST_LINE + 100 - len(url))
+    answer = web.get(padded)
+    assert answer.status_code == 414
+    assert answer.headers["Content-Type"].startswith("text/html")
+    assert "HTTP-POST binding" in answer.text and "8 KiB" in answer.text
+    assert 'rel="stylesheet"' in answer.text and "Traceback" not in answer.text
+    assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
+    assert answer.headers["Cache-Control"] == "no-store"
+    # Just under the limit the request reaches the SAML endpoint, which answers for itself.
+    under = url + "&padding=" + "a" * (MAX_REQUEST_LINE - 200 - len(url))
+    assert web.get(under).status_code == 303
+    # Any other too long URL gets the general page; the server goes on serving.
+    other = web.get("/login?next=" + "a" * MAX_REQUEST_LINE)
+    assert other.status_code == 414 and "This link is too long" in other.text
+    assert web.get("/saml/metadata").status_code == 200
+
+
+def test_an_endless_request_line_is_cut_off(system: RunningSystem) -> None:
+    """Past the bound the IdP reads no further and closes the connection, and stays up."""
+    answer = raw_request(
+        system, b"/saml/sso/redirect?SAMLRequest=" + b"a" * (MAX_DISCARDED + MAX_REQUEST_LINE)
+    )
+    assert b"200 OK" not in answer and b"414" not in answer
+    answer = raw_request(system, b"/saml/sso/redirect?SAMLRequest=" + b"a" * (MAX_DISCARDED // 2))
+    # Read to its end, so the answer arrives whole (an unread rest would make the close a reset).
+    assert answer.startswith(b"HTTP/1.0 414") or answer.startswith(b"HTTP/1.1 414"), answer[:200]
+    assert b"Connection: close" in answer and b"HTTP-POST binding" in answer
