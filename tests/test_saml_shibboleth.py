@@ -74,7 +74,9 @@ def shib(system: RunningSystem) -> Iterator[shibboleth.ShibbolethSP]:
         yield sp
 
 
-def shib_login(browser: Any, sp: shibboleth.ShibbolethSP, phone: Path) -> tuple[dict[str, str], str]:
+def shib_login(
+    browser: Any, sp: shibboleth.ShibbolethSP, phone: Path, path: str = "/secure/attributes"
+) -> tuple[dict[str, str], str]:
     """A fresh browser opens the protected page, logs in at the IdP with the phone, and comes back.
     Returns what the page showed (name -> value) and the SAML Response the browser carried."""
     context = browser.new_context()
@@ -83,10 +85,10 @@ def shib_login(browser: Any, sp: shibboleth.ShibbolethSP, phone: Path) -> tuple[
     acs = sp.url("/Shibboleth.sso/SAML2/POST")
     page.on("request", lambda r: posted.append(r.post_data or "") if r.url == acs else None)
     try:
-        page.goto(sp.url("/secure/attributes"))
+        page.goto(sp.url(path))
         page.wait_for_selector("#qr svg")
         assert run_app(phone, "scan", page.get_attribute("#qr", "data-qrdata"), "--pin", PIN)[0] == 0
-        page.wait_for_url(sp.url("/secure/attributes"), timeout=20000)
+        page.wait_for_url(sp.url(path), timeout=20000)
         text = page.inner_text("body")
     except Exception as exc:
         raise AssertionError(f"{exc}\n{page.content()[:2000]}\n{sp.log()}") from exc
@@ -98,7 +100,7 @@ def shib_login(browser: Any, sp: shibboleth.ShibbolethSP, phone: Path) -> tuple[
     return shown, response
 
 
-def check_user(shown: dict[str, str], system: RunningSystem) -> None:
+def check_user(shown: dict[str, str], system: RunningSystem, name_id: str = "persistent") -> None:
     base = f"http://127.0.0.1:{system.port('idp', 'http')}"
     assert shown.get("AUTH_TYPE") == "shibboleth", shown
     assert shown.get("REMOTE_USER") == "sam"
@@ -107,7 +109,11 @@ def check_user(shown: dict[str, str], system: RunningSystem) -> None:
     assert shown.get("displayName") == "Sam Example"
     assert shown.get("mail") == "sam@example.org"
     assert shown.get("isMemberOf") == "staff;admins"  # Shibboleth joins values with ';'
-    assert len(shown.get("persistent_id", "")) == 43  # the pseudonym, not the user id
+    if name_id == "persistent":
+        assert len(shown.get("persistent_id", "")) == 43  # the pseudonym, not the user id
+        assert "transient_id" not in shown
+    else:
+        assert shown.get("transient_id", "").startswith("_") and "persistent_id" not in shown
     assert (
         shown.get("Shib_AuthnContext_Class")
         == "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract"
@@ -151,6 +157,26 @@ def test_shibboleth_sp_signed_and_encrypted_assertion(
     assert "<saml:EncryptedAssertion" in response and "<saml:Assertion" not in response
     assert ">sam<" not in response
     check_user(shown, system)
+
+
+def test_shibboleth_sp_asking_for_transient_gets_it(
+    system: RunningSystem, phone: Path, shib: shibboleth.ShibbolethSP, browser: Any
+) -> None:
+    """Registered for persistent (its metadata declares no format), asking for transient: less, so given."""
+    registered = idp_cli(
+        system,
+        "saml-sp",
+        "add",
+        "--metadata",
+        "-",
+        "--attributes",
+        "uid,name,mail,groups",
+        stdin=shib.metadata(),
+    )
+    assert registered["name_id_format"] == "persistent"
+    shown, response = shib_login(browser, shib, phone, "/transient/attributes")
+    assert 'Format="urn:oasis:names:tc:SAML:2.0:nameid-format:transient"' in response
+    check_user(shown, system, name_id="transient")
 
 
 # -- the encrypted assertion as Shibboleth decrypts it -------------------------------------------------

@@ -2,8 +2,9 @@
 interop tests of the IdP: a SAML implementation that is not ours, and stricter than python3-saml.
 
 Everything lives in one temporary directory: Apache's and shibd's configuration, the SP's key, the IdP's
-metadata, the logs, the sockets. Apache listens on a free port. The protected path ``/secure/`` runs a CGI
-script that prints the attributes mod_shib hands it (as environment variables), one ``name=value`` per line.
+metadata, the logs, the sockets. Apache listens on a free port. The protected paths ``/secure/`` and
+``/transient/`` (whose login asks for a transient NameID) run a CGI script that prints the environment
+mod_shib hands it (the attributes among it), one ``name=value`` per line.
 
 Apache will not serve as root, so when the tests run as root both daemons run as ``www-data``, and the
 directory is theirs.
@@ -147,6 +148,15 @@ ScriptAlias /secure/ "{dir}/cgi/"
 <Location /secure/>
   AuthType shibboleth
   ShibRequestSetting requireSession 1
+  Require shib-session
+</Location>
+# The same page behind a login that asks for a transient NameID (NameIDPolicy Format), as some Apache SP
+# modules always do.
+ScriptAlias /transient/ "{dir}/cgi/"
+<Location /transient/>
+  AuthType shibboleth
+  ShibRequestSetting requireSession 1
+  ShibRequestSetting NameIDFormat urn:oasis:names:tc:SAML:2.0:nameid-format:transient
   Require shib-session
 </Location>
 """
