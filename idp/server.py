@@ -26,12 +26,12 @@ from authserver.config import (
 from authserver.ratelimit import RateLimiter, Rule, trusted_proxies_setting
 from authserver.storage import db
 from authserver.storage.kv import open_kv
-from authserver.transport.wsgi import NoDelayHandler
 from idp.context import IdpServices
 from idp.directory import Directory
 from idp.forwardauth import settings as forward_auth_settings
 from idp.housekeeping import Housekeeping
 from idp.keys import KeyRing
+from idp.long_urls import IdpHandler
 from idp.ns_client import NsClient
 from idp.ns_watch import NsSessionWatch
 from idp.ratelimits import IdpLimits, default_rules, rate_limit_variables, rules_from
@@ -217,7 +217,8 @@ class IdpServer(WSGIServer):  # type: ignore[misc]  # gevent ships no types
             (settings.listen.host, settings.listen.port),
             build_app(settings, services),
             log=None,
-            handler_class=NoDelayHandler,  # small answers leave at once (authserver/transport/wsgi.py)
+            # Small answers leave at once (authserver/transport/wsgi.py); too long a URL gets the error page.
+            handler_class=IdpHandler,
         )
         self.watch = NsSessionWatch(services, settings.ns_check_seconds)
         self.housekeeping = Housekeeping(services)

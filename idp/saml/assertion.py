@@ -46,7 +46,9 @@ def instant(moment: datetime) -> str:
 
 
 def without_declaration(xml: str) -> str:
-    return _DECLARATION.sub("", xml, count=1)
+    # The trailing newline xmlsec1 writes goes too: a signed assertion is embedded or encrypted as exactly
+    # its element.
+    return _DECLARATION.sub("", xml, count=1).rstrip()
 
 
 def serialise(element: SamlBase) -> str:

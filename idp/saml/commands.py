@@ -22,9 +22,10 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument(
         "--name-id-format",
         choices=sorted(NAMEID_FORMATS),
-        default="persistent",
-        help="persistent (default): a stable pseudonym per SP; transient: new every session; "
-        "email: the verified e-mail address",
+        default=None,
+        help="persistent: a stable pseudonym per SP; transient: new every session; email: the verified "
+        "e-mail address. Default: the first of these the SP's metadata declares (NameIDFormat), else "
+        "persistent. The SP may ask for one that discloses less (transient < persistent < email)",
     )
     add.add_argument(
         "--attributes",

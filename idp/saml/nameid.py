@@ -6,6 +6,12 @@
   every persistent NameID.
 - ``transient``: random, for one session at one SP.
 - ``email``: the user's e-mail address, only if the directory marks it verified.
+
+An SP is registered with one of these (the first its metadata declares, unless the operator chose). A
+request's ``NameIDPolicy`` may ask for another, and gets it if it tells the SP no more about the user than
+the registered one: transient, then persistent (linkable across sessions at that SP), then email
+(linkable everywhere). So every SP may ask for transient, and none gets the e-mail address unless the
+operator registered it for email.
 """
 
 import hashlib
@@ -14,10 +20,34 @@ import json
 import secrets
 
 from idp.saml.errors import SamlError
+from idp.saml.names import NAMEID_FORMATS, NAMEID_UNSPECIFIED
 from idp.sessions import SignedInUser
 from nextauth_core.encoding import b64url
 
 MAX_NAME_ID = 255  # idp_rp_logins.name_id, which single logout looks sessions up by
+# The formats by what they disclose, least first.
+DISCLOSURE = ("transient", "persistent", "email")
+_KEYS = {uri: key for key, uri in NAMEID_FORMATS.items()}
+
+
+def key_of(uri: str) -> str | None:
+    """The operator's word for a format URI; None for a format the IdP does not issue."""
+    return _KEYS.get(uri)
+
+
+def choose(registered: str, requested: str | None) -> str | None:
+    """The format to answer with: the registered one unless the request names another it may have;
+    None if it names one it may not have (or one the IdP does not issue)."""
+    if requested in (None, "", NAMEID_UNSPECIFIED):
+        return registered
+    key = key_of(requested)
+    if key is None or DISCLOSURE.index(key) > DISCLOSURE.index(registered):
+        return None
+    return key
+
+
+def has_email(user: SignedInUser) -> bool:
+    return bool(user.email and user.email_verified and len(user.email) <= MAX_NAME_ID)
 
 
 def derive_secret(secret_key: bytes) -> bytes:

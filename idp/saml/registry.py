@@ -54,6 +54,13 @@ class ServiceProvider:
         }
 
 
+def declared_name_id_format(metadata: SpMetadata) -> str:
+    """The first NameIDFormat of the metadata the IdP issues (a key of NAMEID_FORMATS), else persistent:
+    an SP listing only formats the IdP does not know still gets a pseudonym, not its e-mail address."""
+    keys = {uri: key for key, uri in NAMEID_FORMATS.items()}
+    return next((keys[uri] for uri in metadata.name_id_formats if uri in keys), "persistent")
+
+
 @functools.lru_cache(maxsize=64)
 def _parsed(xml: str) -> SpMetadata:
     # Requests name their SP on every message; the same metadata text parses to the same result.
@@ -79,12 +86,16 @@ class Registry:
         self,
         metadata_xml: str,
         *,
-        name_id_format: str = "persistent",
+        name_id_format: str | None = None,
         released: tuple[str, ...] = attributes.DEFAULT,
         encrypt: bool = False,
     ) -> tuple[ServiceProvider, bool]:
-        """Register (or replace) the SP the metadata describes; returns it and whether it replaced one."""
+        """Register (or replace) the SP the metadata describes; returns it and whether it replaced one.
+        Without ``name_id_format``, the SP gets the first NameIDFormat its metadata declares that the IdP
+        issues, else persistent."""
         metadata = spmetadata.parse(metadata_xml)
+        if name_id_format is None:
+            name_id_format = declared_name_id_format(metadata)
         if name_id_format not in NAMEID_FORMATS:
             raise ValueError(
                 f"name id format {name_id_format!r}: expected one of {', '.join(NAMEID_FORMATS)}"

@@ -25,6 +25,7 @@ DS = "{http://www.w3.org/2000/09/xmldsig#}"
 MAX_METADATA_BYTES = 512 * 1024
 # idp_rp_logins.client_id holds the entity id of every SP a session used.
 MAX_ENTITY_ID = 255
+MAX_NAME_ID_FORMATS = 16
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class SpMetadata:
     authn_requests_signed: bool
     want_assertions_signed: bool
     valid_until: datetime | None
+    name_id_formats: tuple[str, ...] = ()  # NameIDFormat, in the metadata's order of preference
 
     def expired(self, now: datetime | None = None) -> bool:
         return self.valid_until is not None and self.valid_until <= (now or datetime.now(UTC))
@@ -190,6 +192,11 @@ def parse(xml: str | bytes) -> SpMetadata:
         authn_requests_signed=_boolean(descriptor.get("AuthnRequestsSigned")),
         want_assertions_signed=_boolean(descriptor.get("WantAssertionsSigned")),
         valid_until=valid_until,
+        name_id_formats=tuple(
+            text
+            for element in descriptor.findall(f"{MD}NameIDFormat")
+            if (text := (element.text or "").strip())
+        )[:MAX_NAME_ID_FORMATS],
     )
     if metadata.authn_requests_signed and not metadata.signing_certs:
         raise ValueError("AuthnRequestsSigned is true but there is no signing certificate")

@@ -50,6 +50,7 @@ class PendingLogin:
     comparison: str | None
     class_refs: tuple[str, ...]
     received_at: float
+    sp_name_qualifier: str | None = None  # as the request's NameIDPolicy asked
 
     def dumps(self) -> bytes:
         return json.dumps(asdict(self)).encode()
@@ -144,7 +145,10 @@ def accept(saml: SamlContext, incoming: Incoming, endpoint_url: str) -> PendingL
         relay_state=incoming.relay_state,
         force_authn=str(request.force_authn).lower() in ("true", "1"),
         is_passive=str(request.is_passive).lower() in ("true", "1"),
-        name_id_format=policy.format if policy is not None and policy.format else None,
+        name_id_format=policy.format.strip()[:256] if policy is not None and policy.format else None,
+        sp_name_qualifier=policy.sp_name_qualifier.strip()[:256]
+        if policy is not None and policy.sp_name_qualifier
+        else None,
         comparison=requested.comparison if requested is not None else None,
         class_refs=tuple(
             ref.text.strip()
@@ -174,9 +178,14 @@ def load(saml: SamlContext, key: str, *, take: bool) -> PendingLogin:
     return PendingLogin.loads(data)
 
 
-def _subject(saml: SamlContext, sp: ServiceProvider, user: SignedInUser) -> assertion.Subject:
+def _subject(
+    saml: SamlContext, sp: ServiceProvider, user: SignedInUser, format_key: str
+) -> assertion.Subject:
     """The NameID and SessionIndex for this SP in this session, recorded for single logout."""
-    fresh = nameid.value(sp.name_id_format, user, sp.entity_id, saml.name_id_secret)
+    fresh = nameid.value(format_key, user, sp.entity_id, saml.name_id_secret)
+    format_uri = NAMEID_FORMATS[format_key]
+    # What the other formats would be: a stored NameID that is one of them is no transient one to reuse.
+    computed = {nameid.persistent(saml.name_id_secret, sp.entity_id, user.sub), user.email}
     engine = saml.services.engine
     for _attempt in range(2):
         with Session(engine) as db, db.begin():
@@ -189,9 +198,9 @@ def _subject(saml: SamlContext, sp: ServiceProvider, user: SignedInUser) -> asse
             ).first()
             if row is not None:
                 # A transient NameID lasts for the session at this SP; the others are computed each time.
-                if sp.name_id_format != "transient" or not row.name_id:
+                if format_key != "transient" or not row.name_id or row.name_id in computed:
                     row.name_id = fresh
-                return assertion.Subject(row.name_id or fresh, sp.name_id_format_uri, row.session_index or "")
+                return assertion.Subject(row.name_id, format_uri, row.session_index or "")
         try:
             with Session(engine) as db, db.begin():
                 session_index = "_" + secrets.token_urlsafe(24)
@@ -204,7 +213,7 @@ def _subject(saml: SamlContext, sp: ServiceProvider, user: SignedInUser) -> asse
                         session_index=session_index,
                     )
                 )
-            return assertion.Subject(fresh, sp.name_id_format_uri, session_index)
+            return assertion.Subject(fresh, format_uri, session_index)
         except IntegrityError:
             continue  # the same browser in two tabs: the other request recorded it first
     raise SamlError("The login could not be recorded. Try again.", status=503)
@@ -230,21 +239,30 @@ def no_passive(saml: SamlContext, pending: PendingLogin) -> str:
     return _error(saml, sp, pending, STATUS_RESPONDER, "NoPassive", "The user is not logged in.")
 
 
+def _name_id_format(
+    sp: ServiceProvider, pending: PendingLogin, user: SignedInUser
+) -> tuple[str | None, str]:
+    """The NameID format to answer with, or None and why (the status message the SP gets)."""
+    if pending.sp_name_qualifier not in (None, sp.entity_id):
+        return None, "This IdP issues NameIDs for the application itself only (SPNameQualifier)."
+    wanted = pending.name_id_format
+    chosen = nameid.choose(sp.name_id_format, wanted)
+    if chosen is None:
+        allowed = nameid.DISCLOSURE[: nameid.DISCLOSURE.index(sp.name_id_format) + 1]
+        asked = nameid.key_of(wanted or "") or "that format"
+        return None, f"This IdP sends this application {' or '.join(allowed)} NameIDs, not {asked}."
+    explicit = wanted not in (None, "", NAMEID_UNSPECIFIED)
+    if chosen == "email" and explicit and not nameid.has_email(user):
+        return None, "The user has no verified e-mail address to send as the NameID."
+    return chosen, ""
+
+
 def answer(saml: SamlContext, pending: PendingLogin, user: SignedInUser) -> str:
     """The signed Response for this login: an assertion, or a SAML error status the SP can show."""
     sp = known_sp(saml, pending.sp)
-    wanted = pending.name_id_format
-    if wanted not in (None, NAMEID_UNSPECIFIED, sp.name_id_format_uri):
-        known = {uri: key for key, uri in NAMEID_FORMATS.items()}
-        return _error(
-            saml,
-            sp,
-            pending,
-            STATUS_REQUESTER,
-            "InvalidNameIDPolicy",
-            f"This IdP sends this application {sp.name_id_format} NameIDs, not "
-            f"{known.get(wanted or '', 'that format')}.",
-        )
+    format_key, refusal = _name_id_format(sp, pending, user)
+    if format_key is None:
+        return _error(saml, sp, pending, STATUS_REQUESTER, "InvalidNameIDPolicy", refusal)
     class_ref = authn_context.class_ref(user)
     if not authn_context.satisfies(class_ref, pending.requested):
         return _error(
@@ -265,7 +283,7 @@ def answer(saml: SamlContext, pending: PendingLogin, user: SignedInUser) -> str:
             "RequestUnsupported",
             "ForceAuthn within a running IdP session.",
         )
-    subject = _subject(saml, sp, user)
+    subject = _subject(saml, sp, user, format_key)
     now = datetime.now(UTC)
     security = saml.security(sp)
     built = assertion.build_assertion(
@@ -282,7 +300,7 @@ def answer(saml: SamlContext, pending: PendingLogin, user: SignedInUser) -> str:
     signed = assertion.sign(built, security)
     if sp.encrypt_assertions:
         signed = xmlenc.encrypted_assertion(signed, _encryption_certificate(sp))
-    log.info("SAML login for %s (%s NameID)", sp.entity_id, sp.name_id_format)
+    log.info("SAML login for %s (%s NameID)", sp.entity_id, format_key)
     return assertion.response(
         idp_entity_id=saml.entity_id,
         destination=pending.acs,

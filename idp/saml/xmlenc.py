@@ -11,11 +11,14 @@ canonicalisation) still verifies once the SP has put it back into the response.
 
 import base64
 import os
+from xml.parsers.expat import ExpatError
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from defusedxml import DefusedXmlException
+from defusedxml.minidom import parseString
 
 XENC = "http://www.w3.org/2001/04/xmlenc#"
 DS = "http://www.w3.org/2000/09/xmldsig#"
@@ -29,15 +32,33 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+def _one_element(xml: str) -> str:
+    """``xml`` without the whitespace around its element: an XML Encryption ``Type=Element`` plaintext is
+    that one element and nothing else. Shibboleth SP refuses anything more ("Decryption did not result in a
+    single element"); the newline xmlsec1 writes after a signed document would be a second node."""
+    element = xml.strip()
+    if element.startswith("<?"):
+        raise ValueError("only a single element is encrypted, without an XML declaration")
+    try:
+        # minidom keeps comments and processing instructions beside the root; text there does not parse.
+        document = parseString(element, forbid_dtd=True)
+    except (ExpatError, DefusedXmlException) as exc:
+        raise ValueError("only a single element is encrypted") from exc
+    if len(document.childNodes) != 1:
+        raise ValueError("only a single element is encrypted, nothing beside it")
+    return element
+
+
 def encrypted_assertion(assertion_xml: str, certificate: x509.Certificate) -> str:
     """``<saml:EncryptedAssertion>`` holding ``assertion_xml``: one self-contained element, no declaration."""
     public_key = certificate.public_key()
     if not isinstance(public_key, rsa.RSAPublicKey):
         raise ValueError("assertions are encrypted to RSA keys only")
+    plaintext = _one_element(assertion_xml).encode("utf-8")
     key = AESGCM.generate_key(bit_length=256)
     iv = os.urandom(12)
     # XML Encryption 1.1: the cipher value is the IV, then the ciphertext with its 128-bit tag appended.
-    sealed = iv + AESGCM(key).encrypt(iv, assertion_xml.encode("utf-8"), None)
+    sealed = iv + AESGCM(key).encrypt(iv, plaintext, None)
     wrapped = public_key.encrypt(
         key,
         padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None),  # noqa: S303
