@@ -14,13 +14,19 @@ import os
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import padding as block_padding
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 XENC = "http://www.w3.org/2001/04/xmlenc#"
 DS = "http://www.w3.org/2000/09/xmldsig#"
 SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
 AES256_GCM = "http://www.w3.org/2009/xmlenc11#aes256-gcm"
+AES128_GCM = "http://www.w3.org/2009/xmlenc11#aes128-gcm"
+AES256_CBC = XENC + "aes256-cbc"
+AES128_CBC = XENC + "aes128-cbc"
+KEY_BITS = {AES256_GCM: 256, AES128_GCM: 128, AES256_CBC: 256, AES128_CBC: 128}
 RSA_OAEP_MGF1P = XENC + "rsa-oaep-mgf1p"
 SHA1 = DS + "sha1"  # OAEP's hash inside rsa-oaep-mgf1p; not a signature
 
@@ -29,15 +35,29 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def encrypted_assertion(assertion_xml: str, certificate: x509.Certificate) -> str:
+def _seal(method: str, key: bytes, plaintext: bytes) -> bytes:
+    """The cipher value: the IV, then the ciphertext (with GCM's 128-bit tag appended)."""
+    if method in (AES256_GCM, AES128_GCM):
+        iv = os.urandom(12)
+        return iv + AESGCM(key).encrypt(iv, plaintext, None)
+    # CBC, for SPs that can do nothing else. XML Encryption's padding only fixes the last byte (the count);
+    # PKCS#7 padding satisfies it.
+    iv = os.urandom(16)
+    padder = block_padding.PKCS7(128).padder()
+    padded = padder.update(plaintext) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    return iv + encryptor.update(padded) + encryptor.finalize()
+
+
+def encrypted_assertion(assertion_xml: str, certificate: x509.Certificate, method: str = AES256_GCM) -> str:
     """``<saml:EncryptedAssertion>`` holding ``assertion_xml``: one self-contained element, no declaration."""
     public_key = certificate.public_key()
     if not isinstance(public_key, rsa.RSAPublicKey):
         raise ValueError("assertions are encrypted to RSA keys only")
-    key = AESGCM.generate_key(bit_length=256)
-    iv = os.urandom(12)
-    # XML Encryption 1.1: the cipher value is the IV, then the ciphertext with its 128-bit tag appended.
-    sealed = iv + AESGCM(key).encrypt(iv, assertion_xml.encode("utf-8"), None)
+    if method not in KEY_BITS:
+        raise ValueError(f"unknown encryption method {method!r}")
+    key = os.urandom(KEY_BITS[method] // 8)
+    sealed = _seal(method, key, assertion_xml.encode("utf-8"))
     wrapped = public_key.encrypt(
         key,
         padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None),  # noqa: S303
@@ -45,7 +65,7 @@ def encrypted_assertion(assertion_xml: str, certificate: x509.Certificate) -> st
     return (
         f'<saml:EncryptedAssertion xmlns:saml="{SAML}">'
         f'<xenc:EncryptedData xmlns:xenc="{XENC}" xmlns:ds="{DS}" Type="{XENC}Element">'
-        f'<xenc:EncryptionMethod Algorithm="{AES256_GCM}"/>'
+        f'<xenc:EncryptionMethod Algorithm="{method}"/>'
         "<ds:KeyInfo><xenc:EncryptedKey>"
         f'<xenc:EncryptionMethod Algorithm="{RSA_OAEP_MGF1P}"><ds:DigestMethod Algorithm="{SHA1}"/>'
         "</xenc:EncryptionMethod>"
