@@ -33,6 +33,9 @@ PREFIXES = {
     "ds": "http://www.w3.org/2000/09/xmldsig#",
     "xs": "http://www.w3.org/2001/XMLSchema",
     "xsi": "http://www.w3.org/2001/XMLSchema-instance",
+    # The IdP's metadata (idpmetadata): user-interface information and the scope of eduPerson attributes.
+    "mdui": "urn:oasis:names:tc:SAML:metadata:ui",
+    "shibmd": "urn:mace:shibboleth:metadata:1.0",
 }
 
 
