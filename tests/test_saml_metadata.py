@@ -27,6 +27,7 @@ from saml2.mdstore import MetaDataExtern, MetadataStore
 from saml2.sigver import pre_signature_part
 
 from authserver.config import ConfigError
+from idp import housekeeping
 from idp.saml import commands, idpmetadata, metadata_fetch, spmetadata
 from idp.saml.config import Contact, SamlContext, SamlSettings, load_settings
 from idp.saml.registry import Registry
@@ -272,6 +273,8 @@ def test_signed_metadata_from_a_url_is_registered_and_refreshed(
     answer = add(saml.registry, "--metadata-url", served.url, "--metadata-cert", str(tmp_path / "signer.pem"))
     assert answer["entity_id"] == sp.entity_id
     assert answer["metadata_url"] == served.url and answer["metadata_signed"] is True
+    # The housekeeping's refresher: nothing is due yet (cacheDuration, at least five minutes).
+    assert housekeeping.refresh_metadata(saml.services) == (0, 0)
 
     # The SP moves its ACS and publishes new signed metadata: the refresher takes it.
     moved = sp.metadata().replace("https://fetched.example/acs", "https://fetched.example/acs2")

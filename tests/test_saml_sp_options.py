@@ -5,6 +5,7 @@ No listeners: the IdP's SSO answer is built directly (the same ``sso.answer`` th
 to the python3-saml SP as its AssertionConsumerService would receive it.
 """
 
+import argparse
 import base64
 import re
 import time
@@ -24,7 +25,7 @@ from idp.context import IdpServices
 from idp.directory import Directory
 from idp.keys import KeyRing
 from idp.ns_client import NsClient
-from idp.saml import attributes, sso, xmlenc
+from idp.saml import attributes, commands, sso, xmlenc
 from idp.saml.config import SamlContext, SamlSettings
 from idp.saml.registry import Registry
 from idp.saml.spoptions import SpOptions, encryption_method
@@ -335,3 +336,34 @@ def test_eppn_needs_the_scope_and_keeps_no_foreign_domain() -> None:
     assert attributes.principal_name("sam@example.org", "example.org") == "sam@example.org"
     assert attributes.principal_name("sam@other.example", "example.org") is None
     assert attributes.principal_name("sam", None) is None
+
+
+def cli(saml: SamlContext, *words: str) -> Any:
+    parser = argparse.ArgumentParser()
+    commands.arguments(parser)
+    return commands.run(parser.parse_args(list(words)), saml.services.engine)
+
+
+def test_saml_sp_add_and_set_take_the_options(saml: SamlContext, tmp_path: Path) -> None:
+    sp = FlexibleSp("opt13.example", idp_for(saml), encrypt=True)
+    (tmp_path / "sp.xml").write_text(sp.metadata())
+    added = cli(
+        saml,
+        "add",
+        *("--metadata", str(tmp_path / "sp.xml"), "--signature-algorithm", "rsa-sha384"),
+        *("--assertion-lifetime", "600", "--name-format", "basic", "--attributes", "eppn,mail"),
+    )
+    assert (added["signature_algorithm"], added["assertion_lifetime"], added["name_format"]) == (
+        "rsa-sha384",
+        600,
+        "basic",
+    )
+    changed = cli(saml, "set", sp.entity_id or "", "--signature-algorithm", "rsa-sha512", "--encrypt")
+    assert changed["signature_algorithm"] == "rsa-sha512" and changed["encrypt_assertions"] is True
+    assert changed["assertion_lifetime"] == 600 and changed["attributes"] == ["email", "eppn"]
+    with pytest.raises(ValueError, match="signature algorithm 'rsa-sha1'"):
+        cli(saml, "set", sp.entity_id or "", "--signature-algorithm", "rsa-sha1")
+    with pytest.raises(ValueError, match="no SP"):
+        cli(saml, "set", "https://unknown.example/metadata", "--sign", "both")
+    with pytest.raises(ValueError, match="go with --metadata-url"):
+        cli(saml, "add", "--metadata", str(tmp_path / "sp.xml"), "--insecure-unsigned")
