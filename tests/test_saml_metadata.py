@@ -339,3 +339,41 @@ def test_bad_metadata_from_a_url_is_refused(
     assert answer["metadata_signed"] is False
     with pytest.raises(ValueError, match="expected https://"):
         add(saml.registry, "--metadata-url", "http://sp.example/metadata", "--insecure-unsigned")
+
+
+def test_without_an_exit_status_only_xmlsec1s_ok_verifies(
+    monkeypatch: pytest.MonkeyPatch,
+    saml: SamlContext,  # noqa: F811
+) -> None:
+    xml = federation_metadata(saml).encode()
+    certificate = saml.key().certificate or ""
+    monkeypatch.setattr(metadata_fetch, "run_xmlsec1", lambda _args: (None, b"", b"FAIL\n"))
+    with pytest.raises(metadata_fetch.FetchError):
+        metadata_fetch.verify_signature(xml, certificate)
+    monkeypatch.setattr(
+        metadata_fetch, "run_xmlsec1", lambda _args: (None, b"", b"OK\nSignedInfo References\n")
+    )
+    metadata_fetch.verify_signature(xml, certificate)
+    monkeypatch.setattr(metadata_fetch, "run_xmlsec1", lambda _args: (1, b"", b"OK\n"))
+    with pytest.raises(metadata_fetch.FetchError):
+        metadata_fetch.verify_signature(xml, certificate)
+
+
+def test_refresh_follows_cache_duration_and_valid_until() -> None:
+    def entity(attributes: str) -> str:
+        return (
+            f'<md:EntityDescriptor xmlns:md="{MD}" entityID="https://sp.example/m" {attributes}>'
+            f'<md:SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">'
+            '<md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" '
+            'Location="https://sp.example/acs" index="0"/></md:SPSSODescriptor></md:EntityDescriptor>'
+        )
+
+    now = datetime.now(UTC).timestamp()
+    assert metadata_fetch.cache_duration(entity('cacheDuration="PT1H30M"').encode()) == 5400
+    assert metadata_fetch.cache_duration(entity('cacheDuration="P1DT2H"').encode()) == 93600
+    assert metadata_fetch.cache_duration(entity('cacheDuration="soon"').encode()) is None
+    assert metadata_fetch.next_refresh(entity(""), 21600, now) == now + 21600
+    assert metadata_fetch.next_refresh(entity('cacheDuration="PT1H"'), 21600, now) == now + 3600
+    assert metadata_fetch.next_refresh(entity('cacheDuration="PT10S"'), 21600, now) == now + 300
+    until = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert metadata_fetch.next_refresh(entity(f'validUntil="{until}"'), 21600, now) < now + 3601
