@@ -7,6 +7,7 @@ oversized copies are refused, and a refresh that fails keeps the old copy.
 """
 
 import argparse
+import base64
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -32,8 +33,11 @@ from idp.saml import commands, idpmetadata, metadata_fetch, spmetadata
 from idp.saml.config import Contact, SamlContext, SamlSettings, load_settings
 from idp.saml.registry import Registry
 from idp.saml.xmlsecurity import XMLSEC_BINARY, certificate_body
-from tests.saml_sp import ServiceProvider, key_and_certificate
-from tests.test_saml_sp_options import idp_for, saml  # noqa: F401 - the fixture
+from tests.fixtures.flows import PIN, enrol
+from tests.fixtures.idp_browser import Browser, idp_cli
+from tests.fixtures.system import run_app, start_system, stop_system
+from tests.saml_sp import ServiceProvider, key_and_certificate, post_form
+from tests.test_saml_sp_options import FlexibleSp, idp_for, saml  # noqa: F401 - the fixture
 
 MD = "urn:oasis:names:tc:SAML:2.0:metadata"
 NS = {
@@ -377,3 +381,73 @@ def test_refresh_follows_cache_duration_and_valid_until() -> None:
     assert metadata_fetch.next_refresh(entity('cacheDuration="PT10S"'), 21600, now) == now + 300
     until = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert metadata_fetch.next_refresh(entity(f'validUntil="{until}"'), 21600, now) < now + 3601
+
+
+# -- end to end: the running IdP, a phone, python3-saml ------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_a_live_login_with_metadata_from_a_url_and_non_default_options(
+    tmp_path_factory: pytest.TempPathFactory, served: MetadataServer
+) -> None:
+    federation = {key: FEDERATION[key] for key in FEDERATION if "METADATA" not in key}
+    system = start_system(tmp_path_factory.mktemp("saml-fed-system"), extra_env=federation)
+    web = Browser(system)
+    try:
+        home = tmp_path_factory.mktemp("saml-fed-phone")
+        assert run_app(home, "init", "--config", str(system.data_dir / "app-config.json"))[0] == 0
+        assert run_app(home, "register", "--pin", PIN)[0] == 0
+        enrol(system, home, "sam")
+        idp_cli(
+            system,
+            "user",
+            "set",
+            "sam",
+            "--email",
+            "sam@example.org",
+            "--email-verified",
+            "--groups",
+            "staff",
+        )
+
+        metadata = web.get("/saml/metadata").text
+        metadata_schema().validate(metadata)
+        assert "Example University Login</mdui:DisplayName>" in metadata
+        idp = OneLogin_Saml2_IdPMetadataParser.parse(metadata)["idp"]
+
+        folder = tmp_path_factory.mktemp("saml-fed-signer")
+        key, certificate = pem_pair()
+        (folder / "signer.pem").write_text(certificate)
+        sp = FlexibleSp("live.example", idp)
+        sp.want_messages_signed = False
+        served.body = signed(sp.metadata(), key, certificate, folder).encode()
+        added = idp_cli(
+            system,
+            *("saml-sp", "add", "--metadata-url", served.url, "--metadata-cert", str(folder / "signer.pem")),
+            *("--sign", "assertion", "--signature-algorithm", "rsa-sha512", "--name-format", "basic"),
+            *("--attributes", "eppn,scoped_affiliation,mail"),
+        )
+        assert added["metadata_url"] == served.url and added["sign"] == "assertion"
+
+        url, request_id = sp.login_url()
+        page = web.follow(web.get(url))
+        answer = web.approve_on_phone(page, phone=home)
+        _action, fields = post_form(answer.text)
+        auth = sp.consume(fields, request_id)
+        assert auth.get_errors() == [], auth.get_last_error_reason()
+        assert auth.get_attribute("eduPersonPrincipalName") == ["sam@example.org"]
+        assert auth.get_attribute("eduPersonScopedAffiliation") == [
+            "member@example.org",
+            "staff@example.org",
+            "employee@example.org",
+        ]
+        assert auth.get_attribute("mail") == ["sam@example.org"]
+        root = etree.fromstring(base64.b64decode(fields["SAMLResponse"]))
+        assert root.find("ds:Signature", NS) is None
+        assert root.xpath("//ds:SignatureMethod/@Algorithm", namespaces=NS) == [
+            "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512"
+        ]
+    finally:
+        web.close()
+        stop_system(system)
+    assert system.process.returncode == 0, system.log()[-4000:]
