@@ -10,6 +10,7 @@ import argparse
 import base64
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import gevent
 import pytest
 import saml2.data.schemas
 import xmlschema
@@ -451,3 +453,30 @@ def test_a_live_login_with_metadata_from_a_url_and_non_default_options(
         web.close()
         stop_system(system)
     assert system.process.returncode == 0, system.log()[-4000:]
+
+
+@pytest.mark.e2e
+def test_the_housekeeping_refreshes_metadata_when_due(
+    saml: SamlContext,  # noqa: F811
+    served: MetadataServer,
+    tmp_path: Path,
+) -> None:
+    sp = ServiceProvider("kept-fresh.example", idp_for(saml))
+    served.body = sp.metadata().encode()
+    add(saml.registry, "--metadata-url", served.url, "--insecure-unsigned")
+    served.body = sp.metadata().replace("kept-fresh.example/acs", "kept-fresh.example/new-acs").encode()
+    [(entity_id, source)] = saml.registry.fetched_sources()
+    saml.registry.refreshed(entity_id, None, replace(source, next_refresh_at=0.0))
+    worker = housekeeping.Housekeeping(saml.services, metadata_interval=0.05)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            current = saml.registry.get(entity_id)
+            assert current is not None
+            if current.metadata.default_acs().location.endswith("/new-acs"):  # type: ignore[union-attr]
+                break
+            assert time.monotonic() < deadline, "the housekeeping did not refresh the metadata"
+            gevent.sleep(0.05)
+    finally:
+        worker.stop()
