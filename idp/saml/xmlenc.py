@@ -3,7 +3,8 @@
 AES-256-GCM for the assertion (XML Encryption 1.1), its key wrapped with RSA-OAEP (``rsa-oaep-mgf1p``),
 the pair today's SP libraries (Shibboleth SP, SimpleSAMLphp, python3-saml, Keycloak) all decrypt.
 pysaml2's own encryption is not used: it only offers 3DES-CBC, and an assertion it signs before encrypting
-does not verify after decryption.
+does not verify after decryption. The block cipher is the caller's choice from the SP's metadata
+(``spoptions.encryption_method``): AES-128-GCM, or AES-CBC for an SP that lists nothing better.
 
 The assertion is encrypted as a whole element that declares its own namespaces, so its signature (exclusive
 canonicalisation) still verifies once the SP has put it back into the response.
