@@ -367,3 +367,25 @@ def test_saml_sp_add_and_set_take_the_options(saml: SamlContext, tmp_path: Path)
         cli(saml, "set", "https://unknown.example/metadata", "--sign", "both")
     with pytest.raises(ValueError, match="go with --metadata-url"):
         cli(saml, "add", "--metadata", str(tmp_path / "sp.xml"), "--insecure-unsigned")
+
+
+def test_error_responses_are_signed_with_the_sps_algorithm(saml: SamlContext) -> None:
+    sp = FlexibleSp("opt14.example", idp_for(saml))
+    sp.want_messages_signed = False
+    saml.registry.add(sp.metadata(), options=SpOptions(signature_algorithm="rsa-sha512", sign="assertion"))
+    _url, request_id = sp.login_url()
+    pending = sso.PendingLogin(
+        sp=sp.entity_id or "",
+        request_id=request_id,
+        acs=f"https://{sp.host}{sp.acs_path}",
+        relay_state=None,
+        force_authn=False,
+        is_passive=True,
+        name_id_format=None,
+        comparison=None,
+        class_refs=(),
+        received_at=time.time(),
+    )
+    root = tree(sso.no_passive(saml, pending))
+    assert root.find("ds:Signature", NS) is not None  # an error carries no assertion: the response is signed
+    assert root.xpath("//ds:SignatureMethod/@Algorithm", namespaces=NS) == [RSA_SHA512]

@@ -222,6 +222,7 @@ def _error(
         assertion_xml=None,
         security=saml.security(sp),
         now=datetime.now(UTC),
+        algorithms=sp.options.algorithms,  # an error status is always signed, as the SP's options say
     )
 
 
