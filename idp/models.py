@@ -122,6 +122,8 @@ class SamlServiceProvider(Base):
     encrypt_assertions: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # JSON (idp.saml.spoptions): signing, lifetime, attribute names, where the metadata is fetched from.
+    options: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 Index("ix_oidc_refresh_tokens_expires_at", RefreshToken.expires_at)

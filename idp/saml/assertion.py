@@ -33,6 +33,9 @@ PREFIXES = {
     "ds": "http://www.w3.org/2000/09/xmldsig#",
     "xs": "http://www.w3.org/2001/XMLSchema",
     "xsi": "http://www.w3.org/2001/XMLSchema-instance",
+    # The IdP's metadata (idpmetadata): user-interface information and the scope of eduPerson attributes.
+    "mdui": "urn:oasis:names:tc:SAML:metadata:ui",
+    "shibmd": "urn:mace:shibboleth:metadata:1.0",
 }
 
 
@@ -59,10 +62,14 @@ def issuer(entity_id: str) -> saml.Issuer:
     return saml.Issuer(text=entity_id, format=NAMEID_ENTITY)
 
 
-def sign(element: SamlBase, security: XmlSecurity) -> str:
-    """``element`` as an XML document of its own with an enveloped signature (no XML declaration)."""
+def sign(
+    element: SamlBase, security: XmlSecurity, algorithms: tuple[str, str] = (SIGN_ALG, DIGEST_ALG)
+) -> str:
+    """``element`` as an XML document of its own with an enveloped signature (no XML declaration);
+    ``algorithms`` are the (SignatureMethod, DigestMethod) URIs."""
+    sign_alg, digest_alg = algorithms
     element.signature = pre_signature_part(
-        element.id, security.certificate, None, digest_alg=DIGEST_ALG, sign_alg=SIGN_ALG
+        element.id, security.certificate, None, digest_alg=digest_alg, sign_alg=sign_alg
     )
     signed = security.sign(
         serialise(element), node_name=f"{element.c_namespace}:{element.c_tag}", node_id=element.id
@@ -98,8 +105,10 @@ def build_assertion(
     class_ref: str,
     released: tuple[str, ...],
     now: datetime,
+    lifetime: timedelta = ASSERTION_LIFETIME,
+    release: attributes.Release = attributes.DEFAULT_RELEASE,
 ) -> saml.Assertion:
-    expires = instant(now + ASSERTION_LIFETIME)
+    expires = instant(now + lifetime)
     name_id = saml.NameID(
         text=subject.name_id,
         format=subject.name_id_format,
@@ -131,7 +140,7 @@ def build_assertion(
             audience_restriction=[saml.AudienceRestriction(audience=[saml.Audience(text=sp_entity_id)])],
         ),
         authn_statement=[authn],
-        attribute_statement=[s] if (s := attributes.statement(user, released)) is not None else [],
+        attribute_statement=[s] if (s := attributes.statement(user, released, release)) is not None else [],
     )
 
 
@@ -144,8 +153,11 @@ def response(
     assertion_xml: str | None,
     security: XmlSecurity,
     now: datetime,
+    signed: bool = True,
+    algorithms: tuple[str, str] = (SIGN_ALG, DIGEST_ALG),
 ) -> str:
-    """A signed samlp:Response, carrying ``assertion_xml`` (a signed or encrypted assertion) if given."""
+    """A samlp:Response, signed unless ``signed`` is false (an SP that only wants the assertion signed),
+    carrying ``assertion_xml`` (a signed or encrypted assertion) if given."""
     message = samlp.Response(
         id=new_id(),
         version="2.0",
@@ -155,9 +167,10 @@ def response(
         issuer=issuer(idp_entity_id),
         status=response_status,
     )
-    message.signature = pre_signature_part(
-        message.id, security.certificate, None, digest_alg=DIGEST_ALG, sign_alg=SIGN_ALG
-    )
+    if signed:
+        message.signature = pre_signature_part(
+            message.id, security.certificate, None, digest_alg=algorithms[1], sign_alg=algorithms[0]
+        )
     xml = serialise(message)
     if assertion_xml is not None:
         # The assertion follows Status, the last child pysaml2 wrote: just before the closing tag.
@@ -165,6 +178,8 @@ def response(
         if not xml[close:].rstrip().endswith(":Response>"):
             raise ValueError("unexpected serialisation of the response")
         xml = xml[:close] + assertion_xml + xml[close:]
+    if not signed:
+        return xml
     node_name = f"{samlp.Response.c_namespace}:{samlp.Response.c_tag}"
     return security.sign(xml, node_name=node_name, node_id=message.id)
 

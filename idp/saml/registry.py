@@ -6,7 +6,7 @@ its metadata and settings. A disabled or removed SP is unknown to the IdP.
 
 import functools
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -14,9 +14,10 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from idp.models import SamlServiceProvider
-from idp.saml import attributes, spmetadata
+from idp.saml import attributes, spmetadata, spoptions
 from idp.saml.names import NAMEID_FORMATS
 from idp.saml.spmetadata import SpMetadata
+from idp.saml.spoptions import MetadataSource, SpOptions
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,16 @@ class ServiceProvider:
     attributes: tuple[str, ...]
     encrypt_assertions: bool
     disabled: bool
+    options: SpOptions = field(default_factory=SpOptions)
 
     @property
     def entity_id(self) -> str:
         return self.metadata.entity_id
+
+    @property
+    def encryption_method(self) -> str:
+        """The block encryption the SP's metadata allows (EncryptionMethod), AES-GCM unless it lists none."""
+        return _encryption_method(self.metadata_xml)
 
     @property
     def name_id_format_uri(self) -> str:
@@ -51,6 +58,7 @@ class ServiceProvider:
                 {"binding": e.binding.rsplit(":", 1)[-1], "location": e.location} for e in metadata.slo
             ],
             "valid_until": metadata.valid_until.isoformat() if metadata.valid_until else None,
+            **self.options.summary(),
         }
 
 
@@ -67,6 +75,11 @@ def _parsed(xml: str) -> SpMetadata:
     return spmetadata.parse(xml)
 
 
+@functools.lru_cache(maxsize=64)
+def _encryption_method(xml: str) -> str:
+    return spoptions.encryption_method(xml)
+
+
 def _provider(row: SamlServiceProvider) -> ServiceProvider:
     return ServiceProvider(
         metadata=_parsed(row.metadata_xml),
@@ -75,7 +88,30 @@ def _provider(row: SamlServiceProvider) -> ServiceProvider:
         attributes=tuple(json.loads(row.attributes)),
         encrypt_assertions=row.encrypt_assertions,
         disabled=row.disabled,
+        options=spoptions.loads(row.options),
     )
+
+
+def check(metadata: SpMetadata, metadata_xml: str, *, encrypt: bool, options: SpOptions) -> None:
+    """What must hold between an SP's metadata and its settings; ValueError says what does not."""
+    if metadata.expired():
+        raise ValueError(
+            f"the metadata expired on {metadata.valid_until:%Y-%m-%d %H:%M} UTC (validUntil); ask the SP "
+            "for current metadata"
+        )
+    if encrypt and not any(
+        isinstance(certificate.public_key(), rsa.RSAPublicKey) for certificate in metadata.encryption_certs
+    ):
+        raise ValueError(
+            "--encrypt needs an RSA certificate for encryption in the metadata "
+            '(a KeyDescriptor with use="encryption" or without use)'
+        )
+    if encrypt:
+        spoptions.encryption_method(metadata_xml)  # raises if the SP allows nothing the IdP can do
+    if metadata.want_assertions_signed and not options.sign_assertion:
+        raise ValueError(
+            "the SP's metadata says WantAssertionsSigned: sign the assertion (--sign assertion or both)"
+        )
 
 
 class Registry:
@@ -89,6 +125,7 @@ class Registry:
         name_id_format: str | None = None,
         released: tuple[str, ...] = attributes.DEFAULT,
         encrypt: bool = False,
+        options: SpOptions | None = None,
     ) -> tuple[ServiceProvider, bool]:
         """Register (or replace) the SP the metadata describes; returns it and whether it replaced one.
         Without ``name_id_format``, the SP gets the first NameIDFormat its metadata declares that the IdP
@@ -103,19 +140,8 @@ class Registry:
         unknown = [key for key in released if key not in attributes.CATALOGUE]
         if unknown:
             raise ValueError(f"unknown attributes {unknown}")
-        if metadata.expired():
-            raise ValueError(
-                f"the metadata expired on {metadata.valid_until:%Y-%m-%d %H:%M} UTC (validUntil); ask the SP "
-                "for current metadata"
-            )
-        if encrypt and not any(
-            isinstance(certificate.public_key(), rsa.RSAPublicKey)
-            for certificate in metadata.encryption_certs
-        ):
-            raise ValueError(
-                "--encrypt needs an RSA certificate for encryption in the metadata "
-                '(a KeyDescriptor with use="encryption" or without use)'
-            )
+        options = spoptions.check(options or SpOptions())
+        check(metadata, metadata_xml, encrypt=encrypt, options=options)
         with Session(self._engine) as db, db.begin():
             row = db.get(SamlServiceProvider, metadata.entity_id)
             replaced = row is not None
@@ -127,8 +153,56 @@ class Registry:
             row.attributes = json.dumps(list(released))
             row.encrypt_assertions = encrypt
             row.disabled = False
+            row.options = options.dumps()
             provider = _provider(row)
         return provider, replaced
+
+    def change(
+        self,
+        entity_id: str,
+        *,
+        released: tuple[str, ...] | None = None,
+        encrypt: bool | None = None,
+        **options: Any,
+    ) -> ServiceProvider:
+        """Change a registered SP's settings (None: unchanged), checked as at registration."""
+        with Session(self._engine) as db, db.begin():
+            row = db.get(SamlServiceProvider, entity_id)
+            if row is None:
+                raise ValueError(f"no SP {entity_id[:200]!r} is registered")
+            changed = spoptions.loads(row.options).changed(**options)
+            wants_encryption = row.encrypt_assertions if encrypt is None else encrypt
+            check(_parsed(row.metadata_xml), row.metadata_xml, encrypt=wants_encryption, options=changed)
+            if released is not None:
+                row.attributes = json.dumps(list(released))
+            row.encrypt_assertions = wants_encryption
+            row.options = changed.dumps()
+            return _provider(row)
+
+    def fetched_sources(self) -> list[tuple[str, MetadataSource]]:
+        """Every enabled SP whose metadata is fetched from a URL, with where from."""
+        with Session(self._engine) as db:
+            enabled = select(SamlServiceProvider).where(SamlServiceProvider.disabled.is_(False))
+            rows = db.scalars(enabled).all()
+            found = [(row.entity_id, spoptions.loads(row.options).source) for row in rows]
+        return [(entity_id, source) for entity_id, source in found if source is not None]
+
+    def refreshed(self, entity_id: str, metadata_xml: str | None, source: MetadataSource) -> None:
+        """Store what a refresh found: new (verified) metadata, or None to keep the old copy; and the source's
+        bookkeeping (when fetched, when next, the last error). New metadata must describe the same SP and
+        still suit its settings; else ValueError and nothing changes."""
+        with Session(self._engine) as db, db.begin():
+            row = db.get(SamlServiceProvider, entity_id)
+            if row is None:
+                return
+            current = spoptions.loads(row.options)
+            if metadata_xml is not None:
+                metadata = spmetadata.parse(metadata_xml)
+                if metadata.entity_id != entity_id:
+                    raise ValueError(f"the metadata now describes {metadata.entity_id[:200]!r}, another SP")
+                check(metadata, metadata_xml, encrypt=row.encrypt_assertions, options=current)
+                row.metadata_xml = metadata_xml
+            row.options = replace(current, source=source).dumps()
 
     def get(self, entity_id: str) -> ServiceProvider | None:
         """The SP if it is registered and enabled."""

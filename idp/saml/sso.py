@@ -10,8 +10,8 @@ import json
 import logging
 import secrets
 import time
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -231,6 +231,7 @@ def _error(
         assertion_xml=None,
         security=saml.security(sp),
         now=datetime.now(UTC),
+        algorithms=sp.options.algorithms,  # an error status is always signed, as the SP's options say
     )
 
 
@@ -286,6 +287,7 @@ def answer(saml: SamlContext, pending: PendingLogin, user: SignedInUser) -> str:
     subject = _subject(saml, sp, user, format_key)
     now = datetime.now(UTC)
     security = saml.security(sp)
+    options = sp.options
     built = assertion.build_assertion(
         idp_entity_id=saml.entity_id,
         sp_entity_id=sp.entity_id,
@@ -296,10 +298,15 @@ def answer(saml: SamlContext, pending: PendingLogin, user: SignedInUser) -> str:
         class_ref=class_ref,
         released=sp.attributes,
         now=now,
+        lifetime=timedelta(seconds=options.assertion_lifetime),
+        release=replace(saml.settings.release, name_format=options.name_format),
     )
-    signed = assertion.sign(built, security)
+    if options.sign_assertion:
+        signed = assertion.sign(built, security, options.algorithms)
+    else:
+        signed = assertion.serialise(built)
     if sp.encrypt_assertions:
-        signed = xmlenc.encrypted_assertion(signed, _encryption_certificate(sp))
+        signed = xmlenc.encrypted_assertion(signed, _encryption_certificate(sp), sp.encryption_method)
     log.info("SAML login for %s (%s NameID)", sp.entity_id, format_key)
     return assertion.response(
         idp_entity_id=saml.entity_id,
@@ -309,6 +316,8 @@ def answer(saml: SamlContext, pending: PendingLogin, user: SignedInUser) -> str:
         assertion_xml=signed,
         security=security,
         now=now,
+        signed=options.sign_response,
+        algorithms=options.algorithms,
     )
 
 

@@ -3,7 +3,8 @@
 AES-256-GCM for the assertion (XML Encryption 1.1), its key wrapped with RSA-OAEP (``rsa-oaep-mgf1p``),
 the pair today's SP libraries (Shibboleth SP, SimpleSAMLphp, python3-saml, Keycloak) all decrypt.
 pysaml2's own encryption is not used: it only offers 3DES-CBC, and an assertion it signs before encrypting
-does not verify after decryption.
+does not verify after decryption. The block cipher is the caller's choice from the SP's metadata
+(``spoptions.encryption_method``): AES-128-GCM, or AES-CBC for an SP that lists nothing better.
 
 The assertion is encrypted as a whole element that declares its own namespaces, so its signature (exclusive
 canonicalisation) still verifies once the SP has put it back into the response.
@@ -15,7 +16,9 @@ from xml.parsers.expat import ExpatError
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import padding as block_padding
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from defusedxml import DefusedXmlException
 from defusedxml.minidom import parseString
@@ -24,6 +27,10 @@ XENC = "http://www.w3.org/2001/04/xmlenc#"
 DS = "http://www.w3.org/2000/09/xmldsig#"
 SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
 AES256_GCM = "http://www.w3.org/2009/xmlenc11#aes256-gcm"
+AES128_GCM = "http://www.w3.org/2009/xmlenc11#aes128-gcm"
+AES256_CBC = XENC + "aes256-cbc"
+AES128_CBC = XENC + "aes128-cbc"
+KEY_BITS = {AES256_GCM: 256, AES128_GCM: 128, AES256_CBC: 256, AES128_CBC: 128}
 RSA_OAEP_MGF1P = XENC + "rsa-oaep-mgf1p"
 SHA1 = DS + "sha1"  # OAEP's hash inside rsa-oaep-mgf1p; not a signature
 
@@ -49,16 +56,30 @@ def _one_element(xml: str) -> str:
     return element
 
 
-def encrypted_assertion(assertion_xml: str, certificate: x509.Certificate) -> str:
+def _seal(method: str, key: bytes, plaintext: bytes) -> bytes:
+    """The cipher value: the IV, then the ciphertext (with GCM's 128-bit tag appended)."""
+    if method in (AES256_GCM, AES128_GCM):
+        iv = os.urandom(12)
+        return iv + AESGCM(key).encrypt(iv, plaintext, None)
+    # CBC, for SPs that can do nothing else. XML Encryption's padding only fixes the last byte (the count);
+    # PKCS#7 padding satisfies it.
+    iv = os.urandom(16)
+    padder = block_padding.PKCS7(128).padder()
+    padded = padder.update(plaintext) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    return iv + encryptor.update(padded) + encryptor.finalize()
+
+
+def encrypted_assertion(assertion_xml: str, certificate: x509.Certificate, method: str = AES256_GCM) -> str:
     """``<saml:EncryptedAssertion>`` holding ``assertion_xml``: one self-contained element, no declaration."""
     public_key = certificate.public_key()
     if not isinstance(public_key, rsa.RSAPublicKey):
         raise ValueError("assertions are encrypted to RSA keys only")
     plaintext = _one_element(assertion_xml).encode("utf-8")
-    key = AESGCM.generate_key(bit_length=256)
-    iv = os.urandom(12)
-    # XML Encryption 1.1: the cipher value is the IV, then the ciphertext with its 128-bit tag appended.
-    sealed = iv + AESGCM(key).encrypt(iv, plaintext, None)
+    if method not in KEY_BITS:
+        raise ValueError(f"unknown encryption method {method!r}")
+    key = os.urandom(KEY_BITS[method] // 8)
+    sealed = _seal(method, key, plaintext)
     wrapped = public_key.encrypt(
         key,
         padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None),  # noqa: S303
@@ -66,7 +87,7 @@ def encrypted_assertion(assertion_xml: str, certificate: x509.Certificate) -> st
     return (
         f'<saml:EncryptedAssertion xmlns:saml="{SAML}">'
         f'<xenc:EncryptedData xmlns:xenc="{XENC}" xmlns:ds="{DS}" Type="{XENC}Element">'
-        f'<xenc:EncryptionMethod Algorithm="{AES256_GCM}"/>'
+        f'<xenc:EncryptionMethod Algorithm="{method}"/>'
         "<ds:KeyInfo><xenc:EncryptedKey>"
         f'<xenc:EncryptionMethod Algorithm="{RSA_OAEP_MGF1P}"><ds:DigestMethod Algorithm="{SHA1}"/>'
         "</xenc:EncryptionMethod>"
