@@ -35,7 +35,7 @@ from idp.keys import KeyRing
 from idp.ns_client import NsClient
 from idp.ns_watch import NsSessionWatch
 from idp.ratelimits import IdpLimits, default_rules, rate_limit_variables, rules_from
-from idp.saml.config import NAMEID_SECRET_SETTING
+from idp.saml.config import LOGOUT_TIMEOUT_SETTING, NAMEID_SECRET_SETTING
 from idp.sessions import SessionManager
 from idp.web import create_app
 from nextauth_core.secret_files import secret_file
@@ -55,7 +55,7 @@ def known_variables() -> frozenset[str]:
     names = {PREFIX + flag for flag in FLAGS}
     names |= set(rate_limit_variables())
     names |= {forward_auth_settings.PREFIX + flag for flag in forward_auth_settings.SETTINGS}
-    names.add(NAMEID_SECRET_SETTING)
+    names |= {NAMEID_SECRET_SETTING, LOGOUT_TIMEOUT_SETTING}
     return frozenset(names | {f"{name}_FILE" for name in names})
 
 

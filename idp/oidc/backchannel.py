@@ -72,6 +72,15 @@ class BackchannelLogout:
             if client is not None and client.backchannel_logout_uri and user_id is not None:
                 self.pending.append(gevent.spawn(self._send, client, sid, user_id))
 
+    def deliveries(self, sid: str) -> list[tuple[str, str, gevent.Greenlet]]:
+        """The logout tokens being sent for this session: (client id, client name, the job whose value
+        says whether the client accepted it), for single logout to wait for and report."""
+        return [
+            (job.args[0].client_id, job.args[0].name, job)
+            for job in self.pending
+            if len(job.args) == 3 and job.args[1] == sid
+        ]
+
     def logout_token(self, client: "Client", sid: str, user_id: str) -> str:
         key = self._provider.services.keys.active("oidc", client.id_token_signed_response_alg)
         now = int(time.time())

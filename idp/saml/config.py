@@ -5,15 +5,17 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 
-from authserver.config import read_setting
+from authserver.config import read_setting, seconds_in_range
 from idp.context import IdpServices
 from idp.keys import LoadedKey
+from idp.logout_fanout import DEFAULT_TIMEOUT as DEFAULT_LOGOUT_TIMEOUT
 from idp.saml import nameid
 from idp.saml.registry import Registry, ServiceProvider
 from idp.saml.xmlsecurity import XmlSecurity, for_key
 
 EXTENSION = "nextauth_saml"
 NAMEID_SECRET_SETTING = "NEXTAUTH_IDP_SAML_NAMEID_SECRET"  # noqa: S105 - the setting's name
+LOGOUT_TIMEOUT_SETTING = "NEXTAUTH_IDP_LOGOUT_TIMEOUT_SECONDS"
 
 METADATA = "/saml/metadata"
 SSO_REDIRECT = "/saml/sso/redirect"
@@ -22,6 +24,9 @@ SSO_CONTINUE = "/saml/sso/continue"
 SLO_REDIRECT = "/saml/slo/redirect"
 SLO_POST = "/saml/slo/post"
 LOGOUT = "/saml/logout"
+LOGOUT_FRAME = "/saml/logout/frame"
+LOGOUT_STATUS = "/saml/logout/status"
+LOGOUT_DONE = "/saml/logout/done"
 
 
 @dataclass
@@ -29,6 +34,7 @@ class SamlContext:
     services: IdpServices
     registry: Registry
     name_id_secret: bytes = field(repr=False)
+    logout_timeout: float = DEFAULT_LOGOUT_TIMEOUT  # how long single logout waits for the applications
 
     @property
     def entity_id(self) -> str:
@@ -55,7 +61,20 @@ def build(services: IdpServices, secret_key: bytes | str) -> SamlContext:
         if len(secret_key) < 32:
             raise ValueError(f"SAML needs the IdP's secret key (32+ characters) or {NAMEID_SECRET_SETTING}")
         secret = nameid.derive_secret(secret_key.encode() if isinstance(secret_key, str) else secret_key)
-    return SamlContext(services=services, registry=Registry(services.engine), name_id_secret=secret)
+    logout_timeout = seconds_in_range(
+        LOGOUT_TIMEOUT_SETTING,
+        read_setting(LOGOUT_TIMEOUT_SETTING, os.environ),
+        DEFAULT_LOGOUT_TIMEOUT,
+        low=1,
+        high=60,
+        expected="seconds from 1 to 60",
+    )
+    return SamlContext(
+        services=services,
+        registry=Registry(services.engine),
+        name_id_secret=secret,
+        logout_timeout=logout_timeout,
+    )
 
 
 def saml() -> SamlContext:
