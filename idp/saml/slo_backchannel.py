@@ -3,6 +3,7 @@ the LogoutResponse it answers with (signed with the SP's registered key, InRespo
 issued by that SP, status Success). Bounded: a whole-exchange timeout, and a cap on the answer's size."""
 
 import logging
+import re
 
 import gevent
 import httpx
@@ -46,11 +47,26 @@ def _post(url: str, body: bytes, timeout: float) -> tuple[int, bytes] | None:
     return None
 
 
+def element_text(body: bytes, tag: str) -> str:
+    """The Body's one SAML element (``tag``), as the exact text the SP signed.
+
+    Re-serialising it (as pysaml2's SOAP helpers do) renames namespace prefixes, and the exclusive
+    canonicalisation its signature covers keeps prefixes: the digest would no longer match. SAML elements
+    declare their namespaces themselves; one that relies on the envelope's declarations fails to parse."""
+    parse_soap_enveloped_saml_logout_response(body)  # an envelope whose Body holds one LogoutResponse
+    start = re.search(rb"<(?:([A-Za-z_][\w.-]*):)?" + tag.encode() + rb"[\s>/]", body)
+    if start is None:
+        raise ValueError(f"no {tag}")
+    prefix = start.group(1)
+    end_tag = b"</" + (prefix + b":" if prefix else b"") + tag.encode() + b">"
+    stop = body.rindex(end_tag) + len(end_tag)
+    return body[start.start() : stop].decode()
+
+
 def check_response(saml: SamlContext, sp: ServiceProvider, body: bytes, request_id: str) -> bool:
     """Whether this SOAP answer is the SP's signed, successful LogoutResponse to ``request_id``."""
     try:
-        xml = parse_soap_enveloped_saml_logout_response(body)
-        message = saml.security(sp).verify(xml.decode() if isinstance(xml, bytes) else xml, "logout_response")
+        message = saml.security(sp).verify(element_text(body, "LogoutResponse"), "logout_response")
     except Exception as exc:  # pysaml2 signals a bad envelope or signature with many exception types
         log.warning("SOAP logout answer from %s refused: %s", sp.entity_id, type(exc).__name__)
         return False
