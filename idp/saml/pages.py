@@ -72,3 +72,8 @@ def frameable(response: Response) -> Response:
 
 def frame_answered(name: str, success: bool) -> Response:
     return make_response(render_template("logout_frame_done.html", name=name, success=success))
+
+
+def frame_redirect(url: str, name: str) -> Response:
+    """The HTTP-Redirect binding inside a frame: a page whose script (or link) goes on to ``url``."""
+    return make_response(render_template("logout_frame_redirect.html", url=url, name=name))

@@ -271,7 +271,12 @@ def frame(saml: SamlContext, key: str, index: int) -> Response:
         raise SamlError("There is no such application in this logout.", status=404)
     if time.time() > fanout.deadline:
         raise SamlError("This logout has timed out.", status=410)
-    return pages.frameable(_send(cast(dict[str, Any], fanout.targets[index].frame)))
+    target = fanout.targets[index]
+    message = cast(dict[str, Any], target.frame)
+    if "redirect" in message:
+        # A page that navigates, not an HTTP redirect: the frame's history then shows the SP's own URL.
+        return pages.frameable(pages.frame_redirect(message["redirect"], target.name))
+    return pages.frameable(_send(message))
 
 
 def status(saml: SamlContext, key: str) -> dict[str, Any]:

@@ -3,6 +3,12 @@
 // does the same after the timeout.
 "use strict";
 (function () {
+  // In a frame of the logout page: on to the SP with its signed LogoutRequest (HTTP-Redirect binding).
+  var onward = document.getElementById("saml-redirect");
+  if (onward) {
+    window.location.replace(onward.getAttribute("href"));
+    return;
+  }
   var progress = document.getElementById("logout-progress");
   if (!progress) {
     return;

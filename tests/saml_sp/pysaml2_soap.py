@@ -3,6 +3,7 @@ it logs in through the IdP with pysaml2's own AuthnRequest and response handling
 LogoutRequest (checked by pysaml2 against the IdP's metadata) with a LogoutResponse pysaml2 signs."""
 
 import base64
+import re
 import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,12 +17,12 @@ from saml2.config import SPConfig
 from saml2.metadata import entity_descriptor
 from saml2.s_utils import success_status_factory
 from saml2.samlp import STATUS_SUCCESS
-from saml2.soap import make_soap_enveloped_saml_thingy
 
 from tests.saml_sp import key_and_certificate
 
 RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
+SOAP_ENVELOPE = "http://schemas.xmlsoap.org/soap/envelope/"
 
 
 def _pem_files(directory: Path) -> tuple[str, str]:
@@ -131,8 +132,13 @@ class Pysaml2SoapSp:
             sign_alg=RSA_SHA256,
             digest_alg=SHA256,
         )
+        # A signed response comes back as text (pysaml2's envelope helper takes only objects).
+        xml = re.sub(r"^<\?xml[^>]*\?>", "", str(response)).strip()
         self.answered.append(f"{STATUS_SUCCESS} to {message.id}")
-        return make_soap_enveloped_saml_thingy(response).encode()
+        return (
+            f'<soap11:Envelope xmlns:soap11="{SOAP_ENVELOPE}"><soap11:Body>{xml}'
+            "</soap11:Body></soap11:Envelope>"
+        ).encode()
 
     def close(self) -> None:
         self._server.shutdown()
