@@ -5,22 +5,26 @@ pysaml2 (SOAP back channel, a real server). Chromium runs the logout page with t
 """
 
 import base64
+import hashlib
 import html
 import re
+import secrets
+import threading
 import time
 import zlib
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
 from onelogin.saml2.logout_response import OneLogin_Saml2_Logout_Response
 
 from tests.fixtures.flows import PIN, enrol
-from tests.fixtures.idp_browser import Browser, run_nextauth
-from tests.fixtures.system import RunningSystem, run_app, start_system, stop_system
+from tests.fixtures.idp_browser import Browser, idp_cli, run_nextauth
+from tests.fixtures.system import RunningSystem, free_port, run_app, start_system, stop_system
 from tests.saml_sp import RSA_SHA256, ServiceProvider, post_form
 from tests.saml_sp.pysaml2_soap import Pysaml2SoapSp
 
@@ -83,6 +87,62 @@ def idp(idp_metadata: str) -> dict[str, Any]:
     return OneLogin_Saml2_IdPMetadataParser.parse(idp_metadata)["idp"]
 
 
+class LogoutTokenReceiver:
+    """An OIDC client's back-channel logout endpoint: records each logout token, answers 200."""
+
+    def __init__(self) -> None:
+        self.tokens: list[str] = []
+        tokens = self.tokens
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                form = parse_qs(self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode())
+                tokens.extend(form.get("logout_token", []))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/backchannel"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(scope="module")
+def oidc_client(system: RunningSystem) -> Iterator[tuple[dict[str, Any], LogoutTokenReceiver]]:
+    receiver = LogoutTokenReceiver()
+    client = idp_cli(
+        system,
+        *("oidc-client", "add", "--name", "Example RP", "--trusted"),
+        *("--redirect-uri", f"http://127.0.0.1:{free_port()}/callback"),
+        *("--backchannel-logout-uri", receiver.url),
+    )
+    yield client, receiver
+    receiver.server.shutdown()
+
+
+def oidc_login(web: Browser, client: dict[str, Any]) -> None:
+    """Authorization at the IdP with the session the browser has: the code comes back at once."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": client["client_id"],
+            "redirect_uri": client["redirect_uris"][0],
+            "scope": "openid",
+            "state": "s1",
+            "nonce": "n1",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }
+    )
+    answer = web.follow(web.get(f"/oidc/authorize?{query}"))
+    assert answer.status_code == 302 and "code=" in answer.headers["Location"], answer.text[:300]
+
+
 @pytest.fixture(scope="module")
 def sps(system: RunningSystem, idp: dict[str, Any], idp_metadata: str) -> Iterator[dict[str, Any]]:
     found: dict[str, Any] = {
@@ -126,7 +186,11 @@ def inflated(url: str, field: str) -> str:
 
 
 def test_sp_initiated_logout_tells_the_others_and_counts_only_genuine_answers(
-    system: RunningSystem, phone: Path, sps: dict[str, Any], idp: dict
+    system: RunningSystem,
+    phone: Path,
+    sps: dict[str, Any],
+    idp: dict,
+    oidc_client: tuple[dict[str, Any], LogoutTokenReceiver],
 ) -> None:
     web, stranger = Browser(system), Browser(system)
     a, b = sps["a"], sps["b"]
@@ -137,6 +201,8 @@ def test_sp_initiated_logout_tells_the_others_and_counts_only_genuine_answers(
     sso(web, b)
     sso(web, sps["soap"])
     sso(web, sps["unsigned"])
+    client, receiver = oidc_client
+    oidc_login(web, client)
     auth = a.auth()
     logout_url = auth.logout(
         name_id=first.get_nameid(),
@@ -172,7 +238,8 @@ def test_sp_initiated_logout_tells_the_others_and_counts_only_genuine_answers(
     refused(web.get(without(back, "SigAlg", "Signature")), 403, "must sign")
     refused(web.get(signed_response_url(b, idp, "_not-the-request", relay_state)), 403, "does not answer")
     refused(web.get(signed_response_url(a, idp, b_request_id, relay_state)), 403, "does not answer")
-    wait_for(lambda: web.get(status_url).json()["answered"] == 2)  # the two SOAP SPs, not b
+    wait_for(lambda: web.get(status_url).json()["answered"] == 3)  # two SOAP SPs and the OIDC client, not b
+    assert len(receiver.tokens) == 1
     assert web.get(status_url).json()["finished"] is False
 
     answered = web.get(back)
@@ -180,7 +247,7 @@ def test_sp_initiated_logout_tells_the_others_and_counts_only_genuine_answers(
     assert answered.headers["X-Frame-Options"] == "SAMEORIGIN"
     assert "frame-ancestors 'self'" in answered.headers["Content-Security-Policy"]
     refused(web.get(back), 409, "already answered")  # replayed
-    assert web.get(status_url).json() == {"finished": True, "answered": 3, "total": 3}
+    assert web.get(status_url).json() == {"finished": True, "answered": 4, "total": 4}
 
     # The SP that asked gets its answer last: Success, but partial (spd's answer was not signed).
     to_a = web.get(done_url)
