@@ -358,3 +358,37 @@ def test_each_answer_counts_once_and_not_after_the_deadline() -> None:
     assert not logout_fanout.outcome(kv, late).reached
     assert logout_fanout.take(kv, late.key) is not None and logout_fanout.take(kv, late.key) is None
     assert logout_fanout.same_key("abc", "abc") and not logout_fanout.same_key("abc", "abd")
+
+
+@pytest.mark.e2e
+def test_soap_answers_are_bounded_in_time_and_size() -> None:
+    """An SP that never answers, or answers too much, costs the IdP a bounded wait and no memory."""
+    import httpx
+
+    from idp.saml import slo_backchannel
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            if self.path == "/hang":
+                time.sleep(3)
+                return
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"<x>" + b"a" * (slo_backchannel.MAX_RESPONSE_BYTES + 10) + b"</x>")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        started = time.monotonic()
+        with pytest.raises(httpx.TimeoutException):
+            slo_backchannel._post(base + "/hang", b"<x/>", 0.5)
+        assert time.monotonic() - started < 2
+        assert slo_backchannel._post(base + "/large", b"<x/>", 2) is None
+    finally:
+        server.shutdown()
+        server.server_close()
