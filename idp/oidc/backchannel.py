@@ -27,6 +27,7 @@ log = logging.getLogger("nextauth.idp.oidc.backchannel")
 
 EVENT = "http://schemas.openid.net/event/backchannel-logout"
 TIMEOUT_SECONDS = 5.0
+SENT_KEPT_SECONDS = 60.0
 
 
 def record_login(provider: "Provider", sid: str, client_id: str) -> None:
@@ -52,6 +53,8 @@ class BackchannelLogout:
     def __init__(self, provider: "Provider") -> None:
         self._provider = provider
         self.pending: list[gevent.Greenlet] = []
+        # (when, sid, client id, client name, job): kept a minute for single logout to report on.
+        self._sent: list[tuple[float, str, str, str, gevent.Greenlet]] = []
 
     def __call__(self, sid: str) -> None:
         provider = self._provider
@@ -67,10 +70,19 @@ class BackchannelLogout:
                 )
             ).all()
         self.pending = [job for job in self.pending if not job.dead]
+        now = time.monotonic()
+        self._sent = [entry for entry in self._sent if now - entry[0] < SENT_KEPT_SECONDS]
         for client_id in client_ids:
             client = provider.clients.get(client_id)
             if client is not None and client.backchannel_logout_uri and user_id is not None:
-                self.pending.append(gevent.spawn(self._send, client, sid, user_id))
+                job = gevent.spawn(self._send, client, sid, user_id)
+                self.pending.append(job)
+                self._sent.append((now, sid, client.client_id, client.name, job))
+
+    def deliveries(self, sid: str) -> list[tuple[str, str, gevent.Greenlet]]:
+        """The logout tokens being sent for this session: (client id, client name, the job whose value
+        says whether the client accepted it), for single logout to wait for and report."""
+        return [(client_id, name, job) for _, each, client_id, name, job in self._sent if each == sid]
 
     def logout_token(self, client: "Client", sid: str, user_id: str) -> str:
         key = self._provider.services.keys.active("oidc", client.id_token_signed_response_alg)

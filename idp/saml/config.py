@@ -11,6 +11,7 @@ from flask import current_app
 from authserver.config import ConfigError, read_setting, seconds_in_range
 from idp.context import IdpServices
 from idp.keys import LoadedKey
+from idp.logout_fanout import DEFAULT_TIMEOUT as DEFAULT_LOGOUT_TIMEOUT
 from idp.saml import attributes, nameid
 from idp.saml.registry import Registry, ServiceProvider
 from idp.saml.xmlsecurity import XmlSecurity, for_key
@@ -28,6 +29,7 @@ SETTINGS = (
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _EMAIL = re.compile(r"^[^@\s<>\"]{1,64}@[^@\s<>\"]{1,255}$")
 _LANG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
+LOGOUT_TIMEOUT_SETTING = "NEXTAUTH_IDP_LOGOUT_TIMEOUT_SECONDS"
 
 METADATA = "/saml/metadata"
 SSO_REDIRECT = "/saml/sso/redirect"
@@ -36,6 +38,9 @@ SSO_CONTINUE = "/saml/sso/continue"
 SLO_REDIRECT = "/saml/slo/redirect"
 SLO_POST = "/saml/slo/post"
 LOGOUT = "/saml/logout"
+LOGOUT_FRAME = "/saml/logout/frame"
+LOGOUT_STATUS = "/saml/logout/status"
+LOGOUT_DONE = "/saml/logout/done"
 
 
 @dataclass(frozen=True)
@@ -164,7 +169,7 @@ def load_settings(environ: Mapping[str, str]) -> SamlSettings:
 
 
 def variables() -> set[str]:
-    return {PREFIX + flag for flag in SETTINGS} | {NAMEID_SECRET_SETTING}
+    return {PREFIX + flag for flag in SETTINGS} | {NAMEID_SECRET_SETTING, LOGOUT_TIMEOUT_SETTING}
 
 
 @dataclass
@@ -173,6 +178,7 @@ class SamlContext:
     registry: Registry
     name_id_secret: bytes = field(repr=False)
     settings: SamlSettings = field(default_factory=SamlSettings)
+    logout_timeout: float = DEFAULT_LOGOUT_TIMEOUT  # how long single logout waits for the applications
 
     @property
     def entity_id(self) -> str:
@@ -199,11 +205,20 @@ def build(services: IdpServices, secret_key: bytes | str) -> SamlContext:
         if len(secret_key) < 32:
             raise ValueError(f"SAML needs the IdP's secret key (32+ characters) or {NAMEID_SECRET_SETTING}")
         secret = nameid.derive_secret(secret_key.encode() if isinstance(secret_key, str) else secret_key)
+    logout_timeout = seconds_in_range(
+        LOGOUT_TIMEOUT_SETTING,
+        read_setting(LOGOUT_TIMEOUT_SETTING, os.environ),
+        DEFAULT_LOGOUT_TIMEOUT,
+        low=1,
+        high=60,
+        expected="seconds from 1 to 60",
+    )
     return SamlContext(
         services=services,
         registry=Registry(services.engine),
         name_id_secret=secret,
         settings=load_settings(os.environ),
+        logout_timeout=logout_timeout,
     )
 
 

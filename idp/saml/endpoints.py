@@ -8,7 +8,7 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, make_response, redirect, request, session
+from flask import Blueprint, jsonify, make_response, redirect, request, session
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
@@ -145,7 +145,33 @@ def logout() -> Response:
         raise SamlError("Log out from the IdP's own page.", status=403)
     user = current_user()
     if user is None:
-        return pages.logged_out(partial=False)
-    response = slo.start(saml(), [user.sid], slo.Plan(pending=[]))
+        return pages.logged_out(reached=[], missed=[])
+    response = slo.start(saml(), [user.sid])
     _forget_browser(response)
     return response
+
+
+def _fanout_key() -> str:
+    return request.args.get("k", "")
+
+
+@blueprint.get(config.LOGOUT_FRAME)
+def logout_frame() -> Response:
+    """One hidden frame of the logout page: on to its SP with the signed LogoutRequest."""
+    index = request.args.get("i", "")
+    if not index.isdigit() or len(index) > 4:
+        raise SamlError("There is no such application in this logout.", status=404)
+    return slo.frame(saml(), _fanout_key(), int(index))
+
+
+@blueprint.get(config.LOGOUT_STATUS)
+def logout_status() -> Response:
+    response = jsonify(slo.status(saml(), _fanout_key()))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blueprint.get(config.LOGOUT_DONE)
+def logout_done() -> Response:
+    """The logout page's end: who was reached, or the initiating SP's LogoutResponse."""
+    return slo.done(saml(), _fanout_key())

@@ -19,9 +19,9 @@ def logout() -> Any:
     idp = services()
     if request.method == "GET":
         user = current_user()
-        # SAML service providers with front-channel logout only learn of it while the browser walks
-        # through them: then the form goes to the SAML logout, which ends the session the same way.
-        action = url_for("saml.logout") if user is not None and saml_logins(user.sid) else None
+        # With applications in the session, the form goes to single logout, which ends the session the
+        # same way, tells them all at once (SAML front-channel ones need the browser) and shows who heard.
+        action = url_for("saml.logout") if user is not None and relying_party_logins(user.sid) else None
         return render_template("logout.html", user=user, action=action)
     user = current_user()
     # The pre-login nonce only while its login is not complete: a copy of an old pre-login cookie must
@@ -40,12 +40,8 @@ def logout() -> Any:
     return response
 
 
-def saml_logins(sid: str) -> bool:
-    """Whether the session logged in to a SAML service provider."""
+def relying_party_logins(sid: str) -> bool:
+    """Whether the session logged in to a SAML service provider or an OIDC client."""
     with DbSession(services().engine) as db:
-        found = db.scalar(
-            select(RelyingPartyLogin.id)
-            .where(RelyingPartyLogin.sid == sid, RelyingPartyLogin.protocol == "saml")
-            .limit(1)
-        )
+        found = db.scalar(select(RelyingPartyLogin.id).where(RelyingPartyLogin.sid == sid).limit(1))
     return found is not None
