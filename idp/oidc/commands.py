@@ -29,6 +29,27 @@ def client_arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument("--scope", help="scopes it may ask for, space-separated (default: all)")
     add.add_argument("--backchannel-logout-uri", help="where logout tokens are POSTed when a session ends")
     add.add_argument("--trusted", action="store_true", help="first-party: never ask the user for consent")
+    add.add_argument(
+        "--web-origin",
+        action="append",
+        help="origin (scheme://host[:port]) whose pages may call the token, userinfo and revocation "
+        "endpoints (CORS; repeatable). Default: public clients their redirect URIs' origins, others none",
+    )
+    add.add_argument("--no-web-origins", action="store_true", help="no CORS at all, even for a public client")
+    add.add_argument(
+        "--subject-type",
+        choices=["public", "pairwise"],
+        default="public",
+        help="pairwise: a sub of its own per sector (the redirect URIs' host)",
+    )
+    add.add_argument(
+        "--access-token-format", choices=["opaque", "jwt"], default="opaque", help="jwt: RFC 9068"
+    )
+    add.add_argument(
+        "--access-token-audience",
+        action="append",
+        help="resource URI its JWT access tokens are for; a token request's 'resource' picks one",
+    )
     actions.add_parser("list", help="every client")
     show = actions.add_parser("show", help="one client's metadata")
     show.add_argument("client_id")
@@ -49,6 +70,10 @@ def client_command(args: argparse.Namespace, engine: Engine) -> Any:
             scope=args.scope,
             backchannel_logout_uri=args.backchannel_logout_uri,
             trusted=args.trusted,
+            web_origins=[] if args.no_web_origins else args.web_origin,
+            subject_type=args.subject_type,
+            access_token_format=args.access_token_format,
+            access_token_audiences=args.access_token_audience,
         )
         client, secret = registry.add(args.name, metadata, args.client_id)
         return {**client.public_view(), "client_secret": secret}

@@ -82,7 +82,7 @@ def discovery() -> Any:
         response_modes_supported=["query", "fragment", "form_post"],
         authorization_response_iss_parameter_supported=True,
         grant_types_supported=["authorization_code", "refresh_token", "client_credentials"],
-        subject_types_supported=["public"],
+        subject_types_supported=["public", "pairwise"],
         id_token_signing_alg_values_supported=["ES256", "RS256"],
         token_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post", "none"],
         introspection_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post"],
@@ -350,4 +350,7 @@ def end_session() -> Any:
 def _hint_names(validated: Any, user: SignedInUser) -> bool:
     """Whether the request's ID token hint was issued for this browser's session and user."""
     claims = validated.id_token_claims or {}
-    return claims.get("sub") == user.sub and claims.get("sid") == user.sid
+    client = validated.client
+    if client is None or claims.get("sid") != user.sid:
+        return False
+    return bool(claims.get("sub") == provider().subject(client, user.sub))

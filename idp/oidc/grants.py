@@ -180,7 +180,7 @@ class IdToken(OpenIDCode):  # type: ignore[misc]
         return claims
 
     def generate_user_info(self, user: Grant, scope: str) -> UserInfo:
-        return self.provider.user_info(user.user_id, scope)
+        return self.provider.user_info(user.user_id, scope, user.client_id)
 
     def __call__(self, grant: Any) -> None:
         # Refresh responses carry a new ID token too (OIDC Core 12.2); codes get one through the parent.
