@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from idp.context import current_user, login_redirect, services
 from idp.models import Consent
 from idp.ns_client import NsError
+from idp.oidc import cors
 from idp.oidc.backchannel import BackchannelLogout, record_login
 from idp.oidc.clients import BASIC_SCOPES, SCOPES, Client
 from idp.oidc.provider import Provider
@@ -354,3 +355,6 @@ def _hint_names(validated: Any, user: SignedInUser) -> bool:
     if client is None or claims.get("sid") != user.sid:
         return False
     return bool(claims.get("sub") == provider().subject(client, user.sub))
+
+
+cors.install(blueprint, provider)
