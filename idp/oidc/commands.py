@@ -1,4 +1,5 @@
-"""``nextauth oidc-client add|list|show|remove`` and ``nextauth oidc-keys rotate``."""
+"""``nextauth oidc-client add|list|show|remove``, ``nextauth oidc-consent list|revoke`` and
+``nextauth idp-keys rotate``."""
 
 import argparse
 import os
@@ -6,8 +7,11 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from authserver.config import kv_prefix_setting, read_setting
+from authserver.storage.kv import open_kv
 from idp.keys import ALGORITHMS, KeyRing
 from idp.oidc.clients import ClientRegistry, build_metadata
+from idp.oidc.consents import list_consents, revoke_consent
 
 
 def client_arguments(parser: argparse.ArgumentParser) -> None:
@@ -111,3 +115,32 @@ def keys_command(args: argparse.Namespace, engine: Engine) -> Any:
     in_use = {k.alg for k in ring.published(args.purpose) if k.retired_at is None}
     algs = [args.alg] if args.alg else sorted(in_use or set(ALGORITHMS[args.purpose]))
     return [{"purpose": args.purpose, "alg": alg, "kid": ring.rotate(args.purpose, alg).kid} for alg in algs]
+
+
+def consent_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", required=True)
+    listed = actions.add_parser("list", help="users' consents to clients")
+    listed.add_argument("--user", help="only this user's")
+    listed.add_argument("--client", help="only those to this client")
+    revoke = actions.add_parser(
+        "revoke", help="forget a consent; the client's refresh tokens for the user end"
+    )
+    revoke.add_argument("--user", required=True)
+    revoke.add_argument("--client", required=True)
+
+
+def consent_command(args: argparse.Namespace, engine: Engine) -> Any:
+    if args.action == "list":
+        return list_consents(engine, user_id=args.user, client_id=args.client)
+    # Access tokens are marked revoked in the shared store when this command can reach it (Redis); the
+    # in-process store of a single IdP is out of reach, and its access tokens live out their 15 minutes.
+    uri = read_setting("NEXTAUTH_IDP_KV_URI", os.environ) or read_setting("NEXTAUTH_KV_URI", os.environ)
+    prefix = read_setting("NEXTAUTH_IDP_KV_PREFIX", os.environ) or read_setting(
+        "NEXTAUTH_KV_PREFIX", os.environ
+    )
+    kv = (
+        open_kv(uri, prefix=kv_prefix_setting("NEXTAUTH_IDP_KV_PREFIX", prefix))
+        if uri and uri != "memory://"
+        else None
+    )
+    return revoke_consent(engine, args.user, args.client, kv)
