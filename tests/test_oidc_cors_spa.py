@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
+from idp.oidc.clients import check_web_origin, origin_of
 from tests.fixtures.flows import PIN, enrol
 from tests.fixtures.idp_browser import idp_cli as cli
 from tests.fixtures.idp_browser import run_nextauth
@@ -226,3 +227,14 @@ def test_web_origins_must_be_origins(system: RunningSystem, origin: str) -> None
         origin,
     )
     assert code == 2 and "web origin" in stderr
+
+
+def test_origins_as_browsers_send_them() -> None:
+    assert origin_of("https://app.example.com/cb?x=1") == "https://app.example.com"
+    assert origin_of("https://app.example.com:443/cb") == "https://app.example.com"
+    assert origin_of("http://localhost:8080/cb") == "http://localhost:8080"
+    assert origin_of("http://[::1]:9/cb") == "http://[::1]:9"
+    assert check_web_origin("https://app.example.com:8443") == "https://app.example.com:8443"
+    for bad in ("https://app.example.com:443", "http://app.example.com", "https://app.example.com/x"):
+        with pytest.raises(ValueError):
+            check_web_origin(bad)

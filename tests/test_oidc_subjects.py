@@ -12,6 +12,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
+from idp.oidc import pairwise
 from tests.fixtures.flows import PIN, enrol
 from tests.fixtures.idp_browser import Browser, query_of, run_nextauth
 from tests.fixtures.idp_browser import idp_cli as cli
@@ -252,3 +253,29 @@ def test_client_credentials_jwt_names_the_client(system: RunningSystem) -> None:
     claims = jwt.decode(minted.json()["access_token"], keys(system), algorithms=["ES256"]).claims
     assert claims["sub"] == service["client_id"] and claims["subject_type"] == "client"
     assert claims["aud"] == service["client_id"] and "auth_time" not in claims
+
+
+# -- the pieces, without servers -------------------------------------------------------------------------
+
+
+def test_pairwise_subject_rules(tmp_path: Path) -> None:
+    secret = pairwise.load_secret(None, tmp_path / "data")
+    assert (tmp_path / "data" / pairwise.SECRET_FILE).stat().st_mode & 0o777 == 0o600
+    assert pairwise.load_secret(None, tmp_path / "data") == secret  # stable across restarts
+    one = pairwise.pairwise_subject(secret, "app.example.com", "alice")
+    assert one == pairwise.pairwise_subject(secret, "app.example.com", "alice")
+    assert one != pairwise.pairwise_subject(secret, "other.example.com", "alice")
+    assert one != pairwise.pairwise_subject(secret, "app.example.com", "alicf")
+    assert one != pairwise.pairwise_subject(b"another secret" * 3, "app.example.com", "alice")
+    # Length-prefixed parts: moving a character across the boundary changes the subject.
+    assert pairwise.pairwise_subject(secret, "ab", "c") != pairwise.pairwise_subject(secret, "a", "bc")
+    with pytest.raises(RuntimeError):
+        pairwise.pairwise_subject(b"", "app.example.com", "alice")
+    with pytest.raises(ValueError, match="32 characters"):
+        pairwise.load_secret("short", tmp_path)
+    assert (
+        pairwise.sector_of(["https://App.example.com/a", "https://app.example.com:8443/b"])
+        == "app.example.com"
+    )
+    with pytest.raises(ValueError, match="one host"):
+        pairwise.sector_of(["https://a.example.com/cb", "https://b.example.com/cb"])
