@@ -8,6 +8,9 @@ def blueprints() -> list[Blueprint]:
     from idp.oidc.endpoints import blueprint as oidc
 
     found: list[Blueprint] = [oidc]
+    from idp.oidc.consent_api import blueprint as admin_api
+
+    found.append(admin_api)
     from idp.forwardauth import blueprint as forward_auth
 
     found.append(forward_auth())

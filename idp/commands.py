@@ -71,6 +71,10 @@ def commands() -> dict[str, tuple[str, Command]]:
     found: dict[str, tuple[str, Command]] = {
         "user": ("the IdP's user directory: names, e-mail addresses, groups", (_user_arguments, _user)),
         "oidc-client": ("OpenID Connect clients of the IdP", (oidc.client_arguments, oidc.client_command)),
+        "oidc-consent": (
+            "users' consents to OpenID Connect clients: list, revoke",
+            (oidc.consent_arguments, oidc.consent_command),
+        ),
         "idp-keys": ("the IdP's signing keys: list, rotate", (oidc.keys_arguments, oidc.keys_command)),
         "saml-sp": (saml.HELP, (saml.arguments, saml.run)),
     }

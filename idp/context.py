@@ -35,6 +35,8 @@ class IdpServices:
     cookie_domain: str | None = None  # a parent domain, so forward-auth sees the cookie on every app
     secure_cookies: bool = False
     limits: IdpLimits = field(default_factory=IdpLimits)  # rate limits (idp.ratelimits)
+    # Keys pairwise OIDC subjects (idp.oidc.pairwise); empty: no client may use pairwise subjects.
+    pairwise_secret: bytes = field(default=b"", repr=False)
 
     def url(self, path: str, **query: Any) -> str:
         """An absolute URL on the IdP's public address."""

@@ -23,6 +23,7 @@ DEFAULTS = {
     "push_user": "5 per 5 minutes",
     "push_client": "30/minute",
     "saml_signatures": "20/minute",
+    "admin_api_failures": "10/minute",
 }
 
 

@@ -34,6 +34,7 @@ from idp.keys import KeyRing
 from idp.long_urls import IdpHandler
 from idp.ns_client import NsClient
 from idp.ns_watch import NsSessionWatch
+from idp.oidc import pairwise
 from idp.ratelimits import IdpLimits, default_rules, rate_limit_variables, rules_from
 from idp.saml import config as saml_config
 from idp.sessions import SessionManager
@@ -47,6 +48,7 @@ FLAGS = (
     "LISTEN", "SECRET_KEY", "NS_WEBSOCKET_URL", "NS_API_URL", "NS_API_KEY", "NS_SERVER", "PUBLIC_URL",
     "DB_URI", "KV_URI", "KV_PREFIX", "COOKIE_DOMAIN", "SESSION_SECONDS", "NS_CHECK_SECONDS",
     "TRUSTED_PROXIES", "LOG_LEVEL", "TEMPLATES_DIR",
+    "OIDC_PAIRWISE_SECRET", "ADMIN_API_KEY",
 )  # fmt: skip
 
 
@@ -82,6 +84,7 @@ class IdpSettings:
     ns_check_seconds: float = 15.0
     rate_limits: dict[str, Rule] = field(default_factory=default_rules)
     trusted_proxies: tuple[Network, ...] = ()
+    pairwise_secret: bytes = field(default=b"", repr=False)
 
 
 def load_settings(
@@ -170,7 +173,15 @@ def load_settings(
         ns_check_seconds=ns_check_seconds,
         rate_limits=rules_from(environ),
         trusted_proxies=trusted_proxies_setting(environ, PREFIX + "TRUSTED_PROXIES"),
+        pairwise_secret=_pairwise_secret(get("OIDC_PAIRWISE_SECRET", required=False), data_dir),
     )
+
+
+def _pairwise_secret(configured: str | None, data_dir: Path) -> bytes:
+    try:
+        return pairwise.load_secret(configured, data_dir)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def build_services(settings: IdpSettings) -> IdpServices:
@@ -192,6 +203,7 @@ def build_services(settings: IdpSettings) -> IdpServices:
         issuer=settings.public_url,
         cookie_domain=settings.cookie_domain,
         secure_cookies=settings.public_url.startswith("https://"),
+        pairwise_secret=settings.pairwise_secret,
         limits=IdpLimits(
             RateLimiter.for_store("idp", settings.kv_uri, prefix=settings.kv_prefix),
             settings.rate_limits,

@@ -7,5 +7,8 @@
 - ``provider``: the Authlib authorization server with its endpoints (introspection, revocation, userinfo,
   end session);
 - ``backchannel``: logout tokens sent to clients when an IdP session ends;
+- ``response_modes``: ``iss`` in authorization responses (RFC 9207), query, fragment and form post;
+- ``cors``: which web origins may read the token, userinfo and revocation answers;
+- ``pairwise`` and ``jwt_access_token``: pairwise subjects, JWT access tokens (RFC 9068);
 - ``endpoints``: the Flask blueprint (discovery, JWKS, authorize with consent, token, userinfo, logout).
 """

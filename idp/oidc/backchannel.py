@@ -93,7 +93,7 @@ class BackchannelLogout:
             "iat": now,
             "exp": now + 120,
             "jti": secrets.token_urlsafe(16),
-            "sub": user_id,
+            "sub": self._provider.subject(client, user_id),
             "sid": sid,
             "events": {EVENT: {}},
         }

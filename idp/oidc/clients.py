@@ -16,6 +16,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from idp.models import OidcClient
+from idp.oidc.pairwise import sector_of
 
 SCOPES = ("openid", "profile", "email", "groups", "offline_access")
 # What a client gets without asking the user: who they are. Anything more needs consent once.
@@ -23,6 +24,8 @@ BASIC_SCOPES = frozenset({"openid", "profile", "email"})
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 ID_TOKEN_ALGS = ("ES256", "RS256")
+SUBJECT_TYPES = ("public", "pairwise")
+ACCESS_TOKEN_FORMATS = ("opaque", "jwt")
 
 
 def _hash_secret(secret: str) -> str:
@@ -37,6 +40,30 @@ def check_redirect_uri_syntax(uri: str, what: str = "redirect URI") -> None:
         raise ValueError(f"{what} {uri!r}: an absolute http(s) URL without a fragment")
     if parts.scheme == "http" and not loopback:
         raise ValueError(f"{what} {uri!r}: must use https (http only for localhost)")
+
+
+def origin_of(uri: str) -> str:
+    """``scheme://host[:port]`` as browsers send it in ``Origin`` (default ports left out)."""
+    parts = urlsplit(uri)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    port = f":{parts.port}" if parts.port is not None and parts.port != default else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+def default_web_origins(redirect_uris: list[str]) -> list[str]:
+    return sorted({origin_of(uri) for uri in redirect_uris})
+
+
+def check_web_origin(origin: str) -> str:
+    """An origin exactly as browsers send it: scheme and host (and port), nothing else; ``*`` is refused
+    (a client's tokens are not for every page on the web)."""
+    check_redirect_uri_syntax(origin, "web origin")
+    if origin_of(origin) != origin:
+        raise ValueError(f"web origin {origin!r}: scheme://host[:port] only, e.g. {origin_of(origin)!r}")
+    return origin
 
 
 @dataclass
@@ -108,6 +135,26 @@ class Client(ClientMixin):  # type: ignore[misc]
         """First-party clients skip the consent page."""
         return bool(self.client_metadata.get("nextauth_trusted", False))
 
+    @property
+    def subject_type(self) -> str:
+        return str(self.client_metadata.get("subject_type", "public"))
+
+    @property
+    def web_origins(self) -> list[str]:
+        """Origins whose pages may call the token, userinfo and revocation endpoints (CORS). Clients
+        registered before the setting existed: a public client's redirect URI origins, else none."""
+        if "nextauth_web_origins" in self.client_metadata:
+            return list(self.client_metadata["nextauth_web_origins"])
+        return default_web_origins(self.redirect_uris) if self.token_endpoint_auth_method == "none" else []
+
+    @property
+    def access_token_format(self) -> str:
+        return str(self.client_metadata.get("nextauth_access_token_format", "opaque"))
+
+    @property
+    def access_token_audiences(self) -> list[str]:
+        return list(self.client_metadata.get("nextauth_access_token_audiences", []))
+
     def public_view(self) -> dict[str, Any]:
         return {"client_id": self.client_id, "client_name": self.name, **self.client_metadata}
 
@@ -123,6 +170,10 @@ def build_metadata(
     scope: str | None = None,
     backchannel_logout_uri: str | None = None,
     trusted: bool = False,
+    web_origins: list[str] | None = None,
+    subject_type: str = "public",
+    access_token_format: str = "opaque",
+    access_token_audiences: list[str] | None = None,
 ) -> dict[str, Any]:
     """Checked client metadata, with RFC 7591 / OIDC Registration names."""
     grant_types = grant_types or ["authorization_code", "refresh_token"]
@@ -163,6 +214,27 @@ def build_metadata(
     if backchannel_logout_uri:
         metadata["backchannel_logout_uri"] = backchannel_logout_uri
         metadata["backchannel_logout_session_required"] = True
+    # Browsers' pages: a public client is one (a single-page app) unless told otherwise; a confidential
+    # client calls from its server, where CORS plays no part.
+    if web_origins is None:
+        web_origins = default_web_origins(redirect_uris) if public else []
+    metadata["nextauth_web_origins"] = sorted({check_web_origin(origin) for origin in web_origins})
+    if subject_type not in SUBJECT_TYPES:
+        raise ValueError(f"subject type {subject_type!r}: one of {', '.join(SUBJECT_TYPES)}")
+    if subject_type == "pairwise":
+        sector_of(redirect_uris)
+    metadata["subject_type"] = subject_type
+    if access_token_format not in ACCESS_TOKEN_FORMATS:
+        raise ValueError(
+            f"access token format {access_token_format!r}: one of {', '.join(ACCESS_TOKEN_FORMATS)}"
+        )
+    metadata["nextauth_access_token_format"] = access_token_format
+    for audience in access_token_audiences or []:
+        parts = urlsplit(audience)
+        if not parts.scheme or parts.fragment or len(audience) > 500:
+            raise ValueError(f"access token audience {audience!r}: an absolute URI without a fragment")
+    if access_token_audiences:
+        metadata["nextauth_access_token_audiences"] = list(dict.fromkeys(access_token_audiences))
     return metadata
 
 

@@ -1,4 +1,5 @@
-"""``nextauth oidc-client add|list|show|remove`` and ``nextauth oidc-keys rotate``."""
+"""``nextauth oidc-client add|list|show|remove``, ``nextauth oidc-consent list|revoke`` and
+``nextauth idp-keys rotate``."""
 
 import argparse
 import os
@@ -6,8 +7,11 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from authserver.config import kv_prefix_setting, read_setting
+from authserver.storage.kv import open_kv
 from idp.keys import ALGORITHMS, KeyRing
 from idp.oidc.clients import ClientRegistry, build_metadata
+from idp.oidc.consents import list_consents, revoke_consent
 
 
 def client_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +33,27 @@ def client_arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument("--scope", help="scopes it may ask for, space-separated (default: all)")
     add.add_argument("--backchannel-logout-uri", help="where logout tokens are POSTed when a session ends")
     add.add_argument("--trusted", action="store_true", help="first-party: never ask the user for consent")
+    add.add_argument(
+        "--web-origin",
+        action="append",
+        help="origin (scheme://host[:port]) whose pages may call the token, userinfo and revocation "
+        "endpoints (CORS; repeatable). Default: public clients their redirect URIs' origins, others none",
+    )
+    add.add_argument("--no-web-origins", action="store_true", help="no CORS at all, even for a public client")
+    add.add_argument(
+        "--subject-type",
+        choices=["public", "pairwise"],
+        default="public",
+        help="pairwise: a sub of its own per sector (the redirect URIs' host)",
+    )
+    add.add_argument(
+        "--access-token-format", choices=["opaque", "jwt"], default="opaque", help="jwt: RFC 9068"
+    )
+    add.add_argument(
+        "--access-token-audience",
+        action="append",
+        help="resource URI its JWT access tokens are for; a token request's 'resource' picks one",
+    )
     actions.add_parser("list", help="every client")
     show = actions.add_parser("show", help="one client's metadata")
     show.add_argument("client_id")
@@ -49,6 +74,10 @@ def client_command(args: argparse.Namespace, engine: Engine) -> Any:
             scope=args.scope,
             backchannel_logout_uri=args.backchannel_logout_uri,
             trusted=args.trusted,
+            web_origins=[] if args.no_web_origins else args.web_origin,
+            subject_type=args.subject_type,
+            access_token_format=args.access_token_format,
+            access_token_audiences=args.access_token_audience,
         )
         client, secret = registry.add(args.name, metadata, args.client_id)
         return {**client.public_view(), "client_secret": secret}
@@ -86,3 +115,32 @@ def keys_command(args: argparse.Namespace, engine: Engine) -> Any:
     in_use = {k.alg for k in ring.published(args.purpose) if k.retired_at is None}
     algs = [args.alg] if args.alg else sorted(in_use or set(ALGORITHMS[args.purpose]))
     return [{"purpose": args.purpose, "alg": alg, "kid": ring.rotate(args.purpose, alg).kid} for alg in algs]
+
+
+def consent_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", required=True)
+    listed = actions.add_parser("list", help="users' consents to clients")
+    listed.add_argument("--user", help="only this user's")
+    listed.add_argument("--client", help="only those to this client")
+    revoke = actions.add_parser(
+        "revoke", help="forget a consent; the client's refresh tokens for the user end"
+    )
+    revoke.add_argument("--user", required=True)
+    revoke.add_argument("--client", required=True)
+
+
+def consent_command(args: argparse.Namespace, engine: Engine) -> Any:
+    if args.action == "list":
+        return list_consents(engine, user_id=args.user, client_id=args.client)
+    # Access tokens are marked revoked in the shared store when this command can reach it (Redis); the
+    # in-process store of a single IdP is out of reach, and its access tokens live out their 15 minutes.
+    uri = read_setting("NEXTAUTH_IDP_KV_URI", os.environ) or read_setting("NEXTAUTH_KV_URI", os.environ)
+    prefix = read_setting("NEXTAUTH_IDP_KV_PREFIX", os.environ) or read_setting(
+        "NEXTAUTH_KV_PREFIX", os.environ
+    )
+    kv = (
+        open_kv(uri, prefix=kv_prefix_setting("NEXTAUTH_IDP_KV_PREFIX", prefix))
+        if uri and uri != "memory://"
+        else None
+    )
+    return revoke_consent(engine, args.user, args.client, kv)

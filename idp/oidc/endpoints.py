@@ -16,9 +16,11 @@ from sqlalchemy.orm import Session
 from idp.context import current_user, login_redirect, services
 from idp.models import Consent
 from idp.ns_client import NsError
+from idp.oidc import cors
 from idp.oidc.backchannel import BackchannelLogout, record_login
 from idp.oidc.clients import BASIC_SCOPES, SCOPES, Client
 from idp.oidc.provider import Provider
+from idp.oidc.response_modes import QUERY, UnsupportedResponseMode, deliver, requested_mode
 from idp.oidc.tokens import Grant
 from idp.origin import from_another_site
 from idp.sessions import ACR_MFA, ACR_POSSESSION, SignedInUser
@@ -78,9 +80,10 @@ def discovery() -> Any:
         revocation_endpoint=url("/oidc/revoke"),
         scopes_supported=list(SCOPES),
         response_types_supported=["code"],
-        response_modes_supported=["query"],
+        response_modes_supported=["query", "fragment", "form_post"],
+        authorization_response_iss_parameter_supported=True,
         grant_types_supported=["authorization_code", "refresh_token", "client_credentials"],
-        subject_types_supported=["public"],
+        subject_types_supported=["public", "pairwise"],
         id_token_signing_alg_values_supported=["ES256", "RS256"],
         token_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post", "none"],
         introspection_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post"],
@@ -211,15 +214,23 @@ def authorize() -> Any:
         else None
     )
     try:
+        mode = requested_mode(request.values)
+    except UnsupportedResponseMode:
+        mode = QUERY
+    try:
         grant = server.get_consent_grant(end_user=end_user)
     except OAuth2Error as error:
-        if getattr(error, "redirect_uri", None):
-            return server.handle_error_response(None, error)
+        redirect_uri = getattr(error, "redirect_uri", None)
+        if redirect_uri:
+            return _to_client(server.handle_error_response(None, error), redirect_uri, mode)
         return _error_page(error)
+    if request.values.get("response_mode", QUERY) != mode:
+        unsupported = "Unsupported response_mode: use query, fragment or form_post."
+        return _redirect_error(server, grant, "invalid_request", unsupported, mode)
     prompts = request.args.get("prompt", "").split()
     if user is None or _needs_fresh_login(user):
         if "none" in prompts:
-            return _redirect_error(server, grant, "login_required", "The user must log in.")
+            return _redirect_error(server, grant, "login_required", "The user must log in.", mode)
         if user is None:
             return login_redirect(request.full_path)
         return _forced_login()
@@ -240,12 +251,13 @@ def authorize() -> Any:
         session.pop("oidc_csrf", None)
         if request.form.get("decision") != "allow":
             log.info("%s declined consent for %s", user.sub, client.client_id)
-            return server.create_authorization_response(grant_user=None, grant=grant)
+            denied = server.create_authorization_response(grant_user=None, grant=grant)
+            return _to_client(denied, grant.redirect_uri, mode)
         _save_consent(user.sub, client, scopes - BASIC_SCOPES)
         needs_consent = False
     if needs_consent:
         if "none" in prompts:
-            return _redirect_error(server, grant, "consent_required", "The user must consent.")
+            return _redirect_error(server, grant, "consent_required", "The user must consent.", mode)
         session["oidc_csrf"] = secrets.token_urlsafe(24)
         return render_template(
             "consent.html",
@@ -258,14 +270,19 @@ def authorize() -> Any:
     response = server.create_authorization_response(grant_user=end_user, grant=grant)
     if response.status_code == 302 and "code=" in response.headers.get("Location", ""):
         record_login(provider(), user.sid, client.client_id)
-    return response
+    return _to_client(response, grant.redirect_uri, mode)
 
 
-def _redirect_error(server: Any, grant: Any, error: str, description: str) -> Any:
+def _to_client(response: Any, redirect_uri: str, mode: str) -> Any:
+    """Every authorization response names the issuer and travels in the client's response mode."""
+    return deliver(response, redirect_uri, mode, services().issuer)
+
+
+def _redirect_error(server: Any, grant: Any, error: str, description: str, mode: str) -> Any:
     failure = OAuth2Error(description=description, redirect_uri=grant.redirect_uri)
     failure.error = error
     failure.state = grant.request.payload.state
-    return server.handle_error_response(None, failure)
+    return _to_client(server.handle_error_response(None, failure), grant.redirect_uri, mode)
 
 
 # -- token, userinfo, introspection, revocation ------------------------------------------------------------
@@ -334,4 +351,10 @@ def end_session() -> Any:
 def _hint_names(validated: Any, user: SignedInUser) -> bool:
     """Whether the request's ID token hint was issued for this browser's session and user."""
     claims = validated.id_token_claims or {}
-    return claims.get("sub") == user.sub and claims.get("sid") == user.sid
+    client = validated.client
+    if client is None or claims.get("sid") != user.sid:
+        return False
+    return bool(claims.get("sub") == provider().subject(client, user.sub))
+
+
+cors.install(blueprint, provider)

@@ -58,6 +58,16 @@ class RequiredS256(CodeChallenge):  # type: ignore[misc]
 class AuthorizationCodeGrant(_ProviderAccess, grants.AuthorizationCodeGrant):  # type: ignore[misc]
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
+    @staticmethod
+    def validate_authorization_redirect_uri(request: Any, client: Any) -> str:
+        # OpenID requests name their redirect URI even when the client registered only one (OIDC Core
+        # 3.1.2.1). Without one there is nowhere checked to send the error to: an error page, not a redirect.
+        if "openid" in (request.payload.scope or "").split() and not request.payload.redirect_uri:
+            raise InvalidRequestError("OpenID requests must include redirect_uri.")
+        return grants.AuthorizationCodeGrant.validate_authorization_redirect_uri(  # type: ignore[no-any-return]
+            request, client
+        )
+
     def save_authorization_code(self, code: str, request: Any) -> None:
         data = request.payload.data
         grant: Grant = request.user
@@ -170,7 +180,7 @@ class IdToken(OpenIDCode):  # type: ignore[misc]
         return claims
 
     def generate_user_info(self, user: Grant, scope: str) -> UserInfo:
-        return self.provider.user_info(user.user_id, scope)
+        return self.provider.user_info(user.user_id, scope, user.client_id)
 
     def __call__(self, grant: Any) -> None:
         # Refresh responses carry a new ID token too (OIDC Core 12.2); codes get one through the parent.

@@ -16,6 +16,8 @@ from joserfc.jwk import KeySet
 from idp.context import IdpServices
 from idp.oidc import grants
 from idp.oidc.clients import SCOPES, Client, ClientRegistry
+from idp.oidc.jwt_access_token import AccessTokenFormats
+from idp.oidc.pairwise import subject_for
 from idp.oidc.tokens import AccessToken, Grant, StoredRefreshToken, TokenStore
 
 log = logging.getLogger("nextauth.idp.oidc")
@@ -40,10 +42,16 @@ class Provider:
         self.resource_protector.register_token_validator(_AccessTokenValidator(self))
         self.server.register_endpoint(_UserInfo(self.server, resource_protector=self.resource_protector))
 
-    def user_info(self, user_id: str, scope: str) -> UserInfo:
-        """Claims about a user that the scopes allow (``sub`` always)."""
+    def subject(self, client: Client | str | None, user_id: str) -> str:
+        """The ``sub`` a client knows a user by: the user id, or a pairwise one (``idp.oidc.pairwise``)."""
+        if isinstance(client, str):
+            client = self.clients.get(client)
+        return subject_for(self.services.pairwise_secret, client, user_id)
+
+    def user_info(self, user_id: str, scope: str, client: Client | str | None = None) -> UserInfo:
+        """Claims about a user that the scopes allow (``sub`` always, as ``client`` knows the user)."""
         scopes = set(scope.split())
-        info = UserInfo(sub=user_id)
+        info = UserInfo(sub=self.subject(client, user_id))
         profile = self.services.directory.get(user_id)
         if "profile" in scopes:
             info["preferred_username"] = user_id
@@ -71,21 +79,19 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
         super().__init__()
         self.provider = provider
         self.scopes_supported = list(SCOPES)
-        self.register_token_generator(
-            "default",
-            self.create_bearer_token_generator(
-                {
-                    "OAUTH2_ACCESS_TOKEN_GENERATOR": True,
-                    # Refresh tokens come from the token store (hashed, rotated), not from the generator.
-                    "OAUTH2_REFRESH_TOKEN_GENERATOR": False,
-                    "OAUTH2_TOKEN_EXPIRES_IN": {
-                        "authorization_code": provider.access_token_seconds,
-                        "refresh_token": provider.access_token_seconds,
-                        "client_credentials": provider.access_token_seconds,
-                    },
-                }
-            ),
+        opaque = self.create_bearer_token_generator(
+            {
+                "OAUTH2_ACCESS_TOKEN_GENERATOR": True,
+                # Refresh tokens come from the token store (hashed, rotated), not from the generator.
+                "OAUTH2_REFRESH_TOKEN_GENERATOR": False,
+                "OAUTH2_TOKEN_EXPIRES_IN": {
+                    "authorization_code": provider.access_token_seconds,
+                    "refresh_token": provider.access_token_seconds,
+                    "client_credentials": provider.access_token_seconds,
+                },
+            }
         )
+        self.register_token_generator("default", AccessTokenFormats(provider, opaque))
         id_token = grants.IdToken(provider)
         self.register_grant(grants.AuthorizationCodeGrant, [grants.RequiredS256(required=True), id_token])
         self.register_grant(grants.RefreshTokenGrant, [id_token])
@@ -159,7 +165,7 @@ class _UserInfo(UserInfoEndpoint):  # type: ignore[misc]
         return self.server.provider.services.issuer  # type: ignore[no-any-return]
 
     def generate_user_info(self, user: Grant, scope: str) -> UserInfo:
-        return self.server.provider.user_info(user.user_id, scope)
+        return self.server.provider.user_info(user.user_id, scope, user.client_id)
 
     def resolve_private_key(self) -> Any:
         return None
@@ -209,7 +215,7 @@ class _Introspection(_TokenLookup, IntrospectionEndpoint):  # type: ignore[misc]
             "subject_type": "client" if grant.for_client else "user",
         }
         if not grant.for_client:
-            payload["sub"] = grant.user_id
+            payload["sub"] = self.server.provider.subject(grant.client_id, grant.user_id)
         if isinstance(token, AccessToken):
             payload.update(token_type="Bearer", iat=token.issued_at, exp=token.expires_at)
         else:

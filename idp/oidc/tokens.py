@@ -30,6 +30,7 @@ CODE_PREFIX = "oidc:code:"
 USED_CODE_PREFIX = "oidc:code-used:"
 ACCESS_PREFIX = "oidc:at:"
 REVOKED_FAMILY_PREFIX = "oidc:family-revoked:"
+MAX_ACCESS_TOKEN_LENGTH = 4096
 
 
 def token_hash(value: str) -> str:
@@ -50,6 +51,9 @@ class Grant:
     # Client credentials: the client acts for itself. No user at all (``user_id`` is empty), so a client
     # whose id equals a user id can never pass for that user.
     for_client: bool = False
+
+    def get_user_id(self) -> str:
+        return self.user_id
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "amr": list(self.amr)}
@@ -225,7 +229,8 @@ class TokenStore:
         return token
 
     def access_token(self, access_token: str | None) -> AccessToken | None:
-        if not access_token or len(access_token) > 512:
+        # Opaque tokens are short; JWT access tokens (RFC 9068) with an RS256 signature are not.
+        if not access_token or len(access_token) > MAX_ACCESS_TOKEN_LENGTH:
             return None
         raw = self._kv.get(ACCESS_PREFIX + token_hash(access_token))
         if raw is None:
