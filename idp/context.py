@@ -35,6 +35,7 @@ class IdpServices:
     cookie_domain: str | None = None  # a parent domain, so forward-auth sees the cookie on every app
     secure_cookies: bool = False
     limits: IdpLimits = field(default_factory=IdpLimits)  # rate limits (idp.ratelimits)
+    oidc_require_par: bool = False  # every OIDC client must push its authorization requests (RFC 9126)
 
     def url(self, path: str, **query: Any) -> str:
         """An absolute URL on the IdP's public address."""

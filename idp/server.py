@@ -46,7 +46,7 @@ PREFIX = "NEXTAUTH_IDP_"
 FLAGS = (
     "LISTEN", "SECRET_KEY", "NS_WEBSOCKET_URL", "NS_API_URL", "NS_API_KEY", "NS_SERVER", "PUBLIC_URL",
     "DB_URI", "KV_URI", "KV_PREFIX", "COOKIE_DOMAIN", "SESSION_SECONDS", "NS_CHECK_SECONDS",
-    "TRUSTED_PROXIES", "LOG_LEVEL", "TEMPLATES_DIR",
+    "TRUSTED_PROXIES", "LOG_LEVEL", "TEMPLATES_DIR", "OIDC_REQUIRE_PAR",
 )  # fmt: skip
 
 
@@ -82,6 +82,7 @@ class IdpSettings:
     ns_check_seconds: float = 15.0
     rate_limits: dict[str, Rule] = field(default_factory=default_rules)
     trusted_proxies: tuple[Network, ...] = ()
+    oidc_require_par: bool = False
 
 
 def load_settings(
@@ -170,7 +171,16 @@ def load_settings(
         ns_check_seconds=ns_check_seconds,
         rate_limits=rules_from(environ),
         trusted_proxies=trusted_proxies_setting(environ, PREFIX + "TRUSTED_PROXIES"),
+        oidc_require_par=_flag(PREFIX + "OIDC_REQUIRE_PAR", get("OIDC_REQUIRE_PAR", required=False)),
     )
+
+
+def _flag(name: str, value: str | None) -> bool:
+    if value is None or value.strip().lower() in ("", "0", "false", "no", "off"):
+        return False
+    if value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name}: expected true or false")
 
 
 def build_services(settings: IdpSettings) -> IdpServices:
@@ -190,6 +200,7 @@ def build_services(settings: IdpSettings) -> IdpServices:
         directory=Directory(engine, cache_seconds=5.0),
         sessions=SessionManager(engine, kv, keys, issuer=settings.public_url, lifetime=lifetime),
         issuer=settings.public_url,
+        oidc_require_par=settings.oidc_require_par,
         cookie_domain=settings.cookie_domain,
         secure_cookies=settings.public_url.startswith("https://"),
         limits=IdpLimits(

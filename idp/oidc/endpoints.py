@@ -17,7 +17,8 @@ from idp.context import current_user, login_redirect, services
 from idp.models import Consent
 from idp.ns_client import NsError
 from idp.oidc.backchannel import BackchannelLogout, record_login
-from idp.oidc.clients import BASIC_SCOPES, SCOPES, Client
+from idp.oidc.client_auth import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
+from idp.oidc.clients import BASIC_SCOPES, PRIVATE_KEY_ALGS, SCOPES, SECRET_ALGS, Client
 from idp.oidc.provider import Provider
 from idp.oidc.tokens import Grant
 from idp.origin import from_another_site
@@ -27,6 +28,7 @@ log = logging.getLogger("nextauth.idp.oidc")
 
 blueprint = Blueprint("oidc", __name__)
 EXTENSION = "nextauth_oidc"
+ASSERTION_ALGS = [*PRIVATE_KEY_ALGS, *SECRET_ALGS]
 LOGIN_AFTER = "nextauth_login_after"  # set on the way to a forced login; the login must be newer
 SCOPE_TEXT = {
     "groups": "your group memberships",
@@ -40,7 +42,7 @@ SCOPE_TEXT = {
 def _setup(state: Any) -> None:
     app: Flask = state.app
     idp = app.extensions["nextauth_idp"]
-    provider = Provider(idp)
+    provider = Provider(idp, require_par=idp.oidc_require_par)
     # Both ID token keys exist from the start, so the published JWKS never surprises a client.
     for alg in ("ES256", "RS256"):
         idp.keys.active("oidc", alg)
@@ -76,15 +78,20 @@ def discovery() -> Any:
         end_session_endpoint=url("/oidc/logout"),
         introspection_endpoint=url("/oidc/introspect"),
         revocation_endpoint=url("/oidc/revoke"),
+        pushed_authorization_request_endpoint=url("/oidc/par"),
+        require_pushed_authorization_requests=provider().require_par,
         scopes_supported=list(SCOPES),
         response_types_supported=["code"],
         response_modes_supported=["query"],
         grant_types_supported=["authorization_code", "refresh_token", "client_credentials"],
         subject_types_supported=["public"],
         id_token_signing_alg_values_supported=["ES256", "RS256"],
-        token_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post", "none"],
-        introspection_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post"],
-        revocation_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post", "none"],
+        token_endpoint_auth_methods_supported=CLIENT_AUTH_METHODS,
+        token_endpoint_auth_signing_alg_values_supported=ASSERTION_ALGS,
+        introspection_endpoint_auth_methods_supported=CONFIDENTIAL_AUTH_METHODS,
+        introspection_endpoint_auth_signing_alg_values_supported=ASSERTION_ALGS,
+        revocation_endpoint_auth_methods_supported=CLIENT_AUTH_METHODS,
+        revocation_endpoint_auth_signing_alg_values_supported=ASSERTION_ALGS,
         code_challenge_methods_supported=["S256"],
         claims_supported=[
             "sub",
@@ -106,8 +113,11 @@ def discovery() -> Any:
         acr_values_supported=[ACR_MFA, ACR_POSSESSION],
         prompt_values_supported=["none", "login", "consent"],
         claims_parameter_supported=False,
-        request_parameter_supported=False,
-        request_uri_parameter_supported=False,
+        request_parameter_supported=True,
+        # Only the request_uri values our PAR endpoint issues; the IdP fetches no URLs (SSRF).
+        request_uri_parameter_supported=True,
+        require_request_uri_registration=True,
+        request_object_signing_alg_values_supported=ASSERTION_ALGS,
         backchannel_logout_supported=True,
         backchannel_logout_session_supported=True,
         frontchannel_logout_supported=False,
@@ -160,14 +170,16 @@ def _forced_login() -> Any:
     return login_redirect(f"/oidc/authorize?{urlencode(args)}", reauth=True)
 
 
-def _needs_fresh_login(user: SignedInUser) -> bool:
-    prompts = request.args.get("prompt", "").split()
-    if "login" in prompts:
-        return True
+def _needs_fresh_login(user: SignedInUser, params: Any) -> bool:
+    """``params``: the authorization request's parameters (from the query, a request object or PAR)."""
     after = request.args.get(LOGIN_AFTER, "")
-    if after.isdigit() and user.auth_time < int(after):
+    if after.isdigit():
+        # The forced login happened once the session's login is newer; prompt=login is then answered
+        # (a pushed or signed request keeps its prompt, which the query cannot drop).
+        return user.auth_time < int(after)
+    if "login" in str(params.get("prompt") or "").split():
         return True
-    max_age = request.args.get("max_age", "")
+    max_age = str(params.get("max_age") or "")
     return bool(max_age.isdigit() and time.time() - user.auth_time > int(max_age))
 
 
@@ -216,8 +228,9 @@ def authorize() -> Any:
         if getattr(error, "redirect_uri", None):
             return server.handle_error_response(None, error)
         return _error_page(error)
-    prompts = request.args.get("prompt", "").split()
-    if user is None or _needs_fresh_login(user):
+    params = grant.request.payload.data
+    prompts = str(params.get("prompt") or "").split()
+    if user is None or _needs_fresh_login(user, params):
         if "none" in prompts:
             return _redirect_error(server, grant, "login_required", "The user must log in.")
         if user is None:
@@ -240,7 +253,9 @@ def authorize() -> Any:
         session.pop("oidc_csrf", None)
         if request.form.get("decision") != "allow":
             log.info("%s declined consent for %s", user.sub, client.client_id)
-            return server.create_authorization_response(grant_user=None, grant=grant)
+            if not _use_up_pushed(grant):
+                return _pushed_used_page()
+            return server.create_authorization_response(request=grant.request, grant_user=None, grant=grant)
         _save_consent(user.sub, client, scopes - BASIC_SCOPES)
         needs_consent = False
     if needs_consent:
@@ -255,10 +270,24 @@ def authorize() -> Any:
             action=request.full_path,
             csrf=session["oidc_csrf"],
         )
-    response = server.create_authorization_response(grant_user=end_user, grant=grant)
+    if not _use_up_pushed(grant):
+        return _pushed_used_page()
+    response = server.create_authorization_response(request=grant.request, grant_user=end_user, grant=grant)
     if response.status_code == 302 and "code=" in response.headers.get("Location", ""):
         record_login(provider(), user.sid, client.client_id)
     return response
+
+
+def _use_up_pushed(grant: Any) -> bool:
+    """A pushed request yields one authorization response: False if it has yielded one already."""
+    request_uri = getattr(grant.request, "pushed_request_uri", None)
+    return request_uri is None or provider().pushed.take(request_uri)
+
+
+def _pushed_used_page() -> Any:
+    return render_template(
+        "error.html", message="This login request was used already. Start again from the application."
+    ), 400
 
 
 def _redirect_error(server: Any, grant: Any, error: str, description: str) -> Any:
@@ -274,6 +303,17 @@ def _redirect_error(server: Any, grant: Any, error: str, description: str) -> An
 @blueprint.post("/oidc/token")
 def token() -> Any:
     return _no_store(provider().server.create_token_response())
+
+
+@blueprint.post("/oidc/par")
+def pushed_authorization_request() -> Any:
+    server = provider().server
+    oauth_request = server.create_oauth2_request(None)
+    try:
+        status, body = provider().pushed.push(oauth_request)
+    except OAuth2Error as error:
+        return _no_store(server.handle_error_response(oauth_request, error))
+    return _no_store(server.handle_response(status, body, [("Content-Type", "application/json")]))
 
 
 @blueprint.route("/oidc/userinfo", methods=["GET", "POST"])

@@ -11,6 +11,7 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode
 
+from idp.oidc.client_auth import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
 from idp.oidc.tokens import AuthorizationCode, Grant
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ class RequiredS256(CodeChallenge):  # type: ignore[misc]
 
 
 class AuthorizationCodeGrant(_ProviderAccess, grants.AuthorizationCodeGrant):  # type: ignore[misc]
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
 
     def save_authorization_code(self, code: str, request: Any) -> None:
         data = request.payload.data
@@ -99,7 +100,7 @@ class AuthorizationCodeGrant(_ProviderAccess, grants.AuthorizationCodeGrant):  #
 
 
 class RefreshTokenGrant(_ProviderAccess, grants.RefreshTokenGrant):  # type: ignore[misc]
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True  # rotation: every use returns a successor
 
     def authenticate_refresh_token(self, refresh_token: str) -> Any:
@@ -123,7 +124,7 @@ class RefreshTokenGrant(_ProviderAccess, grants.RefreshTokenGrant):  # type: ign
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+    TOKEN_ENDPOINT_AUTH_METHODS = CONFIDENTIAL_AUTH_METHODS
 
 
 class IdToken(OpenIDCode):  # type: ignore[misc]

@@ -14,8 +14,12 @@ from authlib.oidc.rpinitiated import EndSessionEndpoint
 from joserfc.jwk import KeySet
 
 from idp.context import IdpServices
-from idp.oidc import grants
+from idp.oidc import client_auth, grants
+from idp.oidc.client_auth import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
+from idp.oidc.client_keys import ClientKeys
 from idp.oidc.clients import SCOPES, Client, ClientRegistry
+from idp.oidc.jar import AuthorizationRequests
+from idp.oidc.par import PushedRequests
 from idp.oidc.tokens import AccessToken, Grant, StoredRefreshToken, TokenStore
 
 log = logging.getLogger("nextauth.idp.oidc")
@@ -29,9 +33,13 @@ class Provider:
         access_token_seconds: int = 900,
         id_token_seconds: int = 600,
         clients: ClientRegistry | None = None,
+        require_par: bool = False,
     ) -> None:
         self.services = services
         self.clients = clients or ClientRegistry(services.engine)
+        self.client_keys = ClientKeys()
+        self.pushed = PushedRequests(self)
+        self.require_par = require_par  # every client must push its authorization requests (RFC 9126 5)
         self.tokens = TokenStore(services.engine, services.kv, access_token_seconds=access_token_seconds)
         self.access_token_seconds = access_token_seconds
         self.id_token_seconds = id_token_seconds
@@ -90,6 +98,8 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
         self.register_grant(grants.AuthorizationCodeGrant, [grants.RequiredS256(required=True), id_token])
         self.register_grant(grants.RefreshTokenGrant, [id_token])
         self.register_grant(grants.ClientCredentialsGrant)
+        client_auth.register(self, provider)
+        self.register_extension(AuthorizationRequests(provider))
         self.register_endpoint(_Introspection)
         self.register_endpoint(_Revocation)
         self.register_endpoint(_EndSession)
@@ -168,7 +178,7 @@ class _UserInfo(UserInfoEndpoint):  # type: ignore[misc]
 class _TokenLookup:
     """Both access and refresh tokens, whatever the hint says (RFC 7009 2.1, RFC 7662 2.1)."""
 
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    CLIENT_AUTH_METHODS = CLIENT_AUTH_METHODS
     server: Any
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
@@ -192,7 +202,7 @@ class _TokenLookup:
 
 
 class _Introspection(_TokenLookup, IntrospectionEndpoint):  # type: ignore[misc]
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+    CLIENT_AUTH_METHODS = CONFIDENTIAL_AUTH_METHODS
 
     def check_permission(self, token: Any, client: Client, request: Any) -> bool:
         # A token's own client, or a service client (a resource server holding client credentials).
