@@ -152,7 +152,6 @@ def command(service: Mapping[str, Any]) -> list[str]:
 
 def interpolate(value: str, variables: Mapping[str, str]) -> str:
     """Compose's ${VAR}, ${VAR:?message}, ${VAR:-default}, enough for this file."""
-
     def value_of(match: re.Match[str]) -> str:
         name, rest = match.group("name"), match.group("rest")
         if name not in variables and rest.startswith(":-"):
