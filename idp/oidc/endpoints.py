@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from authlib.oauth2 import OAuth2Error
-from flask import Blueprint, Flask, current_app, jsonify, render_template, request, session
+from flask import Blueprint, Flask, current_app, g, jsonify, render_template, request, session
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -19,7 +19,9 @@ from idp.ns_client import NsError
 from idp.oidc.backchannel import BackchannelLogout, record_login
 from idp.oidc.client_auth import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
 from idp.oidc.clients import BASIC_SCOPES, PRIVATE_KEY_ALGS, SCOPES, SECRET_ALGS, Client
-from idp.oidc.provider import Provider
+from idp.oidc.dpop import ALGS as DPOP_ALGS
+from idp.oidc.dpop import DPoPError, header_value
+from idp.oidc.provider import DPOP_JKT, DPOP_USED, Provider
 from idp.oidc.tokens import Grant
 from idp.origin import from_another_site
 from idp.sessions import ACR_MFA, ACR_POSSESSION, SignedInUser
@@ -93,6 +95,7 @@ def discovery() -> Any:
         revocation_endpoint_auth_methods_supported=CLIENT_AUTH_METHODS,
         revocation_endpoint_auth_signing_alg_values_supported=ASSERTION_ALGS,
         code_challenge_methods_supported=["S256"],
+        dpop_signing_alg_values_supported=list(DPOP_ALGS),
         claims_supported=[
             "sub",
             "iss",
@@ -300,25 +303,53 @@ def _redirect_error(server: Any, grant: Any, error: str, description: str) -> An
 # -- token, userinfo, introspection, revocation ------------------------------------------------------------
 
 
+def _dpop_proof_checked() -> Any:
+    """The request's DPoP proof, if it has one, checked for this endpoint; its key's thumbprint goes to
+    ``g`` for the tokens to be bound to. An error response if the proof fails, else None."""
+    proof = header_value(request.headers)
+    if proof is None:
+        return None
+    try:
+        g.setdefault(DPOP_USED, True)
+        g.setdefault(DPOP_JKT, provider().dpop.verify(proof, request.method, services().url(request.path)))
+    except DPoPError as error:
+        return _with_dpop_nonce(provider().server.handle_error_response(None, error))
+    return None
+
+
+def _with_dpop_nonce(response: Any) -> Any:
+    if g.get(DPOP_USED) and "DPoP-Nonce" not in response.headers:
+        response.headers["DPoP-Nonce"] = provider().dpop.nonce()
+    return _no_store(response)
+
+
 @blueprint.post("/oidc/token")
 def token() -> Any:
-    return _no_store(provider().server.create_token_response())
+    refused = _dpop_proof_checked()
+    if refused is not None:
+        return refused
+    return _with_dpop_nonce(provider().server.create_token_response())
 
 
 @blueprint.post("/oidc/par")
 def pushed_authorization_request() -> Any:
+    refused = _dpop_proof_checked()
+    if refused is not None:
+        return refused
     server = provider().server
     oauth_request = server.create_oauth2_request(None)
     try:
         status, body = provider().pushed.push(oauth_request)
     except OAuth2Error as error:
-        return _no_store(server.handle_error_response(oauth_request, error))
-    return _no_store(server.handle_response(status, body, [("Content-Type", "application/json")]))
+        return _with_dpop_nonce(server.handle_error_response(oauth_request, error))
+    return _with_dpop_nonce(server.handle_response(status, body, [("Content-Type", "application/json")]))
 
 
 @blueprint.route("/oidc/userinfo", methods=["GET", "POST"])
 def userinfo() -> Any:
-    return _no_store(provider().server.create_endpoint_response("userinfo"))
+    if header_value(request.headers) is not None:
+        g.setdefault(DPOP_USED, True)
+    return _with_dpop_nonce(provider().server.create_endpoint_response("userinfo"))
 
 
 @blueprint.post("/oidc/introspect")

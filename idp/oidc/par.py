@@ -73,6 +73,11 @@ class PushedRequests:
         else:
             params = {k: str(v) for k, v in form.items() if k not in CLIENT_AUTH_PARAMETERS}
             params["client_id"] = client.client_id
+        proof_jkt = getattr(request, "dpop_jkt", None)
+        if proof_jkt is not None:
+            # A DPoP proof at PAR binds the code to its key (RFC 9449 10.1); a dpop_jkt must agree.
+            if params.setdefault("dpop_jkt", proof_jkt) != proof_jkt:
+                raise InvalidRequestError("dpop_jkt is not the key of the DPoP proof.")
         self._check(params)
         request_uri = REQUEST_URI_PREFIX + secrets.token_urlsafe(32)
         record = {"client_id": client.client_id, "params": params}
