@@ -119,7 +119,6 @@ def discovery() -> Any:
         request_parameter_supported=True,
         # Only the request_uri values our PAR endpoint issues; the IdP fetches no URLs (SSRF).
         request_uri_parameter_supported=True,
-        require_request_uri_registration=True,
         request_object_signing_alg_values_supported=ASSERTION_ALGS,
         backchannel_logout_supported=True,
         backchannel_logout_session_supported=True,
