@@ -309,3 +309,65 @@ def test_request_objects_refused(
     for why, value in refused.items():
         answer = authorize(system, browser, client_id=client_id, request=value)
         assert answer.status_code == 400 and "Location" not in answer.headers, why
+
+
+# -- the server-wide setting, in-process ---------------------------------------------------------------
+
+
+def test_server_wide_par_requirement(tmp_path: Path) -> None:
+    from authserver.storage import db
+    from authserver.storage.kv import open_kv
+    from idp.context import IdpServices
+    from idp.directory import Directory
+    from idp.keys import KeyRing
+    from idp.ns_client import NsClient
+    from idp.oidc.clients import ClientRegistry, build_metadata
+    from idp.server import load_settings
+    from idp.sessions import SessionManager
+    from idp.web import create_app
+
+    base = {
+        "NEXTAUTH_IDP_SECRET_KEY": "k" * 40,
+        "NEXTAUTH_IDP_NS_API_URL": "http://127.0.0.1:8080",
+        "NEXTAUTH_IDP_NS_API_KEY": "key",
+        "NEXTAUTH_IDP_NS_WEBSOCKET_URL": "ws://127.0.0.1:9999/ns/websocket",
+    }
+    assert load_settings(base, data_dir=tmp_path).oidc_require_par is False
+    assert load_settings(
+        {**base, "NEXTAUTH_IDP_OIDC_REQUIRE_PAR": "true"}, data_dir=tmp_path
+    ).oidc_require_par
+    with pytest.raises(Exception, match="OIDC_REQUIRE_PAR"):
+        load_settings({**base, "NEXTAUTH_IDP_OIDC_REQUIRE_PAR": "maybe"}, data_dir=tmp_path)
+
+    issuer_url = "http://idp.example.test"
+    engine = db.create_engine_for(f"sqlite:///{tmp_path / 'idp.db'}")
+    db.upgrade(engine)
+    kv = open_kv(None)
+    keys = KeyRing(engine, issuer=issuer_url)
+    services = IdpServices(
+        ns=NsClient("http://127.0.0.1:9", "unused", "default"),
+        engine=engine,
+        kv=kv,
+        keys=keys,
+        directory=Directory(engine),
+        sessions=SessionManager(engine, kv, keys, issuer=issuer_url),
+        issuer=issuer_url,
+        oidc_require_par=True,
+    )
+    web = create_app(
+        services, secret_key=b"k" * 32, websocket_url="ws://ns.example.test/ns/websocket"
+    ).test_client()
+    redirect = "http://127.0.0.1:5555/cb"
+    client, secret = ClientRegistry(engine).add("App", build_metadata(redirect_uris=[redirect]))
+    assert secret is not None
+    assert web.get("/.well-known/openid-configuration").json["require_pushed_authorization_requests"] is True
+    _, challenge = pkce()
+    params = auth_params({"client_id": client.client_id, "redirect_uris": [redirect]}, challenge)
+    plain = web.get(f"/oidc/authorize?{urlencode(params)}")
+    assert plain.status_code == 400 and "Location" not in plain.headers
+    pushed = web.post("/oidc/par", data=params, auth=(client.client_id, secret))
+    assert pushed.status_code == 201, pushed.text
+    query = urlencode({"client_id": client.client_id, "request_uri": pushed.json["request_uri"]})
+    answer = web.get(f"/oidc/authorize?{query}")
+    assert answer.status_code == 302 and "/login" in answer.headers["Location"]  # on to the login page
+    engine.dispose()

@@ -78,16 +78,17 @@ class PushedRequests:
             # A DPoP proof at PAR binds the code to its key (RFC 9449 10.1); a dpop_jkt must agree.
             if params.setdefault("dpop_jkt", proof_jkt) != proof_jkt:
                 raise InvalidRequestError("dpop_jkt is not the key of the DPoP proof.")
-        self._check(params)
+        self._check(params, request.uri)
         request_uri = REQUEST_URI_PREFIX + secrets.token_urlsafe(32)
         record = {"client_id": client.client_id, "params": params}
         self.provider.services.kv.set(_key(request_uri), json.dumps(record).encode(), ttl=LIFETIME)
         return 201, {"request_uri": request_uri, "expires_in": LIFETIME}
 
-    def _check(self, params: dict[str, str]) -> None:
-        """As the authorization endpoint would: response type, redirect URI, scope, PKCE."""
+    def _check(self, params: dict[str, str], uri: str) -> None:
+        """As the authorization endpoint would: response type, redirect URI, scope, PKCE. ``uri``: the PAR
+        request's own, for Authlib's transport check."""
         server = self.provider.server
-        checked = OAuth2Request("GET", server.provider.services.issuer + "/oidc/authorize")
+        checked = OAuth2Request("GET", uri)
         checked.payload = BasicOAuth2Payload(params)
         setattr(checked, PUSHED, True)
         try:
