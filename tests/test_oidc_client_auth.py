@@ -22,7 +22,7 @@ from joserfc.jwk import ECKey, OctKey, RSAKey
 from tests.fixtures.idp_browser import Browser
 from tests.fixtures.idp_browser import idp_cli as cli
 from tests.fixtures.system import RunningSystem, free_port
-from tests.test_oidc import code_for, issuer, phone, pkce, rp_urls
+from tests.test_oidc import code_for, issuer, log_in, phone, pkce, relying_party, rp_urls
 
 __all__ = ["phone", "rp_urls"]  # fixtures shared with test_oidc
 
@@ -249,3 +249,26 @@ def test_jwks_uri_is_fetched_cached_and_refetched_for_a_new_kid(
     # The old key left the client's set: a fresh assertion with it fails once the cache has it so.
     answer = client_credentials(system, assertion(client_id, old, "RS256", url))
     assert answer.json()["error"] == "invalid_client"
+
+
+@pytest.fixture(scope="module")
+def hmac_rp_client(system: RunningSystem, rp_urls: dict[str, str]) -> dict[str, Any]:
+    return cli(
+        system, "oidc-client", "add", "--name", "HMAC RP", "--auth-method", "client_secret_jwt",
+        "--redirect-uri", rp_urls["redirect"], "--trusted",
+    )  # fmt: skip
+
+
+def test_code_flow_with_client_secret_jwt_by_pyoidc(
+    system: RunningSystem, phone: Path, hmac_rp_client: dict[str, Any]
+) -> None:
+    """pyoidc signs the assertion itself (its own claims, lifetime and jti) and verifies the ID token."""
+    rp = relying_party(system, hmac_rp_client)
+    state, code, verifier = log_in(rp, Browser(system), phone)
+    tokens = rp.do_access_token_request(
+        state=state,
+        request_args={"code": code, "code_verifier": verifier, "redirect_uri": rp.redirect_uris[0]},
+        authn_method="client_secret_jwt",
+    )
+    assert "error" not in tokens, tokens.to_dict()
+    assert tokens["id_token"]["aud"] == [hmac_rp_client["client_id"]] and tokens["token_type"] == "Bearer"
