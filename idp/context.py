@@ -37,6 +37,7 @@ class IdpServices:
     limits: IdpLimits = field(default_factory=IdpLimits)  # rate limits (idp.ratelimits)
     # Keys pairwise OIDC subjects (idp.oidc.pairwise); empty: no client may use pairwise subjects.
     pairwise_secret: bytes = field(default=b"", repr=False)
+    oidc_require_par: bool = False  # every OIDC client must push its authorization requests (RFC 9126)
 
     def url(self, path: str, **query: Any) -> str:
         """An absolute URL on the IdP's public address."""

@@ -47,7 +47,7 @@ PREFIX = "NEXTAUTH_IDP_"
 FLAGS = (
     "LISTEN", "SECRET_KEY", "NS_WEBSOCKET_URL", "NS_API_URL", "NS_API_KEY", "NS_SERVER", "PUBLIC_URL",
     "DB_URI", "KV_URI", "KV_PREFIX", "COOKIE_DOMAIN", "SESSION_SECONDS", "NS_CHECK_SECONDS",
-    "TRUSTED_PROXIES", "LOG_LEVEL", "TEMPLATES_DIR",
+    "TRUSTED_PROXIES", "LOG_LEVEL", "TEMPLATES_DIR", "OIDC_REQUIRE_PAR",
     "OIDC_PAIRWISE_SECRET", "ADMIN_API_KEY",
 )  # fmt: skip
 
@@ -85,6 +85,7 @@ class IdpSettings:
     rate_limits: dict[str, Rule] = field(default_factory=default_rules)
     trusted_proxies: tuple[Network, ...] = ()
     pairwise_secret: bytes = field(default=b"", repr=False)
+    oidc_require_par: bool = False
 
 
 def load_settings(
@@ -174,6 +175,7 @@ def load_settings(
         rate_limits=rules_from(environ),
         trusted_proxies=trusted_proxies_setting(environ, PREFIX + "TRUSTED_PROXIES"),
         pairwise_secret=_pairwise_secret(get("OIDC_PAIRWISE_SECRET", required=False), data_dir),
+        oidc_require_par=_flag(PREFIX + "OIDC_REQUIRE_PAR", get("OIDC_REQUIRE_PAR", required=False)),
     )
 
 
@@ -182,6 +184,14 @@ def _pairwise_secret(configured: str | None, data_dir: Path) -> bytes:
         return pairwise.load_secret(configured, data_dir)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+
+
+def _flag(name: str, value: str | None) -> bool:
+    if value is None or value.strip().lower() in ("", "0", "false", "no", "off"):
+        return False
+    if value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name}: expected true or false")
 
 
 def build_services(settings: IdpSettings) -> IdpServices:
@@ -201,6 +211,7 @@ def build_services(settings: IdpSettings) -> IdpServices:
         directory=Directory(engine, cache_seconds=5.0),
         sessions=SessionManager(engine, kv, keys, issuer=settings.public_url, lifetime=lifetime),
         issuer=settings.public_url,
+        oidc_require_par=settings.oidc_require_par,
         cookie_domain=settings.cookie_domain,
         secure_cookies=settings.public_url.startswith("https://"),
         pairwise_secret=settings.pairwise_secret,

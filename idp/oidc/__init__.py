@@ -6,6 +6,10 @@
   OpenID Connect extension that signs ID tokens;
 - ``provider``: the Authlib authorization server with its endpoints (introspection, revocation, userinfo,
   end session);
+- ``client_keys``, ``client_auth``: clients' public keys (jwks, jwks_uri) and JWT client authentication
+  (private_key_jwt, client_secret_jwt);
+- ``jar``, ``par``: signed request objects and pushed authorization requests;
+- ``dpop``: DPoP proofs and nonces (sender-constrained tokens);
 - ``backchannel``: logout tokens sent to clients when an IdP session ends;
 - ``response_modes``: ``iss`` in authorization responses (RFC 9207), query, fragment and form post;
 - ``cors``: which web origins may read the token, userinfo and revocation answers;

@@ -17,15 +17,23 @@ from sqlalchemy.orm import Session
 
 from idp.models import OidcClient
 from idp.oidc.pairwise import sector_of
+from idp.oidc.client_keys import check_public_jwks
 
 SCOPES = ("openid", "profile", "email", "groups", "offline_access")
 # What a client gets without asking the user: who they are. Anything more needs consent once.
 BASIC_SCOPES = frozenset({"openid", "profile", "email"})
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
-AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "none")
+# What clients may sign with: assertions and request objects (private_key_jwt and the client's keys), or HMAC
+# with the client's secret (client_secret_jwt). Never "none".
+PRIVATE_KEY_ALGS = ("ES256", "RS256", "PS256", "EdDSA")
+SECRET_ALGS = ("HS256",)
 ID_TOKEN_ALGS = ("ES256", "RS256")
 SUBJECT_TYPES = ("public", "pairwise")
 ACCESS_TOKEN_FORMATS = ("opaque", "jwt")
+# client_secret_jwt needs the secret itself to check an HMAC, not a hash of it: it is kept in the metadata
+# under this name (as the IdP's own private keys are kept in its database) and never shown.
+HMAC_SECRET = "nextauth_hmac_secret"
 
 
 def _hash_secret(secret: str) -> str:
@@ -119,6 +127,35 @@ class Client(ClientMixin):  # type: ignore[misc]
         return str(self.client_metadata.get("token_endpoint_auth_method", "client_secret_basic"))
 
     @property
+    def assertion_algs(self) -> tuple[str, ...]:
+        """What this client may sign its client assertions with (RFC 7523), by its auth method."""
+        method = self.token_endpoint_auth_method
+        algs = {"client_secret_jwt": SECRET_ALGS, "private_key_jwt": PRIVATE_KEY_ALGS}.get(method, ())
+        pinned = self.client_metadata.get("token_endpoint_auth_signing_alg")
+        return tuple(a for a in algs if pinned is None or a == pinned)
+
+    @property
+    def request_object_algs(self) -> tuple[str, ...]:
+        """What this client may sign request objects with (RFC 9101): its keys, or HMAC with its secret."""
+        return (PRIVATE_KEY_ALGS if self.has_keys else ()) + (SECRET_ALGS if self.hmac_secret else ())
+
+    @property
+    def has_keys(self) -> bool:
+        return bool(self.client_metadata.get("jwks") or self.client_metadata.get("jwks_uri"))
+
+    @property
+    def hmac_secret(self) -> str | None:
+        return self.client_metadata.get(HMAC_SECRET)
+
+    @property
+    def require_pushed_authorization_requests(self) -> bool:
+        return bool(self.client_metadata.get("require_pushed_authorization_requests", False))
+
+    @property
+    def is_public(self) -> bool:
+        return self.token_endpoint_auth_method == "none"
+
+    @property
     def id_token_signed_response_alg(self) -> str:
         return str(self.client_metadata.get("id_token_signed_response_alg", "ES256"))
 
@@ -156,7 +193,8 @@ class Client(ClientMixin):  # type: ignore[misc]
         return list(self.client_metadata.get("nextauth_access_token_audiences", []))
 
     def public_view(self) -> dict[str, Any]:
-        return {"client_id": self.client_id, "client_name": self.name, **self.client_metadata}
+        shown = {k: v for k, v in self.client_metadata.items() if k != HMAC_SECRET}
+        return {"client_id": self.client_id, "client_name": self.name, **shown}
 
 
 def build_metadata(
@@ -174,6 +212,10 @@ def build_metadata(
     subject_type: str = "public",
     access_token_format: str = "opaque",
     access_token_audiences: list[str] | None = None,
+    jwks: dict[str, Any] | None = None,
+    jwks_uri: str | None = None,
+    auth_signing_alg: str | None = None,
+    require_par: bool = False,
 ) -> dict[str, Any]:
     """Checked client metadata, with RFC 7591 / OIDC Registration names."""
     grant_types = grant_types or ["authorization_code", "refresh_token"]
@@ -185,6 +227,18 @@ def build_metadata(
         raise ValueError(f"token endpoint auth method {method!r}: one of {', '.join(AUTH_METHODS)}")
     if public != (method == "none"):
         raise ValueError("public clients (no secret) authenticate with 'none', confidential ones cannot")
+    if jwks and jwks_uri:
+        raise ValueError("give the client's keys as jwks or as jwks_uri, not both")
+    if method == "private_key_jwt" and not (jwks or jwks_uri):
+        raise ValueError("private_key_jwt needs the client's public keys: jwks or jwks_uri")
+    if jwks:
+        check_public_jwks(jwks)
+    if jwks_uri:
+        check_redirect_uri_syntax(jwks_uri, "jwks_uri")
+    if auth_signing_alg is not None:
+        allowed = SECRET_ALGS if method == "client_secret_jwt" else PRIVATE_KEY_ALGS
+        if method not in ("client_secret_jwt", "private_key_jwt") or auth_signing_alg not in allowed:
+            raise ValueError(f"token endpoint signing alg {auth_signing_alg!r}: one of {', '.join(allowed)}")
     if public and "client_credentials" in grant_types:
         raise ValueError("client_credentials needs a confidential client (with a secret)")
     if "authorization_code" in grant_types and not redirect_uris:
@@ -235,6 +289,14 @@ def build_metadata(
             raise ValueError(f"access token audience {audience!r}: an absolute URI without a fragment")
     if access_token_audiences:
         metadata["nextauth_access_token_audiences"] = list(dict.fromkeys(access_token_audiences))
+    if jwks:
+        metadata["jwks"] = jwks
+    if jwks_uri:
+        metadata["jwks_uri"] = jwks_uri
+    if auth_signing_alg:
+        metadata["token_endpoint_auth_signing_alg"] = auth_signing_alg
+    if require_par:
+        metadata["require_pushed_authorization_requests"] = True
     return metadata
 
 
@@ -274,7 +336,10 @@ class ClientRegistry:
         client_id = client_id or secrets.token_urlsafe(18)
         if len(client_id) > 64 or not client_id.replace("-", "").replace("_", "").isalnum():
             raise ValueError("client id: up to 64 letters, digits, '-' or '_'")
-        secret = None if metadata["token_endpoint_auth_method"] == "none" else secrets.token_urlsafe(32)
+        method = metadata["token_endpoint_auth_method"]
+        secret = None if method in ("none", "private_key_jwt") else secrets.token_urlsafe(32)
+        if method == "client_secret_jwt":
+            metadata = {**metadata, HMAC_SECRET: secret}
         with Session(self._engine) as db, db.begin():
             if db.get(OidcClient, client_id) is not None:
                 raise ValueError(f"client id {client_id!r} is taken")

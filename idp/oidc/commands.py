@@ -2,7 +2,9 @@
 ``nextauth idp-keys rotate``."""
 
 import argparse
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -10,6 +12,7 @@ from sqlalchemy import Engine
 from authserver.config import kv_prefix_setting, read_setting
 from authserver.storage.kv import open_kv
 from idp.keys import ALGORITHMS, KeyRing
+from idp.oidc.client_keys import check_public_jwks
 from idp.oidc.clients import ClientRegistry, build_metadata
 from idp.oidc.consents import list_consents, revoke_consent
 
@@ -28,7 +31,19 @@ def client_arguments(parser: argparse.ArgumentParser) -> None:
         help="default: authorization_code and refresh_token (repeatable)",
     )
     add.add_argument("--public", action="store_true", help="no secret (single-page and native apps); PKCE")
-    add.add_argument("--auth-method", choices=["client_secret_basic", "client_secret_post"])
+    add.add_argument(
+        "--auth-method",
+        choices=["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt"],
+        help="how a confidential client authenticates (default client_secret_basic); private_key_jwt needs "
+        "--jwks or --jwks-uri",
+    )
+    keys = add.add_mutually_exclusive_group()
+    keys.add_argument("--jwks", help="the client's public keys: a JWK set file (JSON)")
+    keys.add_argument("--jwks-uri", help="where the client publishes its public keys (https)")
+    add.add_argument("--auth-signing-alg", help="the one alg its client assertions may use (default: any)")
+    add.add_argument(
+        "--require-par", action="store_true", help="authorization requests only through PAR (RFC 9126)"
+    )
     add.add_argument("--id-token-alg", choices=["ES256", "RS256"], default="ES256")
     add.add_argument("--scope", help="scopes it may ask for, space-separated (default: all)")
     add.add_argument("--backchannel-logout-uri", help="where logout tokens are POSTed when a session ends")
@@ -78,6 +93,10 @@ def client_command(args: argparse.Namespace, engine: Engine) -> Any:
             subject_type=args.subject_type,
             access_token_format=args.access_token_format,
             access_token_audiences=args.access_token_audience,
+            jwks=_read_jwks(args.jwks) if args.jwks else None,
+            jwks_uri=args.jwks_uri,
+            auth_signing_alg=args.auth_signing_alg,
+            require_par=args.require_par,
         )
         client, secret = registry.add(args.name, metadata, args.client_id)
         return {**client.public_view(), "client_secret": secret}
@@ -89,6 +108,14 @@ def client_command(args: argparse.Namespace, engine: Engine) -> Any:
             raise ValueError(f"no client {args.client_id!r}")
         return found.public_view()
     return {"removed": registry.remove(args.client_id)}
+
+
+def _read_jwks(path: str) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--jwks {path}: not a readable JSON file ({exc})") from None
+    return check_public_jwks(data)
 
 
 def keys_arguments(parser: argparse.ArgumentParser) -> None:

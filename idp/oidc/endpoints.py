@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from authlib.oauth2 import OAuth2Error
-from flask import Blueprint, Flask, current_app, jsonify, render_template, request, session
+from flask import Blueprint, Flask, current_app, g, jsonify, render_template, request, session
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -18,8 +18,11 @@ from idp.models import Consent
 from idp.ns_client import NsError
 from idp.oidc import cors
 from idp.oidc.backchannel import BackchannelLogout, record_login
-from idp.oidc.clients import BASIC_SCOPES, SCOPES, Client
-from idp.oidc.provider import Provider
+from idp.oidc.client_auth import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
+from idp.oidc.clients import BASIC_SCOPES, PRIVATE_KEY_ALGS, SCOPES, SECRET_ALGS, Client
+from idp.oidc.dpop import ALGS as DPOP_ALGS
+from idp.oidc.dpop import DPoPError, header_value
+from idp.oidc.provider import DPOP_JKT, DPOP_USED, Provider
 from idp.oidc.response_modes import QUERY, UnsupportedResponseMode, deliver, requested_mode
 from idp.oidc.tokens import Grant
 from idp.origin import from_another_site
@@ -29,6 +32,7 @@ log = logging.getLogger("nextauth.idp.oidc")
 
 blueprint = Blueprint("oidc", __name__)
 EXTENSION = "nextauth_oidc"
+ASSERTION_ALGS = [*PRIVATE_KEY_ALGS, *SECRET_ALGS]
 LOGIN_AFTER = "nextauth_login_after"  # set on the way to a forced login; the login must be newer
 SCOPE_TEXT = {
     "groups": "your group memberships",
@@ -42,7 +46,7 @@ SCOPE_TEXT = {
 def _setup(state: Any) -> None:
     app: Flask = state.app
     idp = app.extensions["nextauth_idp"]
-    provider = Provider(idp)
+    provider = Provider(idp, require_par=idp.oidc_require_par)
     # Both ID token keys exist from the start, so the published JWKS never surprises a client.
     for alg in ("ES256", "RS256"):
         idp.keys.active("oidc", alg)
@@ -78,6 +82,8 @@ def discovery() -> Any:
         end_session_endpoint=url("/oidc/logout"),
         introspection_endpoint=url("/oidc/introspect"),
         revocation_endpoint=url("/oidc/revoke"),
+        pushed_authorization_request_endpoint=url("/oidc/par"),
+        require_pushed_authorization_requests=provider().require_par,
         scopes_supported=list(SCOPES),
         response_types_supported=["code"],
         response_modes_supported=["query", "fragment", "form_post"],
@@ -85,10 +91,14 @@ def discovery() -> Any:
         grant_types_supported=["authorization_code", "refresh_token", "client_credentials"],
         subject_types_supported=["public", "pairwise"],
         id_token_signing_alg_values_supported=["ES256", "RS256"],
-        token_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post", "none"],
-        introspection_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post"],
-        revocation_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post", "none"],
+        token_endpoint_auth_methods_supported=CLIENT_AUTH_METHODS,
+        token_endpoint_auth_signing_alg_values_supported=ASSERTION_ALGS,
+        introspection_endpoint_auth_methods_supported=CONFIDENTIAL_AUTH_METHODS,
+        introspection_endpoint_auth_signing_alg_values_supported=ASSERTION_ALGS,
+        revocation_endpoint_auth_methods_supported=CLIENT_AUTH_METHODS,
+        revocation_endpoint_auth_signing_alg_values_supported=ASSERTION_ALGS,
         code_challenge_methods_supported=["S256"],
+        dpop_signing_alg_values_supported=list(DPOP_ALGS),
         claims_supported=[
             "sub",
             "iss",
@@ -109,8 +119,10 @@ def discovery() -> Any:
         acr_values_supported=[ACR_MFA, ACR_POSSESSION],
         prompt_values_supported=["none", "login", "consent"],
         claims_parameter_supported=False,
-        request_parameter_supported=False,
-        request_uri_parameter_supported=False,
+        request_parameter_supported=True,
+        # Only the request_uri values our PAR endpoint issues; the IdP fetches no URLs (SSRF).
+        request_uri_parameter_supported=True,
+        request_object_signing_alg_values_supported=ASSERTION_ALGS,
         backchannel_logout_supported=True,
         backchannel_logout_session_supported=True,
         frontchannel_logout_supported=False,
@@ -163,14 +175,16 @@ def _forced_login() -> Any:
     return login_redirect(f"/oidc/authorize?{urlencode(args)}", reauth=True)
 
 
-def _needs_fresh_login(user: SignedInUser) -> bool:
-    prompts = request.args.get("prompt", "").split()
-    if "login" in prompts:
-        return True
+def _needs_fresh_login(user: SignedInUser, params: Any) -> bool:
+    """``params``: the authorization request's parameters (from the query, a request object or PAR)."""
     after = request.args.get(LOGIN_AFTER, "")
-    if after.isdigit() and user.auth_time < int(after):
+    if after.isdigit():
+        # The forced login happened once the session's login is newer; prompt=login is then answered
+        # (a pushed or signed request keeps its prompt, which the query cannot drop).
+        return user.auth_time < int(after)
+    if "login" in str(params.get("prompt") or "").split():
         return True
-    max_age = request.args.get("max_age", "")
+    max_age = str(params.get("max_age") or "")
     return bool(max_age.isdigit() and time.time() - user.auth_time > int(max_age))
 
 
@@ -224,11 +238,15 @@ def authorize() -> Any:
         if redirect_uri:
             return _to_client(server.handle_error_response(None, error), redirect_uri, mode)
         return _error_page(error)
-    if request.values.get("response_mode", QUERY) != mode:
+    # A signed request object (JAR) or a pushed request (PAR) names the response mode, not the query.
+    params = grant.request.payload.data
+    try:
+        mode = requested_mode(params)
+    except UnsupportedResponseMode:
         unsupported = "Unsupported response_mode: use query, fragment or form_post."
-        return _redirect_error(server, grant, "invalid_request", unsupported, mode)
-    prompts = request.args.get("prompt", "").split()
-    if user is None or _needs_fresh_login(user):
+        return _redirect_error(server, grant, "invalid_request", unsupported, QUERY)
+    prompts = str(params.get("prompt") or "").split()
+    if user is None or _needs_fresh_login(user, params):
         if "none" in prompts:
             return _redirect_error(server, grant, "login_required", "The user must log in.", mode)
         if user is None:
@@ -251,7 +269,9 @@ def authorize() -> Any:
         session.pop("oidc_csrf", None)
         if request.form.get("decision") != "allow":
             log.info("%s declined consent for %s", user.sub, client.client_id)
-            denied = server.create_authorization_response(grant_user=None, grant=grant)
+            if not _use_up_pushed(grant):
+                return _pushed_used_page()
+            denied = server.create_authorization_response(request=grant.request, grant_user=None, grant=grant)
             return _to_client(denied, grant.redirect_uri, mode)
         _save_consent(user.sub, client, scopes - BASIC_SCOPES)
         needs_consent = False
@@ -267,7 +287,9 @@ def authorize() -> Any:
             action=request.full_path,
             csrf=session["oidc_csrf"],
         )
-    response = server.create_authorization_response(grant_user=end_user, grant=grant)
+    if not _use_up_pushed(grant):
+        return _pushed_used_page()
+    response = server.create_authorization_response(request=grant.request, grant_user=end_user, grant=grant)
     if response.status_code == 302 and "code=" in response.headers.get("Location", ""):
         record_login(provider(), user.sid, client.client_id)
     return _to_client(response, grant.redirect_uri, mode)
@@ -276,6 +298,18 @@ def authorize() -> Any:
 def _to_client(response: Any, redirect_uri: str, mode: str) -> Any:
     """Every authorization response names the issuer and travels in the client's response mode."""
     return deliver(response, redirect_uri, mode, services().issuer)
+
+
+def _use_up_pushed(grant: Any) -> bool:
+    """A pushed request yields one authorization response: False if it has yielded one already."""
+    request_uri = getattr(grant.request, "pushed_request_uri", None)
+    return request_uri is None or provider().pushed.take(request_uri)
+
+
+def _pushed_used_page() -> Any:
+    return render_template(
+        "error.html", message="This login request was used already. Start again from the application."
+    ), 400
 
 
 def _redirect_error(server: Any, grant: Any, error: str, description: str, mode: str) -> Any:
@@ -288,14 +322,53 @@ def _redirect_error(server: Any, grant: Any, error: str, description: str, mode:
 # -- token, userinfo, introspection, revocation ------------------------------------------------------------
 
 
+def _dpop_proof_checked() -> Any:
+    """The request's DPoP proof, if it has one, checked for this endpoint; its key's thumbprint goes to
+    ``g`` for the tokens to be bound to. An error response if the proof fails, else None."""
+    proof = header_value(request.headers)
+    if proof is None:
+        return None
+    try:
+        g.setdefault(DPOP_USED, True)
+        g.setdefault(DPOP_JKT, provider().dpop.verify(proof, request.method, services().url(request.path)))
+    except DPoPError as error:
+        return _with_dpop_nonce(provider().server.handle_error_response(None, error))
+    return None
+
+
+def _with_dpop_nonce(response: Any) -> Any:
+    if g.get(DPOP_USED) and "DPoP-Nonce" not in response.headers:
+        response.headers["DPoP-Nonce"] = provider().dpop.nonce()
+    return _no_store(response)
+
+
 @blueprint.post("/oidc/token")
 def token() -> Any:
-    return _no_store(provider().server.create_token_response())
+    refused = _dpop_proof_checked()
+    if refused is not None:
+        return refused
+    return _with_dpop_nonce(provider().server.create_token_response())
+
+
+@blueprint.post("/oidc/par")
+def pushed_authorization_request() -> Any:
+    refused = _dpop_proof_checked()
+    if refused is not None:
+        return refused
+    server = provider().server
+    oauth_request = server.create_oauth2_request(None)
+    try:
+        status, body = provider().pushed.push(oauth_request)
+    except OAuth2Error as error:
+        return _with_dpop_nonce(server.handle_error_response(oauth_request, error))
+    return _with_dpop_nonce(server.handle_response(status, body, [("Content-Type", "application/json")]))
 
 
 @blueprint.route("/oidc/userinfo", methods=["GET", "POST"])
 def userinfo() -> Any:
-    return _no_store(provider().server.create_endpoint_response("userinfo"))
+    if header_value(request.headers) is not None:
+        g.setdefault(DPOP_USED, True)
+    return _with_dpop_nonce(provider().server.create_endpoint_response("userinfo"))
 
 
 @blueprint.post("/oidc/introspect")

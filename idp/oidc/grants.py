@@ -6,11 +6,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from authlib.oauth2.rfc6749 import grants
-from authlib.oauth2.rfc6749.errors import InvalidRequestError
+from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode
 
+from idp.oidc.client_auth import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
 from idp.oidc.tokens import AuthorizationCode, Grant
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ class RequiredS256(CodeChallenge):  # type: ignore[misc]
 
 
 class AuthorizationCodeGrant(_ProviderAccess, grants.AuthorizationCodeGrant):  # type: ignore[misc]
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
 
     @staticmethod
     def validate_authorization_redirect_uri(request: Any, client: Any) -> str:
@@ -82,6 +83,7 @@ class AuthorizationCodeGrant(_ProviderAccess, grants.AuthorizationCodeGrant):  #
                     auth_time=grant.auth_time,
                     acr=grant.acr,
                     amr=grant.amr,
+                    dpop_jkt=_dpop_jkt_parameter(data.get("dpop_jkt")),
                 ),
                 redirect_uri=request.payload.redirect_uri or "",
                 nonce=data.get("nonce"),
@@ -105,11 +107,14 @@ class AuthorizationCodeGrant(_ProviderAccess, grants.AuthorizationCodeGrant):  #
         """Nothing to do: ``take_code`` removed it when it was read."""
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> Grant:
+        bound = authorization_code.grant.dpop_jkt
+        if bound is not None and bound != getattr(self.request, "dpop_jkt", None):
+            raise InvalidGrantError("This code needs a DPoP proof with the key named by dpop_jkt.")
         return authorization_code.grant
 
 
 class RefreshTokenGrant(_ProviderAccess, grants.RefreshTokenGrant):  # type: ignore[misc]
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True  # rotation: every use returns a successor
 
     def authenticate_refresh_token(self, refresh_token: str) -> Any:
@@ -117,6 +122,10 @@ class RefreshTokenGrant(_ProviderAccess, grants.RefreshTokenGrant):  # type: ign
         if stored is None or stored.is_expired():
             return None
         if stored.revoked_at is not None:
+            return None
+        bound = stored.grant.dpop_jkt
+        if bound is not None and bound != getattr(self.request, "dpop_jkt", None):
+            log.info("a DPoP-bound refresh token came without a proof of its key")
             return None
         if stored.used_at is not None or not self.provider.tokens.use_refresh_token(stored):
             # Used before: someone else holds a copy. End the whole family for both of them.
@@ -133,7 +142,16 @@ class RefreshTokenGrant(_ProviderAccess, grants.RefreshTokenGrant):  # type: ign
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+    TOKEN_ENDPOINT_AUTH_METHODS = CONFIDENTIAL_AUTH_METHODS
+
+
+def _dpop_jkt_parameter(value: Any) -> str | None:
+    """The authorize request's dpop_jkt (RFC 9449 10): a base64url SHA-256 thumbprint."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) != 43:
+        raise InvalidRequestError("dpop_jkt must be a JWK SHA-256 thumbprint (RFC 7638), base64url.")
+    return value
 
 
 class IdToken(OpenIDCode):  # type: ignore[misc]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
-from flask import has_request_context, request
+from flask import g, has_request_context, request
 from joserfc.jwk import KeySet
 
 if TYPE_CHECKING:
@@ -59,6 +59,13 @@ class JwtAccessTokens(JWTBearerTokenGenerator):  # type: ignore[misc]
     def get_extra_claims(
         self, client: "Client", grant_type: str, user: "Grant | None", scope: str
     ) -> dict[str, Any]:
+        claims = self._subject_claims(client, user)
+        jkt = _dpop_key()
+        if jkt:
+            claims["cnf"] = {"jkt": jkt}  # RFC 9449 6.1: a resource server checks the proof's key
+        return claims
+
+    def _subject_claims(self, client: "Client", user: "Grant | None") -> dict[str, Any]:
         if user is None or user.for_client:
             # RFC 9068 2.2: a client's own token names the client as its subject; say so, so that a
             # resource server never reads a client id as a user id.
@@ -71,6 +78,16 @@ class JwtAccessTokens(JWTBearerTokenGenerator):  # type: ignore[misc]
         if user.amr:
             claims["amr"] = list(user.amr)
         return claims
+
+
+def _dpop_key() -> str | None:
+    """The key of the token request's DPoP proof, which the token endpoint checked (``provider.DPOP_JKT``)."""
+    from idp.oidc.provider import DPOP_JKT  # the provider imports this module
+
+    if not has_request_context():
+        return None
+    jkt = g.get(DPOP_JKT)
+    return str(jkt) if jkt else None
 
 
 class AccessTokenFormats:

@@ -11,16 +11,25 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oidc.core import UserInfo, UserInfoEndpoint
 from authlib.oidc.rpinitiated import EndSessionEndpoint
+from flask import g
+from flask import request as flask_request
 from joserfc.jwk import KeySet
 
 from idp.context import IdpServices
-from idp.oidc import grants
+from idp.oidc import client_auth, grants
+from idp.oidc.client_auth import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
+from idp.oidc.client_keys import ClientKeys
 from idp.oidc.clients import SCOPES, Client, ClientRegistry
 from idp.oidc.jwt_access_token import AccessTokenFormats
 from idp.oidc.pairwise import subject_for
+from idp.oidc.dpop import DPoP, DPoPError, header_value
+from idp.oidc.jar import AuthorizationRequests
+from idp.oidc.par import PushedRequests
 from idp.oidc.tokens import AccessToken, Grant, StoredRefreshToken, TokenStore
 
 log = logging.getLogger("nextauth.idp.oidc")
+DPOP_JKT = "nextauth_dpop_jkt"  # flask.g: the key of the token request's DPoP proof
+DPOP_USED = "nextauth_dpop_used"  # flask.g: answer with the current DPoP nonce
 
 
 class Provider:
@@ -31,15 +40,21 @@ class Provider:
         access_token_seconds: int = 900,
         id_token_seconds: int = 600,
         clients: ClientRegistry | None = None,
+        require_par: bool = False,
     ) -> None:
         self.services = services
         self.clients = clients or ClientRegistry(services.engine)
+        self.client_keys = ClientKeys()
+        self.pushed = PushedRequests(self)
+        self.dpop = DPoP(services.kv)
+        self.require_par = require_par  # every client must push its authorization requests (RFC 9126 5)
         self.tokens = TokenStore(services.engine, services.kv, access_token_seconds=access_token_seconds)
         self.access_token_seconds = access_token_seconds
         self.id_token_seconds = id_token_seconds
         self.server = _Server(self)
         self.resource_protector = ResourceProtector()
         self.resource_protector.register_token_validator(_AccessTokenValidator(self))
+        self.resource_protector.register_token_validator(_DPoPTokenValidator(self))
         self.server.register_endpoint(_UserInfo(self.server, resource_protector=self.resource_protector))
 
     def subject(self, client: Client | str | None, user_id: str) -> str:
@@ -96,6 +111,8 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
         self.register_grant(grants.AuthorizationCodeGrant, [grants.RequiredS256(required=True), id_token])
         self.register_grant(grants.RefreshTokenGrant, [id_token])
         self.register_grant(grants.ClientCredentialsGrant)
+        client_auth.register(self, provider)
+        self.register_extension(AuthorizationRequests(provider))
         self.register_endpoint(_Introspection)
         self.register_endpoint(_Revocation)
         self.register_endpoint(_EndSession)
@@ -103,20 +120,32 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
     def query_client(self, client_id: str) -> Client | None:
         return self.provider.clients.get(client_id)
 
+    def create_oauth2_request(self, request: Any) -> Any:
+        oauth_request = super().create_oauth2_request(request)
+        # The token endpoint's view checked the request's DPoP proof (if any); its key binds the tokens.
+        oauth_request.dpop_jkt = g.get(DPOP_JKT)
+        return oauth_request
+
     def save_token(self, token: dict[str, Any], request: Any) -> None:
         tokens = self.provider.tokens
         client: Client = request.client
         scope = token.get("scope", "")
         user: Grant | None = request.user
+        jkt: str | None = getattr(request, "dpop_jkt", None)
         if user is None:  # client credentials: the client acts for itself, for no user
-            grant = Grant(client_id=client.client_id, user_id="", scope=scope, for_client=True)
+            grant = Grant(client_id=client.client_id, user_id="", scope=scope, for_client=True, dpop_jkt=jkt)
         else:
-            grant = dataclasses.replace(user, client_id=client.client_id, scope=scope)
+            grant = dataclasses.replace(user, client_id=client.client_id, scope=scope, dpop_jkt=jkt)
+        if jkt is not None:
+            token["token_type"] = "DPoP"
         family = None
         grant_type = request.payload.grant_type
         if user is not None and client.check_grant_type("refresh_token"):
             previous: StoredRefreshToken | None = request.refresh_token
-            value, family = tokens.issue_refresh_token(grant, previous.family if previous else None)
+            # A public client's refresh token is bound to its DPoP key too; a confidential client's is
+            # bound by the client's own authentication (RFC 9449 5).
+            refresh_grant = grant if client.is_public else dataclasses.replace(grant, dpop_jkt=None)
+            value, family = tokens.issue_refresh_token(refresh_grant, previous.family if previous else None)
             token["refresh_token"] = value
         tokens.save_access_token(token["access_token"], grant, int(token["expires_in"]), family)
         if grant_type == "authorization_code" and request.authorization_code is not None:
@@ -138,11 +167,27 @@ class _AccessTokenValidator(BearerTokenValidator):  # type: ignore[misc]
             return None
         revoked = not self.provider.session_active(token.grant)
         return _BoundAccessToken(
-            token.grant, token.issued_at, token.expires_at, token.refresh_family, revoked, client
+            token.grant,
+            token.issued_at,
+            token.expires_at,
+            token.refresh_family,
+            revoked,
+            client,
+            token_string,
         )
 
     def validate_token(self, token: Any, scopes: Any, request: Any) -> None:
         super().validate_token(token, scopes, request)
+        if token.grant.dpop_jkt is not None:
+            # Bound to a key: as a bearer token it is worthless (RFC 9449 7.2).
+            raise DPoPError(
+                "invalid_token",
+                "This access token is DPoP-bound: send it as Authorization: DPoP with a DPoP proof.",
+                resource=True,
+            )
+        self._for_a_user(token)
+
+    def _for_a_user(self, token: Any) -> None:
         # These tokens open userinfo, which speaks for a user: a client's own token has none.
         if token.grant.for_client:
             raise InvalidTokenError(
@@ -152,9 +197,34 @@ class _AccessTokenValidator(BearerTokenValidator):  # type: ignore[misc]
             )
 
 
+class _DPoPTokenValidator(_AccessTokenValidator):
+    """``Authorization: DPoP <token>`` with a ``DPoP`` proof of the token's key, for this request."""
+
+    TOKEN_TYPE = "dpop"
+
+    def validate_token(self, token: Any, scopes: Any, request: Any) -> None:
+        BearerTokenValidator.validate_token(self, token, scopes, request)
+        dpop = self.provider.dpop
+        if token.grant.dpop_jkt is None:
+            raise DPoPError(
+                "invalid_token", "This access token is not DPoP-bound: send it as Bearer.", resource=True
+            )
+        url = f"{self.provider.services.issuer}{flask_request.path}"
+        jkt = dpop.verify(
+            header_value(request.headers), request.method, url, access_token=token.value, resource=True
+        )
+        if jkt != token.grant.dpop_jkt:
+            raise DPoPError(
+                "invalid_token", "The DPoP proof is signed by another key than the token's.", resource=True
+            )
+        g.setdefault(DPOP_USED, True)
+        self._for_a_user(token)
+
+
 @dataclasses.dataclass(frozen=True)
 class _BoundAccessToken(AccessToken):
     client: Any = None
+    value: str = dataclasses.field(default="", repr=False)
 
     def get_client(self) -> Any:
         return self.client
@@ -174,7 +244,7 @@ class _UserInfo(UserInfoEndpoint):  # type: ignore[misc]
 class _TokenLookup:
     """Both access and refresh tokens, whatever the hint says (RFC 7009 2.1, RFC 7662 2.1)."""
 
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    CLIENT_AUTH_METHODS = CLIENT_AUTH_METHODS
     server: Any
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
@@ -198,7 +268,7 @@ class _TokenLookup:
 
 
 class _Introspection(_TokenLookup, IntrospectionEndpoint):  # type: ignore[misc]
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+    CLIENT_AUTH_METHODS = CONFIDENTIAL_AUTH_METHODS
 
     def check_permission(self, token: Any, client: Client, request: Any) -> bool:
         # A token's own client, or a service client (a resource server holding client credentials).
@@ -217,9 +287,12 @@ class _Introspection(_TokenLookup, IntrospectionEndpoint):  # type: ignore[misc]
         if not grant.for_client:
             payload["sub"] = self.server.provider.subject(grant.client_id, grant.user_id)
         if isinstance(token, AccessToken):
-            payload.update(token_type="Bearer", iat=token.issued_at, exp=token.expires_at)
+            token_type = "DPoP" if grant.dpop_jkt else "Bearer"
+            payload.update(token_type=token_type, iat=token.issued_at, exp=token.expires_at)
         else:
             payload.update(token_type="refresh_token", exp=int(token.expires_at.timestamp()))
+        if grant.dpop_jkt:
+            payload["cnf"] = {"jkt": grant.dpop_jkt}  # RFC 9449 6.2
         if grant.sid:
             payload["sid"] = grant.sid
         return payload

@@ -51,6 +51,9 @@ class Grant:
     # Client credentials: the client acts for itself. No user at all (``user_id`` is empty), so a client
     # whose id equals a user id can never pass for that user.
     for_client: bool = False
+    # DPoP (RFC 9449): the thumbprint of the key a token is bound to; on a code, the authorize request's
+    # dpop_jkt, which the token request's proof must match.
+    dpop_jkt: str | None = None
 
     def get_user_id(self) -> str:
         return self.user_id
