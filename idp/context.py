@@ -35,6 +35,7 @@ class IdpServices:
     cookie_domain: str | None = None  # a parent domain, so forward-auth sees the cookie on every app
     secure_cookies: bool = False
     limits: IdpLimits = field(default_factory=IdpLimits)  # rate limits (idp.ratelimits)
+    device_code_seconds: int = 600  # how long an RFC 8628 device code and its user code live
 
     def url(self, path: str, **query: Any) -> str:
         """An absolute URL on the IdP's public address."""

@@ -46,7 +46,7 @@ PREFIX = "NEXTAUTH_IDP_"
 FLAGS = (
     "LISTEN", "SECRET_KEY", "NS_WEBSOCKET_URL", "NS_API_URL", "NS_API_KEY", "NS_SERVER", "PUBLIC_URL",
     "DB_URI", "KV_URI", "KV_PREFIX", "COOKIE_DOMAIN", "SESSION_SECONDS", "NS_CHECK_SECONDS",
-    "TRUSTED_PROXIES", "LOG_LEVEL", "TEMPLATES_DIR",
+    "TRUSTED_PROXIES", "LOG_LEVEL", "TEMPLATES_DIR", "DEVICE_CODE_SECONDS",
 )  # fmt: skip
 
 
@@ -82,6 +82,7 @@ class IdpSettings:
     ns_check_seconds: float = 15.0
     rate_limits: dict[str, Rule] = field(default_factory=default_rules)
     trusted_proxies: tuple[Network, ...] = ()
+    device_code_seconds: int = 600
 
 
 def load_settings(
@@ -154,6 +155,17 @@ def load_settings(
         zero_turns_off=True,
         expected="0 (off) or seconds from 1 to 3600",
     )
+    device_code_seconds = int(
+        seconds_in_range(
+            "NEXTAUTH_IDP_DEVICE_CODE_SECONDS",
+            get("DEVICE_CODE_SECONDS", required=False),
+            600,
+            low=10,
+            high=3600,
+            whole=True,
+            expected="a whole number of seconds from 10 to 3600",
+        )
+    )
     return IdpSettings(
         listen=listen,
         ns_api_url=api_url,
@@ -170,6 +182,7 @@ def load_settings(
         ns_check_seconds=ns_check_seconds,
         rate_limits=rules_from(environ),
         trusted_proxies=trusted_proxies_setting(environ, PREFIX + "TRUSTED_PROXIES"),
+        device_code_seconds=device_code_seconds,
     )
 
 
@@ -197,6 +210,7 @@ def build_services(settings: IdpSettings) -> IdpServices:
             settings.rate_limits,
             settings.trusted_proxies,
         ),
+        device_code_seconds=settings.device_code_seconds,
     )
 
 

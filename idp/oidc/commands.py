@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from idp.keys import ALGORITHMS, KeyRing
-from idp.oidc.clients import ClientRegistry, build_metadata
+from idp.oidc.clients import GRANT_TYPES, ClientRegistry, build_metadata
 
 
 def client_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +20,7 @@ def client_arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument(
         "--grant",
         action="append",
-        choices=["authorization_code", "refresh_token", "client_credentials"],
+        choices=list(GRANT_TYPES),
         help="default: authorization_code and refresh_token (repeatable)",
     )
     add.add_argument("--public", action="store_true", help="no secret (single-page and native apps); PKCE")
@@ -29,6 +29,10 @@ def client_arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument("--scope", help="scopes it may ask for, space-separated (default: all)")
     add.add_argument("--backchannel-logout-uri", help="where logout tokens are POSTed when a session ends")
     add.add_argument("--trusted", action="store_true", help="first-party: never ask the user for consent")
+    add.add_argument(
+        "--ciba-mode", choices=["poll", "ping"], help="with --grant urn:openid:params:grant-type:ciba"
+    )
+    add.add_argument("--ciba-notification-endpoint", help="CIBA ping mode: where the IdP POSTs when done")
     actions.add_parser("list", help="every client")
     show = actions.add_parser("show", help="one client's metadata")
     show.add_argument("client_id")
@@ -49,6 +53,8 @@ def client_command(args: argparse.Namespace, engine: Engine) -> Any:
             scope=args.scope,
             backchannel_logout_uri=args.backchannel_logout_uri,
             trusted=args.trusted,
+            ciba_mode=args.ciba_mode,
+            ciba_notification_endpoint=args.ciba_notification_endpoint,
         )
         client, secret = registry.add(args.name, metadata, args.client_id)
         return {**client.public_view(), "client_secret": secret}

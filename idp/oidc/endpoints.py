@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from idp.context import current_user, login_redirect, services
 from idp.models import Consent
 from idp.ns_client import NsError
+from idp.oidc import ciba, device
 from idp.oidc.backchannel import BackchannelLogout, record_login
 from idp.oidc.clients import BASIC_SCOPES, SCOPES, Client
 from idp.oidc.provider import Provider
@@ -79,7 +80,13 @@ def discovery() -> Any:
         scopes_supported=list(SCOPES),
         response_types_supported=["code"],
         response_modes_supported=["query"],
-        grant_types_supported=["authorization_code", "refresh_token", "client_credentials"],
+        grant_types_supported=[
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            ciba.GRANT_TYPE,
+            device.GRANT_TYPE,
+        ],
         subject_types_supported=["public"],
         id_token_signing_alg_values_supported=["ES256", "RS256"],
         token_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post", "none"],
@@ -111,6 +118,8 @@ def discovery() -> Any:
         backchannel_logout_supported=True,
         backchannel_logout_session_supported=True,
         frontchannel_logout_supported=False,
+        **ciba.discovery(url),
+        **device.discovery(url),
     )
 
 

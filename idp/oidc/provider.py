@@ -14,7 +14,7 @@ from authlib.oidc.rpinitiated import EndSessionEndpoint
 from joserfc.jwk import KeySet
 
 from idp.context import IdpServices
-from idp.oidc import grants
+from idp.oidc import ciba, device, grants
 from idp.oidc.clients import SCOPES, Client, ClientRegistry
 from idp.oidc.tokens import AccessToken, Grant, StoredRefreshToken, TokenStore
 
@@ -82,6 +82,8 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
                         "authorization_code": provider.access_token_seconds,
                         "refresh_token": provider.access_token_seconds,
                         "client_credentials": provider.access_token_seconds,
+                        ciba.GRANT_TYPE: provider.access_token_seconds,
+                        device.GRANT_TYPE: provider.access_token_seconds,
                     },
                 }
             ),
@@ -90,6 +92,10 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
         self.register_grant(grants.AuthorizationCodeGrant, [grants.RequiredS256(required=True), id_token])
         self.register_grant(grants.RefreshTokenGrant, [id_token])
         self.register_grant(grants.ClientCredentialsGrant)
+        # The decoupled flows: the phone approves what another device asked for (an ID token with openid).
+        self.register_grant(ciba.CibaGrant, [id_token.on_token_response])
+        self.register_grant(device.DeviceGrant, [id_token.on_token_response])
+        self.register_endpoint(device.DeviceAuthorization)
         self.register_endpoint(_Introspection)
         self.register_endpoint(_Revocation)
         self.register_endpoint(_EndSession)
