@@ -91,9 +91,7 @@ def other(system: RunningSystem) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def pinged(system: RunningSystem, sink: Sink) -> dict[str, Any]:
-    return _client(
-        system, "Example Kiosk", "--ciba-mode", "ping", "--ciba-notification-endpoint", sink.url
-    )
+    return _client(system, "Example Kiosk", "--ciba-mode", "ping", "--ciba-notification-endpoint", sink.url)
 
 
 def idp(system: RunningSystem) -> str:
