@@ -31,8 +31,10 @@ def session_status(sid: VirtualServer) -> Any:
 @requires("sessions")
 def session_context(sid: VirtualServer) -> Any:
     """Who asks and why, shown on the phone for every login request on this session (QR or push)."""
-    hsid = hsid_for(nonce())
-    context = login_context(body())
+    hsid, given = hsid_for(nonce()), body()
+    if "context" not in given:
+        raise ServiceError(400, "bad_context", 'Send {"context": {...}}; an empty object clears it.')
+    context = login_context(given)
     services().login.set_context(sid.id, hsid, context)
     return jsonify(hsid=hsid, context=context or {})
 
