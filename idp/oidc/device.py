@@ -106,7 +106,7 @@ class DeviceAuthorization(DeviceAuthorizationEndpoint):  # type: ignore[misc]
         # Shown to people as two groups of four; the link carries the same form.
         data["user_code"] = display_user_code(data["user_code"])
         data["verification_uri_complete"] = self.provider.services.url("/device", user_code=data["user_code"])
-        return status, data, [*headers, ("Cache-Control", "no-store"), ("Pragma", "no-cache")]
+        return status, data, headers  # Authlib's JSON headers include Cache-Control: no-store
 
     def save_device_credential(self, client_id: str, scope: str | None, data: dict[str, Any]) -> None:
         client = self.server.query_client(client_id)
