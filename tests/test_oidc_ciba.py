@@ -176,7 +176,7 @@ def test_client_metadata(poller: dict[str, Any], pinged: dict[str, Any], sink: S
 
 
 def test_poll_mode_approved_on_the_phone_with_number_matching(
-    system: RunningSystem, phone: Path, poller: dict[str, Any]
+    system: RunningSystem, phone: Path, poller: dict[str, Any], other: dict[str, Any]
 ) -> None:
     started = ask(system, poller, login_hint=ALICE, binding_message="Pay EUR 12 to Bob")
     assert started.status_code == 200, started.text
@@ -212,6 +212,11 @@ def test_poll_mode_approved_on_the_phone_with_number_matching(
         timeout=10,
     )
     assert info.status_code == 200 and info.json()["sub"] == ALICE
+    # Our ID token names the user for the next request, for the client it was issued to only.
+    hinted = ask(system, poller, id_token_hint=tokens["id_token"], binding_message="Again")
+    assert hinted.status_code == 200, hinted.text
+    foreign = ask(system, other, id_token_hint=tokens["id_token"])
+    assert foreign.status_code == 400 and foreign.json()["error"] == "invalid_request"
     # The auth_req_id was used: once only.
     time.sleep(INTERVAL + 0.2)
     replay = poll(system, poller, auth_req_id)
