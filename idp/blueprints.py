@@ -5,9 +5,10 @@ from flask import Blueprint
 
 def blueprints() -> list[Blueprint]:
     # Imported here so that each front-end's dependencies load only when an app is built.
+    from idp.oidc.decoupled_endpoints import blueprint as oidc_decoupled
     from idp.oidc.endpoints import blueprint as oidc
 
-    found: list[Blueprint] = [oidc]
+    found: list[Blueprint] = [oidc, oidc_decoupled]
     from idp.oidc.consent_api import blueprint as admin_api
 
     found.append(admin_api)

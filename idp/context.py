@@ -38,6 +38,7 @@ class IdpServices:
     # Keys pairwise OIDC subjects (idp.oidc.pairwise); empty: no client may use pairwise subjects.
     pairwise_secret: bytes = field(default=b"", repr=False)
     oidc_require_par: bool = False  # every OIDC client must push its authorization requests (RFC 9126)
+    device_code_seconds: int = 600  # how long an RFC 8628 device code and its user code live
 
     def url(self, path: str, **query: Any) -> str:
         """An absolute URL on the IdP's public address."""

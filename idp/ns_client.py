@@ -68,17 +68,33 @@ class NsClient:
         return bool(self._call("POST", "/sessions/logout", {"X-nonce": nonce}).get("loggedout"))
 
     def provoke_user(
-        self, user_id: str, nonce: str, *, client_ip: str = "", user_agent: str = ""
+        self,
+        user_id: str,
+        nonce: str,
+        *,
+        client_ip: str = "",
+        user_agent: str = "",
+        context: dict[str, str] | None = None,
+        number: int | None = None,
     ) -> dict[str, Any]:
         """A push login request to the user's phones for this browser's session; returns the number the
-        person must pick on the phone."""
+        person must pick on the phone (``number`` if given). ``context``: who asks, shown on the phone."""
         headers = {"X-nonce": nonce}
         if client_ip:
             headers["X-client-ip"] = client_ip[:64]
         if user_agent:
             headers["X-user-agent"] = user_agent[:256]
+        body: dict[str, Any] = {}
+        if context:
+            body["context"] = context
+        if number is not None:
+            body["number"] = number
         path = f"/users/{urllib.parse.quote(user_id, safe='')}/provokelogin"
-        return dict(self._call("POST", path, headers))
+        return dict(self._call("POST", path, headers, body or None))
+
+    def set_context(self, nonce: str, context: dict[str, str] | None) -> None:
+        """What the phone shows of who asks, for logins on this nonce's session (QR or push)."""
+        self._call("PUT", "/sessions/context", {"X-nonce": nonce}, {"context": context or {}})
 
     def provoke(self, nonce: str) -> dict[str, Any]:
         return dict(self._call("POST", "/sessions/provokelogin", {"X-nonce": nonce}))

@@ -31,6 +31,8 @@ CROSS_SITE_ENDPOINTS = frozenset(
         "oidc.revoke",
         "oidc.authorize",
         "oidc.end_session",
+        "oidc_decoupled.backchannel_authentication",  # CIBA clients, with their own credentials
+        "oidc_decoupled.device_authorization",
         "saml.sso_post",
         "saml.slo_post",
     }

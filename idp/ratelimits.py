@@ -4,7 +4,9 @@
 draw a QR. ``push_browser``, ``push_user`` and ``push_client`` count POST /login/push per browser, per
 user named and per client address, so nobody can wear a person down with requests on their phone.
 ``saml_signatures`` counts SAML signatures that did not verify, per client address; once used up, signed
-requests from there are refused before the (costly) check.
+requests from there are refused before the (costly) check. ``ciba_client`` and ``ciba_user`` count OIDC
+CIBA requests per client and per user named (known or not: the answer is the same), each a push to a
+phone. ``device_user_code`` counts device user codes entered per client address, so nobody guesses one.
 """
 
 from collections.abc import Mapping
@@ -24,6 +26,9 @@ DEFAULTS = {
     "push_client": "30/minute",
     "saml_signatures": "20/minute",
     "admin_api_failures": "10/minute",
+    "ciba_client": "60/minute",
+    "ciba_user": "5 per 5 minutes",
+    "device_user_code": "10/minute",
 }
 
 

@@ -48,7 +48,7 @@ FLAGS = (
     "LISTEN", "SECRET_KEY", "NS_WEBSOCKET_URL", "NS_API_URL", "NS_API_KEY", "NS_SERVER", "PUBLIC_URL",
     "DB_URI", "KV_URI", "KV_PREFIX", "COOKIE_DOMAIN", "SESSION_SECONDS", "NS_CHECK_SECONDS",
     "TRUSTED_PROXIES", "LOG_LEVEL", "TEMPLATES_DIR", "OIDC_REQUIRE_PAR",
-    "OIDC_PAIRWISE_SECRET", "ADMIN_API_KEY",
+    "OIDC_PAIRWISE_SECRET", "ADMIN_API_KEY", "DEVICE_CODE_SECONDS",
 )  # fmt: skip
 
 
@@ -86,6 +86,7 @@ class IdpSettings:
     trusted_proxies: tuple[Network, ...] = ()
     pairwise_secret: bytes = field(default=b"", repr=False)
     oidc_require_par: bool = False
+    device_code_seconds: int = 600
 
 
 def load_settings(
@@ -158,6 +159,17 @@ def load_settings(
         zero_turns_off=True,
         expected="0 (off) or seconds from 1 to 3600",
     )
+    device_code_seconds = int(
+        seconds_in_range(
+            "NEXTAUTH_IDP_DEVICE_CODE_SECONDS",
+            get("DEVICE_CODE_SECONDS", required=False),
+            600,
+            low=10,
+            high=3600,
+            whole=True,
+            expected="a whole number of seconds from 10 to 3600",
+        )
+    )
     return IdpSettings(
         listen=listen,
         ns_api_url=api_url,
@@ -176,6 +188,7 @@ def load_settings(
         trusted_proxies=trusted_proxies_setting(environ, PREFIX + "TRUSTED_PROXIES"),
         pairwise_secret=_pairwise_secret(get("OIDC_PAIRWISE_SECRET", required=False), data_dir),
         oidc_require_par=_flag(PREFIX + "OIDC_REQUIRE_PAR", get("OIDC_REQUIRE_PAR", required=False)),
+        device_code_seconds=device_code_seconds,
     )
 
 
@@ -220,6 +233,7 @@ def build_services(settings: IdpSettings) -> IdpServices:
             settings.rate_limits,
             settings.trusted_proxies,
         ),
+        device_code_seconds=settings.device_code_seconds,
     )
 
 

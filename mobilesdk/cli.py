@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     approve = commands.add_parser("approve", help="answer a login or signing request from the inbox")
     approve.add_argument("message", help="the message id shown by 'inbox'")
     approve.add_argument("--number", type=int, help="for a login: the number the login page shows")
-    approve.add_argument("--decline", action="store_true", help="for a signing request: decline it")
+    approve.add_argument("--decline", action="store_true", help="decline the login or signing request")
     approve.add_argument("--pin", help="confirm with this PIN")
     approve.add_argument("--biometric", action="store_true", help="confirm with the biometric instead")
     approve.set_defaults(run=_approve)

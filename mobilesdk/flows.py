@@ -270,6 +270,9 @@ class App:
             "userid": record.user_id,
             "account": record.id,
         }
+        if started.get("context"):
+            shown["context"] = started["context"]
+            shown["shows"] = context_lines(started["context"])
         if not approve:
             ns.request("login.cancel")
             return {**shown, "result": "declined"}
@@ -379,7 +382,10 @@ class App:
                 )
             except envelope.EnvelopeError:
                 continue
-            return {"id": message["id"], "account": record.id, "userid": record.user_id, **body}
+            opened = {"id": message["id"], "account": record.id, "userid": record.user_id, **body}
+            if isinstance(body.get("context"), dict):
+                opened["shows"] = context_lines(body["context"])
+            return opened
         return None
 
     def approve(
@@ -399,9 +405,9 @@ class App:
             )
             if payload.kind == "sign":
                 return self.sign(payload, pin=pin, approve=not decline, account_id=record.id)
-            if number is None:
+            if number is None and not decline:
                 raise FlowError("Pick the number the login page shows: --number N.")
-            return self.login(payload, pin=pin, approve=True, account_id=record.id, number=number)
+            return self.login(payload, pin=pin, approve=not decline, account_id=record.id, number=number)
         raise FlowError("No such request in the inbox (it may have expired).")
 
     def logout(self, *, account_id: str | None = None) -> dict[str, Any]:
@@ -415,4 +421,17 @@ class App:
         return {"ended": ended}
 
 
-__all__ = ["App", "FlowError", "StoreError"]
+def context_lines(context: dict[str, Any]) -> list[str]:
+    """What a phone's screen says of who asks (ns checked each member: one line of plain text)."""
+    asker = str(context.get("client_name") or "An application")
+    lines = []
+    if context.get("message"):
+        lines.append(f"{asker} asks: {context['message']}")
+    elif context.get("client_name"):
+        lines.append(f"{asker} asks you to log in")
+    if context.get("user_code"):
+        lines.append(f"Code on the device: {context['user_code']}")
+    return lines
+
+
+__all__ = ["App", "FlowError", "StoreError", "context_lines"]

@@ -41,6 +41,7 @@ SCENARIOS = {
     "test_qr_login_sessions_and_qr_images",
     "test_transactions_and_evidence",
     "test_push_login",
+    "test_login_context_and_refusals",
     "test_accounts",
     "test_openapi_routes_on_a_bare_app",
 }
@@ -734,6 +735,69 @@ def test_push_login(contract: Contract, phone: Path) -> None:
         200, "POST", f"{users}/petra/provokelogin", nonce=new_nonce(), headers={"X-user-agent": "Safari"}
     )
     assert pushed["accounts"] == 1
+
+
+def test_login_context_and_refusals(contract: Contract, phone: Path) -> None:
+    """Who asks travels to the phone (QR login and push); a refusal on the phone shows in the status."""
+    account = enrol(contract, phone, "quentin")
+    sessions = "/v1/servers/default/sessions"
+    nonce = new_nonce()
+    context = {"client_name": "Example TV", "user_code": "BCDF-GHJK"}
+    set_to = contract.expect(200, "PUT", f"{sessions}/context", nonce=nonce, body={"context": context})
+    assert set_to["context"] == context
+    contract.error(400, "bad_nonce", "PUT", f"{sessions}/context", body={"context": context})
+    for bad in (
+        {"client_name": "x" * 101},
+        {"message": "two\nlines"},
+        {"message": "EUR 1\u202e00"},
+        {"colour": "red"},
+        {"user_code": 12345},
+        "text",
+    ):
+        contract.error(400, "bad_context", "PUT", f"{sessions}/context", nonce=nonce, body={"context": bad})
+    contract.error(
+        400, "bad_json", "PUT", f"{sessions}/context", nonce=nonce, raw=b"[1", content_type="application/json"
+    )
+    view = contract.expect(200, "GET", f"{sessions}/", nonce=nonce)
+    code, answer = run_app(phone, "scan", view["loginqrdata"], "--decline", f"--account={account}")
+    assert code == 0 and answer["result"] == "declined", answer
+    assert answer["context"] == context
+    assert answer["shows"] == ["Example TV asks you to log in", "Code on the device: BCDF-GHJK"]
+    refused = contract.expect(200, "GET", f"{sessions}/", nonce=nonce)
+    assert refused["loggedin"] is False and refused["cancelled"] == "declined"
+    # A new scan clears the refusal; logging in works as before.
+    code, answer = run_app(phone, "scan", refused["loginqrdata"], "--pin", PIN, f"--account={account}")
+    assert code == 0 and answer["result"] == "logged_in", answer
+    assert contract.expect(200, "GET", f"{sessions}/", nonce=nonce)["loggedin"] is True
+    # Clearing: an empty context.
+    other = new_nonce()
+    contract.expect(200, "PUT", f"{sessions}/context", nonce=other, body={"context": {}})
+    # A push to a user with its own context and a number the application chose.
+    users = "/v1/servers/default/users"
+    pushed = contract.expect(
+        200,
+        "POST",
+        f"{users}/quentin/provokelogin",
+        nonce=other,
+        body={"context": {"client_name": "Example Bank", "message": "Pay EUR 5"}, "number": 42},
+    )
+    assert pushed["number"] == 42
+    _, inbox = run_app(phone, "inbox")
+    request = next(m for m in inbox["messages"] if m.get("context", {}).get("message") == "Pay EUR 5")
+    assert 42 in request["numbers"] and request["shows"] == ["Example Bank asks: Pay EUR 5"]
+    code, answer = run_app(phone, "approve", "--decline", "--", request["id"])
+    assert code == 0 and answer["result"] == "declined", answer
+    assert contract.expect(200, "GET", f"{sessions}/", nonce=other)["cancelled"] == "declined"
+    for number in (9, 100, "42", True):
+        contract.error(
+            400, "bad_request", "POST", f"{users}/quentin/provokelogin", nonce=other, body={"number": number}
+        )
+    contract.error(
+        400, "bad_context", "POST", f"{users}/quentin/provokelogin", nonce=other, body={"context": []}
+    )
+    contract.error(
+        400, "bad_context", "POST", f"{sessions}/provokelogin", nonce=other, body={"context": {"x": "y"}}
+    )
 
 
 def test_accounts(contract: Contract, phone: Path) -> None:

@@ -34,6 +34,7 @@ class LoginItem:
     account_id: str | None = None  # a push: only this account may take it
     number: int | None = None  # a push: the number the login page shows
     method: str = "qr"
+    context: dict[str, str] | None = None  # who asks and why (``nextauth_core.logincontext``)
 
     def to_json(self) -> bytes:
         data: dict[str, Any] = {
@@ -49,6 +50,8 @@ class LoginItem:
             data["number"] = self.number
         if self.method != "qr":
             data["method"] = self.method
+        if self.context:
+            data["context"] = self.context
         return json.dumps(data).encode()
 
     @classmethod
@@ -63,6 +66,7 @@ class LoginItem:
             account_id=data.get("account_id"),
             number=data.get("number"),
             method=data.get("method", "qr"),
+            context=data.get("context"),
         )
 
 

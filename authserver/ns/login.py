@@ -8,6 +8,7 @@ every step through pub/sub on ``browser:<hsid>``, whichever ns instance it is co
 
 import hashlib
 import hmac
+import json
 import logging
 import os
 import time
@@ -32,6 +33,9 @@ from nextauth_core.statements import LOGIN_EXPORTER, login_statement
 from sigmai import ProtocolError
 
 QR_CHALLENGE_BYTES = 32
+# How long a session's login context and the news that its last request was refused are kept: longer than
+# a push (120 s) or a QR (60 s) lives, so a page or a poller asking afterwards still learns the outcome.
+CONTEXT_TTL = 600.0
 
 security_log = logging.getLogger("nextauth.security")
 
@@ -53,6 +57,7 @@ class SessionView:
     loginqrdata: str | None = None
     method: str | None = None
     second_factor: str | None = None
+    cancelled: str | None = None  # the last login request on this session was refused on the phone: why
 
     def as_json(self) -> dict[str, Any]:
         return {key: value for key, value in self.__dict__.items() if value is not None}
@@ -106,7 +111,30 @@ class LoginService:
                 method=established["method"],
                 second_factor=established["second_factor"],
             )
-        return SessionView(loggedin=False, hsid=hsid, loginqrdata=self._current_qr(server, hsid, browser))
+        cancelled = self._kv.get(_cancelled_key(server.id, hsid))
+        return SessionView(
+            loggedin=False,
+            hsid=hsid,
+            loginqrdata=self._current_qr(server, hsid, browser),
+            cancelled=cancelled.decode("ascii") if cancelled is not None else None,
+        )
+
+    def set_context(self, server_id: str, hsid: str, context: dict[str, str] | None) -> None:
+        """What the phone shows of who asks, for every login request on this session from now on."""
+        key = f"login-context:{server_id}:{hsid}"
+        if context:
+            self._kv.set(key, json.dumps(context).encode(), ttl=CONTEXT_TTL)
+        else:
+            self._kv.delete(key)
+
+    def context(self, server_id: str, hsid: str) -> dict[str, str] | None:
+        raw = self._kv.get(f"login-context:{server_id}:{hsid}")
+        return json.loads(raw) if raw is not None else None
+
+    def mark_cancelled(self, server_id: str, hsid: str, reason: str) -> None:
+        """The page hears CANCEL; an application polling the REST status (OIDC CIBA) reads it there."""
+        self._kv.set(_cancelled_key(server_id, hsid), reason.encode("ascii"), ttl=CONTEXT_TTL)
+        self.events.publish(hsid, f"CANCEL {reason}")
 
     def active_session(self, server_id: str, hsid: str) -> dict[str, Any] | None:
         row = self.current_row(server_id, hsid)
@@ -254,8 +282,9 @@ class LoginService:
             method=entry.method,
             number=entry.number,
         )
+        self._kv.delete(_cancelled_key(server.id, entry.hsid))  # a new attempt: an old refusal is history
         self.events.publish(entry.hsid, "CONFIRMSCAN")
-        return {
+        started = {
             "server": server.public(),
             "requester": entry.browser,
             "requested_at": int(entry.created),
@@ -263,6 +292,10 @@ class LoginService:
             "ns_challenge": b64(ns_challenge),
             "second_factor": "required" if needs_second_factor else "not_required",
         }
+        shown = entry.context or self.context(server.id, entry.hsid)
+        if shown:
+            started["context"] = shown
+        return started
 
     def login_finish(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
         pending: PendingLogin | None = context.state.pop("login", None)  # one confirmation per scan
@@ -284,7 +317,7 @@ class LoginService:
                 "bad_signature", "The login confirmation is not signed by this account."
             ) from exc
         if pending.number is not None and params.get("number") != pending.number:
-            self.events.publish(pending.hsid, "CANCEL wrong_number")
+            self.mark_cancelled(pending.server_id, pending.hsid, "wrong_number")
             raise OperationError(
                 "wrong_number", "That is not the number the login page shows. Login refused."
             )
@@ -297,7 +330,7 @@ class LoginService:
                 ).method
             except OperationError as exc:
                 reason = exc.code if exc.code in BINDING_REFUSALS else "second_factor"
-                self.events.publish(pending.hsid, f"CANCEL {reason}")
+                self.mark_cancelled(pending.server_id, pending.hsid, reason)
                 raise
         self._establish(pending.server_id, pending.hsid, account, method=pending.method, factor=factor)
         return {"logged_in": True, "session": pending.hsid}
@@ -311,7 +344,7 @@ class LoginService:
         reason = params.get("reason")
         if reason not in CANCEL_REASONS:
             reason = "declined"
-        self.events.publish(pending.hsid, f"CANCEL {reason}")
+        self.mark_cancelled(pending.server_id, pending.hsid, reason)
         return {"cancelled": True}
 
     def logout_from_phone(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -410,6 +443,10 @@ class LoginService:
             db.commit()
         self._kv.delete(f"login:{hsid}")
         self.events.publish(hsid, "LOGIN")
+
+
+def _cancelled_key(server_id: str, hsid: str) -> str:
+    return f"login-cancelled:{server_id}:{hsid}"
 
 
 def _log_refused(account: Account, server_id: str, purpose: str, reason: str) -> None:

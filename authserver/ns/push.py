@@ -57,18 +57,33 @@ class PushLoginService:
             return None
         return account
 
-    def provoke_session(self, server: VirtualServer, hsid: str, browser: dict[str, str]) -> dict[str, Any]:
+    def provoke_session(
+        self,
+        server: VirtualServer,
+        hsid: str,
+        browser: dict[str, str],
+        context: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         account = self._previous_account(server.id, hsid)
         if account is None:
             raise ServiceError(
                 409, "cannot_provoke", "No account has logged in on this session with push enabled."
             )
-        number = self._push(server, account, hsid, browser)
+        number = self._push(server, account, hsid, browser, context=context)
         return {"pushed": True, "number": number, "hsid": hsid}
 
     def provoke_user(
-        self, server: VirtualServer, user_id: str, nonce: str, browser: dict[str, str]
+        self,
+        server: VirtualServer,
+        user_id: str,
+        nonce: str,
+        browser: dict[str, str],
+        *,
+        context: dict[str, str] | None = None,
+        number: int | None = None,
     ) -> dict[str, Any]:
+        """``number``: the application may fix the number itself when it must show it before the push is
+        sent (OIDC CIBA answers the client at once, whether or not the user exists)."""
         hsid = hsid_for(nonce)
         try:
             user_id = userids.normalise(user_id)
@@ -91,11 +106,11 @@ class PushLoginService:
         if not accounts:
             raise ServiceError(404, "no_accounts", "This user has no account that can receive a push.")
         # One number for the whole request: whichever phone the person picks up shows the same choice.
-        number = secrets.randbelow(90) + 10
+        number = number if number is not None else secrets.randbelow(90) + 10
         delivered = 0
         for account in accounts:
             try:
-                self._push(server, account, hsid, browser, number=number)
+                self._push(server, account, hsid, browser, number=number, context=context)
                 delivered += 1
             except ServiceError:
                 log.warning("push to account %s failed", account.id)
@@ -111,6 +126,7 @@ class PushLoginService:
         browser: dict[str, str],
         *,
         number: int | None = None,
+        context: dict[str, str] | None = None,
     ) -> int:
         client = self._centers.get(account.mc_key_hash or "")
         if client is None or account.encryption_key is None or not account.mc_token:
@@ -136,6 +152,7 @@ class PushLoginService:
             account_id=account.id,
             number=number,
             method="push",
+            context=context,
         )
         self._login.store_login_item(push_id, entry, PUSH_TTL)
         sealed = envelope.seal(
@@ -151,6 +168,7 @@ class PushLoginService:
                 "server_name": server.name,
                 "requester": browser,
                 "numbers": choices,
+                **({"context": context} if context else {}),
             },
             ttl=int(PUSH_TTL),
         )

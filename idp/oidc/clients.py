@@ -22,7 +22,10 @@ from idp.oidc.client_keys import check_public_jwks
 SCOPES = ("openid", "profile", "email", "groups", "offline_access")
 # What a client gets without asking the user: who they are. Anything more needs consent once.
 BASIC_SCOPES = frozenset({"openid", "profile", "email"})
-GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+CIBA_GRANT = "urn:openid:params:grant-type:ciba"
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials", CIBA_GRANT, DEVICE_GRANT)
+CIBA_MODES = ("poll", "ping")
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "none")
 # What clients may sign with: assertions and request objects (private_key_jwt and the client's keys), or HMAC
 # with the client's secret (client_secret_jwt). Never "none".
@@ -216,6 +219,8 @@ def build_metadata(
     jwks_uri: str | None = None,
     auth_signing_alg: str | None = None,
     require_par: bool = False,
+    ciba_mode: str | None = None,
+    ciba_notification_endpoint: str | None = None,
 ) -> dict[str, Any]:
     """Checked client metadata, with RFC 7591 / OIDC Registration names."""
     grant_types = grant_types or ["authorization_code", "refresh_token"]
@@ -241,6 +246,16 @@ def build_metadata(
             raise ValueError(f"token endpoint signing alg {auth_signing_alg!r}: one of {', '.join(allowed)}")
     if public and "client_credentials" in grant_types:
         raise ValueError("client_credentials needs a confidential client (with a secret)")
+    if public and CIBA_GRANT in grant_types:
+        raise ValueError("CIBA needs a confidential client (with a secret)")
+    if (CIBA_GRANT in grant_types) != (ciba_mode is not None):
+        raise ValueError("the CIBA grant and a CIBA token delivery mode (poll or ping) go together")
+    if ciba_mode is not None and ciba_mode not in CIBA_MODES:
+        raise ValueError(f"CIBA token delivery mode {ciba_mode!r}: one of {', '.join(CIBA_MODES)}")
+    if (ciba_mode == "ping") != bool(ciba_notification_endpoint):
+        raise ValueError("CIBA ping mode needs a client notification endpoint, and only ping mode has one")
+    if ciba_notification_endpoint:
+        check_redirect_uri_syntax(ciba_notification_endpoint, "CIBA client notification endpoint")
     if "authorization_code" in grant_types and not redirect_uris:
         raise ValueError("the authorization code flow needs at least one redirect URI")
     for uri in redirect_uris:
@@ -297,6 +312,11 @@ def build_metadata(
         metadata["token_endpoint_auth_signing_alg"] = auth_signing_alg
     if require_par:
         metadata["require_pushed_authorization_requests"] = True
+    if ciba_mode is not None:  # CIBA Core 4 (client metadata)
+        metadata["backchannel_token_delivery_mode"] = ciba_mode
+        metadata["backchannel_user_code_parameter"] = False
+        if ciba_notification_endpoint:
+            metadata["backchannel_client_notification_endpoint"] = ciba_notification_endpoint
     return metadata
 
 

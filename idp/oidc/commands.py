@@ -13,7 +13,7 @@ from authserver.config import kv_prefix_setting, read_setting
 from authserver.storage.kv import open_kv
 from idp.keys import ALGORITHMS, KeyRing
 from idp.oidc.client_keys import check_public_jwks
-from idp.oidc.clients import ClientRegistry, build_metadata
+from idp.oidc.clients import GRANT_TYPES, ClientRegistry, build_metadata
 from idp.oidc.consents import list_consents, revoke_consent
 
 
@@ -27,7 +27,7 @@ def client_arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument(
         "--grant",
         action="append",
-        choices=["authorization_code", "refresh_token", "client_credentials"],
+        choices=list(GRANT_TYPES),
         help="default: authorization_code and refresh_token (repeatable)",
     )
     add.add_argument("--public", action="store_true", help="no secret (single-page and native apps); PKCE")
@@ -69,6 +69,10 @@ def client_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         help="resource URI its JWT access tokens are for; a token request's 'resource' picks one",
     )
+    add.add_argument(
+        "--ciba-mode", choices=["poll", "ping"], help="with --grant urn:openid:params:grant-type:ciba"
+    )
+    add.add_argument("--ciba-notification-endpoint", help="CIBA ping mode: where the IdP POSTs when done")
     actions.add_parser("list", help="every client")
     show = actions.add_parser("show", help="one client's metadata")
     show.add_argument("client_id")
@@ -97,6 +101,8 @@ def client_command(args: argparse.Namespace, engine: Engine) -> Any:
             jwks_uri=args.jwks_uri,
             auth_signing_alg=args.auth_signing_alg,
             require_par=args.require_par,
+            ciba_mode=args.ciba_mode,
+            ciba_notification_endpoint=args.ciba_notification_endpoint,
         )
         client, secret = registry.add(args.name, metadata, args.client_id)
         return {**client.public_view(), "client_secret": secret}

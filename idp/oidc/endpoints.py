@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from idp.context import current_user, login_redirect, services
 from idp.models import Consent
 from idp.ns_client import NsError
-from idp.oidc import cors
+from idp.oidc import ciba, cors, device
 from idp.oidc.backchannel import BackchannelLogout, record_login
 from idp.oidc.client_auth import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
 from idp.oidc.clients import BASIC_SCOPES, PRIVATE_KEY_ALGS, SCOPES, SECRET_ALGS, Client
@@ -88,7 +88,13 @@ def discovery() -> Any:
         response_types_supported=["code"],
         response_modes_supported=["query", "fragment", "form_post"],
         authorization_response_iss_parameter_supported=True,
-        grant_types_supported=["authorization_code", "refresh_token", "client_credentials"],
+        grant_types_supported=[
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            ciba.GRANT_TYPE,
+            device.GRANT_TYPE,
+        ],
         subject_types_supported=["public", "pairwise"],
         id_token_signing_alg_values_supported=["ES256", "RS256"],
         token_endpoint_auth_methods_supported=CLIENT_AUTH_METHODS,
@@ -126,6 +132,8 @@ def discovery() -> Any:
         backchannel_logout_supported=True,
         backchannel_logout_session_supported=True,
         frontchannel_logout_supported=False,
+        **ciba.discovery(url),
+        **device.discovery(url),
     )
 
 

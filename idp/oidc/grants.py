@@ -200,6 +200,10 @@ class IdToken(OpenIDCode):  # type: ignore[misc]
     def generate_user_info(self, user: Grant, scope: str) -> UserInfo:
         return self.provider.user_info(user.user_id, scope, user.client_id)
 
+    def on_token_response(self, grant: Any) -> None:
+        """As an extension of a grant without an authorization request (CIBA, device): the ID token only."""
+        grant.register_hook("after_create_token_response", self.process_token)
+
     def __call__(self, grant: Any) -> None:
         # Refresh responses carry a new ID token too (OIDC Core 12.2); codes get one through the parent.
         if isinstance(grant, grants.RefreshTokenGrant):

@@ -16,7 +16,7 @@ from flask import request as flask_request
 from joserfc.jwk import KeySet
 
 from idp.context import IdpServices
-from idp.oidc import client_auth, grants
+from idp.oidc import ciba, client_auth, device, grants
 from idp.oidc.client_auth import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
 from idp.oidc.client_keys import ClientKeys
 from idp.oidc.clients import SCOPES, Client, ClientRegistry
@@ -103,6 +103,8 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
                     "authorization_code": provider.access_token_seconds,
                     "refresh_token": provider.access_token_seconds,
                     "client_credentials": provider.access_token_seconds,
+                    ciba.GRANT_TYPE: provider.access_token_seconds,
+                    device.GRANT_TYPE: provider.access_token_seconds,
                 },
             }
         )
@@ -113,6 +115,10 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
         self.register_grant(grants.ClientCredentialsGrant)
         client_auth.register(self, provider)
         self.register_extension(AuthorizationRequests(provider))
+        # The decoupled flows: the phone approves what another device asked for (an ID token with openid).
+        self.register_grant(ciba.CibaGrant, [id_token.on_token_response])
+        self.register_grant(device.DeviceGrant, [id_token.on_token_response])
+        self.register_endpoint(device.DeviceAuthorization)
         self.register_endpoint(_Introspection)
         self.register_endpoint(_Revocation)
         self.register_endpoint(_EndSession)

@@ -5,6 +5,8 @@ it. Every page and every renewal may open an ns session and draw a QR, so both a
 """
 
 import io
+import logging
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,9 +15,12 @@ from flask import Blueprint, jsonify, redirect, render_template, request, sessio
 
 from authserver.ratelimit import RateLimited, client_key
 from idp.context import current_user, services
+from idp.ns_client import NsError
 from idp.ratelimits import refuse
 from idp.web.prelogin import new_nonce, nonce, ns_session
 from idp.web.state import web_state
+
+log = logging.getLogger("nextauth.idp")
 
 blueprint = Blueprint("login", __name__)
 
@@ -105,6 +110,7 @@ def login_page(target: str, login_key: str | None = None, **extra: Any) -> str:
 
 
 def render_login(state: dict[str, Any], target: str, **extra: Any) -> str:
+    tell_phone_who_asks()
     return render_template(
         "login.html",
         qr=qr_svg(state["loginqrdata"]),
@@ -116,3 +122,16 @@ def render_login(state: dict[str, Any], target: str, **extra: Any) -> str:
         canprovoke=state.get("canprovoke", False),
         **extra,
     )
+
+
+def tell_phone_who_asks() -> None:
+    """A flow that sent the browser here may have left what the phone should show of who asks (the device
+    grant: the application's name and the device's code); ns shows it for this page's QR and pushes."""
+    context = session.get("login_context")
+    if not isinstance(context, dict) or context.get("until", 0) < time.time():
+        session.pop("login_context", None)
+        return
+    try:
+        services().ns.set_context(nonce(), {k: v for k, v in context.items() if k != "until"})
+    except NsError as exc:
+        log.warning("cannot tell ns who asks: %s", exc.code)

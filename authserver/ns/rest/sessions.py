@@ -10,6 +10,7 @@ from authserver.ns.rest.context import services
 from authserver.ns.rest.qr import qr_response
 from authserver.ns.rest.requests import body, browser, nonce, requires
 from authserver.ns.servers import VirtualServer
+from nextauth_core import logincontext
 from nextauth_core.hsid import hsid_for
 
 MAX_ACTIVE_QUERY = 500
@@ -26,16 +27,44 @@ def session_status(sid: VirtualServer) -> Any:
     return jsonify(view)
 
 
+@blueprint.put("/servers/<sid>/sessions/context")
+@requires("sessions")
+def session_context(sid: VirtualServer) -> Any:
+    """Who asks and why, shown on the phone for every login request on this session (QR or push)."""
+    hsid, given = hsid_for(nonce()), body()
+    if "context" not in given:
+        raise ServiceError(400, "bad_context", 'Send {"context": {...}}; an empty object clears it.')
+    context = login_context(given)
+    services().login.set_context(sid.id, hsid, context)
+    return jsonify(hsid=hsid, context=context or {})
+
+
 @blueprint.post("/servers/<sid>/sessions/provokelogin")
 @requires("sessions")
 def provoke_session(sid: VirtualServer) -> Any:
-    return jsonify(services().push.provoke_session(sid, hsid_for(nonce()), browser()))
+    hsid = hsid_for(nonce())
+    context = login_context(body()) or services().login.context(sid.id, hsid)
+    return jsonify(services().push.provoke_session(sid, hsid, browser(), context))
 
 
 @blueprint.post("/servers/<sid>/users/<uid>/provokelogin")
 @requires("users")
 def provoke_user(sid: VirtualServer, uid: str) -> Any:
-    return jsonify(services().push.provoke_user(sid, uid, nonce(), browser()))
+    given, session_nonce = body(), nonce()
+    context = login_context(given) or services().login.context(sid.id, hsid_for(session_nonce))
+    number = given.get("number")
+    if number is not None and (type(number) is not int or not 10 <= number <= 99):
+        raise ServiceError(400, "bad_request", "number: an integer from 10 to 99.")
+    return jsonify(
+        services().push.provoke_user(sid, uid, session_nonce, browser(), context=context, number=number)
+    )
+
+
+def login_context(given: dict[str, Any]) -> dict[str, str] | None:
+    try:
+        return logincontext.checked(given.get("context"))
+    except logincontext.LoginContextError as exc:
+        raise ServiceError(400, "bad_context", f"{exc}.") from exc
 
 
 @blueprint.get("/servers/<sid>/sessions/qr/login")
