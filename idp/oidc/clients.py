@@ -16,8 +16,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from idp.models import OidcClient
-from idp.oidc.pairwise import sector_of
 from idp.oidc.client_keys import check_public_jwks
+from idp.oidc.pairwise import sector_of
 
 SCOPES = ("openid", "profile", "email", "groups", "offline_access")
 # What a client gets without asking the user: who they are. Anything more needs consent once.

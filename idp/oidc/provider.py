@@ -20,10 +20,10 @@ from idp.oidc import ciba, client_auth, device, grants
 from idp.oidc.client_auth import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
 from idp.oidc.client_keys import ClientKeys
 from idp.oidc.clients import SCOPES, Client, ClientRegistry
-from idp.oidc.jwt_access_token import AccessTokenFormats
-from idp.oidc.pairwise import subject_for
 from idp.oidc.dpop import DPoP, DPoPError, header_value
 from idp.oidc.jar import AuthorizationRequests
+from idp.oidc.jwt_access_token import AccessTokenFormats
+from idp.oidc.pairwise import subject_for
 from idp.oidc.par import PushedRequests
 from idp.oidc.tokens import AccessToken, Grant, StoredRefreshToken, TokenStore
 
