@@ -170,7 +170,10 @@ def test_oidc_login_lands_on_the_client_with_a_session(
     idp = f"http://127.0.0.1:{system.port('idp', 'http')}"
     page.goto(f"{idp}/logout")
     page.click("button[type=submit]")
-    page.wait_for_url(f"{idp}/login**")
+    # The logout page tells every application at once, then says which were reached.
+    page.wait_for_url(f"{idp}/saml/logout/done**", timeout=20000)
+    assert "Example app" in page.inner_text("#logout-reached")
+    assert page.locator("#logout-missed").count() == 0
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         page.goto(example_client)

@@ -206,6 +206,33 @@ def test_clients_without_the_grant_are_refused(system: RunningSystem) -> None:
     assert anonymous.status_code in (400, 401) and anonymous.json()["error"] == "invalid_client"
 
 
+def test_a_logged_in_browser_cannot_skip_the_phone(
+    system: RunningSystem, phone: Path, console: dict[str, Any]
+) -> None:
+    """The confirm page needs a phone login made after this browser entered this code: neither an old
+    login nor an edited URL (the moment used to travel in the query) gets past it."""
+    first = device_codes(system, console)
+    browser = Browser(system)
+    entered_first = browser.post("/device", data={"user_code": first["user_code"]})
+    first_started = entered_first.headers["Location"].split("started%3D")[1].split("&")[0].split("%26")[0]
+    login_page = browser.follow(entered_first)
+    assert browser.approve_on_phone(login_page, phone).status_code == 200
+    second = device_codes(system, console)
+    code = second["user_code"].replace("-", "")
+    # Straight to the confirm page: without the signed moment, with a forged one, or with the first code's,
+    # the browser is sent back to enter the code.
+    for started in ("", "&started=forged", f"&started={first_started}"):
+        query = f"user_code={code}{started}"
+        skipped = browser.get(f"/device/confirm?{query}")
+        assert skipped.status_code == 302 and "/device?" in skipped.headers["Location"]
+    # Entering the code asks for a fresh phone login, not the confirm page.
+    entered = browser.post("/device", data={"user_code": second["user_code"]})
+    assert entered.status_code == 302 and "/login" in entered.headers["Location"]
+    pending = poll(system, console, second["device_code"])
+    assert pending.status_code == 400 and pending.json()["error"] == "authorization_pending"
+    browser.close()
+
+
 def test_wrong_user_codes_are_refused_and_limited(system: RunningSystem, tv: dict[str, Any]) -> None:
     device_codes(system, tv)  # a code exists, but not the one typed
     for typed in ("BCDF-GHJK", "hello", "AEIO-UAEI"):

@@ -8,7 +8,8 @@ import secrets
 import time
 from typing import Any
 
-from flask import Blueprint, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from authserver.ratelimit import RateLimited, client_key
 from idp.context import current_user, login_redirect, services
@@ -62,7 +63,11 @@ def device() -> Any:
         "user_code": display_user_code(code),
         "until": int(time.time()) + 600,
     }
-    target = url_for("oidc_decoupled.device_confirm", user_code=code, after=int(time.time()))
+    # The fresh login must come after this moment. It travels signed (logging in starts a new session
+    # cookie), so that a browser already logged in cannot skip the phone, where the code shows, by editing
+    # the URL.
+    started = _started_signer().dumps({"user_code": code, "at": int(time.time())})
+    target = url_for("oidc_decoupled.device_confirm", user_code=code, started=started)
     # Always a new approval on the phone, even for a browser that is logged in: that is where the code shows.
     return login_redirect(target, reauth=current_user() is not None)
 
@@ -70,9 +75,15 @@ def device() -> Any:
 @blueprint.route("/device/confirm", methods=["GET", "POST"])
 def device_confirm() -> Any:
     code = normalise_user_code(request.values.get("user_code") or "")
-    after = request.values.get("after", "")
+    started = _started_from(request.values.get("started", ""))
     user = current_user()
-    if user is None or not after.isdigit() or user.auth_time < int(after):
+    if (
+        user is None
+        or code is None
+        or started.get("user_code") != code
+        or not isinstance(started.get("at"), int)
+        or user.auth_time < started["at"]
+    ):
         return redirect(url_for("oidc_decoupled.device", user_code=code or ""))
     pending = PendingDevice(provider(), code) if code else None
     if code is None or pending is None or not pending.valid or pending.client is None:
@@ -112,9 +123,22 @@ def device_confirm() -> Any:
         user=user,
         user_code=display_user_code(code),
         asked=[SCOPE_TEXT[s] for s in sorted(set(pending.scope.split()) - {"openid"}) if s in SCOPE_TEXT],
-        action=url_for("oidc_decoupled.device_confirm", user_code=code, after=after),
+        action=url_for("oidc_decoupled.device_confirm", user_code=code, started=request.values["started"]),
         csrf=session["device_csrf"],
     )
+
+
+def _started_signer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.secret_key or "", salt="nextauth-device-started")
+
+
+def _started_from(token: str) -> dict[str, Any]:
+    """The code and moment ``/device`` signed, if the signature holds and the code can still be alive."""
+    try:
+        started = _started_signer().loads(token[:512], max_age=3600)
+    except BadSignature:
+        return {}
+    return started if isinstance(started, dict) else {}
 
 
 def _count_code_entry() -> bool:
