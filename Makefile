@@ -18,8 +18,12 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# Two workers, each taking whole modules (their running systems are module fixtures); TEST_WORKERS=0 runs
+# everything in this process.
+TEST_WORKERS ?= 2
+
 test: lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The fast set while working: no test that starts real services (about a minute on 2 busy cores).
 test-fast: lint

@@ -198,7 +198,7 @@ def test_idp_directory_applies_the_same_rule(tmp_path: Path) -> None:
         "a" * 40 + "==",
         None,
         "",
-        "with space " + secrets.token_urlsafe(16),
+        "with space Jq3vXb0Lr8sT2uYwQe5N4g",
         secrets.token_urlsafe(200),  # over 256 characters
     ],
 )

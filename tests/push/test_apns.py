@@ -190,6 +190,7 @@ def test_expired_twice_is_reported_not_retried_again(server: ApnsServer, provide
 @pytest.mark.parametrize(
     ("token", "reason"),
     [(DEVICE[:-1], "BadDeviceToken"), (secrets.token_hex(31), "BadDeviceToken")],
+    ids=["one-digit-short", "random-62-digits"],  # stable ids: test runners compare them across workers
 )
 def test_a_malformed_device_token_is_reported_invalid(
     server: ApnsServer, provider: ApnsProvider, token: str, reason: str
