@@ -18,17 +18,14 @@ from joserfc import jwt
 from sqlalchemy import event
 
 from authserver.config import ConfigError
-from authserver.storage import db
-from authserver.storage.kv import open_kv
 from idp.context import IdpServices
-from idp.directory import Directory, Profile
+from idp.directory import Profile
 from idp.forwardauth.rules import AccessRules, normalize_host, normalize_path, parse_rules
 from idp.forwardauth.settings import HostPattern, load_settings
 from idp.forwardauth.urls import original_url, safe_return, wants_html
-from idp.keys import KeyRing
-from idp.ns_client import NsClient
-from idp.sessions import AUDIENCE, TOKEN_TYPE, SessionManager
+from idp.sessions import AUDIENCE, TOKEN_TYPE
 from idp.web import create_app
+from tests.fixtures.idp_offline import offline_idp_services
 
 ISSUER = "http://idp.example.test"
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
@@ -46,21 +43,9 @@ RULES = {
 
 @pytest.fixture(scope="module")
 def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdpServices]:
-    path = tmp_path_factory.mktemp("forward-auth") / "idp.db"
-    engine = db.create_engine_for(f"sqlite:///{path}")
-    db.upgrade(engine)
-    kv = open_kv(None)
-    keys = KeyRing(engine, issuer=ISSUER)
-    yield IdpServices(
-        ns=NsClient("http://127.0.0.1:9", "unused", "default"),
-        engine=engine,
-        kv=kv,
-        keys=keys,
-        directory=Directory(engine),
-        sessions=SessionManager(engine, kv, keys, issuer=ISSUER),
-        issuer=ISSUER,
-    )
-    engine.dispose()
+    services = offline_idp_services(tmp_path_factory.mktemp("forward-auth") / "idp.db", ISSUER)
+    yield services
+    services.engine.dispose()
 
 
 def make_app(idp: IdpServices, monkeypatch: pytest.MonkeyPatch, **settings: str | None) -> Flask:

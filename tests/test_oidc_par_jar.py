@@ -16,6 +16,7 @@ from joserfc.jwk import ECKey, OctKey
 
 from tests.fixtures.idp_browser import Browser, query_of
 from tests.fixtures.idp_browser import idp_cli as cli
+from tests.fixtures.idp_offline import offline_idp_services
 from tests.fixtures.system import RunningSystem
 from tests.test_oidc import issuer, phone, pkce, rp_urls
 
@@ -315,15 +316,8 @@ def test_request_objects_refused(
 
 
 def test_server_wide_par_requirement(tmp_path: Path) -> None:
-    from authserver.storage import db
-    from authserver.storage.kv import open_kv
-    from idp.context import IdpServices
-    from idp.directory import Directory
-    from idp.keys import KeyRing
-    from idp.ns_client import NsClient
     from idp.oidc.clients import ClientRegistry, build_metadata
     from idp.server import load_settings
-    from idp.sessions import SessionManager
     from idp.web import create_app
 
     base = {
@@ -340,25 +334,12 @@ def test_server_wide_par_requirement(tmp_path: Path) -> None:
         load_settings({**base, "NEXTAUTH_IDP_OIDC_REQUIRE_PAR": "maybe"}, data_dir=tmp_path)
 
     issuer_url = "http://idp.example.test"
-    engine = db.create_engine_for(f"sqlite:///{tmp_path / 'idp.db'}")
-    db.upgrade(engine)
-    kv = open_kv(None)
-    keys = KeyRing(engine, issuer=issuer_url)
-    services = IdpServices(
-        ns=NsClient("http://127.0.0.1:9", "unused", "default"),
-        engine=engine,
-        kv=kv,
-        keys=keys,
-        directory=Directory(engine),
-        sessions=SessionManager(engine, kv, keys, issuer=issuer_url),
-        issuer=issuer_url,
-        oidc_require_par=True,
-    )
+    services = offline_idp_services(tmp_path / "idp.db", issuer_url, oidc_require_par=True)
     web = create_app(
         services, secret_key=b"k" * 32, websocket_url="ws://ns.example.test/ns/websocket"
     ).test_client()
     redirect = "http://127.0.0.1:5555/cb"
-    client, secret = ClientRegistry(engine).add("App", build_metadata(redirect_uris=[redirect]))
+    client, secret = ClientRegistry(services.engine).add("App", build_metadata(redirect_uris=[redirect]))
     assert secret is not None
     assert web.get("/.well-known/openid-configuration").json["require_pushed_authorization_requests"] is True
     _, challenge = pkce()
@@ -370,4 +351,4 @@ def test_server_wide_par_requirement(tmp_path: Path) -> None:
     query = urlencode({"client_id": client.client_id, "request_uri": pushed.json["request_uri"]})
     answer = web.get(f"/oidc/authorize?{query}")
     assert answer.status_code == 302 and "/login" in answer.headers["Location"]  # on to the login page
-    engine.dispose()
+    services.engine.dispose()

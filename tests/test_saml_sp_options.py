@@ -19,17 +19,12 @@ from lxml import etree
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
-from authserver.storage import db
-from authserver.storage.kv import open_kv
-from idp.context import IdpServices
-from idp.directory import Directory
-from idp.keys import KeyRing
-from idp.ns_client import NsClient
 from idp.saml import attributes, commands, sso, xmlenc
 from idp.saml.config import SamlContext, SamlSettings
 from idp.saml.registry import Registry
 from idp.saml.spoptions import SpOptions, encryption_method
-from idp.sessions import SessionManager, SignedInUser
+from idp.sessions import SignedInUser
+from tests.fixtures.idp_offline import offline_idp_services
 from tests.saml_sp import ServiceProvider
 
 ISSUER = "http://idp.example.test"
@@ -74,24 +69,12 @@ class FlexibleSp(ServiceProvider):
 
 @pytest.fixture
 def saml(tmp_path: Path) -> Iterator[SamlContext]:
-    engine = db.create_engine_for(f"sqlite:///{tmp_path / 'idp.db'}")
-    db.upgrade(engine)
-    kv = open_kv(None)
-    keys = KeyRing(engine, issuer=ISSUER)
-    services = IdpServices(
-        ns=NsClient("http://127.0.0.1:9", "unused", "default"),
-        engine=engine,
-        kv=kv,
-        keys=keys,
-        directory=Directory(engine),
-        sessions=SessionManager(engine, kv, keys, issuer=ISSUER),
-        issuer=ISSUER,
-    )
+    services = offline_idp_services(tmp_path / "idp.db", ISSUER)
     release = attributes.Release(
         scope="example.org", default_affiliations=("member",), group_affiliations={"staff": ("staff",)}
     )
-    yield SamlContext(services, Registry(engine), b"n" * 32, SamlSettings(release=release))
-    engine.dispose()
+    yield SamlContext(services, Registry(services.engine), b"n" * 32, SamlSettings(release=release))
+    services.engine.dispose()
 
 
 def idp_for(saml: SamlContext) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from authserver.storage.flow_models import Account, AppInstance
 from authserver.storage.kv import open_kv
 from nextauth_core import attestation
 from sigmai import DeviceIdentity
+from tests.fixtures.idp_offline import offline_idp_services
 
 SECURITY = "nextauth.security"
 
@@ -143,12 +144,7 @@ def saml_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[
         pytest.skip("xmlsec1 is not installed (apt-get install xmlsec1)")
     from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
 
-    from idp.context import IdpServices
-    from idp.directory import Directory
-    from idp.keys import KeyRing
-    from idp.ns_client import NsClient
     from idp.saml.registry import Registry
-    from idp.sessions import SessionManager
     from idp.web import create_app
     from tests.saml_sp import ServiceProvider
 
@@ -156,26 +152,14 @@ def saml_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[
         monkeypatch.delenv(name)
     issuer = "https://idp.example.test"
     monkeypatch.setenv("NEXTAUTH_IDP_ISSUER", issuer)
-    engine = db.create_engine_for(f"sqlite:///{tmp_path / 'idp.db'}")
-    db.upgrade(engine)
-    kv = open_kv(None)
-    keys = KeyRing(engine, issuer=issuer)
-    services = IdpServices(
-        ns=NsClient("http://127.0.0.1:9", "unused", "default"),
-        engine=engine,
-        kv=kv,
-        keys=keys,
-        directory=Directory(engine),
-        sessions=SessionManager(engine, kv, keys, issuer=issuer),
-        issuer=issuer,
-    )
+    services = offline_idp_services(tmp_path / "idp.db", issuer)
     app = create_app(services, secret_key=b"k" * 32, websocket_url="ws://127.0.0.1:9/ns/websocket")
     client = app.test_client()
     metadata = client.get("/saml/metadata").get_data(as_text=True)
     sp = ServiceProvider("sp1.example", OneLogin_Saml2_IdPMetadataParser.parse(metadata)["idp"])
-    Registry(engine).add(sp.metadata())
+    Registry(services.engine).add(sp.metadata())
     yield client, sp
-    engine.dispose()
+    services.engine.dispose()
 
 
 def test_forged_saml_signature_is_one_warning_without_xmlsec_output(
