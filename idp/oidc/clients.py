@@ -77,6 +77,14 @@ def check_web_origin(origin: str) -> str:
     return origin
 
 
+def new_client_id() -> str:
+    """A random client id that never starts with '-' (a command line would take it for an option)."""
+    while True:
+        client_id = secrets.token_urlsafe(18)
+        if not client_id.startswith("-"):
+            return client_id
+
+
 @dataclass
 class Client(ClientMixin):  # type: ignore[misc]
     client_id: str
@@ -353,9 +361,15 @@ class ClientRegistry:
         """Register a client; returns it and its secret (shown once; None for a public client)."""
         if not name or len(name) > 200:
             raise ValueError("client name: 1 to 200 characters")
-        client_id = client_id or secrets.token_urlsafe(18)
-        if len(client_id) > 64 or not client_id.replace("-", "").replace("_", "").isalnum():
-            raise ValueError("client id: up to 64 letters, digits, '-' or '_'")
+        client_id = client_id or new_client_id()
+        if (
+            len(client_id) > 64
+            or client_id.startswith("-")
+            or not client_id.replace("-", "").replace("_", "").isalnum()
+        ):
+            raise ValueError(
+                "client id: up to 64 letters, digits, '-' or '_', not starting with '-'"
+            )
         method = metadata["token_endpoint_auth_method"]
         secret = None if method in ("none", "private_key_jwt") else secrets.token_urlsafe(32)
         if method == "client_secret_jwt":
