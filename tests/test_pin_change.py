@@ -70,6 +70,11 @@ def _refusal(sfs: Channel, op: str, params: dict[str, Any]) -> str:
 def test_change_pin_then_log_in_with_the_new_one(system: RunningSystem, tmp_path: Path) -> None:
     phone = _registered_phone(system, tmp_path / "phone")
     enrol(system, phone, "pin-changer")
+    # Refused on the phone, before the SFS counts anything (the count is checked below).
+    code, answer = run_app(phone, "change-pin", "--old-pin", PIN, "--new-pin", PIN)
+    assert code == 1 and "is the old one" in answer["error"]
+    code, answer = run_app(phone, "change-pin", "--old-pin", PIN, "--new-pin", "12")
+    assert code == 1 and "4 to 64 characters" in answer["error"]
     code, answer = run_app(phone, "change-pin", "--old-pin", PIN, "--new-pin", NEW_PIN)
     assert code == 0, answer
     assert answer == {"changed": True, "max_attempts": 5}
@@ -112,6 +117,7 @@ def test_finish_is_single_use_bound_to_its_start_and_channel(system: RunningSyst
     app = App(phone)
     device_secret = unb64url(app.accounts.second_factor()["device_secret"])
     with app._sfs() as sfs:
+        assert {"pin.change.start", "pin.change.finish"} <= set(sfs.request("hello")["operations"])
         fake = {"proof": b64url(bytes(64)), "pin_verifier": b64url(bytes(32))}
         assert _refusal(sfs, "pin.change.finish", fake) == "no_pin_change"  # never started
         finish = _started(sfs, PIN, NEW_PIN, device_secret)
