@@ -159,6 +159,15 @@ def test_a_proof_from_another_channel_is_a_wrong_pin(engine: Engine, service: Se
     assert _instance(engine, device).failures == 2
 
 
+def test_a_pin_check_challenge_does_not_serve_a_change(engine: Engine, service: SecondFactorService) -> None:
+    device, secret = DeviceIdentity.generate(), pin_proofs.new_device_secret()
+    _register(service, device, secret)
+    context = _channel(device)
+    service.pin_evaluate(context, {"blinded_element": b64url(pin_proofs.start(PIN).blinded_element)})
+    fake = {"proof": b64url(bytes(64)), "pin_verifier": b64url(bytes(32))}
+    assert _code(service.pin_change_finish, context, fake) == "no_pin_change"
+
+
 def test_unregistered_and_locked_apps_cannot_start(engine: Engine, service: SecondFactorService) -> None:
     stranger, secret = DeviceIdentity.generate(), pin_proofs.new_device_secret()
     assert _code(_start, service, _channel(stranger), PIN, NEW_PIN, secret) == "not_registered"
