@@ -45,6 +45,7 @@ SCENARIOS = {
     "test_push_login",
     "test_login_context_and_refusals",
     "test_accounts",
+    "test_account_listing_and_move",
     "test_openapi_routes_on_a_bare_app",
 }
 
@@ -820,6 +821,55 @@ def test_accounts(contract: Contract, phone: Path) -> None:
     for method, suffix in (("POST", "/block"), ("POST", "/unblock"), ("DELETE", "")):
         contract.error(404, "not_found", method, f"{accounts}/{account}{suffix}")
     contract.error(404, "not_found", "GET", "/v1/servers/default/users/anton")
+
+
+def test_account_listing_and_move(contract: Contract, phone: Path) -> None:
+    accounts = "/v1/servers/default/accounts"
+    made = [enrol(contract, phone, f"lister-{name}") for name in ("b", "a", "c")]
+    page = contract.expect(200, "GET", accounts, query={"user": "lister-"})
+    assert [a["accountid"] for a in page["accounts"]] == made and page["total"] == 3
+    assert page["next_offset"] is None
+    assert [a["userid"] for a in page["accounts"]] == ["lister-b", "lister-a", "lister-c"]
+    by_user = contract.expect(200, "GET", accounts, query={"user": "lister-", "sort": "userid"})
+    assert [a["userid"] for a in by_user["accounts"]] == ["lister-a", "lister-b", "lister-c"]
+    newest = contract.expect(
+        200, "GET", accounts, query={"user": "lister-", "sort": "-created_at", "limit": "2"}
+    )
+    assert [a["accountid"] for a in newest["accounts"]] == made[::-1][:2] and newest["next_offset"] == 2
+    rest = contract.expect(
+        200, "GET", accounts, query={"user": "lister-", "sort": "-created_at", "offset": "2"}
+    )
+    assert [a["accountid"] for a in rest["accounts"]] == [made[0]]
+    contract.expect(200, "POST", f"{accounts}/{made[1]}/block")
+    blocked = contract.expect(200, "GET", accounts, query={"user": "lister-", "blocked": "true"})
+    assert [a["accountid"] for a in blocked["accounts"]] == [made[1]]
+    assert contract.expect(200, "GET", accounts, query={"user": "lister-", "blocked": "false"})["total"] == 2
+    # LIKE wildcards in the prefix are text, not patterns.
+    for wildcard in ("lister_", "lister%", "%"):
+        assert contract.expect(200, "GET", accounts, query={"user": wildcard})["total"] == 0
+    for bad in (
+        {"limit": "0"},
+        {"limit": "201"},
+        {"sort": "thumbprint"},
+        {"blocked": "yes"},
+        {"page": "2"},
+        {"offset": "-1"},
+    ):
+        contract.error(400, "bad_request", "GET", accounts, query=bad)
+
+    moved = contract.expect(200, "POST", f"{accounts}/{made[2]}/move", body={"userid": "lister-z"})
+    assert moved["userid"] == "lister-z" and moved["accountid"] == made[2]
+    assert [
+        a["accountid"] for a in contract.expect(200, "GET", "/v1/servers/default/users/lister-z")["accounts"]
+    ] == [made[2]]
+    contract.error(404, "not_found", "GET", "/v1/servers/default/users/lister-c")
+    for bad_body in ({}, {"userid": ""}, {"userid": "u" * 300}, {"userid": 7}):
+        contract.error(400, "bad_request", "POST", f"{accounts}/{made[2]}/move", body=bad_body)
+    contract.error(400, "bad_json", "POST", f"{accounts}/{made[2]}/move", raw=b"[")
+    contract.error(
+        413, "request_entity_too_large", "POST", f"{accounts}/{made[2]}/move", body={"userid": "x" * 70_000}
+    )
+    contract.error(404, "not_found", "POST", f"{accounts}/no-such-account/move", body={"userid": "lister-z"})
 
 
 # -- the document as served ----------------------------------------------------------------------------
