@@ -3,7 +3,9 @@
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
-/** @implements {import('./store.js').Store} */
+/** @typedef {import('./store.js').Store} Store */
+
+/** @implements {Store} */
 export class JsonFileStore {
   /** @param {string} path */
   constructor(path) {

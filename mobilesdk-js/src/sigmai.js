@@ -295,7 +295,7 @@ export class ClientConnection {
     this.receiver = null;
     /** @private @type {Uint8Array | null} */
     this.exporterMaster = null;
-    /** @private */
+    /** @private @type {Uint8Array} */
     this.hello = new Uint8Array(0);
   }
 
