@@ -297,3 +297,26 @@ def test_a_server_other_than_the_pinned_one_is_refused(node: str, system: Runnin
     # The MC's address with the SFS's pin: whoever answers there cannot prove the pinned key.
     code, answer = js(node, phone, "hello", uri=system.sigmai_uri("mc"), key_hash=system.key_hash("sfs"))
     assert code == 1 and "secure channel" in answer["error"], answer
+
+
+def test_change_pin(node: str, system: RunningSystem, tmp_path: Path) -> None:
+    home = new_js_phone(node, system, tmp_path / "phone")
+    account = enrol(node, system, home, "js-paul")
+    # A wrong old PIN changes nothing and counts like a wrong PIN at login.
+    code, answer = js(node, home, "change-pin", old_pin="9999", new_pin=OTHER_PIN)
+    assert code == 1 and answer["code"] == "wrong_pin" and "4 attempts left" in answer["error"], answer
+    _, status = js(node, home, "lock-status")
+    assert status["attempts_left"] == 4
+    # The same PIN again is refused on the phone, before the SFS counts anything.
+    code, answer = js(node, home, "change-pin", old_pin=PIN, new_pin=PIN)
+    assert code == 1 and "old one" in answer["error"], answer
+    code, answer = js(node, home, "change-pin", old_pin=PIN, new_pin=OTHER_PIN)
+    assert code == 0 and answer == {"changed": True, "max_attempts": 5}, answer
+    _, status = js(node, home, "lock-status")
+    assert status["attempts_left"] == 5 and status["locked"] is False
+    # From now on only the new PIN passes.
+    code, answer, nonce = qr_login(node, system, home, account, PIN)
+    assert code == 1 and answer["code"] == "wrong_pin", answer
+    code, answer, nonce = qr_login(node, system, home, account, OTHER_PIN)
+    assert code == 0, answer
+    assert session(system, nonce)["loggedin"] is True

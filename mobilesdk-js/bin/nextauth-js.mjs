@@ -18,6 +18,7 @@ commands:
   hello          {"service": "sfs"|"mc"} or {"uri": ..., "key_hash": ...}
   register       {"pin": "2468", "biometric": false, "push_provider": "none", "push_token": null}
   scan           {"payload": "NA1....", "pin": "2468" | "biometric": true | "decline": true, "account": id}
+  change-pin     {"old_pin": "2468", "new_pin": "1357"}
   inbox          pull login and signing requests from the MC
   approve        {"message": id, "number": 42, "pin": "2468" | "biometric": true | "decline": true}
   accounts       this app's accounts
@@ -59,6 +60,7 @@ const COMMANDS = {
       approve: !args.decline,
       accountId: args.account ?? null,
     }),
+  'change-pin': (app, args) => app.changePin(args.old_pin, args.new_pin),
   inbox: async (app) => ({ messages: await app.inbox() }),
   approve: (app, args) =>
     app.approve(String(args.message), {

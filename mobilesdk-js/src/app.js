@@ -14,9 +14,11 @@ import { DeviceIdentity, serverKeyHash } from './sigmai.js';
 import {
   ENROL_CODE_EXPORTER,
   LOGIN_EXPORTER,
+  PIN_CHANGE_EXPORTER,
   SFS_PROOF_EXPORTER,
   confirmationCode,
   loginStatement,
+  pinChangeStatement,
   sfsProofStatement,
   signingStatement,
 } from './statements.js';
@@ -224,6 +226,68 @@ export class App {
     };
   }
 
+  /**
+   * Replace the PIN at the SFS, proving the old one; a wrong old PIN counts as one at login does.
+   * The device secret stays and only the SFS's verifier changes, so nothing here is written but the
+   * lock status: a lost answer cannot leave the phone and the SFS disagreeing.
+   * @param {string} oldPin
+   * @param {string} newPin
+   * @returns {Promise<{changed: boolean, max_attempts: number | null}>}
+   */
+  async changePin(oldPin, newPin) {
+    const secrets = await this.secondFactor();
+    if (!secrets.device_secret) throw new FlowError('Register this app first (a PIN at the SFS).');
+    if (String(oldPin).normalize('NFC') === String(newPin).normalize('NFC')) {
+      throw new FlowError('The new PIN is the old one; choose another.');
+    }
+    let oldRequest;
+    let newRequest;
+    try {
+      oldRequest = pinProofs.start(oldPin);
+      newRequest = pinProofs.start(newPin);
+    } catch (error) {
+      throw new FlowError(/** @type {Error} */ (error).message);
+    }
+    const deviceSecret = unb64url(secrets.device_secret);
+    try {
+      const answer = await withChannel(this.serviceChannel('sfs'), async (sfs) => {
+        const started = await sfs.request('pin.change.start', {
+          blinded_element: b64url(oldRequest.blindedElement),
+          new_blinded_element: b64url(newRequest.blindedElement),
+        });
+        await this.noteSecondFactor({ attempts_left: started.attempts_left ?? null });
+        const verifier = pinProofs.verifier(
+          newPin,
+          newRequest,
+          unb64url(started.new_evaluated_element),
+          deviceSecret,
+        );
+        const statement = pinChangeStatement({
+          sfsChallenge: unb64url(started.challenge),
+          channelBinding: sfs.exportKeyingMaterial(PIN_CHANGE_EXPORTER, new Uint8Array(0), 32),
+          newPinVerifier: verifier,
+        });
+        const proof = pinProofs.prove(oldPin, oldRequest, unb64url(started.evaluated_element), deviceSecret, statement);
+        return sfs.request('pin.change.finish', { proof: b64url(proof), pin_verifier: b64url(verifier) });
+      });
+      await this.noteSecondFactor({ attempts_left: answer.max_attempts ?? secrets.max_attempts ?? null });
+      return { changed: Boolean(answer.changed), max_attempts: answer.max_attempts ?? null };
+    } catch (error) {
+      await this.noteRefusal(error);
+      throw error;
+    }
+  }
+
+  /** @private @param {unknown} error what the SFS said about a PIN, kept for lockStatus() */
+  async noteRefusal(error) {
+    if (error instanceof RemoteError && error.code === 'locked') {
+      await this.noteSecondFactor({ locked: true, attempts_left: 0 });
+    } else if (error instanceof RemoteError && error.code === 'wrong_pin') {
+      const left = /(\d+) attempts? left/.exec(error.remoteMessage);
+      if (left) await this.noteSecondFactor({ attempts_left: Number(left[1]) });
+    }
+  }
+
   /** @param {string} provider @param {string | null} pushToken */
   async registerMailbox(provider, pushToken) {
     const mc = await this.service('mc');
@@ -317,12 +381,7 @@ export class App {
       });
       return token;
     } catch (error) {
-      if (error instanceof RemoteError && error.code === 'locked') {
-        await this.noteSecondFactor({ locked: true, attempts_left: 0 });
-      } else if (error instanceof RemoteError && error.code === 'wrong_pin') {
-        const left = /(\d+) attempts? left/.exec(error.remoteMessage);
-        if (left) await this.noteSecondFactor({ attempts_left: Number(left[1]) });
-      }
+      await this.noteRefusal(error);
       throw error;
     }
   }

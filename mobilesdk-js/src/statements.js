@@ -6,6 +6,7 @@ import { lengthPrefixed, utf8 } from './bytes.js';
 export const LOGIN_EXPORTER = utf8('EXPORTER-nextauth-login');
 export const SFS_PROOF_EXPORTER = utf8('EXPORTER-nextauth-sfs-proof');
 export const ENROL_CODE_EXPORTER = utf8('EXPORTER-nextauth-enrol-code');
+export const PIN_CHANGE_EXPORTER = utf8('EXPORTER-nextauth-sfs-pin-change');
 
 /**
  * @param {string} qrId
@@ -30,6 +31,19 @@ export function sfsProofStatement(fields) {
     fields.nsChallenge,
     utf8(fields.purpose),
     utf8(fields.accountThumbprint),
+  );
+}
+
+/**
+ * What the old PIN's key signs to set a new verifier: the SFS's challenge, this channel, the new verifier.
+ * @param {{sfsChallenge: Uint8Array, channelBinding: Uint8Array, newPinVerifier: Uint8Array}} fields
+ */
+export function pinChangeStatement(fields) {
+  return lengthPrefixed(
+    utf8('nextauth sfs pin change v1'),
+    fields.sfsChallenge,
+    fields.channelBinding,
+    fields.newPinVerifier,
   );
 }
 

@@ -13,6 +13,7 @@ import { strictParse } from '../src/json.js';
 import {
   confirmationCode,
   loginStatement,
+  pinChangeStatement,
   sfsProofStatement,
   signingStatement,
 } from '../src/statements.js';
@@ -64,6 +65,12 @@ test('statements match the Python SDK', () => {
   });
   assert.equal(toHex(proof), ref.sfs_proof_statement);
   assert.equal(toHex(signingStatement(utf8('{"a":1}'), utf8('n'.repeat(32)), 'approved')), ref.signing_statement);
+  const change = pinChangeStatement({
+    sfsChallenge: utf8('s'.repeat(32)),
+    channelBinding: utf8('b'.repeat(32)),
+    newPinVerifier: utf8('v'.repeat(32)),
+  });
+  assert.equal(toHex(change), ref.pin_change_statement);
   assert.equal(confirmationCode(fromHex(ref.confirmation_code.export)), ref.confirmation_code.code);
 });
 

@@ -75,6 +75,20 @@ export class App {
         max_attempts: any;
         mailbox: string | null;
     }>;
+    /**
+     * Replace the PIN at the SFS, proving the old one; a wrong old PIN counts as one at login does.
+     * The device secret stays and only the SFS's verifier changes, so nothing here is written but the
+     * lock status: a lost answer cannot leave the phone and the SFS disagreeing.
+     * @param {string} oldPin
+     * @param {string} newPin
+     * @returns {Promise<{changed: boolean, max_attempts: number | null}>}
+     */
+    changePin(oldPin: string, newPin: string): Promise<{
+        changed: boolean;
+        max_attempts: number | null;
+    }>;
+    /** @private @param {unknown} error what the SFS said about a PIN, kept for lockStatus() */
+    private noteRefusal;
     /** @param {string} provider @param {string | null} pushToken */
     registerMailbox(provider: string, pushToken: string | null): Promise<{
         key_hash: string;

@@ -18,6 +18,15 @@ export function sfsProofStatement(fields: {
     accountThumbprint: string;
 }): Uint8Array<ArrayBufferLike>;
 /**
+ * What the old PIN's key signs to set a new verifier: the SFS's challenge, this channel, the new verifier.
+ * @param {{sfsChallenge: Uint8Array, channelBinding: Uint8Array, newPinVerifier: Uint8Array}} fields
+ */
+export function pinChangeStatement(fields: {
+    sfsChallenge: Uint8Array;
+    channelBinding: Uint8Array;
+    newPinVerifier: Uint8Array;
+}): Uint8Array<ArrayBufferLike>;
+/**
  * Six digits from the enrolment channel's exporter, computed by the app and ns independently.
  * @param {Uint8Array} channelExport at least 8 bytes
  * @returns {string}
@@ -33,3 +42,4 @@ export function signingStatement(canonicalContent: Uint8Array, nsChallenge: Uint
 export const LOGIN_EXPORTER: Uint8Array<ArrayBufferLike>;
 export const SFS_PROOF_EXPORTER: Uint8Array<ArrayBufferLike>;
 export const ENROL_CODE_EXPORTER: Uint8Array<ArrayBufferLike>;
+export const PIN_CHANGE_EXPORTER: Uint8Array<ArrayBufferLike>;
