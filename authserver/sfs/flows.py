@@ -23,6 +23,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from authserver.metrics import LOCKOUTS, WRONG_PINS
 from authserver.operations import ChannelContext, OperationError, Operations, binary_param
 from authserver.storage.db import rowcount
 from authserver.storage.flow_models import AppInstance
@@ -168,6 +169,7 @@ class SecondFactorService:
             if context.state.pop("challenge_method", None) != "pin":
                 raise OperationError("no_challenge", "Enter the PIN again.")
             if not pin.check_proof(instance.pin_verifier, statement, proof):
+                WRONG_PINS.inc()
                 left = max(self.max_attempts - instance.failures, 0)
                 if left == 0:
                     self._lock(thumbprint)
@@ -213,6 +215,7 @@ class SecondFactorService:
             )
             session.commit()
         if rowcount(done) == 1:  # the transition, once: later attempts on a locked app are no news
+            LOCKOUTS.inc()
             security_log.warning(
                 "sfs: app instance %s locked: %d wrong PINs in a row", thumbprint, self.max_attempts
             )
