@@ -197,6 +197,7 @@ def test_idp_readiness_follows_ns(lone_ns: RunningSystem, tmp_path: Path) -> Non
         assert answer["checks"] == {"database": True, "ns": False}
         assert answer["reasons"] == {"ns": "ns: unreachable"}
         assert _get(base + "/livez")[0] == 200  # up, only not ready
+        assert f"idp admin (livez, readyz, metrics) on http://127.0.0.1:{admin}/" in log.read_text()
     finally:
         process.terminate()
         process.wait(timeout=10)
