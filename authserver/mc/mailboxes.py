@@ -17,6 +17,7 @@ from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from authserver.metrics import count_push
 from authserver.ns.common import aware, b64, new_id, now
 from authserver.operations import ChannelContext, OperationError
 from authserver.push.base import PushMessage, PushProvider
@@ -190,6 +191,7 @@ class MailboxService:
                 )
             )
             pushed = result.delivered
+            count_push(provider_name, pushed)
             if result.token_invalid:
                 log.info("push token of mailbox %s is no longer valid; the app will pull", mailbox_id)
         return SendResult(message_id, pushed)

@@ -12,6 +12,7 @@ from authserver.config import ComponentConfig, ConfigError, read_setting
 from authserver.mc import grpc_api, providers, rest_api
 from authserver.mc.mailboxes import MailboxService
 from authserver.mc.providers import providers_from_environment
+from authserver.metrics import instrument_flask
 from authserver.purge import PeriodicPurge
 from authserver.ratelimit import client_guard, describe, rule_setting
 from authserver.services.info_api import make_info_app
@@ -111,6 +112,7 @@ def build(config: ComponentConfig, *, environ: dict[str, str] | None = None) -> 
     component.operations.register("mailbox.ack")(mailboxes.ack)
     http_app = make_info_app(component)
     rest_api.add_routes(http_app, mailboxes)
+    instrument_flask(http_app, "mc")
     component.add_wsgi("http", http_app, api=True)
     component.on_stop.extend(provider.close for provider in providers.values())
     grpc_server = GrpcServer(component)
