@@ -30,6 +30,7 @@ import logging
 import os
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -286,6 +287,51 @@ class Vapid:
         return f"vapid t={self.token(audience)}, k={self.public_key}"
 
 
+# -- logging -------------------------------------------------------------------------------------------
+
+
+class _RedactEndpoints(logging.Filter):
+    """httpx logs every request's URL at INFO; an endpoint's path is the right to push to that browser, so
+    the URLs of pushes in flight are shortened to their origin."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._targets: dict[str, int] = {}
+
+    def add(self, url: str) -> None:
+        with self._lock:
+            self._targets[url] = self._targets.get(url, 0) + 1
+
+    def discard(self, url: str) -> None:
+        with self._lock:
+            if self._targets.get(url, 0) <= 1:
+                self._targets.pop(url, None)
+            else:
+                self._targets[url] -= 1
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and self._targets:
+            with self._lock:
+                targets = set(self._targets)
+            record.args = tuple(_origin_only(str(arg)) if str(arg) in targets else arg for arg in record.args)
+        return True
+
+
+def _origin_only(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/…"
+
+
+_REDACTION = _RedactEndpoints()
+
+
+def _install_log_redaction() -> None:
+    httpx_log = logging.getLogger("httpx")
+    if _REDACTION not in httpx_log.filters:
+        httpx_log.addFilter(_REDACTION)
+
+
 # -- the provider ----------------------------------------------------------------------------------------
 
 
@@ -310,6 +356,7 @@ class WebPushProvider:
     ) -> None:
         self.vapid = vapid
         self._policy = policy or EndpointPolicy()
+        _install_log_redaction()
         # Endpoints are chosen by apps, so a slow one must not hold the MC's send for long; and the
         # client follows no redirect, which could lead anywhere.
         # No connection is kept: the pool is keyed by address, and a connection verified for one push
@@ -378,12 +425,21 @@ class WebPushProvider:
         request = self._http.build_request(
             "POST", target, content=body, headers=headers, extensions=extensions
         )
-        # Streamed and never read: what the push service says is in the status; a body could be large.
-        response = self._http.send(request, stream=True)
+        target = str(request.url)
+        _REDACTION.add(target)
         try:
-            return response.status_code, response.headers.get("Location"), response.headers.get("Retry-After")
+            # Streamed and never read: what the push service says is in the status; a body could be large.
+            response = self._http.send(request, stream=True)
+            try:
+                return (
+                    response.status_code,
+                    response.headers.get("Location"),
+                    response.headers.get("Retry-After"),
+                )
+            finally:
+                response.close()
         finally:
-            response.close()
+            _REDACTION.discard(target)
 
     def close(self) -> None:
         self._http.close()

@@ -2,6 +2,7 @@
 verifying the JWT, the SSRF guard, and delivery to a local push service that decrypts what it gets."""
 
 import json
+import logging
 import os
 import socket
 import stat
@@ -307,11 +308,15 @@ def _wake_up(subscription: WebPushSubscription, **options: Any) -> PushMessage:
 
 
 def test_a_push_arrives_encrypted_signed_and_decryptable(
-    service: WebPushServer, provider: WebPushProvider, vapid: Vapid
+    service: WebPushServer, provider: WebPushProvider, vapid: Vapid, caplog: pytest.LogCaptureFixture
 ) -> None:
     subscription = service.subscribe(vapid.public_key)
     before = len(service.received)
-    result = provider.send(_wake_up(subscription))
+    with caplog.at_level(logging.INFO):
+        result = provider.send(_wake_up(subscription))
+    # httpx logs the request at INFO; the endpoint's path, the right to push, is cut off there.
+    assert "HTTP Request: POST https://127.0.0.1:" in caplog.text and "/…" in caplog.text
+    assert subscription.id not in caplog.text
     assert result.delivered and result.provider == "webpush", result
     assert result.provider_message_id and result.provider_message_id.startswith("/message/")
     push = service.received[before]
