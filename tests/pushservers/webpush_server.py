@@ -184,6 +184,10 @@ class WebPushServer:
             self._state.subscriptions[subscription_id] = subscription
         return subscription
 
+    def find(self, endpoint: str) -> WebPushSubscription:
+        with self._state.lock:
+            return next(s for s in self._state.subscriptions.values() if s.endpoint == endpoint)
+
     def drop(self, subscription: WebPushSubscription) -> None:
         """The browser unsubscribed: pushes to it get 410 Gone from now on."""
         with self._state.lock:
