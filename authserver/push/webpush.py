@@ -201,7 +201,9 @@ class EndpointPolicy:
     too: for tests, and for a push service of one's own inside a closed network."""
 
     allow_private: bool = False
-    resolve: Callable[..., list[Any]] = socket.getaddrinfo
+    # None: socket.getaddrinfo looked up at each call, so that gevent's patched resolver is the one used
+    # even when this module was imported before patching.
+    resolve: Callable[..., list[Any]] | None = None
 
     def addresses(self, host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
         """Every address ``host`` resolves to; ValueError if any is one the MC must not reach (one bad
@@ -214,10 +216,10 @@ class EndpointPolicy:
             found = [literal]
         else:
             try:
-                answers = self.resolve(host, port, type=socket.SOCK_STREAM)
+                answers = (self.resolve or socket.getaddrinfo)(host, port, type=socket.SOCK_STREAM)
             except (OSError, UnicodeError):
                 raise ValueError("the endpoint's host does not resolve") from None
-            found = [ipaddress.ip_address(answer[4][0].split("%")[0]) for answer in answers]
+            found = [ipaddress.ip_address(str(answer[4][0]).split("%")[0]) for answer in answers]
         if not found:
             raise ValueError("the endpoint's host does not resolve")
         for address in found:
@@ -378,7 +380,7 @@ class WebPushProvider:
         try:
             body = encrypt(payload, subscription.p256dh, subscription.auth)
             host, port, origin = _split_endpoint(subscription.endpoint)
-            address = self._policy.addresses(host, port)[0]
+            addresses = self._policy.addresses(host, port)
         except ValueError as exc:
             log.info("web push to %s refused: %s", subscription.short(), exc)
             return failed(self.name, f"refused: {exc}")
@@ -394,7 +396,9 @@ class WebPushProvider:
         if message.collapse_id:
             headers["Topic"] = topic_for(message.collapse_id)
         try:
-            status, location, retry_after = self._post(subscription.endpoint, host, address, headers, body)
+            status, location, retry_after = self._post_any(
+                subscription.endpoint, host, addresses, headers, body
+            )
         except httpx.HTTPError as exc:
             log.warning("web push to %s failed: %s", subscription.short(), type(exc).__name__)
             return failed(self.name, f"network: {type(exc).__name__}")
@@ -407,6 +411,23 @@ class WebPushProvider:
         if status == 429 or status >= 500:
             return failed(self.name, description, retry_after=parse_retry_after(retry_after, 60.0))
         return failed(self.name, description)
+
+    def _post_any(
+        self,
+        endpoint: str,
+        host: str,
+        addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address],
+        headers: dict[str, str],
+        body: bytes,
+    ) -> tuple[int, str | None, str | None]:
+        """Tries the checked addresses in the resolver's order until one takes the connection (a host
+        with IPv6 and IPv4 addresses may answer on only one of them)."""
+        for address in addresses[:-1]:
+            try:
+                return self._post(endpoint, host, address, headers, body)
+            except httpx.ConnectError:
+                continue
+        return self._post(endpoint, host, addresses[-1], headers, body)
 
     def _post(
         self,

@@ -326,6 +326,32 @@ def test_a_push_arrives_encrypted_signed_and_decryptable(
     assert push.claims["aud"] == service.origin and push.claims["sub"] == SUBJECT
 
 
+def test_a_push_service_named_by_host_name_is_reached_at_the_checked_address(
+    ca: TestCA, provider: WebPushProvider, vapid: Vapid
+) -> None:
+    """The connection goes to the address the guard checked, while TLS still verifies the certificate for
+    the endpoint's host name (sent as SNI) and the Host header keeps the name. The certificate here names
+    only localhost, not 127.0.0.1, so verifying against the address would fail."""
+    named = WebPushServer(ca.issue(with_ip=False))
+    try:
+        subscription = named.subscribe(vapid.public_key, host="localhost")
+        result = provider.send(_wake_up(subscription))
+        assert result.delivered, (result, named.refused)
+        (push,) = named.received
+        assert push.headers["host"] == f"localhost:{named.port}"
+        assert push.claims["aud"] == f"https://localhost:{named.port}"
+        by_address = named.subscribe(vapid.public_key)
+        assert provider.send(_wake_up(by_address)).error == "network: ConnectError"
+        assert len(named.received) == 1
+    finally:
+        named.stop()
+
+
+def test_a_host_name_of_a_loopback_address_is_refused_by_default() -> None:
+    with pytest.raises(ValueError, match="not a public address"):
+        EndpointPolicy().addresses("localhost", 443)
+
+
 def test_a_gone_subscription_is_reported_invalid(
     service: WebPushServer, provider: WebPushProvider, vapid: Vapid
 ) -> None:

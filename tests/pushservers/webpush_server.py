@@ -171,11 +171,14 @@ class WebPushServer:
 
     # -- steering and inspection -------------------------------------------------------------------
 
-    def subscribe(self, application_server_key: str) -> WebPushSubscription:
+    def subscribe(self, application_server_key: str, *, host: str | None = None) -> WebPushSubscription:
+        """``host``: name this service by another name in the endpoint (``localhost``); its certificate
+        is for both."""
         subscription_id = secrets.token_urlsafe(24)
+        origin = f"https://{host}:{self.port}" if host else self.origin
         subscription = WebPushSubscription(
             id=subscription_id,
-            endpoint=f"{self.origin}/push/{subscription_id}",
+            endpoint=f"{origin}/push/{subscription_id}",
             private_key=ec.generate_private_key(ec.SECP256R1()),
             auth=secrets.token_bytes(16),
             application_server_key=application_server_key,
@@ -271,7 +274,8 @@ class WebPushServer:
         except InvalidSignature:
             raise _Refused(403, "the VAPID signature does not verify") from None
         now = time.time()
-        if claims.get("aud") != self.origin:
+        origin = subscription.endpoint[: subscription.endpoint.index("/push/")]
+        if claims.get("aud") != origin:
             raise _Refused(403, "aud is not this push service's origin")
         exp = claims.get("exp")
         if not isinstance(exp, int) or not now < exp <= now + 24 * 3600:
