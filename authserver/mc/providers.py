@@ -84,7 +84,7 @@ def providers_from_environment(
 def webpush_from_environment(
     environ: Mapping[str, str], data_dir: Path | None, ca_file: str | None
 ) -> "WebPushProvider":
-    from authserver.push.webpush import EndpointPolicy, Vapid, load_vapid_key, vapid_key_in
+    from authserver.push.webpush import EndpointPolicy, Vapid, WebPushProvider, load_vapid_key, vapid_key_in
 
     pem = _setting(environ, "WEBPUSH_VAPID_PRIVATE_KEY")
     try:
@@ -102,8 +102,6 @@ def webpush_from_environment(
     allow = (_setting(environ, "WEBPUSH_ALLOW_PRIVATE_ENDPOINTS") or "false").lower()
     if allow not in ("true", "false"):
         raise ConfigError("NEXTAUTH_MC_WEBPUSH_ALLOW_PRIVATE_ENDPOINTS: expected true or false")
-    from authserver.push.webpush import WebPushProvider
-
     return WebPushProvider(
         Vapid(key, subject), policy=EndpointPolicy(allow_private=allow == "true"), ca_file=ca_file
     )

@@ -65,6 +65,7 @@ RECORD_SIZE = 4096
 MAX_PLAINTEXT_BYTES = RECORD_SIZE - 86 - 1 - 16
 MAX_ENDPOINT_CHARS = 1024
 MAX_TOKEN_CHARS = 2048
+MAX_ADDRESSES_TRIED = 2
 # RFC 8292 section 2: the JWT's expiry must not be more than 24 hours ahead.
 VAPID_LIFETIME_SECONDS = 12 * 3600
 _KEY_INFO = b"WebPush: info\x00"
@@ -354,13 +355,14 @@ class WebPushProvider:
         *,
         policy: EndpointPolicy | None = None,
         ca_file: str | None = None,
-        timeout: float = 5.0,
+        timeout: float = 3.0,
     ) -> None:
         self.vapid = vapid
         self._policy = policy or EndpointPolicy()
         _install_log_redaction()
-        # Endpoints are chosen by apps, so a slow one must not hold the MC's send for long; and the
-        # client follows no redirect, which could lead anywhere.
+        # Endpoints are chosen by apps, so a slow one must not hold the MC's send for long (ns gives a
+        # send 5 s): short timeouts, and at most two addresses tried. The client follows no redirect,
+        # which could lead anywhere.
         # No connection is kept: the pool is keyed by address, and a connection verified for one push
         # service's name must not carry a push for another name that shares the address.
         self._http = httpx.Client(
@@ -422,6 +424,7 @@ class WebPushProvider:
     ) -> tuple[int, str | None, str | None]:
         """Tries the checked addresses in the resolver's order until one takes the connection (a host
         with IPv6 and IPv4 addresses may answer on only one of them)."""
+        addresses = addresses[:MAX_ADDRESSES_TRIED]
         for address in addresses[:-1]:
             try:
                 return self._post(endpoint, host, address, headers, body)
