@@ -3,7 +3,6 @@ subscription the push service disowns being forgotten while the message stays fo
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -43,8 +42,9 @@ def service(ca: TestCA) -> Iterator[WebPushServer]:
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    made = db.create_engine_for(f"sqlite:///{tmp_path / 'mc.db'}")
+def engine(db_uri: str) -> Iterator[Engine]:
+    """On each supported database: forgetting a subscription compares a TEXT column."""
+    made = db.create_engine_for(db_uri)
     db.upgrade(made)
     yield made
     made.dispose()
