@@ -34,6 +34,8 @@ E2E_MODULES = frozenset(
         "tests.test_traefik",
         "tests.push.test_apns",
         "tests.push.test_fcm",
+        "tests.push.test_webpush_delivery",
+        "tests.push.test_webpush_mailbox",
     }
 )
 

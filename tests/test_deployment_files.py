@@ -23,12 +23,14 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from flask import Flask
 
 from authserver.config import COMPONENTS, DEFAULT_PORTS, load_config, unknown_variables
+from authserver.mc.providers import providers_from_environment
 from authserver.ns.common import parse_trusted_sfs_keys
 from authserver.ns.mc_client import parse_message_centers
+from authserver.push.webpush import WebPushProvider
 from idp import server as idp_server
 from idp.context import EXTENSION as IDP_EXTENSION
 from idp.forwardauth import blueprint as forward_auth_blueprint
@@ -711,6 +713,13 @@ def test_compose_configuration_loads(compose: dict, tmp_path: Path) -> None:
         ).decode()
         for name, key in keys.items()
     }
+    vapid_pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        .decode()
+    )
     variables = {
         "PUBLIC_HOST": "auth.example.com",
         "ACME_EMAIL": "ops@example.com",
@@ -725,6 +734,7 @@ def test_compose_configuration_loads(compose: dict, tmp_path: Path) -> None:
         "ATTESTATION_KEY": lambda component: pem[f"{component}-attestation"],
         "SECRET_KEY": lambda component: "s" * 48,
         "NS_API_KEY": lambda component: "k" * 40,
+        "WEBPUSH_VAPID_PRIVATE_KEY": lambda component: vapid_pem,
     }
     resolved = {
         "configs": {
@@ -748,6 +758,16 @@ def test_compose_configuration_loads(compose: dict, tmp_path: Path) -> None:
                 variables["MC_KEY_HASH"]
             ]
             assert config.public_sigmai_uri == "wss://auth.example.com/ns/sigmai"
+        if name == "mc":
+            # The push providers read their own settings; the VAPID key and subject must pass them.
+            providers = providers_from_environment(env, tmp_path / "mc-data")
+            try:
+                webpush = providers["webpush"]
+                assert isinstance(webpush, WebPushProvider) and webpush.vapid.public_key
+            finally:
+                for provider in providers.values():
+                    provider.close()
+            assert not (tmp_path / "mc-data").exists()  # the configured key, not one made on the spot
 
 
 def test_compose_idp_configuration_loads(compose: dict, tmp_path: Path) -> None:

@@ -94,7 +94,7 @@ def _executor():  # type: ignore[no-untyped-def]
 def build(config: ComponentConfig, *, environ: dict[str, str] | None = None) -> Component:
     environ = dict(os.environ if environ is None else environ)
     component = build_component(config, "Message Center")
-    providers = providers_from_environment(environ)
+    providers = providers_from_environment(environ, config.data_dir)
     mailboxes = MailboxService(component.engine, providers)
     component.operations.register("mailbox.register")(mailboxes.register)
     # Each mailbox.register of a new device key adds a row: limited per client address and for all.
@@ -110,6 +110,10 @@ def build(config: ComponentConfig, *, environ: dict[str, str] | None = None) -> 
     )
     component.operations.register("mailbox.fetch")(mailboxes.fetch)
     component.operations.register("mailbox.ack")(mailboxes.ack)
+    vapid_public_key = mailboxes.vapid_public_key()
+    if vapid_public_key is not None:
+        log.info("mc web push VAPID public key: %s", vapid_public_key)
+    component.operations.register("webpush.key")(mailboxes.webpush_key)
     http_app = make_info_app(component)
     rest_api.add_routes(http_app, mailboxes)
     instrument_flask(http_app, "mc")
