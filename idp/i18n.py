@@ -10,8 +10,9 @@ where they are shown, so logs and protocol answers keep the English text.
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, redirect, request
+from flask import Blueprint, Flask, current_app, redirect, request, url_for
 from flask_babel import Babel, get_locale, gettext
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 LANGUAGES = {"en": "English", "de": "Deutsch", "fr": "Français"}
@@ -45,16 +46,32 @@ def select_locale() -> str:
 def choose(code: str) -> Response:
     """Sets the language and goes back to the page the link was on (a path on this site, nothing else)."""
     # Imported here: idp.web imports this module while it builds the app.
+    from idp.context import services
     from idp.web.login import safe_next
 
-    response = redirect(safe_next(request.args.get("next")))
+    target = safe_next(request.args.get("next"))
+    # The IdP has no page at "/", where safe_next sends anything doubtful: the login page instead.
+    response = redirect(url_for("login.login") if target == "/" else target)
     if code in LANGUAGES:
-        response.set_cookie(COOKIE, code, max_age=COOKIE_SECONDS, httponly=True, samesite="Lax")
+        secure = services().secure_cookies  # like the IdP's other cookies, though this one holds no secret
+        response.set_cookie(COOKIE, code, max_age=COOKIE_SECONDS, httponly=True, samesite="Lax", secure=secure)
     return response
 
 
+def _here() -> str:
+    """Where the switcher returns to: this page, when a GET brings it back (a page drawn for a POST, say
+    the login page after a push without script, comes back as the login page)."""
+    if request.method == "GET":
+        return request.full_path.rstrip("?")
+    try:
+        current_app.url_map.bind("").match(request.path, method="GET")
+    except HTTPException:
+        return url_for("login.login")
+    return request.path
+
+
 def _page_language() -> dict[str, Any]:
-    here = request.full_path.rstrip("?") if request else "/"
+    here = _here() if request else "/"
     return {
         "page_lang": str(get_locale() or DEFAULT),
         "languages": LANGUAGES,

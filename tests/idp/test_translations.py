@@ -16,7 +16,7 @@ from babel.messages.pofile import read_po
 from flask import Flask, render_template
 from flask.testing import FlaskClient
 
-from idp.i18n import LANGUAGES, TRANSLATIONS
+from idp.i18n import LANGUAGES, TRANSLATIONS, _here
 from idp.web import create_app
 from tests.fixtures.idp_offline import offline_idp_services
 
@@ -121,7 +121,15 @@ def test_the_switcher_sets_the_cookie_and_goes_back(client: FlaskClient) -> None
 )
 def test_the_switcher_never_leaves_the_site(client: FlaskClient, target: str) -> None:
     answer = client.get("/lang/de", query_string={"next": target})
-    assert answer.status_code == 302 and answer.headers["Location"] == "/"
+    assert answer.status_code == 302 and answer.headers["Location"] == "/login"
+
+
+def test_a_page_drawn_for_a_post_switches_back_to_a_page_that_gets(client: FlaskClient) -> None:
+    # The logout page answers GET and POST alike; a POST-only address would lead to the login page.
+    with client.application.test_request_context("/login/push", method="POST"):
+        assert _here() == "/login"
+    with client.application.test_request_context("/logout?x=1", method="POST"):
+        assert _here() == "/logout"
 
 
 def test_an_unknown_language_sets_nothing(client: FlaskClient) -> None:
