@@ -54,7 +54,9 @@ def choose(code: str) -> Response:
     response = redirect(url_for("login.login") if target == "/" else target)
     if code in LANGUAGES:
         secure = services().secure_cookies  # like the IdP's other cookies, though this one holds no secret
-        response.set_cookie(COOKIE, code, max_age=COOKIE_SECONDS, httponly=True, samesite="Lax", secure=secure)
+        response.set_cookie(
+            COOKIE, code, max_age=COOKIE_SECONDS, httponly=True, samesite="Lax", secure=secure
+        )
     return response
 
 
