@@ -84,7 +84,7 @@ def _verify_within_budget(verify: Callable[[], object]) -> None:
     try:
         limits.limiter.check(rule, client_key(client), client=client, what="SAML signatures that failed")
     except RateLimited as exc:
-        refuse(exc, "Too many requests with signatures that did not verify. Wait a moment and try again.")
+        refuse(exc, N_("Too many requests with signatures that did not verify. Wait a moment and try again."))
     try:
         verify()
     except Exception:

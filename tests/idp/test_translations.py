@@ -22,7 +22,7 @@ from tests.fixtures.idp_offline import offline_idp_services
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGS = {lang: TRANSLATIONS / lang / "LC_MESSAGES" / "messages.po" for lang in LANGUAGES if lang != "en"}
-PLACEHOLDER = re.compile(r"%\(\w+\)s|<[^>]+>")
+PLACEHOLDER = re.compile(r"%\(\w+\)s|\{\w+\}|<[^>]+>")
 
 
 def read_catalog(lang: str):  # type: ignore[no-untyped-def]
