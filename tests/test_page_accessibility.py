@@ -110,9 +110,10 @@ def test_the_device_pages(pages: Tour, page: Any, axe: Any) -> None:
     no_violations(axe, page)
 
 
-def test_the_push_form_fits_a_phone(pages: Tour, page: Any) -> None:
+@pytest.mark.parametrize("lang", ["en", "de", "fr"])
+def test_the_push_form_fits_a_phone(pages: Tour, page: Any, lang: str) -> None:
     page.set_viewport_size({"width": 390, "height": 844})
-    page.goto(f"{pages.idp}/login")
+    page.goto(f"{pages.idp}/lang/{lang}?next=/login")
     page.click("#push-option summary")
     card = page.locator("main").bounding_box()
     for part in ("#username", "#push button[type=submit]"):
