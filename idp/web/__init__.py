@@ -17,7 +17,7 @@ from pathlib import Path
 from flask import Flask
 
 from authserver.transport.json_bodies import bound_json
-from idp import long_urls, metrics
+from idp import i18n, long_urls, metrics
 from idp.blueprints import blueprints
 from idp.context import EXTENSION, IdpServices
 from idp.login_binding import LoginBindings
@@ -61,6 +61,7 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
         websocket_url=websocket_url,
         session_seconds=session_seconds,
     )
+    i18n.register(app)
     app.before_request(refuse_cross_site)
     for page in (login, push, completion, logout, whoami):
         app.register_blueprint(page.blueprint)
@@ -70,6 +71,9 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
     app.register_error_handler(401, errors.unauthenticated)
     app.register_error_handler(429, errors.too_many)
     app.register_error_handler(413, errors.too_large)
+    app.register_error_handler(404, errors.not_found)
+    app.register_error_handler(405, errors.method_not_allowed)
+    app.register_error_handler(500, errors.internal_error)
     long_urls.register(app)
     app.after_request(errors.security_headers)
     metrics.instrument(app)
