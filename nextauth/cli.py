@@ -47,6 +47,45 @@ def _access(args: argparse.Namespace) -> int:
     return 0
 
 
+def _invite(args: argparse.Namespace) -> int:
+    """Make an invite from the command line, straight in ns's database, as ``apikey`` makes keys: the
+    running ns reads it from there, so this works for a single in-process ns too."""
+    from authserver.ns.enrolment import EnrolmentService
+    from authserver.ns.errors import ServiceError
+    from authserver.ns.login import LoginService
+    from authserver.ns.servers import ServerRegistry
+    from authserver.services.ns import invite_ttl, invite_url
+    from authserver.storage import db
+    from authserver.storage.kv import MemoryStore
+
+    (config,) = load(["ns"], os.environ, "standalone")
+    engine = db.create_engine_for(config.db_uri)
+    db.upgrade(engine)
+    try:
+        servers = ServerRegistry(engine)
+        servers.ensure_default()
+        server = servers.get(args.server)
+        if server is None:
+            sys.stderr.write(f"nextauth: no server {args.server!r}\n")
+            return 2
+        # Making an invite needs no login and no sigmai: the services' other parts stay idle here.
+        login = LoginService(engine, MemoryStore(), servers, {}, "")
+        invite_base = invite_url(os.environ)
+        if invite_base is None and os.environ.get("NEXTAUTH_IDP_PUBLIC_URL"):
+            invite_base = os.environ["NEXTAUTH_IDP_PUBLIC_URL"].rstrip("/") + "/enrol/"
+        invites = EnrolmentService(
+            engine, servers, login, "", invite_ttl=invite_ttl(os.environ), invite_url=invite_base
+        )
+        invite = invites.create_invite(server, args.user, args.ttl)
+    except ServiceError as exc:
+        sys.stderr.write(f"nextauth: {exc.message}\n")
+        return 2
+    finally:
+        engine.dispose()
+    sys.stdout.write(json.dumps(invite) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nextauth", description="nextAuth authentication server.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -65,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     clientcert.add_argument("--roles", required=True, help=f"comma-separated, among {', '.join(ROLES)}")
     clientcert.add_argument("--server", help="limit it to this virtual server")
     clientcert.add_argument("--certificate", required=True, help="PEM file of the client's certificate")
+    invite = commands.add_parser("invite", help="invites with which people enrol their own phone")
+    invite_commands = invite.add_subparsers(dest="invite_command", required=True)
+    create = invite_commands.add_parser("create", help="a single-use invite link for a user (printed once)")
+    create.add_argument("user", help="the user id the invite enrols")
+    create.add_argument("--ttl", type=float, help="seconds it stays valid (default NEXTAUTH_NS_INVITE_TTL)")
+    create.add_argument("--server", default="default", help="the virtual server (default: default)")
     idp_commands.add_parsers(commands)
     args = parser.parse_args(argv)
     try:
@@ -76,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_idp()
         if args.command in ("apikey", "clientcert"):
             return _access(args)
+        if args.command == "invite":
+            return _invite(args)
         if args.command == "migrate":
             from authserver.storage import db
 
