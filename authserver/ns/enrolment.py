@@ -38,7 +38,7 @@ from nextauth_core.statements import ENROL_CODE_EXPORTER, confirmation_code
 
 SECRET_BYTES = 32
 MAX_CODE_ATTEMPTS = 3
-INVITE_TTL_BOUNDS = (60.0, 30 * 86400.0)
+INVITE_TTL_BOUNDS = (1.0, 30 * 86400.0)
 # Rows that are invites, not enrolments: the enrolment API and the app never see them.
 INVITE_STATES = ("invited", "used", "revoked")
 MAX_TOKEN_LENGTH = 100

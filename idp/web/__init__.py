@@ -23,7 +23,7 @@ from idp.context import EXTENSION, IdpServices
 from idp.login_binding import LoginBindings
 from idp.ns_client import NsError
 from idp.origin import refuse_cross_site
-from idp.web import completion, errors, login, logout, push, whoami
+from idp.web import completion, enrol, errors, login, logout, push, whoami
 from idp.web.login import safe_next
 from idp.web.state import EXTENSION as WEB_EXTENSION
 from idp.web.state import WebState
@@ -62,7 +62,7 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
         session_seconds=session_seconds,
     )
     app.before_request(refuse_cross_site)
-    for page in (login, push, completion, logout, whoami):
+    for page in (login, push, completion, logout, whoami, enrol):
         app.register_blueprint(page.blueprint)
     for blueprint in blueprints():
         app.register_blueprint(blueprint)
