@@ -229,7 +229,9 @@ class EnrolmentService:
     def _invite(self, db: Session, server: VirtualServer, token: Any) -> Enrolment | None:
         """The invite row the token opens, or None for a token that opens none, including a revoked one:
         whoever holds a token must not learn that it once was valid."""
-        if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 1:
+        if not isinstance(token, str) or not token:
+            raise ServiceError(400, "bad_request", "token is required: the invite's token, from its link.")
+        if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 1:
             return None
         invite_id, _, encoded = token.partition(".")
         try:
