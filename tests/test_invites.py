@@ -290,6 +290,36 @@ def test_help_desk_replaces_a_lost_phone(system: RunningSystem, tmp_path: Path) 
     assert code != 0, answer
 
 
+def test_invite_page_in_chromium(system: RunningSystem, browser: object, tmp_path: Path) -> None:
+    """The pages in a real browser: the form posts pass the IdP's cross-site check, the inline SVGs its
+    Content-Security-Policy (a refusal would be a console error), and the person ends on the success page."""
+    phone = new_phone(system, tmp_path / "phone")
+    created = invite(system, "bea")
+    page = browser.new_page()  # type: ignore[attr-defined]
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.goto(created["link"])
+    assert page.inner_text("#userid") == "bea"
+    page.click("#start button")
+    page.wait_for_selector("#visual-hash svg")
+    assert page.is_visible("#qr svg")
+    code, scanned = run_app(phone, "scan", page.get_attribute("#qr", "data-qrdata"), "--pin", PIN)
+    assert code == 0, scanned
+    assert page.inner_text("#visual-words") == " ".join(scanned["visual_hash"]["words"])
+    filled = page.locator("#visual-hash svg rect").count() - 1  # less the background
+    assert filled == sum(row.count("#") for row in scanned["visual_hash"]["grid"])
+    page.fill("#code", "000000" if scanned["confirmation_code"] != "000000" else "111111")
+    page.click("#confirm button")
+    page.wait_for_selector("#error")
+    page.fill("#code", scanned["confirmation_code"])
+    page.click("#confirm button")
+    page.wait_for_selector("#done")
+    # Failed loads are expected (the favicon, the 400 of the wrong code); a CSP refusal is not.
+    assert [e for e in errors if "Content Security Policy" in e or "Refused" in e] == []
+    page.close()
+    assert log_in(system, phone)["userid"] == "bea"
+
+
 def test_invite_pages_are_rate_limited(system: RunningSystem) -> None:
     """30 a minute by default (NEXTAUTH_IDP_RATE_LIMIT_ENROL); then 429, whatever the token."""
     with new_browser() as browser:
