@@ -6,9 +6,10 @@ ns says the nonce's session is logged in does the IdP start its own session for 
 in a second cookie, see ``idp.sessions``), which OIDC, SAML and forward-auth build on.
 
 The views are module-level blueprints, one module per concern (``login``, ``push``, ``completion``,
-``logout``, ``whoami``); what they share lives on the app (``idp.context.services()`` and
-``idp.web.state.web_state()``). ``create_app`` builds the app: its settings, that state, the blueprints
-(these and the protocol front-ends of ``idp.blueprints``), the error pages and the headers.
+``logout``, ``whoami``, ``enrol`` for invite links); what they share lives on the app
+(``idp.context.services()`` and ``idp.web.state.web_state()``). ``create_app`` builds the app: its
+settings, that state, the blueprints (these and the protocol front-ends of ``idp.blueprints``), the error
+pages and the headers.
 """
 
 import os
