@@ -31,6 +31,11 @@ def test_vectors_follow_the_written_definition(vector: dict) -> None:
     assert vector["words"] == [WORDS[digest[3 + i] % 64] for i in range(3)]
 
 
+def test_vector_file_carries_the_lists_an_app_needs() -> None:
+    assert VECTORS["wordlist"] == list(WORDS)
+    assert [(c["name"], c["hex"]) for c in VECTORS["palette"]] == list(PALETTE)
+
+
 def test_lists_are_fixed_sizes_without_repeats() -> None:
     assert len(PALETTE) == 8 and len({name for name, _ in PALETTE}) == 8
     assert len(WORDS) == 64 and len(set(WORDS)) == 64
