@@ -5,6 +5,7 @@ the code typed into the page, then a login. And every way an invite must not wor
 import html
 import itertools
 import json
+import os
 import re
 import subprocess
 import sys
@@ -303,6 +304,9 @@ def test_invite_page_in_chromium(system: RunningSystem, browser: object, tmp_pat
     page.click("#start button")
     page.wait_for_selector("#visual-hash svg")
     assert page.is_visible("#qr svg")
+    shots = os.environ.get("NEXTAUTH_SCREENSHOT_DIR")  # as tests/test_login_page.py: for the docs
+    if shots and system.env.get("NEXTAUTH_DB_URI") is None:
+        page.screenshot(path=str(Path(shots) / "enrol-page.png"), full_page=True)
     code, scanned = run_app(phone, "scan", page.get_attribute("#qr", "data-qrdata"), "--pin", PIN)
     assert code == 0, scanned
     assert page.inner_text("#visual-words") == " ".join(scanned["visual_hash"]["words"])
