@@ -48,8 +48,8 @@ def _access(args: argparse.Namespace) -> int:
 
 
 def _invite(args: argparse.Namespace) -> int:
-    """Make an invite from the command line, straight in ns's database, as ``apikey`` makes keys: the
-    running ns reads it from there, so this works for a single in-process ns too."""
+    """Make (or revoke) an invite from the command line, straight in ns's database, as ``apikey`` makes
+    keys: the running ns reads it from there, so this works for a single in-process ns too."""
     from authserver.ns.enrolment import EnrolmentService
     from authserver.ns.errors import ServiceError
     from authserver.ns.login import LoginService
@@ -76,7 +76,10 @@ def _invite(args: argparse.Namespace) -> int:
         invites = EnrolmentService(
             engine, servers, login, "", invite_ttl=invite_ttl(os.environ), invite_url=invite_base
         )
-        invite = invites.create_invite(server, args.user, args.ttl)
+        if args.invite_command == "revoke":
+            invite = invites.revoke_invite(server, args.invite)
+        else:
+            invite = invites.create_invite(server, args.user, args.ttl)
     except ServiceError as exc:
         sys.stderr.write(f"nextauth: {exc.message}\n")
         return 2
@@ -110,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("user", help="the user id the invite enrols")
     create.add_argument("--ttl", type=float, help="seconds it stays valid (default NEXTAUTH_NS_INVITE_TTL)")
     create.add_argument("--server", default="default", help="the virtual server (default: default)")
+    revoke = invite_commands.add_parser("revoke", help="revoke an invite: its link stops working")
+    revoke.add_argument("invite", help="the invite id (not the token)")
+    revoke.add_argument("--server", default="default", help="the virtual server (default: default)")
     idp_commands.add_parsers(commands)
     args = parser.parse_args(argv)
     try:

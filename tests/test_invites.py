@@ -268,6 +268,14 @@ def test_operator_command_makes_a_working_invite(system: RunningSystem, tmp_path
         timeout=60,
     )
     assert refused.returncode == 2 and b"ttl" in refused.stderr
+    revoke = [sys.executable, "-m", "nextauth.cli", "invite", "revoke"]
+    other = invite(system, "olivia")
+    done = subprocess.run([*revoke, other["invite"]], env=env, cwd=REPO, capture_output=True, timeout=60)
+    assert done.returncode == 0 and json.loads(done.stdout) == {"invite": other["invite"], "state": "revoked"}
+    with new_browser() as browser:
+        assert browser.get(other["link"]).status_code == 404
+    again = subprocess.run([*revoke, other["invite"]], env=env, cwd=REPO, capture_output=True, timeout=60)
+    assert again.returncode == 2 and b"revoked already" in again.stderr
 
 
 def test_help_desk_replaces_a_lost_phone(system: RunningSystem, tmp_path: Path) -> None:
