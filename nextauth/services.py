@@ -51,6 +51,10 @@ def run(configs: list[ComponentConfig], *, announce: bool) -> int:
             by_name[config.component] = _build(config, by_name, embedded=announce)
             components.append(by_name[config.component])
         idp = embedded_idp(by_name["ns"], first.data_dir) if announce and "ns" in by_name else None
+        enrolment = by_name["ns"].extras["enrolment"] if "ns" in by_name else None
+        if idp is not None and enrolment is not None and enrolment.invite_url is None:
+            # The IdP beside it is where invite links lead, unless NEXTAUTH_NS_INVITE_URL says otherwise.
+            enrolment.invite_url = f"{idp.public_url}/enrol/"
         for component in components:
             component.start()
         if idp is not None:
