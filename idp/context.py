@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from werkzeug.wrappers import Response
 
 from authserver.storage.kv import KeyValueStore
+from idp.branding import Branding
 from idp.directory import Directory
 from idp.keys import KeyRing
 from idp.ns_client import NsClient
@@ -40,6 +41,7 @@ class IdpServices:
     pairwise_secret: bytes = field(default=b"", repr=False)
     oidc_require_par: bool = False  # every OIDC client must push its authorization requests (RFC 9126)
     device_code_seconds: int = 600  # how long an RFC 8628 device code and its user code live
+    branding: Branding = field(default_factory=Branding)  # name, logo, colours, help link of the pages
 
     def url(self, path: str, **query: Any) -> str:
         """An absolute URL on the IdP's public address."""
