@@ -15,7 +15,7 @@ from typing import Any
 
 SETTINGS_DOC = "docs/configuration.md"
 COMPONENTS = ("ns", "sfs", "mc")
-ROLES = ("sessions", "users", "accounts", "servers", "createserver", "root")
+ROLES = ("sessions", "users", "accounts", "servers", "createserver", "root", "audit")
 
 # name -> help; the IdP's administration commands (idp.commands) are listed after these.
 COMMANDS: dict[str, str] = {
@@ -123,7 +123,11 @@ def _access(args: argparse.Namespace) -> int:
         if args.action == "list":
             result = access.list_certificates(args.server) if certificate else access.list_keys(args.server)
         elif args.action == "revoke":
-            revoked = access.revoke_certificate(args.id) if certificate else access.revoke_key(args.id)
+            revoked = (
+                access.revoke_certificate(args.id)
+                if certificate
+                else access.revoke_key(args.id, actor="command line")
+            )
             result = {"revoked": revoked}
             if not revoked:
                 sys.stderr.write(
@@ -147,7 +151,7 @@ def _access(args: argparse.Namespace) -> int:
                 result = {
                     "name": args.name,
                     "roles": roles,
-                    "api_key": access.create_key(args.name, roles, args.server),
+                    "api_key": access.create_key(args.name, roles, args.server, actor="command line"),
                 }
     except (ValueError, OSError) as exc:
         sys.stderr.write(f"nextauth {args.command}: {exc}\n")

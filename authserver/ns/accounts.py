@@ -5,14 +5,21 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
+from authserver.audit import AuditTrail
 from authserver.ns.errors import ServiceError
 from authserver.storage.db import rowcount
 from authserver.storage.flow_models import Account, User
 
 
 class AccountService:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, audit: AuditTrail | None = None) -> None:
         self._engine = engine
+        self.audit = audit if audit is not None else AuditTrail(engine, "ns")
+
+    def _user_of(self, db: Session, account_id: str) -> str | None:
+        return db.scalar(
+            select(User.user_id).join(Account, Account.user_pk == User.id).where(Account.id == account_id)
+        )
 
     def user_accounts(self, server_id: str, user_id: str) -> list[dict[str, Any]]:
         """The active accounts of one user of this server (none: an empty list)."""
@@ -36,7 +43,9 @@ class AccountService:
                 for row in rows
             ]
 
-    def set_blocked(self, server_id: str, account_id: str, blocked: bool) -> None:
+    def set_blocked(
+        self, server_id: str, account_id: str, blocked: bool, *, actor: str | None = None
+    ) -> None:
         with Session(self._engine, expire_on_commit=False) as db:
             result = db.execute(
                 update(Account)
@@ -44,13 +53,25 @@ class AccountService:
                 .values(blocked=blocked)
             )
             db.commit()
+            user_id = self._user_of(db, account_id)
         if not rowcount(result):
             raise ServiceError(404, "not_found", "No such account.")
+        self.audit.record(
+            "account.blocked" if blocked else "account.unblocked",
+            subject=user_id,
+            server_id=server_id,
+            actor=actor,
+            data={"account": account_id},
+        )
 
-    def delete(self, server_id: str, account_id: str) -> None:
+    def delete(self, server_id: str, account_id: str, *, actor: str | None = None) -> None:
         with Session(self._engine, expire_on_commit=False) as db:
             account = db.get(Account, account_id)
             if account is None or account.server_id != server_id:
                 raise ServiceError(404, "not_found", "No such account.")
+            user_id = self._user_of(db, account_id)
             db.delete(account)
             db.commit()
+        self.audit.record(
+            "account.deleted", subject=user_id, server_id=server_id, actor=actor, data={"account": account_id}
+        )

@@ -51,7 +51,8 @@ def make_api(
         enrolment=enrolment,
         push=push,
         transactions=transactions,
-        accounts=AccountService(engine),
+        accounts=AccountService(engine, login.audit),
+        audit=login.audit,
         trusted_proxies=trusted_proxies,
     )
     app.register_blueprint(v1)

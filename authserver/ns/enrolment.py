@@ -104,7 +104,9 @@ class EnrolmentService:
             "expires_at": aware(row.expires_at).isoformat(),
         }
 
-    def confirm(self, server: VirtualServer, enrolment_id: str, code: Any) -> dict[str, Any]:
+    def confirm(
+        self, server: VirtualServer, enrolment_id: str, code: Any, *, actor: str | None = None
+    ) -> dict[str, Any]:
         if not isinstance(code, str) or not code.isdigit() or len(code) != 6:
             raise ServiceError(400, "bad_request", "code must be the six digits the phone shows.")
         with Session(self._engine, expire_on_commit=False) as db:
@@ -150,6 +152,13 @@ class EnrolmentService:
             )
             db.execute(update(Enrolment).where(Enrolment.id == row.id).values(state="completed"))
             db.commit()
+            self._login.audit.record(
+                "enrolment.completed",
+                subject=row.user_id,
+                server_id=server.id,
+                actor=actor,
+                data={"account": row.account_id, "enrolment": row.id},
+            )
             return {
                 "enrolment": row.id,
                 "state": "completed",

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from gevent.pywsgi import WSGIServer
 
+from authserver.audit import settings as audit_settings
 from authserver.config import ComponentConfig, ConfigError, read_setting, seconds_in_range
 from authserver.ns.access import AccessControl
 from authserver.ns.api import make_api
@@ -37,6 +38,7 @@ SETTINGS = (
     "NEXTAUTH_NS_ENROLMENT_TTL",
     "NEXTAUTH_NS_RATE_LIMIT_PROVOKE",
     "NEXTAUTH_NS_RATE_LIMIT_API_KEY_FAILURES",
+    *audit_settings.setting_names("ns"),
 )
 
 
@@ -98,6 +100,9 @@ def build(
     component.identity = default_server.identity
     sigmai_uri = config.public_sigmai_uri or component.urls["sigmai"]
     kv: KeyValueStore = component.kv
+    audit = audit_settings.build_trail("ns", component.engine, environ)
+    component.listeners["audit"] = audit
+    component.listeners["audit-purge"] = audit_settings.retention_purge("ns", audit, environ)
     login = LoginService(
         component.engine,
         kv,
@@ -106,11 +111,12 @@ def build(
         sigmai_uri,
         qr_ttl=_seconds(environ, "NEXTAUTH_NS_LOGIN_QR_TTL", 60),
         session_ttl=_seconds(environ, "NEXTAUTH_NS_SESSION_TTL", 8 * 3600),
+        audit=audit,
     )
     enrolment = EnrolmentService(
         component.engine, servers, login, sigmai_uri, ttl=_seconds(environ, "NEXTAUTH_NS_ENROLMENT_TTL", 600)
     )
-    access = AccessControl(component.engine, "ns", root_key)
+    access = AccessControl(component.engine, "ns", root_key, audit)
     key_failures = rule_setting(
         environ, "NEXTAUTH_NS_RATE_LIMIT_API_KEY_FAILURES", "api_key_failures", "30/minute"
     )

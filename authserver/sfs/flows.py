@@ -23,6 +23,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from authserver.audit import AuditTrail
 from authserver.operations import ChannelContext, OperationError, Operations, binary_param
 from authserver.storage.db import rowcount
 from authserver.storage.flow_models import AppInstance
@@ -44,8 +45,10 @@ class SecondFactorService:
         attestation_key: ed25519.Ed25519PrivateKey,
         key_hash: str,
         max_attempts: int,
+        audit: AuditTrail | None = None,
     ):
         self._engine = engine
+        self.audit = audit if audit is not None else AuditTrail(engine, "sfs")
         self._key = attestation_key  # not the sigmai identity key: see nextauth_core.attestation
         self._key_hash = key_hash  # the sigmai key hash: the SFS's name in attestations (iss)
         self.max_attempts = max_attempts
@@ -169,6 +172,10 @@ class SecondFactorService:
                 raise OperationError("no_challenge", "Enter the PIN again.")
             if not pin.check_proof(instance.pin_verifier, statement, proof):
                 left = max(self.max_attempts - instance.failures, 0)
+                # The SFS knows devices, not users: ns's login.failed names the user.
+                self.audit.record(
+                    "pin.wrong", actor="phone", data={"device": thumbprint, "attempts_left": left}
+                )
                 if left == 0:
                     self._lock(thumbprint)
                     raise OperationError("locked", LOCKED_MESSAGE)
@@ -215,6 +222,9 @@ class SecondFactorService:
         if rowcount(done) == 1:  # the transition, once: later attempts on a locked app are no news
             security_log.warning(
                 "sfs: app instance %s locked: %d wrong PINs in a row", thumbprint, self.max_attempts
+            )
+            self.audit.record(
+                "app.locked", actor="phone", data={"device": thumbprint, "max_attempts": self.max_attempts}
             )
 
     def _reset(self, thumbprint: str) -> None:

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, g, jsonify
 
 from authserver.ns.rest.context import services
 from authserver.ns.rest.requests import body, requires
@@ -26,4 +26,4 @@ def get_enrolment(sid: VirtualServer, eid: str) -> Any:
 @blueprint.post("/servers/<sid>/enrolments/<eid>/confirm")
 @requires("users")
 def confirm_enrolment(sid: VirtualServer, eid: str) -> Any:
-    return jsonify(services().enrolment.confirm(sid, eid, body().get("code")))
+    return jsonify(services().enrolment.confirm(sid, eid, body().get("code"), actor=g.grant.name))

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, g, jsonify
 
 from authserver.ns.access import ROLES
 from authserver.ns.errors import ServiceError
@@ -35,7 +35,10 @@ def create_server() -> Any:
         or not logo.isprintable()
     ):
         raise ServiceError(400, "bad_request", "logo_url must be an https:// URL of at most 500 characters.")
-    return jsonify(services().servers.create(name, logo_url=logo, announce=announce).public()), 201
+    ns = services()
+    created = ns.servers.create(name, logo_url=logo, announce=announce)
+    ns.login.audit.record("server.created", server_id=created.id, actor=g.grant.name, data={"name": name})
+    return jsonify(created.public()), 201
 
 
 @blueprint.get("/servers")

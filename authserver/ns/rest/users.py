@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, g, jsonify
 
 from authserver.ns.errors import ServiceError
 from authserver.ns.rest.context import services
@@ -43,19 +43,19 @@ def user_sessions(sid: VirtualServer, uid: str) -> Any:
 @blueprint.post("/servers/<sid>/accounts/<aid>/block")
 @requires("accounts")
 def block_account(sid: VirtualServer, aid: str) -> Any:
-    services().accounts.set_blocked(sid.id, aid, True)
+    services().accounts.set_blocked(sid.id, aid, True, actor=g.grant.name)
     return jsonify(accountid=aid, blocked=True)
 
 
 @blueprint.post("/servers/<sid>/accounts/<aid>/unblock")
 @requires("accounts")
 def unblock_account(sid: VirtualServer, aid: str) -> Any:
-    services().accounts.set_blocked(sid.id, aid, False)
+    services().accounts.set_blocked(sid.id, aid, False, actor=g.grant.name)
     return jsonify(accountid=aid, blocked=False)
 
 
 @blueprint.delete("/servers/<sid>/accounts/<aid>")
 @requires("accounts")
 def delete_account(sid: VirtualServer, aid: str) -> Any:
-    services().accounts.delete(sid.id, aid)
+    services().accounts.delete(sid.id, aid, actor=g.grant.name)
     return jsonify(accountid=aid, deleted=True)
