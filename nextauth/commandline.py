@@ -15,7 +15,7 @@ from typing import Any
 
 SETTINGS_DOC = "docs/configuration.md"
 COMPONENTS = ("ns", "sfs", "mc")
-ROLES = ("sessions", "users", "accounts", "servers", "createserver", "root", "audit")
+ROLES = ("sessions", "users", "accounts", "servers", "createserver", "audit", "root")
 
 # name -> help; the IdP's administration commands (idp.commands) are listed after these.
 COMMANDS: dict[str, str] = {

@@ -28,7 +28,7 @@ from authserver.storage.models import utcnow
 
 log = logging.getLogger("nextauth.security")
 
-ROLES = ("sessions", "users", "accounts", "servers", "createserver", "root", "audit")
+ROLES = ("sessions", "users", "accounts", "servers", "createserver", "audit", "root")
 CACHE_SECONDS = 5.0
 
 

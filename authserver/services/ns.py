@@ -149,6 +149,7 @@ def build(
         push,
         transactions,
         trusted_proxies=config.trusted_proxies,
+        audit=audit,
     )
     add_info_route(api, component)
     add_openapi_routes(api)
