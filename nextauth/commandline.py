@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "migrate": "apply database migrations and exit",
     "apikey": "API keys for the ns REST API: create (printed once), list, revoke",
     "clientcert": "client certificates for the ns REST API: add, list, revoke",
+    "audit": "the audit trail in ns's database: list events, oldest first",
 }
 IDP_COMMANDS: dict[str, str] = {
     "user": "the IdP's user directory: names, e-mail addresses, groups",
@@ -89,6 +90,16 @@ def _add_command(commands: Any, name: str) -> None:
         command.add_argument("component", choices=COMPONENTS)
     elif name in ("apikey", "clientcert"):
         _access_arguments(command, certificate=name == "clientcert")
+    elif name == "audit":
+        actions = command.add_subparsers(dest="action", metavar="action", required=True)
+        listed = actions.add_parser("list", help="events oldest first, as JSON (the REST API's page)")
+        listed.add_argument("--user", help="only events about this user id")
+        listed.add_argument("--type", action="append", help="only this type (login.failed); repeatable")
+        listed.add_argument("--server", help="only events of this virtual server")
+        listed.add_argument("--since", help="from this ISO 8601 time on (UTC without a zone)")
+        listed.add_argument("--until", help="before this ISO 8601 time")
+        listed.add_argument("--limit", type=int, default=100, help="at most this many (1 to 1000)")
+        listed.add_argument("--cursor", type=int, help="the next_cursor of the previous page")
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
@@ -162,6 +173,52 @@ def _access(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from authserver.audit import EVENT_TYPES, TYPE_PREFIX, AuditTrail
+    from authserver.storage import db
+    from nextauth.services import load
+
+    def moment(flag: str, value: str | None) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(f"{flag}: an ISO 8601 time such as 2026-12-05T08:00:00Z") from exc
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+    try:
+        types = [t.strip() for value in args.type or () for t in value.split(",") if t.strip()]
+        unknown = [t for t in types if t.removeprefix(TYPE_PREFIX) not in EVENT_TYPES]
+        if unknown:
+            raise ValueError(f"--type: no such event type {unknown[0]!r} (see docs/operations.md)")
+        if not 1 <= args.limit <= 1000:
+            raise ValueError("--limit: from 1 to 1000")
+        since, until = moment("--since", args.since), moment("--until", args.until)
+    except ValueError as exc:
+        sys.stderr.write(f"nextauth audit: {exc}\n")
+        return 2
+    (config,) = load(["ns"], os.environ, "standalone")
+    engine = db.create_engine_for(config.db_uri)
+    try:
+        db.upgrade(engine)
+        events, cursor = AuditTrail(engine, "ns").query(
+            types=types,
+            subject=args.user,
+            server_id=args.server,
+            since=since,
+            until=until,
+            limit=args.limit,
+            after=args.cursor,
+        )
+    finally:
+        engine.dispose()
+    sys.stdout.write(json.dumps({"events": events, "next_cursor": cursor}) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
@@ -174,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
             return idp_commands.run(args)
         if args.command in ("apikey", "clientcert"):
             return _access(args)
+        if args.command == "audit":
+            return _audit(args)
         from nextauth.services import load, run
 
         if args.command == "all":
