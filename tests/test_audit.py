@@ -28,8 +28,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    built = db.create_engine_for(f"sqlite:///{tmp_path / 'audit.db'}")
+def engine(db_uri: str) -> Iterator[Engine]:
+    """Each test on SQLite, PostgreSQL and MariaDB: the query's time filters and the purge compare
+    times, which each database stores its own way."""
+    if db_uri.startswith("sqlite:///"):
+        Path(db_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    built = db.create_engine_for(db_uri)
     db.upgrade(built)
     yield built
     built.dispose()
