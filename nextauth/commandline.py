@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 SETTINGS_DOC = "docs/configuration.md"
+AUDIT_DRAIN_SECONDS = 10.0
 COMPONENTS = ("ns", "sfs", "mc")
 ROLES = ("sessions", "users", "accounts", "servers", "createserver", "audit", "root")
 
@@ -120,14 +121,19 @@ def _roles(text: str | None) -> list[str]:
 
 def _access(args: argparse.Namespace) -> int:
     """REST access from the command line: the first key of a deployment must come from somewhere."""
+    from authserver.audit import AuditTrail
+    from authserver.audit import settings as audit_settings
     from authserver.ns.access import AccessControl
     from authserver.storage import db
     from nextauth.services import load
 
     (config,) = load(["ns"], os.environ, "standalone")
+    trail_sinks = audit_settings.sinks("ns", os.environ)
     engine = db.create_engine_for(config.db_uri)
     db.upgrade(engine)
-    access = AccessControl(engine, "ns", None)
+    trail = AuditTrail(engine, "ns", sinks=trail_sinks)
+    trail.start()
+    access = AccessControl(engine, "ns", None, trail)
     certificate = args.command == "clientcert"
     try:
         result: Any
@@ -168,6 +174,11 @@ def _access(args: argparse.Namespace) -> int:
         sys.stderr.write(f"nextauth {args.command}: {exc}\n")
         return 2
     finally:
+        # The audit events of this command go to the sinks before it exits (the servers' sinks would
+        # never see them).
+        if not trail.drain(AUDIT_DRAIN_SECONDS):
+            sys.stderr.write(f"nextauth {args.command}: an audit sink did not answer; the event is stored\n")
+        trail.stop(1)
         engine.dispose()
     sys.stdout.write(json.dumps(result, default=str) + "\n")
     return 0

@@ -212,6 +212,23 @@ def test_a_failing_sink_is_retried_with_growing_delays_and_keeps_the_order() -> 
     assert sink.delivered == 5 and sink.abandoned == 0
 
 
+def test_drain_waits_for_the_queue_and_the_event_in_flight() -> None:
+    receiver = Receiver(failures=1)
+    sink = sink_for(receiver, backoff=0.3)
+    sink.start()
+    try:
+        sink.offer(b'{"n": 0}')
+        sink.offer(b'{"n": 1}')
+        assert sink.drain(10.0)
+        assert len(receiver.received) == 2  # the first took a retry, and drain waited for it
+        receiver.failures = 100
+        sink.offer(b'{"n": 2}')
+        assert not sink.drain(0.2)
+    finally:
+        sink.stop(timeout=1)
+        receiver.close()
+
+
 def test_an_event_a_sink_keeps_refusing_is_abandoned_and_the_rest_go_on() -> None:
     receiver = Receiver(failures=3)
     sink = sink_for(receiver, backoff=0.01, max_attempts=3)

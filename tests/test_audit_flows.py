@@ -128,8 +128,15 @@ def test_login_lockout_and_admin_change_reach_the_sink_in_order(
     assert len({e.get_data()["device"] for e in sfs_events}) == 1
 
 
-def test_rest_query_filters_and_refuses_keys_without_the_role(system: RunningSystem) -> None:
+def test_rest_query_filters_and_refuses_keys_without_the_role(
+    system: RunningSystem, receiver: Receiver
+) -> None:
+    mark = len(receiver.received)
     auditor = ns_api(system, create_key(system, "auditor", "audit"))
+    # The command line sends its own events before it exits.
+    (made,) = events_at(receiver, "/ns", mark, 1)
+    assert made.get_type() == "io.nextauth.apikey.created"
+    assert made.get_data()["name"] == "auditor" and made.get_data()["actor"] == "command line"
     status, failed = auditor.call("GET", "/v1/audit-events?type=login.failed&user=audra")
     assert status == 200, failed
     assert [e["data"]["reason"] for e in failed["events"]] == ["wrong_pin"] * 4 + ["locked"]

@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import logging
 import threading
+import time
 from urllib.parse import urlsplit
 
 import httpx
@@ -84,6 +85,7 @@ class WebhookSink:
         self._ready = threading.Condition()
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
+        self._busy = False  # an event taken from the queue is being delivered
         self.dropped = 0
         self.abandoned = 0
         self.delivered = 0
@@ -110,6 +112,17 @@ class WebhookSink:
         with self._ready:
             return len(self._queue)
 
+    def drain(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for every queued event to be delivered (or given up); whether
+        that happened. For short-lived processes (the command line), which would otherwise exit first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._ready:
+                if not self._queue and not self._busy:
+                    return True
+            time.sleep(0.02)
+        return False
+
     def start(self) -> None:
         if self._worker is None:
             self._stopping.clear()
@@ -129,6 +142,7 @@ class WebhookSink:
         with self._ready:
             while not self._queue and not self._stopping.is_set():
                 self._ready.wait(1.0)
+            self._busy = bool(self._queue)
             return self._queue.popleft() if self._queue else None
 
     def _run(self) -> None:
@@ -136,7 +150,11 @@ class WebhookSink:
             while not self._stopping.is_set():
                 body = self._next()
                 if body is not None and not self._stopping.is_set():
-                    self._deliver(client, body)
+                    try:
+                        self._deliver(client, body)
+                    finally:
+                        with self._ready:
+                            self._busy = False
 
     def _deliver(self, client: httpx.Client, body: bytes) -> None:
         headers = {

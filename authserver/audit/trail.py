@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import socket
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -37,6 +38,7 @@ MAX_QUERY_LIMIT = 1000
 
 class Sink(Protocol):
     def offer(self, body: bytes) -> None: ...
+    def drain(self, timeout: float) -> bool: ...
     def start(self) -> None: ...
     def stop(self, timeout: float | None = None) -> None: ...
 
@@ -207,6 +209,11 @@ class AuditTrail:
     def stop(self, timeout: float | None = None) -> None:
         for sink in self.sinks:
             sink.stop(timeout)
+
+    def drain(self, timeout: float) -> bool:
+        """Wait (up to ``timeout`` in all) until the sinks have sent what they hold."""
+        deadline = time.monotonic() + timeout
+        return all(sink.drain(max(deadline - time.monotonic(), 0.0)) for sink in self.sinks)
 
 
 def _listing(row: AuditEvent) -> dict[str, Any]:
