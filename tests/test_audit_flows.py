@@ -86,8 +86,9 @@ def test_login_lockout_and_admin_change_reach_the_sink_in_order(
     status, server = api.call("POST", "/v1/servers", {"name": "Audited"})
     assert status == 201
 
-    ns_events = events_at(receiver, "/ns", mark, 10)
+    ns_events = events_at(receiver, "/ns", mark, 11)
     assert [(e.get_type().removeprefix("io.nextauth."), e.get_data().get("reason")) for e in ns_events] == [
+        ("enrolment.started", None),
         ("enrolment.completed", None),
         ("login.succeeded", None),
         ("session.ended", None),
@@ -100,8 +101,9 @@ def test_login_lockout_and_admin_change_reach_the_sink_in_order(
         assert event.get_specversion() == "1.0" and event.get_source().startswith("/ns/")
         assert event.get_time() is not None and event.get_id()
     assert len({e.get_id() for e in ns_events}) == len(ns_events)
-    assert [e.get_subject() for e in ns_events[:-1]] == ["audra"] * 9
-    succeeded, ended, blocked = ns_events[1], ns_events[2], ns_events[8]
+    assert [e.get_subject() for e in ns_events[:-1]] == ["audra"] * 10
+    started, succeeded, ended, blocked = ns_events[0], ns_events[2], ns_events[3], ns_events[9]
+    assert started.get_data()["enrolment"] == enrolled["enrolment"]["enrolment"]
     assert succeeded.get_data() == {
         "outcome": "success",
         "server": "default",
@@ -143,7 +145,8 @@ def test_rest_query_filters_and_refuses_keys_without_the_role(
     assert all(e["outcome"] == "failure" and e["subject"] == "audra" for e in failed["events"])
     status, everything = auditor.call("GET", "/v1/audit-events?user=audra&limit=1000")
     types = [e["type"] for e in everything["events"]]
-    assert [t.removeprefix("io.nextauth.") for t in types[:3]] == [
+    assert [t.removeprefix("io.nextauth.") for t in types[:4]] == [
+        "enrolment.started",
         "enrolment.completed",
         "login.succeeded",
         "session.ended",

@@ -23,6 +23,7 @@ EVENT_TYPES: dict[str, EventType] = {
     "login.failed": EventType("ns", "failure", ("account", "session", "reason")),
     "session.ended": EventType("ns", "success", ("account", "session", "ended_by")),
     # ns: enrolment and the accounts (one per app instance) it makes
+    "enrolment.started": EventType("ns", "success", ("enrolment",)),
     "enrolment.completed": EventType("ns", "success", ("account", "enrolment")),
     "account.blocked": EventType("ns", "success", ("account",)),
     "account.unblocked": EventType("ns", "success", ("account",)),

@@ -54,7 +54,7 @@ class EnrolmentService:
 
     # -- the application's side (REST) -----------------------------------------------------------------
 
-    def create(self, server: VirtualServer, user_id: str) -> dict[str, Any]:
+    def create(self, server: VirtualServer, user_id: str, *, actor: str | None = None) -> dict[str, Any]:
         try:
             user_id = userids.normalise(user_id)
         except userids.UserIdError as exc:
@@ -71,6 +71,13 @@ class EnrolmentService:
             db.add(enrolment)
             db.commit()
             db.refresh(enrolment)
+        self._login.audit.record(
+            "enrolment.started",
+            subject=user_id,
+            server_id=server.id,
+            actor=actor,
+            data={"enrolment": enrolment.id},
+        )
         payload = QRPayload(
             kind="enrol",
             server_id=server.id,

@@ -14,7 +14,7 @@ blueprint = Blueprint("enrolments", __name__)
 @blueprint.post("/servers/<sid>/users/<uid>/enrolments")
 @requires("users")
 def create_enrolment(sid: VirtualServer, uid: str) -> Any:
-    return jsonify(services().enrolment.create(sid, uid)), 201
+    return jsonify(services().enrolment.create(sid, uid, actor=g.grant.name)), 201
 
 
 @blueprint.get("/servers/<sid>/enrolments/<eid>")
