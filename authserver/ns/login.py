@@ -293,12 +293,12 @@ class LoginService:
         except OperationError as exc:
             if exc.code == "blocked":  # tell the page why nothing happens (the code stays usable)
                 peeked = self._kv.get(f"qr:{qr_id}")
-                hsid = LoginItem.from_json(peeked).hsid if peeked is not None else None
-                if hsid is not None:
+                if peeked is not None:  # a live code: a login was under way
+                    hsid = LoginItem.from_json(peeked).hsid
                     self.events.publish(hsid, "CANCEL blocked")
-                self.record_login_failed(
-                    server.id, hsid, "blocked", account_id=_account_id(self._engine, server.id, context)
-                )
+                    self.record_login_failed(
+                        server.id, hsid, "blocked", account_id=_account_id(self._engine, server.id, context)
+                    )
             raise
         raw = self._kv.take(f"qr:{qr_id}")  # single use: a second scan finds nothing
         if raw is None:
