@@ -39,6 +39,8 @@ class IdpServices:
     pairwise_secret: bytes = field(default=b"", repr=False)
     oidc_require_par: bool = False  # every OIDC client must push its authorization requests (RFC 9126)
     device_code_seconds: int = 600  # how long an RFC 8628 device code and its user code live
+    admin_group: str = "nextauth-admins"  # directory group the admin console (idp.console) admits fully
+    helpdesk_group: str = "nextauth-helpdesk"  # directory group it admits to the help desk's pages
 
     def url(self, path: str, **query: Any) -> str:
         """An absolute URL on the IdP's public address."""

@@ -49,7 +49,8 @@ FLAGS = (
     "LISTEN", "SECRET_KEY", "NS_WEBSOCKET_URL", "NS_API_URL", "NS_API_KEY", "NS_SERVER", "PUBLIC_URL",
     "DB_URI", "KV_URI", "KV_PREFIX", "COOKIE_DOMAIN", "SESSION_SECONDS", "NS_CHECK_SECONDS",
     "TRUSTED_PROXIES", "LOG_LEVEL", "TEMPLATES_DIR", "OIDC_REQUIRE_PAR",
-    "OIDC_PAIRWISE_SECRET", "ADMIN_API_KEY", "DEVICE_CODE_SECONDS", "ADMIN_PORT",
+    "OIDC_PAIRWISE_SECRET", "ADMIN_API_KEY", "DEVICE_CODE_SECONDS", "ADMIN_PORT", "ADMIN_GROUP",
+    "HELPDESK_GROUP",
 )  # fmt: skip
 # The admin port (/livez, /readyz, /metrics): 9613 like the components' in a container of its own; in
 # `nextauth all` the one after the three components' (9613 to 9615).
@@ -92,6 +93,9 @@ class IdpSettings:
     oidc_require_par: bool = False
     device_code_seconds: int = 600
     admin_listen: Listen | None = None
+    # Directory groups the admin console (/admin/) admits: everything, and the help desk's share.
+    admin_group: str = "nextauth-admins"
+    helpdesk_group: str = "nextauth-helpdesk"
 
 
 def load_settings(
@@ -196,7 +200,18 @@ def load_settings(
         oidc_require_par=_flag(PREFIX + "OIDC_REQUIRE_PAR", get("OIDC_REQUIRE_PAR", required=False)),
         device_code_seconds=device_code_seconds,
         admin_listen=admin_listen,
+        admin_group=_group("ADMIN_GROUP", get("ADMIN_GROUP", required=False), "nextauth-admins"),
+        helpdesk_group=_group("HELPDESK_GROUP", get("HELPDESK_GROUP", required=False), "nextauth-helpdesk"),
     )
+
+
+def _group(flag: str, value: str | None, default: str) -> str:
+    """A group name as the directory stores them (``idp.directory``): what ``nextauth user set --groups``
+    could have put there, or no one would ever be admitted."""
+    text = default if value is None else value.strip()
+    if not text or len(text) > 100 or any(c in text for c in ",\r\n"):
+        raise ConfigError(f"{PREFIX}{flag}: a group name, 1 to 100 characters without commas")
+    return text
 
 
 def _admin_listen(value: str | None, listen: Listen, embedded: bool) -> Listen | None:
@@ -265,6 +280,8 @@ def build_services(settings: IdpSettings) -> IdpServices:
             settings.trusted_proxies,
         ),
         device_code_seconds=settings.device_code_seconds,
+        admin_group=settings.admin_group,
+        helpdesk_group=settings.helpdesk_group,
     )
 
 
