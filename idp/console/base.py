@@ -128,7 +128,9 @@ def page(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
     ), status
 
 
-def confirm(question: str, fields: dict[str, str], details: list[str] | None = None) -> tuple[str, int] | None:
+def confirm(
+    question: str, fields: dict[str, str], details: list[str] | None = None
+) -> tuple[str, int] | None:
     """A destructive form's first POST answers a page that asks; only its second POST (``confirm=yes``)
     goes through. None when confirmed."""
     if request.form.get("confirm") == "yes":

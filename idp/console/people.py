@@ -44,7 +44,7 @@ def user() -> Any:
     user_id = request.args.get("id", "").strip()
     if not user_id or len(user_id) > 255:
         return redirect(url_for("console.users"))
-    return page("console/user.html", **_user_view(user_id))
+    return page("console/user.html", done=request.args.get("done"), **_user_view(user_id))
 
 
 def _user_view(user_id: str) -> dict[str, Any]:
@@ -76,7 +76,11 @@ def block() -> Any:
     blocked = request.form.get("blocked") != "false"
     services().ns.block_account(account_id, blocked)
     log.info(
-        "%s %s account %s of %s", operator().user.sub, "blocked" if blocked else "unblocked", account_id, user_id
+        "%s %s account %s of %s",
+        operator().user.sub,
+        "blocked" if blocked else "unblocked",
+        account_id,
+        user_id,
     )
     return _back(user_id, "blocked" if blocked else "unblocked")
 
@@ -150,7 +154,9 @@ def consents() -> Any:
             found = list_consents(services().engine, user_id=user_id)
         except ValueError as exc:
             error = str(exc)
-    return page("console/consents.html", user_id=user_id, consents=found, error=error)
+    return page(
+        "console/consents.html", user_id=user_id, consents=found, error=error, done=request.args.get("done")
+    )
 
 
 @blueprint.post("/consents/revoke")

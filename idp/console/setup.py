@@ -36,7 +36,9 @@ def edit_server() -> Any:
     for line in request.form.get("announce", "").splitlines():
         key, sep, value = line.partition(":")
         if line.strip() and not sep:
-            return page("console/error.html", 400, message=f"Announce line {line!r}: write it as 'Label: text'.")
+            return page(
+                "console/error.html", 400, message=f"Announce line {line!r}: write it as 'Label: text'."
+            )
         if key.strip():
             announce[key.strip()] = value.strip()
     changes["announce"] = announce
@@ -57,7 +59,9 @@ def edit_server() -> Any:
 @blueprint.get("/keys")
 @admin_only
 def keys() -> Any:
-    return page("console/keys.html", keys=services().ns.api_keys(), roles=ROLES, done=request.args.get("done"))
+    return page(
+        "console/keys.html", keys=services().ns.api_keys(), roles=ROLES, done=request.args.get("done")
+    )
 
 
 @blueprint.post("/keys")
@@ -69,7 +73,9 @@ def create_key() -> Any:
     if not name or not roles:
         return page("console/error.html", 400, message="Give the key a name and at least one role.")
     created = services().ns.create_api_key(name, roles, server)
-    log.info("%s created API key %s (%s) with %s", operator().user.sub, created.get("id"), name, ",".join(roles))
+    log.info(
+        "%s created API key %s (%s) with %s", operator().user.sub, created.get("id"), name, ",".join(roles)
+    )
     # The secret is in this answer only: ns keeps its hash, and no page here can show it again.
     return page("console/key_created.html", key=created)
 
