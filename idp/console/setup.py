@@ -4,6 +4,7 @@ keys (through ns's REST API with the IdP's key), and the IdP's OIDC clients and 
 from typing import Any
 
 from flask import redirect, request, url_for
+
 from idp.console.base import BadForm, admin_only, blueprint, confirm, log, operator, page
 from idp.context import services
 from idp.oidc.clients import HMAC_SECRET, ClientRegistry

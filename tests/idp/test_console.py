@@ -64,12 +64,6 @@ def signed_in(app: Flask, services: IdpServices, user_id: str, groups: tuple[str
     return client
 
 
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found is not None, page[:500]
-    return found.group(1)
-
-
 @pytest.fixture
 def admin(app: Flask, services: IdpServices) -> FlaskClient:
     return signed_in(app, services, "ada", ("staff", "ops"))
