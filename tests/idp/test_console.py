@@ -5,7 +5,6 @@ ns is not needed for any of this: the checks come first. Where a request does ge
 ns client points at a closed port and the console answers 502, which is how these tests see that a request
 was let through."""
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
