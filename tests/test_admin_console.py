@@ -66,7 +66,7 @@ def find_user(page: object, user_id: str) -> None:
     page.fill("#q", user_id)  # type: ignore[attr-defined]
     page.click("form[role=search] button")  # type: ignore[attr-defined]
     page.click(f"a:text-is('{user_id}')")  # type: ignore[attr-defined]
-    expect(page.locator("h1")).to_have_text(f"User {user_id}")
+    expect(page.locator("h1")).to_have_text(f"User {user_id}")  # type: ignore[attr-defined]
 
 
 def login_refused(system: RunningSystem, phone: Path) -> bool:
