@@ -12,6 +12,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from authserver.storage import db
+from authserver.storage.kv import open_kv
+from idp.context import IdpServices
+from idp.directory import Directory, Profile
+from idp.keys import KeyRing
+from idp.ns_client import NsClient
+from idp.sessions import SessionManager
+from idp.web import create_app
 from tests.fixtures.flows import PIN, enrol
 from tests.fixtures.idp_browser import Browser, idp_cli
 from tests.fixtures.system import RunningSystem, ns_api, run_app
@@ -109,7 +117,15 @@ def test_an_admin_blocks_a_phone_ends_sessions_and_manages_keys(
     runbook(system, page, "tom", user_session)
     assert login_refused(system, phones["tom"])
 
-    page.goto(page.url.split("/admin/")[0] + "/admin/keys")  # type: ignore[attr-defined]
+    base = page.url.split("/admin/")[0]  # type: ignore[attr-defined]
+    page.goto(base + "/admin/servers")  # type: ignore[attr-defined]
+    page.fill("#announce-1", "Support: +32 2 555 01 00")  # type: ignore[attr-defined]
+    page.fill("#login-pin-1", "300")  # type: ignore[attr-defined]
+    page.click("text=Save default")  # type: ignore[attr-defined]
+    expect(page.locator(".status.ok")).to_contain_text("default")  # type: ignore[attr-defined]
+    server = ns_api(system).call("GET", "/v1/servers/default")[1]
+    assert server["announce"] == {"Support": "+32 2 555 01 00"} and server["login_pin_timeout"] == 300
+    page.goto(base + "/admin/keys")  # type: ignore[attr-defined]
     page.fill("#key-name", "console-made")  # type: ignore[attr-defined]
     page.check("input[name=roles][value=sessions]")  # type: ignore[attr-defined]
     page.click("text=Create key")  # type: ignore[attr-defined]
@@ -160,3 +176,32 @@ def test_someone_outside_the_groups_gets_the_403_page(
     expect(page.locator("h1")).to_have_text("Not allowed")  # type: ignore[attr-defined]
     assert page.request.get(page.url).status == 403  # type: ignore[attr-defined]
     page.close()  # type: ignore[attr-defined]
+
+
+def test_a_role_the_idps_key_lacks_is_named(system: RunningSystem, tmp_path: Path) -> None:
+    """An IdP in-process, its key at the real ns without the 'servers', 'accounts' and 'root' roles."""
+    narrow = idp_cli(system, "apikey", "--name", "narrow-idp", "--roles", "sessions,users")["api_key"]
+    engine = db.create_engine_for(f"sqlite:///{tmp_path / 'idp.db'}")
+    db.upgrade(engine)
+    kv, issuer = open_kv(None), "http://idp.example.test"
+    keys = KeyRing(engine, issuer=issuer)
+    services = IdpServices(
+        ns=NsClient(f"http://127.0.0.1:{system.port('ns', 'http')}", narrow, "default"),
+        engine=engine,
+        kv=kv,
+        keys=keys,
+        directory=Directory(engine),
+        sessions=SessionManager(engine, kv, keys, issuer=issuer),
+        issuer=issuer,
+    )
+    app = create_app(services, secret_key=b"s" * 32, websocket_url="ws://127.0.0.1:1/ns/websocket")
+    profile = services.directory.put(Profile(user_id="ada", groups=("nextauth-admins",)))
+    token = services.sessions.start(ns_nonce="n" * 22, profile=profile, second_factor="pin", method="qr")
+    client = app.test_client()
+    client.set_cookie(services.cookie_name, token, domain="localhost")
+    for path, role in (("/admin/servers", "servers"), ("/admin/keys", "root")):
+        answer = client.get(path)
+        assert answer.status_code == 403, path
+        assert f"lacks the &#39;{role}&#39; role" in answer.get_data(as_text=True), path
+    assert client.get("/admin/user?id=tom").status_code == 200  # users and sessions it may read
+    engine.dispose()

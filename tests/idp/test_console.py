@@ -206,19 +206,6 @@ def test_pages_are_not_cached(admin: FlaskClient) -> None:
     assert "<script" not in answer.get_data(as_text=True)
 
 
-def test_a_forbidden_ns_call_names_the_missing_role(admin: FlaskClient, services: IdpServices) -> None:
-    from idp.ns_client import NsError
-
-    class NoServersRole(NsClient):
-        def servers(self) -> list[dict[str, object]]:
-            raise NsError(403, "forbidden", "This API key lacks the 'servers' role here.")
-
-    services.ns = NoServersRole(CLOSED_NS, "na_unused", "default")
-    answer = admin.get("/admin/servers")
-    assert answer.status_code == 403
-    assert "lacks the &#39;servers&#39; role" in answer.get_data(as_text=True)
-
-
 def add_client(app: Flask, name: str = "Wiki") -> str:
     with app.app_context():
         client, _ = provider().clients.add(name, build_metadata(redirect_uris=["https://wiki.example/cb"]))
