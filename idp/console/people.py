@@ -42,7 +42,7 @@ def users() -> Any:
 @blueprint.get("/user")
 def user() -> Any:
     user_id = request.args.get("id", "").strip()
-    if not user_id or len(user_id) > 255:
+    if not user_id or len(user_id) > 255 or not user_id.isprintable():
         return redirect(url_for("console.users"))
     return page("console/user.html", done=request.args.get("done"), **_user_view(user_id))
 
@@ -65,7 +65,7 @@ def _back(user_id: str, done: str) -> Any:
 
 def _form_user() -> str:
     user_id = request.form.get("user", "").strip()
-    if not user_id or len(user_id) > 255:
+    if not user_id or len(user_id) > 255 or not user_id.isprintable():
         raise BadForm("no user")
     return user_id
 

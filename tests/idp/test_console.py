@@ -280,3 +280,28 @@ def test_group_settings(tmp_path: Path) -> None:
     for bad in ("a,b", "x" * 101):
         with pytest.raises(ConfigError, match="ADMIN_GROUP"):
             load_settings(base | {"NEXTAUTH_IDP_ADMIN_GROUP": bad}, data_dir=tmp_path, embedded=True)
+
+
+DESTRUCTIVE = [
+    ("/admin/user/delete-account", {"user": "u", "account": "a"}, "Delete account a of u?"),
+    ("/admin/keys/revoke", {"key": "7", "name": "webshop"}, "Revoke API key 7 (webshop)?"),
+    ("/admin/consents/revoke", {"user": "u", "client": "c"}, "Revoke u&#39;s consent to c?"),
+    ("/admin/saml/remove", {"entity": "https://sp.example/"}, "Remove SAML service provider"),
+]
+
+
+@pytest.mark.parametrize(("path", "form", "question"), DESTRUCTIVE, ids=[p for p, _, _ in DESTRUCTIVE])
+def test_destructive_forms_ask_before_doing_anything(
+    admin: FlaskClient, path: str, form: dict[str, str], question: str
+) -> None:
+    # Without confirm=yes nothing reaches ns (which is not there: that would be 502).
+    asked = admin.post(path, data={**form, "csrf": token_of(admin)})
+    assert asked.status_code == 200
+    page = asked.get_data(as_text=True)
+    assert question in page and 'name="confirm" value="yes"' in page
+    assert f'name="csrf" value="{token_of(admin)}"' in page
+
+
+def test_a_user_id_with_a_line_break_is_refused(admin: FlaskClient) -> None:
+    answer = admin.post("/admin/user/end-all-sessions", data={"user": "a\nb", "csrf": token_of(admin)})
+    assert answer.status_code == 400
