@@ -5,6 +5,7 @@ An admin finds a user, blocks the phone (its next login is refused), ends the us
 API key (shown once, working at ns) and revokes it; a help-desk member runs the lost-phone runbook and is
 refused key management, on the page and on the POST."""
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,8 @@ from tests.fixtures.idp_browser import Browser, idp_cli
 from tests.fixtures.system import RunningSystem, ns_api, run_app
 
 playwright_api = pytest.importorskip("playwright.sync_api")
+# Set to a folder to keep screenshots of the console's pages.
+SCREENSHOT_DIR = os.environ.get("NEXTAUTH_SCREENSHOT_DIR")
 expect = playwright_api.expect
 
 
@@ -97,6 +100,8 @@ def runbook(system: RunningSystem, page: object, user_id: str, tom: Browser) -> 
     expect(row.locator(".state")).to_have_text("active")
     row.locator("button:text-is('Block')").click()
     expect(page.locator("#accounts .state")).to_have_text("blocked")  # type: ignore[attr-defined]
+    if SCREENSHOT_DIR:
+        page.screenshot(path=str(Path(SCREENSHOT_DIR) / f"console-user-{user_id}.png"), full_page=True)  # type: ignore[attr-defined]
     expect(page.locator("#sessions tbody tr")).to_have_count(1)  # type: ignore[attr-defined]
     page.click("#end-all")  # type: ignore[attr-defined]
     expect(page.locator("#no-sessions")).to_be_visible()  # type: ignore[attr-defined]
@@ -130,6 +135,8 @@ def test_an_admin_blocks_a_phone_ends_sessions_and_manages_keys(
     page.check("input[name=roles][value=sessions]")  # type: ignore[attr-defined]
     page.click("text=Create key")  # type: ignore[attr-defined]
     secret = page.text_content("#secret").strip()  # type: ignore[attr-defined]
+    if SCREENSHOT_DIR:
+        page.screenshot(path=str(Path(SCREENSHOT_DIR) / "console-key.png"))  # type: ignore[attr-defined]
     assert secret.startswith("na_")
     status, _ = ns_api(system, secret).call("GET", "/v1/servers/default/users/tom/sessions")
     assert status == 200  # a real key with the role asked for

@@ -169,3 +169,9 @@ class BadForm(Exception):
 @blueprint.errorhandler(BadForm)
 def bad_form(_error: BadForm) -> Any:
     return page("console/error.html", 400, message="The form was incomplete. Open the page again.")
+
+
+@blueprint.app_template_filter("console_time")
+def console_time(value: str | None, empty: str = "") -> str:
+    """ns's ISO 8601 UTC times to the minute, as people read them."""
+    return f"{value[:16].replace('T', ' ')} UTC" if value else empty
