@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
 
 from authserver.config import ConfigError
 from authserver.storage import db
@@ -19,6 +20,7 @@ from idp.console.base import csrf_token, csrf_valid
 from idp.context import IdpServices
 from idp.directory import Directory, Profile
 from idp.keys import KeyRing
+from idp.models import Consent
 from idp.ns_client import NsClient
 from idp.oidc.clients import build_metadata
 from idp.oidc.endpoints import provider
@@ -305,3 +307,24 @@ def test_destructive_forms_ask_before_doing_anything(
 def test_a_user_id_with_a_line_break_is_refused(admin: FlaskClient) -> None:
     answer = admin.post("/admin/user/end-all-sessions", data={"user": "a\nb", "csrf": token_of(admin)})
     assert answer.status_code == 400
+
+
+def test_the_admin_lists_and_revokes_a_users_consent(
+    app: Flask, admin: FlaskClient, services: IdpServices
+) -> None:
+    client_id = add_client(app, "Wiki")
+    with Session(services.engine) as db, db.begin():
+        db.add(Consent(user_id="bob", client_id=client_id, scope="openid profile"))
+    listed = admin.get("/admin/consents?user=bob").get_data(as_text=True)
+    assert "Wiki" in listed and "openid profile" in listed
+    form = {"user": "bob", "client": client_id, "csrf": token_of(admin), "confirm": "yes"}
+    assert admin.post("/admin/consents/revoke", data=form).status_code == 303
+    assert "bob has given no consents" in admin.get("/admin/consents?user=bob").get_data(as_text=True)
+
+
+def test_the_admin_pages_of_the_idps_registries_render(app: Flask, admin: FlaskClient) -> None:
+    client_id = add_client(app, "Intranet")
+    clients = admin.get("/admin/clients").get_data(as_text=True)
+    assert "Intranet" in clients and client_id in clients
+    assert "No service providers" in admin.get("/admin/saml").get_data(as_text=True)
+    assert admin.get("/admin/client?id=nope").status_code == 404
