@@ -138,7 +138,7 @@ def confirm(
     return page("console/confirm.html", question=question, fields=fields, details=details or [])
 
 
-ROLE_NEEDED = re.compile(r"lacks the '([a-z]+)' role")
+ROLE_NEEDED = re.compile(r"(?:lacks|needs) the '([a-z]+)' role")
 
 
 @blueprint.errorhandler(NsError)
@@ -164,6 +164,14 @@ def ns_failed(error: NsError) -> Any:
 
 class BadForm(Exception):
     """A form without a field it needs: the page it came from was not ours or is out of date."""
+
+
+def field(name: str, limit: int = 255) -> str:
+    """A form field the action needs: present, printable (it is logged), not over ``limit``."""
+    value = request.form.get(name, "").strip()
+    if not value or len(value) > limit or not value.isprintable():
+        raise BadForm(name)
+    return value
 
 
 @blueprint.errorhandler(BadForm)

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import current_app, redirect, request, url_for
 
-from idp.console.base import BadForm, admin_only, blueprint, confirm, log, operator, page
+from idp.console.base import admin_only, blueprint, confirm, field, log, operator, page
 from idp.context import services
 from idp.directory import Profile
 from idp.oidc.consents import list_consents, revoke_consent
@@ -64,15 +64,12 @@ def _back(user_id: str, done: str) -> Any:
 
 
 def _form_user() -> str:
-    user_id = request.form.get("user", "").strip()
-    if not user_id or len(user_id) > 255 or not user_id.isprintable():
-        raise BadForm("no user")
-    return user_id
+    return field("user")
 
 
 @blueprint.post("/user/block")
 def block() -> Any:
-    user_id, account_id = _form_user(), request.form.get("account", "")
+    user_id, account_id = _form_user(), field("account")
     blocked = request.form.get("blocked") != "false"
     services().ns.block_account(account_id, blocked)
     log.info(
@@ -88,7 +85,7 @@ def block() -> Any:
 @blueprint.post("/user/delete-account")
 @admin_only
 def delete_account() -> Any:
-    user_id, account_id = _form_user(), request.form.get("account", "")
+    user_id, account_id = _form_user(), field("account")
     asked = confirm(
         f"Delete account {account_id} of {user_id}?",
         {"user": user_id, "account": account_id},
@@ -104,7 +101,7 @@ def delete_account() -> Any:
 
 @blueprint.post("/user/end-session")
 def end_session() -> Any:
-    user_id, hsid = _form_user(), request.form.get("hsid", "")
+    user_id, hsid = _form_user(), field("hsid")
     services().ns.end_session(hsid)
     log.info("%s ended session %s… of %s", operator().user.sub, hsid[:8], user_id)
     return _back(user_id, "ended")
@@ -162,7 +159,7 @@ def consents() -> Any:
 @blueprint.post("/consents/revoke")
 @admin_only
 def revoke() -> Any:
-    user_id, client_id = _form_user(), request.form.get("client", "")
+    user_id, client_id = _form_user(), field("client")
     asked = confirm(
         f"Revoke {user_id}'s consent to {client_id}?",
         {"user": user_id, "client": client_id},

@@ -5,7 +5,7 @@ from typing import Any
 
 from flask import redirect, request, url_for
 
-from idp.console.base import BadForm, admin_only, blueprint, confirm, log, operator, page
+from idp.console.base import BadForm, admin_only, blueprint, confirm, field, log, operator, page
 from idp.context import services
 from idp.oidc.clients import HMAC_SECRET, ClientRegistry
 from idp.oidc.endpoints import provider
@@ -27,9 +27,7 @@ def servers() -> Any:
 @blueprint.post("/servers/edit")
 @admin_only
 def edit_server() -> Any:
-    server_id = request.form.get("server", "")
-    if not server_id:
-        raise BadForm("no server")
+    server_id = field("server", 64)
     changes: dict[str, Any] = {"name": request.form.get("name", "").strip()}
     logo = request.form.get("logo_url", "").strip()
     changes["logo_url"] = logo or None
@@ -43,12 +41,12 @@ def edit_server() -> Any:
         if key.strip():
             announce[key.strip()] = value.strip()
     changes["announce"] = announce
-    for field in ("login_pin_timeout", "transaction_pin_timeout"):
-        text = request.form.get(field, "").strip()
+    for setting in ("login_pin_timeout", "transaction_pin_timeout"):
+        text = request.form.get(setting, "").strip()
         try:
-            changes[field] = int(text)
+            changes[setting] = int(text)
         except ValueError:
-            return page("console/error.html", 400, message=f"{field}: a whole number of seconds, 0 or -1.")
+            return page("console/error.html", 400, message=f"{setting}: a whole number of seconds, 0 or -1.")
     services().ns.update_server(server_id, changes)
     log.info("%s changed server %s: %s", operator().user.sub, server_id, ", ".join(sorted(changes)))
     return redirect(url_for("console.servers", done=server_id), code=303)
@@ -71,7 +69,7 @@ def create_key() -> Any:
     name = request.form.get("name", "").strip()
     roles = [role for role in request.form.getlist("roles") if role in ROLES]
     server = request.form.get("server", "").strip() or None
-    if not name or not roles:
+    if not name or len(name) > 200 or not name.isprintable() or not roles:
         return page("console/error.html", 400, message="Give the key a name and at least one role.")
     created = services().ns.create_api_key(name, roles, server)
     log.info(
@@ -88,8 +86,8 @@ def revoke_key() -> Any:
     if not key_id.isdigit() or len(key_id) > 18:
         raise BadForm("no key")
     asked = confirm(
-        f"Revoke API key {key_id} ({request.form.get('name', '')})?",
-        {"key": key_id, "name": request.form.get("name", "")},
+        f"Revoke API key {key_id} ({request.form.get('name', '')[:200]})?",
+        {"key": key_id, "name": request.form.get("name", "")[:200]},
         ["Whatever uses it is refused at once on this ns instance, within seconds on the others."],
     )
     if asked is not None:
@@ -137,7 +135,7 @@ def client() -> Any:
 @blueprint.post("/client/state")
 @admin_only
 def client_state() -> Any:
-    client_id = request.form.get("client", "")
+    client_id = field("client", 64)
     disable = request.form.get("disabled") == "true"
     if not _registry().set_disabled(client_id, disable):
         return page("console/error.html", 404, message="No such OIDC client.")
@@ -148,9 +146,7 @@ def client_state() -> Any:
 @blueprint.post("/client/remove")
 @admin_only
 def remove_client() -> Any:
-    client_id = request.form.get("client", "")
-    if not client_id:
-        raise BadForm("no client")
+    client_id = field("client", 64)
     asked = confirm(
         f"Remove OIDC client {client_id}?",
         {"client": client_id},
@@ -177,9 +173,7 @@ def saml_sps() -> Any:
 @blueprint.post("/saml/remove")
 @admin_only
 def remove_sp() -> Any:
-    entity_id = request.form.get("entity", "")
-    if not entity_id:
-        raise BadForm("no entity id")
+    entity_id = field("entity", 1024)
     asked = confirm(
         f"Remove SAML service provider {entity_id}?",
         {"entity": entity_id},
