@@ -174,6 +174,15 @@ class NsClient:
     def revoke_api_key(self, key_id: int) -> None:
         self._request("DELETE", f"/v1/apikeys/{int(key_id)}")
 
+    def create_invite(self, user_id: str, ttl: float | None = None) -> dict[str, Any]:
+        """A single-use enrolment invite for ``user_id``: its ``token`` (shown once), ``expires_at``."""
+        body: dict[str, Any] = {} if ttl is None else {"ttl": ttl}
+        return dict(self._call("POST", f"/users/{_segment(user_id)}/invites", body=body))
+
+    def audit_events(self, query: dict[str, str]) -> dict[str, Any]:
+        """A page of the audit trail (``GET /v1/audit-events``; the key needs ``audit`` or ``root``)."""
+        return dict(self._request("GET", "/v1/audit-events?" + urllib.parse.urlencode(query)))
+
 
 def _segment(value: str) -> str:
     return urllib.parse.quote(value, safe="")

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import current_app, redirect, request, url_for
 
+from authserver.audit.catalogue import EVENT_TYPES
 from idp.console.base import admin_only, blueprint, confirm, field, log, operator, page
 from idp.context import services
 from idp.directory import Profile
@@ -114,6 +115,38 @@ def end_all_sessions() -> Any:
     ended = sum(ns.end_session(session["hsid"]) for session in ns.user_sessions(user_id))
     log.info("%s ended %d sessions of %s", operator().user.sub, ended, user_id)
     return _back(user_id, "ended-all")
+
+
+@blueprint.post("/user/invite")
+def invite() -> Any:
+    """An enrolment invite for this user (a new phone, or a lost one replaced): the link is shown this
+    once, for the help desk to hand over; it works once and expires (ns's NEXTAUTH_NS_INVITE_TTL)."""
+    user_id = _form_user()
+    created = services().ns.create_invite(user_id)
+    log.info("%s created enrolment invite %s for %s", operator().user.sub, created.get("invite"), user_id)
+    link = services().url("/enrol/" + str(created["token"]))
+    return page(
+        "console/invite_created.html", user_id=user_id, link=link, expires_at=created.get("expires_at")
+    )
+
+
+@blueprint.get("/audit")
+@admin_only
+def audit() -> Any:
+    """The audit trail, newest page first as ns keeps it (oldest first within a page), with filters."""
+    query = {"limit": "100"}
+    for name in ("user", "type", "since", "cursor"):
+        value = request.args.get(name, "").strip()
+        if value and len(value) <= 255 and value.isprintable():
+            query[name] = value
+    found = services().ns.audit_events(query)
+    return page(
+        "console/audit.html",
+        events=found.get("events", []),
+        next_cursor=found.get("next_cursor"),
+        query=query,
+        types=sorted(EVENT_TYPES),
+    )
 
 
 @blueprint.post("/user/profile")

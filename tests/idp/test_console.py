@@ -118,7 +118,14 @@ def test_the_admin_sees_every_page_link_and_the_help_desk_only_users(
 ) -> None:
     everything = admin.get("/admin/").get_data(as_text=True)
     desk = helpdesk.get("/admin/").get_data(as_text=True)
-    for link in ("/admin/keys", "/admin/clients", "/admin/saml", "/admin/servers", "/admin/consents"):
+    for link in (
+        "/admin/keys",
+        "/admin/clients",
+        "/admin/saml",
+        "/admin/servers",
+        "/admin/consents",
+        "/admin/audit",
+    ):
         assert link in everything and link not in desk
     assert "/admin/users" in desk
 
@@ -147,7 +154,8 @@ def test_the_help_desk_is_refused_admin_posts(
 
 
 @pytest.mark.parametrize(
-    "path", ["/admin/keys", "/admin/servers", "/admin/clients", "/admin/saml", "/admin/consents"]
+    "path",
+    ["/admin/keys", "/admin/servers", "/admin/clients", "/admin/saml", "/admin/consents", "/admin/audit"],
 )
 def test_the_help_desk_is_refused_admin_pages(helpdesk: FlaskClient, path: str) -> None:
     assert helpdesk.get(path).status_code == 403
@@ -160,9 +168,18 @@ def test_the_help_desk_may_block_and_end_sessions(helpdesk: FlaskClient) -> None
         ("/admin/user/block", {"user": "u", "account": "a"}),
         ("/admin/user/end-session", {"user": "u", "hsid": "h"}),
         ("/admin/user/end-all-sessions", {"user": "u"}),
+        ("/admin/user/invite", {"user": "u"}),
     ):
         answer = helpdesk.post(path, data={**form, "csrf": csrf})
         assert answer.status_code == 502, (path, answer.get_data(as_text=True)[:300])
+
+
+def test_the_admin_reads_the_audit_log_through_ns(admin: FlaskClient) -> None:
+    assert admin.get("/admin/audit?user=u&type=login.failed").status_code == 502  # let through to ns
+
+
+def test_an_invite_needs_the_csrf_token(helpdesk: FlaskClient) -> None:
+    assert helpdesk.post("/admin/user/invite", data={"user": "u"}).status_code == 400
 
 
 @pytest.mark.parametrize("sent", [None, "", "wrong", "x" * 43])
