@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from werkzeug.wrappers import Response
 
 from authserver.storage.kv import KeyValueStore
+from idp.authenticator import AuthenticatorConfig
 from idp.directory import Directory
 from idp.keys import KeyRing
 from idp.ns_client import NsClient
@@ -39,6 +40,8 @@ class IdpServices:
     pairwise_secret: bytes = field(default=b"", repr=False)
     oidc_require_par: bool = False  # every OIDC client must push its authorization requests (RFC 9126)
     device_code_seconds: int = 600  # how long an RFC 8628 device code and its user code live
+    # The web authenticator at /app/ (idp.web.authenticator); None: not served.
+    authenticator: AuthenticatorConfig | None = None
 
     def url(self, path: str, **query: Any) -> str:
         """An absolute URL on the IdP's public address."""

@@ -26,6 +26,7 @@ from authserver.config import (
 from authserver.ratelimit import RateLimiter, Rule, trusted_proxies_setting
 from authserver.storage import db
 from authserver.storage.kv import open_kv
+from idp.authenticator import AuthenticatorConfig
 from idp.context import IdpServices
 from idp.directory import Directory
 from idp.forwardauth import settings as forward_auth_settings
@@ -43,12 +44,13 @@ from nextauth_core.secret_files import secret_file
 
 PREFIX = "NEXTAUTH_IDP_"
 # Each NEXTAUTH_IDP_<flag> that load_settings reads (its get() takes no other), and two read before or
-# beside it: the log level (nextauth.idp_runner) and the templates folder (idp.web).
+# beside it: the log level (nextauth.idp_runner) and the templates and web app folders (idp.web).
 FLAGS = (
     "LISTEN", "SECRET_KEY", "NS_WEBSOCKET_URL", "NS_API_URL", "NS_API_KEY", "NS_SERVER", "PUBLIC_URL",
     "DB_URI", "KV_URI", "KV_PREFIX", "COOKIE_DOMAIN", "SESSION_SECONDS", "NS_CHECK_SECONDS",
     "TRUSTED_PROXIES", "LOG_LEVEL", "TEMPLATES_DIR", "OIDC_REQUIRE_PAR",
     "OIDC_PAIRWISE_SECRET", "ADMIN_API_KEY", "DEVICE_CODE_SECONDS",
+    "AUTHENTICATOR_CONFIG", "AUTHENTICATOR_NS_URI", "WEBAPP_DIR",
 )  # fmt: skip
 
 
@@ -87,6 +89,7 @@ class IdpSettings:
     pairwise_secret: bytes = field(default=b"", repr=False)
     oidc_require_par: bool = False
     device_code_seconds: int = 600
+    authenticator: AuthenticatorConfig | None = None
 
 
 def load_settings(
@@ -189,7 +192,24 @@ def load_settings(
         pairwise_secret=_pairwise_secret(get("OIDC_PAIRWISE_SECRET", required=False), data_dir),
         oidc_require_par=_flag(PREFIX + "OIDC_REQUIRE_PAR", get("OIDC_REQUIRE_PAR", required=False)),
         device_code_seconds=device_code_seconds,
+        authenticator=_authenticator(
+            get("AUTHENTICATOR_CONFIG", required=False), get("AUTHENTICATOR_NS_URI", required=False)
+        ),
     )
+
+
+def _authenticator(app_config: str | None, ns_uri: str | None) -> AuthenticatorConfig | None:
+    """The web authenticator is served only when the operator says where its services are."""
+    if app_config is None and ns_uri is None:
+        return None
+    if app_config is None or ns_uri is None:
+        raise ConfigError(
+            "NEXTAUTH_IDP_AUTHENTICATOR_CONFIG and NEXTAUTH_IDP_AUTHENTICATOR_NS_URI: set both or neither"
+        )
+    try:
+        return AuthenticatorConfig.parse(app_config, ns_uri)
+    except ValueError as exc:
+        raise ConfigError(f"NEXTAUTH_IDP_AUTHENTICATOR_CONFIG: {exc}") from exc
 
 
 def _pairwise_secret(configured: str | None, data_dir: Path) -> bytes:
@@ -234,6 +254,7 @@ def build_services(settings: IdpSettings) -> IdpServices:
             settings.trusted_proxies,
         ),
         device_code_seconds=settings.device_code_seconds,
+        authenticator=settings.authenticator,
     )
 
 

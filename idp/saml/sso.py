@@ -240,9 +240,7 @@ def no_passive(saml: SamlContext, pending: PendingLogin) -> str:
     return _error(saml, sp, pending, STATUS_RESPONDER, "NoPassive", "The user is not logged in.")
 
 
-def _name_id_format(
-    sp: ServiceProvider, pending: PendingLogin, user: SignedInUser
-) -> tuple[str | None, str]:
+def _name_id_format(sp: ServiceProvider, pending: PendingLogin, user: SignedInUser) -> tuple[str | None, str]:
     """The NameID format to answer with, or None and why (the status message the SP gets)."""
     if pending.sp_name_qualifier not in (None, sp.entity_id):
         return None, "This IdP issues NameIDs for the application itself only (SPNameQualifier)."

@@ -44,6 +44,8 @@
         figure.innerHTML = state.svg;
         figure.setAttribute("data-qrdata", state.qrdata);
         document.getElementById("qr-text").textContent = state.qrdata;
+        var inApp = document.getElementById("open-in-app");
+        if (inApp) { inApp.setAttribute("href", inApp.getAttribute("href").split("#")[0] + "#login=" + state.qrdata); }
       })
       .catch(function () {
         say("This code has expired and could not be renewed. Reload the page.", "error");
