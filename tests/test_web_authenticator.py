@@ -1,0 +1,196 @@
+"""The web authenticator (``/app/``) in headless Chromium at a phone's viewport, against the real services
+of ``nextauth all``: the app starts without a CSP violation, registers its service worker for ``/app/``,
+starts again offline from its cache, is installable, reads ns's own codes, and the login page's
+"Open in app" link carries the page's current code."""
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from nextauth_core.qr import QRPayload
+from tests.fixtures.system import RunningSystem, ns_api, start_system, stop_system
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+PHONE = {
+    "viewport": {"width": 390, "height": 844},
+    "device_scale_factor": 3,
+    "is_mobile": True,
+    "has_touch": True,
+    "user_agent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/126.0.0.0 Mobile Safari/537.36",
+}
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
+    """One system on embedded defaults: the app's serving does not depend on the storage backend."""
+    env = {f"NEXTAUTH_{name}_SIGMAI_HANDSHAKE_TIMEOUT": "5" for name in ("NS", "SFS", "MC")}
+    system = start_system(tmp_path_factory.mktemp("authenticator"), extra_env=env)
+    yield system
+    stop_system(system)
+
+
+def base(system: RunningSystem) -> str:
+    return f"http://127.0.0.1:{system.port('idp', 'http')}"
+
+
+@pytest.fixture
+def phone(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(**PHONE)
+    yield context
+    context.close()
+
+
+class Watch:
+    """What a page reports that would mean a broken app: console errors and CSP violations."""
+
+    def __init__(self, page: Any) -> None:
+        self.errors: list[str] = []
+        page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+
+
+def open_app(context: Any, url: str) -> tuple[Any, Watch]:
+    page = context.new_page()
+    watch = Watch(page)
+    page.goto(url)
+    page.wait_for_selector("html[data-ready=yes]", state="attached", timeout=15000)
+    return page, watch
+
+
+def visible_screen(page: Any) -> str:
+    return str(page.eval_on_selector("section[data-screen]:not([hidden])", "s => s.dataset.screen"))
+
+
+def test_the_app_starts_at_onboarding_without_a_policy_violation(running: RunningSystem, phone: Any) -> None:
+    page, watch = open_app(phone, base(running) + "/app/")
+    assert visible_screen(page) == "welcome"
+    assert page.is_visible("#new-pin") and page.is_visible("#new-pin-again")
+    # The strict CSP holds and the app still runs: no violation, no error.
+    assert watch.errors == []
+    # config.json told the app where the services are: the same keys the phone simulator is given.
+    config = page.evaluate("fetch('config.json').then(r => r.json())")
+    app_config = json.loads((running.data_dir / "app-config.json").read_text())
+    assert config["sfs"] == app_config["sfs"] and config["mc"] == app_config["mc"]
+    assert config["ns"]["uri"] == f"ws://127.0.0.1:{running.port('ns', 'sigmai')}/"
+    # A phone's width: nothing is wider than the screen.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_a_script_from_elsewhere_is_refused(running: RunningSystem, phone: Any) -> None:
+    """The CSP is what keeps an injected script from the keys: an inline script does not run."""
+    page, _ = open_app(phone, base(running) + "/app/")
+    ran = page.evaluate(
+        """() => new Promise((resolve) => {
+            document.addEventListener(
+                'securitypolicyviolation', (e) => resolve('refused ' + e.violatedDirective));
+            const s = document.createElement('script');
+            s.textContent = 'window.__injected = true';
+            document.body.append(s);
+            setTimeout(() => resolve(window.__injected ? 'ran' : 'silent'), 2000);
+        })"""
+    )
+    assert ran.startswith("refused script-src")
+
+
+def test_service_worker_serves_the_shell_offline(running: RunningSystem, phone: Any) -> None:
+    url = base(running) + "/app/"
+    page, _ = open_app(phone, url)
+    scope = page.evaluate("navigator.serviceWorker.ready.then(r => r.scope)")
+    assert scope == url
+    page.wait_for_function("() => navigator.serviceWorker.controller !== null", timeout=15000)
+    cached = page.evaluate(
+        "caches.keys().then(names => caches.open(names.find(n => n.startsWith('nextauth-shell-'))))"
+        ".then(cache => cache.keys()).then(keys => keys.map(k => new URL(k.url).pathname))"
+    )
+    assert {"/app/", "/app/app.js", "/app/storage.js", "/app/app.css", "/app/manifest.webmanifest"} <= set(
+        cached
+    )
+    assert "/app/config.json" not in cached  # never an answer of the server's, only the shell
+    phone.set_offline(True)
+    try:
+        page.reload()
+        page.wait_for_selector("html[data-ready=yes]", state="attached", timeout=15000)
+        # The shell came from the cache; without settings stored yet the app says what it needs.
+        assert visible_screen(page) == "unsupported"
+        assert "Connect to the internet" in page.inner_text("#unsupported-why")
+        assert page.evaluate("fetch('config.json').then(() => 'fetched', () => 'offline')") == "offline"
+    finally:
+        phone.set_offline(False)
+
+
+def test_the_manifest_is_installable(running: RunningSystem, phone: Any) -> None:
+    page, _ = open_app(phone, base(running) + "/app/")
+    page.evaluate("navigator.serviceWorker.ready")
+    cdp = phone.new_cdp_session(page)
+    manifest = cdp.send("Page.getAppManifest")
+    assert manifest["errors"] == [], manifest["errors"]
+    assert manifest["url"] == base(running) + "/app/manifest.webmanifest"
+    errors = cdp.send("Page.getInstallabilityErrors")["installabilityErrors"]
+    # Playwright's contexts are incognito, where Chromium installs nothing; every check of the app passed.
+    assert [error for error in errors if error["errorId"] != "in-incognito"] == [], errors
+
+
+def test_the_app_reads_the_codes_ns_makes(running: RunningSystem, phone: Any) -> None:
+    page, _ = open_app(phone, base(running) + "/app/")
+    status, created = ns_api(running).call("POST", "/v1/servers/default/users/olga/enrolments")
+    assert status == 201, created
+    read = page.evaluate(
+        "code => import('./codes.js').then(m => m.readCode(code))", "nextauth:" + created["qrdata"]
+    )
+    # The same reading as the Python SDK's, byte for byte.
+    expected = QRPayload.decode(created["qrdata"])
+    assert read["kind"] == "enrol" and read["serverId"] == expected.server_id == "default"
+    assert read["sigmaiUri"] == expected.sigmai_uri == f"ws://127.0.0.1:{running.port('ns', 'sigmai')}/"
+    assert read["serverKeyHash"] == expected.server_key_hash.hex() and read["itemId"] == expected.item_id
+    damaged = page.evaluate(
+        "code => import('./codes.js').then(m => { try { m.readCode(code); return 'read'; }"
+        " catch (e) { return e.name + ': ' + e.message; } })",
+        created["qrdata"][:-6] + "%%%%%%",
+    )
+    assert damaged == "CodeError: This nextAuth code is damaged."
+
+
+def test_open_in_app_carries_the_login_code(running: RunningSystem, phone: Any, browser: Any) -> None:
+    page = phone.new_page()
+    page.goto(base(running) + "/login")
+    page.wait_for_selector("#qr svg")
+    link = page.locator("#open-in-app")
+    playwright_api.expect(link).to_be_visible()
+    code = page.get_attribute("#qr", "data-qrdata")
+    assert link.get_attribute("href") == f"/app/#login={code}"
+    # The link opens the app beside the login page, which keeps waiting for the phone's approval.
+    with phone.expect_page() as opened:
+        link.click()
+    app = opened.value
+    app.wait_for_selector("html[data-ready=yes]", state="attached", timeout=15000)
+    assert app.url == base(running) + "/app/"  # the single-use code left the address bar at once
+    assert visible_screen(app) == "welcome"
+    assert "Set up this phone first" in app.inner_text("#notice")
+    assert page.url.startswith(base(running) + "/login")
+    # On a computer the page offers no such link: the phone there is another device.
+    desktop = browser.new_page()
+    desktop.goto(base(running) + "/login")
+    desktop.wait_for_selector("#qr svg")
+    assert not desktop.is_visible("#open-in-app")
+    desktop.close()
+
+
+def test_a_renewed_code_renews_the_link(running: RunningSystem, phone: Any) -> None:
+    page = phone.new_page()
+    page.clock.install()
+    page.goto(base(running) + "/login")
+    page.wait_for_selector("#qr svg")
+    # ns answers the same code while it is valid: mark the page's copies stale to see them renewed.
+    page.evaluate(
+        "document.getElementById('open-in-app').setAttribute('href', '/app/#login=stale');"
+        "document.getElementById('qr').dataset.qrdata = 'stale'"
+    )
+    page.clock.run_for(41000)  # the page renews its code every 40 seconds
+    page.wait_for_function("() => document.getElementById('qr').dataset.qrdata !== 'stale'")
+    renewed = page.get_attribute("#qr", "data-qrdata")
+    assert renewed.startswith("NA1.")
+    assert page.get_attribute("#open-in-app", "href") == f"/app/#login={renewed}"
