@@ -5,13 +5,18 @@ BIN := $(VENV)/bin
 
 .PHONY: run test test-fast lint bench clean
 
-$(BIN)/.installed: pyproject.toml
+# Running needs only the package; tests, linters and benchmarks add the dev extra.
+$(BIN)/.run-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(BIN)/.installed: $(BIN)/.run-installed
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-run: $(BIN)/.installed
+run: $(BIN)/.run-installed
 	$(BIN)/nextauth all
 
 lint: $(BIN)/.installed

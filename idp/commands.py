@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +37,14 @@ def idp_engine(environ: dict[str, str] | None = None) -> Engine:
 
 def _user_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True)
-    put = actions.add_parser("set", help="create or replace a user's profile")
+    put = actions.add_parser(
+        "set", help="create a user's profile or change the fields given (the others stay; '' clears one)"
+    )
     put.add_argument("user_id", help="the user id ns logs in (as enrolled)")
     put.add_argument("--name")
-    put.add_argument("--email")
-    put.add_argument("--email-verified", action="store_true")
-    put.add_argument("--groups", default="", help="comma-separated group names")
+    put.add_argument("--email", help="a new address is unverified unless --email-verified is given too")
+    put.add_argument("--email-verified", action=argparse.BooleanOptionalAction, default=None)
+    put.add_argument("--groups", help="comma-separated group names (replaces the list)")
     show = actions.add_parser("show", help="print a user's profile")
     show.add_argument("user_id")
     remove = actions.add_parser("delete", help="forget a user's profile (the user can still log in)")
@@ -50,12 +52,27 @@ def _user_arguments(parser: argparse.ArgumentParser) -> None:
     actions.add_parser("list", help="every profile")
 
 
+def _changed_profile(current: Profile, args: argparse.Namespace) -> Profile:
+    """``current`` with the fields the command gave: others keep their value, and a changed e-mail address
+    loses its verified mark unless the command vouches for the new one."""
+    changes: dict[str, Any] = {}
+    if args.name is not None:
+        changes["name"] = args.name or None
+    if args.email is not None:
+        changes["email"] = args.email or None
+        if changes["email"] != current.email:
+            changes["email_verified"] = False
+    if args.email_verified is not None:
+        changes["email_verified"] = args.email_verified
+    if args.groups is not None:
+        changes["groups"] = tuple(group.strip() for group in args.groups.split(",") if group.strip())
+    return replace(current, **changes)
+
+
 def _user(args: argparse.Namespace, engine: Engine) -> Any:
     directory = Directory(engine)
     if args.action == "set":
-        groups = tuple(group.strip() for group in args.groups.split(",") if group.strip())
-        profile = Profile(args.user_id, args.name, args.email, args.email_verified, groups)
-        return asdict(directory.put(profile))
+        return asdict(directory.put(_changed_profile(directory.get(args.user_id), args)))
     if args.action == "show":
         return asdict(directory.get(args.user_id))
     if args.action == "delete":

@@ -89,6 +89,10 @@ def _register(store: AppStore, args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
+def _change_pin(store: AppStore, args: argparse.Namespace) -> dict[str, Any]:
+    return _app(store, args).change_pin(args.old_pin, args.new_pin)
+
+
 def _inbox(store: AppStore, args: argparse.Namespace) -> dict[str, Any]:
     return {"messages": _app(store, args).inbox()}
 
@@ -156,6 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--push-provider", choices=["fcm", "apns", "none"], default="none")
     register.add_argument("--push-token", help="the FCM registration token or APNs device token")
     register.set_defaults(run=_register)
+
+    change_pin = commands.add_parser(
+        "change-pin", help="change the PIN at the SFS (a wrong old PIN counts like one at login)"
+    )
+    change_pin.add_argument("--old-pin", required=True, help="the PIN in use now")
+    change_pin.add_argument("--new-pin", required=True, help="the PIN to set (4 to 64 characters)")
+    change_pin.set_defaults(run=_change_pin)
 
     scan = commands.add_parser("scan", help="scan a login or enrolment code (the QR payload text)")
     scan.add_argument("payload", help="the QR payload, an app link, or - to read it from standard input")

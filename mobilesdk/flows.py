@@ -3,6 +3,7 @@ enrol an account, log in. Each step talks to one service over its own sigmai cha
 """
 
 import json
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,11 @@ from nextauth_core.qr import QRPayload
 from nextauth_core.statements import (
     ENROL_CODE_EXPORTER,
     LOGIN_EXPORTER,
+    PIN_CHANGE_EXPORTER,
     SFS_PROOF_EXPORTER,
     confirmation_code,
     login_statement,
+    pin_change_statement,
     sfs_proof_statement,
 )
 from sigmai import DeviceIdentity
@@ -85,6 +88,46 @@ class App:
             "max_attempts": answer.get("max_attempts"),
             "mailbox": mailbox["mailbox"] if mailbox else None,
         }
+
+    def change_pin(self, old_pin: str, new_pin: str) -> dict[str, Any]:
+        """Replace the PIN at the SFS, proving the old one; a wrong old PIN counts like one at login.
+
+        The device secret stays: only the verifier at the SFS changes, so nothing on the phone is
+        written and a lost answer cannot leave the phone and the SFS disagreeing about which secret
+        to use (the PIN that works is then whichever the SFS kept, and a retry with it tells).
+        """
+        secrets = self.accounts.second_factor()
+        if not secrets.get("device_secret"):
+            raise FlowError("Register this app first: nextauth-app register --pin PIN")
+        if unicodedata.normalize("NFC", old_pin) == unicodedata.normalize("NFC", new_pin):
+            raise FlowError("The new PIN is the old one; choose another.")
+        try:
+            old_request = pin_proofs.start(old_pin)
+            new_request = pin_proofs.start(new_pin)
+        except ValueError as exc:
+            raise FlowError(str(exc)) from exc
+        device_secret = unb64(secrets["device_secret"])
+        with self._sfs() as sfs:
+            started = sfs.request(
+                "pin.change.start",
+                {
+                    "blinded_element": b64(old_request.blinded_element),
+                    "new_blinded_element": b64(new_request.blinded_element),
+                },
+            )
+            verifier = pin_proofs.verifier(
+                new_pin, new_request, unb64(started["new_evaluated_element"]), device_secret
+            )
+            statement = pin_change_statement(
+                sfs_challenge=unb64(started["challenge"]),
+                channel_binding=sfs.export(PIN_CHANGE_EXPORTER, b"", 32),
+                new_pin_verifier=verifier,
+            )
+            proof = pin_proofs.prove(
+                old_pin, old_request, unb64(started["evaluated_element"]), device_secret, statement
+            )
+            answer = sfs.request("pin.change.finish", {"proof": b64(proof), "pin_verifier": b64(verifier)})
+        return {"changed": bool(answer.get("changed")), "max_attempts": answer.get("max_attempts")}
 
     def _mc(self) -> Channel:
         endpoint = self.store.service("mc")

@@ -8,6 +8,7 @@ with its own label so that a signature made for one purpose can never be present
 LOGIN_EXPORTER = b"EXPORTER-nextauth-login"
 SFS_PROOF_EXPORTER = b"EXPORTER-nextauth-sfs-proof"
 ENROL_CODE_EXPORTER = b"EXPORTER-nextauth-enrol-code"
+PIN_CHANGE_EXPORTER = b"EXPORTER-nextauth-sfs-pin-change"
 
 
 def length_prefixed(*fields: bytes) -> bytes:
@@ -39,6 +40,14 @@ def sfs_proof_statement(
         purpose.encode(),
         account_thumbprint.encode(),
     )
+
+
+def pin_change_statement(*, sfs_challenge: bytes, channel_binding: bytes, new_pin_verifier: bytes) -> bytes:
+    """What the app signs with the key derived from its *old* PIN to replace it: the SFS's one-time
+    challenge from ``pin.change.start``, this SFS channel's binding, and the new verifier itself, so the
+    proof authorises exactly this new PIN, once, on this channel. Its own label keeps it apart from a
+    proof for an attestation made with the same key."""
+    return length_prefixed(b"nextauth sfs pin change v1", sfs_challenge, channel_binding, new_pin_verifier)
 
 
 def confirmation_code(channel_export: bytes) -> str:

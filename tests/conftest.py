@@ -16,10 +16,11 @@ pytest_plugins = [
 # The fixtures that start a whole system (ns, sfs, mc, IdP) or headless Chromium for a test or a module.
 E2E_FIXTURES = frozenset({"system", "browser"})
 # Modules whose tests start servers themselves (start_system, Traefik, Chromium, local push servers, TLS
-# listeners) rather than through a fixture above.
+# listeners) rather than through a fixture above, or run the command line in subprocesses.
 E2E_MODULES = frozenset(
     {
         "tests.test_api_access",
+        "tests.test_cli",
         "tests.test_cluster",
         "tests.test_device_binding",
         "tests.test_flows",

@@ -22,11 +22,23 @@ from sqlalchemy.orm import Session
 from authserver.ns.common import b64
 from authserver.ratelimit import RateLimiter, Rule, client_key
 from authserver.storage.flow_models import ApiKey, ClientCertificate
+from authserver.storage.models import utcnow
 
 log = logging.getLogger("nextauth.security")
 
 ROLES = ("sessions", "users", "accounts", "servers", "createserver", "root")
 CACHE_SECONDS = 5.0
+
+
+def _listing(row: ApiKey | ClientCertificate) -> dict[str, object]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "roles": json.loads(row.roles),
+        "server": row.server_id,
+        "created_at": row.created_at.isoformat(),
+        "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+    }
 
 
 @dataclass(frozen=True)
@@ -119,6 +131,61 @@ class AccessControl:
             )
             db.commit()
         return fingerprint
+
+    def list_keys(self, server_id: str | None = None) -> list[dict[str, object]]:
+        """Every API key of this component (never the key itself: only its hash is kept)."""
+        with Session(self._engine) as db:
+            query = select(ApiKey).where(ApiKey.component == self._component).order_by(ApiKey.id)
+            if server_id is not None:
+                query = query.where(ApiKey.server_id == server_id)
+            return [_listing(row) for row in db.scalars(query)]
+
+    def revoke_key(self, key_id: str) -> bool:
+        """Revoke by id; False if there is no such live key. Other processes see it within CACHE_SECONDS."""
+        if not key_id.isdigit():
+            raise ValueError(f"API key id {key_id!r}: a number (see list)")
+        with Session(self._engine) as db, db.begin():
+            row = db.get(ApiKey, int(key_id))
+            if row is None or row.component != self._component or row.revoked_at is not None:
+                return False
+            row.revoked_at = utcnow()
+            digest, name = row.key_hash, row.name
+        with self._lock:
+            self._cache.pop(digest, None)
+        log.warning("API key %s (%s) revoked", key_id, name)
+        return True
+
+    def list_certificates(self, server_id: str | None = None) -> list[dict[str, object]]:
+        with Session(self._engine) as db:
+            query = (
+                select(ClientCertificate)
+                .where(ClientCertificate.component == self._component)
+                .order_by(ClientCertificate.id)
+            )
+            if server_id is not None:
+                query = query.where(ClientCertificate.server_id == server_id)
+            return [{**_listing(row), "sha256": row.fingerprint} for row in db.scalars(query)]
+
+    def revoke_certificate(self, id_or_fingerprint: str) -> bool:
+        """Revoke by id or by SHA-256 fingerprint; False if there is no such live certificate."""
+        text = id_or_fingerprint.strip().lower().replace(":", "")
+        with Session(self._engine) as db, db.begin():
+            column = ClientCertificate.id if text.isdigit() else ClientCertificate.fingerprint
+            row = db.scalar(
+                select(ClientCertificate).where(
+                    column == (int(text) if text.isdigit() else text),
+                    ClientCertificate.component == self._component,
+                    ClientCertificate.revoked_at.is_(None),
+                )
+            )
+            if row is None:
+                return False
+            row.revoked_at = utcnow()
+            fingerprint, name = row.fingerprint, row.name
+        with self._lock:
+            self._cache.pop("cert:" + fingerprint, None)
+        log.warning("client certificate %s (%s) revoked", fingerprint, name)
+        return True
 
     def authenticate_certificate(self, fingerprint: str | None) -> Grant | None:
         """Access by a listed certificate only: that some CA signed it grants nothing."""

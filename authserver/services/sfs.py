@@ -25,6 +25,7 @@ SETTINGS = (
     "NEXTAUTH_SFS_RATE_LIMIT_REGISTER",
     "NEXTAUTH_SFS_RATE_LIMIT_REGISTER_ALL",
     "NEXTAUTH_SFS_UNFINISHED_REGISTRATION_SECONDS",
+    "NEXTAUTH_SFS_PIN_CHANGE_SECONDS",
 )
 
 DEFAULT_MAX_ATTEMPTS = 5
@@ -69,6 +70,16 @@ def _unfinished_seconds(environ: dict[str, str]) -> int:
     return int(value)
 
 
+def _pin_change_seconds(environ: dict[str, str]) -> int:
+    name = "NEXTAUTH_SFS_PIN_CHANGE_SECONDS"
+    value = read_setting(name, environ)
+    if value is None:
+        return flows.DEFAULT_PIN_CHANGE_SECONDS
+    if not value.isdigit() or not 1 <= int(value) <= 600:
+        raise ConfigError(f"{name}: expected a whole number of seconds from 1 to 600")
+    return int(value)
+
+
 def build(config: ComponentConfig, *, environ: dict[str, str] | None = None) -> Component:
     environ = dict(os.environ if environ is None else environ)
     configured = _configured_attestation_key(environ)
@@ -91,6 +102,7 @@ def build(config: ComponentConfig, *, environ: dict[str, str] | None = None) -> 
         attestation_key,
         component.identity.key_hash.hex(),
         _max_attempts(environ),
+        _pin_change_seconds(environ),
     )
     flows.register(component.operations, service)
     # hello shows the attestation key too: an operator reads it with `nextauth-app hello sfs`.

@@ -7,16 +7,21 @@ single conditional UPDATE makes parallel guesses on several SFS instances count 
 proof resets the count; reaching the maximum locks the instance for good.
 
 An app instance is its device key: it registers once, and nothing lets the same device key register
-again (a new PIN without the old one would undo the lock for whoever copied the app's files). A locked
+again (a new PIN without the old one would undo the lock for whoever copied the app's files). The PIN
+can be changed, but only by proving the old one (``pin.change.start`` / ``pin.change.finish``), which
+counts exactly like a PIN check and is refused once the instance is locked. A locked
 app is set up anew with a new device key, and its accounts enrolled anew: ns binds every account to the
 instance that vouched at enrolment, so the new instance cannot vouch for the old accounts.
 
 Attestations are signed with the SFS's attestation key, never with its sigmai identity key.
 """
 
+import hmac
 import logging
 import os
-from typing import Any
+import time
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import Engine, select, update
@@ -29,12 +34,28 @@ from authserver.storage.flow_models import AppInstance
 from authserver.storage.models import utcnow
 from nextauth_core import attestation, oprf, pin
 from nextauth_core.encoding import b64url
-from nextauth_core.statements import SFS_PROOF_EXPORTER, sfs_proof_statement
+from nextauth_core.statements import (
+    PIN_CHANGE_EXPORTER,
+    SFS_PROOF_EXPORTER,
+    pin_change_statement,
+    sfs_proof_statement,
+)
 
 CHALLENGE_BYTES = 32
 LOCKED_MESSAGE = "Too many wrong PINs: this app is locked. Set the app up anew and enrol your accounts again."
 
+DEFAULT_PIN_CHANGE_SECONDS = 60  # start to finish is one round trip and two key derivations
+
 security_log = logging.getLogger("nextauth.security")
+
+
+@dataclass(frozen=True)
+class PendingPinChange:
+    """A ``pin.change.start`` awaiting its finish; kept in the channel's state, so it is bound to that
+    channel and gone with it."""
+
+    challenge: bytes
+    expires_at: float  # time.monotonic()
 
 
 class SecondFactorService:
@@ -44,11 +65,13 @@ class SecondFactorService:
         attestation_key: ed25519.Ed25519PrivateKey,
         key_hash: str,
         max_attempts: int,
+        pin_change_seconds: int = DEFAULT_PIN_CHANGE_SECONDS,
     ):
         self._engine = engine
         self._key = attestation_key  # not the sigmai identity key: see nextauth_core.attestation
         self._key_hash = key_hash  # the sigmai key hash: the SFS's name in attestations (iss)
         self.max_attempts = max_attempts
+        self.pin_change_seconds = pin_change_seconds
 
     # -- registration ----------------------------------------------------------------------------------
 
@@ -108,7 +131,18 @@ class SecondFactorService:
 
     def pin_evaluate(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
         blinded = binary_param(params.get("blinded_element"), "blinded_element", min_length=32, max_length=32)
-        thumbprint = context.peer.thumbprint()
+        instance = self._count_attempt(context.peer.thumbprint())
+        challenge = os.urandom(CHALLENGE_BYTES)
+        context.state["challenge"], context.state["challenge_method"] = challenge, "pin"
+        return {
+            "evaluated_element": b64url(self._evaluate(instance.oprf_key, blinded)),
+            "challenge": b64url(challenge),
+            "attempts_left": self.max_attempts - instance.failures,
+        }
+
+    def _count_attempt(self, thumbprint: str) -> AppInstance:
+        """Count one PIN attempt as failed before anything about the PIN is answered; the instance as
+        counted. Raises ``not_registered`` or ``locked`` (locking it at the limit)."""
         with Session(self._engine, expire_on_commit=False) as session:
             counted = session.execute(
                 update(AppInstance)
@@ -127,13 +161,7 @@ class SecondFactorService:
         if rowcount(counted) != 1:
             self._lock(thumbprint)
             raise OperationError("locked", LOCKED_MESSAGE)
-        challenge = os.urandom(CHALLENGE_BYTES)
-        context.state["challenge"], context.state["challenge_method"] = challenge, "pin"
-        return {
-            "evaluated_element": b64url(self._evaluate(instance.oprf_key, blinded)),
-            "challenge": b64url(challenge),
-            "attempts_left": self.max_attempts - instance.failures,
-        }
+        return instance
 
     def attest(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
         method = params.get("method", "pin")
@@ -168,13 +196,7 @@ class SecondFactorService:
             if context.state.pop("challenge_method", None) != "pin":
                 raise OperationError("no_challenge", "Enter the PIN again.")
             if not pin.check_proof(instance.pin_verifier, statement, proof):
-                left = max(self.max_attempts - instance.failures, 0)
-                if left == 0:
-                    self._lock(thumbprint)
-                    raise OperationError("locked", LOCKED_MESSAGE)
-                raise OperationError(
-                    "wrong_pin", f"Wrong PIN. {left} attempt{'s' if left != 1 else ''} left."
-                )
+                self._wrong_pin(instance)
             self._reset(thumbprint)
         elif instance.biometric_key is None or not pin.check_proof(instance.biometric_key, statement, proof):
             raise OperationError("biometric_failed", "The biometric check did not verify; use the PIN.")
@@ -195,6 +217,86 @@ class SecondFactorService:
         context.state["challenge"], context.state["challenge_method"] = challenge, "biometric"
         return {"challenge": b64url(challenge)}
 
+    # -- PIN change ------------------------------------------------------------------------------------
+
+    def pin_change_start(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
+        """Evaluate the old PIN (counted as a failure until proven, exactly like ``pin.evaluate``) and
+        the new one, and open a short window for one ``pin.change.finish`` on this channel.
+
+        Evaluating the new PIN here gives nothing away: an evaluation alone tests no guess, only a
+        proof checked by the SFS does, and every proof needs a challenge from a counted evaluation.
+        """
+        blinded = binary_param(params.get("blinded_element"), "blinded_element", min_length=32, max_length=32)
+        new_blinded = binary_param(
+            params.get("new_blinded_element"), "new_blinded_element", min_length=32, max_length=32
+        )
+        context.state.pop("pin_change", None)  # a new start replaces an unfinished one
+        instance = self._count_attempt(context.peer.thumbprint())
+        evaluated = self._evaluate(instance.oprf_key, blinded)
+        new_evaluated = self._evaluate(instance.oprf_key, new_blinded)
+        challenge = os.urandom(CHALLENGE_BYTES)
+        context.state["pin_change"] = PendingPinChange(challenge, time.monotonic() + self.pin_change_seconds)
+        return {
+            "evaluated_element": b64url(evaluated),
+            "new_evaluated_element": b64url(new_evaluated),
+            "challenge": b64url(challenge),
+            "attempts_left": self.max_attempts - instance.failures,
+            "expires_in": self.pin_change_seconds,
+        }
+
+    def pin_change_finish(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
+        """Replace the PIN verifier if ``proof`` proves the old PIN over the new verifier."""
+        pending = context.state.pop("pin_change", None)  # single use, whatever the outcome
+        if not isinstance(pending, PendingPinChange):
+            raise OperationError("no_pin_change", "Start the PIN change again.")
+        if time.monotonic() > pending.expires_at:
+            raise OperationError("expired", "The PIN change took too long; start it again.")
+        proof = binary_param(params.get("proof"), "proof", min_length=64, max_length=64)
+        verifier = binary_param(params.get("pin_verifier"), "pin_verifier", min_length=32, max_length=32)
+        if not pin.is_acceptable_verifier(verifier):
+            raise OperationError("bad_request", "pin_verifier must be a valid Ed25519 public key.")
+        thumbprint = context.peer.thumbprint()
+        with Session(self._engine, expire_on_commit=False) as session:
+            instance = session.scalar(select(AppInstance).where(AppInstance.device_thumbprint == thumbprint))
+        if instance is None or instance.pin_verifier is None:
+            raise OperationError("not_registered", "Register this app with its second factor server first.")
+        if instance.locked:
+            raise OperationError("locked", LOCKED_MESSAGE)
+        old_verifier = instance.pin_verifier
+        statement = pin_change_statement(
+            sfs_challenge=pending.challenge,
+            channel_binding=context.export(PIN_CHANGE_EXPORTER, b"", 32),
+            new_pin_verifier=verifier,
+        )
+        if not pin.check_proof(old_verifier, statement, proof):
+            self._wrong_pin(instance)
+        if hmac.compare_digest(verifier, old_verifier):
+            self._reset(thumbprint)
+            raise OperationError("same_pin", "The new PIN is the old one; choose another.")
+        with Session(self._engine, expire_on_commit=False) as session:
+            # Compare-and-set on the old verifier: of two changes proven with the same old PIN on two
+            # channels, only the first takes effect; a lock that came in between wins over both.
+            done = session.execute(
+                update(AppInstance)
+                .where(
+                    AppInstance.device_thumbprint == thumbprint,
+                    AppInstance.locked.is_(False),
+                    AppInstance.pin_verifier == old_verifier,
+                )
+                .values(pin_verifier=verifier, failures=0, updated_at=utcnow())
+            )
+            session.commit()
+        if rowcount(done) != 1:
+            with Session(self._engine) as session:
+                locked = session.scalar(
+                    select(AppInstance.locked).where(AppInstance.device_thumbprint == thumbprint)
+                )
+            if locked:
+                raise OperationError("locked", LOCKED_MESSAGE)
+            raise OperationError("no_pin_change", "The PIN was changed meanwhile; start again.")
+        security_log.info("sfs: app instance %s changed its PIN", thumbprint)
+        return {"changed": True, "max_attempts": self.max_attempts}
+
     # -- helpers ---------------------------------------------------------------------------------------
 
     @staticmethod
@@ -203,6 +305,15 @@ class SecondFactorService:
             return oprf.blind_evaluate(key, blinded)
         except oprf.OPRFError as exc:
             raise OperationError("bad_request", "blinded_element is not a valid group element.") from exc
+
+    def _wrong_pin(self, instance: AppInstance) -> NoReturn:
+        """Answer a proof that failed: the attempt was counted when the PIN was evaluated; at the limit
+        this is the one that locks."""
+        left = max(self.max_attempts - instance.failures, 0)
+        if left == 0:
+            self._lock(instance.device_thumbprint)
+            raise OperationError("locked", LOCKED_MESSAGE)
+        raise OperationError("wrong_pin", f"Wrong PIN. {left} attempt{'s' if left != 1 else ''} left.")
 
     def _lock(self, thumbprint: str) -> None:
         with Session(self._engine, expire_on_commit=False) as session:
@@ -233,3 +344,5 @@ def register(operations: Operations, service: SecondFactorService) -> None:
     operations.register("pin.evaluate")(service.pin_evaluate)
     operations.register("biometric.challenge")(service.biometric_challenge)
     operations.register("attest")(service.attest)
+    operations.register("pin.change.start")(service.pin_change_start)
+    operations.register("pin.change.finish")(service.pin_change_finish)

@@ -1,0 +1,318 @@
+/**
+ * What a phone's screen says of who asks (ns checked each member: one line of plain text).
+ * @param {Record<string, any>} context
+ * @returns {string[]}
+ */
+export function contextLines(context: Record<string, any>): string[];
+/** A flow stopped; the message tells the person what to do. */
+export class FlowError extends Error {
+    /** @param {string} message */
+    constructor(message: string);
+}
+/** The app on one phone. Its store holds the device key, the SFS and MC pins, and the accounts. */
+export class App {
+    /**
+     * @param {import('./store.js').Store} store
+     * @param {import('./channel.js').ChannelOptions} [options]
+     */
+    constructor(store: import("./store.js").Store, options?: import("./channel.js").ChannelOptions);
+    store: import("./store.js").Store;
+    options: import("./channel.js").ChannelOptions;
+    /**
+     * Create the device key (once) and set the SFS and MC this app uses.
+     * @param {{sfs?: ServiceEndpoint, mc?: ServiceEndpoint, keyType?: 'p256' | 'ed25519'}} [config]
+     */
+    init(config?: {
+        sfs?: ServiceEndpoint;
+        mc?: ServiceEndpoint;
+        keyType?: "p256" | "ed25519";
+    }): Promise<{
+        device_created: boolean;
+        device_thumbprint: string;
+        device_key_type: "p256" | "ed25519";
+        services: any;
+    }>;
+    /** @returns {Promise<DeviceIdentity>} */
+    device(): Promise<DeviceIdentity>;
+    /** @param {'sfs' | 'mc'} name @returns {Promise<ServiceEndpoint>} */
+    service(name: "sfs" | "mc"): Promise<ServiceEndpoint>;
+    status(): Promise<{
+        device_thumbprint: string;
+        device_key_type: "p256" | "ed25519";
+        services: any;
+    }>;
+    /**
+     * @param {string} uri @param {DeviceIdentity} identity @param {string | Uint8Array} keyHash
+     */
+    channel(uri: string, identity: DeviceIdentity, keyHash: string | Uint8Array): Promise<import("./channel.js").Channel>;
+    /** @param {'sfs' | 'mc'} name */
+    serviceChannel(name: "sfs" | "mc"): Promise<import("./channel.js").Channel>;
+    /**
+     * Open a channel to a service (by name or URI and pin) and ask who answered.
+     * @param {'sfs' | 'mc' | ServiceEndpoint} target
+     */
+    hello(target: "sfs" | "mc" | ServiceEndpoint): Promise<{
+        uri: string;
+        server_public_key: string;
+        server_key_hash: string;
+        transcript_hash: string;
+        server: Record<string, any>;
+    }>;
+    /** @returns {Promise<Record<string, any>>} */
+    secondFactor(): Promise<Record<string, any>>;
+    /**
+     * Register this app's PIN (and optionally a biometric key) at the SFS, and a mailbox at the MC.
+     * @param {string} pin
+     * @param {{biometric?: boolean, pushProvider?: 'fcm' | 'apns' | 'none', pushToken?: string | null}} [options]
+     */
+    register(pin: string, options?: {
+        biometric?: boolean;
+        pushProvider?: "fcm" | "apns" | "none";
+        pushToken?: string | null;
+    }): Promise<{
+        registered: boolean;
+        biometric: boolean;
+        max_attempts: any;
+        mailbox: string | null;
+    }>;
+    /**
+     * Replace the PIN at the SFS, proving the old one; a wrong old PIN counts as one at login does.
+     * The device secret stays and only the SFS's verifier changes, so nothing here is written but the
+     * lock status: a lost answer cannot leave the phone and the SFS disagreeing.
+     * @param {string} oldPin
+     * @param {string} newPin
+     * @returns {Promise<{changed: boolean, max_attempts: number | null}>}
+     */
+    changePin(oldPin: string, newPin: string): Promise<{
+        changed: boolean;
+        max_attempts: number | null;
+    }>;
+    /** @private @param {unknown} error what the SFS said about a PIN, kept for lockStatus() */
+    private noteRefusal;
+    /** @param {string} provider @param {string | null} pushToken */
+    registerMailbox(provider: string, pushToken: string | null): Promise<{
+        key_hash: string;
+        mailbox: string;
+        token: string;
+    }>;
+    /**
+     * What the app last heard from the SFS about its PIN: attempts left, or locked for good.
+     * @returns {Promise<LockStatus>}
+     */
+    lockStatus(): Promise<LockStatus>;
+    /** @private @param {Record<string, any>} changes */
+    private noteSecondFactor;
+    /**
+     * Check the second factor at the SFS and get its attestation for ns.
+     * @param {{pin?: string | null, audience: string, nsChallenge: Uint8Array, purpose: 'login' | 'sign' | 'enrol',
+     *   account: DeviceIdentity}} request `pin` null or absent: the biometric
+     * @returns {Promise<string>} the attestation (a JWS)
+     */
+    attest({ pin, audience, nsChallenge, purpose, account }: {
+        pin?: string | null;
+        audience: string;
+        nsChallenge: Uint8Array;
+        purpose: "login" | "sign" | "enrol";
+        account: DeviceIdentity;
+    }): Promise<string>;
+    /** @returns {Promise<AccountRecord[]>} */
+    accountRecords(): Promise<AccountRecord[]>;
+    /** The accounts without their private keys. */
+    accounts(): Promise<{
+        id: string;
+        server_id: string;
+        server_name: string;
+        sigmai_uri: string;
+        /**
+         * hex, pinned from the enrolment QR
+         */
+        server_key_hash: string;
+        /**
+         * hex, proven against the pin in the enrolment handshake
+         */
+        server_public_key: string;
+        user_id: string;
+    }[]>;
+    /** @param {Uint8Array} keyHash */
+    accountsAt(keyHash: Uint8Array): Promise<AccountRecord[]>;
+    /** @param {AccountRecord} record */
+    accountKey(record: AccountRecord): DeviceIdentity;
+    /** @param {AccountRecord} record */
+    addAccount(record: AccountRecord): Promise<void>;
+    /**
+     * What the camera saw: an enrolment, a login or a signing request.
+     * @param {string} text the QR payload or an app link
+     * @param {{pin?: string | null, approve?: boolean, accountId?: string | null}} [options]
+     */
+    scan(text: string, options?: {
+        pin?: string | null;
+        approve?: boolean;
+        accountId?: string | null;
+    }): Promise<{
+        action: string;
+        server: any;
+        userid: any;
+        account: any;
+        confirmation_code: string;
+        next: string;
+    } | {
+        action: string;
+        server: any;
+        shown: any;
+        result: any;
+        transaction: any;
+    } | {
+        result: string;
+    }>;
+    /**
+     * Enrol a new account with the code from the QR; ns's key is pinned from the QR's hash.
+     * @param {import('./qr.js').QRPayload} payload
+     * @param {{pin?: string | null}} options
+     */
+    enrol(payload: import("./qr.js").QRPayload, { pin }: {
+        pin?: string | null;
+    }): Promise<{
+        action: string;
+        server: any;
+        userid: any;
+        account: any;
+        confirmation_code: string;
+        next: string;
+    }>;
+    /**
+     * Log in (QR or push). The newest usable account at that server unless `accountId` says which.
+     * @param {import('./qr.js').QRPayload} payload
+     * @param {{pin?: string | null, approve?: boolean, accountId?: string | null, number?: number | null}} options
+     */
+    login(payload: import("./qr.js").QRPayload, { pin, approve, accountId, number }: {
+        pin?: string | null;
+        approve?: boolean;
+        accountId?: string | null;
+        number?: number | null;
+    }): Promise<{
+        result: string;
+    } | {
+        result: string;
+        session: any;
+    }>;
+    /**
+     * @private
+     * @param {import('./channel.js').Channel} ns
+     * @param {AccountRecord} record
+     * @param {DeviceIdentity} identity
+     * @param {import('./qr.js').QRPayload} payload
+     * @param {Record<string, any>} started
+     * @param {{pin?: string | null, approve: boolean, number: number | null}} options
+     */
+    private finishLogin;
+    /**
+     * Show the typed fields, then sign exactly the canonical bytes ns fixed, with the decision.
+     * @param {import('./qr.js').QRPayload} payload
+     * @param {{pin?: string | null, approve?: boolean, accountId?: string | null,
+     *   review?: (fields: Record<string, string>) => boolean | Promise<boolean>}} options
+     *   `review` sees the fields before anything is signed and may still decline
+     */
+    sign(payload: import("./qr.js").QRPayload, { pin, approve, accountId, review }: {
+        pin?: string | null;
+        approve?: boolean;
+        accountId?: string | null;
+        review?: (fields: Record<string, string>) => boolean | Promise<boolean>;
+    }): Promise<{
+        action: string;
+        server: any;
+        shown: any;
+        result: any;
+        transaction: any;
+    }>;
+    /**
+     * Pull the mailbox and open every envelope this app can; each is checked against the server key
+     * pinned for its account, so a message the MC altered or a stranger sent is dropped.
+     */
+    inbox(): Promise<Record<string, any>[]>;
+    /**
+     * @private
+     * @param {AccountRecord[]} records
+     * @param {string} mailbox
+     * @param {Record<string, any>} message
+     */
+    private openMessage;
+    /**
+     * Answer a login or signing request from the inbox. A login needs the number the login page shows.
+     * @param {string} messageId
+     * @param {{number?: number | null, pin?: string | null, decline?: boolean}} options
+     */
+    approve(messageId: string, { number, pin, decline }: {
+        number?: number | null;
+        pin?: string | null;
+        decline?: boolean;
+    }): Promise<{
+        action: string;
+        server: any;
+        shown: any;
+        result: any;
+        transaction: any;
+    } | {
+        result: string;
+    }>;
+    /**
+     * End the sessions of this app's accounts (or of one).
+     * @param {{accountId?: string | null}} [options]
+     */
+    logout({ accountId }?: {
+        accountId?: string | null;
+    }): Promise<{
+        ended: number;
+    }>;
+}
+export type ServiceEndpoint = {
+    /**
+     * ws:// or wss:// sigmai URI
+     */
+    uri: string;
+    /**
+     * hex SHA-256 of the service's Ed25519 key: the pin
+     */
+    key_hash: string;
+};
+export type AccountRecord = {
+    id: string;
+    server_id: string;
+    server_name: string;
+    sigmai_uri: string;
+    /**
+     * hex, pinned from the enrolment QR
+     */
+    server_key_hash: string;
+    /**
+     * hex, proven against the pin in the enrolment handshake
+     */
+    server_public_key: string;
+    user_id: string;
+    /**
+     * the account key (private)
+     */
+    key: {
+        type: "p256" | "ed25519";
+        secret: string;
+    };
+    /**
+     * base64url X25519 private key for push envelopes
+     */
+    encryption_key?: string | undefined;
+};
+export type LockStatus = {
+    registered: boolean;
+    /**
+     * the SFS locked this app instance for good (too many wrong PINs)
+     */
+    locked: boolean;
+    /**
+     * wrong PINs the SFS still allows, as last heard
+     */
+    attempts_left: number | null;
+    max_attempts: number | null;
+};
+import { DeviceIdentity } from './sigmai.js';
+import { ChannelError } from './channel.js';
+import { RemoteError } from './channel.js';
+export { ChannelError, RemoteError };

@@ -1,0 +1,8 @@
+export { MemoryStore } from "./store.js";
+export { PinError } from "./pin.js";
+export { App, FlowError, contextLines } from "./app.js";
+export { Channel, ChannelError, RemoteError, openChannel, withChannel } from "./channel.js";
+export { decodeQR, QRError } from "./qr.js";
+export { EnvelopeError, openEnvelope } from "./envelope.js";
+export { ClientConnection, DeviceIdentity, ProtocolError, serverKeyHash, thumbprint } from "./sigmai.js";
+export { b64url, unb64url, toHex, fromHex } from "./bytes.js";

@@ -1,0 +1,190 @@
+"""The ``nextauth`` command line, below the gevent patch that ``nextauth.cli`` applies first.
+
+The services, the IdP and their dependencies are imported only once a command needs them, so ``--help`` and
+``--version`` answer at once: the parser built first knows the commands' names, and only the chosen
+command's own arguments are filled in.
+"""
+
+import argparse
+import json
+import os
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+SETTINGS_DOC = "docs/configuration.md"
+COMPONENTS = ("ns", "sfs", "mc")
+ROLES = ("sessions", "users", "accounts", "servers", "createserver", "root")
+
+# name -> help; the IdP's administration commands (idp.commands) are listed after these.
+COMMANDS: dict[str, str] = {
+    **{
+        name: f"run the {name} service (settings NEXTAUTH_{name.upper()}_*, see {SETTINGS_DOC})"
+        for name in COMPONENTS
+    },
+    "all": "run ns, sfs, mc and the IdP in one process on distinct loopback ports",
+    "idp": f"run the IdP (login pages; settings NEXTAUTH_IDP_*, see {SETTINGS_DOC})",
+    "migrate": "apply database migrations and exit",
+    "apikey": "API keys for the ns REST API: create (printed once), list, revoke",
+    "clientcert": "client certificates for the ns REST API: add, list, revoke",
+}
+IDP_COMMANDS: dict[str, str] = {
+    "user": "the IdP's user directory: names, e-mail addresses, groups",
+    "oidc-client": "OpenID Connect clients of the IdP",
+    "oidc-consent": "users' consents to OpenID Connect clients: list, revoke",
+    "idp-keys": "the IdP's signing keys: list, rotate",
+    "saml-sp": "SAML service providers of the IdP",
+}
+
+
+def version() -> str:
+    try:
+        return metadata.version("nextauth")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _parser() -> tuple[argparse.ArgumentParser, Any]:
+    parser = argparse.ArgumentParser(
+        prog="nextauth",
+        description=f"nextAuth authentication server. Settings: {SETTINGS_DOC}.",
+    )
+    parser.add_argument("--version", action="version", version=f"nextauth {version()}")
+    return parser, parser.add_subparsers(dest="command", required=True)
+
+
+def _key_options(parser: argparse.ArgumentParser, *, certificate: bool) -> None:
+    parser.add_argument("--name", help="who or what uses it")
+    parser.add_argument("--roles", help=f"comma-separated, among {', '.join(ROLES)}")
+    parser.add_argument("--server", help="limit it to this virtual server")
+    if certificate:
+        parser.add_argument("--certificate", help="PEM file of the client's certificate")
+
+
+def _access_arguments(parser: argparse.ArgumentParser, *, certificate: bool) -> None:
+    """``apikey --name … --roles …`` (as before) or ``apikey create|list|revoke``."""
+    _key_options(parser, certificate=certificate)
+    actions = parser.add_subparsers(dest="action", metavar="action")
+    _key_options(
+        actions.add_parser("create" if not certificate else "add", help="the default"),
+        certificate=certificate,
+    )
+    listed = actions.add_parser("list", help="every one, revoked ones included (never the secret)")
+    listed.add_argument("--server", help="only those of this virtual server")
+    revoke = actions.add_parser("revoke", help="stop it working (within seconds on running servers)")
+    revoke.add_argument("id", help="its id (from list)" + (" or SHA-256 fingerprint" if certificate else ""))
+
+
+def _add_command(commands: Any, name: str) -> None:
+    """Fill in one command's arguments (importing what it needs)."""
+    if name in IDP_COMMANDS:
+        from idp import commands as idp_commands
+
+        help_text, (arguments, _run) = idp_commands.commands()[name]
+        arguments(commands.add_parser(name, help=help_text))
+        return
+    command = commands.add_parser(name, help=COMMANDS[name])
+    if name == "migrate":
+        command.add_argument("component", choices=COMPONENTS)
+    elif name in ("apikey", "clientcert"):
+        _access_arguments(command, certificate=name == "clientcert")
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The parser for ``argv``: every command named, only the chosen one's arguments built."""
+    parser, commands = _parser()
+    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
+    for name in (*COMMANDS, *IDP_COMMANDS):
+        if name == chosen:
+            _add_command(commands, name)
+        else:
+            commands.add_parser(name, help=COMMANDS.get(name) or IDP_COMMANDS[name], add_help=False)
+    return parser
+
+
+def _roles(text: str | None) -> list[str]:
+    return [role.strip() for role in (text or "").split(",") if role.strip()]
+
+
+def _access(args: argparse.Namespace) -> int:
+    """REST access from the command line: the first key of a deployment must come from somewhere."""
+    from authserver.ns.access import AccessControl
+    from authserver.storage import db
+    from nextauth.services import load
+
+    (config,) = load(["ns"], os.environ, "standalone")
+    engine = db.create_engine_for(config.db_uri)
+    db.upgrade(engine)
+    access = AccessControl(engine, "ns", None)
+    certificate = args.command == "clientcert"
+    try:
+        result: Any
+        if args.action == "list":
+            result = access.list_certificates(args.server) if certificate else access.list_keys(args.server)
+        elif args.action == "revoke":
+            revoked = access.revoke_certificate(args.id) if certificate else access.revoke_key(args.id)
+            result = {"revoked": revoked}
+            if not revoked:
+                sys.stderr.write(
+                    f"nextauth {args.command}: no such {args.command} (or already revoked): {args.id}\n"
+                )
+                return 2
+        else:
+            missing = [flag for flag, value in (("--name", args.name), ("--roles", args.roles)) if not value]
+            if certificate and not args.certificate:
+                missing.append("--certificate")
+            if missing:
+                sys.stderr.write(f"nextauth {args.command}: {', '.join(missing)} required\n")
+                return 2
+            roles = _roles(args.roles)
+            if certificate:
+                fingerprint = access.add_certificate(
+                    args.name, roles, Path(args.certificate).read_bytes(), args.server
+                )
+                result = {"name": args.name, "roles": roles, "sha256": fingerprint}
+            else:
+                result = {
+                    "name": args.name,
+                    "roles": roles,
+                    "api_key": access.create_key(args.name, roles, args.server),
+                }
+    except (ValueError, OSError) as exc:
+        sys.stderr.write(f"nextauth {args.command}: {exc}\n")
+        return 2
+    finally:
+        engine.dispose()
+    sys.stdout.write(json.dumps(result, default=str) + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
+    from authserver.config import ConfigError
+
+    try:
+        if args.command in IDP_COMMANDS:
+            from idp import commands as idp_commands
+
+            return idp_commands.run(args)
+        if args.command in ("apikey", "clientcert"):
+            return _access(args)
+        from nextauth.services import load, run
+
+        if args.command == "all":
+            return run(load(list(COMPONENTS), os.environ, "all-in-one"), announce=True)
+        if args.command == "idp":
+            from nextauth.idp_runner import run_idp
+
+            return run_idp()
+        if args.command == "migrate":
+            from authserver.storage import db
+
+            (config,) = load([args.component], os.environ, "standalone")
+            db.upgrade(db.create_engine_for(config.db_uri))
+            return 0
+        return run(load([args.command], os.environ, "standalone"), announce=False)
+    except ConfigError as exc:
+        sys.stderr.write(f"nextauth: configuration error: {exc}\n")
+        return 2
