@@ -1,12 +1,16 @@
 // The web authenticator's screens. Plain ES modules, no framework, no build step; nothing inline (the
 // page's CSP allows scripts from this origin only). The protocol (sigmai, PIN proofs, enrolment, login,
-// signing, the MC mailbox) lives in protocol.js over the JavaScript Mobile SDK; the state lives in
-// storage.js (IndexedDB). This file decides only what the person sees and in which order.
+// signing, the MC mailbox) lives in protocol.js over the JavaScript Mobile SDK, loaded when first needed;
+// the state lives in storage.js (IndexedDB). This file decides only what the person sees, and when.
 
 import { Storage } from './storage.js';
 import { CodeError, readCode } from './codes.js';
 
 const PIN_PATTERN = /^[0-9]{4,12}$/;
+// The config.json this install was set up with (the SDK keeps the SFS and MC pins; this adds ns's URI),
+// so the app still knows its services offline.
+const CONFIG_KEY = 'authenticator.config';
+const FIELD_LABELS = { amount: 'Amount', beneficiary: 'To', description: 'What for' };
 
 // What an error code means for the person holding the phone (docs/app-protocol.md lists the codes).
 const MESSAGES = {
@@ -75,12 +79,12 @@ function explain(err) {
   if (err instanceof CodeError) return ['Not a usable code', err.message];
   if (code && MESSAGES[code]) {
     const [title, text] = MESSAGES[code];
-    if (code === 'wrong_pin' && typeof err.attemptsLeft === 'number') {
-      return [title, `${text} ${err.attemptsLeft} attempt${err.attemptsLeft === 1 ? '' : 's'} left before the app locks.`];
-    }
+    const left = code === 'wrong_pin' && /(\d+) attempts? left/.exec(err.remoteMessage || '');
+    if (left) return [title, `${text} ${left[1]} attempt${left[1] === '1' ? '' : 's'} left before the app locks.`];
+    if (code === 'rate_limited' && err.retryAfter) return [title, `Wait ${err.retryAfter} seconds, then try again.`];
     return [title, text];
   }
-  if (err && (err.name === 'ProtocolError' || err.name === 'ConnectionError')) return MESSAGES.offline;
+  if (err && (err.name === 'ProtocolError' || err.name === 'ChannelError')) return MESSAGES.offline;
   return ['Something went wrong', (err && err.message) || String(err)];
 }
 
@@ -105,7 +109,10 @@ async function busy(button, work) {
 async function home() {
   state.history = [];
   state.pending = null;
-  const accounts = await state.storage.accounts();
+  const proto = await protocol();
+  const accounts = await proto.accounts();
+  const lock = await proto.lockStatus();
+  if (lock.locked) notice(MESSAGES.locked[1]);
   const list = $('account-list');
   list.replaceChildren();
   for (const account of accounts) {
@@ -127,7 +134,8 @@ async function home() {
     list.append(item);
   }
   $('no-accounts').hidden = accounts.length > 0;
-  $('check-inbox').hidden = !(state.config && state.config.mc);
+  const services = (await state.storage.get('services')) || {};
+  $('check-inbox').hidden = !services.mc;
   show('accounts', { remember: false });
 }
 
@@ -152,6 +160,7 @@ async function register(event) {
   await busy(form.querySelector('button[type=submit]'), async () => {
     try {
       await (await protocol()).register(pin);
+      await state.storage.set(CONFIG_KEY, state.config);
     } catch (err) {
       fail(err);
       return;
@@ -190,7 +199,7 @@ async function useCode(text) {
     show('enrol');
     return;
   }
-  const accounts = await state.storage.accountsAt(code.serverKeyHash);
+  const accounts = (await (await protocol()).accounts()).filter((a) => a.server_key_hash === code.serverKeyHash);
   if (accounts.length === 0) {
     result('No account here', 'This app has no account at this service yet: enrol first.');
     return;
@@ -311,7 +320,7 @@ function showLogin(request) {
   $('approve-user').textContent = request.userid;
   const requester = request.requester || {};
   $('approve-browser').textContent = requester.browser || requester.user_agent || 'unknown';
-  $('approve-place').textContent = requester.place || requester.ip || 'unknown';
+  $('approve-place').textContent = requester.location || requester.ip || 'unknown';
   $('approve-time').textContent = formatTime(request.requested_at) || 'now';
   const context = $('approve-context');
   context.replaceChildren(...(request.shows || []).map((line) => {
@@ -350,15 +359,17 @@ async function approve(event) {
   const picked = form.querySelector('input[name=number]:checked');
   form.reset();
   await busy(form.querySelector('button[type=submit]'), async () => {
+    let answer;
     try {
-      await request.approve({ pin, number: picked ? Number(picked.value) : undefined });
+      answer = await request.approve({ pin, number: picked ? Number(picked.value) : undefined });
     } catch (err) {
       fail(err);
       return;
     } finally {
       state.pending = null;
     }
-    result('Logged in', `You are logged in at ${request.server}. You can go back to the other screen.`);
+    if (answer && answer.result === 'declined') result(...MESSAGES.declined);
+    else result('Logged in', `You are logged in at ${request.server}. You can go back to the other screen.`);
   });
 }
 
@@ -384,16 +395,13 @@ function showTransaction(request) {
   $('transaction-server').textContent = request.server;
   const fields = $('transaction-fields');
   fields.replaceChildren();
-  for (const field of request.fields) {
+  for (const [name, text] of Object.entries(request.fields || {})) {
     const term = document.createElement('dt');
-    term.textContent = field.label || field.name;
+    term.textContent = FIELD_LABELS[name] || name;
     const value = document.createElement('dd');
-    value.textContent = field.value;
+    value.textContent = String(text);
     fields.append(term, value);
   }
-  const needsPin = request.secondFactor !== 'none';
-  $('transaction-pin').hidden = !needsPin;
-  $('transaction-pin').required = needsPin;
   show('transaction');
 }
 
@@ -414,7 +422,8 @@ async function sign(event) {
     } finally {
       state.pending = null;
     }
-    result('Signed', `Signed for ${request.server}${answer && answer.status ? ` (${answer.status})` : ''}.`);
+    if (answer && answer.result === 'declined') result('Declined', 'Nothing was signed. The service was told.');
+    else result('Signed', `You signed for ${request.server}. The service has the signed record.`);
   });
 }
 
@@ -438,7 +447,7 @@ async function checkInbox(button) {
       const what = document.createElement('strong');
       what.textContent = item.type === 'sign' ? 'Signing request' : 'Login request';
       const where = document.createElement('span');
-      where.textContent = `${item.userid} at ${item.server || item.server_id}`;
+      where.textContent = `${item.userid} at ${item.server_name || item.server_id}`;
       who.append(what, where);
       const open = document.createElement('button');
       open.type = 'button';
@@ -498,6 +507,7 @@ async function reset(button) {
   await busy(button, async () => {
     await state.storage.wipe();
     state.protocol = null;
+    state.config = await loadConfig();
     notice('Everything was removed from this phone.', 'ok');
     show('welcome', { remember: false });
   });
@@ -521,8 +531,8 @@ async function loadConfig() {
   } catch (_) {
     // Offline: the services stored at registration are what this install uses anyway.
   }
-  const stored = await state.storage.services();
-  return stored.sfs ? stored : null;
+  const stored = await state.storage.get(CONFIG_KEY);
+  return stored && stored.sfs ? stored : null;
 }
 
 function codeFromLink() {
@@ -570,7 +580,7 @@ function wire() {
   }
   window.addEventListener('hashchange', async () => {
     const code = codeFromLink();
-    if (code && (await state.storage.secondFactor()).device_secret) await useCode(code);
+    if (code && (await (await protocol()).registered())) await useCode(code);
     else if (code) state.pendingCode = code;
   });
 }
@@ -601,7 +611,15 @@ async function start() {
     show('unsupported', { remember: false });
     return;
   }
-  const registered = Boolean((await state.storage.secondFactor()).device_secret);
+  let registered;
+  try {
+    registered = await (await protocol()).registered();
+  } catch (err) {
+    console.error(err);
+    $('unsupported-why').textContent = `The authenticator could not start: ${err.message}`;
+    show('unsupported', { remember: false });
+    return;
+  }
   if (!registered) {
     state.pendingCode = code;
     if (code) notice('Set up this phone first; the login continues afterwards.');
