@@ -6,10 +6,12 @@ starts again offline from its cache, is installable, reads ns's own codes, and t
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from nextauth_core.qr import QRPayload
+from tests.fixtures.flows import PIN
 from tests.fixtures.system import RunningSystem, ns_api, start_system, stop_system
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -194,3 +196,159 @@ def test_a_renewed_code_renews_the_link(running: RunningSystem, phone: Any) -> N
     renewed = page.get_attribute("#qr", "data-qrdata")
     assert renewed.startswith("NA1.")
     assert page.get_attribute("#open-in-app", "href") == f"/app/#login={renewed}"
+
+
+# -- the whole way: onboarding, enrolment and logins with the app in the browser --------------------------
+
+
+def wait_screen(page: Any, name: str, timeout: float = 30000) -> None:
+    page.wait_for_selector(f'section[data-screen="{name}"]:not([hidden])', timeout=timeout)
+
+
+def set_up(page: Any) -> None:
+    wait_screen(page, "welcome")
+    page.fill("#new-pin", PIN)
+    page.fill("#new-pin-again", PIN)
+    page.click("#register-form button[type=submit]")
+    wait_screen(page, "accounts")
+
+
+def paste(page: Any, code: str) -> None:
+    page.click("#to-paste")
+    page.fill("#code", code)
+    page.click("#paste-form button[type=submit]")
+
+
+def enrol_in_app(system: RunningSystem, page: Any, user: str) -> str:
+    api = ns_api(system)
+    status, created = api.call("POST", f"/v1/servers/default/users/{user}/enrolments")
+    assert status == 201, created
+    paste(page, created["qrdata"])
+    wait_screen(page, "enrol")
+    page.fill("#enrol-pin", PIN)
+    page.click("#enrol-form button[type=submit]")
+    wait_screen(page, "enrolled")
+    code = page.inner_text("#confirmation-code").strip()
+    assert len(code) == 6 and code.isdigit()
+    # The person types the six digits into the application, which confirms them at ns.
+    status, done = api.call(
+        "POST", f"/v1/servers/default/enrolments/{created['enrolment']}/confirm", {"code": code}
+    )
+    assert status == 200 and done["state"] == "completed", done
+    page.click('section[data-screen="enrolled"] button[data-home]')
+    wait_screen(page, "accounts")
+    return code
+
+
+@pytest.fixture(scope="module")
+def enrolled_phone(running: RunningSystem, browser: Any) -> Iterator[Any]:
+    """One phone with the web authenticator set up and "wanda" enrolled, shared by the tests below."""
+    context = browser.new_context(**PHONE)
+    page, watch = open_app(context, base(running) + "/app/")
+    set_up(page)
+    enrol_in_app(running, page, "wanda")
+    assert "wanda" in page.inner_text("#account-list")
+    assert watch.errors == []
+    page.close()
+    yield context
+    context.close()
+
+
+def test_qr_login_with_the_app(running: RunningSystem, browser: Any, enrolled_phone: Any) -> None:
+    desktop = browser.new_page()
+    desktop.goto(base(running) + "/login?next=/whoami")
+    desktop.wait_for_selector("#qr svg")
+    app, watch = open_app(enrolled_phone, base(running) + "/app/")
+    wait_screen(app, "accounts")
+    paste(app, desktop.get_attribute("#qr", "data-qrdata"))
+    wait_screen(app, "approve")
+    # Who asks, before anything is approved: the service, the account, the browser.
+    assert app.inner_text("#approve-user") == "wanda"
+    assert "Mozilla/" in app.inner_text("#approve-browser")
+    playwright_api.expect(desktop.locator("#status")).to_contain_text("Confirm on your phone", timeout=15000)
+    app.fill("#approve-pin", PIN)
+    app.click("#approve-button")
+    wait_screen(app, "result")
+    assert app.inner_text("#result-title") == "Logged in"
+    desktop.wait_for_url(lambda url: urlsplit(url).path == "/whoami", timeout=15000)
+    user = desktop.request.get(desktop.url).json()
+    assert user["sub"] == "wanda" and "pin" in user["amr"]
+    assert watch.errors == []
+    desktop.close()
+    app.close()
+
+
+def test_open_in_app_logs_in_on_the_same_phone(running: RunningSystem, enrolled_phone: Any) -> None:
+    page = enrolled_phone.new_page()
+    page.goto(base(running) + "/login?next=/whoami")
+    page.wait_for_selector("#qr svg")
+    with enrolled_phone.expect_page() as opened:
+        page.click("#open-in-app")
+    app = opened.value
+    wait_screen(app, "approve")
+    app.fill("#approve-pin", PIN)
+    app.click("#approve-button")
+    wait_screen(app, "result")
+    # The login page waited beside the app and now goes on, logged in.
+    page.wait_for_url(lambda url: urlsplit(url).path == "/whoami", timeout=15000)
+    assert page.request.get(page.url).json()["sub"] == "wanda"
+    app.close()
+    page.close()
+
+
+def test_declined_and_wrong_pin_are_explained(
+    running: RunningSystem, browser: Any, enrolled_phone: Any
+) -> None:
+    desktop = browser.new_page()
+    desktop.goto(base(running) + "/login?next=/whoami")
+    desktop.wait_for_selector("#qr svg")
+    app, _ = open_app(enrolled_phone, base(running) + "/app/")
+    wait_screen(app, "accounts")
+    paste(app, desktop.get_attribute("#qr", "data-qrdata"))
+    wait_screen(app, "approve")
+    app.click("#decline-button")
+    wait_screen(app, "result")
+    assert app.inner_text("#result-title") == "Declined"
+    playwright_api.expect(desktop.locator("#status")).to_contain_text("declined", timeout=15000)
+    # A wrong PIN: the app says so with the attempts left, and the page hears why.
+    desktop.reload()
+    desktop.wait_for_selector("#qr svg")
+    app.click('section[data-screen="result"] button[data-home]')
+    used = desktop.get_attribute("#qr", "data-qrdata")
+    paste(app, used)
+    wait_screen(app, "approve")
+    app.fill("#approve-pin", "0000")
+    app.click("#approve-button")
+    wait_screen(app, "result")
+    assert app.inner_text("#result-title") == "Wrong PIN"
+    assert "attempts left" in app.inner_text("#result-text")
+    playwright_api.expect(desktop.locator("#status")).to_contain_text("Wrong PIN", timeout=15000)
+    # A used code is refused with a clear word.
+    app.click('section[data-screen="result"] button[data-home]')
+    paste(app, used)
+    wait_screen(app, "result")
+    assert app.inner_text("#result-title") == "The code has expired"
+    desktop.close()
+    app.close()
+
+
+def test_logout_from_the_app_ends_the_session(
+    running: RunningSystem, browser: Any, enrolled_phone: Any
+) -> None:
+    desktop = browser.new_page()
+    desktop.goto(base(running) + "/login?next=/whoami")
+    desktop.wait_for_selector("#qr svg")
+    app, _ = open_app(enrolled_phone, base(running) + "/app/")
+    wait_screen(app, "accounts")
+    paste(app, desktop.get_attribute("#qr", "data-qrdata"))
+    wait_screen(app, "approve")
+    app.fill("#approve-pin", PIN)
+    app.click("#approve-button")
+    desktop.wait_for_url(lambda url: urlsplit(url).path == "/whoami", timeout=15000)
+    app.click('section[data-screen="result"] button[data-home]')
+    app.click("#account-list button")
+    playwright_api.expect(app.locator("#notice")).to_contain_text("Logged out of", timeout=15000)
+    # ns ended the session, and with it the IdP's.
+    assert desktop.request.get(desktop.url).status == 401
+    desktop.close()
+    app.close()
