@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from nextauth_core.qr import QRPayload
-from tests.fixtures.flows import PIN
+from tests.fixtures.flows import PIN, new_nonce, start_login
 from tests.fixtures.system import RunningSystem, ns_api, start_system, stop_system
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -352,3 +352,130 @@ def test_logout_from_the_app_ends_the_session(
     assert desktop.request.get(desktop.url).status == 401
     desktop.close()
     app.close()
+
+
+def approve_in_app(app: Any, code: str) -> None:
+    wait_screen(app, "accounts")
+    paste(app, code)
+    wait_screen(app, "approve")
+    app.fill("#approve-pin", PIN)
+    app.click("#approve-button")
+    wait_screen(app, "result")
+    assert app.inner_text("#result-title") == "Logged in", app.inner_text("#result-text")
+    app.click('section[data-screen="result"] button[data-home]')
+
+
+def test_push_login_with_number_matching(running: RunningSystem, enrolled_phone: Any) -> None:
+    api = ns_api(running)
+    nonce = new_nonce()
+    app, watch = open_app(enrolled_phone, base(running) + "/app/")
+    approve_in_app(app, start_login(running, nonce)["loginqrdata"])
+    # Logged in once on this session, logged out: now the application may push to this account.
+    assert api.call("POST", "/v1/servers/default/sessions/logout", headers={"X-nonce": nonce})[0] == 200
+    for right in (False, True):
+        status, provoked = api.call(
+            "POST",
+            "/v1/servers/default/sessions/provokelogin",
+            headers={"X-nonce": nonce, "X-client-ip": "198.51.100.4"},
+        )
+        assert status == 200, provoked
+        app.click("#check-inbox")
+        wait_screen(app, "inbox")
+        app.click("#inbox-list li:last-child button")
+        wait_screen(app, "approve")
+        assert app.inner_text("#approve-place") == "198.51.100.4"
+        choices = app.locator("#number-choices input")
+        assert choices.count() == 3
+        numbers = [int(choices.nth(i).get_attribute("value")) for i in range(3)]
+        assert provoked["number"] in numbers
+        pick = provoked["number"] if right else next(n for n in numbers if n != provoked["number"])
+        app.check(f'#number-choices input[value="{pick}"]', force=True)
+        app.fill("#approve-pin", PIN)
+        app.click("#approve-button")
+        wait_screen(app, "result")
+        if not right:
+            assert app.inner_text("#result-title") == "Wrong number"
+            app.click('section[data-screen="result"] button[data-home]')
+    assert app.inner_text("#result-title") == "Logged in"
+    _, session = api.call("GET", "/v1/servers/default/sessions/", headers={"X-nonce": nonce})
+    assert session["loggedin"] is True and session["method"] == "push"
+    assert watch.errors == []
+    app.close()
+
+
+def test_transaction_review_and_signature(running: RunningSystem, enrolled_phone: Any) -> None:
+    api = ns_api(running)
+    nonce = new_nonce()
+    app, _ = open_app(enrolled_phone, base(running) + "/app/")
+    approve_in_app(app, start_login(running, nonce)["loginqrdata"])
+    fields = {"amount": "EUR 1,250.00", "beneficiary": "BE71 0961 2345 6769", "description": "Invoice 42"}
+    for decision in ("declined", "approved"):
+        status, submitted = api.call(
+            "POST", "/v1/servers/default/sessions/transactions", fields, {"X-nonce": nonce}
+        )
+        assert status == 201, submitted
+        paste(app, submitted["qrdata"])
+        wait_screen(app, "transaction")
+        # What you see is what you sign: every field, as the application sent it.
+        shown = app.inner_text("#transaction-fields")
+        assert all(value in shown for value in fields.values())
+        if decision == "declined":
+            app.click("#transaction-decline")
+        else:
+            app.fill("#transaction-pin", PIN)
+            app.click("#transaction-form button[type=submit]")
+        wait_screen(app, "result")
+        assert app.inner_text("#result-title") == ("Signed" if decision == "approved" else "Declined")
+        app.click('section[data-screen="result"] button[data-home]')
+        status, record = api.call("GET", f"/v1/servers/default/transactions/{submitted['tid']}")
+        assert record["status"] == decision
+    assert record["evidence"]["attestation"]
+    status, check = api.call("POST", "/v1/evidence/verify", {"evidence": record["evidence"]})
+    assert check["valid"] is True and check["content"]["fields"] == fields
+    app.close()
+
+
+def test_a_set_up_app_starts_offline(running: RunningSystem, enrolled_phone: Any) -> None:
+    app, _ = open_app(enrolled_phone, base(running) + "/app/")
+    app.wait_for_function("() => navigator.serviceWorker.controller !== null", timeout=15000)
+    enrolled_phone.set_offline(True)
+    try:
+        app.reload()
+        app.wait_for_selector("html[data-ready=yes]", state="attached", timeout=15000)
+        wait_screen(app, "accounts")
+        assert "wanda" in app.inner_text("#account-list")
+    finally:
+        enrolled_phone.set_offline(False)
+    app.close()
+
+
+def test_change_pin_then_lock(running: RunningSystem, browser: Any) -> None:
+    """A phone of its own: its PIN changes, then wrong PINs lock it, and the app says what to do."""
+    context = browser.new_context(**PHONE)
+    app, _ = open_app(context, base(running) + "/app/")
+    set_up(app)
+    enrol_in_app(running, app, "xavier")
+    app.click("#to-settings")
+    app.click("#to-change-pin")
+    app.fill("#old-pin", PIN)
+    app.fill("#changed-pin", "97531")
+    app.fill("#changed-pin-again", "97531")
+    app.click("#changepin-form button[type=submit]")
+    wait_screen(app, "result")
+    assert app.inner_text("#result-title") == "PIN changed"
+    app.click('section[data-screen="result"] button[data-home]')
+    # The old PIN is wrong now; wrong PINs count down to the lock.
+    titles = []
+    for _ in range(5):
+        nonce = new_nonce()
+        paste(app, start_login(running, nonce)["loginqrdata"])
+        wait_screen(app, "approve")
+        app.fill("#approve-pin", PIN)
+        app.click("#approve-button")
+        wait_screen(app, "result")
+        titles.append(app.inner_text("#result-title"))
+        app.click('section[data-screen="result"] button[data-home]')
+    assert titles[0] == "Wrong PIN" and titles[-1] == "This app is locked", titles
+    wait_screen(app, "accounts")
+    playwright_api.expect(app.locator("#notice")).to_contain_text("set the app up again")
+    context.close()

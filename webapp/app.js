@@ -89,7 +89,9 @@ function explain(err) {
 }
 
 function fail(err) {
-  console.error(err);
+  // A refusal the person is told about is no fault of the app's; anything else is.
+  if (err && (MESSAGES[err.code] || err instanceof CodeError)) console.warn(err);
+  else console.error(err);
   const [title, text] = explain(err);
   result(title, text);
 }
