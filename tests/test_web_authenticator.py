@@ -264,7 +264,8 @@ def test_qr_login_with_the_app(running: RunningSystem, browser: Any, enrolled_ph
     wait_screen(app, "approve")
     # Who asks, before anything is approved: the service, the account, the browser.
     assert app.inner_text("#approve-user") == "wanda"
-    assert "Mozilla/" in app.inner_text("#approve-browser")
+    assert app.inner_text("#approve-browser") == "Chrome on Linux"  # headless Chromium on the desktop
+    assert app.get_attribute("#approve-browser", "title").startswith("Mozilla/")
     playwright_api.expect(desktop.locator("#status")).to_contain_text("Confirm on your phone", timeout=15000)
     app.fill("#approve-pin", PIN)
     app.click("#approve-button")

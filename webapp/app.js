@@ -315,13 +315,27 @@ function formatTime(value) {
   return Number.isNaN(when.getTime()) ? '' : when.toLocaleString();
 }
 
+/** "Chrome on Android" rather than a user agent string; the whole string stays in the tooltip. */
+function describeBrowser(agent) {
+  if (!agent) return '';
+  const browsers = [[/Edg\//, 'Edge'], [/Firefox\//, 'Firefox'], [/OPR\//, 'Opera'], [/Chrome\//, 'Chrome'],
+    [/Safari\//, 'Safari']];
+  const systems = [[/Android/, 'Android'], [/iPhone|iPad/, 'iOS'], [/Windows/, 'Windows'], [/Mac OS X/, 'macOS'],
+    [/CrOS/, 'ChromeOS'], [/Linux/, 'Linux']];
+  const browser = (browsers.find(([pattern]) => pattern.test(agent)) || [null, ''])[1];
+  const system = (systems.find(([pattern]) => pattern.test(agent)) || [null, ''])[1];
+  if (!browser && !system) return agent.slice(0, 80);
+  return [browser || 'A browser', system && `on ${system}`].filter(Boolean).join(' ');
+}
+
 function showLogin(request) {
   state.pending = request;
   $('approve-title').textContent = 'Log in?';
   $('approve-server').textContent = request.server;
   $('approve-user').textContent = request.userid;
   const requester = request.requester || {};
-  $('approve-browser').textContent = requester.browser || requester.user_agent || 'unknown';
+  $('approve-browser').textContent = describeBrowser(requester.user_agent) || 'unknown';
+  $('approve-browser').title = requester.user_agent || '';
   $('approve-place').textContent = requester.location || requester.ip || 'unknown';
   $('approve-time').textContent = formatTime(request.requested_at) || 'now';
   const context = $('approve-context');
