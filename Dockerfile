@@ -59,8 +59,9 @@ WORKDIR /var/lib/nextauth
 # mc: REST 8080, gRPC 9090, sigmai 8888, admin 9613 (authserver.config.DEFAULT_PORTS["standalone"]).
 EXPOSE 8080 8888 9090 9613 9999
 
-# Liveness on the admin port; slim has no curl, so Python's urllib (a non-2xx answer or no answer raises,
-# exiting 1). A deployment that moves the admin port or puts TLS on it overrides this check.
+# Liveness on the admin port, 9613 for every command the image runs (the IdP's too: NEXTAUTH_IDP_ADMIN_PORT);
+# slim has no curl, so Python's urllib (a non-2xx answer or no answer raises, exiting 1). A deployment
+# that moves the admin port or puts TLS on it overrides this check.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9613/livez', timeout=4)"]
 

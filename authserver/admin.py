@@ -2,8 +2,10 @@
 
 Liveness says the process answers; readiness says it can serve, i.e. every check (database, store)
 answers True. A check that raises or returns anything but True counts as not ready, so a broken check
-takes the instance out of rotation instead of crashing the probe. Plain WSGI: nothing here needs a
-framework, and the port has no authentication, so it answers nothing but these three read-only paths.
+takes the instance out of rotation instead of crashing the probe. A check may raise ``NotReady`` with a
+short reason of its own words, which the 503 answer shows; any other exception's text stays in no answer.
+Plain WSGI: nothing here needs a framework, and the port has no authentication, so it answers nothing
+but these three read-only paths.
 """
 
 import json
@@ -53,16 +55,25 @@ def _json(
     return _respond(environ, start_response, status, body, "application/json", extra_headers)
 
 
-def _run_checks(checks: Mapping[str, Callable[[], bool]]) -> dict[str, bool]:
-    results = {}
+class NotReady(Exception):
+    """A readiness check's refusal with a reason fit for an unauthenticated probe (no secrets, no URIs)."""
+
+
+def _run_checks(checks: Mapping[str, Callable[[], bool]]) -> tuple[dict[str, bool], dict[str, str]]:
+    results, reasons = {}, {}
     for name, check in checks.items():
         try:
             results[name] = check() is True  # a truthy non-bool (a response object...) is a bug, not "ok"
+        except NotReady as exc:
+            log.warning("readiness check %s: %s", name, exc)
+            results[name], reasons[name] = False, str(exc)
         except Exception as exc:
             # The type only: an exception's text can carry a connection string with its password.
             log.warning("readiness check %s failed: %s", name, type(exc).__name__)
             results[name] = False
-    return results
+        if not results[name]:
+            reasons.setdefault(name, "failed")
+    return results, reasons
 
 
 def make_admin_app(
@@ -91,11 +102,11 @@ def make_admin_app(
             return _respond(environ, start_response, "200 OK", encoder(metrics_registry), content_type)
         if path == "/livez":
             return _json(environ, start_response, "200 OK", {"status": "ok", "component": component})
-        checks = _run_checks(readiness_checks)
+        checks, reasons = _run_checks(readiness_checks)
         if all(checks.values()):
             payload = {"status": "ready", "component": component, "checks": checks}
             return _json(environ, start_response, "200 OK", payload)
-        payload = {"status": "unready", "component": component, "checks": checks}
+        payload = {"status": "unready", "component": component, "checks": checks, "reasons": reasons}
         return _json(environ, start_response, "503 Service Unavailable", payload)
 
     return app

@@ -71,6 +71,7 @@ class Services:
             for endpoint, port in endpoints.items():
                 env[f"NEXTAUTH_{component.upper()}_{endpoint.upper()}_LISTEN"] = f"127.0.0.1:{port}"
         env["NEXTAUTH_IDP_LISTEN"] = f"127.0.0.1:{self.idp_port}"
+        env["NEXTAUTH_IDP_ADMIN_PORT"] = str(_free_port())  # not the fixed 9616: runs side by side
         env["NEXTAUTH_IDP_LOG_LEVEL"] = "WARNING"
         # The load comes from one address on purpose: the rate limits that would stop it are off here.
         env.setdefault("NEXTAUTH_IDP_RATE_LIMIT_LOGIN", "off")

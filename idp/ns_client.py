@@ -28,6 +28,8 @@ class NsClient:
         path: str,
         headers: dict[str, str] | None = None,
         body: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(  # noqa: S310 - the URL comes from the IdP's configuration
@@ -41,7 +43,7 @@ class NsClient:
             },
         )
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=timeout or self._timeout) as response:  # noqa: S310
                 return jsonlimits.loads(response.read())
         except urllib.error.HTTPError as exc:
             try:
@@ -63,6 +65,11 @@ class NsClient:
     def active(self, hsids: list[str]) -> set[str]:
         """Which of these ns sessions are logged in (up to 500 per call)."""
         return set(self._call("POST", "/sessions/active", body={"hsids": hsids}).get("active", []))
+
+    def check(self, timeout: float = 3.0) -> None:
+        """Raises ``NsError`` unless ns answers, for this IdP's API key and server, the call the session
+        watch (``idp.ns_watch``) makes: for readiness, so a wrong key counts as well as a dead ns."""
+        self._call("POST", "/sessions/active", body={"hsids": []}, timeout=timeout)
 
     def logout(self, nonce: str) -> bool:
         return bool(self._call("POST", "/sessions/logout", {"X-nonce": nonce}).get("loggedout"))

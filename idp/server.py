@@ -26,6 +26,7 @@ from authserver.config import (
 from authserver.ratelimit import RateLimiter, Rule, trusted_proxies_setting
 from authserver.storage import db
 from authserver.storage.kv import open_kv
+from idp.admin import make_idp_admin_app
 from idp.authenticator import AuthenticatorConfig
 from idp.context import IdpServices
 from idp.directory import Directory
@@ -49,9 +50,12 @@ FLAGS = (
     "LISTEN", "SECRET_KEY", "NS_WEBSOCKET_URL", "NS_API_URL", "NS_API_KEY", "NS_SERVER", "PUBLIC_URL",
     "DB_URI", "KV_URI", "KV_PREFIX", "COOKIE_DOMAIN", "SESSION_SECONDS", "NS_CHECK_SECONDS",
     "TRUSTED_PROXIES", "LOG_LEVEL", "TEMPLATES_DIR", "OIDC_REQUIRE_PAR",
-    "OIDC_PAIRWISE_SECRET", "ADMIN_API_KEY", "DEVICE_CODE_SECONDS",
+    "OIDC_PAIRWISE_SECRET", "ADMIN_API_KEY", "DEVICE_CODE_SECONDS", "ADMIN_PORT",
     "AUTHENTICATOR_CONFIG", "AUTHENTICATOR_NS_URI", "WEBAPP_DIR",
 )  # fmt: skip
+# The admin port (/livez, /readyz, /metrics): 9613 like the components' in a container of its own; in
+# `nextauth all` the one after the three components' (9613 to 9615).
+ADMIN_PORT = {"standalone": 9613, "embedded": 9616}
 
 
 def known_variables() -> frozenset[str]:
@@ -90,6 +94,7 @@ class IdpSettings:
     oidc_require_par: bool = False
     device_code_seconds: int = 600
     authenticator: AuthenticatorConfig | None = None
+    admin_listen: Listen | None = None
 
 
 def load_settings(
@@ -173,6 +178,7 @@ def load_settings(
             expected="a whole number of seconds from 10 to 3600",
         )
     )
+    admin_listen = _admin_listen(get("ADMIN_PORT", required=False), listen, embedded)
     return IdpSettings(
         listen=listen,
         ns_api_url=api_url,
@@ -195,6 +201,7 @@ def load_settings(
         authenticator=_authenticator(
             get("AUTHENTICATOR_CONFIG", required=False), get("AUTHENTICATOR_NS_URI", required=False)
         ),
+        admin_listen=admin_listen,
     )
 
 
@@ -210,6 +217,30 @@ def _authenticator(app_config: str | None, ns_uri: str | None) -> AuthenticatorC
         return AuthenticatorConfig.parse(app_config, ns_uri)
     except ValueError as exc:
         raise ConfigError(f"NEXTAUTH_IDP_AUTHENTICATOR_CONFIG: {exc}") from exc
+
+
+def _admin_listen(value: str | None, listen: Listen, embedded: bool) -> Listen | None:
+    """A port on the IdP's own address, or HOST:PORT, or ``off``; never the public port, which would put
+    the metrics (who logs in, how often) in front of anyone who can reach the login page."""
+    name = PREFIX + "ADMIN_PORT"
+    text = (value or "").strip()
+    if text.lower() == "off":
+        return None
+    if not text:
+        admin = Listen(listen.host, ADMIN_PORT["embedded" if embedded else "standalone"])
+    elif text.isdigit():
+        if not 1 <= int(text) <= 65535:
+            raise ConfigError(f"{name}: port must be 1 to 65535, got {text}")
+        admin = Listen(listen.host, int(text))
+    elif ":" in text:
+        admin = parse_listen(name, text)
+    else:
+        raise ConfigError(f"{name}: expected a port, HOST:PORT or off, got {text!r}")
+    if admin.port == listen.port:
+        raise ConfigError(
+            f"{name}: must not be the IdP's public port {listen.port}: metrics must not be public"
+        )
+    return admin
 
 
 def _pairwise_secret(configured: str | None, data_dir: Path) -> bytes:
@@ -280,8 +311,16 @@ class IdpServer(WSGIServer):  # type: ignore[misc]  # gevent ships no types
         )
         self.watch = NsSessionWatch(services, settings.ns_check_seconds)
         self.housekeeping = Housekeeping(services)
+        self.admin: WSGIServer | None = None
+        self.admin_url: str | None = None
+        if settings.admin_listen is not None:
+            host, port = settings.admin_listen.host, settings.admin_listen.port
+            self.admin = WSGIServer((host, port), make_idp_admin_app(services), log=None)
+            self.admin_url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
 
     def start(self) -> None:
+        if self.admin is not None:
+            self.admin.start()
         super().start()
         self.watch.start()
         self.housekeeping.start()
@@ -290,6 +329,8 @@ class IdpServer(WSGIServer):  # type: ignore[misc]  # gevent ships no types
         self.watch.stop()
         self.housekeeping.stop()
         super().stop(timeout=timeout)
+        if self.admin is not None:
+            self.admin.stop(timeout=timeout)
 
 
 def build_server(settings: IdpSettings) -> IdpServer:

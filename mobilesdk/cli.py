@@ -93,6 +93,10 @@ def _change_pin(store: AppStore, args: argparse.Namespace) -> dict[str, Any]:
     return _app(store, args).change_pin(args.old_pin, args.new_pin)
 
 
+def _webpush_key(store: AppStore, args: argparse.Namespace) -> dict[str, Any]:
+    return {"vapid_public_key": _app(store, args).webpush_key()}
+
+
 def _inbox(store: AppStore, args: argparse.Namespace) -> dict[str, Any]:
     return {"messages": _app(store, args).inbox()}
 
@@ -157,8 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     register = commands.add_parser("register", help="register this app and its PIN with the SFS")
     register.add_argument("--pin", required=True, help="the PIN to set (4 to 64 characters)")
     register.add_argument("--biometric", action="store_true", help="also set up a biometric key")
-    register.add_argument("--push-provider", choices=["fcm", "apns", "none"], default="none")
-    register.add_argument("--push-token", help="the FCM registration token or APNs device token")
+    register.add_argument("--push-provider", choices=["fcm", "apns", "webpush", "none"], default="none")
+    register.add_argument(
+        "--push-token",
+        help="the FCM registration token, the APNs device token, or the Web Push subscription as JSON",
+    )
     register.set_defaults(run=_register)
 
     change_pin = commands.add_parser(
@@ -167,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     change_pin.add_argument("--old-pin", required=True, help="the PIN in use now")
     change_pin.add_argument("--new-pin", required=True, help="the PIN to set (4 to 64 characters)")
     change_pin.set_defaults(run=_change_pin)
+    webpush_key = commands.add_parser(
+        "webpush-key", help="show the MC's VAPID public key (a web app subscribes with it)"
+    )
+    webpush_key.set_defaults(run=_webpush_key)
 
     scan = commands.add_parser("scan", help="scan a login or enrolment code (the QR payload text)")
     scan.add_argument("payload", help="the QR payload, an app link, or - to read it from standard input")

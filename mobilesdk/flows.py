@@ -133,6 +133,12 @@ class App:
         endpoint = self.store.service("mc")
         return self._channel(endpoint.uri, self.store.device(), endpoint.key_hash)
 
+    def webpush_key(self) -> str:
+        """The MC's VAPID public key: a web app gives it to the browser's ``pushManager.subscribe`` as
+        ``applicationServerKey``, then registers the subscription as its push token."""
+        with self._mc() as mc:
+            return str(mc.request("webpush.key", {})["vapid_public_key"])
+
     def _register_mailbox(self, provider: str, push_token: str | None) -> dict[str, str]:
         with self._mc() as mc:
             answer = mc.request("mailbox.register", {"push_provider": provider, "push_token": push_token})

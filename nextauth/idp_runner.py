@@ -59,6 +59,8 @@ def run_idp() -> int:
     server = idp_server.build_server(settings)
     server.start()
     log.info("idp listening on %s", settings.public_url)
+    if server.admin_url:
+        log.info("idp admin (livez, readyz, metrics) on %s", server.admin_url)
     stop = gevent.event.Event()
     gevent.signal_handler(signal.SIGTERM, stop.set)
     gevent.signal_handler(signal.SIGINT, stop.set)

@@ -117,6 +117,9 @@ def _announce(components: list[Component], idp: WSGIServer | None = None) -> Non
             f"  Web authenticator (a phone's browser as the app): {base}/app/",
             "",
         ]
+    idp_admin = getattr(idp, "admin_url", None)
+    if idp_admin:
+        lines.append(f"  {'idp':<4} {'admin':<10} {idp_admin}")
     for component in components:
         for endpoint, url in component.urls.items():
             lines.append(f"  {component.name:<4} {endpoint:<10} {url}")
@@ -127,7 +130,10 @@ def _announce(components: list[Component], idp: WSGIServer | None = None) -> Non
     ns_component = by_name.get("ns")
     lines += [
         "",
-        "Readiness: " + ", ".join(f"{c.urls['admin']}readyz" for c in components),
+        "Readiness: "
+        + ", ".join(
+            [f"{c.urls['admin']}readyz" for c in components] + ([f"{idp_admin}readyz"] if idp_admin else [])
+        ),
         "",
         "Try the phone simulator:",
         f"  {app} init --config {app_config_path}",

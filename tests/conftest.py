@@ -25,6 +25,7 @@ E2E_MODULES = frozenset(
         "tests.test_device_binding",
         "tests.test_flows",
         "tests.test_login_page",
+        "tests.test_metrics_endpoints",
         "tests.test_nodelay",
         "tests.test_rate_limits",
         "tests.test_saml",
@@ -33,6 +34,8 @@ E2E_MODULES = frozenset(
         "tests.test_traefik",
         "tests.push.test_apns",
         "tests.push.test_fcm",
+        "tests.push.test_webpush_delivery",
+        "tests.push.test_webpush_mailbox",
     }
 )
 

@@ -7,7 +7,7 @@ import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 from werkzeug.test import Client
 
-from authserver.admin import make_admin_app
+from authserver.admin import NotReady, make_admin_app
 
 SECRET = "postgresql://nextauth:s3cr3t@db/nextauth"
 
@@ -123,3 +123,15 @@ def test_head_answers_the_status_without_a_body() -> None:
     assert response.status_code == 503
     assert response.get_data() == b""
     assert int(response.headers["Content-Length"]) > 0  # the length a GET would have
+
+
+def test_a_not_ready_check_gives_its_reason_and_others_a_bare_one() -> None:
+    def ns() -> bool:
+        raise NotReady("ns: unreachable")
+
+    response = _client({"database": _broken, "ns": ns, "store": lambda: True}).get("/readyz")
+    assert response.status_code == 503
+    assert response.json["checks"] == {"database": False, "ns": False, "store": True}
+    # A check's own words are shown; another exception's text (a URI with its password) never is.
+    assert response.json["reasons"] == {"database": "failed", "ns": "ns: unreachable"}
+    assert "s3cr3t" not in response.get_data(as_text=True)

@@ -23,12 +23,14 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from flask import Flask
 
 from authserver.config import COMPONENTS, DEFAULT_PORTS, load_config, unknown_variables
+from authserver.mc.providers import providers_from_environment
 from authserver.ns.common import parse_trusted_sfs_keys
 from authserver.ns.mc_client import parse_message_centers
+from authserver.push.webpush import WebPushProvider
 from idp import server as idp_server
 from idp.context import EXTENSION as IDP_EXTENSION
 from idp.forwardauth import blueprint as forward_auth_blueprint
@@ -70,7 +72,7 @@ RULE = re.compile(r"^Host\(`(?P<host>[^`]+)`\)(?: && PathPrefix\(`(?P<path>/[^`]
 HOST_PLACEHOLDERS = ("${PUBLIC_HOST}", '{{ env "PUBLIC_HOST" }}')
 INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?P<rest>[^}]*)\}")
 HEALTH_URL = re.compile(r"http://(?:127\.0\.0\.1|localhost):(?P<port>\d+)/(?P<path>livez|readyz)\b")
-IDP_HEALTH_URL = re.compile(r"http://(?:127\.0\.0\.1|localhost):(?P<port>\d+)(?P<path>/auth/keys)\b")
+IDP_ADMIN_PORT = idp_server.ADMIN_PORT["standalone"]
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
@@ -114,7 +116,7 @@ def nextauth_services(compose: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def component_services(compose: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """ns, sfs and mc: the services with an admin port."""
+    """ns, sfs and mc: the services with the components' admin port (the IdP's is idp.server's)."""
     return {name: service for name, service in nextauth_services(compose).items() if name in COMPONENTS}
 
 
@@ -234,23 +236,28 @@ def health_problems(services: Mapping[str, Mapping[str, Any]], paths: tuple[str,
         if match is None:
             problems.append(f"{name}: no health check against the admin port's /livez or /readyz")
             continue
-        if int(match.group("port")) != STANDALONE[name]["admin"]:
-            problems.append(
-                f"{name}: health check on port {match.group('port')}, admin is {STANDALONE[name]['admin']}"
-            )
+        admin = STANDALONE[name]["admin"] if name in STANDALONE else IDP_ADMIN_PORT
+        if int(match.group("port")) != admin:
+            problems.append(f"{name}: health check on port {match.group('port')}, admin is {admin}")
         if match.group("path") not in paths:
             problems.append(f"{name}: health check on /{match.group('path')}, expected one of {paths}")
     return problems
 
 
 def idp_health_problems(service: Mapping[str, Any]) -> list[str]:
-    """The IdP has no admin port: its check asks /auth/keys on its own port (answers once the database
-    does)."""
+    """The IdP's check asks /livez on its admin port (NEXTAUTH_IDP_ADMIN_PORT, else the default), never
+    its public port: /readyz would also fail while ns is down, and Traefik would then stop routing the
+    IdP pages that need no ns (JWKS, token refresh); readiness is for monitoring."""
+    environment = service.get("environment", {})
+    configured = str(environment.get("NEXTAUTH_IDP_ADMIN_PORT", IDP_ADMIN_PORT))
+    admin = int(configured.rpartition(":")[2]) if configured.rpartition(":")[2].isdigit() else None
     test = service.get("healthcheck", {}).get("test")
     text = " ".join(test) if isinstance(test, list) else str(test or "")
-    match = IDP_HEALTH_URL.search(text)
-    if match is None or int(match.group("port")) != IDP_PORT:
-        return [f"idp: health check should GET http://127.0.0.1:{IDP_PORT}/auth/keys, not {text!r}"]
+    match = HEALTH_URL.search(text)
+    if admin is None or admin == IDP_PORT:
+        return [f"idp: NEXTAUTH_IDP_ADMIN_PORT {configured!r} is not an admin port apart from {IDP_PORT}"]
+    if match is None or int(match.group("port")) != admin or match.group("path") != "livez":
+        return [f"idp: health check should GET http://127.0.0.1:{admin}/livez, not {text!r}"]
     return []
 
 
@@ -588,7 +595,8 @@ def dockerfile_problems(text: str, subcommands: set[str]) -> list[str]:
         problems.append("the image should run as a non-root USER")
     health = " ".join(arguments("HEALTHCHECK"))
     match = HEALTH_URL.search(health)
-    admin_ports = {ports["admin"] for ports in STANDALONE.values()}
+    # One image for ns, sfs, mc and the IdP: its check must hold for each of them.
+    admin_ports = {ports["admin"] for ports in STANDALONE.values()} | {IDP_ADMIN_PORT}
     if match is None or match.group("path") != "livez" or {int(match.group("port"))} != admin_ports:
         problems.append(f"HEALTHCHECK should GET /livez on the admin port {admin_ports}: {health!r}")
     if "curl" in health or "wget" in health:
@@ -705,6 +713,13 @@ def test_compose_configuration_loads(compose: dict, tmp_path: Path) -> None:
         ).decode()
         for name, key in keys.items()
     }
+    vapid_pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        .decode()
+    )
     variables = {
         "PUBLIC_HOST": "auth.example.com",
         "ACME_EMAIL": "ops@example.com",
@@ -719,6 +734,7 @@ def test_compose_configuration_loads(compose: dict, tmp_path: Path) -> None:
         "ATTESTATION_KEY": lambda component: pem[f"{component}-attestation"],
         "SECRET_KEY": lambda component: "s" * 48,
         "NS_API_KEY": lambda component: "k" * 40,
+        "WEBPUSH_VAPID_PRIVATE_KEY": lambda component: vapid_pem,
     }
     resolved = {
         "configs": {
@@ -742,6 +758,16 @@ def test_compose_configuration_loads(compose: dict, tmp_path: Path) -> None:
                 variables["MC_KEY_HASH"]
             ]
             assert config.public_sigmai_uri == "wss://auth.example.com/ns/sigmai"
+        if name == "mc":
+            # The push providers read their own settings; the VAPID key and subject must pass them.
+            providers = providers_from_environment(env, tmp_path / "mc-data")
+            try:
+                webpush = providers["webpush"]
+                assert isinstance(webpush, WebPushProvider) and webpush.vapid.public_key
+            finally:
+                for provider in providers.values():
+                    provider.close()
+            assert not (tmp_path / "mc-data").exists()  # the configured key, not one made on the spot
 
 
 def test_compose_idp_configuration_loads(compose: dict, tmp_path: Path) -> None:
@@ -915,11 +941,19 @@ def test_a_wrong_idp_service_is_caught(compose: dict) -> None:
     env = broken["services"][IDP]["environment"]
     env["NEXTAUTH_IDP_FORWARD_AUTH_RULEZ_FILE"] = "/etc/rules.json"
     env["NEXTAUTH_NS_LOG_FORMAT"] = "json"
-    broken["services"][IDP]["healthcheck"] = broken["services"]["ns"]["healthcheck"]
+    broken["services"][IDP]["healthcheck"] = {
+        "test": ["CMD", "python", "-c", f"urlopen('http://127.0.0.1:{IDP_PORT}/auth/keys')"]
+    }
     problems = environment_problems(broken)
     assert any("NEXTAUTH_IDP_FORWARD_AUTH_RULEZ_FILE, which the IdP does not read" in p for p in problems)
     assert any("NEXTAUTH_NS_LOG_FORMAT, which the IdP does not read" in p for p in problems)
     assert idp_health_problems(broken["services"][IDP]) != []
+    public_admin = copy.deepcopy(compose["services"][IDP])
+    public_admin["environment"]["NEXTAUTH_IDP_ADMIN_PORT"] = str(IDP_PORT)
+    assert any("not an admin port" in p for p in idp_health_problems(public_admin))
+    readiness = copy.deepcopy(compose["services"][IDP])
+    readiness["healthcheck"] = compose["services"]["ns"]["healthcheck"]  # /readyz: ns down is not dead
+    assert idp_health_problems(readiness) != []
     flags = broken["services"]["traefik"]["command"]
     flags[:] = [flag for flag in flags if "aliasheadersstrategy" not in flag and "localplugins" not in flag]
     problems = plugin_problems(broken)

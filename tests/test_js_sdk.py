@@ -320,3 +320,27 @@ def test_change_pin(node: str, system: RunningSystem, tmp_path: Path) -> None:
     code, answer, nonce = qr_login(node, system, home, account, OTHER_PIN)
     assert code == 0, answer
     assert session(system, nonce)["loggedin"] is True
+
+
+def test_biometric_enrolment_and_login(node: str, system: RunningSystem, tmp_path: Path) -> None:
+    home = tmp_path / "bio-phone"
+    code, answer = js(node, home, "init", config=str(system.data_dir / "app-config.json"), key_type="ed25519")
+    assert code == 0 and answer["device_key_type"] == "ed25519", answer
+    code, answer = js(node, home, "register", pin=PIN, biometric=True)
+    assert code == 0 and answer["biometric"] is True, answer
+    api = ns_api(system)
+    _, created = api.call("POST", "/v1/servers/default/users/js-bio/enrolments")
+    code, scanned = js(node, home, "scan", payload=created["qrdata"], biometric=True)
+    assert code == 0, scanned
+    status, done = api.call(
+        "POST",
+        f"/v1/servers/default/enrolments/{created['enrolment']}/confirm",
+        {"code": scanned["confirmation_code"]},
+    )
+    assert status == 200, done
+    nonce = new_nonce()
+    view = start_login(system, nonce)
+    code, answer = js(node, home, "scan", payload=view["loginqrdata"], biometric=True)
+    assert code == 0, answer
+    view = session(system, nonce)
+    assert view["loggedin"] is True and view["second_factor"] == "biometric"

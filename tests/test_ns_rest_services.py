@@ -134,3 +134,30 @@ def test_rest_views_run_no_sql() -> None:
                 )
                 assert not any(name.split(".")[0] == "sqlalchemy" for name in names), module.name
                 assert not any(name.startswith("authserver.storage") for name in names), module.name
+
+
+def test_a_changed_server_reaches_every_registry(
+    engine: Engine, servers: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two ns instances share a database: one changes a server, the other follows once its copy is older
+    than FRESH_SECONDS (its key, found by key hash at the handshake, included)."""
+    default, _other = servers
+    here, there = ServerRegistry(engine), ServerRegistry(engine)
+    before = there.get(default)
+    assert before is not None and before.login_pin_timeout == 0
+    changed = here.update(default, {"name": "Renamed", "login_pin_timeout": 120, "announce": {"a": "b"}})
+    assert changed is not None and changed.name == "Renamed" and changed.identity_key is not None
+    assert there.get(default) == before  # within FRESH_SECONDS, the copy it has
+    monkeypatch.setattr("authserver.ns.servers.FRESH_SECONDS", 0.0)
+    fresh = there.get(default)
+    assert fresh is not None and (fresh.name, fresh.login_pin_timeout, fresh.announce) == (
+        "Renamed",
+        120,
+        {"a": "b"},
+    )
+    assert fresh.key_hash == before.key_hash
+    found = there.by_key_hash(before.identity.key_hash)
+    assert found is not None and found.name == "Renamed"
+    assert here.update("no-such-server", {"name": "x"}) is None
+    with pytest.raises(ValueError, match="cannot change"):
+        here.update(default, {"id": "other"})

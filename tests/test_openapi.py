@@ -37,12 +37,15 @@ SCENARIOS = {
     "test_every_operation_refuses_missing_credentials_and_unknown_servers",
     "test_roles_of_every_operation_match_the_document",
     "test_servers",
+    "test_api_keys",
+    "test_update_server",
     "test_enrolment",
     "test_qr_login_sessions_and_qr_images",
     "test_transactions_and_evidence",
     "test_push_login",
     "test_login_context_and_refusals",
     "test_accounts",
+    "test_account_listing_and_move",
     "test_openapi_routes_on_a_bare_app",
 }
 
@@ -198,6 +201,7 @@ def concrete(template: str, sid: str = "default") -> str:
         .replace("{eid}", "no-enrolment")
         .replace("{tid}", "no-transaction")
         .replace("{aid}", "no-account")
+        .replace("{kid}", "0")
     )
 
 
@@ -211,7 +215,7 @@ def contract(system: RunningSystem) -> Contract:
 
 
 def _create_key(system: RunningSystem, name: str, roles: str, server: str | None = None) -> str:
-    """API keys through the operator's command line, the only way to make them (there is no REST call)."""
+    """API keys through the operator's command line (the first key of a deployment comes from there)."""
     args = [sys.executable, "-m", "nextauth.cli", "apikey", "--name", name, "--roles", roles]
     if server:
         args += ["--server", server]
@@ -290,7 +294,7 @@ def test_every_operation_says_who_may_call_it() -> None:
                 assert "x-required-role" not in operation, (method, path)
             else:
                 roles = operation["x-required-role"]
-                assert roles and set(roles) <= set(ROLES), (method, path)
+                assert roles and set(roles) <= {*ROLES, "root"}, (method, path)
                 assert all(f"`{role}`" in operation["description"] for role in roles), (method, path)
 
 
@@ -819,6 +823,55 @@ def test_accounts(contract: Contract, phone: Path) -> None:
     contract.error(404, "not_found", "GET", "/v1/servers/default/users/anton")
 
 
+def test_account_listing_and_move(contract: Contract, phone: Path) -> None:
+    accounts = "/v1/servers/default/accounts"
+    made = [enrol(contract, phone, f"lister-{name}") for name in ("b", "a", "c")]
+    page = contract.expect(200, "GET", accounts, query={"user": "lister-"})
+    assert [a["accountid"] for a in page["accounts"]] == made and page["total"] == 3
+    assert page["next_offset"] is None
+    assert [a["userid"] for a in page["accounts"]] == ["lister-b", "lister-a", "lister-c"]
+    by_user = contract.expect(200, "GET", accounts, query={"user": "lister-", "sort": "userid"})
+    assert [a["userid"] for a in by_user["accounts"]] == ["lister-a", "lister-b", "lister-c"]
+    newest = contract.expect(
+        200, "GET", accounts, query={"user": "lister-", "sort": "-created_at", "limit": "2"}
+    )
+    assert [a["accountid"] for a in newest["accounts"]] == made[::-1][:2] and newest["next_offset"] == 2
+    rest = contract.expect(
+        200, "GET", accounts, query={"user": "lister-", "sort": "-created_at", "offset": "2"}
+    )
+    assert [a["accountid"] for a in rest["accounts"]] == [made[0]]
+    contract.expect(200, "POST", f"{accounts}/{made[1]}/block")
+    blocked = contract.expect(200, "GET", accounts, query={"user": "lister-", "blocked": "true"})
+    assert [a["accountid"] for a in blocked["accounts"]] == [made[1]]
+    assert contract.expect(200, "GET", accounts, query={"user": "lister-", "blocked": "false"})["total"] == 2
+    # LIKE wildcards in the prefix are text, not patterns.
+    for wildcard in ("lister_", "lister%", "%"):
+        assert contract.expect(200, "GET", accounts, query={"user": wildcard})["total"] == 0
+    for bad in (
+        {"limit": "0"},
+        {"limit": "201"},
+        {"sort": "thumbprint"},
+        {"blocked": "yes"},
+        {"page": "2"},
+        {"offset": "-1"},
+    ):
+        contract.error(400, "bad_request", "GET", accounts, query=bad)
+
+    moved = contract.expect(200, "POST", f"{accounts}/{made[2]}/move", body={"userid": "lister-z"})
+    assert moved["userid"] == "lister-z" and moved["accountid"] == made[2]
+    assert [
+        a["accountid"] for a in contract.expect(200, "GET", "/v1/servers/default/users/lister-z")["accounts"]
+    ] == [made[2]]
+    contract.error(404, "not_found", "GET", "/v1/servers/default/users/lister-c")
+    for bad_body in ({}, {"userid": ""}, {"userid": "u" * 300}, {"userid": 7}):
+        contract.error(400, "bad_request", "POST", f"{accounts}/{made[2]}/move", body=bad_body)
+    contract.error(400, "bad_json", "POST", f"{accounts}/{made[2]}/move", raw=b"[")
+    contract.error(
+        413, "request_entity_too_large", "POST", f"{accounts}/{made[2]}/move", body={"userid": "x" * 70_000}
+    )
+    contract.error(404, "not_found", "POST", f"{accounts}/no-such-account/move", body={"userid": "lister-z"})
+
+
 # -- the document as served ----------------------------------------------------------------------------
 
 
@@ -847,6 +900,84 @@ def test_live_server_serves_the_document(contract: Contract) -> None:
     served = contract.expect(200, "GET", "/v1/openapi.json", key=None)
     assert served == contract.document
     assert yaml.safe_load(contract.expect(200, "GET", "/v1/openapi.yaml", key=None)) == contract.document
+
+
+def test_api_keys(contract: Contract, role_keys: dict[str, str]) -> None:
+    created = contract.expect(
+        201,
+        "POST",
+        "/v1/apikeys",
+        body={"name": "billing", "roles": ["users", "servers"], "server": "default"},
+    )
+    key = created.pop("api_key")
+    assert created["roles"] == ["servers", "users"] and created["server"] == "default"
+    listed = contract.expect(200, "GET", "/v1/apikeys")["apikeys"]
+    assert created in listed and key not in json.dumps(listed)
+    assert contract.expect(200, "GET", "/v1/servers/default", key=key)["id"] == "default"
+    contract.error(403, "forbidden", "GET", "/v1/servers", key=key)
+
+    assert contract.expect(200, "DELETE", f"/v1/apikeys/{created['id']}") == {
+        "id": created["id"],
+        "revoked": True,
+    }
+    contract.error(401, "unauthenticated", "GET", "/v1/servers/default", key=key)
+    contract.error(404, "not_found", "DELETE", f"/v1/apikeys/{created['id']}")
+    revoked = [k for k in contract.expect(200, "GET", "/v1/apikeys")["apikeys"] if k["id"] == created["id"]]
+    assert revoked[0]["revoked_at"] is not None
+
+    for bad in (
+        {"name": "x", "roles": []},
+        {"name": "x", "roles": ["wizard"]},
+        {"name": "x", "roles": "root"},
+        {"name": "", "roles": ["users"]},
+        {"name": "x", "roles": ["users"], "server": "no-such-server"},
+        {"roles": ["users"]},
+    ):
+        contract.error(400, "bad_request", "POST", "/v1/apikeys", body=bad)
+    contract.error(413, "request_entity_too_large", "POST", "/v1/apikeys", body={"name": "x" * 70_000})
+    # A root key limited to one server cannot mint keys, not even for its own server.
+    scoped_root = contract.expect(
+        201, "POST", "/v1/apikeys", body={"name": "tenant-root", "roles": ["root"], "server": "default"}
+    )["api_key"]
+    refused = contract.error(
+        403, "forbidden", "POST", "/v1/apikeys", key=scoped_root, body={"name": "y", "roles": ["root"]}
+    )
+    assert "limited to one server" in refused["message"]
+    contract.error(403, "forbidden", "GET", "/v1/apikeys", key=scoped_root)
+    contract.error(403, "forbidden", "GET", "/v1/apikeys", key=role_keys["servers"])
+
+
+def test_update_server(contract: Contract) -> None:
+    server = contract.expect(201, "POST", "/v1/servers", body={"name": "Bakery"})
+    assert server["login_pin_timeout"] == 0 and server["transaction_pin_timeout"] == 0
+    path = f"/v1/servers/{server['id']}"
+    changed = contract.expect(
+        200,
+        "PATCH",
+        path,
+        body={"name": "Bakery & Co", "announce": {"Help": "+32 2 555 01 01"}, "login_pin_timeout": 300},
+    )
+    assert changed == {
+        **server,
+        "name": "Bakery & Co",
+        "announce": {"Help": "+32 2 555 01 01"},
+        "login_pin_timeout": 300,
+    }
+    assert contract.expect(200, "GET", path) == changed
+    assert contract.expect(200, "PATCH", path, body={"logo_url": None})["name"] == "Bakery & Co"
+    for bad in (
+        {},
+        {"key_hash": "00" * 32},
+        {"login_pin_timeout": -2},
+        {"login_pin_timeout": 86_401},
+        {"transaction_pin_timeout": True},
+        {"transaction_pin_timeout": "5"},
+        {"name": ""},
+        {"logo_url": "http://insecure.example/"},
+    ):
+        contract.error(400, "bad_request", "PATCH", path, body=bad)
+    contract.error(404, "unknown_server", "PATCH", "/v1/servers/no-such-server", body={"name": "x"})
+    contract.error(413, "request_entity_too_large", "PATCH", path, body={"name": "x" * 70_000})
 
 
 def test_every_operation_and_status_was_exercised(contract: Contract, request: pytest.FixtureRequest) -> None:

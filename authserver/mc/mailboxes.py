@@ -17,9 +17,11 @@ from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from authserver.metrics import count_push
 from authserver.ns.common import aware, b64, new_id, now
 from authserver.operations import ChannelContext, OperationError
 from authserver.push.base import PushMessage, PushProvider
+from authserver.push.webpush import Subscription
 from authserver.storage.db import rowcount
 from authserver.storage.flow_models import Mailbox, MailboxMessage
 
@@ -27,7 +29,7 @@ log = logging.getLogger("nextauth.mc")
 
 MAX_TTL = 24 * 3600
 MAX_PENDING = 100  # per mailbox: an app that never pulls cannot make the MC grow without bound
-PROVIDERS = ("fcm", "apns", "none")
+PROVIDERS = ("fcm", "apns", "webpush", "none")
 
 
 class SendError(Exception):
@@ -58,8 +60,21 @@ class MailboxService:
         push_token = params.get("push_token")
         if provider not in PROVIDERS:
             raise OperationError("bad_request", f"push_provider must be one of {', '.join(PROVIDERS)}.")
-        if provider != "none" and (not isinstance(push_token, str) or not 8 <= len(push_token) <= 256):
+        subscription: str | None = None
+        if provider == "webpush":
+            # The push token of a web app is its whole subscription (endpoint and keys), as the JSON of
+            # PushSubscription.toJSON() or that object itself.
+            if not isinstance(push_token, str | dict):
+                raise OperationError("bad_request", "push_token must be the Web Push subscription.")
+            try:
+                subscription = Subscription.parse(push_token).to_token()
+            except ValueError as exc:
+                raise OperationError("bad_request", f"Not a usable Web Push subscription: {exc}.") from None
+            push_token = None
+        elif provider != "none" and (not isinstance(push_token, str) or not 8 <= len(push_token) <= 256):
             raise OperationError("bad_request", "push_token is required for fcm and apns.")
+        elif provider == "none":
+            push_token = None
         token = "mct_" + b64(os.urandom(32))
         thumbprint = context.peer.thumbprint()
         with Session(self._engine, expire_on_commit=False) as db:
@@ -68,7 +83,8 @@ class MailboxService:
                 # Re-registration (new push token, reinstall): rotate the app token, keep the mailbox.
                 existing.token_hash = _token_hash(token)
                 existing.push_provider = provider
-                existing.push_token = push_token if provider != "none" else None
+                existing.push_token = push_token
+                existing.push_subscription = subscription
                 mailbox_id = existing.id
             else:
                 mailbox_id = new_id(12)
@@ -78,7 +94,8 @@ class MailboxService:
                         device_thumbprint=thumbprint,
                         token_hash=_token_hash(token),
                         push_provider=provider,
-                        push_token=push_token if provider != "none" else None,
+                        push_token=push_token,
+                        push_subscription=subscription,
                     )
                 )
             try:
@@ -86,6 +103,19 @@ class MailboxService:
             except IntegrityError as exc:
                 raise OperationError("retry", "Registration raced with another; try again.") from exc
         return {"mailbox": mailbox_id, "token": token}
+
+    def vapid_public_key(self) -> str | None:
+        """The MC's VAPID public key (base64url, uncompressed P-256 point), which a web app hands the
+        browser as ``applicationServerKey`` when it subscribes; None without Web Push."""
+        provider = self._providers.get("webpush")
+        vapid = getattr(provider, "vapid", None)
+        return getattr(vapid, "public_key", None)
+
+    def webpush_key(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
+        key = self.vapid_public_key()
+        if key is None:
+            raise OperationError("unavailable", "This message center does not push by Web Push.")
+        return {"vapid_public_key": key}
 
     def fetch(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
         with Session(self._engine, expire_on_commit=False) as db:
@@ -177,7 +207,8 @@ class MailboxService:
             if mailbox.used_at is None:
                 mailbox.used_at = now()
             db.commit()
-            provider_name, push_token = mailbox.push_provider, mailbox.push_token
+            provider_name = mailbox.push_provider
+            push_token = mailbox.push_subscription if provider_name == "webpush" else mailbox.push_token
         pushed = False
         provider = self._providers.get(provider_name)
         if provider is not None and push_token:
@@ -190,6 +221,21 @@ class MailboxService:
                 )
             )
             pushed = result.delivered
+            count_push(provider_name, pushed)
             if result.token_invalid:
                 log.info("push token of mailbox %s is no longer valid; the app will pull", mailbox_id)
+                self._forget_push_token(mailbox_id, provider_name, push_token)
         return SendResult(message_id, pushed)
+
+    def _forget_push_token(self, mailbox_id: str, provider: str, token: str) -> None:
+        """Stop pushing to a token the push service disowned (RFC 8030's 404/410, FCM's UNREGISTERED, APNs's
+        Unregistered). Only if it is still the mailbox's token: the app may have registered a new one since,
+        and that one must not be forgotten. The messages stay for the app's next pull."""
+        stored = Mailbox.push_subscription if provider == "webpush" else Mailbox.push_token
+        with Session(self._engine) as db:
+            db.execute(
+                update(Mailbox)
+                .where(Mailbox.id == mailbox_id, Mailbox.push_provider == provider, stored == token)
+                .values(push_provider="none", push_token=None, push_subscription=None)
+            )
+            db.commit()

@@ -9,6 +9,14 @@ from nextauth_core.encoding import unb64url
 
 
 def add_routes(app: Flask, mailboxes: MailboxService) -> None:
+    @app.get("/v1/webpush/vapid-public-key")
+    def vapid_public_key() -> Any:
+        # Public by nature: every browser that subscribes is given it.
+        key = mailboxes.vapid_public_key()
+        if key is None:
+            return jsonify(error="not_found", message="This message center does not push by Web Push."), 404
+        return jsonify(vapid_public_key=key)
+
     @app.post("/v1/mailboxes/<mailbox>/messages")
     def send(mailbox: str) -> Any:
         auth = request.headers.get("Authorization", "")

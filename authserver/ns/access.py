@@ -93,22 +93,28 @@ class AccessControl:
         return grant
 
     def create_key(self, name: str, roles: list[str], server_id: str | None = None) -> str:
+        return self.create_key_with_id(name, roles, server_id)[1]
+
+    def create_key_with_id(
+        self, name: str, roles: list[str], server_id: str | None = None
+    ) -> tuple[int, str]:
+        """A new key: its id (for list and revoke) and the key itself, which is never stored."""
         unknown = set(roles) - set(ROLES)
         if unknown or not roles:
             raise ValueError(f"roles must be among {', '.join(ROLES)}")
         api_key = "na_" + b64(os.urandom(32))
+        row = ApiKey(
+            component=self._component,
+            name=name,
+            key_hash=key_hash(api_key),
+            roles=json.dumps(sorted(roles)),
+            server_id=server_id,
+        )
         with Session(self._engine, expire_on_commit=False) as db:
-            db.add(
-                ApiKey(
-                    component=self._component,
-                    name=name,
-                    key_hash=key_hash(api_key),
-                    roles=json.dumps(sorted(roles)),
-                    server_id=server_id,
-                )
-            )
+            db.add(row)
             db.commit()
-        return api_key
+        log.warning("API key %s (%s) created with roles %s", row.id, name, ",".join(sorted(roles)))
+        return row.id, api_key
 
     def add_certificate(
         self, name: str, roles: list[str], certificate_pem: bytes, server_id: str | None = None

@@ -1,13 +1,48 @@
-"""A server's users and their accounts, as an application administers them: list, block, unblock, delete."""
+"""A server's users and their accounts, as an application administers them: list, block, unblock, delete,
+move to another user."""
 
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from authserver.ns.errors import ServiceError
 from authserver.storage.db import rowcount
 from authserver.storage.flow_models import Account, User
+
+# The orders ``list_accounts`` offers: name -> (column, descending). Ties are broken by account id, so
+# pages never overlap or skip.
+SORTS = {
+    "created_at": (Account.created_at, False),
+    "-created_at": (Account.created_at, True),
+    "last_login_at": (Account.last_login_at, False),
+    "-last_login_at": (Account.last_login_at, True),
+    "userid": (User.user_id, False),
+}
+MAX_PAGE = 200
+
+
+@dataclass(frozen=True)
+class AccountQuery:
+    user_prefix: str | None = None
+    blocked: bool | None = None
+    sort: str = "created_at"
+    limit: int = 50
+    offset: int = 0
+
+
+def _described(row: Account, user_id: str | None) -> dict[str, Any]:
+    return {
+        "accountid": row.id,
+        "userid": user_id,
+        "key_type": row.key_type,
+        "thumbprint": row.thumbprint,
+        "blocked": row.blocked,
+        "second_factor_bound": row.sfs_device is not None,
+        "created_at": row.created_at.isoformat(),
+        "last_login_at": row.last_login_at.isoformat() if row.last_login_at else None,
+    }
 
 
 class AccountService:
@@ -54,3 +89,52 @@ class AccountService:
                 raise ServiceError(404, "not_found", "No such account.")
             db.delete(account)
             db.commit()
+
+    def list_accounts(self, server_id: str, query: AccountQuery) -> dict[str, Any]:
+        """One page of the server's active accounts, filtered and sorted; ``total`` counts every match."""
+        column, descending = SORTS[query.sort]
+        conditions = [Account.server_id == server_id, Account.active.is_(True)]
+        if query.user_prefix:
+            escaped = query.user_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            conditions.append(User.user_id.like(escaped + "%", escape="\\"))
+        if query.blocked is not None:
+            conditions.append(Account.blocked.is_(query.blocked))
+        order = column.desc() if descending else column.asc()
+        # NULL last_login_at (never logged in) sorts last either way, the same on every database.
+        nulls_last = column.is_(None).asc()
+        with Session(self._engine) as db:
+            total = db.scalar(
+                select(func.count())
+                .select_from(Account)
+                .outerjoin(User, Account.user_pk == User.id)
+                .where(*conditions)
+            )
+            rows = db.execute(
+                select(Account, User.user_id)
+                .outerjoin(User, Account.user_pk == User.id)
+                .where(*conditions)
+                .order_by(nulls_last, order, Account.id.asc())
+                .limit(query.limit)
+                .offset(query.offset)
+            ).all()
+        accounts = [_described(account, user_id) for account, user_id in rows]
+        following = query.offset + len(accounts)
+        return {
+            "accounts": accounts,
+            "total": total or 0,
+            "next_offset": following if following < (total or 0) else None,
+        }
+
+    def move(self, server_id: str, account_id: str, user_id: str) -> dict[str, Any]:
+        """Give the account to ``user_id`` (canonical form) on the same server, creating that user if new."""
+        with Session(self._engine, expire_on_commit=False) as db, db.begin():
+            account = db.get(Account, account_id)
+            if account is None or account.server_id != server_id or not account.active:
+                raise ServiceError(404, "not_found", "No such account.")
+            user = db.scalar(select(User).where(User.server_id == server_id, User.user_id == user_id))
+            if user is None:
+                user = User(server_id=server_id, user_id=user_id)
+                db.add(user)
+                db.flush()
+            account.user_pk = user.id
+            return _described(account, user_id)

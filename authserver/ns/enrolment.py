@@ -16,6 +16,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from authserver.metrics import count_enrolment
 from authserver.ns.common import aware, b64, new_id, now, unb64
 from authserver.ns.errors import ServiceError
 from authserver.ns.flowstate import PendingEnrolment
@@ -71,6 +72,7 @@ class EnrolmentService:
             db.add(enrolment)
             db.commit()
             db.refresh(enrolment)
+        count_enrolment("started")
         payload = QRPayload(
             kind="enrol",
             server_id=server.id,
@@ -132,6 +134,7 @@ class EnrolmentService:
                 if row.code_attempts >= MAX_CODE_ATTEMPTS:
                     db.execute(update(Enrolment).where(Enrolment.id == row.id).values(state="failed"))
                     db.commit()
+                    count_enrolment("failed")
                     raise ServiceError(409, "failed", "Too many wrong codes: start the enrolment again.")
                 raise ServiceError(400, "wrong_code", "That is not the code the phone shows.")
             user = db.scalar(select(User).where(User.server_id == server.id, User.user_id == row.user_id))
@@ -150,6 +153,7 @@ class EnrolmentService:
             )
             db.execute(update(Enrolment).where(Enrolment.id == row.id).values(state="completed"))
             db.commit()
+            count_enrolment("done")
             return {
                 "enrolment": row.id,
                 "state": "completed",

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session as DbSession
 
+from authserver.metrics import count_login
 from authserver.ns.common import account_for, aware, b64, new_id, now, unb64
 from authserver.ns.flowstate import CurrentQR, LoginItem, PendingLogin
 from authserver.ns.servers import ServerRegistry, VirtualServer
@@ -256,17 +257,23 @@ class LoginService:
             if exc.code == "blocked":  # tell the page why nothing happens (the code stays usable)
                 peeked = self._kv.get(f"qr:{qr_id}")
                 if peeked is not None:
-                    self.events.publish(LoginItem.from_json(peeked).hsid, "CANCEL blocked")
+                    blocked = LoginItem.from_json(peeked)
+                    self.events.publish(blocked.hsid, "CANCEL blocked")
+                    count_login(blocked.method, "locked")
             raise
         raw = self._kv.take(f"qr:{qr_id}")  # single use: a second scan finds nothing
         if raw is None:
+            count_login(None, "expired")  # the code is gone, and with it whether it was a QR or a push
             raise OperationError("expired", "This code has expired or was already used. Scan a new one.")
         entry = LoginItem.from_json(raw)
         if entry.server_id != server.id:
+            count_login(entry.method, "error")
             raise OperationError("wrong_server", "This code belongs to another service.")
         if not hmac.compare_digest(entry.challenge_hash, hashlib.sha256(challenge).hexdigest()):
+            count_login(entry.method, "expired")
             raise OperationError("expired", "This code has expired or was already used. Scan a new one.")
         if entry.account_id not in (None, account.id):
+            count_login(entry.method, "expired")
             raise OperationError("expired", "This request was meant for another account.")
         ns_challenge = os.urandom(32)
         needs_second_factor = self._needs_second_factor(server, account)
@@ -301,6 +308,20 @@ class LoginService:
         pending: PendingLogin | None = context.state.pop("login", None)  # one confirmation per scan
         if pending is None:
             raise OperationError("no_login", "Scan the code first.")
+        try:
+            answer = self._finish(context, params, pending)
+        except OperationError as exc:
+            count_login(pending.method, "expired" if exc.code == "expired" else "error", pending.started)
+            raise
+        except Exception:
+            count_login(pending.method, "error", pending.started)
+            raise
+        count_login(pending.method, "succeeded", pending.started)
+        return answer
+
+    def _finish(
+        self, context: ChannelContext, params: dict[str, Any], pending: PendingLogin
+    ) -> dict[str, Any]:
         if time.monotonic() - pending.started > self._qr_ttl * 2:
             raise OperationError("expired", "The login took too long. Scan a new code.")
         signature = unb64(params.get("signature"), "signature", min_length=64, max_length=64)
@@ -345,6 +366,7 @@ class LoginService:
         if reason not in CANCEL_REASONS:
             reason = "declined"
         self.mark_cancelled(pending.server_id, pending.hsid, reason)
+        count_login(pending.method, reason, pending.started)
         return {"cancelled": True}
 
     def logout_from_phone(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:

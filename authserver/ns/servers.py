@@ -1,14 +1,16 @@
 """Virtual servers: one ns hosts many, each with its own id, Ed25519 key, name and policy.
 
 The sigmai listener asks this registry which key answers a ClientHello's key hash; the answer is cached
-in memory because keys never change once created (a rotation adds a new server key, apps re-enrol).
+in memory because keys never change once created (a rotation adds a new server key, apps re-enrol). A
+server's name, logo, announce lines and PIN policy can change (``update``): a cached entry older than
+``FRESH_SECONDS`` is read again, so every ns instance follows within that time.
 """
 
 import json
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -30,6 +32,7 @@ class VirtualServer:
     transaction_pin_timeout: int
     identity: ServerIdentity
     identity_key: ed25519.Ed25519PrivateKey
+    loaded_at: float = field(default_factory=time.monotonic, compare=False)
 
     @property
     def key_hash(self) -> str:
@@ -44,6 +47,19 @@ class VirtualServer:
             "key_hash": self.key_hash,
             "public_key": self.identity.public_raw.hex(),
         }
+
+    def described(self) -> dict[str, Any]:
+        """What the REST API tells operators: what the phone sees, and the PIN policy."""
+        return {
+            **self.public(),
+            "login_pin_timeout": self.login_pin_timeout,
+            "transaction_pin_timeout": self.transaction_pin_timeout,
+        }
+
+
+FRESH_SECONDS = 5.0
+# What ``update`` may change; the id and the key never change.
+UPDATABLE = ("name", "logo_url", "announce", "login_pin_timeout", "transaction_pin_timeout")
 
 
 class ServerRegistry:
@@ -93,11 +109,43 @@ class ServerRegistry:
 
     def get(self, server_id: str) -> VirtualServer | None:
         cached = self._by_id.get(server_id)
-        if cached is not None:
+        if cached is not None and time.monotonic() - cached.loaded_at < FRESH_SECONDS:
             return cached
         with Session(self._engine, expire_on_commit=False) as session:
             row = session.get(Server, server_id)
-        return self._load(row) if row is not None else None
+        if row is None:
+            return None
+        return self._refreshed(cached, row) if cached is not None else self._load(row)
+
+    def _refreshed(self, cached: VirtualServer, row: Server) -> VirtualServer:
+        """``cached`` with the row's changeable fields (its key stays: keys never change)."""
+        server = replace(
+            cached,
+            name=row.name,
+            logo_url=row.logo_url,
+            announce=json.loads(row.announce or "{}"),
+            login_pin_timeout=row.login_pin_timeout,
+            transaction_pin_timeout=row.transaction_pin_timeout,
+            loaded_at=time.monotonic(),
+        )
+        with self._lock:
+            self._by_id[server.id] = server
+            self._by_key_hash[server.identity.key_hash] = server
+        return server
+
+    def update(self, server_id: str, changes: dict[str, Any]) -> VirtualServer | None:
+        """Change the fields in ``changes`` (names from ``UPDATABLE``); None if there is no such server."""
+        unknown = set(changes) - set(UPDATABLE)
+        if unknown:
+            raise ValueError(f"cannot change {', '.join(sorted(unknown))}")
+        with Session(self._engine, expire_on_commit=False) as session, session.begin():
+            row = session.get(Server, server_id)
+            if row is None:
+                return None
+            for name, value in changes.items():
+                setattr(row, name, json.dumps(value) if name == "announce" else value)
+        cached = self._by_id.get(server_id)
+        return self._refreshed(cached, row) if cached is not None else self._load(row)
 
     def all(self) -> list[VirtualServer]:
         with Session(self._engine, expire_on_commit=False) as session:
@@ -106,6 +154,8 @@ class ServerRegistry:
 
     def by_key_hash(self, key_hash: bytes) -> VirtualServer | None:
         found = self._by_key_hash.get(key_hash)
+        if found is not None and time.monotonic() - found.loaded_at >= FRESH_SECONDS:
+            return self.get(found.id)
         # A server created by another ns instance since we last looked; refresh at most every two
         # seconds so ClientHellos with made-up key hashes cannot turn into a database query each.
         if found is None and time.monotonic() - self._last_refresh > 2.0:

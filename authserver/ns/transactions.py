@@ -325,9 +325,7 @@ class TransactionService:
         server = self._servers.get(pending.server_id)
         token = params.get("attestation")
         if decision == "approved" and server is not None and server.transaction_pin_timeout >= 0:
-            self._login.check_attestation(
-                token, account, pending.server_id, pending.ns_challenge, "sign"
-            )
+            self._login.check_attestation(token, account, pending.server_id, pending.ns_challenge, "sign")
         else:
             token = None
         record = evidence.record(

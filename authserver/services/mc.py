@@ -12,6 +12,7 @@ from authserver.config import ComponentConfig, ConfigError, read_setting
 from authserver.mc import grpc_api, providers, rest_api
 from authserver.mc.mailboxes import MailboxService
 from authserver.mc.providers import providers_from_environment
+from authserver.metrics import instrument_flask
 from authserver.purge import PeriodicPurge
 from authserver.ratelimit import client_guard, describe, rule_setting
 from authserver.services.info_api import make_info_app
@@ -93,7 +94,7 @@ def _executor():  # type: ignore[no-untyped-def]
 def build(config: ComponentConfig, *, environ: dict[str, str] | None = None) -> Component:
     environ = dict(os.environ if environ is None else environ)
     component = build_component(config, "Message Center")
-    providers = providers_from_environment(environ)
+    providers = providers_from_environment(environ, config.data_dir)
     mailboxes = MailboxService(component.engine, providers)
     component.operations.register("mailbox.register")(mailboxes.register)
     # Each mailbox.register of a new device key adds a row: limited per client address and for all.
@@ -109,8 +110,13 @@ def build(config: ComponentConfig, *, environ: dict[str, str] | None = None) -> 
     )
     component.operations.register("mailbox.fetch")(mailboxes.fetch)
     component.operations.register("mailbox.ack")(mailboxes.ack)
+    vapid_public_key = mailboxes.vapid_public_key()
+    if vapid_public_key is not None:
+        log.info("mc web push VAPID public key: %s", vapid_public_key)
+    component.operations.register("webpush.key")(mailboxes.webpush_key)
     http_app = make_info_app(component)
     rest_api.add_routes(http_app, mailboxes)
+    instrument_flask(http_app, "mc")
     component.add_wsgi("http", http_app, api=True)
     component.on_stop.extend(provider.close for provider in providers.values())
     grpc_server = GrpcServer(component)

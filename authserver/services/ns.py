@@ -7,6 +7,7 @@ from pathlib import Path
 from gevent.pywsgi import WSGIServer
 
 from authserver.config import ComponentConfig, ConfigError, read_setting, seconds_in_range
+from authserver.metrics import instrument_flask
 from authserver.ns.access import AccessControl
 from authserver.ns.api import make_api
 from authserver.ns.browser import make_browser_app
@@ -146,6 +147,7 @@ def build(
     )
     add_info_route(api, component)
     add_openapi_routes(api)
+    instrument_flask(api, "ns")
     component.add_wsgi("http", api, api=True)
     listen = config.listen["websocket"]
     component.listeners["websocket"] = WSGIServer(

@@ -28,6 +28,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from authserver.metrics import LOCKOUTS, WRONG_PINS
 from authserver.operations import ChannelContext, OperationError, Operations, binary_param
 from authserver.storage.db import rowcount
 from authserver.storage.flow_models import AppInstance
@@ -309,6 +310,7 @@ class SecondFactorService:
     def _wrong_pin(self, instance: AppInstance) -> NoReturn:
         """Answer a proof that failed: the attempt was counted when the PIN was evaluated; at the limit
         this is the one that locks."""
+        WRONG_PINS.inc()
         left = max(self.max_attempts - instance.failures, 0)
         if left == 0:
             self._lock(instance.device_thumbprint)
@@ -324,6 +326,7 @@ class SecondFactorService:
             )
             session.commit()
         if rowcount(done) == 1:  # the transition, once: later attempts on a locked app are no news
+            LOCKOUTS.inc()
             security_log.warning(
                 "sfs: app instance %s locked: %d wrong PINs in a row", thumbprint, self.max_attempts
             )

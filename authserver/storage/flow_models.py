@@ -171,8 +171,10 @@ class Mailbox(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     device_thumbprint: Mapped[str] = mapped_column(String(64), unique=True)
     token_hash: Mapped[bytes] = mapped_column(LargeBinary)  # SHA-256 of the app token ns presents
-    push_provider: Mapped[str] = mapped_column(String(8), default="none")  # fcm, apns, none
-    push_token: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    push_provider: Mapped[str] = mapped_column(String(8), default="none")  # fcm, apns, webpush, none
+    push_token: Mapped[str | None] = mapped_column(String(256), nullable=True)  # fcm, apns
+    # webpush: the subscription as JSON (endpoint and keys), longer than any device token.
+    push_subscription: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # First fetched by the app or written to by ns; a mailbox still unused after days is purged.
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

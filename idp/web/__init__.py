@@ -18,7 +18,7 @@ from pathlib import Path
 from flask import Flask
 
 from authserver.transport.json_bodies import bound_json
-from idp import long_urls
+from idp import long_urls, metrics
 from idp.blueprints import blueprints
 from idp.context import EXTENSION, IdpServices
 from idp.login_binding import LoginBindings
@@ -73,4 +73,5 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
     app.register_error_handler(413, errors.too_large)
     long_urls.register(app)
     app.after_request(errors.security_headers)
+    metrics.instrument(app)
     return app

@@ -94,9 +94,7 @@ export function finalize(input, blindScalar, evaluatedElement) {
   if (input.length > MAX_INPUT) throw new OPRFError('private input too long');
   const inverse = Fn.inv(scalar(blindScalar, 'blind'));
   const unblinded = element(evaluatedElement, 'evaluated_element').multiply(inverse).toBytes();
-  return sha512(
-    concat(i2osp2(input.length), input, i2osp2(unblinded.length), unblinded, utf8('Finalize')),
-  );
+  return sha512(concat(i2osp2(input.length), input, i2osp2(unblinded.length), unblinded, utf8('Finalize')));
 }
 
 /**

@@ -25,7 +25,8 @@ async function withServer(answer, use, options = {}) {
 
 test('channel: a request gets its answer; the server key is the pinned one', async () => {
   await withServer(
-    (request, peer) => peer.send(peer.seal({ id: request.id, result: { op: request.op, params: request.params } })),
+    (request, peer) =>
+      peer.send(peer.seal({ id: request.id, result: { op: request.op, params: request.params } })),
     async (channel) => {
       assert.deepEqual(channel.serverPublicKey, SERVER_PUBLIC);
       assert.deepEqual(await channel.request('hello', { a: 1 }), { op: 'hello', params: { a: 1 } });
@@ -37,7 +38,9 @@ test('channel: a request gets its answer; the server key is the pinned one', asy
 test('channel: an error answer is a RemoteError with its code and retry_after', async () => {
   await withServer(
     (request, peer) =>
-      peer.send(peer.seal({ id: request.id, error: { code: 'rate_limited', message: 'Later.', retry_after: 7 } })),
+      peer.send(
+        peer.seal({ id: request.id, error: { code: 'rate_limited', message: 'Later.', retry_after: 7 } }),
+      ),
     async (channel) => {
       await assert.rejects(channel.request('register.start'), (error) => {
         assert.ok(error instanceof RemoteError);
@@ -53,7 +56,11 @@ test('channel: a server that is not the pinned one is refused', async () => {
   const wrong = SERVER_KEY_HASH.slice();
   wrong[31] ^= 1;
   await assert.rejects(
-    withServer(() => {}, async () => {}, { pin: wrong }),
+    withServer(
+      () => {},
+      async () => {},
+      { pin: wrong },
+    ),
     (error) => error instanceof ChannelError && /pinned/.test(error.message),
   );
 });
@@ -92,12 +99,16 @@ test('channel: a text message, another id, or JSON that is not strict are refuse
     (request, peer) => peer.send(peer.seal({ id: request.id + 1, result: {} })),
     (request, peer) => peer.send(peer.seal([request.id])),
     (request, peer) => peer.send(peer.sealText(`{"id":${request.id},"result":{"n":1e400}}`)),
-    (request, peer) => peer.send(peer.sealText(`{"id":${request.id},"result":${'['.repeat(20)}${']'.repeat(20)}}`)),
+    (request, peer) =>
+      peer.send(peer.sealText(`{"id":${request.id},"result":${'['.repeat(20)}${']'.repeat(20)}}`)),
   ];
   for (const answer of answers) {
     await withServer(answer, async (channel) => {
       // Refused at once, not by the timeout.
-      await assert.rejects(channel.request('hello'), (error) => error instanceof ChannelError && !/in time/.test(error.message));
+      await assert.rejects(
+        channel.request('hello'),
+        (error) => error instanceof ChannelError && !/in time/.test(error.message),
+      );
     });
   }
 });
@@ -114,6 +125,9 @@ test('channel: a server that does not answer times out', async () => {
 });
 
 test('channel: nothing listening is a ChannelError', async () => {
-  await assert.rejects(openChannel('ws://127.0.0.1:1/', device, SERVER_KEY_HASH, { timeout: 1 }), ChannelError);
+  await assert.rejects(
+    openChannel('ws://127.0.0.1:1/', device, SERVER_KEY_HASH, { timeout: 1 }),
+    ChannelError,
+  );
   await assert.rejects(openChannel('http://127.0.0.1:1/', device, SERVER_KEY_HASH), ChannelError);
 });

@@ -64,7 +64,10 @@ test('statements match the Python SDK', () => {
     accountThumbprint: 'thumb',
   });
   assert.equal(toHex(proof), ref.sfs_proof_statement);
-  assert.equal(toHex(signingStatement(utf8('{"a":1}'), utf8('n'.repeat(32)), 'approved')), ref.signing_statement);
+  assert.equal(
+    toHex(signingStatement(utf8('{"a":1}'), utf8('n'.repeat(32)), 'approved')),
+    ref.signing_statement,
+  );
   const change = pinChangeStatement({
     sfsChallenge: utf8('s'.repeat(32)),
     channelBinding: utf8('b'.repeat(32)),

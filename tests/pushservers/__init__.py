@@ -60,7 +60,8 @@ class TestCA:
         self.ca_file = directory / f"{name.replace(' ', '-')}.pem"
         self.ca_file.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, common_name: str = "localhost") -> ServerCertificate:
+    def issue(self, common_name: str = "localhost", *, with_ip: bool = True) -> ServerCertificate:
+        """``with_ip=False``: for the name localhost only, so a client must verify by name to accept it."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         certificate = (
@@ -73,7 +74,8 @@ class TestCA:
             .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(
                 x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                    [x509.DNSName("localhost")]
+                    + ([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))] if with_ip else [])
                 ),
                 critical=False,
             )

@@ -27,7 +27,13 @@ async function replayAttestation(args) {
       const nsChallenge = unb64url(started.ns_challenge);
       const token =
         replayed ??
-        (await app.attest({ pin: args.pin, audience: started.audience, nsChallenge, purpose: 'login', account: identity }));
+        (await app.attest({
+          pin: args.pin,
+          audience: started.audience,
+          nsChallenge,
+          purpose: 'login',
+          account: identity,
+        }));
       const binding = ns.exportKeyingMaterial(LOGIN_EXPORTER, new Uint8Array(0), 32);
       const signature = identity.sign(loginStatement(payload.itemId, payload.secret, nsChallenge, binding));
       await ns.request('login.finish', { attestation: token, signature: b64url(signature) });

@@ -45,8 +45,15 @@ export async function startServer(answer) {
       if (!hello) {
         hello = frame;
         const ephemeral = x25519.utils.randomSecretKey();
-        const clear = concat(new Uint8Array([1, 2]), x25519.getPublicKey(ephemeral), new Uint8Array(32).fill(7));
-        secrets = handshakeSecrets(x25519.getSharedSecret(ephemeral, frame.subarray(2, 34)), transcriptHash(frame, clear));
+        const clear = concat(
+          new Uint8Array([1, 2]),
+          x25519.getPublicKey(ephemeral),
+          new Uint8Array(32).fill(7),
+        );
+        secrets = handshakeSecrets(
+          x25519.getSharedSecret(ephemeral, frame.subarray(2, 34)),
+          transcriptHash(frame, clear),
+        );
         const signed = concat(
           new Uint8Array(64).fill(0x20),
           utf8('sigmai v1, server signature'),
@@ -54,10 +61,16 @@ export async function startServer(answer) {
           transcriptHash(frame, clear, SERVER_PUBLIC),
         );
         const signature = ed25519.sign(signed, SERVER_SEED);
-        const finished = finishedMac(secrets.serverHandshake, transcriptHash(frame, clear, SERVER_PUBLIC, signature));
+        const finished = finishedMac(
+          secrets.serverHandshake,
+          transcriptHash(frame, clear, SERVER_PUBLIC, signature),
+        );
         serverHello = concat(
           clear,
-          new RecordProtection(secrets.serverHandshake).seal(concat(SERVER_PUBLIC, signature, finished), clear),
+          new RecordProtection(secrets.serverHandshake).seal(
+            concat(SERVER_PUBLIC, signature, finished),
+            clear,
+          ),
         );
         ws.send(serverHello);
         return;

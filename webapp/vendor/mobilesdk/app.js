@@ -162,7 +162,8 @@ export class App {
    * @param {'sfs' | 'mc' | ServiceEndpoint} target
    */
   async hello(target) {
-    const endpoint = typeof target === 'string' ? await this.service(target) : checkEndpoint(target, 'target');
+    const endpoint =
+      typeof target === 'string' ? await this.service(target) : checkEndpoint(target, 'target');
     return withChannel(this.channel(endpoint.uri, await this.device(), endpoint.key_hash), async (ch) => ({
       uri: endpoint.uri,
       server_public_key: toHex(ch.serverPublicKey),
@@ -195,7 +196,9 @@ export class App {
     const deviceSecret = pinProofs.newDeviceSecret();
     const biometricKey = options.biometric ? ed25519.utils.randomSecretKey() : null;
     const answer = await withChannel(this.serviceChannel('sfs'), async (sfs) => {
-      const started = await sfs.request('register.start', { blinded_element: b64url(request.blindedElement) });
+      const started = await sfs.request('register.start', {
+        blinded_element: b64url(request.blindedElement),
+      });
       const verifier = pinProofs.verifier(pin, request, unb64url(started.evaluated_element), deviceSecret);
       /** @type {Record<string, unknown>} */
       const params = { pin_verifier: b64url(verifier) };
@@ -267,7 +270,13 @@ export class App {
           channelBinding: sfs.exportKeyingMaterial(PIN_CHANGE_EXPORTER, new Uint8Array(0), 32),
           newPinVerifier: verifier,
         });
-        const proof = pinProofs.prove(oldPin, oldRequest, unb64url(started.evaluated_element), deviceSecret, statement);
+        const proof = pinProofs.prove(
+          oldPin,
+          oldRequest,
+          unb64url(started.evaluated_element),
+          deviceSecret,
+          statement,
+        );
         return sfs.request('pin.change.finish', { proof: b64url(proof), pin_verifier: b64url(verifier) });
       });
       await this.noteSecondFactor({ attempts_left: answer.max_attempts ?? secrets.max_attempts ?? null });
@@ -357,7 +366,9 @@ export class App {
           } catch (error) {
             throw new FlowError(/** @type {Error} */ (error).message);
           }
-          const answer = await sfs.request('pin.evaluate', { blinded_element: b64url(request.blindedElement) });
+          const answer = await sfs.request('pin.evaluate', {
+            blinded_element: b64url(request.blindedElement),
+          });
           await this.noteSecondFactor({ attempts_left: answer.attempts_left ?? null });
           proof = pinProofs.prove(
             pin,
@@ -431,7 +442,8 @@ export class App {
     }
     const approve = options.approve ?? true;
     if (payload.kind === 'enrol') return this.enrol(payload, { pin: options.pin });
-    if (payload.kind === 'sign') return this.sign(payload, { pin: options.pin, approve, accountId: options.accountId });
+    if (payload.kind === 'sign')
+      return this.sign(payload, { pin: options.pin, approve, accountId: options.accountId });
     return this.login(payload, { pin: options.pin, approve, accountId: options.accountId });
   }
 
@@ -451,19 +463,24 @@ export class App {
       params.mc = mailbox;
       params.encryption_key = b64url(x25519.getPublicKey(encryptionKey));
     }
-    const done = await withChannel(this.channel(payload.sigmaiUri, identity, payload.serverKeyHash), async (ns) => {
-      const started = await ns.request('enrol.start', params);
-      const token = await this.attest({
-        pin,
-        audience: started.audience,
-        nsChallenge: unb64url(started.ns_challenge),
-        purpose: 'enrol',
-        account: identity,
-      });
-      const finished = await ns.request('enrol.finish', { attestation: token });
-      const ownCode = confirmationCode(ns.exportKeyingMaterial(ENROL_CODE_EXPORTER, utf8(payload.itemId), 8));
-      return { started, finished, ownCode, serverPublicKey: ns.serverPublicKey };
-    });
+    const done = await withChannel(
+      this.channel(payload.sigmaiUri, identity, payload.serverKeyHash),
+      async (ns) => {
+        const started = await ns.request('enrol.start', params);
+        const token = await this.attest({
+          pin,
+          audience: started.audience,
+          nsChallenge: unb64url(started.ns_challenge),
+          purpose: 'enrol',
+          account: identity,
+        });
+        const finished = await ns.request('enrol.finish', { attestation: token });
+        const ownCode = confirmationCode(
+          ns.exportKeyingMaterial(ENROL_CODE_EXPORTER, utf8(payload.itemId), 8),
+        );
+        return { started, finished, ownCode, serverPublicKey: ns.serverPublicKey };
+      },
+    );
     const { started, finished, ownCode } = done;
     if (finished.confirmation_code !== ownCode) {
       throw new FlowError("The server's confirmation code differs from this phone's: do not confirm.");
@@ -509,9 +526,13 @@ export class App {
       try {
         let started;
         try {
-          started = await ns.request('login.start', { qr_id: payload.itemId, challenge: b64url(payload.secret) });
+          started = await ns.request('login.start', {
+            qr_id: payload.itemId,
+            challenge: b64url(payload.secret),
+          });
         } catch (error) {
-          if (error instanceof RemoteError && error.code === 'unknown_account' && record !== candidates[0]) continue;
+          if (error instanceof RemoteError && error.code === 'unknown_account' && record !== candidates[0])
+            continue;
           throw error;
         }
         return await this.finishLogin(ns, record, identity, payload, started, { pin, approve, number });
@@ -675,7 +696,8 @@ export class App {
    * @param {Record<string, any>} message
    */
   openMessage(records, mailbox, message) {
-    const sender = typeof message.sender === 'string' && /^[0-9a-f]{64}$/.test(message.sender) ? message.sender : '';
+    const sender =
+      typeof message.sender === 'string' && /^[0-9a-f]{64}$/.test(message.sender) ? message.sender : '';
     for (const record of records) {
       if (record.server_key_hash !== sender || !record.encryption_key || !record.server_public_key) continue;
       try {
@@ -705,7 +727,9 @@ export class App {
   async approve(messageId, { number = null, pin, decline = false }) {
     for (const item of await this.inbox()) {
       if (item.id !== messageId || !['login', 'sign'].includes(item.type)) continue;
-      const record = /** @type {AccountRecord} */ ((await this.accountRecords()).find((a) => a.id === item.account));
+      const record = /** @type {AccountRecord} */ (
+        (await this.accountRecords()).find((a) => a.id === item.account)
+      );
       /** @type {import('./qr.js').QRPayload} */
       const payload = {
         kind: item.type,
@@ -716,7 +740,8 @@ export class App {
         secret: unb64url(item.challenge),
         serverName: record.server_name,
       };
-      if (payload.kind === 'sign') return this.sign(payload, { pin, approve: !decline, accountId: record.id });
+      if (payload.kind === 'sign')
+        return this.sign(payload, { pin, approve: !decline, accountId: record.id });
       if ((number === null || number === undefined) && !decline) {
         throw new FlowError('Pick the number the login page shows.');
       }

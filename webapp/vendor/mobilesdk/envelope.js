@@ -90,10 +90,7 @@ export function hpkeSeal(recipientPublic, plaintext, info, ephemeral = x25519.ut
 export function hpkeOpen(recipientSecret, sealed, info) {
   if (sealed.length < 32 + 16) throw new EnvelopeError('envelope too short');
   const enc = sealed.subarray(0, 32);
-  const shared = kemSharedSecret(
-    dh(recipientSecret, enc),
-    concat(enc, x25519.getPublicKey(recipientSecret)),
-  );
+  const shared = kemSharedSecret(dh(recipientSecret, enc), concat(enc, x25519.getPublicKey(recipientSecret)));
   const { key, nonce } = keySchedule(shared, info);
   return chacha20poly1305(key, nonce, EMPTY).decrypt(sealed.subarray(32));
 }
@@ -168,6 +165,10 @@ export function sealEnvelope(recipientPublic, senderSecret, senderKeyHash, mailb
     lengthPrefixed(LABEL, utf8('signature'), utf8(mailbox), senderKeyHash, inner),
     senderSecret,
   );
-  const sealed = hpkeSeal(recipientPublic, concat(lengthPrefixed(inner), signature), info(mailbox, senderKeyHash));
+  const sealed = hpkeSeal(
+    recipientPublic,
+    concat(lengthPrefixed(inner), signature),
+    info(mailbox, senderKeyHash),
+  );
   return concat(new Uint8Array([SUITE_V1]), sealed);
 }
