@@ -62,7 +62,7 @@ def content_security_policy(config: AuthenticatorConfig) -> str:
             "default-src 'none'",
             "script-src 'self'",
             "style-src 'self'",
-            "img-src 'self' data: blob:",
+            "img-src 'self'",
             "manifest-src 'self'",
             "worker-src 'self'",
             "connect-src 'self' " + " ".join(config.connect_sources()),
@@ -83,7 +83,8 @@ def _headers(response: Response, config: AuthenticatorConfig) -> Response:
 
 
 def shell_files() -> list[str]:
-    """Every file of the app, relative to ``webapp/``: what the service worker keeps for offline use."""
+    """Every file of the app, relative to ``webapp/``: the only names served, and what the service worker
+    keeps for offline use."""
     return sorted(
         path.relative_to(WEBAPP).as_posix()
         for path in WEBAPP.rglob("*")
@@ -93,13 +94,21 @@ def shell_files() -> list[str]:
     )
 
 
+_versions: dict[tuple[tuple[str, int, int], ...], str] = {}
+
+
 def shell_version() -> str:
-    digest = hashlib.sha256()
-    for name in shell_files():
-        if name == "sw.js":
-            continue
-        digest.update(name.encode() + b"\0" + (WEBAPP / name).read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
+    """A hash of every shell file but the worker; computed again only when a file's size or time changes."""
+    files = [name for name in shell_files() if name != "sw.js"]
+    infos = [(name, (WEBAPP / name).stat()) for name in files]
+    stats = tuple((name, info.st_mtime_ns, info.st_size) for name, info in infos)
+    if stats not in _versions:
+        digest = hashlib.sha256()
+        for name in files:
+            digest.update(name.encode() + b"\0" + (WEBAPP / name).read_bytes() + b"\0")
+        _versions.clear()
+        _versions[stats] = digest.hexdigest()[:16]
+    return _versions[stats]
 
 
 def _file(name: str) -> Response:

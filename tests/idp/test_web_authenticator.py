@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -14,6 +15,7 @@ from flask.testing import FlaskClient
 from authserver.config import ConfigError
 from idp.authenticator import AuthenticatorConfig
 from idp.context import IdpServices
+from idp.ns_client import NsClient
 from idp.server import load_settings
 from idp.web import create_app
 from idp.web.authenticator import WEBAPP, shell_files, shell_version
@@ -35,6 +37,16 @@ SETTINGS = {
     "NEXTAUTH_IDP_NS_API_KEY": "key",
     "NEXTAUTH_IDP_NS_WEBSOCKET_URL": "ws://127.0.0.1:9999/ns/websocket",
 }
+
+
+class LoginQrOnly(NsClient):
+    """ns as the login page needs it here: a session that is not logged in, with its QR code."""
+
+    def __init__(self) -> None:
+        super().__init__("http://127.0.0.1:9", "unused", "default")
+
+    def session(self, nonce: str, *, client_ip: str = "", user_agent: str = "") -> dict[str, Any]:
+        return {"loggedin": False, "loginqrdata": f"NA1.qr-for-{nonce[:8]}", "hsid": f"hsid-{nonce[:8]}"}
 
 
 def make_services(tmp_path: Path, config: AuthenticatorConfig | None) -> IdpServices:
@@ -194,9 +206,7 @@ def test_shell_version_follows_the_files(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_login_page_opens_the_app_with_its_code(client: FlaskClient) -> None:
-    from tests.idp.test_web import FakeNs
-
-    client.application.extensions["nextauth_idp"].ns = FakeNs()
+    client.application.extensions["nextauth_idp"].ns = LoginQrOnly()
     page = client.get("/login").get_data(as_text=True)
     link = re.search(r'<a id="open-in-app" href="([^"]+)"[^>]*>', page)
     assert link is not None
@@ -209,9 +219,7 @@ def test_login_page_opens_the_app_with_its_code(client: FlaskClient) -> None:
 def test_off_unless_configured(tmp_path: Path) -> None:
     idp = make_services(tmp_path, None)
     try:
-        from tests.idp.test_web import FakeNs
-
-        idp.ns = FakeNs()
+        idp.ns = LoginQrOnly()
         client = create_app(idp, secret_key=b"k" * 32, websocket_url="ws://ns.example.test/ws").test_client()
         for path in ("/app", "/app/", "/app/config.json", "/app/sw.js", "/app/app.js"):
             assert client.get(path).status_code == 404, path
