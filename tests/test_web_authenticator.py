@@ -480,3 +480,18 @@ def test_change_pin_then_lock(running: RunningSystem, browser: Any) -> None:
     wait_screen(app, "accounts")
     playwright_api.expect(app.locator("#notice")).to_contain_text("set the app up again")
     context.close()
+
+
+def test_scanning_falls_back_to_pasting_without_a_camera(running: RunningSystem, enrolled_phone: Any) -> None:
+    """Headless Chromium has no camera (and on Linux no BarcodeDetector): the app says so and offers paste."""
+    app, watch = open_app(enrolled_phone, base(running) + "/app/")
+    wait_screen(app, "accounts")
+    app.click("#to-scan")
+    if app.evaluate("'BarcodeDetector' in window"):
+        wait_screen(app, "scan")
+        playwright_api.expect(app.locator("#scan-status")).to_contain_text("Paste the code instead")
+    else:
+        wait_screen(app, "paste")
+        assert "Paste the code instead" in app.inner_text("#notice")
+    assert watch.errors == []
+    app.close()
