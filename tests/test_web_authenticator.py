@@ -495,3 +495,28 @@ def test_scanning_falls_back_to_pasting_without_a_camera(running: RunningSystem,
         assert "Paste the code instead" in app.inner_text("#notice")
     assert watch.errors == []
     app.close()
+
+
+def test_codes_it_cannot_use_are_refused_before_any_connection(
+    running: RunningSystem, enrolled_phone: Any
+) -> None:
+    """A code for another ns (its CSP would not let the app connect there anyway) and a damaged code."""
+    app, _ = open_app(enrolled_phone, base(running) + "/app/")
+    wait_screen(app, "accounts")
+    elsewhere = QRPayload(
+        kind="login",
+        server_id="default",
+        sigmai_uri="wss://ns.elsewhere.example/ns/sigmai",
+        server_key_hash=bytes(32),
+        item_id="q1",
+        secret=bytes(32),
+    ).encode()
+    paste(app, elsewhere)
+    wait_screen(app, "result")
+    assert app.inner_text("#result-title") == "Not for this authenticator"
+    app.click('section[data-screen="result"] button[data-home]')
+    paste(app, "NA1.this-is-not-base64url!")
+    wait_screen(app, "result")
+    assert app.inner_text("#result-title") == "Not a usable code"
+    assert "damaged" in app.inner_text("#result-text")
+    app.close()
