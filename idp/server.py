@@ -199,14 +199,17 @@ def load_settings(
         oidc_require_par=_flag(PREFIX + "OIDC_REQUIRE_PAR", get("OIDC_REQUIRE_PAR", required=False)),
         device_code_seconds=device_code_seconds,
         authenticator=_authenticator(
-            get("AUTHENTICATOR_CONFIG", required=False), get("AUTHENTICATOR_NS_URI", required=False)
+            get("AUTHENTICATOR_CONFIG", required=False),
+            get("AUTHENTICATOR_NS_URI", required=False),
+            secure=public_url.startswith("https://"),
         ),
         admin_listen=admin_listen,
     )
 
 
-def _authenticator(app_config: str | None, ns_uri: str | None) -> AuthenticatorConfig | None:
-    """The web authenticator is served only when the operator says where its services are."""
+def _authenticator(app_config: str | None, ns_uri: str | None, *, secure: bool) -> AuthenticatorConfig | None:
+    """The web authenticator is served only when the operator says where its services are. From an
+    https:// IdP a browser opens only wss:// connections: a ws:// endpoint would fail on every phone."""
     if app_config is None and ns_uri is None:
         return None
     if app_config is None or ns_uri is None:
@@ -214,9 +217,16 @@ def _authenticator(app_config: str | None, ns_uri: str | None) -> AuthenticatorC
             "NEXTAUTH_IDP_AUTHENTICATOR_CONFIG and NEXTAUTH_IDP_AUTHENTICATOR_NS_URI: set both or neither"
         )
     try:
-        return AuthenticatorConfig.parse(app_config, ns_uri)
+        config = AuthenticatorConfig.parse(app_config, ns_uri)
     except ValueError as exc:
         raise ConfigError(f"NEXTAUTH_IDP_AUTHENTICATOR_CONFIG: {exc}") from exc
+    insecure = [uri for uri in config.connect_sources() if uri.startswith("ws://")]
+    if secure and insecure:
+        raise ConfigError(
+            "NEXTAUTH_IDP_AUTHENTICATOR_CONFIG and ..._NS_URI: the IdP is served over https, so browsers "
+            f"refuse ws:// connections; use wss:// for {', '.join(insecure)}"
+        )
+    return config
 
 
 def _admin_listen(value: str | None, listen: Listen, embedded: bool) -> Listen | None:

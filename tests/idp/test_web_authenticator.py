@@ -244,6 +244,19 @@ def test_settings_turn_it_on_from_the_app_config_file(tmp_path: Path) -> None:
     assert load_settings(SETTINGS, data_dir=tmp_path).authenticator is None
 
 
+def test_an_https_idp_needs_wss_endpoints(tmp_path: Path) -> None:
+    environ = {
+        **SETTINGS,
+        "NEXTAUTH_IDP_PUBLIC_URL": "https://id.example.test",
+        "NEXTAUTH_IDP_AUTHENTICATOR_CONFIG": APP_CONFIG,
+        "NEXTAUTH_IDP_AUTHENTICATOR_NS_URI": "ws://id.example.test/ns/sigmai",
+    }
+    with pytest.raises(ConfigError, match=re.escape("use wss:// for ws://id.example.test/ns/sigmai")):
+        load_settings(environ, data_dir=tmp_path)
+    environ["NEXTAUTH_IDP_AUTHENTICATOR_NS_URI"] = NS_URI
+    assert load_settings(environ, data_dir=tmp_path).authenticator is not None
+
+
 @pytest.mark.parametrize(
     ("config", "ns_uri", "message"),
     [
