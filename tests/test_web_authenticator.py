@@ -520,3 +520,33 @@ def test_codes_it_cannot_use_are_refused_before_any_connection(
     assert app.inner_text("#result-title") == "Not a usable code"
     assert "damaged" in app.inner_text("#result-text")
     app.close()
+
+
+def test_an_interrupted_set_up_starts_anew(running: RunningSystem, browser: Any) -> None:
+    """The SFS registered the PIN but the phone never stored its secret (a lost answer): that device key
+    can never register again, so the app starts over with a new one instead of being stuck."""
+    context = browser.new_context(**PHONE)
+    app, _ = open_app(context, base(running) + "/app/")
+    set_up(app)
+    first = app.evaluate(
+        """() => import('./storage.js').then(async ({ Storage }) => {
+            const storage = await Storage.open();
+            const device = await storage.get('device');
+            await storage.delete('secondFactor');
+            storage.close();
+            return device.secret;
+        })"""
+    )
+    app.reload()
+    app.wait_for_selector("html[data-ready=yes]", state="attached", timeout=15000)
+    wait_screen(app, "welcome")
+    app.fill("#new-pin", PIN)
+    app.fill("#new-pin-again", PIN)
+    app.click("#register-form button[type=submit]")
+    playwright_api.expect(app.locator("#notice")).to_contain_text("set up this phone anew", timeout=15000)
+    set_up(app)
+    second = app.evaluate(
+        "() => import('./storage.js').then(({ Storage }) => Storage.open()).then((s) => s.get('device'))"
+    )
+    assert second["secret"] != first
+    context.close()

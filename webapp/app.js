@@ -164,6 +164,14 @@ async function register(event) {
       await (await protocol()).register(pin);
       await state.storage.set(CONFIG_KEY, state.config);
     } catch (err) {
+      if (err && err.code === 'already_registered') {
+        // An earlier set-up reached the SFS but not this phone's storage: that device key can never get
+        // a PIN again. Nothing usable was stored yet (no PIN secret, so no account), so start anew.
+        await state.storage.wipe();
+        state.protocol = null;
+        notice('An earlier set-up was interrupted. Choose your PIN again to set up this phone anew.');
+        return;
+      }
       fail(err);
       return;
     }
