@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast lint bench clean
+.PHONY: run test test-fast lint bench clean translations
 
 # Running needs only the package; tests, linters and benchmarks add the dev extra.
 $(BIN)/.run-installed: pyproject.toml
@@ -33,6 +33,13 @@ test: lint
 # The fast set while working: no test that starts real services (about a minute on 2 busy cores).
 test-fast: lint
 	$(BIN)/pytest -m "not e2e" -q $(PYTEST_ARGS)
+
+# The IdP's page texts: extract the English, merge it into the German and French catalogs (translate what
+# is new or marked fuzzy there), compile the .mo files that are committed beside them.
+translations: $(BIN)/.installed
+	$(BIN)/pybabel extract --no-location --width 110 --sort-output -F babel.cfg -k N_ -o idp/translations/messages.pot .
+	$(BIN)/pybabel update --width 110 --ignore-pot-creation-date --ignore-obsolete --no-fuzzy-matching -i idp/translations/messages.pot -d idp/translations
+	$(BIN)/pybabel compile --statistics -d idp/translations
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench $(BENCH_ARGS)

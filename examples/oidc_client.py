@@ -18,6 +18,7 @@ import threading
 from typing import Any
 from urllib.parse import urlencode
 
+from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.flask_client import OAuth
 from flask import Flask, abort, redirect, request, session, url_for
 from joserfc import jwt
@@ -73,7 +74,16 @@ def create_app(issuer: str, client_id: str, client_secret: str) -> Flask:
 
     @app.get("/callback")
     def callback() -> Any:
-        token = idp.authorize_access_token()  # checks state, exchanges the code with the PKCE verifier
+        # The IdP sends the browser back with an error when the user said no (access_denied) or the login
+        # could not happen: a page that says so, not a crash.
+        error = request.args.get("error")
+        if error is not None:
+            session.pop("_state_nextauth_" + request.args.get("state", ""), None)
+            return _refused_page(error, request.args.get("error_description", ""))
+        try:
+            token = idp.authorize_access_token()  # checks state, exchanges the code with the PKCE verifier
+        except OAuthError as exc:
+            return _refused_page(exc.error or "invalid_request", exc.description or "")
         claims = token["userinfo"]  # the ID token's claims, signature and nonce checked by Authlib
         session["user"] = {
             key: claims.get(key) for key in ("sub", "name", "email", "groups", "amr", "acr", "sid")
@@ -114,6 +124,20 @@ def create_app(issuer: str, client_id: str, client_secret: str) -> Flask:
         return "", 200
 
     return app
+
+
+def _refused_page(error: str, description: str) -> tuple[str, int]:
+    if error == "access_denied":
+        text = "You did not allow this application to use your nextAuth login, so you are not logged in."
+        status = 403
+    else:
+        text = "The login did not complete. Try again."
+        status = 400
+    detail = f" ({escape(error)}{': ' + escape(description) if description else ''})"
+    return (
+        f'<h1 id="refused">Not logged in</h1><p>{escape(text)}<small>{detail}</small></p>'
+        '<p><a id="login" href="/login">Log in with nextAuth</a></p>'
+    ), status
 
 
 def _query(**params: str) -> str:

@@ -12,19 +12,21 @@ the usual headers, and the connection closed.
 from typing import Any
 
 from flask import Flask, render_template, request
+from flask_babel import gettext
 from gevent import pywsgi
 
 from authserver.transport.wsgi import NoDelayHandler
+from idp.i18n import N_
 
 MAX_REQUEST_LINE = pywsgi.MAX_REQUEST_LINE
 MAX_DISCARDED = 1024 * 1024  # browsers send URLs up to about 2 MB; past this the connection just closes
 TOO_LONG_PATH = "/error/url-too-long"
 
-GENERAL = (
+GENERAL = N_(
     "This link is too long for the IdP (it accepts {limit} KiB). Go back to the application you came from "
     "and try again; if it keeps happening, tell the application's administrator."
 )
-SAML = (
+SAML = N_(
     "The application sent a login or logout request that is too long for a link (the IdP accepts {limit} "
     "KiB). Go back to the application and try again. Its administrator can fix this by sending requests "
     "to the IdP with the HTTP-POST binding, or by making them smaller."
@@ -57,7 +59,7 @@ class IdpHandler(NoDelayHandler):
 
 def url_too_long() -> Any:
     template = SAML if request.args.get("about") == "saml" else GENERAL
-    message = template.format(limit=MAX_REQUEST_LINE // 1024)
+    message = gettext(template).format(limit=MAX_REQUEST_LINE // 1024)
     page = render_template("error.html", message=message)
     return page, 414, {"Connection": "close", "Cache-Control": "no-store"}
 

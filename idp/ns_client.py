@@ -105,3 +105,18 @@ class NsClient:
 
     def provoke(self, nonce: str) -> dict[str, Any]:
         return dict(self._call("POST", "/sessions/provokelogin", {"X-nonce": nonce}))
+
+    def invite_status(self, token: str) -> dict[str, Any]:
+        """``valid`` (with the user id), ``used``, ``expired`` or ``unknown`` (revoked ones too)."""
+        return dict(self._call("POST", "/invites/status", body={"token": token}))
+
+    def redeem_invite(self, token: str) -> dict[str, Any]:
+        """Use the invite up; the enrolment it starts, with the server's name and public key."""
+        return dict(self._call("POST", "/invites/redeem", body={"token": token}))
+
+    def enrolment(self, enrolment_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/enrolments/{urllib.parse.quote(enrolment_id, safe='')}"))
+
+    def confirm_enrolment(self, enrolment_id: str, code: str) -> dict[str, Any]:
+        path = f"/enrolments/{urllib.parse.quote(enrolment_id, safe='')}/confirm"
+        return dict(self._call("POST", path, body={"code": code}))

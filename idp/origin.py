@@ -19,6 +19,7 @@ from flask import render_template, request
 from flask.typing import ResponseReturnValue
 
 from idp.context import services
+from idp.i18n import N_
 
 log = logging.getLogger("nextauth.security")
 
@@ -72,6 +73,8 @@ def refuse_cross_site() -> ResponseReturnValue | None:
     )
     return render_template(
         "error.html",
-        message="This form was sent from another website, so it was not carried out. "
-        "If you meant to do this, open this site's own page and try again there.",
+        message=N_(
+            "This form was sent from another website, so it was not carried out. "
+            "If you meant to do this, open this site's own page and try again there."
+        ),
     ), 403

@@ -7,6 +7,8 @@ user named and per client address, so nobody can wear a person down with request
 requests from there are refused before the (costly) check. ``ciba_client`` and ``ciba_user`` count OIDC
 CIBA requests per client and per user named (known or not: the answer is the same), each a push to a
 phone. ``device_user_code`` counts device user codes entered per client address, so nobody guesses one.
+``enrol`` counts the invite pages (``/enrol/...``, each view and each code typed) per client address: each
+costs a lookup at ns, and nobody should try tokens or codes in bulk.
 """
 
 from collections.abc import Mapping
@@ -29,6 +31,7 @@ DEFAULTS = {
     "ciba_client": "60/minute",
     "ciba_user": "5 per 5 minutes",
     "device_user_code": "10/minute",
+    "enrol": "30/minute",
 }
 
 

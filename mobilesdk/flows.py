@@ -27,6 +27,7 @@ from nextauth_core.statements import (
     pin_change_statement,
     sfs_proof_statement,
 )
+from nextauth_core.visualhash import visual_hash
 from sigmai import DeviceIdentity
 
 
@@ -244,6 +245,7 @@ class App:
             )
             finished = ns.request("enrol.finish", {"attestation": token})
             server_public_key = ns.server.raw.hex()  # proven in the handshake against the pinned hash
+            shown = visual_hash(ns.server.raw)
             own_code = confirmation_code(ns.export(ENROL_CODE_EXPORTER, payload.item_id.encode(), 8))
         if finished["confirmation_code"] != own_code:
             raise FlowError("The server's confirmation code differs from this phone's: do not confirm.")
@@ -267,6 +269,8 @@ class App:
             "userid": started["userid"],
             "account": finished["account"],
             "confirmation_code": own_code,
+            # For the person to compare with the picture and words on the enrolment page.
+            "visual_hash": shown.to_dict(),
             "next": "type this code into the application to finish the enrolment",
         }
 

@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "migrate": "apply database migrations and exit",
     "apikey": "API keys for the ns REST API: create (printed once), list, revoke",
     "clientcert": "client certificates for the ns REST API: add, list, revoke",
+    "invite": "invites with which people enrol their own phone: create (printed once), revoke",
 }
 IDP_COMMANDS: dict[str, str] = {
     "user": "the IdP's user directory: names, e-mail addresses, groups",
@@ -76,6 +77,17 @@ def _access_arguments(parser: argparse.ArgumentParser, *, certificate: bool) -> 
     revoke.add_argument("id", help="its id (from list)" + (" or SHA-256 fingerprint" if certificate else ""))
 
 
+def _invite_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="invite_command", required=True)
+    create = actions.add_parser("create", help="a single-use invite link for a user (printed once)")
+    create.add_argument("user", help="the user id the invite enrols")
+    create.add_argument("--ttl", type=float, help="seconds it stays valid (default NEXTAUTH_NS_INVITE_TTL)")
+    create.add_argument("--server", default="default", help="the virtual server (default: default)")
+    revoke = actions.add_parser("revoke", help="revoke an invite: its link stops working")
+    revoke.add_argument("invite", help="the invite id (not the token)")
+    revoke.add_argument("--server", default="default", help="the virtual server (default: default)")
+
+
 def _add_command(commands: Any, name: str) -> None:
     """Fill in one command's arguments (importing what it needs)."""
     if name in IDP_COMMANDS:
@@ -89,6 +101,8 @@ def _add_command(commands: Any, name: str) -> None:
         command.add_argument("component", choices=COMPONENTS)
     elif name in ("apikey", "clientcert"):
         _access_arguments(command, certificate=name == "clientcert")
+    elif name == "invite":
+        _invite_arguments(command)
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
@@ -158,6 +172,49 @@ def _access(args: argparse.Namespace) -> int:
     return 0
 
 
+def _invite(args: argparse.Namespace) -> int:
+    """Make (or revoke) an invite from the command line, straight in ns's database, as ``apikey`` makes
+    keys: the running ns reads it from there, so this works for a single in-process ns too."""
+    from authserver.ns.enrolment import EnrolmentService
+    from authserver.ns.errors import ServiceError
+    from authserver.ns.login import LoginService
+    from authserver.ns.servers import ServerRegistry
+    from authserver.services.ns import invite_ttl, invite_url
+    from authserver.storage import db
+    from authserver.storage.kv import MemoryStore
+    from nextauth.services import load
+
+    (config,) = load(["ns"], os.environ, "standalone")
+    engine = db.create_engine_for(config.db_uri)
+    db.upgrade(engine)
+    try:
+        servers = ServerRegistry(engine)
+        servers.ensure_default()
+        server = servers.get(args.server)
+        if server is None:
+            sys.stderr.write(f"nextauth: no server {args.server!r}\n")
+            return 2
+        # Making an invite needs no login and no sigmai: the services' other parts stay idle here.
+        login = LoginService(engine, MemoryStore(), servers, {}, "")
+        invite_base = invite_url(os.environ)
+        if invite_base is None and os.environ.get("NEXTAUTH_IDP_PUBLIC_URL"):
+            invite_base = os.environ["NEXTAUTH_IDP_PUBLIC_URL"].rstrip("/") + "/enrol/"
+        invites = EnrolmentService(
+            engine, servers, login, "", invite_ttl=invite_ttl(os.environ), invite_url=invite_base
+        )
+        if args.invite_command == "revoke":
+            invite = invites.revoke_invite(server, args.invite)
+        else:
+            invite = invites.create_invite(server, args.user, args.ttl)
+    except ServiceError as exc:
+        sys.stderr.write(f"nextauth: {exc.message}\n")
+        return 2
+    finally:
+        engine.dispose()
+    sys.stdout.write(json.dumps(invite) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
@@ -170,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
             return idp_commands.run(args)
         if args.command in ("apikey", "clientcert"):
             return _access(args)
+        if args.command == "invite":
+            return _invite(args)
         from nextauth.services import load, run
 
         if args.command == "all":

@@ -55,6 +55,10 @@ def run(configs: list[ComponentConfig], *, announce: bool) -> int:
             apps = [by_name[name] for name in ("sfs", "mc") if name in by_name]
             app_config = json.dumps(app_configuration(apps)) if "sfs" in by_name else None
             idp = embedded_idp(by_name["ns"], first.data_dir, app_config)
+        enrolment = by_name["ns"].extras["enrolment"] if "ns" in by_name else None
+        if idp is not None and enrolment is not None and enrolment.invite_url is None:
+            # The IdP beside it is where invite links lead, unless NEXTAUTH_NS_INVITE_URL says otherwise.
+            enrolment.invite_url = f"{idp.public_url}/enrol/"
         for component in components:
             component.start()
         if idp is not None:

@@ -2,6 +2,7 @@
 (``status``) and the app's operations (``login_start``, ``login_finish``, ``login_cancel``), no sockets."""
 
 import secrets
+import time
 from collections.abc import Callable
 
 import pytest
@@ -255,3 +256,87 @@ def test_a_push_is_only_for_the_account_it_was_sent_to(ns: InProcessNs) -> None:
     with pytest.raises(OperationError) as refused:
         other.open_login(message["push"], unb64url(message["challenge"]))
     assert refused.value.code == "expired"
+
+
+class _Later:
+    """``time`` for the login service, ``offset`` seconds ahead (the store's own clock is ``ns.clock``)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
+
+
+def test_the_page_learns_how_long_its_code_lives_and_when_a_new_one_comes(
+    ns: InProcessNs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    later = _Later()
+    monkeypatch.setattr("authserver.ns.login.time", later)
+    nonce = _nonce()
+    view = ns.login.status(ns.server, nonce, BROWSER)
+    assert 59 <= (view.loginqrexpires_in or 0) <= 60 and 44 <= (view.loginqrrenew_in or 0) <= 45
+    later.offset = 44.0
+    again = ns.login.status(ns.server, nonce, BROWSER)
+    assert again.loginqrdata == view.loginqrdata and (again.loginqrrenew_in or 0) <= 1
+    # When the page asks at the moment it was told, it gets a new code with its whole lifetime, while the
+    # old one still has the margin to live: the page never shows a dead code.
+    later.offset = 45.5
+    fresh = ns.login.status(ns.server, nonce, BROWSER)
+    assert fresh.loginqrdata != view.loginqrdata
+    assert 59 <= (fresh.loginqrexpires_in or 0) <= 60
+
+
+def test_short_lived_codes_are_renewed_a_quarter_before_their_end(
+    make_ns: Callable[..., InProcessNs],
+) -> None:
+    ns = make_ns()
+    ns.login._qr_ttl = 8.0  # as NEXTAUTH_NS_LOGIN_QR_TTL=8 sets it
+    view = ns.login.status(ns.server, _nonce(), BROWSER)
+    assert ns.login.renew_before == 2.0
+    assert 5.5 <= (view.loginqrrenew_in or 0) <= 6.0
+
+
+def test_a_scan_of_an_expired_code_is_told_to_its_page(ns: InProcessNs) -> None:
+    phone = Phone(ns)
+    phone.enrol("judy")
+    nonce = _nonce()
+    view = ns.login.status(ns.server, nonce, BROWSER)
+    heard = ns.page(view.hsid)
+    ns.clock.advance(61)
+    with pytest.raises(OperationError) as refused:
+        phone.scan_login(view.loginqrdata or "")
+    assert refused.value.code == "expired"
+    assert heard() == ["CANCEL expired"]
+    # Told once: a second late scan of the same code says nothing more.
+    with pytest.raises(OperationError):
+        phone.scan_login(view.loginqrdata or "")
+    assert heard() == ["CANCEL expired"]
+
+
+def test_only_the_codes_own_secret_puts_up_the_expired_notice(ns: InProcessNs) -> None:
+    phone = Phone(ns)
+    phone.enrol("ken")
+    view = ns.login.status(ns.server, _nonce(), BROWSER)
+    heard = ns.page(view.hsid)
+    ns.clock.advance(61)
+    payload = QRPayload.decode(view.loginqrdata or "")
+    with pytest.raises(OperationError):
+        phone.open_login(payload.item_id, bytes(len(payload.secret)))
+    assert heard() == []
+
+
+def test_a_replayed_scan_of_a_used_code_is_no_expiry(ns: InProcessNs) -> None:
+    phone = Phone(ns)
+    phone.enrol("liz")
+    view = ns.login.status(ns.server, _nonce(), BROWSER)
+    heard = ns.page(view.hsid)
+    scanned = phone.scan_login(view.loginqrdata or "")
+    with pytest.raises(OperationError) as refused:
+        phone.scan_login(view.loginqrdata or "")
+    assert refused.value.code == "expired"
+    assert phone.confirm_login(scanned)["logged_in"] is True
+    assert "CANCEL expired" not in heard()

@@ -130,6 +130,9 @@ def test_pushes_and_enrolments_are_bounded_too() -> None:
     before = sample("nextauth_pushes_total", provider="other", outcome="failed")
     metrics.count_push("webpush-token-AAAA", False)
     assert sample("nextauth_pushes_total", provider="other", outcome="failed") == before + 1
+    before = sample("nextauth_pushes_total", provider="webpush", outcome="sent") or 0
+    metrics.count_push("webpush", True)
+    assert sample("nextauth_pushes_total", provider="webpush", outcome="sent") == before + 1
     before = sample("nextauth_enrolments_total", stage="other")
     metrics.count_enrolment("whatever")
     assert sample("nextauth_enrolments_total", stage="other") == before + 1

@@ -9,6 +9,7 @@ import re
 import secrets
 import subprocess
 import sys
+import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ SCENARIOS = {
     "test_api_keys",
     "test_update_server",
     "test_enrolment",
+    "test_invites",
     "test_qr_login_sessions_and_qr_images",
     "test_transactions_and_evidence",
     "test_push_login",
@@ -202,6 +204,7 @@ def concrete(template: str, sid: str = "default") -> str:
         .replace("{tid}", "no-transaction")
         .replace("{aid}", "no-account")
         .replace("{kid}", "0")
+        .replace("{iid}", "no-invite")
     )
 
 
@@ -439,6 +442,47 @@ def test_enrolment(contract: Contract, phone: Path) -> None:
     user = contract.expect(200, "GET", "/v1/servers/default/users/olga")
     assert [a["accountid"] for a in user["accounts"]] == [done["accountid"]]
     contract.error(404, "not_found", "GET", "/v1/servers/default/users/nobody-here")
+
+
+def test_invites(contract: Contract, phone: Path) -> None:
+    invites = "/v1/servers/default/invites"
+    created = contract.expect(201, "POST", "/v1/servers/default/users/paula/invites")
+    assert created["link"] is not None and created["link"].endswith("/enrol/" + created["token"])
+    token = created["token"]
+    status = contract.expect(200, "POST", f"{invites}/status", body={"token": token})
+    assert status["state"] == "valid" and status["userid"] == "paula"
+    assert contract.expect(200, "POST", f"{invites}/status", body={"token": "x"}) == {"state": "unknown"}
+    contract.error(400, "bad_json", "POST", f"{invites}/status", raw=b"[1]")
+    contract.error(400, "bad_request", "POST", f"{invites}/status", body={"token": 7})
+    contract.error(400, "bad_request", "POST", f"{invites}/redeem", body={})
+    contract.error(413, "request_entity_too_large", "POST", f"{invites}/status", body={"token": "1" * 70_000})
+    contract.error(400, "bad_json", "POST", f"{invites}/redeem", raw=b"token")
+    contract.error(413, "request_entity_too_large", "POST", f"{invites}/redeem", body={"token": "1" * 70_000})
+    contract.error(404, "not_found", "POST", f"{invites}/redeem", body={"token": token + "x"})
+    started = contract.expect(201, "POST", f"{invites}/redeem", body={"token": token})
+    assert started["userid"] == "paula" and started["invite"] == created["invite"]
+    contract.error(409, "invite_used", "POST", f"{invites}/redeem", body={"token": token})
+    assert contract.expect(200, "POST", f"{invites}/status", body={"token": token}) == {"state": "used"}
+    code, scanned = run_app(phone, "scan", started["qrdata"], "--pin", PIN)
+    assert code == 0, scanned
+    path = f"/v1/servers/default/enrolments/{started['enrolment']}"
+    contract.expect(200, "POST", f"{path}/confirm", body={"code": scanned["confirmation_code"]})
+    # An invite's own id is no enrolment.
+    contract.error(404, "not_found", "GET", f"/v1/servers/default/enrolments/{created['invite']}")
+    contract.error(409, "not_revocable", "DELETE", f"{invites}/{created['invite']}")
+    contract.error(404, "not_found", "DELETE", f"{invites}/no-such-invite")
+    short = contract.expect(201, "POST", "/v1/servers/default/users/paula/invites", body={"ttl": 1})
+    revoked = contract.expect(201, "POST", "/v1/servers/default/users/paula/invites", body={"ttl": 600})
+    assert contract.expect(200, "DELETE", f"{invites}/{revoked['invite']}")["state"] == "revoked"
+    contract.error(404, "not_found", "POST", f"{invites}/redeem", body={"token": revoked["token"]})
+    time.sleep(1.2)
+    contract.error(410, "invite_expired", "POST", f"{invites}/redeem", body={"token": short["token"]})
+    users = "/v1/servers/default/users"
+    contract.error(400, "bad_request", "POST", f"{users}/paula/invites", body={"ttl": "soon"})
+    contract.error(400, "bad_request", "POST", f"{users}/{'u' * 256}/invites")
+    contract.error(400, "bad_json", "POST", f"{users}/paula/invites", raw=b"ttl")
+    big = {"x": "1" * 70_000}
+    contract.error(413, "request_entity_too_large", "POST", f"{users}/paula/invites", body=big)
 
 
 def test_qr_login_sessions_and_qr_images(contract: Contract, phone: Path) -> None:

@@ -4,6 +4,14 @@ into the application, which confirms it here. Only then is the account active.
 
 The code defeats the attack where someone else scans the user's enrolment QR (over the shoulder, from a
 screenshot): the intruder's phone shows the code, the user's does not, so the user cannot confirm it.
+
+Invites let people enrol themselves: an operator or an application makes an invite for a user id and sends
+its link; the IdP's page ``/enrol/<token>`` redeems it, which starts an ordinary enrolment for that user.
+An invite is a row of the enrolments table in the state ``invited`` (the token's secret stored hashed, as
+an enrolment's QR secret is): it must outlive restarts for a day or more, and the ``nextauth invite``
+command writes it without the running ns, so the short-lived store does not fit. Redeeming moves the row to
+``used`` in one conditional statement, so a token starts one enrolment at most; revoking moves it to
+``revoked``.
 """
 
 import hashlib
@@ -31,6 +39,10 @@ from nextauth_core.statements import ENROL_CODE_EXPORTER, confirmation_code
 
 SECRET_BYTES = 32
 MAX_CODE_ATTEMPTS = 3
+INVITE_TTL_BOUNDS = (1.0, 30 * 86400.0)
+# Rows that are invites, not enrolments: the enrolment API and the app never see them.
+INVITE_STATES = ("invited", "used", "revoked")
+MAX_TOKEN_LENGTH = 100
 
 
 def _code_hash(enrolment_id: str, code: str) -> bytes:
@@ -46,12 +58,16 @@ class EnrolmentService:
         sigmai_uri: str,
         *,
         ttl: float = 600.0,
+        invite_ttl: float = 86400.0,
+        invite_url: str | None = None,
     ) -> None:
         self._engine = engine
         self._servers = servers
         self._login = login
         self._sigmai_uri = sigmai_uri
         self._ttl = ttl
+        self.invite_ttl = invite_ttl
+        self.invite_url = invite_url
 
     # -- the application's side (REST) -----------------------------------------------------------------
 
@@ -93,7 +109,7 @@ class EnrolmentService:
     def get(self, server: VirtualServer, enrolment_id: str) -> dict[str, Any]:
         with Session(self._engine, expire_on_commit=False) as db:
             row = db.get(Enrolment, enrolment_id)
-        if row is None or row.server_id != server.id:
+        if row is None or row.server_id != server.id or row.state in INVITE_STATES:
             raise ServiceError(404, "not_found", "No such enrolment.")
         state = row.state
         if state in ("pending", "scanned", "awaiting_confirmation") and aware(row.expires_at) <= now():
@@ -111,7 +127,7 @@ class EnrolmentService:
             raise ServiceError(400, "bad_request", "code must be the six digits the phone shows.")
         with Session(self._engine, expire_on_commit=False) as db:
             row = db.get(Enrolment, enrolment_id)
-            if row is None or row.server_id != server.id:
+            if row is None or row.server_id != server.id or row.state in INVITE_STATES:
                 raise ServiceError(404, "not_found", "No such enrolment.")
             if row.state != "awaiting_confirmation" or aware(row.expires_at) <= now():
                 raise ServiceError(409, "not_confirmable", "This enrolment is not waiting for a code.")
@@ -161,6 +177,112 @@ class EnrolmentService:
                 "accountid": row.account_id,
             }
 
+    # -- invites ---------------------------------------------------------------------------------------------
+
+    def create_invite(self, server: VirtualServer, user_id: str, ttl: Any = None) -> dict[str, Any]:
+        """A single-use invite for ``user_id``; the token is in the answer only, never stored."""
+        try:
+            user_id = userids.normalise(user_id)
+        except userids.UserIdError as exc:
+            raise ServiceError(400, "bad_request", f"{exc} (see docs/security.md, user ids).") from exc
+        if ttl is None:
+            ttl = self.invite_ttl
+        low, high = INVITE_TTL_BOUNDS
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not low <= ttl <= high:
+            raise ServiceError(400, "bad_request", f"ttl must be {low:.0f} to {high:.0f} seconds.")
+        secret = os.urandom(SECRET_BYTES)
+        row = Enrolment(
+            id=new_id(),
+            server_id=server.id,
+            user_id=user_id,
+            secret_hash=hashlib.sha256(secret).digest(),
+            state="invited",
+            expires_at=now() + timedelta(seconds=float(ttl)),
+        )
+        with Session(self._engine, expire_on_commit=False) as db:
+            db.add(row)
+            db.commit()
+        token = f"{row.id}.{b64(secret)}"
+        return {
+            "invite": row.id,
+            "userid": user_id,
+            "token": token,
+            "link": f"{self.invite_url}{token}" if self.invite_url else None,
+            "expires_at": aware(row.expires_at).isoformat(),
+        }
+
+    def revoke_invite(self, server: VirtualServer, invite_id: str) -> dict[str, Any]:
+        with Session(self._engine) as db:
+            revoked = db.execute(
+                update(Enrolment)
+                .where(
+                    Enrolment.id == invite_id,
+                    Enrolment.server_id == server.id,
+                    Enrolment.state == "invited",
+                )
+                .values(state="revoked")
+            )
+            db.commit()
+            if rowcount(revoked) == 1:
+                return {"invite": invite_id, "state": "revoked"}
+            row = db.get(Enrolment, invite_id)
+        if row is None or row.server_id != server.id or row.state not in INVITE_STATES:
+            raise ServiceError(404, "not_found", "No such invite.")
+        raise ServiceError(409, "not_revocable", f"This invite is {row.state} already.")
+
+    def _invite(self, db: Session, server: VirtualServer, token: Any) -> Enrolment | None:
+        """The invite row the token opens, or None for a token that opens none, including a revoked one:
+        whoever holds a token must not learn that it once was valid."""
+        if not isinstance(token, str) or not token:
+            raise ServiceError(400, "bad_request", "token is required: the invite's token, from its link.")
+        if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 1:
+            return None
+        invite_id, _, encoded = token.partition(".")
+        try:
+            secret = unb64(encoded, "token", min_length=SECRET_BYTES, max_length=SECRET_BYTES)
+        except (OperationError, ServiceError, ValueError):
+            return None
+        offered = hashlib.sha256(secret).digest()
+        row = db.get(Enrolment, invite_id) if len(invite_id) <= 32 else None
+        if row is None or row.server_id != server.id or row.state not in ("invited", "used"):
+            return None
+        return row if hmac.compare_digest(row.secret_hash, offered) else None
+
+    def invite_status(self, server: VirtualServer, token: Any) -> dict[str, Any]:
+        """What the invite page says before anything happens: valid, used, expired or unknown."""
+        with Session(self._engine, expire_on_commit=False) as db:
+            row = self._invite(db, server, token)
+        if row is None:
+            return {"state": "unknown"}
+        if row.state == "used":
+            return {"state": "used"}
+        if aware(row.expires_at) <= now():
+            return {"state": "expired"}
+        return {"state": "valid", "userid": row.user_id, "expires_at": aware(row.expires_at).isoformat()}
+
+    def redeem_invite(self, server: VirtualServer, token: Any) -> dict[str, Any]:
+        """Use the invite up and start an enrolment for its user, as ``create`` does for the REST API."""
+        with Session(self._engine, expire_on_commit=False) as db:
+            row = self._invite(db, server, token)
+            if row is None:
+                raise ServiceError(404, "not_found", "This invite is not valid.")
+            claimed = db.execute(
+                update(Enrolment)
+                .where(Enrolment.id == row.id, Enrolment.state == "invited", Enrolment.expires_at > now())
+                .values(state="used")
+            )
+            db.commit()
+        if rowcount(claimed) != 1:
+            if row.state == "invited" and aware(row.expires_at) <= now():
+                raise ServiceError(410, "invite_expired", "This invite has expired.")
+            raise ServiceError(409, "invite_used", "This invite was used already.")
+        enrolment = self.create(server, row.user_id)
+        return {
+            **enrolment,
+            "invite": row.id,
+            "server": {"id": server.id, "name": server.name, "public_key": server.identity.public_raw.hex()},
+        }
+
     # -- the app's side (sigmai operations) ------------------------------------------------------------
 
     def enrol_start(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -179,6 +301,7 @@ class EnrolmentService:
             valid = (
                 row is not None
                 and row.server_id == server.id
+                and row.state not in INVITE_STATES
                 and hmac.compare_digest(row.secret_hash, hashlib.sha256(secret).digest())
             )
             if not valid or row is None:

@@ -37,6 +37,8 @@ QR_CHALLENGE_BYTES = 32
 # How long a session's login context and the news that its last request was refused are kept: longer than
 # a push (120 s) or a QR (60 s) lives, so a page or a poller asking afterwards still learns the outcome.
 CONTEXT_TTL = 600.0
+# A status call hands out a new QR once the shown one has less than this to live (see renew_before).
+RENEW_BEFORE = 15.0
 
 security_log = logging.getLogger("nextauth.security")
 
@@ -56,6 +58,10 @@ class SessionView:
     accountid: str | None = None
     canprovoke: bool = False
     loginqrdata: str | None = None
+    # Seconds the QR above lives on, and seconds until a status call hands out a new one (a page renews then,
+    # so it never shows a dead code).
+    loginqrexpires_in: float | None = None
+    loginqrrenew_in: float | None = None
     method: str | None = None
     second_factor: str | None = None
     cancelled: str | None = None  # the last login request on this session was refused on the phone: why
@@ -113,12 +119,22 @@ class LoginService:
                 second_factor=established["second_factor"],
             )
         cancelled = self._kv.get(_cancelled_key(server.id, hsid))
+        shown = self._current_qr(server, hsid, browser)
+        left = max(0.0, shown.expires - time.time())
         return SessionView(
             loggedin=False,
             hsid=hsid,
-            loginqrdata=self._current_qr(server, hsid, browser),
+            loginqrdata=shown.payload,
+            loginqrexpires_in=round(left, 1),
+            loginqrrenew_in=round(max(0.0, left - self.renew_before), 1),
             cancelled=cancelled.decode("ascii") if cancelled is not None else None,
         )
+
+    @property
+    def renew_before(self) -> float:
+        """A status call hands out a new QR once the shown one has less than this to live: enough for a
+        scan that starts now to reach ns in time. A quarter of the lifetime when codes are short-lived."""
+        return min(RENEW_BEFORE, self._qr_ttl / 4)
 
     def set_context(self, server_id: str, hsid: str, context: dict[str, str] | None) -> None:
         """What the phone shows of who asks, for every login request on this session from now on."""
@@ -209,13 +225,16 @@ class LoginService:
             self.events.publish(hsid, "LOGOUT")
         return bool(rowcount(result))
 
-    def _current_qr(self, server: VirtualServer, hsid: str, browser: dict[str, str]) -> str:
-        """One live QR per session; a fresh one once the old is used or has under 15 s to live."""
+    def _current_qr(self, server: VirtualServer, hsid: str, browser: dict[str, str]) -> CurrentQR:
+        """One live QR per session; a fresh one once the old is used or has under ``renew_before`` to live."""
         raw = self._kv.get(f"login:{hsid}")
         if raw is not None:
             shown = CurrentQR.from_json(raw)
-            if shown.expires - time.time() > 15 and self._kv.get(f"qr:{shown.qr_id}") is not None:
-                return shown.payload
+            if (
+                shown.expires - time.time() > self.renew_before
+                and self._kv.get(f"qr:{shown.qr_id}") is not None
+            ):
+                return shown
         qr_id = b64(os.urandom(16))
         challenge = os.urandom(QR_CHALLENGE_BYTES)
         payload = QRPayload(
@@ -235,9 +254,25 @@ class LoginService:
             created=time.time(),
         )
         self.store_login_item(qr_id, entry, self._qr_ttl)
+        # Outlives the code: a late scan of it is told to its page (see login_start), not only to the phone.
+        self._kv.set(
+            _expired_key(qr_id),
+            f"{hsid} {entry.challenge_hash}".encode("ascii"),
+            ttl=self._qr_ttl + CONTEXT_TTL,
+        )
         current = CurrentQR(qr_id=qr_id, payload=payload, expires=time.time() + self._qr_ttl)
         self._kv.set(f"login:{hsid}", current.to_json(), ttl=self._qr_ttl)
-        return payload
+        return current
+
+    def _tell_page_code_expired(self, qr_id: str, challenge: bytes) -> None:
+        """A scan of a QR that lived out its time untaken: its page says so (the phone hears it too).
+        Only a scan carrying the code's own secret counts, so nobody else can put the message up."""
+        marker = self._kv.take(_expired_key(qr_id))
+        if marker is None:
+            return
+        hsid, _, challenge_hash = marker.decode("ascii").partition(" ")
+        if hmac.compare_digest(challenge_hash, hashlib.sha256(challenge).hexdigest()):
+            self.events.publish(hsid, "CANCEL expired")
 
     def store_login_item(self, item_id: str, entry: LoginItem, ttl: float) -> None:
         """A login request an app may take once: a QR shown to anyone, or a push bound to one account."""
@@ -264,8 +299,10 @@ class LoginService:
         raw = self._kv.take(f"qr:{qr_id}")  # single use: a second scan finds nothing
         if raw is None:
             count_login(None, "expired")  # the code is gone, and with it whether it was a QR or a push
+            self._tell_page_code_expired(qr_id, challenge)
             raise OperationError("expired", "This code has expired or was already used. Scan a new one.")
         entry = LoginItem.from_json(raw)
+        self._kv.delete(_expired_key(qr_id))  # taken: a later scan of it is a replay, not a slow scan
         if entry.server_id != server.id:
             count_login(entry.method, "error")
             raise OperationError("wrong_server", "This code belongs to another service.")
@@ -477,3 +514,7 @@ def _log_refused(account: Account, server_id: str, purpose: str, reason: str) ->
     security_log.warning(
         "ns: attestation refused for account %s at server %s (%s): %s", account.id, server_id, purpose, reason
     )
+
+
+def _expired_key(qr_id: str) -> str:
+    return f"qr-expired:{qr_id}"

@@ -2,6 +2,7 @@
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from gevent.pywsgi import WSGIServer
@@ -36,6 +37,8 @@ SETTINGS = (
     "NEXTAUTH_NS_LOGIN_QR_TTL",
     "NEXTAUTH_NS_SESSION_TTL",
     "NEXTAUTH_NS_ENROLMENT_TTL",
+    "NEXTAUTH_NS_INVITE_TTL",
+    "NEXTAUTH_NS_INVITE_URL",
     "NEXTAUTH_NS_RATE_LIMIT_PROVOKE",
     "NEXTAUTH_NS_RATE_LIMIT_API_KEY_FAILURES",
 )
@@ -63,6 +66,28 @@ def _seconds(environ: dict[str, str], name: str, default: float) -> float:
         high=30 * 86400,
         expected="a number of seconds, more than 0 and at most 30 days",
     )
+
+
+def invite_ttl(environ: Mapping[str, str]) -> float:
+    """How long an invite stays usable unless its maker says otherwise (``NEXTAUTH_NS_INVITE_TTL``)."""
+    return seconds_in_range(
+        "NEXTAUTH_NS_INVITE_TTL",
+        read_setting("NEXTAUTH_NS_INVITE_TTL", environ),
+        86400,
+        low=60,
+        high=30 * 86400,
+        expected="a number of seconds from 60 to 30 days",
+    )
+
+
+def invite_url(environ: Mapping[str, str]) -> str | None:
+    """The start of every invite link, the IdP's enrolment page: ``https://idp.example/enrol/``."""
+    value = read_setting("NEXTAUTH_NS_INVITE_URL", environ)
+    if value is None:
+        return None
+    if not value.startswith(("https://", "http://")) or "?" in value or "#" in value:
+        raise ConfigError("NEXTAUTH_NS_INVITE_URL: expected the http(s):// address of the IdP's /enrol/ page")
+    return value if value.endswith("/") else value + "/"
 
 
 def _root_api_key(config: ComponentConfig, environ: dict[str, str], *, generate: bool) -> str | None:
@@ -109,7 +134,13 @@ def build(
         session_ttl=_seconds(environ, "NEXTAUTH_NS_SESSION_TTL", 8 * 3600),
     )
     enrolment = EnrolmentService(
-        component.engine, servers, login, sigmai_uri, ttl=_seconds(environ, "NEXTAUTH_NS_ENROLMENT_TTL", 600)
+        component.engine,
+        servers,
+        login,
+        sigmai_uri,
+        ttl=_seconds(environ, "NEXTAUTH_NS_ENROLMENT_TTL", 600),
+        invite_ttl=invite_ttl(environ),
+        invite_url=invite_url(environ),
     )
     access = AccessControl(component.engine, "ns", root_key)
     key_failures = rule_setting(
@@ -166,7 +197,12 @@ def build(
         **component.tls_kwargs("websocket"),
     )
     component.urls["websocket"] = component.url("websocket", "ws")
-    component.extras = {"default_server": default_server, "root_api_key": root_key, "access": access}
+    component.extras = {
+        "default_server": default_server,
+        "root_api_key": root_key,
+        "access": access,
+        "enrolment": enrolment,
+    }
     if not trusted:
         log.warning("no trusted SFS keys (NEXTAUTH_NS_TRUSTED_SFS_KEYS): no app can enrol or log in")
     unbound = unbound_accounts(component.engine)

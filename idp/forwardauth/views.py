@@ -30,6 +30,7 @@ from idp.forwardauth.identity import identity_headers
 from idp.forwardauth.rules import normalize_host, normalize_path
 from idp.forwardauth.settings import ForwardAuthSettings, load_settings
 from idp.forwardauth.urls import RETURN_PATH, original_url, return_path, safe_return, wants_html
+from idp.i18n import N_
 from idp.sessions import AUDIENCE, TOKEN_TYPE, SessionManager
 
 log = logging.getLogger("nextauth.idp.forward_auth")
@@ -208,7 +209,7 @@ def back_to_application() -> Response:
     if target is None:
         log.warning("forward-auth: refused to send a browser back to %r", (wanted or "")[:120])
         page = render_template(
-            "error.html", message="This link does not lead to an application this login protects."
+            "error.html", message=N_("This link does not lead to an application this login protects.")
         )
         return _no_store(Response(page, status=400, mimetype="text/html"))
     if current_user() is None:

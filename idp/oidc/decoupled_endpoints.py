@@ -13,6 +13,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from authserver.ratelimit import RateLimited, client_key
 from idp.context import current_user, login_redirect, services
+from idp.i18n import N_
 from idp.oidc import ciba
 from idp.oidc.device import PendingDevice, display_user_code, normalise_user_code
 from idp.oidc.endpoints import SCOPE_TEXT, provider
@@ -47,14 +48,16 @@ def device() -> Any:
         return render_template(
             "device.html",
             user_code=typed,
-            error="Too many codes were tried from your network. Wait a minute.",
+            error=N_("Too many codes were tried from your network. Wait a minute."),
         ), 429
     code = normalise_user_code(typed)
     pending = PendingDevice(provider(), code) if code else None
     if pending is None or not pending.valid or pending.client is None:
         log.info("a device user code was not accepted")
         return render_template(
-            "device.html", user_code=typed, error="That code is not valid or has expired. Check the device."
+            "device.html",
+            user_code=typed,
+            error=N_("That code is not valid or has expired. Check the device."),
         ), 400
     assert code is not None
     # The phone shows the device's code next to the application's name: the person compares them there.
@@ -88,7 +91,7 @@ def device_confirm() -> Any:
     pending = PendingDevice(provider(), code) if code else None
     if code is None or pending is None or not pending.valid or pending.client is None:
         return render_template(
-            "error.html", message="This device code has expired or was used. Start again on the device."
+            "error.html", message=N_("This device code has expired or was used. Start again on the device.")
         ), 400
     client = pending.client
     if request.method == "POST":
@@ -98,7 +101,7 @@ def device_confirm() -> Any:
             or not expected
             or not hmac.compare_digest(request.form.get("csrf", ""), expected)
         ):
-            return render_template("error.html", message="This form expired. Enter the code again."), 400
+            return render_template("error.html", message=N_("This form expired. Enter the code again.")), 400
         allowed = request.form.get("decision") == "allow"
         grant = (
             Grant(
@@ -113,7 +116,7 @@ def device_confirm() -> Any:
             else None
         )
         if not pending.decide(grant):
-            return render_template("error.html", message="This device code was used already."), 400
+            return render_template("error.html", message=N_("This device code was used already.")), 400
         log.info("%s %s a device for %s", user.sub, "allowed" if allowed else "denied", client.client_id)
         return render_template("device_done.html", allowed=allowed, client=client)
     session["device_csrf"] = secrets.token_urlsafe(24)

@@ -10,10 +10,12 @@ from urllib.parse import urlencode
 
 from authlib.oauth2 import OAuth2Error
 from flask import Blueprint, Flask, current_app, g, jsonify, render_template, request, session
+from flask_babel import gettext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from idp.context import current_user, login_redirect, services
+from idp.i18n import N_
 from idp.models import Consent
 from idp.ns_client import NsError
 from idp.oidc import ciba, cors, device
@@ -35,10 +37,10 @@ EXTENSION = "nextauth_oidc"
 ASSERTION_ALGS = [*PRIVATE_KEY_ALGS, *SECRET_ALGS]
 LOGIN_AFTER = "nextauth_login_after"  # set on the way to a forced login; the login must be newer
 SCOPE_TEXT = {
-    "groups": "your group memberships",
-    "offline_access": "access while you are away (stays after you log out)",
-    "profile": "your name and username",
-    "email": "your e-mail address",
+    "groups": N_("your group memberships"),
+    "offline_access": N_("access while you are away (stays after you log out)"),
+    "profile": N_("your name and username"),
+    "email": N_("your e-mail address"),
 }
 
 
@@ -169,7 +171,8 @@ def _error_page(error: OAuth2Error) -> Any:
     message = error.description or error.error
     log.info("authorization request refused: %s (%s)", error.error, message)
     return render_template(
-        "error.html", message=f"This application's login request is not valid: {message}"
+        "error.html",
+        message=gettext("This application's login request is not valid: %(reason)s", reason=message),
     ), 400
 
 
@@ -268,11 +271,11 @@ def authorize() -> Any:
         expected = session.get("oidc_csrf", "")
         if from_another_site():  # the consent form is the IdP's own page; authorization requests may not be
             return render_template(
-                "error.html", message="This consent was sent from another website. Start the login again."
+                "error.html", message=N_("This consent was sent from another website. Start the login again.")
             ), 403
         if not expected or not hmac.compare_digest(sent, expected):
             return render_template(
-                "error.html", message="The consent form expired. Start the login again."
+                "error.html", message=N_("The consent form expired. Start the login again.")
             ), 400
         session.pop("oidc_csrf", None)
         if request.form.get("decision") != "allow":
@@ -316,7 +319,7 @@ def _use_up_pushed(grant: Any) -> bool:
 
 def _pushed_used_page() -> Any:
     return render_template(
-        "error.html", message="This login request was used already. Start again from the application."
+        "error.html", message=N_("This login request was used already. Start again from the application.")
     ), 400
 
 
@@ -399,7 +402,8 @@ def end_session() -> Any:
         validated = server.validate_endpoint_request("end_session")
     except OAuth2Error as error:
         return render_template(
-            "error.html", message=f"This logout request is not valid: {error.description}"
+            "error.html",
+            message=gettext("This logout request is not valid: %(reason)s", reason=error.description),
         ), 400
     user = current_user()
     # Without an ID token from us for this very session, a page elsewhere could log the user out (and every

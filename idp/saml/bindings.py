@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from idp.i18n import N_
 from idp.saml.errors import SamlError
 from idp.saml.names import BINDING_POST, BINDING_REDIRECT, SIGN_ALG
 
@@ -32,7 +33,7 @@ SIGNATURE_ALGORITHMS: dict[str, tuple[str, hashes.HashAlgorithm]] = {
     _MORE + "ecdsa-sha512": ("ec", hashes.SHA512()),
 }
 SHA1_ALGORITHMS = ("http://www.w3.org/2000/09/xmldsig#rsa-sha1", _MORE + "ecdsa-sha1")
-WEAK_ALGORITHM = (
+WEAK_ALGORITHM = N_(
     "The application signs with SHA-1, which this IdP does not accept. Configure it to sign with RSA-SHA256."
 )
 
@@ -59,7 +60,7 @@ def _b64decode(text: str) -> bytes:
     try:
         return base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise SamlError("The SAML message is not valid base64.") from exc
+        raise SamlError(N_("The SAML message is not valid base64.")) from exc
 
 
 def _inflate(data: bytes) -> bytes:
@@ -68,16 +69,16 @@ def _inflate(data: bytes) -> bytes:
         xml = inflater.decompress(data, MAX_MESSAGE_BYTES)
     except zlib.error as exc:
         raise SamlError(
-            "The SAML message is not DEFLATE-compressed as the Redirect binding requires."
+            N_("The SAML message is not DEFLATE-compressed as the Redirect binding requires.")
         ) from exc
     if inflater.unconsumed_tail:
-        raise SamlError("The SAML message is too large.", status=413)
+        raise SamlError(N_("The SAML message is too large."), status=413)
     return xml
 
 
 def _relay_state(value: str | None) -> str | None:
     if value is not None and len(value) > MAX_RELAY_STATE:
-        raise SamlError("The RelayState is too long.")
+        raise SamlError(N_("The RelayState is too long."))
     return value
 
 
@@ -85,7 +86,7 @@ def read_redirect(query_string: bytes) -> Incoming:
     try:
         query = query_string.decode("ascii")
     except UnicodeDecodeError as exc:
-        raise SamlError("The query string is not URL-encoded.") from exc
+        raise SamlError(N_("The query string is not URL-encoded.")) from exc
     raw: dict[str, str] = {}
     for pair in query.split("&"):
         if not pair:
@@ -94,18 +95,18 @@ def read_redirect(query_string: bytes) -> Incoming:
         name = unquote_plus(name)
         if name in raw:
             # Which copy would the signature cover? Refuse rather than guess.
-            raise SamlError(f"The parameter {name} appears twice.")
+            raise SamlError(N_("The parameter %(name)s appears twice."), params={"name": name})
         raw[name] = value
     fields = [name for name in ("SAMLRequest", "SAMLResponse") if name in raw]
     if len(fields) != 1:
-        raise SamlError("Expected one SAMLRequest or SAMLResponse parameter.")
+        raise SamlError(N_("Expected one SAMLRequest or SAMLResponse parameter."))
     field = fields[0]
     xml = _inflate(_b64decode(unquote_plus(raw[field])))
     relay_state = _relay_state(unquote_plus(raw["RelayState"]) if "RelayState" in raw else None)
     signature = None
     if "Signature" in raw or "SigAlg" in raw:
         if "Signature" not in raw or "SigAlg" not in raw:
-            raise SamlError("The query string carries SigAlg or Signature without the other.")
+            raise SamlError(N_("The query string carries SigAlg or Signature without the other."))
         signed = f"{field}={raw[field]}"
         if "RelayState" in raw:
             signed += f"&RelayState={raw['RelayState']}"
@@ -121,10 +122,10 @@ def read_redirect(query_string: bytes) -> Incoming:
 def read_post(form: dict[str, str]) -> Incoming:
     fields = [name for name in ("SAMLRequest", "SAMLResponse") if form.get(name)]
     if len(fields) != 1:
-        raise SamlError("Expected one SAMLRequest or SAMLResponse form field.")
+        raise SamlError(N_("Expected one SAMLRequest or SAMLResponse form field."))
     xml = _b64decode(form[fields[0]])
     if len(xml) > MAX_MESSAGE_BYTES:
-        raise SamlError("The SAML message is too large.", status=413)
+        raise SamlError(N_("The SAML message is too large."), status=413)
     return Incoming(BINDING_POST, fields[0], xml, _relay_state(form.get("RelayState")))
 
 
@@ -134,7 +135,7 @@ def verify_query_signature(signature: QuerySignature, certificates: tuple[x509.C
         raise SamlError(WEAK_ALGORITHM, detail=f"SigAlg {signature.algorithm}")
     if signature.algorithm not in SIGNATURE_ALGORITHMS:
         raise SamlError(
-            "The signature algorithm is not supported; use RSA-SHA256.", detail=signature.algorithm
+            N_("The signature algorithm is not supported; use RSA-SHA256."), detail=signature.algorithm
         )
     kind, digest = SIGNATURE_ALGORITHMS[signature.algorithm]
     for certificate in certificates:
@@ -155,7 +156,7 @@ def verify_query_signature(signature: QuerySignature, certificates: tuple[x509.C
         except (InvalidSignature, ValueError):
             continue
     raise SamlError(
-        "The signature of this request does not verify with the application's registered keys.",
+        N_("The signature of this request does not verify with the application's registered keys."),
         status=403,
         detail="signature refused: query signature invalid",
     )

@@ -15,6 +15,7 @@ from werkzeug.wrappers import Response
 
 from idp.context import EXTENSION as IDP_EXTENSION
 from idp.context import current_user, login_redirect, services
+from idp.i18n import N_
 from idp.saml import bindings, config, idpmetadata, pages, slo, sso
 from idp.saml.config import saml
 from idp.saml.errors import SamlError
@@ -43,7 +44,9 @@ def _failed(error: Exception) -> Any:
     if isinstance(error, HTTPException):
         return error
     log.exception("SAML request failed")
-    return pages.error_page(SamlError("The IdP could not handle this request. Try again later.", status=500))
+    return pages.error_page(
+        SamlError(N_("The IdP could not handle this request. Try again later."), status=500)
+    )
 
 
 @blueprint.get(config.METADATA)
@@ -142,7 +145,7 @@ def _from_another_site() -> bool:
 def logout() -> Response:
     """IdP-initiated single logout from the browser: every SP of the session, then "logged out"."""
     if _from_another_site():
-        raise SamlError("Log out from the IdP's own page.", status=403)
+        raise SamlError(N_("Log out from the IdP's own page."), status=403)
     user = current_user()
     if user is None:
         return pages.logged_out(reached=[], missed=[])
@@ -160,7 +163,7 @@ def logout_frame() -> Response:
     """One hidden frame of the logout page: on to its SP with the signed LogoutRequest."""
     index = request.args.get("i", "")
     if not index.isdigit() or len(index) > 4:
-        raise SamlError("There is no such application in this logout.", status=404)
+        raise SamlError(N_("There is no such application in this logout."), status=404)
     return slo.frame(saml(), _fanout_key(), int(index))
 
 

@@ -17,6 +17,7 @@ from werkzeug.exceptions import TooManyRequests
 from authserver.ratelimit import RateLimited, client_key
 from authserver.storage.kv import KeyValueStore
 from idp.context import services
+from idp.i18n import N_
 from idp.ratelimits import refuse
 from idp.saml.bindings import SHA1_ALGORITHMS, WEAK_ALGORITHM, Incoming, verify_query_signature
 from idp.saml.errors import SamlError
@@ -48,24 +49,30 @@ def parse(incoming: Incoming, msgtype: str) -> SamlBase:
     try:
         message = PARSERS[msgtype](incoming.xml)
     except Exception as exc:  # defusedxml and pysaml2 raise many kinds; the answer is the same
-        raise SamlError(f"The {LABELS[msgtype]} is not well-formed XML.", detail=type(exc).__name__) from exc
+        raise SamlError(
+            N_("The %(what)s is not well-formed XML."),
+            params={"what": LABELS[msgtype]},
+            detail=type(exc).__name__,
+        ) from exc
     if message is None:
-        raise SamlError(f"Expected a SAML {LABELS[msgtype]}.")
+        raise SamlError(N_("Expected a SAML %(what)s."), params={"what": LABELS[msgtype]})
     try:
         valid_instance(message)
     except Exception as exc:  # NotValid mostly; malformed values raise others
-        raise SamlError(f"The {LABELS[msgtype]} is not valid SAML.", detail=str(exc)[:200]) from exc
+        raise SamlError(
+            N_("The %(what)s is not valid SAML."), params={"what": LABELS[msgtype]}, detail=str(exc)[:200]
+        ) from exc
     if message.version != "2.0":
-        raise SamlError("Only SAML 2.0 messages are accepted.")
+        raise SamlError(N_("Only SAML 2.0 messages are accepted."))
     if not message.id or len(message.id) > MAX_ID:
-        raise SamlError(f"The {LABELS[msgtype]} has no usable ID.")
+        raise SamlError(N_("The %(what)s has no usable ID."), params={"what": LABELS[msgtype]})
     return message
 
 
 def sender(message: SamlBase) -> str:
     text = message.issuer.text.strip() if message.issuer is not None and message.issuer.text else ""
     if not text:
-        raise SamlError("The message does not name its sender (Issuer).")
+        raise SamlError(N_("The message does not name its sender (Issuer)."))
     return text
 
 
@@ -77,7 +84,7 @@ def _verify_within_budget(verify: Callable[[], object]) -> None:
     try:
         limits.limiter.check(rule, client_key(client), client=client, what="SAML signatures that failed")
     except RateLimited as exc:
-        refuse(exc, "Too many requests with signatures that did not verify. Wait a moment and try again.")
+        refuse(exc, N_("Too many requests with signatures that did not verify. Wait a moment and try again."))
     try:
         verify()
     except Exception:
@@ -102,11 +109,15 @@ def check_signature(
         if incoming.query_signature is None:
             if required:
                 raise SamlError(
-                    f"This application must sign its {label}, and this one is not signed.", status=403
+                    N_("This application must sign its %(what)s, and this one is not signed."),
+                    params={"what": label},
+                    status=403,
                 )
             return False
         if not sp.metadata.signing_certs:
-            raise SamlError("The application's metadata has no signing certificate to check this signature.")
+            raise SamlError(
+                N_("The application's metadata has no signing certificate to check this signature.")
+            )
         query_signature = incoming.query_signature
         try:
             _verify_within_budget(lambda: verify_query_signature(query_signature, sp.metadata.signing_certs))
@@ -117,7 +128,9 @@ def check_signature(
     if message.signature is None:
         if required:
             raise SamlError(
-                f"This application must sign its {label}, and this one is not signed.", status=403
+                N_("This application must sign its %(what)s, and this one is not signed."),
+                params={"what": label},
+                status=403,
             )
         return False
     signed_info = message.signature.signed_info
@@ -127,7 +140,7 @@ def check_signature(
     if any(algorithm in SHA1_ALGORITHMS or algorithm.endswith("#sha1") for algorithm in algorithms):
         raise SamlError(WEAK_ALGORITHM)
     if not sp.metadata.signing_certs:
-        raise SamlError("The application's metadata has no signing certificate to check this signature.")
+        raise SamlError(N_("The application's metadata has no signing certificate to check this signature."))
     try:
         _verify_within_budget(lambda: security().verify(incoming.xml.decode("utf-8"), msgtype))
     except TooManyRequests:
@@ -136,7 +149,8 @@ def check_signature(
         # The log line (one WARNING, by the error handler) names the SP and the kind of failure; the
         # exception's text is left out: pysaml2's carry the whole document or xmlsec1's command line.
         raise SamlError(
-            f"The signature of this {label} does not verify with the application's registered keys.",
+            N_("The signature of this %(what)s does not verify with the application's registered keys."),
+            params={"what": label},
             status=403,
             detail=f"signature refused for SP {sp.entity_id}: {type(exc).__name__}",
         ) from exc
@@ -147,20 +161,22 @@ def check_destination(message: SamlBase, endpoint_url: str, signed: bool) -> Non
     if message.destination:
         if message.destination != endpoint_url:
             raise SamlError(
-                "This message was addressed to another endpoint (Destination); check the IdP URLs the "
-                "application uses.",
+                N_(
+                    "This message was addressed to another endpoint (Destination); check the IdP URLs the "
+                    "application uses."
+                ),
                 detail=f"destination {message.destination[:200]!r}, expected {endpoint_url!r}",
             )
     elif signed:
         # A signed message must say where it is going (SAML bindings 3.4.5.2, 3.5.5.2).
-        raise SamlError("This signed message does not say where it is going (Destination).")
+        raise SamlError(N_("This signed message does not say where it is going (Destination)."))
 
 
 def _instant(text: str | None, what: str) -> datetime:
     try:
         parsed = datetime.fromisoformat((text or "").strip())
     except ValueError as exc:
-        raise SamlError(f"The message's {what} is not a date and time.") from exc
+        raise SamlError(N_("The message's %(what)s is not a date and time."), params={"what": what}) from exc
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
@@ -169,13 +185,17 @@ def check_age(message: SamlBase, now: datetime | None = None) -> None:
     issued = _instant(message.issue_instant, "IssueInstant")
     if issued < now - MAX_AGE - CLOCK_SKEW or issued > now + CLOCK_SKEW:
         raise SamlError(
-            "This request is too old or dated in the future. Go back to the application and try again; "
-            "if it happens again, check the clocks.",
+            N_(
+                "This request is too old or dated in the future. Go back to the application and try again; "
+                "if it happens again, check the clocks."
+            ),
             detail=f"IssueInstant {message.issue_instant}",
         )
     not_on_or_after = getattr(message, "not_on_or_after", None)
     if not_on_or_after and _instant(not_on_or_after, "NotOnOrAfter") <= now - CLOCK_SKEW:
-        raise SamlError("This request has expired (NotOnOrAfter). Go back to the application and try again.")
+        raise SamlError(
+            N_("This request has expired (NotOnOrAfter). Go back to the application and try again.")
+        )
 
 
 def check_replay(kv: KeyValueStore, sp_entity_id: str, message_id: str) -> None:
@@ -183,6 +203,6 @@ def check_replay(kv: KeyValueStore, sp_entity_id: str, message_id: str) -> None:
     digest = hashlib.sha256(f"{sp_entity_id}\n{message_id}".encode()).hexdigest()
     if not kv.set_if_absent(SEEN_PREFIX + digest, b"1", ttl=SEEN_TTL):
         raise SamlError(
-            "This request was already used. Go back to the application and start again.",
+            N_("This request was already used. Go back to the application and start again."),
             detail=f"replayed ID from {sp_entity_id}",
         )

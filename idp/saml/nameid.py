@@ -19,6 +19,7 @@ import hmac
 import json
 import secrets
 
+from idp.i18n import N_
 from idp.saml.errors import SamlError
 from idp.saml.names import NAMEID_FORMATS, NAMEID_UNSPECIFIED
 from idp.sessions import SignedInUser
@@ -73,12 +74,15 @@ def value(format_key: str, user: SignedInUser, sp_entity_id: str, secret: bytes)
     if format_key == "email":
         if not user.email or not user.email_verified:
             raise SamlError(
-                "This application identifies people by a verified e-mail address, and your account has none. "
-                "Ask your administrator to add it (nextauth user set --email ... --email-verified).",
+                N_(
+                    "This application identifies people by a verified e-mail address, and your account has "
+                    "none. "
+                    "Ask your administrator to add it (nextauth user set --email ... --email-verified)."
+                ),
                 status=403,
                 detail=f"no verified e-mail for {user.sub}",
             )
         if len(user.email) > MAX_NAME_ID:
-            raise SamlError("Your e-mail address is too long for this application.", status=403)
+            raise SamlError(N_("Your e-mail address is too long for this application."), status=403)
         return user.email
     raise ValueError(f"unknown name id format {format_key!r}")

@@ -1,8 +1,10 @@
 """The few pages SAML needs: the auto-submitting form of the HTTP-POST binding, errors, "logged out"."""
 
 from flask import make_response, render_template
+from flask_babel import gettext
 from werkzeug.wrappers import Response
 
+from idp.i18n import N_
 from idp.saml.errors import SamlError
 
 
@@ -14,7 +16,7 @@ def _no_store(response: Response) -> Response:
 
 
 def post_form(
-    action: str, fields: dict[str, str], *, heading: str = "Continuing to the application"
+    action: str, fields: dict[str, str], *, heading: str = N_("Continuing to the application")
 ) -> Response:
     """The HTTP-POST binding: a form the browser submits to ``action`` (by script, or by the button)."""
     return _no_store(
@@ -23,7 +25,11 @@ def post_form(
 
 
 def error_page(error: SamlError) -> Response:
-    return _no_store(make_response(render_template("saml_error.html", message=error.message), error.status))
+    return _no_store(
+        make_response(
+            render_template("saml_error.html", message=gettext(error.text, **error.params)), error.status
+        )
+    )
 
 
 def logged_out(*, reached: list[str], missed: list[str]) -> Response:

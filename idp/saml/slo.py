@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from idp import logout_fanout
+from idp.i18n import N_
 from idp.logout_fanout import Fanout, Target
 from idp.models import RelyingPartyLogin
 from idp.ns_client import NsError
@@ -143,7 +144,7 @@ def _frame(
     return {"post": location, "fields": fields}
 
 
-def _send(frame: dict[str, Any], heading: str = "Logging out") -> Response:
+def _send(frame: dict[str, Any], heading: str = N_("Logging out")) -> Response:
     if "redirect" in frame:
         return redirect(frame["redirect"], 303)
     return pages.post_form(frame["post"], frame["fields"], heading=heading)
@@ -256,11 +257,13 @@ def _browsers_fanout(saml: SamlContext, key: str, *, take: bool = False) -> Fano
     """The fan-out, if this browser started it: its key alone (which SPs see in RelayState) is not enough."""
     mine = session.get(BROWSER_KEY)
     if not isinstance(mine, str) or not logout_fanout.same_key(mine, key):
-        raise SamlError("This logout was started in another browser, or has already completed.", status=410)
+        raise SamlError(
+            N_("This logout was started in another browser, or has already completed."), status=410
+        )
     kv = saml.services.kv
     fanout = logout_fanout.take(kv, key) if take else logout_fanout.load(kv, key)
     if fanout is None:
-        raise SamlError("This logout has expired or was already completed.", status=410)
+        raise SamlError(N_("This logout has expired or was already completed."), status=410)
     return fanout
 
 
@@ -268,9 +271,9 @@ def frame(saml: SamlContext, key: str, index: int) -> Response:
     """What one hidden frame of the logout page loads: the signed LogoutRequest for its SP."""
     fanout = _browsers_fanout(saml, key)
     if not 0 <= index < len(fanout.targets) or fanout.targets[index].frame is None:
-        raise SamlError("There is no such application in this logout.", status=404)
+        raise SamlError(N_("There is no such application in this logout."), status=404)
     if time.time() > fanout.deadline:
-        raise SamlError("This logout has timed out.", status=410)
+        raise SamlError(N_("This logout has timed out."), status=410)
     target = fanout.targets[index]
     message = cast(dict[str, Any], target.frame)
     if "redirect" in message:
@@ -338,10 +341,12 @@ def handle_request(saml: SamlContext, incoming: Incoming, endpoint_url: str) -> 
     inbound.check_age(request)
     inbound.check_replay(saml.services.kv, sp.entity_id, request.id)
     if request.encrypted_id is not None:
-        raise SamlError("Encrypted NameIDs in a LogoutRequest are not supported; send the NameID in clear.")
+        raise SamlError(
+            N_("Encrypted NameIDs in a LogoutRequest are not supported; send the NameID in clear.")
+        )
     name_id = request.name_id.text.strip() if request.name_id is not None and request.name_id.text else ""
     if not name_id:
-        raise SamlError("The LogoutRequest does not say who is logging out (NameID).")
+        raise SamlError(N_("The LogoutRequest does not say who is logging out (NameID)."))
     indexes = {index.text.strip() for index in request.session_index if index.text}
     query = select(RelyingPartyLogin.sid).where(
         RelyingPartyLogin.protocol == "saml",
@@ -368,7 +373,7 @@ def handle_response(saml: SamlContext, incoming: Incoming, endpoint_url: str) ->
     key, _, position = (incoming.relay_state or "").rpartition(".")
     fanout = logout_fanout.load(saml.services.kv, key) if key and position.isdigit() else None
     if fanout is None:
-        raise SamlError("This logout has expired or was already completed.", status=410)
+        raise SamlError(N_("This logout has expired or was already completed."), status=410)
     index = int(position)
     target = fanout.targets[index] if index < len(fanout.targets) else None
     response = inbound.parse(incoming, "logout_response")
@@ -380,7 +385,7 @@ def handle_response(saml: SamlContext, incoming: Incoming, endpoint_url: str) ->
         or not target.request_id
         or not logout_fanout.same_key(response.in_response_to or "", target.request_id)
     ):
-        raise SamlError("This LogoutResponse does not answer the logout in progress.", status=403)
+        raise SamlError(N_("This LogoutResponse does not answer the logout in progress."), status=403)
     sp = known_sp(saml, entity_id)
     signed = inbound.check_signature(
         incoming, response, "logout_response", sp, lambda: saml.security(sp), required=True
@@ -392,7 +397,7 @@ def handle_response(saml: SamlContext, incoming: Incoming, endpoint_url: str) ->
     if not success:
         log.info("SAML logout at %s answered %s", entity_id, code.rsplit(":", 1)[-1])
     if not logout_fanout.record(saml.services.kv, fanout, index, success):
-        raise SamlError("This logout was already answered, or has timed out.", status=409)
+        raise SamlError(N_("This logout was already answered, or has timed out."), status=409)
     return pages.frameable(pages.frame_answered(target.name, success))
 
 

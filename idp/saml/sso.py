@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from idp.i18n import N_
 from idp.models import RelyingPartyLogin
 from idp.saml import assertion, authn_context, inbound, nameid, xmlenc
 from idp.saml.bindings import Incoming
@@ -72,15 +73,20 @@ def known_sp(saml: SamlContext, entity_id: str) -> ServiceProvider:
     sp = saml.registry.get(entity_id)
     if sp is None:
         raise SamlError(
-            "This application is not registered with the IdP. Its administrator must register its metadata "
-            "(nextauth saml-sp add).",
+            N_(
+                "This application is not registered with the IdP. Its administrator must register its "
+                "metadata "
+                "(nextauth saml-sp add)."
+            ),
             status=403,
             detail=f"unknown SP {entity_id[:200]!r}",
         )
     if sp.metadata.expired():
         raise SamlError(
-            "This application's registration has expired (its metadata's validUntil has passed). Its "
-            "administrator must register current metadata.",
+            N_(
+                "This application's registration has expired (its metadata's validUntil has passed). Its "
+                "administrator must register current metadata."
+            ),
             status=403,
             detail=f"metadata of {entity_id} expired",
         )
@@ -91,14 +97,17 @@ def _acs(sp: ServiceProvider, request: samlp.AuthnRequest) -> str:
     binding = request.protocol_binding
     if binding and binding != BINDING_POST:
         raise SamlError(
-            "This IdP answers with the HTTP-POST binding only; the application asked for another."
+            N_("This IdP answers with the HTTP-POST binding only; the application asked for another.")
         )
     if request.assertion_consumer_service_url:
         endpoint = sp.metadata.acs_by_url(request.assertion_consumer_service_url)
         if endpoint is None:
             raise SamlError(
-                "The application asked for the answer at an address its registered metadata does not list "
-                "(AssertionConsumerServiceURL). Its administrator must register current metadata.",
+                N_(
+                    "The application asked for the answer at an address its registered metadata does not "
+                    "list "
+                    "(AssertionConsumerServiceURL). Its administrator must register current metadata."
+                ),
                 status=403,
                 detail=f"ACS {request.assertion_consumer_service_url[:200]!r} unknown for {sp.entity_id}",
             )
@@ -110,18 +119,20 @@ def _acs(sp: ServiceProvider, request: samlp.AuthnRequest) -> str:
             index = -1
         endpoint = sp.metadata.acs_by_index(index)
         if endpoint is None:
-            raise SamlError("The application asked for an AssertionConsumerService index its metadata lacks.")
+            raise SamlError(
+                N_("The application asked for an AssertionConsumerService index its metadata lacks.")
+            )
         return endpoint.location
     endpoint = sp.metadata.default_acs()
     if endpoint is None:
-        raise SamlError("The application's metadata has no HTTP-POST AssertionConsumerService.")
+        raise SamlError(N_("The application's metadata has no HTTP-POST AssertionConsumerService."))
     return endpoint.location
 
 
 def accept(saml: SamlContext, incoming: Incoming, endpoint_url: str) -> PendingLogin:
     """Check an AuthnRequest; the login it asks for, or a SamlError for the error page."""
     if incoming.field != "SAMLRequest":
-        raise SamlError("Expected a SAMLRequest.")
+        raise SamlError(N_("Expected a SAMLRequest."))
     request = inbound.parse(incoming, "authn_request")
     sp = known_sp(saml, inbound.sender(request))
     signed = inbound.check_signature(
@@ -167,12 +178,14 @@ def store(saml: SamlContext, pending: PendingLogin) -> str:
 
 def load(saml: SamlContext, key: str, *, take: bool) -> PendingLogin:
     if not key or len(key) > 64:
-        raise SamlError("This login link is incomplete. Go back to the application and start again.")
+        raise SamlError(N_("This login link is incomplete. Go back to the application and start again."))
     kv = saml.services.kv
     data = kv.take(PENDING_PREFIX + key) if take else kv.get(PENDING_PREFIX + key)
     if data is None:
         raise SamlError(
-            "This login has expired or was already completed. Go back to the application and start again.",
+            N_(
+                "This login has expired or was already completed. Go back to the application and start again."
+            ),
             status=410,
         )
     return PendingLogin.loads(data)
@@ -216,7 +229,7 @@ def _subject(
             return assertion.Subject(fresh, format_uri, session_index)
         except IntegrityError:
             continue  # the same browser in two tabs: the other request recorded it first
-    raise SamlError("The login could not be recorded. Try again.", status=503)
+    raise SamlError(N_("The login could not be recorded. Try again."), status=503)
 
 
 def _error(
@@ -324,4 +337,6 @@ def _encryption_certificate(sp: ServiceProvider) -> x509.Certificate:
         if isinstance(certificate.public_key(), rsa.RSAPublicKey):
             return certificate
     # Registration checks this; metadata replaced in the database by hand could still lack one.
-    raise SamlError("This application wants encrypted assertions but has no RSA encryption key.", status=500)
+    raise SamlError(
+        N_("This application wants encrypted assertions but has no RSA encryption key."), status=500
+    )

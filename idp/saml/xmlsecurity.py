@@ -27,6 +27,7 @@ from saml2 import SamlBase
 from saml2.config import Config
 from saml2.sigver import CryptoBackendXmlSec1, SecurityContext, XmlsecError, security_context
 
+from idp.i18n import N_
 from idp.keys import LoadedKey
 from idp.saml.errors import SamlError
 from nextauth_core.secret_files import write_private
@@ -173,7 +174,7 @@ class XmlSecurity:
             raise ValueError("the SAML key has no certificate")
         if not os.access(XMLSEC_BINARY, os.X_OK):
             raise SamlError(
-                "SAML is not available on this IdP yet: its administrator must install xmlsec1.",
+                N_("SAML is not available on this IdP yet: its administrator must install xmlsec1."),
                 status=503,
                 detail=f"{XMLSEC_BINARY} not found",
             )

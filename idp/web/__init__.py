@@ -6,10 +6,10 @@ ns says the nonce's session is logged in does the IdP start its own session for 
 in a second cookie, see ``idp.sessions``), which OIDC, SAML and forward-auth build on.
 
 The views are module-level blueprints, one module per concern (``login``, ``push``, ``completion``,
-``logout``, ``whoami``, and ``authenticator``, the web authenticator app at ``/app/``); what they share
-lives on the app (``idp.context.services()`` and ``idp.web.state.web_state()``). ``create_app`` builds the
-app: its settings, that state, the blueprints (these and the protocol front-ends of ``idp.blueprints``),
-the error pages and the headers.
+``logout``, ``whoami``, ``enrol`` for invite links, and ``authenticator``, the web authenticator app at
+``/app/``); what they share lives on the app (``idp.context.services()`` and ``idp.web.state.web_state()``).
+``create_app`` builds the app: its settings, that state, the blueprints (these and the protocol front-ends
+of ``idp.blueprints``), the error pages and the headers.
 """
 
 import os
@@ -18,13 +18,13 @@ from pathlib import Path
 from flask import Flask
 
 from authserver.transport.json_bodies import bound_json
-from idp import long_urls, metrics
+from idp import i18n, long_urls, metrics
 from idp.blueprints import blueprints
 from idp.context import EXTENSION, IdpServices
 from idp.login_binding import LoginBindings
 from idp.ns_client import NsError
 from idp.origin import refuse_cross_site
-from idp.web import authenticator, completion, errors, login, logout, push, whoami
+from idp.web import authenticator, completion, enrol, errors, login, logout, push, whoami
 from idp.web.login import safe_next
 from idp.web.state import EXTENSION as WEB_EXTENSION
 from idp.web.state import WebState
@@ -62,8 +62,9 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
         websocket_url=websocket_url,
         session_seconds=session_seconds,
     )
+    i18n.register(app)
     app.before_request(refuse_cross_site)
-    for page in (login, push, completion, logout, whoami, authenticator):
+    for page in (login, push, completion, logout, whoami, enrol, authenticator):
         app.register_blueprint(page.blueprint)
     for blueprint in blueprints():
         app.register_blueprint(blueprint)
@@ -71,6 +72,9 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
     app.register_error_handler(401, errors.unauthenticated)
     app.register_error_handler(429, errors.too_many)
     app.register_error_handler(413, errors.too_large)
+    app.register_error_handler(404, errors.not_found)
+    app.register_error_handler(405, errors.method_not_allowed)
+    app.register_error_handler(500, errors.internal_error)
     long_urls.register(app)
     app.after_request(errors.security_headers)
     metrics.instrument(app)

@@ -11,6 +11,7 @@ from flask import Blueprint, redirect, render_template, request, session, url_fo
 from werkzeug.wrappers import Response
 
 from idp.context import current_user, services
+from idp.i18n import N_
 from idp.web.login import safe_next
 from idp.web.prelogin import logout_at_ns, nonce, ns_session
 from idp.web.state import web_state
@@ -39,8 +40,10 @@ def completion_refused(reason: str) -> Any:
     security_log.warning("a login completion was refused: %s", reason)
     return render_template(
         "error.html",
-        message="This login was started in another browser or window, or is complete already. "
-        "Log in again from this page.",
+        message=N_(
+            "This login was started in another browser or window, or is complete already. "
+            "Log in again from this page."
+        ),
     ), 403
 
 
@@ -48,7 +51,7 @@ def complete_login(state: dict[str, Any], target: str) -> Any:
     idp = services()
     user_id = state.get("userid") or state.get("accountid")
     if not user_id:
-        return render_template("error.html", message="This login has no user. Ask for a new QR."), 409
+        return render_template("error.html", message=N_("This login has no user. Ask for a new QR.")), 409
     ns_nonce = nonce()
     profile = idp.directory.get(user_id)
     second_factor, method = state.get("second_factor"), state.get("method", "qr")

@@ -1,35 +1,92 @@
-"""The IdP's error pages and the headers every answer carries (the factory registers them on the app)."""
+"""The IdP's error pages and the headers every answer carries (the factory registers them on the app).
+
+Every error a browser can meet gets the IdP's own page: what happened, and what to do now. A stack trace
+or a framework's default page never reaches the browser; the log keeps the details.
+"""
 
 import logging
 from typing import Any
 
-from flask import Response, jsonify, render_template
-from werkzeug.exceptions import TooManyRequests
+from flask import Response, jsonify, render_template, request
+from flask_babel import gettext
+from werkzeug.exceptions import HTTPException, TooManyRequests
 
+from idp.i18n import N_
 from idp.ns_client import NsError
 from idp.web.state import web_state
 
 log = logging.getLogger("nextauth.idp")
 
 
+def page(status: int, heading: str, message: str, advice: str = "", headers: Any = None) -> Any:
+    """The error page; texts are catalog entries (``N_``), translated on the page."""
+    body = render_template("error.html", heading=heading, message=message, advice=advice)
+    return body, status, {"Cache-Control": "no-store", **(headers or {})}
+
+
 def ns_error(error: NsError) -> Any:
     log.warning("ns answered %s %s", error.status, error.code)
-    return render_template("error.html", message="The login service is unavailable. Try again shortly."), 503
+    return page(
+        503,
+        N_("The login service cannot be reached"),
+        N_("The login service is unavailable. Try again shortly."),
+        N_("Wait a minute, then reload this page. If it keeps happening, tell your support desk."),
+    )
 
 
 def unauthenticated(_error: Any) -> Any:
-    return jsonify(error="unauthenticated", message="Log in first."), 401
+    return jsonify(error="unauthenticated", message=gettext("Log in first.")), 401
 
 
 def too_many(error: TooManyRequests) -> Any:
-    page = render_template("error.html", message=error.description or "Too many requests. Wait a moment.")
     retry_after = getattr(error, "retry_after", None)
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
-    return page, 429, headers
+    return page(
+        429,
+        N_("Too many requests"),
+        error.description or N_("Too many requests. Wait a moment."),
+        headers=headers,
+    )
 
 
 def too_large(_error: Any) -> Any:
-    return render_template("error.html", message="The request is too large."), 413
+    return page(413, N_("Something went wrong"), N_("The request is too large."))
+
+
+def not_found(_error: Any) -> Any:
+    return page(
+        404,
+        N_("Page not found"),
+        N_("There is no page at this address."),
+        N_("Check the address, or start again from the application you came from."),
+    )
+
+
+def method_not_allowed(error: HTTPException) -> Any:
+    response = page(
+        405,
+        N_("This page cannot be used this way"),
+        N_("The browser sent a kind of request this address does not take."),
+        N_("Go back to the application you came from and start again."),
+    )
+    allowed = error.get_response().headers.get("Allow")
+    if allowed:
+        response[2]["Allow"] = allowed
+    return response
+
+
+def internal_error(error: Exception) -> Any:
+    """Anything unhandled: logged with its trace here, a plain page for the browser."""
+    original = getattr(error, "original_exception", None) or error
+    if isinstance(original, HTTPException):
+        return original
+    log.error("unhandled error on %s %s", request.method, request.path, exc_info=original)
+    return page(
+        500,
+        N_("Something went wrong"),
+        N_("The login service ran into a problem and could not finish this request."),
+        N_("Try again in a moment. If it keeps happening, tell your support desk."),
+    )
 
 
 def security_headers(response: Response) -> Response:

@@ -12,9 +12,11 @@ from urllib.parse import urlsplit
 
 import segno
 from flask import Blueprint, jsonify, redirect, render_template, request, session
+from flask_babel import gettext
 
 from authserver.ratelimit import RateLimited, client_key
 from idp.context import current_user, services
+from idp.i18n import N_
 from idp.ns_client import NsError
 from idp.ratelimits import refuse
 from idp.web.prelogin import new_nonce, nonce, ns_session
@@ -52,7 +54,7 @@ def qr_svg(data: str) -> str:
         xmldecl=False,
         svgns=True,
         omitsize=True,
-        title="Scan with the nextAuth app",
+        title=gettext("Scan with the nextAuth app"),
     )
     return out.getvalue().decode()
 
@@ -79,7 +81,17 @@ def current_qr() -> Any:
     state = ns_session()
     if state.get("loggedin"):
         return jsonify(loggedin=True)
-    return jsonify(loggedin=False, qrdata=state["loginqrdata"], svg=qr_svg(state["loginqrdata"]))
+    return jsonify(
+        loggedin=False, qrdata=state["loginqrdata"], svg=qr_svg(state["loginqrdata"]), **code_lifetime(state)
+    )
+
+
+def code_lifetime(state: dict[str, Any]) -> dict[str, float]:
+    """How long the shown code lives and when to ask for the next, as ns reports them. An ns that reports
+    neither gets the old rhythm: renewal 25 s after showing, when ns hands out a new one."""
+    expires_in = float(state.get("loginqrexpires_in", 45.0))
+    renew_in = float(state.get("loginqrrenew_in", max(0.0, expires_in - 15.0)))
+    return {"expires_in": expires_in, "renew_in": renew_in}
 
 
 def count_login_visit() -> None:
@@ -90,7 +102,7 @@ def count_login_visit() -> None:
     try:
         limits.limiter.hit(limits.rules["login"], client_key(client), client=client)
     except RateLimited as exc:
-        refuse(exc, "Too many login pages were asked for from your network. Wait a moment and reload.")
+        refuse(exc, N_("Too many login pages were asked for from your network. Wait a moment and reload."))
 
 
 def login_page(target: str, login_key: str | None = None, **extra: Any) -> str:
@@ -120,6 +132,7 @@ def render_login(state: dict[str, Any], target: str, **extra: Any) -> str:
         websocket_url=web_state().websocket_url,
         next=target,
         canprovoke=state.get("canprovoke", False),
+        **code_lifetime(state),
         **extra,
     )
 

@@ -11,6 +11,7 @@ import secrets
 from typing import Any
 
 from flask import Blueprint, jsonify, request
+from flask_babel import gettext
 
 from authserver.ratelimit import RateLimited, client_key
 from idp.context import services
@@ -28,7 +29,7 @@ def push() -> Any:
     target = safe_next(request.form.get("next"))
     username = (request.form.get("username") or "").strip()
     if not username or len(username) > 255 or not username.isprintable():
-        return _answer(target, 400, "Enter your username.", "error")
+        return _answer(target, 400, gettext("Enter your username."), "error")
     idp = services()
     client, rules, limiter = idp.limits.client(), idp.limits.rules, idp.limits.limiter
     try:
@@ -41,7 +42,7 @@ def push() -> Any:
         return _answer(
             target,
             429,
-            "Too many requests. Wait a minute, or scan the code instead.",
+            gettext("Too many requests. Wait a minute, or scan the code instead."),
             "error",
             headers={"Retry-After": str(exc.retry_after)},
         )
@@ -56,11 +57,13 @@ def push() -> Any:
     except NsError as exc:
         if exc.status not in (404, 409):
             log.warning("push for a login failed: %s", exc.code)
-            return _answer(target, 502, "Your phone could not be reached. Scan the code instead.", "error")
+            return _answer(
+                target, 502, gettext("Your phone could not be reached. Scan the code instead."), "error"
+            )
         # No such user, or no phone with push: answer as if sent (see above), with a number.
         log.info("push requested for a user without push accounts")
         number = secrets.randbelow(90) + 10
-    return _answer(target, 200, "Open the request on your phone and pick this number:", "ok", number)
+    return _answer(target, 200, gettext("Open the request on your phone and pick this number:"), "ok", number)
 
 
 def _answer(

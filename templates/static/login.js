@@ -1,24 +1,21 @@
 // The login page: waits on ns's browser WebSocket for news about this session, keeps the QR fresh,
 // and hands over to the IdP as soon as ns says the session is logged in. No framework, no build step.
+// Its texts come from the page (a JSON block in the page's language), not from this file.
 (function () {
   "use strict";
   var root = document.getElementById("login");
   var status = document.getElementById("status");
   var form = document.getElementById("complete");
   var figure = document.getElementById("qr");
+  var expiry = document.getElementById("expiry");
+  var TEXT = JSON.parse(document.getElementById("login-texts").textContent);
   var done = false;
-  // Why a login did not happen, as ns tells the page ("CANCEL <reason>").
-  var CANCELLED = {
-    declined: "The login was declined on the phone. Scan again to retry.",
-    wrong_number: "The number picked on the phone was not the one shown here. Try again.",
-    wrong_pin: "Wrong PIN on the phone. Scan again to retry.",
-    locked: "The app on your phone is locked after too many wrong PINs. Set it up again in the app, then scan again.",
-    blocked: "This account is blocked. Contact your support desk.",
-    second_factor: "The PIN or fingerprint check was not accepted. Scan again to retry.",
-    second_factor_device_mismatch: "The PIN was checked by another installation of the app than the one enrolled for this account. Use the enrolled phone, or enrol this one.",
-    reenrol_required: "This account must be enrolled again before it can log in with a PIN. Ask for a new enrolment code."
-  };
   var retries = 0;
+  // The shown code's end and the moment ns hands out a new one, on this page's clock (ns tells seconds
+  // left, so the two machines' clocks never meet).
+  var expiresAt = 0;
+  var renewTimer = null;
+  var renewFailures = 0;
 
   function say(text, kind) {
     status.textContent = text;
@@ -28,8 +25,43 @@
   function finish() {
     if (done) { return; }
     done = true;
-    say("Confirmed. Logging you in…", "ok");
+    say(TEXT.confirmed, "ok");
     form.submit();
+  }
+
+  function schedule(expiresIn, renewIn) {
+    expiresAt = Date.now() + expiresIn * 1000;
+    if (renewTimer !== null) { clearTimeout(renewTimer); }
+    // Half a second after ns starts handing out a new code, which still leaves the old one seconds to live.
+    renewTimer = setTimeout(refresh, Math.max(renewIn, 0) * 1000 + 500);
+    tick();
+  }
+
+  function tick() {
+    if (done) { return; }
+    var left = Math.floor((expiresAt - Date.now()) / 1000);
+    if (left <= 0) {
+      // Never a dead code on screen: the picture and its text go until a live one arrives.
+      figure.classList.add("expired");
+      figure.hidden = true;
+      document.getElementById("qr-text").textContent = "";
+      expiry.textContent = TEXT.expired;
+      expiry.className = "status error";
+      return;
+    }
+    expiry.textContent = TEXT.valid_for.replace("{seconds}", String(left));
+    expiry.className = "fine";
+  }
+
+  function show(state) {
+    figure.innerHTML = state.svg;
+    figure.setAttribute("data-qrdata", state.qrdata);
+    figure.hidden = false;
+    figure.classList.remove("expired");
+    document.getElementById("qr-text").textContent = state.qrdata;
+    var inApp = document.getElementById("open-in-app");
+    if (inApp) { inApp.setAttribute("href", inApp.getAttribute("href").split("#")[0] + "#login=" + state.qrdata); }
+    schedule(state.expires_in, state.renew_in);
   }
 
   function refresh() {
@@ -40,15 +72,14 @@
         return response.json();
       })
       .then(function (state) {
+        renewFailures = 0;
         if (state.loggedin) { finish(); return; }
-        figure.innerHTML = state.svg;
-        figure.setAttribute("data-qrdata", state.qrdata);
-        document.getElementById("qr-text").textContent = state.qrdata;
-        var inApp = document.getElementById("open-in-app");
-        if (inApp) { inApp.setAttribute("href", inApp.getAttribute("href").split("#")[0] + "#login=" + state.qrdata); }
+        show(state);
       })
       .catch(function () {
-        say("This code has expired and could not be renewed. Reload the page.", "error");
+        renewFailures += 1;
+        if (renewFailures >= 5 && expiresAt <= Date.now()) { say(TEXT.renew_failed, "error"); return; }
+        renewTimer = setTimeout(refresh, 1000 * Math.min(renewFailures, 5));
       });
   }
 
@@ -59,17 +90,19 @@
       socket.send("REGISTER " + root.getAttribute("data-hsid") + " " + root.getAttribute("data-server"));
     };
     socket.onmessage = function (event) {
-      var word = String(event.data).split(" ")[0];
+      var parts = String(event.data).split(" ");
+      var word = parts[0];
       if (word === "LOGIN") { finish(); }
-      else if (word === "CONFIRMSCAN") { say("Code scanned. Confirm on your phone."); }
-      else if (word === "CONFIRMPROVOKE") { say("Check your phone to confirm."); }
-      else if (word === "CANCEL") { say(CANCELLED[String(event.data).split(" ")[1]] || CANCELLED.declined, "error"); refresh(); }
-      else if (word === "LOGOUT") { say("You were logged out."); }
+      else if (word === "CONFIRMSCAN") { say(TEXT.scanned); }
+      else if (word === "CONFIRMPROVOKE") { say(TEXT.check_phone); }
+      else if (word === "CANCEL" && parts[1] === "expired") { say(TEXT.expired_scan, "error"); refresh(); }
+      else if (word === "CANCEL") { say(TEXT[parts[1]] || TEXT.declined, "error"); refresh(); }
+      else if (word === "LOGOUT") { say(TEXT.logged_out); }
     };
     socket.onclose = function () {
       if (done) { return; }
       retries += 1;
-      if (retries > 5) { say("Lost the connection to the login service. Reload the page.", "error"); return; }
+      if (retries > 5) { say(TEXT.connection_lost, "error"); return; }
       setTimeout(connect, Math.min(1000 * retries, 5000));
     };
   }
@@ -80,7 +113,7 @@
   var pushNumber = document.getElementById("push-number");
   pushForm.addEventListener("submit", function (event) {
     event.preventDefault();
-    pushStatus.textContent = "Sending…";
+    pushStatus.textContent = TEXT.sending;
     pushStatus.className = "status";
     fetch(pushForm.action, {
       method: "POST",
@@ -100,12 +133,12 @@
         }
       })
       .catch(function () {
-        pushStatus.textContent = "The request could not be sent. Scan the code instead.";
+        pushStatus.textContent = TEXT.push_failed;
         pushStatus.className = "status error";
       });
   });
 
   connect();
-  // Codes live for a minute: renew well before, so a slow scan still works.
-  setInterval(refresh, 40000);
+  schedule(parseFloat(root.getAttribute("data-expires-in")), parseFloat(root.getAttribute("data-renew-in")));
+  setInterval(tick, 1000);
 }());

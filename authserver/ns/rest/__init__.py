@@ -6,10 +6,20 @@ Each module holds a blueprint of module-level views; the services they call live
 
 from flask import Blueprint
 
-from authserver.ns.rest import apikeys, enrolments, evidence, qr, servers, sessions, transactions, users
+from authserver.ns.rest import (
+    apikeys,
+    enrolments,
+    evidence,
+    invites,
+    qr,
+    servers,
+    sessions,
+    transactions,
+    users,
+)
 
 v1 = Blueprint("v1", __name__, url_prefix="/v1")
-for part in (servers, apikeys, sessions, qr, transactions, evidence, users, enrolments):
+for part in (servers, apikeys, sessions, qr, transactions, evidence, users, enrolments, invites):
     v1.register_blueprint(part.blueprint)
 
 __all__ = ["v1"]
