@@ -550,3 +550,32 @@ def test_an_interrupted_set_up_starts_anew(running: RunningSystem, browser: Any)
     )
     assert second["secret"] != first
     context.close()
+
+
+def test_the_screens_meet_wcag_aa(running: RunningSystem, browser: Any, axe: Any) -> None:
+    """axe-core finds nothing on the app's main screens, in light and dark, at each size it checks."""
+    context = browser.new_context(**PHONE)
+    app, _ = open_app(context, base(running) + "/app/")
+    found = axe(app)
+    set_up(app)
+    found += axe(app)
+    enrol_in_app(running, app, "yara")
+    found += axe(app)
+    desktop = browser.new_page()
+    desktop.goto(base(running) + "/login")
+    desktop.wait_for_selector("#qr svg")
+    paste(app, desktop.get_attribute("#qr", "data-qrdata"))
+    wait_screen(app, "approve")
+    found += axe(app)
+    app.click("#decline-button")
+    wait_screen(app, "result")
+    found += axe(app)
+    # The login page as a phone shows it, with its "Open in app" link.
+    login = context.new_page()
+    login.goto(base(running) + "/login")
+    login.wait_for_selector("#qr svg")
+    playwright_api.expect(login.locator("#open-in-app")).to_be_visible()
+    found += axe(login)
+    assert found == [], "\n".join(found)
+    desktop.close()
+    context.close()
