@@ -11,8 +11,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from nextauth_core.qr import QRPayload
+from nextauth_core.visualhash import visual_hash
 from tests.fixtures.flows import PIN, new_nonce, start_login
-from tests.fixtures.system import RunningSystem, ns_api, start_system, stop_system
+from tests.fixtures.system import REPO, RunningSystem, ns_api, start_system, stop_system
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -230,6 +231,12 @@ def enrol_in_app(system: RunningSystem, page: Any, user: str) -> str:
     wait_screen(page, "enrolled")
     code = page.inner_text("#confirmation-code").strip()
     assert len(code) == 6 and code.isdigit()
+    # The picture and words of the key the server proved: what the enrolment page shows for it.
+    status, server = api.call("GET", "/v1/servers/default")
+    assert status == 200, server
+    expected = visual_hash(bytes.fromhex(server["public_key"]))
+    assert page.inner_text("#visual-hash figcaption") == f"{expected.colour}: {' '.join(expected.words)}"
+    assert page.locator("#visual-hash rect").count() == 1 + sum(row.count("#") for row in expected.rows())
     # The person types the six digits into the application, which confirms them at ns.
     status, done = api.call(
         "POST", f"/v1/servers/default/enrolments/{created['enrolment']}/confirm", {"code": code}
@@ -579,3 +586,15 @@ def test_the_screens_meet_wcag_aa(running: RunningSystem, browser: Any, axe: Any
     assert found == [], "\n".join(found)
     desktop.close()
     context.close()
+
+
+def test_the_visual_hash_follows_the_vectors(running: RunningSystem, phone: Any) -> None:
+    """visualhash.js gives what docs/visual-hash-vectors.json (and nextauth_core.visualhash) give."""
+    page, _ = open_app(phone, base(running) + "/app/")
+    vectors = json.loads((REPO / "docs" / "visual-hash-vectors.json").read_text())["vectors"]
+    for vector in vectors:
+        shown = page.evaluate(
+            "key => import('./visualhash.js').then(m => m.visualHash(key))", vector["public_key"]
+        )
+        expected = {key: vector[key] for key in ("digest", "grid", "colour", "colour_hex", "words")}
+        assert shown == {"version": 1, **expected}, vector["name"]

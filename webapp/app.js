@@ -5,6 +5,7 @@
 
 import { Storage } from './storage.js';
 import { CodeError, readCode } from './codes.js';
+import { drawVisualHash } from './visualhash.js';
 
 const PIN_PATTERN = /^[0-9]{4,12}$/;
 // The config.json this install was set up with (the SDK keeps the SFS and MC pins; this adds ns's URI),
@@ -312,6 +313,8 @@ async function enrol(event) {
     $('enrolled-user').textContent = enrolled.userid;
     $('enrolled-server').textContent = enrolled.server;
     $('confirmation-code').textContent = enrolled.confirmation_code;
+    $('visual-hash-box').hidden = !enrolled.visual_hash;
+    if (enrolled.visual_hash) drawVisualHash($('visual-hash'), enrolled.visual_hash);
     show('enrolled', { remember: false });
   });
 }

@@ -5,6 +5,7 @@
 // sign), and go on with the person's answer on the same channel.
 
 import { App, FlowError, RemoteError, contextLines, decodeQR } from './vendor/mobilesdk/index.js';
+import { visualHash } from './visualhash.js';
 
 export { FlowError, RemoteError };
 
@@ -107,8 +108,12 @@ export async function createProtocol({ storage, config }) {
       return app.accounts();
     },
 
+    /** Enrols; the answer adds the visual hash of the key the server proved, to compare with the page. */
     async enrol(text, pin) {
-      return app.enrol(decodeQR(text), { pin });
+      const enrolled = await app.enrol(decodeQR(text), { pin });
+      const account = (await app.accounts()).find((a) => a.id === String(enrolled.account));
+      if (account && account.server_public_key) enrolled.visual_hash = visualHash(account.server_public_key);
+      return enrolled;
     },
 
     async startLogin(text) {

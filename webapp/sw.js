@@ -19,6 +19,7 @@ const SHELL = [
   'manifest.webmanifest',
   'protocol.js',
   'storage.js',
+  'visualhash.js',
 ];
 // The vendored SDK and its @noble modules, as tools/vendor_webapp_sdk.py listed them.
 const VENDOR_MANIFEST = 'vendor/MANIFEST.json';
