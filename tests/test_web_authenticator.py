@@ -598,3 +598,35 @@ def test_the_visual_hash_follows_the_vectors(running: RunningSystem, phone: Any)
         )
         expected = {key: vector[key] for key in ("digest", "grid", "colour", "colour_hex", "words")}
         assert shown == {"version": 1, **expected}, vector["name"]
+
+
+def test_an_invite_enrols_the_app_on_the_same_phone(running: RunningSystem, enrolled_phone: Any) -> None:
+    """The invite page on the phone opens the app with its enrolment code; the person compares the
+    picture, and types the six digits back into the page."""
+    status, created = ns_api(running).call("POST", "/v1/servers/default/users/zoe/invites")
+    assert status == 201, created
+    page = enrolled_phone.new_page()
+    page.goto(created["link"])
+    page.click("#start button[type=submit]")
+    page.wait_for_selector("#confirm")
+    link = page.locator("#open-in-app")
+    playwright_api.expect(link).to_be_visible()
+    assert link.get_attribute("href") == "/app/#code=" + page.get_attribute("#qr", "data-qrdata")
+    with enrolled_phone.expect_page() as opened:
+        link.click()
+    app = opened.value
+    wait_screen(app, "enrol")
+    app.fill("#enrol-pin", PIN)
+    app.click("#enrol-form button[type=submit]")
+    wait_screen(app, "enrolled")
+    assert app.inner_text("#enrolled-user") == "zoe"
+    colour, words = (page.get_attribute("#visual-hash", f"data-{name}") for name in ("colour", "words"))
+    assert app.inner_text("#visual-hash figcaption") == f"{colour}: {words}"
+    page.fill("#code", app.inner_text("#confirmation-code").strip())
+    page.click("#confirm button[type=submit]")
+    page.wait_for_selector("#done")
+    app.click('section[data-screen="enrolled"] button[data-home]')
+    wait_screen(app, "accounts")
+    assert "zoe" in app.inner_text("#account-list")
+    app.close()
+    page.close()
