@@ -28,6 +28,7 @@ from authserver.storage import db
 from authserver.storage.kv import open_kv
 from idp.admin import make_idp_admin_app
 from idp.authenticator import AuthenticatorConfig
+from idp.branding import Branding, load_branding
 from idp.context import IdpServices
 from idp.directory import Directory
 from idp.forwardauth import settings as forward_auth_settings
@@ -52,6 +53,7 @@ FLAGS = (
     "TRUSTED_PROXIES", "LOG_LEVEL", "TEMPLATES_DIR", "OIDC_REQUIRE_PAR",
     "OIDC_PAIRWISE_SECRET", "ADMIN_API_KEY", "DEVICE_CODE_SECONDS", "ADMIN_PORT",
     "AUTHENTICATOR_CONFIG", "AUTHENTICATOR_NS_URI", "WEBAPP_DIR",
+    "BRAND_NAME", "BRAND_LOGO", "BRAND_COLOR", "BRAND_COLOR_DARK", "HELP_URL", "HELP_TEXT",
 )  # fmt: skip
 # The admin port (/livez, /readyz, /metrics): 9613 like the components' in a container of its own; in
 # `nextauth all` the one after the three components' (9613 to 9615).
@@ -95,6 +97,7 @@ class IdpSettings:
     device_code_seconds: int = 600
     authenticator: AuthenticatorConfig | None = None
     admin_listen: Listen | None = None
+    branding: Branding = field(default_factory=Branding)
 
 
 def load_settings(
@@ -204,6 +207,7 @@ def load_settings(
             secure=public_url.startswith("https://"),
         ),
         admin_listen=admin_listen,
+        branding=load_branding(lambda flag: get(flag, required=False)),
     )
 
 
@@ -296,6 +300,7 @@ def build_services(settings: IdpSettings) -> IdpServices:
         ),
         device_code_seconds=settings.device_code_seconds,
         authenticator=settings.authenticator,
+        branding=settings.branding,
     )
 
 
