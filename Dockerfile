@@ -48,6 +48,9 @@ COPY --from=build /opt/nextauth /opt/nextauth
 # The IdP's pages are not Python package data: they live in the repository's templates/ folder.
 COPY templates /opt/nextauth/templates
 ENV NEXTAUTH_IDP_TEMPLATES_DIR=/opt/nextauth/templates
+# The web authenticator (an installable web app the IdP serves at /app/ when configured).
+COPY webapp /opt/nextauth/webapp
+ENV NEXTAUTH_IDP_WEBAPP_DIR=/opt/nextauth/webapp
 
 USER 10001:10001
 WORKDIR /var/lib/nextauth

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from werkzeug.wrappers import Response
 
 from authserver.storage.kv import KeyValueStore
+from idp.authenticator import AuthenticatorConfig
 from idp.branding import Branding
 from idp.directory import Directory
 from idp.keys import KeyRing
@@ -44,6 +45,8 @@ class IdpServices:
     branding: Branding = field(default_factory=Branding)  # name, logo, colours, help link of the pages
     admin_group: str = "nextauth-admins"  # directory group the admin console (idp.console) admits fully
     helpdesk_group: str = "nextauth-helpdesk"  # directory group it admits to the help desk's pages
+    # The web authenticator at /app/ (idp.web.authenticator); None: not served.
+    authenticator: AuthenticatorConfig | None = None
 
     def url(self, path: str, **query: Any) -> str:
         """An absolute URL on the IdP's public address."""

@@ -27,6 +27,7 @@ from authserver.ratelimit import RateLimiter, Rule, trusted_proxies_setting
 from authserver.storage import db
 from authserver.storage.kv import open_kv
 from idp.admin import make_idp_admin_app
+from idp.authenticator import AuthenticatorConfig
 from idp.branding import Branding, load_branding
 from idp.context import IdpServices
 from idp.directory import Directory
@@ -45,12 +46,13 @@ from nextauth_core.secret_files import secret_file
 
 PREFIX = "NEXTAUTH_IDP_"
 # Each NEXTAUTH_IDP_<flag> that load_settings reads (its get() takes no other), and two read before or
-# beside it: the log level (nextauth.idp_runner) and the templates folder (idp.web).
+# beside it: the log level (nextauth.idp_runner) and the templates and web app folders (idp.web).
 FLAGS = (
     "LISTEN", "SECRET_KEY", "NS_WEBSOCKET_URL", "NS_API_URL", "NS_API_KEY", "NS_SERVER", "PUBLIC_URL",
     "DB_URI", "KV_URI", "KV_PREFIX", "COOKIE_DOMAIN", "SESSION_SECONDS", "NS_CHECK_SECONDS",
     "TRUSTED_PROXIES", "LOG_LEVEL", "TEMPLATES_DIR", "OIDC_REQUIRE_PAR",
     "OIDC_PAIRWISE_SECRET", "ADMIN_API_KEY", "DEVICE_CODE_SECONDS", "ADMIN_PORT",
+    "AUTHENTICATOR_CONFIG", "AUTHENTICATOR_NS_URI", "WEBAPP_DIR",
     "BRAND_NAME", "BRAND_LOGO", "BRAND_COLOR", "BRAND_COLOR_DARK", "HELP_URL", "HELP_TEXT",
     "ADMIN_GROUP", "HELPDESK_GROUP",
 )  # fmt: skip
@@ -94,6 +96,7 @@ class IdpSettings:
     pairwise_secret: bytes = field(default=b"", repr=False)
     oidc_require_par: bool = False
     device_code_seconds: int = 600
+    authenticator: AuthenticatorConfig | None = None
     admin_listen: Listen | None = None
     branding: Branding = field(default_factory=Branding)
     # Directory groups the admin console (/admin/) admits: everything, and the help desk's share.
@@ -202,6 +205,11 @@ def load_settings(
         pairwise_secret=_pairwise_secret(get("OIDC_PAIRWISE_SECRET", required=False), data_dir),
         oidc_require_par=_flag(PREFIX + "OIDC_REQUIRE_PAR", get("OIDC_REQUIRE_PAR", required=False)),
         device_code_seconds=device_code_seconds,
+        authenticator=_authenticator(
+            get("AUTHENTICATOR_CONFIG", required=False),
+            get("AUTHENTICATOR_NS_URI", required=False),
+            secure=public_url.startswith("https://"),
+        ),
         admin_listen=admin_listen,
         branding=load_branding(lambda flag: get(flag, required=False)),
         admin_group=_group("ADMIN_GROUP", get("ADMIN_GROUP", required=False), "nextauth-admins"),
@@ -216,6 +224,28 @@ def _group(flag: str, value: str | None, default: str) -> str:
     if not text or len(text) > 100 or any(c in text for c in ",\r\n"):
         raise ConfigError(f"{PREFIX}{flag}: a group name, 1 to 100 characters without commas")
     return text
+
+
+def _authenticator(app_config: str | None, ns_uri: str | None, *, secure: bool) -> AuthenticatorConfig | None:
+    """The web authenticator is served only when the operator says where its services are. From an
+    https:// IdP a browser opens only wss:// connections: a ws:// endpoint would fail on every phone."""
+    if app_config is None and ns_uri is None:
+        return None
+    if app_config is None or ns_uri is None:
+        raise ConfigError(
+            "NEXTAUTH_IDP_AUTHENTICATOR_CONFIG and NEXTAUTH_IDP_AUTHENTICATOR_NS_URI: set both or neither"
+        )
+    try:
+        config = AuthenticatorConfig.parse(app_config, ns_uri)
+    except ValueError as exc:
+        raise ConfigError(f"NEXTAUTH_IDP_AUTHENTICATOR_CONFIG: {exc}") from exc
+    insecure = [uri for uri in config.connect_sources() if uri.startswith("ws://")]
+    if secure and insecure:
+        raise ConfigError(
+            "NEXTAUTH_IDP_AUTHENTICATOR_CONFIG and ..._NS_URI: the IdP is served over https, so browsers "
+            f"refuse ws:// connections; use wss:// for {', '.join(insecure)}"
+        )
+    return config
 
 
 def _admin_listen(value: str | None, listen: Listen, embedded: bool) -> Listen | None:
@@ -284,6 +314,7 @@ def build_services(settings: IdpSettings) -> IdpServices:
             settings.trusted_proxies,
         ),
         device_code_seconds=settings.device_code_seconds,
+        authenticator=settings.authenticator,
         branding=settings.branding,
         admin_group=settings.admin_group,
         helpdesk_group=settings.helpdesk_group,

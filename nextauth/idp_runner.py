@@ -20,8 +20,10 @@ def _warn_unknown_settings() -> None:
         log.warning("ignoring unknown setting %s (a typo?)", name)
 
 
-def embedded_idp(ns_component: Component, data_dir: Path) -> WSGIServer:
-    """In all-in-one mode the IdP (login pages) runs too, as an application of the ns beside it."""
+def embedded_idp(ns_component: Component, data_dir: Path, app_config: str | None = None) -> WSGIServer:
+    """In all-in-one mode the IdP (login pages) runs too, as an application of the ns beside it.
+
+    ``app_config``: the SFS and MC beside it (JSON as in ``app-config.json``), for the web authenticator."""
     _warn_unknown_settings()
     http = ns_component.config.listen["http"]
     settings = idp_server.load_settings(
@@ -33,7 +35,15 @@ def embedded_idp(ns_component: Component, data_dir: Path) -> WSGIServer:
             "NS_API_KEY": ns_component.extras["root_api_key"],
             "NS_WEBSOCKET_URL": ns_component.config.public_websocket_uri
             or f"{ns_component.urls['websocket']}ns/websocket",
-        },
+        }
+        | (
+            {
+                "AUTHENTICATOR_CONFIG": app_config,
+                "AUTHENTICATOR_NS_URI": ns_component.config.public_sigmai_uri or ns_component.urls["sigmai"],
+            }
+            if app_config is not None
+            else {}
+        ),
     )
     server = idp_server.build_server(settings)
     server.public_url = settings.public_url

@@ -50,7 +50,11 @@ def run(configs: list[ComponentConfig], *, announce: bool) -> int:
             )
             by_name[config.component] = _build(config, by_name, embedded=announce)
             components.append(by_name[config.component])
-        idp = embedded_idp(by_name["ns"], first.data_dir) if announce and "ns" in by_name else None
+        idp = None
+        if announce and "ns" in by_name:
+            apps = [by_name[name] for name in ("sfs", "mc") if name in by_name]
+            app_config = json.dumps(app_configuration(apps)) if "sfs" in by_name else None
+            idp = embedded_idp(by_name["ns"], first.data_dir, app_config)
         enrolment = by_name["ns"].extras["enrolment"] if "ns" in by_name else None
         if idp is not None and enrolment is not None and enrolment.invite_url is None:
             # The IdP beside it is where invite links lead, unless NEXTAUTH_NS_INVITE_URL says otherwise.
@@ -114,6 +118,7 @@ def _announce(components: list[Component], idp: WSGIServer | None = None) -> Non
         lines += [
             f"  Open {base}/login to log in with the app (QR login page).",
             f"  OpenID Connect: {base}/.well-known/openid-configuration (clients: nextauth oidc-client add)",
+            f"  Web authenticator (a phone's browser as the app): {base}/app/",
             "",
         ]
     idp_admin = getattr(idp, "admin_url", None)

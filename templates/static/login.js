@@ -60,6 +60,8 @@
     figure.hidden = false;
     figure.classList.remove("expired");
     document.getElementById("qr-text").textContent = state.qrdata;
+    var inApp = document.getElementById("open-in-app");
+    if (inApp) { inApp.setAttribute("href", inApp.getAttribute("href").split("#")[0] + "#login=" + state.qrdata); }
     schedule(state.expires_in, state.renew_in);
   }
 
