@@ -20,6 +20,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from authserver.metrics import count_login
+from authserver.ns import browser_hub
 from authserver.ns.common import account_for, aware, b64, new_id, now, unb64
 from authserver.ns.flowstate import CurrentQR, LoginItem, PendingLogin
 from authserver.ns.servers import ServerRegistry, VirtualServer
@@ -71,10 +72,8 @@ class BrowserEvents:
         self._kv = kv
 
     def publish(self, hsid: str, event: str) -> None:
-        self._kv.publish(f"browser:{hsid}", event.encode("ascii"))
-
-    def channel(self, hsid: str) -> str:
-        return f"browser:{hsid}"
+        # One channel for every session: each ns holds a single subscription however many pages wait.
+        self._kv.publish(browser_hub.CHANNEL, browser_hub.encode(hsid, event))
 
 
 class LoginService:

@@ -52,6 +52,7 @@ class Component:
     limiter: RateLimiter
     listeners: dict[str, Startable] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
+    on_start: list[Callable[[], None]] = field(default_factory=list)
     on_stop: list[Callable[[], None]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)  # what a component's module wants to show or share
 
@@ -97,6 +98,8 @@ class Component:
         self.urls[endpoint] = self.url(endpoint, scheme)
 
     def start(self) -> None:
+        for hook in self.on_start:
+            hook()
         for endpoint, server in self.listeners.items():
             server.start()
             if endpoint in self.urls:  # background jobs (purges) listen on nothing
