@@ -70,7 +70,10 @@ def run(configs: list[ComponentConfig], *, announce: bool) -> int:
     stopping = [gevent.spawn(component.stop) for component in components]
     if idp is not None:
         stopping.append(gevent.spawn(idp.stop, 2))
-    gevent.joinall(stopping, timeout=8)
+    # Each component drains for its own grace period, all at once; what is still running after that
+    # (and a little more for closing) ends with the process.
+    gevent.joinall(stopping, timeout=max(c.config.drain_seconds for c in components) + 6)
+    log.info("stopped")
     return 0
 
 

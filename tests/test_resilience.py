@@ -2,14 +2,17 @@
 a database that is down at start or goes away later."""
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from mobilesdk.flows import App
 from tests.fixtures.flows import PIN, BrowserPage, enrol, new_nonce, start_login
 from tests.fixtures.system import RunningSystem, free_port, run_app, start_system, stop_system
 
@@ -192,3 +195,48 @@ def test_a_page_that_leaves_is_closed_and_others_keep_listening(system: RunningS
     finally:
         staying.close()
         leaving.close()
+
+
+def test_sigterm_lets_a_login_in_flight_finish(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    running = start_system(tmp_path / "drain", extra_env={"NEXTAUTH_NS_DRAIN_SECONDS": "15"})
+    try:
+        phone = _phone(running, tmp_path / "phone")
+        enrol(running, phone, "drain-user")
+        view = start_login(running, new_nonce())
+        page = BrowserPage(running, view["hsid"], "default")
+        app = App(phone)
+        attest = app.attest
+        refused: list[bool] = []
+
+        def attest_then_terminate(**kwargs: Any) -> Any:
+            # The phone's channel to ns is open and the PIN is checked: now the process is told to stop.
+            attestation = attest(**kwargs)
+            running.process.send_signal(signal.SIGTERM)
+            time.sleep(1)
+            try:
+                socket.create_connection(("127.0.0.1", running.port("ns", "http")), timeout=2).close()
+            except ConnectionRefusedError:
+                refused.append(True)
+            assert running.alive(), running.log()
+            return attestation
+
+        monkeypatch.setattr(app, "attest", attest_then_terminate)
+        answer = app.scan(view["loginqrdata"], pin=PIN)
+        assert answer["result"] == "logged_in"
+        page.wait_for("LOGIN")
+        assert refused == [True], "a new connection was accepted while draining"
+        assert running.process.wait(timeout=30) == 0, running.log()
+        assert "draining 1 channels" in running.log()
+    finally:
+        stop_system(running)
+
+
+def test_sigterm_without_work_exits_at_once(tmp_path: Path) -> None:
+    running = start_system(tmp_path / "quick", extra_env={"NEXTAUTH_NS_DRAIN_SECONDS": "30"})
+    try:
+        started = time.monotonic()
+        running.process.send_signal(signal.SIGTERM)
+        assert running.process.wait(timeout=20) == 0, running.log()
+        assert time.monotonic() - started < 10
+    finally:
+        stop_system(running)

@@ -37,6 +37,7 @@ PING_SECONDS = 25  # keeps proxies from dropping a waiting page; a client that a
 CLOSE_ANSWER_SECONDS = 2.0
 SEND_SECONDS = 10.0  # a client that does not read what we send is dropped after this long
 MAX_MESSAGE = 512
+_SERVICE_RESTART = 1012  # the page reconnects (login.js does on any close), likely to another instance
 
 
 class _Page:
@@ -54,6 +55,14 @@ class _Page:
                 self.ws.send(event)
         except (ConnectionClosed, OSError, gevent.Timeout):
             _drop(self.ws)
+
+    def close(self) -> None:
+        if self.ws.connected:
+            try:
+                self.ws.close(reason=_SERVICE_RESTART)
+            except (ConnectionClosed, OSError):
+                pass
+        self.ws.event.set()  # wakes the page's receive, which then sees the socket closed
 
     def catch_up(self) -> None:
         """After the hub lost its subscription: the one event a page cannot do without is LOGIN."""

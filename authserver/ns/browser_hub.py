@@ -27,6 +27,7 @@ RESUBSCRIBES = Counter("nextauth_ns_browser_resubscribes_total", "Browser event 
 class Page(Protocol):
     def deliver(self, event: str) -> None: ...
     def catch_up(self) -> None: ...
+    def close(self) -> None: ...
 
 
 def encode(hsid: str, event: str) -> bytes:
@@ -71,6 +72,10 @@ class BrowserHub:
             self._greenlet = gevent.spawn(self._run)
 
     def stop(self, timeout: float | None = None) -> None:
+        """Stop listening; every open page is closed as "service restart" and reconnects elsewhere."""
+        for pages in list(self._pages.values()):
+            for page in list(pages):
+                page.close()
         self._running = False
         if self._subscription is not None:
             self._subscription.close()

@@ -14,6 +14,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from authserver.config import Network
 from authserver.operations import ChannelContext, Operations
 from authserver.ratelimit import client_ip
+from authserver.transport.inflight import InFlight
 from sigmai import HandshakeComplete, MessageReceived, PeerKey, ProtocolError, ServerConnection, messages
 from sigmai.connection import KeyLookup
 from sigmai.constants import RECORD_OVERHEAD
@@ -44,6 +45,7 @@ class SigmaiEndpoint:
         idle_timeout: float = 300.0,
         on_handshake: Callable[[PeerKey], None] | None = None,
         trusted_proxies: tuple[Network, ...] = (),
+        inflight: InFlight | None = None,
     ) -> None:
         self.component = component
         self._key_lookup = key_lookup
@@ -53,9 +55,14 @@ class SigmaiEndpoint:
         self._idle_timeout = idle_timeout
         self._on_handshake = on_handshake
         self._trusted_proxies = trusted_proxies
+        self._inflight = inflight or InFlight()
 
     def __call__(self, sock: socket.socket, address: tuple) -> None:
         """gevent StreamServer handler: owns the socket until the channel ends."""
+        with self._inflight.track():
+            self._channel(sock, address)
+
+    def _channel(self, sock: socket.socket, address: tuple) -> None:
         ws: WebSocket | None = None
         try:
             with gevent.Timeout(self._handshake_timeout):
