@@ -19,7 +19,7 @@ from authserver.config import COMPONENTS, ComponentConfig, load_config, unknown_
 from authserver.logs import setup_logging
 from authserver.services import mc, ns, sfs
 from authserver.services.runtime import Component
-from authserver.storage.db import mask_uri
+from authserver.storage.db import DatabaseUnavailable, mask_uri
 from nextauth.idp_runner import embedded_idp
 
 log = logging.getLogger("nextauth")
@@ -55,7 +55,7 @@ def run(configs: list[ComponentConfig], *, announce: bool) -> int:
             component.start()
         if idp is not None:
             idp.start()
-    except OSError as exc:
+    except (OSError, DatabaseUnavailable) as exc:
         log.error("cannot start: %s", exc)
         for component in components:
             component.stop()

@@ -167,6 +167,7 @@ def build_component(
     ``key_lookup`` replaces the single component key for sigmai when a component answers for several
     keys (ns: one per virtual server)."""
     engine = db.create_engine_for(config.db_uri)
+    db.wait_for(engine, config.db_wait_seconds, label=f"{config.component}: ")
     db.upgrade(engine)
     kv = open_kv(config.kv_uri, prefix=config.kv_prefix)
     identity_key = ensure_service_key(engine, config.component, configured=_configured_identity(config))
