@@ -8,10 +8,12 @@ import textwrap
 import time
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from authserver.ns.access import AccessControl
 from authserver.ns.api import make_api
+from authserver.ns.openapi import load_document
 from authserver.ns.servers import ServerRegistry
 from authserver.outage import OutageLog
 from authserver.storage import db
@@ -77,6 +79,13 @@ def test_rest_answers_503_unavailable_with_retry_after_when_the_database_is_down
     assert response.headers["Retry-After"] == "5"
     assert response.get_json()["error"] == "unavailable"
     assert response.get_json()["retry_after"] == 5
+    # The answer is the one the OpenAPI document describes for 503, and listServers lists it.
+    document = load_document()
+    described = document["components"]["responses"]["Unavailable"]
+    jsonschema.validate(response.get_json(), described["content"]["application/json"]["schema"])
+    assert document["paths"]["/v1/servers"]["get"]["responses"]["503"] == {
+        "$ref": "#/components/responses/Unavailable"
+    }
     # A wrong key is still refused before anything touches the database.
     assert client.get("/v1/servers", headers={"X-apikey": "na_" + "x" * 40}).status_code in (401, 503)
     engine.dispose()
