@@ -1,11 +1,14 @@
 """No dropped login under faults: a Redis restart, bad browser clients, SIGTERM while a login is in flight,
 a database that is down at start or goes away later."""
 
+import json
 import shutil
 import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -104,6 +107,17 @@ def test_open_page_hears_its_login_after_redis_restarts(
         time.sleep(0.5)  # the page is registered
         redis_server.stop()
         time.sleep(2)  # ns notices: its subscription is gone, and subscribing again fails for a while
+        # Meanwhile REST says "unavailable, try again", not 500.
+        key = (redis_system.data_dir / "ns-root-api-key").read_text().strip()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{redis_system.port('ns', 'http')}/v1/servers/default/sessions/",
+            headers={"X-apikey": key, "X-nonce": new_nonce()},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=20)  # noqa: S310 - loopback
+        assert refused.value.code == 503
+        assert refused.value.headers["Retry-After"] == "5"
+        assert json.loads(refused.value.read())["error"] == "unavailable"
         redis_server.start()
         # The store is empty after the restart: the QR made before it is gone, so the application asks
         # again (as its page does when a code expires); the page stays open throughout.

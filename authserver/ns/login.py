@@ -25,6 +25,7 @@ from authserver.ns.common import account_for, aware, b64, new_id, now, unb64
 from authserver.ns.flowstate import CurrentQR, LoginItem, PendingLogin
 from authserver.ns.servers import ServerRegistry, VirtualServer
 from authserver.operations import ChannelContext, OperationError
+from authserver.outage import UNAVAILABLE, OutageLog
 from authserver.storage.db import rowcount
 from authserver.storage.flow_models import Account, Session, User
 from authserver.storage.kv import KeyValueStore
@@ -65,6 +66,9 @@ class SessionView:
         return {key: value for key, value in self.__dict__.items() if value is not None}
 
 
+_publish_failures = OutageLog(logging.getLogger("nextauth.ns.browser"), "browser events (publish)")
+
+
 class BrowserEvents:
     """Messages for login pages: published here, delivered by whichever ns holds the page's WebSocket."""
 
@@ -73,7 +77,13 @@ class BrowserEvents:
 
     def publish(self, hsid: str, event: str) -> None:
         # One channel for every session: each ns holds a single subscription however many pages wait.
-        self._kv.publish(browser_hub.CHANNEL, browser_hub.encode(hsid, event))
+        try:
+            self._kv.publish(browser_hub.CHANNEL, browser_hub.encode(hsid, event))
+        except UNAVAILABLE as exc:
+            # What happened is already stored; a store that cannot publish has also cut the pages' hub
+            # off, which catches its pages up (LOGIN) once it is back. Failing the login here would
+            # tell the phone "failed" about a login that took place.
+            _publish_failures.failed(exc)
 
 
 class LoginService:
