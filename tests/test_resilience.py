@@ -232,6 +232,8 @@ def test_sigterm_lets_a_login_in_flight_finish(tmp_path: Path, monkeypatch: pyte
             except ConnectionRefusedError:
                 refused.append(True)
             assert running.alive(), running.log()
+            status, ready = running.get("ns", "admin", "/readyz")  # the balancer sends nothing new here
+            assert status == 503 and ready["checks"]["accepting"] is False, ready
             return attestation
 
         monkeypatch.setattr(app, "attest", attest_then_terminate)
