@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
+from authserver.storage.kv import RedisStore
 from mobilesdk.flows import App
 from tests.fixtures.flows import PIN, BrowserPage, enrol, new_nonce, start_login
 from tests.fixtures.system import RunningSystem, free_port, run_app, start_system, stop_system
@@ -256,3 +258,25 @@ def test_sigterm_without_work_exits_at_once(tmp_path: Path) -> None:
         assert time.monotonic() - started < 10
     finally:
         stop_system(running)
+
+
+def test_a_redis_subscription_killed_by_the_server_says_it_reconnected(redis_server: OwnRedis) -> None:
+    """redis-py subscribes again by itself after a dropped connection; the hub learns of it from
+    ``reconnects`` and catches its pages up on what was published in the gap."""
+    store = RedisStore(redis_server.uri, prefix="test-kill:")
+    admin = redis.Redis.from_url(redis_server.uri)
+    try:
+        subscription = store.subscribe("browser")
+        assert subscription.reconnects == 0
+        assert admin.client_kill_filter(_type="pubsub") >= 1
+        store.publish("browser", b"lost")  # published while nobody listens: gone
+        deadline = time.monotonic() + 10
+        while subscription.reconnects == 0 and time.monotonic() < deadline:
+            subscription.get(timeout=0.2)
+        assert subscription.reconnects == 1
+        store.publish("browser", b"after")
+        assert subscription.get(timeout=5) == b"after"
+        subscription.close()
+    finally:
+        admin.close()
+        store.close()
