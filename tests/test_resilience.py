@@ -189,12 +189,15 @@ def test_bad_browser_clients_lose_their_connection(system: RunningSystem) -> Non
     unknown_server = _open_upgraded(system)
     unknown_server.sendall(_masked_text(b"REGISTER abc no-such-server"))
     silent = _open_upgraded(system)  # says nothing at all: closed after the REGISTER wait (10 s)
+    # Connects and never sends its upgrade request: closed after the request wait (10 s).
+    mute = socket.create_connection(("127.0.0.1", system.port("ns", "websocket")), timeout=10)
     try:
         for sock in [*wrong_first, *oversized, unknown_server]:
             assert _closed_by_server(sock, within=5), "the server kept a bad client's connection open"
         assert _closed_by_server(silent, within=15)
+        assert _closed_by_server(mute, within=5)
     finally:
-        for sock in [*wrong_first, *oversized, unknown_server, silent]:
+        for sock in [*wrong_first, *oversized, unknown_server, silent, mute]:
             sock.close()
 
 
@@ -207,6 +210,7 @@ def test_a_page_that_leaves_is_closed_and_others_keep_listening(system: RunningS
     leaving.sendall(bytes([0x88, 0x82]) + b"\x00\x00\x00\x00" + (1000).to_bytes(2, "big"))
     try:
         assert _closed_by_server(leaving, within=5)
+        time.sleep(12)  # past the request and REGISTER waits: a registered page is left alone
         assert staying._ws.connected
     finally:
         staying.close()

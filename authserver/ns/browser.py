@@ -32,6 +32,7 @@ log = logging.getLogger("nextauth.ns.browser")
 # A page sends REGISTER as soon as it is open; a client that says nothing is not a login page.
 REGISTER_TIMEOUT = 10.0
 IDLE_SECONDS = 600.0
+REQUEST_SECONDS = 10.0  # to send the HTTP upgrade request
 PING_SECONDS = 25  # keeps proxies from dropping a waiting page; a client that answers no ping is closed
 # After our close frame, how long a client has to answer before the TCP connection is cut regardless.
 CLOSE_ANSWER_SECONDS = 2.0
@@ -100,6 +101,12 @@ class BrowserSocketHandler(NoDelayHandler):
 
     gevent would otherwise go back to reading HTTP requests from it, and a client that never closed its
     side would keep a descriptor here for ever."""
+
+    def handle(self) -> None:
+        # Bounds the wait for the upgrade request itself: a client that connects and says nothing (or
+        # trickles) is dropped. The WebSocket reads through its own descriptor, without this limit.
+        self.socket.settimeout(REQUEST_SECONDS)
+        super().handle()
 
     def run_application(self) -> None:
         try:
