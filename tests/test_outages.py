@@ -7,14 +7,17 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
+import sqlalchemy.exc
 
 from authserver.ns.access import AccessControl
 from authserver.ns.api import make_api
 from authserver.ns.openapi import load_document
 from authserver.ns.servers import ServerRegistry
+from authserver.operations import Operations
 from authserver.outage import OutageLog
 from authserver.storage import db
 from tests.fixtures.system import REPO, free_port, start_system, stop_system
@@ -169,3 +172,24 @@ def test_a_database_error_in_the_handshake_hook_refuses_the_channel_cleanly(tmp_
     assert "RESULT after sfs" in output
     assert "Traceback" not in output
     assert output.count("a backing service is unavailable") == 1, output
+
+
+def test_a_sigmai_operation_answers_unavailable_during_an_outage(caplog: pytest.LogCaptureFixture) -> None:
+    operations = Operations()
+
+    @operations.register("needs.db")
+    def needs_db(_context: Any, _params: dict[str, Any]) -> dict[str, Any]:
+        raise sqlalchemy.exc.OperationalError("SELECT 1", {}, ConnectionRefusedError("db down"))
+
+    @operations.register("buggy")
+    def buggy(_context: Any, _params: dict[str, Any]) -> dict[str, Any]:
+        raise KeyError("a bug")
+
+    context: Any = None
+    with caplog.at_level(logging.WARNING, "nextauth.operations"):
+        answer = operations.dispatch(context, {"id": 1, "op": "needs.db"})
+        assert answer["error"]["code"] == "unavailable"
+        assert "Traceback" not in caplog.text
+    # A bug is still a bug: internal_error, with its traceback in the log.
+    context = type("Context", (), {"peer": type("Peer", (), {"thumbprint": lambda self: "t"})()})()
+    assert operations.dispatch(context, {"id": 2, "op": "buggy"})["error"]["code"] == "internal_error"
