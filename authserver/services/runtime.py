@@ -144,7 +144,11 @@ class Component:
                 grace,
             )
         gevent.joinall(others, timeout=1)
-        gevent.joinall([gevent.spawn(server.stop, 1) for server in self.listeners.values()], timeout=3)
+        # Stopped once only: a second gRPC stop with a shorter grace would cut what the first let finish.
+        gevent.joinall(
+            [gevent.spawn(server.stop, 1) for server in self.listeners.values() if hasattr(server, "close")],
+            timeout=3,
+        )
         for hook in self.on_stop:
             hook()
         self.kv.close()
