@@ -49,7 +49,11 @@ COMPONENT_FLAGS = (
     "SIGMAI_HANDSHAKE_TIMEOUT",
     "SIGMAI_IDLE_TIMEOUT",
     "SIGMAI_MAX_FRAME_BYTES",
+    "DRAIN_SECONDS",
+    "DB_WAIT_SECONDS",
 )
+DEFAULT_DRAIN_SECONDS = 20.0
+DEFAULT_DB_WAIT_SECONDS = 60.0
 # Read here for ns only: the WebSocket address browsers are given.
 NS_FLAGS = ("DEFAULT_WEBSOCKET_URI",)
 
@@ -141,6 +145,10 @@ class ComponentConfig:
     public_sigmai_uri: str | None
     public_websocket_uri: str | None
     trusted_proxies: tuple[Network, ...] = ()
+    # On SIGTERM: how long channels and requests in flight may take to finish before the process exits.
+    drain_seconds: float = DEFAULT_DRAIN_SECONDS
+    # At start: how long to wait for the database to answer before giving up.
+    db_wait_seconds: float = DEFAULT_DB_WAIT_SECONDS
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -344,6 +352,22 @@ def load_config(
             if read_setting(f"{prefix}_TRUSTED_PROXIES", env) is not None
             else "NEXTAUTH_TRUSTED_PROXIES",
             setting("TRUSTED_PROXIES", shared=True),
+        ),
+        drain_seconds=seconds_in_range(
+            f"{prefix}_DRAIN_SECONDS",
+            setting("DRAIN_SECONDS"),
+            DEFAULT_DRAIN_SECONDS,
+            low=0,
+            high=3600,
+            expected="a number of seconds from 0 to 3600",
+        ),
+        db_wait_seconds=seconds_in_range(
+            f"{prefix}_DB_WAIT_SECONDS",
+            setting("DB_WAIT_SECONDS"),
+            DEFAULT_DB_WAIT_SECONDS,
+            low=0,
+            high=86400,
+            expected="a number of seconds from 0 to 86400",
         ),
         environ=env,
     )

@@ -12,11 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from authserver.outage import UNAVAILABLE, OutageLog
 from authserver.ratelimit import RateLimited
 from nextauth_core.encoding import unb64url
 from sigmai import PeerKey, messages
 
 log = logging.getLogger("nextauth.operations")
+_outages = OutageLog(log, "sigmai operations")
 
 
 @dataclass
@@ -98,6 +100,9 @@ class Operations:
             return refused
         except OperationError as exc:
             return messages.error(request_id, exc.code, exc.message)
+        except UNAVAILABLE as exc:
+            _outages.failed(exc)
+            return messages.error(request_id, "unavailable", "The service is briefly unavailable; try again.")
         except Exception:
             log.exception("operation %s failed for device %s", op, context.peer.thumbprint())
             return messages.error(request_id, "internal_error", "The server failed; try again later.")

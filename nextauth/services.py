@@ -19,7 +19,7 @@ from authserver.config import COMPONENTS, ComponentConfig, load_config, unknown_
 from authserver.logs import setup_logging
 from authserver.services import mc, ns, sfs
 from authserver.services.runtime import Component
-from authserver.storage.db import mask_uri
+from authserver.storage.db import DatabaseUnavailable, mask_uri
 from nextauth.idp_runner import embedded_idp
 
 log = logging.getLogger("nextauth")
@@ -63,7 +63,7 @@ def run(configs: list[ComponentConfig], *, announce: bool) -> int:
             component.start()
         if idp is not None:
             idp.start()
-    except OSError as exc:
+    except (OSError, DatabaseUnavailable) as exc:
         log.error("cannot start: %s", exc)
         for component in components:
             component.stop()
@@ -78,7 +78,10 @@ def run(configs: list[ComponentConfig], *, announce: bool) -> int:
     stopping = [gevent.spawn(component.stop) for component in components]
     if idp is not None:
         stopping.append(gevent.spawn(idp.stop, 2))
-    gevent.joinall(stopping, timeout=8)
+    # Each component drains for its own grace period, all at once; what is still running after that
+    # (and a little more for closing) ends with the process.
+    gevent.joinall(stopping, timeout=max(c.config.drain_seconds for c in components) + 6)
+    log.info("stopped")
     return 0
 
 

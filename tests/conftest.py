@@ -28,6 +28,7 @@ E2E_MODULES = frozenset(
         "tests.test_metrics_endpoints",
         "tests.test_nodelay",
         "tests.test_rate_limits",
+        "tests.test_resilience",
         "tests.test_saml",
         "tests.test_system_backends",
         "tests.test_tls_contexts",

@@ -32,7 +32,7 @@ PIN = "2468"
 ROOT = "<root>"  # stands for the system's root API key in Contract.call
 ROLES = ("sessions", "users", "accounts", "servers", "createserver", "audit")
 # Statuses a healthy system gives only when something outside the caller's control breaks.
-UNREACHABLE_STATUSES = {"500", "502"}
+UNREACHABLE_STATUSES = {"500", "502", "503"}
 SCENARIOS = {
     "test_meta_and_answers_outside_operations",
     "test_every_operation_refuses_missing_credentials_and_unknown_servers",

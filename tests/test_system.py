@@ -218,7 +218,7 @@ def test_admin_endpoints_report_health_and_metrics(system: RunningSystem) -> Non
     for component in ("ns", "sfs", "mc"):
         assert system.get(component, "admin", "/livez")[0] == 200
         status, ready = system.get(component, "admin", "/readyz")
-        assert status == 200 and ready["checks"] == {"database": True, "store": True}
+        assert status == 200 and ready["checks"] == {"accepting": True, "database": True, "store": True}
     _hello_works(system, "sfs")
     status, metrics = system.get("sfs", "admin", "/metrics")
     assert status == 200

@@ -71,7 +71,7 @@ def test_readiness_is_false_while_redis_is_unreachable(tmp_path: Path) -> None:
             except OSError:
                 time.sleep(0.1)
         assert status == 503, body
-        assert body["checks"] == {"database": True, "store": False}
+        assert body["checks"] == {"accepting": True, "database": True, "store": False}
         assert system.get("sfs", "admin", "/livez")[0] == 200
     finally:
         stop_system(system)

@@ -27,10 +27,12 @@ from authserver.ns.rest import v1
 from authserver.ns.rest.context import EXTENSION, NsServices
 from authserver.ns.servers import ServerRegistry
 from authserver.ns.transactions import TransactionService
+from authserver.outage import RETRY_AFTER_SECONDS, UNAVAILABLE, OutageLog
 from authserver.ratelimit import RateLimited
 from authserver.transport.json_bodies import bound_json
 
 log = logging.getLogger("nextauth.ns.api")
+_outages = OutageLog(log, "REST")
 
 
 def make_api(
@@ -62,6 +64,8 @@ def make_api(
     app.register_error_handler(ServiceError, service_error)
     app.register_error_handler(RateLimited, rate_limited)
     app.register_error_handler(HTTPException, http_error)
+    for kind in UNAVAILABLE:
+        app.register_error_handler(kind, unavailable)
     app.register_error_handler(Exception, unexpected)
     return app
 
@@ -83,6 +87,17 @@ def rate_limited(error: RateLimited) -> Any:
 def http_error(error: HTTPException) -> Any:
     code = (error.name or "error").lower().replace(" ", "_")
     return jsonify(error=code, message=error.description or error.name), error.code or 500
+
+
+def unavailable(error: Exception) -> Any:
+    _outages.failed(error)
+    response = jsonify(
+        error="unavailable",
+        message=f"The database or store is unreachable; try again in {RETRY_AFTER_SECONDS} seconds.",
+        retry_after=RETRY_AFTER_SECONDS,
+    )
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response, 503
 
 
 def unexpected(error: Exception) -> Any:

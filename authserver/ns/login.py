@@ -21,10 +21,12 @@ from sqlalchemy.orm import Session as DbSession
 
 from authserver.audit import AuditTrail
 from authserver.metrics import count_login
+from authserver.ns import browser_hub
 from authserver.ns.common import account_for, aware, b64, new_id, now, unb64
 from authserver.ns.flowstate import CurrentQR, LoginItem, PendingLogin
 from authserver.ns.servers import ServerRegistry, VirtualServer
 from authserver.operations import ChannelContext, OperationError
+from authserver.outage import UNAVAILABLE, OutageLog
 from authserver.storage.db import rowcount
 from authserver.storage.flow_models import Account, Session, User
 from authserver.storage.kv import KeyValueStore
@@ -71,6 +73,9 @@ class SessionView:
         return {key: value for key, value in self.__dict__.items() if value is not None}
 
 
+_publish_failures = OutageLog(logging.getLogger("nextauth.ns.browser"), "browser events (publish)")
+
+
 class BrowserEvents:
     """Messages for login pages: published here, delivered by whichever ns holds the page's WebSocket."""
 
@@ -78,10 +83,14 @@ class BrowserEvents:
         self._kv = kv
 
     def publish(self, hsid: str, event: str) -> None:
-        self._kv.publish(f"browser:{hsid}", event.encode("ascii"))
-
-    def channel(self, hsid: str) -> str:
-        return f"browser:{hsid}"
+        # One channel for every session: each ns holds a single subscription however many pages wait.
+        try:
+            self._kv.publish(browser_hub.CHANNEL, browser_hub.encode(hsid, event))
+        except UNAVAILABLE as exc:
+            # What happened is already stored; a store that cannot publish has also cut the pages' hub
+            # off, which catches its pages up (LOGIN) once it is back. Failing the login here would
+            # tell the phone "failed" about a login that took place.
+            _publish_failures.failed(exc)
 
 
 class LoginService:

@@ -12,7 +12,8 @@ from authserver.config import ComponentConfig, ConfigError, read_setting, second
 from authserver.metrics import instrument_flask
 from authserver.ns.access import AccessControl
 from authserver.ns.api import make_api
-from authserver.ns.browser import make_browser_app
+from authserver.ns.browser import BrowserSocketHandler, make_browser_app
+from authserver.ns.browser_hub import BrowserHub
 from authserver.ns.common import parse_trusted_sfs_keys, unbound_accounts
 from authserver.ns.enrolment import EnrolmentService
 from authserver.ns.login import LoginService
@@ -25,7 +26,6 @@ from authserver.ratelimit import describe, rule_setting
 from authserver.services.info_api import add_info_route
 from authserver.services.runtime import Component, build_component
 from authserver.storage.kv import KeyValueStore
-from authserver.transport.wsgi import NoDelayHandler
 from nextauth_core.secret_files import secret_file
 
 log = logging.getLogger("nextauth.ns")
@@ -188,10 +188,14 @@ def build(
     instrument_flask(api, "ns")
     component.add_wsgi("http", api, api=True)
     listen = config.listen["websocket"]
+    hub = BrowserHub(kv)
+    component.on_start.append(hub.start)
+    # After the listeners have drained: a page still open during the drain must still hear its login.
+    component.on_stop.insert(0, hub.stop)
     component.listeners["websocket"] = WSGIServer(
         (listen.host, listen.port),
         make_browser_app(
-            kv,
+            hub,
             servers,
             login,
             push,
@@ -200,7 +204,7 @@ def build(
             trusted_proxies=config.trusted_proxies,
         ),
         log=None,
-        handler_class=NoDelayHandler,
+        handler_class=BrowserSocketHandler,
         **component.tls_kwargs("websocket"),
     )
     component.urls["websocket"] = component.url("websocket", "ws")

@@ -26,6 +26,7 @@ from authserver.services.common import register_hello
 from authserver.storage import db
 from authserver.storage.kv import KeyValueStore, open_kv
 from authserver.storage.repository import ensure_service_key, record_device_seen
+from authserver.transport.inflight import InFlight, TrackRequests
 from authserver.transport.sigmai_endpoint import SigmaiEndpoint
 from authserver.transport.wsgi import PeerCertificateHandler
 from sigmai import PeerKey, ServerIdentity
@@ -52,15 +53,23 @@ class Component:
     limiter: RateLimiter
     listeners: dict[str, Startable] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
+    on_start: list[Callable[[], None]] = field(default_factory=list)
     on_stop: list[Callable[[], None]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)  # what a component's module wants to show or share
+    inflight: InFlight = field(default_factory=InFlight)  # sigmai channels and REST requests being served
+    draining: bool = False
 
     @property
     def name(self) -> str:
         return self.config.component
 
     def readiness_checks(self) -> dict[str, Callable[[], bool]]:
-        return {"database": lambda: db.ping(self.engine), "store": self.kv.ping}
+        # While draining, the balancer should send nothing new here: not ready, though still serving.
+        return {
+            "database": lambda: db.ping(self.engine),
+            "store": self.kv.ping,
+            "accepting": lambda: not self.draining,
+        }
 
     def ssl_context(self, endpoint: str, *, api: bool = False) -> Any:
         material = self.config.tls.get(endpoint)
@@ -87,6 +96,8 @@ class Component:
 
     def add_wsgi(self, endpoint: str, app: Any, scheme: str = "http", *, api: bool = False) -> None:
         listen = self.config.listen[endpoint]
+        if endpoint != "admin":  # probes and scrapes do not hold up a shutdown
+            app = TrackRequests(app, self.inflight)
         self.listeners[endpoint] = WSGIServer(
             (listen.host, listen.port),
             app,
@@ -97,15 +108,47 @@ class Component:
         self.urls[endpoint] = self.url(endpoint, scheme)
 
     def start(self) -> None:
+        for hook in self.on_start:
+            hook()
         for endpoint, server in self.listeners.items():
             server.start()
             if endpoint in self.urls:  # background jobs (purges) listen on nothing
                 log.info("%s %s listening on %s", self.name, endpoint, self.urls[endpoint])
 
-    def stop(self) -> None:
-        # In parallel: each listener may wait up to its grace period for open connections (a login page's
-        # WebSocket, a browser's keep-alive), and those waits should not add up.
-        gevent.joinall([gevent.spawn(server.stop, 2) for server in self.listeners.values()], timeout=5)
+    def stop(self, grace: float | None = None) -> None:
+        """Drain, then stop: accept no new connection, let channels and requests in flight finish for up
+        to ``grace`` seconds (the component's drain setting by default), then end what is left.
+
+        The admin port keeps answering meanwhile (not ready), and login pages stay connected so that a
+        login finishing during the drain still reaches its page."""
+        grace = self.config.drain_seconds if grace is None else grace
+        self.draining = True
+        others = []
+        for endpoint, server in self.listeners.items():
+            close = getattr(server, "close", None)
+            if endpoint == "admin":
+                continue
+            if close is not None:  # gevent servers: the listening socket goes, open connections stay
+                close()
+            else:  # gRPC drains by itself within its grace; purge jobs just stop
+                others.append(gevent.spawn(server.stop, grace))
+        if self.inflight.count:
+            log.info(
+                "%s: draining %d channels and requests (up to %.0f s)", self.name, self.inflight.count, grace
+            )
+        if not self.inflight.wait_idle(grace):
+            log.warning(
+                "%s: %d channels or requests still open after %.0f s: ended",
+                self.name,
+                self.inflight.count,
+                grace,
+            )
+        gevent.joinall(others, timeout=1)
+        # Stopped once only: a second gRPC stop with a shorter grace would cut what the first let finish.
+        gevent.joinall(
+            [gevent.spawn(server.stop, 1) for server in self.listeners.values() if hasattr(server, "close")],
+            timeout=3,
+        )
         for hook in self.on_stop:
             hook()
         self.kv.close()
@@ -128,6 +171,7 @@ def build_component(
     ``key_lookup`` replaces the single component key for sigmai when a component answers for several
     keys (ns: one per virtual server)."""
     engine = db.create_engine_for(config.db_uri)
+    db.wait_for(engine, config.db_wait_seconds, label=f"{config.component}: ")
     db.upgrade(engine)
     kv = open_kv(config.kv_uri, prefix=config.kv_prefix)
     identity_key = ensure_service_key(engine, config.component, configured=_configured_identity(config))
@@ -156,6 +200,7 @@ def build_component(
         idle_timeout=config.idle_timeout,
         on_handshake=seen,
         trusted_proxies=config.trusted_proxies,
+        inflight=component.inflight,
     )
     listen = config.listen["sigmai"]
     component.listeners["sigmai"] = StreamServer(

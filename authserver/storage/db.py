@@ -197,6 +197,53 @@ def _migration_lock(connection: Connection) -> Iterator[None]:
         yield
 
 
+class DatabaseUnavailable(Exception):
+    """The database did not answer within the start-up wait; the message is one line for the operator."""
+
+
+def wait_for(
+    engine: Engine, limit: float, *, label: str = "", sleep: Any = time.sleep, clock: Any = time.monotonic
+) -> None:
+    """Return once the database answers; try with growing pauses (one log line each) for ``limit`` seconds.
+
+    A database that starts after the service (compose, a rebooting host) is normal; a traceback and an
+    exit at the first refusal are not."""
+    deadline = clock() + limit
+    pause = 0.5
+    tries = 0
+    url = engine.url
+    # Where, not how: the URI itself (masked) is logged once at start already.
+    where = (
+        f"{url.database}"
+        if url.get_backend_name() == "sqlite"
+        else f"at {url.host}:{url.port or 'default port'}"
+    )
+    while True:
+        tries += 1
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception as exc:
+            from authserver.outage import describe  # outage imports redis: only needed when waiting
+
+            left = deadline - clock()
+            if left <= 0:
+                raise DatabaseUnavailable(
+                    f"{label}the database {where} did not answer within {limit:.0f} s "
+                    f"({tries} tries; last: {describe(exc)})"
+                ) from None
+            wait = min(pause, left)
+            log.warning(
+                "%swaiting for the database %s: %s; next try in %.1f s", label, where, describe(exc), wait
+            )
+            sleep(wait)
+            pause = min(pause * 2, 10.0)
+            continue
+        if tries > 1:
+            log.info("%sthe database answers", label)
+        return
+
+
 def upgrade(engine: Engine) -> None:
     """Bring the schema to the newest revision; a no-op when it is there already, so run at every start."""
     with engine.connect() as connection:

@@ -28,6 +28,10 @@ class Subscription(Protocol):
     def close(self) -> None: ...
     @property
     def closed(self) -> bool: ...
+    @property
+    def reconnects(self) -> int:
+        """How often the subscription was silently re-established; messages published meanwhile are lost."""
+        ...
 
 
 class KeyValueStore(Protocol):
@@ -71,6 +75,10 @@ class _MemorySubscription:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def reconnects(self) -> int:
+        return 0  # in the process: never lost
 
     def get(self, timeout: float | None = None) -> bytes | None:
         if self._closed:
@@ -230,10 +238,15 @@ class _RedisSubscription:
     def __init__(self, pubsub: redis.client.PubSub) -> None:
         self._pubsub = pubsub
         self._closed = False
+        self._reconnects = 0
 
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def reconnects(self) -> int:
+        return self._reconnects
 
     def get(self, timeout: float | None = None) -> bytes | None:
         if self._closed:
@@ -246,6 +259,10 @@ class _RedisSubscription:
             if message is not None and message["type"] == "message":
                 data: bytes = message["data"]
                 return data
+            if message is not None and message["type"] == "subscribe":
+                # subscribe() consumed the first confirmation: another one means redis-py lost the
+                # connection and subscribed again on a new one, so messages may have been missed.
+                self._reconnects += 1
             # Nothing, or a (un)subscribe confirmation: wait out what is left of the timeout.
             if deadline is not None and time.monotonic() >= deadline:
                 return None

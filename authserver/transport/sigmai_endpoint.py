@@ -13,7 +13,9 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from authserver.config import Network
 from authserver.operations import ChannelContext, Operations
+from authserver.outage import OutageLog
 from authserver.ratelimit import client_ip
+from authserver.transport.inflight import InFlight
 from sigmai import HandshakeComplete, MessageReceived, PeerKey, ProtocolError, ServerConnection, messages
 from sigmai.connection import KeyLookup
 from sigmai.constants import RECORD_OVERHEAD
@@ -22,6 +24,7 @@ from sigmai.websocket import WebSocket, WebSocketClosed
 log = logging.getLogger("nextauth.sigmai")
 
 _POLICY_VIOLATION = 1008
+_TRY_AGAIN_LATER = 1013
 
 HANDSHAKES = Counter(
     "nextauth_sigmai_handshakes_total", "sigmai handshakes by outcome", ["component", "outcome"]
@@ -44,6 +47,7 @@ class SigmaiEndpoint:
         idle_timeout: float = 300.0,
         on_handshake: Callable[[PeerKey], None] | None = None,
         trusted_proxies: tuple[Network, ...] = (),
+        inflight: InFlight | None = None,
     ) -> None:
         self.component = component
         self._key_lookup = key_lookup
@@ -53,9 +57,15 @@ class SigmaiEndpoint:
         self._idle_timeout = idle_timeout
         self._on_handshake = on_handshake
         self._trusted_proxies = trusted_proxies
+        self._inflight = inflight or InFlight()
+        self._hook_failures = OutageLog(log, f"{component} sigmai handshake hook")
 
     def __call__(self, sock: socket.socket, address: tuple) -> None:
         """gevent StreamServer handler: owns the socket until the channel ends."""
+        with self._inflight.track():
+            self._channel(sock, address)
+
+    def _channel(self, sock: socket.socket, address: tuple) -> None:
         ws: WebSocket | None = None
         try:
             with gevent.Timeout(self._handshake_timeout):
@@ -86,7 +96,13 @@ class SigmaiEndpoint:
             client_ip=client_ip(str(address[0]), request.forwarded_for, self._trusted_proxies),
         )
         if self._on_handshake is not None:
-            self._on_handshake(done.peer)
+            try:
+                self._on_handshake(done.peer)
+            except Exception as exc:  # a database outage: refuse this channel, keep the listener whole
+                HANDSHAKES.labels(self.component, "refused").inc()
+                self._hook_failures.failed(exc)
+                ws.close(_TRY_AGAIN_LATER)
+                return
         OPEN_CHANNELS.labels(self.component).inc()
         try:
             sock.settimeout(self._idle_timeout)
