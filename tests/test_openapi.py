@@ -213,6 +213,13 @@ def concrete(template: str, sid: str = "default") -> str:
 
 
 @pytest.fixture(scope="module")
+def system_env() -> dict[str, str]:
+    """The contract tests send a wrong key to every operation (two each): more than the default budget of
+    wrong keys per client address, whose 429 is tested in tests/test_rate_limits.py."""
+    return {"NEXTAUTH_NS_RATE_LIMIT_API_KEY_FAILURES": "1000/minute"}
+
+
+@pytest.fixture(scope="module")
 def contract(system: RunningSystem) -> Contract:
     root_key = (system.data_dir / "ns-root-api-key").read_text().strip()
     return Contract(load_document(), "127.0.0.1", system.port("ns", "http"), root_key)
