@@ -7,10 +7,10 @@ import itertools
 import json
 import os
 import re
-import urllib.parse
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
