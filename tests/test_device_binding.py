@@ -295,9 +295,10 @@ def test_ns_refuses_an_sfs_listed_without_its_attestation_key(tmp_path: Path) ->
 
 
 def test_login_page_explains_each_binding_refusal() -> None:
-    script = (Path(__file__).resolve().parents[1] / "templates" / "static" / "login.js").read_text()
+    """The page's script shows the text of a refusal by its code; the texts are the page's (translated)."""
+    page = (Path(__file__).resolve().parents[1] / "templates" / "login.html").read_text()
     for code in BINDING_REFUSALS:
-        assert f"    {code}: " in script
+        assert f'  "{code}": _(' in page
 
 
 # -- ns's rules, on the service itself ------------------------------------------------------------------

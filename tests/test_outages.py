@@ -13,6 +13,7 @@ import jsonschema
 import pytest
 import sqlalchemy.exc
 
+from authserver.audit import AuditTrail
 from authserver.ns.access import AccessControl
 from authserver.ns.api import make_api
 from authserver.ns.openapi import load_document
@@ -75,6 +76,7 @@ def test_rest_answers_503_unavailable_with_retry_after_when_the_database_is_down
         None,  # type: ignore[arg-type]
         None,  # type: ignore[arg-type]
         None,  # type: ignore[arg-type]
+        audit=AuditTrail(engine, "ns"),
     )
     client = api.test_client()
     response = client.get("/v1/servers", headers={"X-apikey": ROOT_KEY})
@@ -95,7 +97,7 @@ def test_rest_answers_503_unavailable_with_retry_after_when_the_database_is_down
 
 
 def test_rest_programming_errors_stay_500() -> None:
-    api = make_api(None, None, None, None, None, None, None)  # type: ignore[arg-type]
+    api = make_api(None, None, None, None, None, None, None, audit=None)  # type: ignore[arg-type]
     response = api.test_client().get("/v1/servers", headers={"X-apikey": ROOT_KEY})
     assert response.status_code == 500
     assert response.get_json()["error"] == "internal_error"
