@@ -120,3 +120,38 @@ class NsClient:
     def confirm_enrolment(self, enrolment_id: str, code: str) -> dict[str, Any]:
         path = f"/enrolments/{urllib.parse.quote(enrolment_id, safe='')}/confirm"
         return dict(self._call("POST", path, body={"code": code}))
+
+    # -- a person's own accounts and sessions (the "My account" pages, ``idp.web.account``) ---------------
+
+    def user_accounts(self, user_id: str) -> list[dict[str, Any]]:
+        """The user's accounts (one per enrolled phone); none when ns knows no account of theirs."""
+        try:
+            answer = self._call("GET", f"/users/{urllib.parse.quote(user_id, safe='')}")
+        except NsError as exc:
+            if exc.status == 404:
+                return []
+            raise
+        return list(answer.get("accounts", []))
+
+    def user_sessions(self, user_id: str) -> list[dict[str, Any]]:
+        """The user's sessions at ns that have neither ended nor expired."""
+        answer = self._call("GET", f"/users/{urllib.parse.quote(user_id, safe='')}/sessions")
+        return list(answer.get("sessions", []))
+
+    def end_session(self, hsid: str) -> bool:
+        """False when ns has no running session by that id (ended meanwhile)."""
+        try:
+            self._call("DELETE", f"/sessions/{urllib.parse.quote(hsid, safe='')}")
+        except NsError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def delete_account(self, account_id: str) -> None:
+        self._call("DELETE", f"/accounts/{urllib.parse.quote(account_id, safe='')}")
+
+    def create_invite(self, user_id: str, ttl: int) -> dict[str, Any]:
+        """A single-use invite for one more phone of this user; its token is shown once."""
+        path = f"/users/{urllib.parse.quote(user_id, safe='')}/invites"
+        return dict(self._call("POST", path, body={"ttl": ttl}))
