@@ -133,7 +133,7 @@ def allow_client(system: RunningSystem, browser: Browser, client: dict[str, Any]
 
 
 def consents_of(system: RunningSystem, user: str) -> list[str]:
-    return [c["client_id"] for c in idp_cli(system, "oidc-consent", "list", "--user", user)["consents"]]
+    return [c["client_id"] for c in idp_cli(system, "oidc-consent", "list", "--user", user)]
 
 
 def test_nobody_reaches_another_persons_phones_sessions_or_consents(
