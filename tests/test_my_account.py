@@ -207,12 +207,13 @@ def context(browser: Any) -> Iterator[Any]:
     opened.close()
 
 
-def log_in(page: Any, idp: str, phone: Path, path: str = "/account/") -> dict[str, Any]:
-    page.goto(f"{idp}{path}")
+def log_in(page: Any, idp: str, phone: Path) -> dict[str, Any]:
+    """From My account to the login page; the phone scans; back on My account if it could log in."""
+    page.goto(f"{idp}/account/")
     page.wait_for_selector("#qr svg")
     code, answer = run_app(phone, "scan", page.get_attribute("#qr", "data-qrdata"), "--pin", PIN)
     if code == 0:
-        page.wait_for_url(at(path), timeout=15000)
+        page.wait_for_url(at("/account/"), timeout=15000)
     return {"code": code, **answer}
 
 
@@ -237,6 +238,8 @@ def test_a_second_phone_replaces_the_first_in_the_browser(
     page.click("#add-device button")
     page.wait_for_selector("form#start")
     assert "cleo" in page.inner_text("#userid")
+    invite_link = page.url
+    assert urlsplit(invite_link).path.startswith("/enrol/")
     no_violations(axe, page)
     page.click("form#start button")
     page.wait_for_selector("#qr svg")
@@ -249,6 +252,11 @@ def test_a_second_phone_replaces_the_first_in_the_browser(
     page.wait_for_selector("#done")
     no_violations(axe, page)
     assert len(accounts_of(system, "cleo")) == 2
+    # The invite is used up: the same link now says so.
+    page.goto(invite_link)
+    page.wait_for_selector("#refused")
+    assert "used already" in page.inner_text("#refused")
+    no_violations(axe, page)
 
     # Log out, log in with the new phone, remove the first one.
     page.goto(f"{idp}/logout")
@@ -276,5 +284,6 @@ def test_a_second_phone_replaces_the_first_in_the_browser(
     page.goto(f"{idp}/logout")
     page.click("button[type=submit]")
     page.wait_for_url(at("/login"), timeout=15000)
-    assert log_in(page, idp, second, "/whoami")["code"] == 0
+    assert log_in(page, idp, second)["code"] == 0
+    assert page.locator("#current-device").count() == 1
     assert page.request.get(f"{idp}/whoami").json()["sub"] == "cleo"
