@@ -16,11 +16,17 @@ cross-site posts before that, where the browser says where it comes from.
 
 The phone that approved this very session is the one account ns names for the session; removing it is
 refused (that would be removing the phone one is holding, by mistake, and end this session too).
+
+Adding or removing a phone changes what can log in as the person, so it takes a recent approval in the
+app (``RECENT_LOGIN_SECONDS``): a browser left logged in, or a stolen session cookie, cannot enrol a phone
+of someone else's without the person's phone approving once more (the IdP's reauthentication, the same
+session with a new authentication time).
 """
 
 import hashlib
 import hmac
 import logging
+import time
 from base64 import urlsafe_b64encode
 from datetime import datetime
 from typing import Any
@@ -43,6 +49,7 @@ blueprint = Blueprint("account", __name__)
 
 HOME = "/account/"
 INVITE_SECONDS = 15 * 60  # the invite is followed at once, in this browser: a short life is enough
+RECENT_LOGIN_SECONDS = 10 * 60
 MAX_FIELD = 255
 
 # What the page says after a change (the query names one of these; nothing from the request is echoed).
@@ -51,6 +58,7 @@ DONE = {
     "session_ended": N_("The session was ended."),
     "sessions_ended": N_("Your other sessions were ended."),
     "session_gone": N_("That session had ended already."),
+    "reauthenticated": N_("Your phone confirmed it is you. Now do what you set out to do."),
     "consent_revoked": N_("Access for the application was revoked. It must ask you again."),
 }
 METHODS = {"qr": N_("QR code"), "push": N_("Request on the phone"), "app": N_("App on the phone")}
@@ -101,6 +109,10 @@ def checked_post() -> Person | Response:
         security_log.warning("a My account form without its session's token was refused")
         abort(refused(400, N_("This form has expired. Open My account again and repeat what you did.")))
     return person
+
+
+def recent(person: Person) -> bool:
+    return time.time() - person.user.auth_time <= RECENT_LOGIN_SECONDS
 
 
 def refused(status: int, message: str) -> Response:
@@ -217,6 +229,8 @@ def confirm_removal() -> Any:
     if not isinstance(person, Person):
         return person
     device = own_device(person, field("account"))
+    if not recent(person):  # back to this very page once the phone has approved again
+        return login_redirect(url_for("account.confirm_removal", account=device["id"]), reauth=True)
     page = render_template(
         "account_remove.html",
         device=device,
@@ -232,6 +246,8 @@ def remove_device() -> Any:
     if not isinstance(person, Person):
         return person
     device = own_device(person, field("account"))
+    if not recent(person):
+        return login_redirect(url_for("account.confirm_removal", account=device["id"]), reauth=True)
     services().ns.delete_account(device["id"])
     security_log.info("%s removed their account %s at My account", person.user.sub, device["id"])
     return back("device_removed")
@@ -242,6 +258,8 @@ def add_device() -> Any:
     person = checked_post()
     if not isinstance(person, Person):
         return person
+    if not recent(person):  # a GET brings the browser back: it presses the button again
+        return login_redirect(url_for("account.home", done="reauthenticated"), reauth=True)
     enrol.count_visit()  # each invite is a row at ns: counted with the invite pages
     created = services().ns.create_invite(person.user.sub, INVITE_SECONDS)
     log.info("%s made an invite %s for another phone at My account", person.user.sub, created["invite"])
