@@ -18,4 +18,7 @@ def blueprints() -> list[Blueprint]:
     from idp.saml.endpoints import blueprint as saml
 
     found.append(saml)
+    from idp.console import blueprint as console
+
+    found.append(console)
     return found

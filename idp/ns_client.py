@@ -31,9 +31,21 @@ class NsClient:
         *,
         timeout: float | None = None,
     ) -> Any:
+        server = f"/v1/servers/{urllib.parse.quote(self.server_id, safe='')}"
+        return self._request(method, server + path, headers, body, timeout=timeout)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(  # noqa: S310 - the URL comes from the IdP's configuration
-            f"{self._base}/v1/servers/{urllib.parse.quote(self.server_id, safe='')}{path}",
+            f"{self._base}{path}",
             data=data,
             method=method,
             headers={
@@ -121,37 +133,63 @@ class NsClient:
         path = f"/enrolments/{urllib.parse.quote(enrolment_id, safe='')}/confirm"
         return dict(self._call("POST", path, body={"code": code}))
 
-    # -- a person's own accounts and sessions (the "My account" pages, ``idp.web.account``) ---------------
+    # -- a person's own phones (the "My account" pages, ``idp.web.account``; sessions are below) ----------
 
     def user_accounts(self, user_id: str) -> list[dict[str, Any]]:
         """The user's accounts (one per enrolled phone); none when ns knows no account of theirs."""
         try:
-            answer = self._call("GET", f"/users/{urllib.parse.quote(user_id, safe='')}")
+            answer = self._call("GET", f"/users/{_segment(user_id)}")
         except NsError as exc:
             if exc.status == 404:
                 return []
             raise
         return list(answer.get("accounts", []))
 
-    def user_sessions(self, user_id: str) -> list[dict[str, Any]]:
-        """The user's sessions at ns that have neither ended nor expired."""
-        answer = self._call("GET", f"/users/{urllib.parse.quote(user_id, safe='')}/sessions")
-        return list(answer.get("sessions", []))
-
-    def end_session(self, hsid: str) -> bool:
-        """False when ns has no running session by that id (ended meanwhile)."""
-        try:
-            self._call("DELETE", f"/sessions/{urllib.parse.quote(hsid, safe='')}")
-        except NsError as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
-
-    def delete_account(self, account_id: str) -> None:
-        self._call("DELETE", f"/accounts/{urllib.parse.quote(account_id, safe='')}")
-
     def create_invite(self, user_id: str, ttl: int) -> dict[str, Any]:
         """A single-use invite for one more phone of this user; its token is shown once."""
-        path = f"/users/{urllib.parse.quote(user_id, safe='')}/invites"
-        return dict(self._call("POST", path, body={"ttl": ttl}))
+        return dict(self._call("POST", f"/users/{_segment(user_id)}/invites", body={"ttl": ttl}))
+
+    # -- management, for the admin console (``idp.console``); each needs a role the IdP's key may lack --
+
+    def servers(self) -> list[dict[str, Any]]:
+        return list(self._request("GET", "/v1/servers").get("servers", []))
+
+    def update_server(self, server_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._request("PATCH", f"/v1/servers/{_segment(server_id)}", body=changes))
+
+    def accounts(self, *, user: str = "", sort: str = "userid", offset: int = 0, limit: int = 50) -> Any:
+        query = urllib.parse.urlencode({"user": user, "sort": sort, "offset": offset, "limit": limit})
+        return self._call("GET", f"/accounts?{query}")
+
+    def block_account(self, account_id: str, blocked: bool) -> None:
+        self._call("POST", f"/accounts/{_segment(account_id)}/{'block' if blocked else 'unblock'}")
+
+    def delete_account(self, account_id: str) -> None:
+        self._call("DELETE", f"/accounts/{_segment(account_id)}")
+
+    def user_sessions(self, user_id: str) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"/users/{_segment(user_id)}/sessions").get("sessions", []))
+
+    def end_session(self, hsid: str) -> bool:
+        try:
+            return bool(self._call("DELETE", f"/sessions/{_segment(hsid)}").get("loggedout"))
+        except NsError as exc:
+            if exc.status == 404:  # ended meanwhile: what the caller wanted
+                return False
+            raise
+
+    def api_keys(self) -> list[dict[str, Any]]:
+        return list(self._request("GET", "/v1/apikeys").get("apikeys", []))
+
+    def create_api_key(self, name: str, roles: list[str], server: str | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name, "roles": roles}
+        if server:
+            body["server"] = server
+        return dict(self._request("POST", "/v1/apikeys", body=body))
+
+    def revoke_api_key(self, key_id: int) -> None:
+        self._request("DELETE", f"/v1/apikeys/{int(key_id)}")
+
+
+def _segment(value: str) -> str:
+    return urllib.parse.quote(value, safe="")

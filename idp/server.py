@@ -27,6 +27,7 @@ from authserver.ratelimit import RateLimiter, Rule, trusted_proxies_setting
 from authserver.storage import db
 from authserver.storage.kv import open_kv
 from idp.admin import make_idp_admin_app
+from idp.branding import Branding, load_branding
 from idp.context import IdpServices
 from idp.directory import Directory
 from idp.forwardauth import settings as forward_auth_settings
@@ -50,6 +51,8 @@ FLAGS = (
     "DB_URI", "KV_URI", "KV_PREFIX", "COOKIE_DOMAIN", "SESSION_SECONDS", "NS_CHECK_SECONDS",
     "TRUSTED_PROXIES", "LOG_LEVEL", "TEMPLATES_DIR", "OIDC_REQUIRE_PAR",
     "OIDC_PAIRWISE_SECRET", "ADMIN_API_KEY", "DEVICE_CODE_SECONDS", "ADMIN_PORT",
+    "BRAND_NAME", "BRAND_LOGO", "BRAND_COLOR", "BRAND_COLOR_DARK", "HELP_URL", "HELP_TEXT",
+    "ADMIN_GROUP", "HELPDESK_GROUP",
 )  # fmt: skip
 # The admin port (/livez, /readyz, /metrics): 9613 like the components' in a container of its own; in
 # `nextauth all` the one after the three components' (9613 to 9615).
@@ -92,6 +95,10 @@ class IdpSettings:
     oidc_require_par: bool = False
     device_code_seconds: int = 600
     admin_listen: Listen | None = None
+    branding: Branding = field(default_factory=Branding)
+    # Directory groups the admin console (/admin/) admits: everything, and the help desk's share.
+    admin_group: str = "nextauth-admins"
+    helpdesk_group: str = "nextauth-helpdesk"
 
 
 def load_settings(
@@ -196,7 +203,19 @@ def load_settings(
         oidc_require_par=_flag(PREFIX + "OIDC_REQUIRE_PAR", get("OIDC_REQUIRE_PAR", required=False)),
         device_code_seconds=device_code_seconds,
         admin_listen=admin_listen,
+        branding=load_branding(lambda flag: get(flag, required=False)),
+        admin_group=_group("ADMIN_GROUP", get("ADMIN_GROUP", required=False), "nextauth-admins"),
+        helpdesk_group=_group("HELPDESK_GROUP", get("HELPDESK_GROUP", required=False), "nextauth-helpdesk"),
     )
+
+
+def _group(flag: str, value: str | None, default: str) -> str:
+    """A group name as the directory stores them (``idp.directory``): what ``nextauth user set --groups``
+    could have put there, or no one would ever be admitted."""
+    text = default if value is None else value.strip()
+    if not text or len(text) > 100 or any(c in text for c in ",\r\n"):
+        raise ConfigError(f"{PREFIX}{flag}: a group name, 1 to 100 characters without commas")
+    return text
 
 
 def _admin_listen(value: str | None, listen: Listen, embedded: bool) -> Listen | None:
@@ -265,6 +284,9 @@ def build_services(settings: IdpSettings) -> IdpServices:
             settings.trusted_proxies,
         ),
         device_code_seconds=settings.device_code_seconds,
+        branding=settings.branding,
+        admin_group=settings.admin_group,
+        helpdesk_group=settings.helpdesk_group,
     )
 
 

@@ -8,11 +8,16 @@ reads; the plugin fetches the list of ended sessions.
 
 If the shared store loses its contents (Redis restarted without persistence) the marks come back from the
 database before the next check trusts the store again.
+
+A token whose signature checked out is remembered (``VERIFIED_SECONDS``, never past its ``exp``), so the
+requests of one browser cost one signature check per few minutes, not one each; whether the session has
+ended is still asked every time, so logging out takes effect at once.
 """
 
 import json
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +43,8 @@ TOKEN_TYPE = "nextauth-session+jwt"  # noqa: S105 - a JWS "typ", not a secret
 ENDED_PREFIX = "idp:ended:"
 LOADED_MARK = "idp:ended-loaded"
 MARK_CHECK_SECONDS = 5.0
+VERIFIED_SECONDS = 300.0
+VERIFIED_MAX = 10_000  # tokens remembered at most; beyond, the memory starts over
 
 # RFC 8176 authentication method references for what the app checked.
 SECOND_FACTOR_AMR = {"pin": "pin", "biometric": "bio"}
@@ -85,6 +92,8 @@ class SessionManager:
         self.lifetime = lifetime
         self._clock = clock
         self._mark_checked_at = float("-inf")
+        self._verified: dict[str, tuple[float, dict[str, Any]]] = {}  # token -> (until, claims)
+        self._verified_lock = threading.Lock()
         self.on_end: list[Callable[[str], None]] = []  # called with the sid of every session that ends
 
     # -- starting and reading ------------------------------------------------------------------------
@@ -179,6 +188,22 @@ class SessionManager:
 
     def verify_signature(self, token: str) -> dict[str, Any] | None:
         """Signature, issuer, audience, type and lifetime; not whether the session has ended since."""
+        now = self._clock()
+        with self._verified_lock:
+            known = self._verified.get(token)
+        if known is not None and now < known[0]:
+            return dict(known[1])
+        claims = self._checked_claims(token)
+        if claims is not None:
+            until = min(float(claims["exp"]), now + VERIFIED_SECONDS)
+            with self._verified_lock:
+                if len(self._verified) >= VERIFIED_MAX:
+                    self._verified.clear()
+                self._verified[token] = (until, claims)
+            return dict(claims)
+        return None
+
+    def _checked_claims(self, token: str) -> dict[str, Any] | None:
         try:
             decoded = jwt.decode(token, self._key_for, algorithms=["Ed25519"])
         except (JoseError, ValueError, KeyError):

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 SETTINGS_DOC = "docs/configuration.md"
+AUDIT_DRAIN_SECONDS = 10.0
 COMPONENTS = ("ns", "sfs", "mc")
-ROLES = ("sessions", "users", "accounts", "servers", "createserver", "root")
+ROLES = ("sessions", "users", "accounts", "servers", "createserver", "audit", "root")
 
 # name -> help; the IdP's administration commands (idp.commands) are listed after these.
 COMMANDS: dict[str, str] = {
@@ -29,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "apikey": "API keys for the ns REST API: create (printed once), list, revoke",
     "clientcert": "client certificates for the ns REST API: add, list, revoke",
     "invite": "invites with which people enrol their own phone: create (printed once), revoke",
+    "audit": "the audit trail in ns's database: list events, oldest first",
 }
 IDP_COMMANDS: dict[str, str] = {
     "user": "the IdP's user directory: names, e-mail addresses, groups",
@@ -103,6 +105,16 @@ def _add_command(commands: Any, name: str) -> None:
         _access_arguments(command, certificate=name == "clientcert")
     elif name == "invite":
         _invite_arguments(command)
+    elif name == "audit":
+        actions = command.add_subparsers(dest="action", metavar="action", required=True)
+        listed = actions.add_parser("list", help="events oldest first, as JSON (the REST API's page)")
+        listed.add_argument("--user", help="only events about this user id")
+        listed.add_argument("--type", action="append", help="only this type (login.failed); repeatable")
+        listed.add_argument("--server", help="only events of this virtual server")
+        listed.add_argument("--since", help="from this ISO 8601 time on (UTC without a zone)")
+        listed.add_argument("--until", help="before this ISO 8601 time")
+        listed.add_argument("--limit", type=int, default=100, help="at most this many (1 to 1000)")
+        listed.add_argument("--cursor", type=int, help="the next_cursor of the previous page")
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
@@ -123,21 +135,30 @@ def _roles(text: str | None) -> list[str]:
 
 def _access(args: argparse.Namespace) -> int:
     """REST access from the command line: the first key of a deployment must come from somewhere."""
+    from authserver.audit import AuditTrail
+    from authserver.audit import settings as audit_settings
     from authserver.ns.access import AccessControl
     from authserver.storage import db
     from nextauth.services import load
 
     (config,) = load(["ns"], os.environ, "standalone")
+    trail_sinks = audit_settings.sinks("ns", os.environ)
     engine = db.create_engine_for(config.db_uri)
     db.upgrade(engine)
-    access = AccessControl(engine, "ns", None)
+    trail = AuditTrail(engine, "ns", sinks=trail_sinks)
+    trail.start()
+    access = AccessControl(engine, "ns", None, trail)
     certificate = args.command == "clientcert"
     try:
         result: Any
         if args.action == "list":
             result = access.list_certificates(args.server) if certificate else access.list_keys(args.server)
         elif args.action == "revoke":
-            revoked = access.revoke_certificate(args.id) if certificate else access.revoke_key(args.id)
+            revoked = (
+                access.revoke_certificate(args.id)
+                if certificate
+                else access.revoke_key(args.id, actor="command line")
+            )
             result = {"revoked": revoked}
             if not revoked:
                 sys.stderr.write(
@@ -161,12 +182,17 @@ def _access(args: argparse.Namespace) -> int:
                 result = {
                     "name": args.name,
                     "roles": roles,
-                    "api_key": access.create_key(args.name, roles, args.server),
+                    "api_key": access.create_key(args.name, roles, args.server, actor="command line"),
                 }
     except (ValueError, OSError) as exc:
         sys.stderr.write(f"nextauth {args.command}: {exc}\n")
         return 2
     finally:
+        # The audit events of this command go to the sinks before it exits (the servers' sinks would
+        # never see them).
+        if not trail.drain(AUDIT_DRAIN_SECONDS):
+            sys.stderr.write(f"nextauth {args.command}: an audit sink did not answer; the event is stored\n")
+        trail.stop(1)
         engine.dispose()
     sys.stdout.write(json.dumps(result, default=str) + "\n")
     return 0
@@ -215,6 +241,52 @@ def _invite(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from authserver.audit import EVENT_TYPES, TYPE_PREFIX, AuditTrail
+    from authserver.storage import db
+    from nextauth.services import load
+
+    def moment(flag: str, value: str | None) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(f"{flag}: an ISO 8601 time such as 2026-12-05T08:00:00Z") from exc
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+    try:
+        types = [t.strip() for value in args.type or () for t in value.split(",") if t.strip()]
+        unknown = [t for t in types if t.removeprefix(TYPE_PREFIX) not in EVENT_TYPES]
+        if unknown:
+            raise ValueError(f"--type: no such event type {unknown[0]!r} (see docs/operations.md)")
+        if not 1 <= args.limit <= 1000:
+            raise ValueError("--limit: from 1 to 1000")
+        since, until = moment("--since", args.since), moment("--until", args.until)
+    except ValueError as exc:
+        sys.stderr.write(f"nextauth audit: {exc}\n")
+        return 2
+    (config,) = load(["ns"], os.environ, "standalone")
+    engine = db.create_engine_for(config.db_uri)
+    try:
+        db.upgrade(engine)
+        events, cursor = AuditTrail(engine, "ns").query(
+            types=types,
+            subject=args.user,
+            server_id=args.server,
+            since=since,
+            until=until,
+            limit=args.limit,
+            after=args.cursor,
+        )
+    finally:
+        engine.dispose()
+    sys.stdout.write(json.dumps({"events": events, "next_cursor": cursor}) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
@@ -229,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
             return _access(args)
         if args.command == "invite":
             return _invite(args)
+        if args.command == "audit":
+            return _audit(args)
         from nextauth.services import load, run
 
         if args.command == "all":

@@ -45,7 +45,7 @@ def test_help_and_version_import_no_service() -> None:
     probe = (
         "import sys\n"
         "from nextauth import cli\n"
-        "for argv in (['--help'], ['--version'], ['apikey', '--help']):\n"
+        "for argv in (['--help'], ['--version'], ['apikey', '--help'], ['audit', 'list', '--help']):\n"
         "    try:\n"
         "        cli.main(argv)\n"
         "    except SystemExit:\n"
@@ -93,6 +93,26 @@ def test_api_keys_listed_without_secret_and_revoked(tmp_path: Path) -> None:
     assert grant is not None and grant.roles == {"users", "accounts"}
     assert ok(tmp_path, "apikey", "list")[0]["revoked_at"] is not None
     engine.dispose()
+
+
+def test_audit_list_shows_key_changes_made_here(tmp_path: Path) -> None:
+    made = ok(tmp_path, "apikey", "--name", "siem", "--roles", "audit")
+    key_id = str(ok(tmp_path, "apikey", "list")[0]["id"])
+    ok(tmp_path, "apikey", "revoke", key_id)
+    listed = ok(tmp_path, "audit", "list")
+    assert [(e["type"], e["actor"], e["data"]) for e in listed["events"]] == [
+        ("io.nextauth.apikey.created", "command line", {"key": key_id, "name": "siem", "roles": ["audit"]}),
+        ("io.nextauth.apikey.revoked", "command line", {"key": key_id, "name": "siem"}),
+    ]
+    assert made["api_key"] not in json.dumps(listed)
+    only = ok(tmp_path, "audit", "list", "--type", "apikey.revoked", "--since", "2000-01-01T00:00:00")
+    assert [e["type"] for e in only["events"]] == ["io.nextauth.apikey.revoked"]
+    assert ok(tmp_path, "audit", "list", "--user", "nobody") == {"events": [], "next_cursor": None}
+    page = ok(tmp_path, "audit", "list", "--limit", "1")
+    assert len(page["events"]) == 1 and page["next_cursor"] is not None
+    for bad in (("--type", "login.maybe"), ("--since", "yesterday"), ("--limit", "0")):
+        done = run_cli(tmp_path, "audit", "list", *bad)
+        assert done.returncode == 2 and bad[0] in done.stderr
 
 
 def test_api_key_needs_name_and_roles(tmp_path: Path) -> None:

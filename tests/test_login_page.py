@@ -124,8 +124,42 @@ def test_a_code_that_cannot_be_renewed_says_so(system: RunningSystem, browser: o
     page.clock.run_for(12_000)
     playwright_api.expect(page.locator("#qr")).to_be_hidden(timeout=10000)
     playwright_api.expect(page.locator("#expiry")).to_contain_text("expired", timeout=10000)
-    playwright_api.expect(page.locator("#status")).to_contain_text("could not be renewed", timeout=10000)
+    playwright_api.expect(page.locator("#status")).to_contain_text("could not be fetched yet", timeout=10000)
     assert page.inner_text("#qr-text") == ""
+    # The network comes back: the page keeps asking by itself and shows a live code again.
+    page.unroute("**/login/qr")
+    page.clock.run_for(35_000)
+    playwright_api.expect(page.locator("#qr svg")).to_be_visible(timeout=10000)
+    playwright_api.expect(page.locator("#status")).to_contain_text("Waiting for your phone", timeout=10000)
+    assert page.text_content("#qr-text") == page.get_attribute("#qr", "data-qrdata")
+    page.close()
+
+
+def test_the_page_comes_back_after_the_login_service_was_away(
+    system: RunningSystem, browser: object, page_phone: Path
+) -> None:
+    """ns unreachable for a while (its WebSocket refused four times): the page says it is reconnecting,
+    comes back by itself, and a login approved on the phone then goes through."""
+    page = browser.new_page()  # type: ignore[attr-defined]
+    refused = {"count": 0}
+
+    def websocket(route: object) -> None:
+        if refused["count"] < 4:
+            refused["count"] += 1
+            route.close()  # type: ignore[attr-defined]
+        else:
+            route.connect_to_server()  # type: ignore[attr-defined]
+
+    page.route_web_socket(lambda _url: True, websocket)  # the page opens one socket: to ns
+    page.goto(f"http://127.0.0.1:{system.port('idp', 'http')}/login?next=/whoami")
+    page.wait_for_selector("#qr svg")
+    playwright_api.expect(page.locator("#status")).to_contain_text("Reconnecting", timeout=15000)
+    playwright_api.expect(page.locator("#status")).to_contain_text("Waiting for your phone", timeout=30000)
+    assert refused["count"] == 4
+    code, answer = run_app(page_phone, "scan", page.get_attribute("#qr", "data-qrdata"), "--pin", PIN)
+    assert code == 0, answer
+    page.wait_for_url(at_whoami, timeout=15000)
+    assert page.request.get(page.url).json()["sub"] == "paula"
     page.close()
 
 

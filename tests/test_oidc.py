@@ -154,6 +154,8 @@ def log_in(
     )
     response = browser.follow(browser.get(request.request(rp.authorization_endpoint)))
     if response.status_code == 200 and "data-qrdata" in response.text:
+        # Who asks: the client's registered name, on the page (and, through ns, on the phone).
+        assert "<h1>Log in to Example RP</h1>" in response.text
         response = browser.approve_on_phone(response, phone)
     assert response.status_code == 302, response.text[:300]
     answer = rp.parse_response(

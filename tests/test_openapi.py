@@ -30,7 +30,7 @@ from tests.fixtures.system import REPO, RunningSystem, run_app
 
 PIN = "2468"
 ROOT = "<root>"  # stands for the system's root API key in Contract.call
-ROLES = ("sessions", "users", "accounts", "servers", "createserver")
+ROLES = ("sessions", "users", "accounts", "servers", "createserver", "audit")
 # Statuses a healthy system gives only when something outside the caller's control breaks.
 UNREACHABLE_STATUSES = {"500", "502"}
 SCENARIOS = {
@@ -48,6 +48,7 @@ SCENARIOS = {
     "test_login_context_and_refusals",
     "test_accounts",
     "test_account_listing_and_move",
+    "test_audit_events",
     "test_openapi_routes_on_a_bare_app",
 }
 
@@ -231,6 +232,7 @@ def role_keys(system: RunningSystem) -> dict[str, str]:
     keys = {role: _create_key(system, f"only-{role}", role) for role in ROLES}
     keys["sessions@default"] = _create_key(system, "default-sessions", "sessions", "default")
     keys["servers@default"] = _create_key(system, "default-servers", "servers,createserver", "default")
+    keys["audit@default"] = _create_key(system, "default-audit", "audit", "default")
     return keys
 
 
@@ -274,7 +276,7 @@ def test_document_is_valid_openapi_3_1() -> None:
 def test_document_has_the_routes_of_the_flask_app() -> None:
     """Every route the API registers is documented, and nothing else is (``/info`` comes from
     ``add_info_route``, which needs a running component, so it is added by hand)."""
-    app = make_api(None, None, None, None, None, None, None)  # type: ignore[arg-type]  # routes only
+    app = make_api(None, None, None, None, None, None, None, audit=None)  # type: ignore[arg-type]  # routes only
     add_openapi_routes(app)
     routes = {
         (method, re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule))
@@ -914,6 +916,31 @@ def test_account_listing_and_move(contract: Contract, phone: Path) -> None:
         413, "request_entity_too_large", "POST", f"{accounts}/{made[2]}/move", body={"userid": "x" * 70_000}
     )
     contract.error(404, "not_found", "POST", f"{accounts}/no-such-account/move", body={"userid": "lister-z"})
+
+
+def test_audit_events(contract: Contract, phone: Path, role_keys: dict[str, str]) -> None:
+    account = enrol(contract, phone, "berta")
+    contract.expect(200, "POST", f"/v1/servers/default/accounts/{account}/block")
+    path = "/v1/audit-events"
+    blocked = contract.expect(
+        200, "GET", path, key=role_keys["audit"], query={"type": "account.blocked", "user": "berta"}
+    )
+    assert [e["data"] for e in blocked["events"]] == [{"account": account}]
+    assert blocked["events"][0]["actor"] == "root (configured)" and blocked["next_cursor"] is None
+    first = contract.expect(200, "GET", path, query={"limit": "1"})
+    assert len(first["events"]) == 1 and first["next_cursor"] is not None
+    after = contract.expect(200, "GET", path, query={"limit": "1", "cursor": str(first["next_cursor"])})
+    assert after["events"][0]["cursor"] > first["events"][0]["cursor"]
+    for query in (
+        {"type": "no.such.type"},
+        {"since": "yesterday"},
+        {"limit": "0"},
+        {"limit": "1001"},
+        {"cursor": "-1"},
+    ):
+        contract.error(400, "bad_request", "GET", path, query=query)
+    refused = contract.error(403, "forbidden", "GET", path, key=role_keys["audit@default"])
+    assert "limited to one server" in refused["message"]
 
 
 # -- the document as served ----------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 A request names its key in ``X-apikey``. The key's SHA-256 is looked up (a short in-memory cache keeps
 the database off the hot path; a revoked key stops working within ``CACHE_SECONDS``). Roles follow the
-original product: ``sessions``, ``users``, ``accounts``, ``servers``, ``createserver`` and ``root``.
+original product: ``sessions``, ``users``, ``accounts``, ``servers``, ``createserver`` and ``root``; and
+``audit``, which reads the audit trail and nothing else.
 """
 
 import hashlib
@@ -19,6 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from authserver.audit import AuditTrail
 from authserver.ns.common import b64
 from authserver.ratelimit import RateLimiter, Rule, client_key
 from authserver.storage.flow_models import ApiKey, ClientCertificate
@@ -26,7 +28,7 @@ from authserver.storage.models import utcnow
 
 log = logging.getLogger("nextauth.security")
 
-ROLES = ("sessions", "users", "accounts", "servers", "createserver", "root")
+ROLES = ("sessions", "users", "accounts", "servers", "createserver", "audit", "root")
 CACHE_SECONDS = 5.0
 
 
@@ -66,8 +68,11 @@ def key_hash(api_key: str) -> str:
 
 
 class AccessControl:
-    def __init__(self, engine: Engine, component: str, root_api_key: str | None) -> None:
+    def __init__(
+        self, engine: Engine, component: str, root_api_key: str | None, audit: AuditTrail | None = None
+    ) -> None:
         self._engine = engine
+        self.audit = audit if audit is not None else AuditTrail(engine, component)
         self._component = component
         self._root_hash = key_hash(root_api_key) if root_api_key else None
         self._cache: dict[str, tuple[float, Grant | None]] = {}
@@ -88,15 +93,18 @@ class AccessControl:
         grant = self.authenticate(api_key)
         if grant is None:
             log.warning("API key refused (unknown, revoked or malformed) from client %s", client or "?")
+            self.audit.record("apikey.refused", data={"client": client or None})
             if self._limiter is not None:
                 self._limiter.count(self._failures, client_key(client))
         return grant
 
-    def create_key(self, name: str, roles: list[str], server_id: str | None = None) -> str:
-        return self.create_key_with_id(name, roles, server_id)[1]
+    def create_key(
+        self, name: str, roles: list[str], server_id: str | None = None, *, actor: str | None = None
+    ) -> str:
+        return self.create_key_with_id(name, roles, server_id, actor=actor)[1]
 
     def create_key_with_id(
-        self, name: str, roles: list[str], server_id: str | None = None
+        self, name: str, roles: list[str], server_id: str | None = None, *, actor: str | None = None
     ) -> tuple[int, str]:
         """A new key: its id (for list and revoke) and the key itself, which is never stored."""
         unknown = set(roles) - set(ROLES)
@@ -114,6 +122,12 @@ class AccessControl:
             db.add(row)
             db.commit()
         log.warning("API key %s (%s) created with roles %s", row.id, name, ",".join(sorted(roles)))
+        self.audit.record(
+            "apikey.created",
+            server_id=server_id,
+            actor=actor,
+            data={"key": str(row.id), "name": name, "roles": sorted(roles)},
+        )
         return row.id, api_key
 
     def add_certificate(
@@ -146,7 +160,7 @@ class AccessControl:
                 query = query.where(ApiKey.server_id == server_id)
             return [_listing(row) for row in db.scalars(query)]
 
-    def revoke_key(self, key_id: str) -> bool:
+    def revoke_key(self, key_id: str, *, actor: str | None = None) -> bool:
         """Revoke by id; False if there is no such live key. Other processes see it within CACHE_SECONDS."""
         if not key_id.isdigit():
             raise ValueError(f"API key id {key_id!r}: a number (see list)")
@@ -155,10 +169,13 @@ class AccessControl:
             if row is None or row.component != self._component or row.revoked_at is not None:
                 return False
             row.revoked_at = utcnow()
-            digest, name = row.key_hash, row.name
+            digest, name, server_id = row.key_hash, row.name, row.server_id
         with self._lock:
             self._cache.pop(digest, None)
         log.warning("API key %s (%s) revoked", key_id, name)
+        self.audit.record(
+            "apikey.revoked", server_id=server_id, actor=actor, data={"key": key_id, "name": name}
+        )
         return True
 
     def list_certificates(self, server_id: str | None = None) -> list[dict[str, object]]:

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
+from authserver.audit import AuditTrail
 from authserver.ns.errors import ServiceError
 from authserver.storage.db import rowcount
 from authserver.storage.flow_models import Account, User
@@ -46,8 +47,14 @@ def _described(row: Account, user_id: str | None) -> dict[str, Any]:
 
 
 class AccountService:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, audit: AuditTrail | None = None) -> None:
         self._engine = engine
+        self.audit = audit if audit is not None else AuditTrail(engine, "ns")
+
+    def _user_of(self, db: Session, account_id: str) -> str | None:
+        return db.scalar(
+            select(User.user_id).join(Account, Account.user_pk == User.id).where(Account.id == account_id)
+        )
 
     def user_accounts(self, server_id: str, user_id: str) -> list[dict[str, Any]]:
         """The active accounts of one user of this server (none: an empty list)."""
@@ -71,7 +78,9 @@ class AccountService:
                 for row in rows
             ]
 
-    def set_blocked(self, server_id: str, account_id: str, blocked: bool) -> None:
+    def set_blocked(
+        self, server_id: str, account_id: str, blocked: bool, *, actor: str | None = None
+    ) -> None:
         with Session(self._engine, expire_on_commit=False) as db:
             result = db.execute(
                 update(Account)
@@ -79,16 +88,28 @@ class AccountService:
                 .values(blocked=blocked)
             )
             db.commit()
+            user_id = self._user_of(db, account_id)
         if not rowcount(result):
             raise ServiceError(404, "not_found", "No such account.")
+        self.audit.record(
+            "account.blocked" if blocked else "account.unblocked",
+            subject=user_id,
+            server_id=server_id,
+            actor=actor,
+            data={"account": account_id},
+        )
 
-    def delete(self, server_id: str, account_id: str) -> None:
+    def delete(self, server_id: str, account_id: str, *, actor: str | None = None) -> None:
         with Session(self._engine, expire_on_commit=False) as db:
             account = db.get(Account, account_id)
             if account is None or account.server_id != server_id:
                 raise ServiceError(404, "not_found", "No such account.")
+            user_id = self._user_of(db, account_id)
             db.delete(account)
             db.commit()
+        self.audit.record(
+            "account.deleted", subject=user_id, server_id=server_id, actor=actor, data={"account": account_id}
+        )
 
     def list_accounts(self, server_id: str, query: AccountQuery) -> dict[str, Any]:
         """One page of the server's active accounts, filtered and sorted; ``total`` counts every match."""
@@ -125,16 +146,28 @@ class AccountService:
             "next_offset": following if following < (total or 0) else None,
         }
 
-    def move(self, server_id: str, account_id: str, user_id: str) -> dict[str, Any]:
+    def move(
+        self, server_id: str, account_id: str, user_id: str, *, actor: str | None = None
+    ) -> dict[str, Any]:
         """Give the account to ``user_id`` (canonical form) on the same server, creating that user if new."""
         with Session(self._engine, expire_on_commit=False) as db, db.begin():
             account = db.get(Account, account_id)
             if account is None or account.server_id != server_id or not account.active:
                 raise ServiceError(404, "not_found", "No such account.")
+            previous = db.get(User, account.user_pk) if account.user_pk is not None else None
+            from_user = previous.user_id if previous is not None else None
             user = db.scalar(select(User).where(User.server_id == server_id, User.user_id == user_id))
             if user is None:
                 user = User(server_id=server_id, user_id=user_id)
                 db.add(user)
                 db.flush()
             account.user_pk = user.id
-            return _described(account, user_id)
+            moved = _described(account, user_id)
+        self.audit.record(
+            "account.moved",
+            subject=user_id,
+            server_id=server_id,
+            actor=actor,
+            data={"account": account_id, "from_user": from_user},
+        )
+        return moved

@@ -15,6 +15,7 @@ from flask import Flask, jsonify, request
 from sqlalchemy import Engine
 from werkzeug.exceptions import HTTPException
 
+from authserver.audit import AuditTrail
 from authserver.config import Network
 from authserver.ns.access import AccessControl
 from authserver.ns.accounts import AccountService
@@ -41,6 +42,8 @@ def make_api(
     push: PushLoginService,
     transactions: TransactionService,
     trusted_proxies: tuple[Network, ...] = (),
+    *,
+    audit: AuditTrail,
 ) -> Flask:
     app = bound_json(Flask("nextauth-ns"))
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
@@ -51,7 +54,8 @@ def make_api(
         enrolment=enrolment,
         push=push,
         transactions=transactions,
-        accounts=AccountService(engine),
+        accounts=AccountService(engine, audit),
+        audit=audit,
         trusted_proxies=trusted_proxies,
     )
     app.register_blueprint(v1)

@@ -71,7 +71,7 @@ class EnrolmentService:
 
     # -- the application's side (REST) -----------------------------------------------------------------
 
-    def create(self, server: VirtualServer, user_id: str) -> dict[str, Any]:
+    def create(self, server: VirtualServer, user_id: str, *, actor: str | None = None) -> dict[str, Any]:
         try:
             user_id = userids.normalise(user_id)
         except userids.UserIdError as exc:
@@ -89,6 +89,13 @@ class EnrolmentService:
             db.commit()
             db.refresh(enrolment)
         count_enrolment("started")
+        self._login.audit.record(
+            "enrolment.started",
+            subject=user_id,
+            server_id=server.id,
+            actor=actor,
+            data={"enrolment": enrolment.id},
+        )
         payload = QRPayload(
             kind="enrol",
             server_id=server.id,
@@ -122,7 +129,9 @@ class EnrolmentService:
             "expires_at": aware(row.expires_at).isoformat(),
         }
 
-    def confirm(self, server: VirtualServer, enrolment_id: str, code: Any) -> dict[str, Any]:
+    def confirm(
+        self, server: VirtualServer, enrolment_id: str, code: Any, *, actor: str | None = None
+    ) -> dict[str, Any]:
         if not isinstance(code, str) or not code.isdigit() or len(code) != 6:
             raise ServiceError(400, "bad_request", "code must be the six digits the phone shows.")
         with Session(self._engine, expire_on_commit=False) as db:
@@ -170,6 +179,13 @@ class EnrolmentService:
             db.execute(update(Enrolment).where(Enrolment.id == row.id).values(state="completed"))
             db.commit()
             count_enrolment("done")
+            self._login.audit.record(
+                "enrolment.completed",
+                subject=row.user_id,
+                server_id=server.id,
+                actor=actor,
+                data={"account": row.account_id, "enrolment": row.id},
+            )
             return {
                 "enrolment": row.id,
                 "state": "completed",

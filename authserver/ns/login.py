@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session as DbSession
 
+from authserver.audit import AuditTrail
 from authserver.metrics import count_login
 from authserver.ns.common import account_for, aware, b64, new_id, now, unb64
 from authserver.ns.flowstate import CurrentQR, LoginItem, PendingLogin
@@ -94,6 +95,7 @@ class LoginService:
         *,
         qr_ttl: float = 60.0,
         session_ttl: float = 8 * 3600.0,
+        audit: AuditTrail | None = None,
     ) -> None:
         self._engine = engine
         self._kv = kv
@@ -103,6 +105,7 @@ class LoginService:
         self._qr_ttl = qr_ttl
         self._session_ttl = session_ttl
         self.events = BrowserEvents(kv)
+        self.audit = audit if audit is not None else AuditTrail(engine, "ns")
 
     # -- the application's side (REST) -----------------------------------------------------------------
 
@@ -215,6 +218,13 @@ class LoginService:
 
     def logout(self, server_id: str, hsid: str, ended_by: str) -> bool:
         with DbSession(self._engine, expire_on_commit=False) as db:
+            ending = list(
+                db.execute(
+                    select(Session.id, Session.account_id, Session.user_id).where(
+                        Session.hsid == hsid, Session.server_id == server_id, Session.ended_at.is_(None)
+                    )
+                )
+            )
             result = db.execute(
                 update(Session)
                 .where(Session.hsid == hsid, Session.server_id == server_id, Session.ended_at.is_(None))
@@ -223,7 +233,35 @@ class LoginService:
             db.commit()
         if rowcount(result):
             self.events.publish(hsid, "LOGOUT")
+            for _, account_id, user_id in ending:
+                self.audit.record(
+                    "session.ended",
+                    subject=user_id,
+                    server_id=server_id,
+                    actor=ended_by,
+                    data={"account": account_id, "session": hsid, "ended_by": ended_by},
+                )
         return bool(rowcount(result))
+
+    def record_login_failed(
+        self, server_id: str, hsid: str | None, reason: str, *, account_id: str | None = None
+    ) -> None:
+        """The audit event of a refused login, naming the user when the account is known."""
+        user_id = None
+        if account_id is not None:
+            with DbSession(self._engine) as db:
+                user_id = db.scalar(
+                    select(User.user_id)
+                    .join(Account, Account.user_pk == User.id)
+                    .where(Account.id == account_id)
+                )
+        self.audit.record(
+            "login.failed",
+            subject=user_id,
+            server_id=server_id,
+            actor="phone",
+            data={"account": account_id, "session": hsid, "reason": reason},
+        )
 
     def _current_qr(self, server: VirtualServer, hsid: str, browser: dict[str, str]) -> CurrentQR:
         """One live QR per session; a fresh one once the old is used or has under ``renew_before`` to live."""
@@ -291,14 +329,21 @@ class LoginService:
         except OperationError as exc:
             if exc.code == "blocked":  # tell the page why nothing happens (the code stays usable)
                 peeked = self._kv.get(f"qr:{qr_id}")
-                if peeked is not None:
+                if peeked is not None:  # a live code: a login was under way
                     blocked = LoginItem.from_json(peeked)
                     self.events.publish(blocked.hsid, "CANCEL blocked")
                     count_login(blocked.method, "locked")
+                    self.record_login_failed(
+                        server.id,
+                        blocked.hsid,
+                        "blocked",
+                        account_id=_account_id(self._engine, server.id, context),
+                    )
             raise
         raw = self._kv.take(f"qr:{qr_id}")  # single use: a second scan finds nothing
         if raw is None:
             count_login(None, "expired")  # the code is gone, and with it whether it was a QR or a push
+            self.record_login_failed(server.id, None, "expired", account_id=account.id)
             self._tell_page_code_expired(qr_id, challenge)
             raise OperationError("expired", "This code has expired or was already used. Scan a new one.")
         entry = LoginItem.from_json(raw)
@@ -308,6 +353,7 @@ class LoginService:
             raise OperationError("wrong_server", "This code belongs to another service.")
         if not hmac.compare_digest(entry.challenge_hash, hashlib.sha256(challenge).hexdigest()):
             count_login(entry.method, "expired")
+            self.record_login_failed(server.id, entry.hsid, "expired", account_id=account.id)
             raise OperationError("expired", "This code has expired or was already used. Scan a new one.")
         if entry.account_id not in (None, account.id):
             count_login(entry.method, "expired")
@@ -360,6 +406,9 @@ class LoginService:
         self, context: ChannelContext, params: dict[str, Any], pending: PendingLogin
     ) -> dict[str, Any]:
         if time.monotonic() - pending.started > self._qr_ttl * 2:
+            self.record_login_failed(
+                pending.server_id, pending.hsid, "timeout", account_id=pending.account_id
+            )
             raise OperationError("expired", "The login took too long. Scan a new code.")
         signature = unb64(params.get("signature"), "signature", min_length=64, max_length=64)
         statement = login_statement(
@@ -371,11 +420,16 @@ class LoginService:
         try:
             context.peer.verify(signature, statement)
         except ProtocolError as exc:
+            self.record_login_failed(
+                pending.server_id, pending.hsid, "bad_signature", account_id=pending.account_id
+            )
             raise OperationError(
                 "bad_signature", "The login confirmation is not signed by this account."
             ) from exc
+        account_id = pending.account_id
         if pending.number is not None and params.get("number") != pending.number:
             self.mark_cancelled(pending.server_id, pending.hsid, "wrong_number")
+            self.record_login_failed(pending.server_id, pending.hsid, "wrong_number", account_id=account_id)
             raise OperationError(
                 "wrong_number", "That is not the number the login page shows. Login refused."
             )
@@ -389,6 +443,7 @@ class LoginService:
             except OperationError as exc:
                 reason = exc.code if exc.code in BINDING_REFUSALS else "second_factor"
                 self.mark_cancelled(pending.server_id, pending.hsid, reason)
+                self.record_login_failed(pending.server_id, pending.hsid, reason, account_id=account_id)
                 raise
         self._establish(pending.server_id, pending.hsid, account, method=pending.method, factor=factor)
         return {"logged_in": True, "session": pending.hsid}
@@ -404,6 +459,7 @@ class LoginService:
             reason = "declined"
         self.mark_cancelled(pending.server_id, pending.hsid, reason)
         count_login(pending.method, reason, pending.started)
+        self.record_login_failed(pending.server_id, pending.hsid, reason, account_id=pending.account_id)
         return {"cancelled": True}
 
     def logout_from_phone(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -502,6 +558,22 @@ class LoginService:
             db.commit()
         self._kv.delete(f"login:{hsid}")
         self.events.publish(hsid, "LOGIN")
+        self.audit.record(
+            "login.succeeded",
+            subject=user_id,
+            server_id=server_id,
+            actor="phone",
+            data={"account": account.id, "session": hsid, "method": method, "second_factor": factor},
+        )
+
+
+def _account_id(engine: Engine, server_id: str, context: ChannelContext) -> str | None:
+    with DbSession(engine) as db:
+        return db.scalar(
+            select(Account.id).where(
+                Account.server_id == server_id, Account.thumbprint == context.peer.thumbprint()
+            )
+        )
 
 
 def _cancelled_key(server_id: str, hsid: str) -> str:

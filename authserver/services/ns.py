@@ -7,6 +7,7 @@ from pathlib import Path
 
 from gevent.pywsgi import WSGIServer
 
+from authserver.audit import settings as audit_settings
 from authserver.config import ComponentConfig, ConfigError, read_setting, seconds_in_range
 from authserver.metrics import instrument_flask
 from authserver.ns.access import AccessControl
@@ -41,6 +42,7 @@ SETTINGS = (
     "NEXTAUTH_NS_INVITE_URL",
     "NEXTAUTH_NS_RATE_LIMIT_PROVOKE",
     "NEXTAUTH_NS_RATE_LIMIT_API_KEY_FAILURES",
+    *audit_settings.setting_names("ns"),
 )
 
 
@@ -124,6 +126,9 @@ def build(
     component.identity = default_server.identity
     sigmai_uri = config.public_sigmai_uri or component.urls["sigmai"]
     kv: KeyValueStore = component.kv
+    audit = audit_settings.build_trail("ns", component.engine, environ)
+    component.listeners["audit"] = audit
+    component.listeners["audit-purge"] = audit_settings.retention_purge("ns", audit, environ)
     login = LoginService(
         component.engine,
         kv,
@@ -132,6 +137,7 @@ def build(
         sigmai_uri,
         qr_ttl=_seconds(environ, "NEXTAUTH_NS_LOGIN_QR_TTL", 60),
         session_ttl=_seconds(environ, "NEXTAUTH_NS_SESSION_TTL", 8 * 3600),
+        audit=audit,
     )
     enrolment = EnrolmentService(
         component.engine,
@@ -142,7 +148,7 @@ def build(
         invite_ttl=invite_ttl(environ),
         invite_url=invite_url(environ),
     )
-    access = AccessControl(component.engine, "ns", root_key)
+    access = AccessControl(component.engine, "ns", root_key, audit)
     key_failures = rule_setting(
         environ, "NEXTAUTH_NS_RATE_LIMIT_API_KEY_FAILURES", "api_key_failures", "30/minute"
     )
@@ -175,6 +181,7 @@ def build(
         push,
         transactions,
         trusted_proxies=config.trusted_proxies,
+        audit=audit,
     )
     add_info_route(api, component)
     add_openapi_routes(api)

@@ -7,6 +7,7 @@ from datetime import timedelta
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from authserver.audit import settings as audit_settings
 from authserver.config import ComponentConfig, ConfigError, read_setting
 from authserver.purge import PeriodicPurge
 from authserver.ratelimit import client_guard, describe, rule_setting
@@ -26,6 +27,7 @@ SETTINGS = (
     "NEXTAUTH_SFS_RATE_LIMIT_REGISTER_ALL",
     "NEXTAUTH_SFS_UNFINISHED_REGISTRATION_SECONDS",
     "NEXTAUTH_SFS_PIN_CHANGE_SECONDS",
+    *audit_settings.setting_names("sfs"),
 )
 
 DEFAULT_MAX_ATTEMPTS = 5
@@ -103,6 +105,7 @@ def build(config: ComponentConfig, *, environ: dict[str, str] | None = None) -> 
         component.identity.key_hash.hex(),
         _max_attempts(environ),
         _pin_change_seconds(environ),
+        audit_settings.build_trail("sfs", component.engine, environ),
     )
     flows.register(component.operations, service)
     # hello shows the attestation key too: an operator reads it with `nextauth-app hello sfs`.
@@ -123,4 +126,6 @@ def build(config: ComponentConfig, *, environ: dict[str, str] | None = None) -> 
     component.listeners["purge"] = PeriodicPurge(
         "sfs", "unfinished registrations", lambda: purge_unfinished(component.engine, unfinished)
     )
+    component.listeners["audit"] = service.audit
+    component.listeners["audit-purge"] = audit_settings.retention_purge("sfs", service.audit, environ)
     return component

@@ -28,6 +28,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from authserver.audit import AuditTrail
 from authserver.metrics import LOCKOUTS, WRONG_PINS
 from authserver.operations import ChannelContext, OperationError, Operations, binary_param
 from authserver.storage.db import rowcount
@@ -67,8 +68,10 @@ class SecondFactorService:
         key_hash: str,
         max_attempts: int,
         pin_change_seconds: int = DEFAULT_PIN_CHANGE_SECONDS,
+        audit: AuditTrail | None = None,
     ):
         self._engine = engine
+        self.audit = audit if audit is not None else AuditTrail(engine, "sfs")
         self._key = attestation_key  # not the sigmai identity key: see nextauth_core.attestation
         self._key_hash = key_hash  # the sigmai key hash: the SFS's name in attestations (iss)
         self.max_attempts = max_attempts
@@ -312,6 +315,10 @@ class SecondFactorService:
         this is the one that locks."""
         WRONG_PINS.inc()
         left = max(self.max_attempts - instance.failures, 0)
+        # The SFS knows devices, not users: ns's login.failed names the user.
+        self.audit.record(
+            "pin.wrong", actor="phone", data={"device": instance.device_thumbprint, "attempts_left": left}
+        )
         if left == 0:
             self._lock(instance.device_thumbprint)
             raise OperationError("locked", LOCKED_MESSAGE)
@@ -329,6 +336,9 @@ class SecondFactorService:
             LOCKOUTS.inc()
             security_log.warning(
                 "sfs: app instance %s locked: %d wrong PINs in a row", thumbprint, self.max_attempts
+            )
+            self.audit.record(
+                "app.locked", actor="phone", data={"device": thumbprint, "max_attempts": self.max_attempts}
             )
 
     def _reset(self, thumbprint: str) -> None:

@@ -1,5 +1,6 @@
 """Tables of the flows: ns (servers, users, accounts, enrolments, sessions, transactions, API access),
-sfs (app instances with their PIN verifiers and failure counts) and mc (mailboxes and their messages).
+sfs (app instances with their PIN verifiers and failure counts), mc (mailboxes and their messages), and
+the audit trail every component writes to.
 
 Each service uses only its own tables; they share one migration chain so a single database can hold all
 three in small deployments, and each can have its own database in large ones.
@@ -190,3 +191,26 @@ class MailboxMessage(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+# -- audit (ns and sfs) ------------------------------------------------------------------------------
+
+
+class AuditEvent(Base):
+    """One security-relevant event, kept for the retention time whether or not a sink received it.
+
+    ``id`` orders the events of one database and is the query cursor; ``event_id`` is the CloudEvents id
+    sinks see, unique across components and instances."""
+
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    type: Mapped[str] = mapped_column(String(64), index=True)  # io.nextauth.login.succeeded, ...
+    component: Mapped[str] = mapped_column(String(8))  # ns, sfs
+    source: Mapped[str] = mapped_column(String(200))  # the CloudEvents source: /ns/<instance>
+    server_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    subject: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)  # the user id
+    actor: Mapped[str | None] = mapped_column(String(200), nullable=True)  # who did it: API key, phone...
+    outcome: Mapped[str] = mapped_column(String(16))  # success, failure
+    data: Mapped[str] = mapped_column(Text, default="{}")  # JSON object, the event's own fields

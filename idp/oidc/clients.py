@@ -394,6 +394,21 @@ class ClientRegistry:
         self._cache.pop(client_id, None)
         return True
 
+    def set_disabled(self, client_id: str, disabled: bool) -> bool:
+        """A disabled client is unknown to the endpoints (``get``) until enabled again; False if no such
+        client. Other IdP instances follow within their cache time."""
+        with Session(self._engine) as db, db.begin():
+            row = db.get(OidcClient, client_id)
+            if row is None:
+                return False
+            row.disabled = disabled
+        self._cache.pop(client_id, None)
+        return True
+
+    def disabled_ids(self) -> set[str]:
+        with Session(self._engine) as db:
+            return set(db.scalars(select(OidcClient.client_id).where(OidcClient.disabled.is_(True))))
+
     def all(self) -> list[Client]:
         with Session(self._engine) as db:
             rows = db.scalars(select(OidcClient).order_by(OidcClient.created_at)).all()

@@ -12,7 +12,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from authserver.ratelimit import RateLimited, client_key
-from idp.context import current_user, login_redirect, services
+from idp.context import current_user, login_redirect, remember_login_context, services
 from idp.i18n import N_
 from idp.oidc import ciba
 from idp.oidc.device import PendingDevice, display_user_code, normalise_user_code
@@ -61,16 +61,14 @@ def device() -> Any:
         ), 400
     assert code is not None
     # The phone shows the device's code next to the application's name: the person compares them there.
-    session["login_context"] = {
-        "client_name": pending.client.name[:100],
-        "user_code": display_user_code(code),
-        "until": int(time.time()) + 600,
-    }
     # The fresh login must come after this moment. It travels signed (logging in starts a new session
     # cookie), so that a browser already logged in cannot skip the phone, where the code shows, by editing
     # the URL.
     started = _started_signer().dumps({"user_code": code, "at": int(time.time())})
     target = url_for("oidc_decoupled.device_confirm", user_code=code, started=started)
+    remember_login_context(
+        target, {"client_name": pending.client.name[:100], "user_code": display_user_code(code)}
+    )
     # Always a new approval on the phone, even for a browser that is logged in: that is where the code shows.
     return login_redirect(target, reauth=current_user() is not None)
 

@@ -176,14 +176,14 @@ def _error_page(error: OAuth2Error) -> Any:
     ), 400
 
 
-def _forced_login() -> Any:
+def _forced_login(client_name: str) -> Any:
     """Back to the login page for a new approval in the app, then here again (without prompt=login)."""
     args = request.args.to_dict(flat=True)
     prompts = [p for p in args.pop("prompt", "").split() if p != "login"]
     if prompts:
         args["prompt"] = " ".join(prompts)
     args[LOGIN_AFTER] = str(int(time.time()))
-    return login_redirect(f"/oidc/authorize?{urlencode(args)}", reauth=True)
+    return login_redirect(f"/oidc/authorize?{urlencode(args)}", reauth=True, asking=client_name)
 
 
 def _needs_fresh_login(user: SignedInUser, params: Any) -> bool:
@@ -261,8 +261,8 @@ def authorize() -> Any:
         if "none" in prompts:
             return _redirect_error(server, grant, "login_required", "The user must log in.", mode)
         if user is None:
-            return login_redirect(request.full_path)
-        return _forced_login()
+            return login_redirect(request.full_path, asking=grant.client.name)
+        return _forced_login(grant.client.name)
     client: Client = grant.client
     scopes = set((grant.request.payload.scope or "").split())
     needs_consent = "consent" in prompts or not _consented(user.sub, client, scopes)

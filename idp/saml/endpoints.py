@@ -77,6 +77,14 @@ def sso_post() -> Response:
     return _sso(bindings.read_post(request.form.to_dict()), config.SSO_POST)
 
 
+def sp_display_name(entity_id: str) -> str:
+    """What the login page and the phone call an SP: its metadata's display name, else its host."""
+    sp = saml().registry.get(entity_id)
+    if sp is not None and sp.metadata.display_name:
+        return sp.metadata.display_name
+    return urlsplit(entity_id).hostname or entity_id
+
+
 @blueprint.get(config.SSO_CONTINUE)
 def sso_continue() -> Response:
     key = request.args.get("k", "")
@@ -88,7 +96,9 @@ def sso_continue() -> Response:
         if pending.is_passive:
             sso.load(saml(), key, take=True)
             return _to_acs(pending, sso.no_passive(saml(), pending))
-        return login_redirect(f"{config.SSO_CONTINUE}?k={key}", reauth=stale)
+        return login_redirect(
+            f"{config.SSO_CONTINUE}?k={key}", reauth=stale, asking=sp_display_name(pending.sp)
+        )
     # Taken only now: the request stays usable while the user logs in, and is answered once.
     pending = sso.load(saml(), key, take=True)
     return _to_acs(pending, sso.answer(saml(), pending, user))

@@ -48,6 +48,7 @@ class SpMetadata:
     want_assertions_signed: bool
     valid_until: datetime | None
     name_id_formats: tuple[str, ...] = ()  # NameIDFormat, in the metadata's order of preference
+    display_name: str | None = None  # mdui:DisplayName, else md:OrganizationDisplayName (English first)
 
     def expired(self, now: datetime | None = None) -> bool:
         return self.valid_until is not None and self.valid_until <= (now or datetime.now(UTC))
@@ -148,6 +149,26 @@ def _instant(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+MDUI = "{urn:oasis:names:tc:SAML:metadata:ui}"
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+MAX_DISPLAY_NAME = 100
+
+
+def _display_name(entity: Element, descriptor: Element) -> str | None:
+    """What the login page and the phone call this SP: its UIInfo display name, else its organisation's;
+    English when there is a choice. Printable text only, cut to ``MAX_DISPLAY_NAME``."""
+    for found in (
+        descriptor.findall(f"{MD}Extensions/{MDUI}UIInfo/{MDUI}DisplayName"),
+        entity.findall(f"{MD}Organization/{MD}OrganizationDisplayName"),
+    ):
+        names = sorted(found, key=lambda element: element.get(XML_LANG, "") != "en")
+        for element in names:
+            text = " ".join((element.text or "").split())
+            if text and text.isprintable():
+                return text[:MAX_DISPLAY_NAME]
+    return None
+
+
 def parse(xml: str | bytes) -> SpMetadata:
     """Read one SP's metadata; ``ValueError`` says what is missing or wrong."""
     data = xml.encode() if isinstance(xml, str) else xml
@@ -197,6 +218,7 @@ def parse(xml: str | bytes) -> SpMetadata:
             for element in descriptor.findall(f"{MD}NameIDFormat")
             if (text := (element.text or "").strip())
         )[:MAX_NAME_ID_FORMATS],
+        display_name=_display_name(root, descriptor),
     )
     if metadata.authn_requests_signed and not metadata.signing_certs:
         raise ValueError("AuthnRequestsSigned is true but there is no signing certificate")

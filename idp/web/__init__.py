@@ -18,7 +18,7 @@ from pathlib import Path
 from flask import Flask
 
 from authserver.transport.json_bodies import bound_json
-from idp import i18n, long_urls, metrics
+from idp import branding, i18n, long_urls, metrics
 from idp.blueprints import blueprints
 from idp.context import EXTENSION, IdpServices
 from idp.login_binding import LoginBindings
@@ -63,6 +63,7 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
         session_seconds=session_seconds,
     )
     i18n.register(app)
+    branding.register(app, idp.branding)
     app.before_request(refuse_cross_site)
     for page in (login, push, completion, logout, whoami, enrol, account):
         app.register_blueprint(page.blueprint)

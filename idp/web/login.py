@@ -8,7 +8,7 @@ import io
 import logging
 import time
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import segno
 from flask import Blueprint, jsonify, redirect, render_template, request, session
@@ -16,6 +16,7 @@ from flask_babel import gettext
 
 from authserver.ratelimit import RateLimited, client_key
 from idp.context import current_user, services
+from idp.forwardauth.urls import RETURN_PATH
 from idp.i18n import N_
 from idp.ns_client import NsError
 from idp.ratelimits import refuse
@@ -122,9 +123,11 @@ def login_page(target: str, login_key: str | None = None, **extra: Any) -> str:
 
 
 def render_login(state: dict[str, Any], target: str, **extra: Any) -> str:
-    tell_phone_who_asks()
+    asker = who_asks(target)
+    tell_phone_who_asks(asker)
     return render_template(
         "login.html",
+        asker=asker,
         qr=qr_svg(state["loginqrdata"]),
         qrdata=state["loginqrdata"],
         hsid=state["hsid"],
@@ -137,14 +140,33 @@ def render_login(state: dict[str, Any], target: str, **extra: Any) -> str:
     )
 
 
-def tell_phone_who_asks() -> None:
-    """A flow that sent the browser here may have left what the phone should show of who asks (the device
-    grant: the application's name and the device's code); ns shows it for this page's QR and pushes."""
+# What ns passes on to the phone (nextauth_core/logincontext.py); the rest of a context is the page's.
+PHONE_CONTEXT = ("client_name", "message", "user_code")
+
+
+def who_asks(target: str) -> dict[str, str] | None:
+    """Who asks for this login, as the flow that sent the browser here said (an OIDC client, a SAML SP,
+    the device grant), for this very target; or the host a forward-auth login returns to."""
     context = session.get("login_context")
-    if not isinstance(context, dict) or context.get("until", 0) < time.time():
+    if isinstance(context, dict) and context.get("until", 0) >= time.time() and context.get("for") == target:
+        return {key: str(value) for key, value in context.items() if key in PHONE_CONTEXT}
+    if isinstance(context, dict) and context.get("until", 0) < time.time():
         session.pop("login_context", None)
+    if target.startswith(RETURN_PATH + "?"):
+        url = parse_qs(urlsplit(target).query).get("url", [""])[0]
+        host = urlsplit(url).hostname if url.startswith(("http://", "https://")) else None
+        if host:
+            return {"client_name": host[:100]}
+    return None
+
+
+def tell_phone_who_asks(asker: dict[str, str] | None) -> None:
+    """ns shows who asks on the phone, for this page's QR and pushes; a page with nobody named clears
+    what an earlier page of this browser session set."""
+    if asker is None and not session.pop("told_ns_context", False):
         return
     try:
-        services().ns.set_context(nonce(), {k: v for k, v in context.items() if k != "until"})
+        services().ns.set_context(nonce(), asker or {})
+        session["told_ns_context"] = asker is not None
     except NsError as exc:
         log.warning("cannot tell ns who asks: %s", exc.code)

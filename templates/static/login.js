@@ -16,6 +16,7 @@
   var expiresAt = 0;
   var renewTimer = null;
   var renewFailures = 0;
+  var outage = false;
 
   function say(text, kind) {
     status.textContent = text;
@@ -70,22 +71,32 @@
         return response.json();
       })
       .then(function (state) {
+        if (renewFailures > 0 || outage) { outage = false; say(TEXT.waiting); }
         renewFailures = 0;
         if (state.loggedin) { finish(); return; }
         show(state);
       })
       .catch(function () {
+        // The IdP or ns is away: keep asking, less and less often, and say so once the code is gone.
         renewFailures += 1;
-        if (renewFailures >= 5 && expiresAt <= Date.now()) { say(TEXT.renew_failed, "error"); return; }
-        renewTimer = setTimeout(refresh, 1000 * Math.min(renewFailures, 5));
+        if (expiresAt <= Date.now()) { say(TEXT.renew_failed, "error"); }
+        renewTimer = setTimeout(refresh, backoff(renewFailures));
       });
+  }
+
+  // 1, 2, 4, 8, 16, then every 30 seconds, with a little jitter so pages that lost the same server do
+  // not all come back at the same instant.
+  function backoff(failures) {
+    return Math.min(1000 * Math.pow(2, failures - 1), 30000) * (0.8 + Math.random() * 0.4);
   }
 
   function connect() {
     var socket = new WebSocket(root.getAttribute("data-ws"));
     socket.onopen = function () {
+      var wasAway = retries > 0;
       retries = 0;
       socket.send("REGISTER " + root.getAttribute("data-hsid") + " " + root.getAttribute("data-server"));
+      if (wasAway) { refresh(); }
     };
     socket.onmessage = function (event) {
       var parts = String(event.data).split(" ");
@@ -99,9 +110,11 @@
     };
     socket.onclose = function () {
       if (done) { return; }
+      // Never give up: after an outage of ns the page comes back by itself, with a fresh code and
+      // whatever happened meanwhile (a login approved while the socket was down is found by refresh).
       retries += 1;
-      if (retries > 5) { say(TEXT.connection_lost, "error"); return; }
-      setTimeout(connect, Math.min(1000 * retries, 5000));
+      if (retries > 1) { outage = true; say(TEXT.reconnecting, "error"); }
+      setTimeout(connect, backoff(retries));
     };
   }
 

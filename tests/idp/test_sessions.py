@@ -256,3 +256,28 @@ def test_housekeeping_forgets_what_expired_a_day_ago(tmp_path: Path) -> None:
         assert [s for (s,) in session.execute(select(RelyingPartyLogin.sid))] == [kept.sid]
         assert session.scalar(select(func.count()).select_from(RefreshToken)) == 1
     assert purge(services) == (0, 0)
+
+
+def test_a_checked_token_is_remembered_and_ending_still_counts_at_once(
+    parts: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager, _ring, _store, clock = parts
+    token = manager.start(ns_nonce="n" * 32, profile=ALICE, second_factor="pin", method="qr")
+    decoded: list[str] = []
+    real_decode = sessions.jwt.decode
+    monkeypatch.setattr(sessions.jwt, "decode", lambda *a, **k: decoded.append("x") or real_decode(*a, **k))
+    first = manager.verify(token)
+    for _ in range(5):
+        assert manager.verify(token) == first
+    assert len(decoded) == 1  # one signature check for six requests
+    clock.now += sessions.VERIFIED_SECONDS + 1
+    assert manager.verify(token) == first and len(decoded) == 2  # checked again after a while
+    # A copy with a changed byte is its own token: checked, and refused.
+    assert manager.verify(token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]) is None
+    assert first is not None and manager.end(first.sid, by="user")
+    assert manager.verify(token) is None  # remembered or not, an ended session is refused at once
+    # Remembered never past exp.
+    other = manager.start(ns_nonce="m" * 32, profile=ALICE, second_factor="pin", method="qr")
+    assert manager.verify(other) is not None
+    clock.now += 3601
+    assert manager.verify(other) is None

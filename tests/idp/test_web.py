@@ -2,17 +2,18 @@
 page key that lets only the page that started a login complete it, logout at ns, and the error pages."""
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, session
 from flask.testing import FlaskClient
 
 from authserver.storage import db
 from authserver.storage.kv import open_kv
-from idp.context import IdpServices
+from idp.context import IdpServices, login_redirect
 from idp.directory import Directory
 from idp.keys import KeyRing
 from idp.ns_client import NsClient, NsError
@@ -31,7 +32,11 @@ class FakeNs(NsClient):
         super().__init__("http://127.0.0.1:9", "unused", "default")
         self.logged_in: dict[str, str] = {}  # nonce -> user id
         self.logged_out: list[str] = []
+        self.contexts: dict[str, dict[str, str]] = {}  # nonce -> what the phone is told of who asks
         self.down = False
+
+    def set_context(self, nonce: str, context: dict[str, str] | None) -> None:
+        self.contexts[nonce] = dict(context or {})
 
     def session(self, nonce: str, *, client_ip: str = "", user_agent: str = "") -> dict[str, Any]:
         if self.down:
@@ -186,3 +191,61 @@ def test_new_nonces_are_unpadded_base64url_of_24_bytes() -> None:
     nonces = {new_nonce() for _ in range(100)}
     assert len(nonces) == 100
     assert all(re.fullmatch(r"[A-Za-z0-9_-]{32}", each) for each in nonces)
+
+
+# -- who asks --------------------------------------------------------------------------------------------
+
+
+def _asking(client: FlaskClient, target: str, until: float, **context: str) -> None:
+    with client.session_transaction() as session:
+        session["login_context"] = {**context, "for": target, "until": until}
+
+
+def test_who_asks_shows_for_its_own_login_only(client: FlaskClient, ns: FakeNs) -> None:
+    target = "/oidc/authorize?client_id=abc&state=1"
+    _asking(client, target, time.time() + 60, client_name="Photo Printer")
+    page = client.get("/login", query_string={"next": target}).get_data(as_text=True)
+    assert "<h1>Log in to Photo Printer</h1>" in page
+    assert ns.contexts[pre_login_nonce(client)] == {"client_name": "Photo Printer"}
+    # Another login in the same browser (another tab, another application) names nobody, and the phone
+    # is told so.
+    other = client.get("/login", query_string={"next": "/somewhere"}).get_data(as_text=True)
+    assert "<h1>Log in</h1>" in other and "Photo Printer" not in other
+    assert ns.contexts[pre_login_nonce(client)] == {}
+
+
+def test_an_old_context_is_forgotten(client: FlaskClient, ns: FakeNs) -> None:
+    _asking(client, "/x", time.time() - 1, client_name="Stale App")
+    page = client.get("/login?next=/x").get_data(as_text=True)
+    assert "Stale App" not in page and "<h1>Log in</h1>" in page
+    with client.session_transaction() as session:
+        assert "login_context" not in session
+    assert ns.contexts == {}
+
+
+def test_only_phone_fields_reach_ns(client: FlaskClient, ns: FakeNs) -> None:
+    _asking(client, "/d", time.time() + 60, client_name="TV", user_code="BDWP-HQPK", logo="https://evil/")
+    page = client.get("/login?next=/d").get_data(as_text=True)
+    assert "BDWP-HQPK" in page
+    assert ns.contexts[pre_login_nonce(client)] == {"client_name": "TV", "user_code": "BDWP-HQPK"}
+
+
+def test_forward_auth_logins_name_the_host(client: FlaskClient, ns: FakeNs) -> None:
+    target = "/auth/return?url=https%3A%2F%2Fwiki.example.org%2Fpage%3Fa%3D1"
+    page = client.get("/login", query_string={"next": target}).get_data(as_text=True)
+    assert "<h1>Log in to wiki.example.org</h1>" in page
+    assert ns.contexts[pre_login_nonce(client)] == {"client_name": "wiki.example.org"}
+    # A name comes only from a URL: not from another scheme or text.
+    page = client.get("/login", query_string={"next": "/auth/return?url=javascript:alert(1)"}).get_data(
+        as_text=True
+    )
+    assert "<h1>Log in</h1>" in page
+
+
+def test_login_redirect_remembers_who_asks(app: Flask) -> None:
+    with app.test_request_context("/oidc/authorize"):
+        answer = login_redirect("/oidc/authorize?x=1", asking="  Example\n  RP " + "x" * 200)
+        assert answer.status_code == 302
+        context = session["login_context"]
+        assert context["for"] == "/oidc/authorize?x=1"
+        assert context["client_name"].startswith("Example RP x") and len(context["client_name"]) == 100

@@ -8,6 +8,7 @@ from flask import Blueprint
 
 from authserver.ns.rest import (
     apikeys,
+    audit,
     enrolments,
     evidence,
     invites,
@@ -19,7 +20,7 @@ from authserver.ns.rest import (
 )
 
 v1 = Blueprint("v1", __name__, url_prefix="/v1")
-for part in (servers, apikeys, sessions, qr, transactions, evidence, users, enrolments, invites):
+for part in (servers, apikeys, sessions, qr, transactions, evidence, users, enrolments, invites, audit):
     v1.register_blueprint(part.blueprint)
 
 __all__ = ["v1"]

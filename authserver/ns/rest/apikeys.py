@@ -49,7 +49,9 @@ def create_key() -> Any:
     if server is not None:
         if not isinstance(server, str) or len(server) > 64 or services().servers.get(server) is None:
             raise ServiceError(400, "bad_request", "server must be the id of an existing server, or null.")
-    key_id, api_key = services().access.create_key_with_id(name, sorted(set(roles)), server)
+    key_id, api_key = services().access.create_key_with_id(
+        name, sorted(set(roles)), server, actor=g.grant.name
+    )
     (created,) = [entry for entry in services().access.list_keys() if entry["id"] == key_id]
     return jsonify({**created, "api_key": api_key}), 201
 
@@ -58,6 +60,6 @@ def create_key() -> Any:
 @requires("root", global_operation=True)
 def revoke_key(kid: str) -> Any:
     _global_root()
-    if not kid.isdigit() or not services().access.revoke_key(kid):
+    if not kid.isdigit() or not services().access.revoke_key(kid, actor=g.grant.name):
         raise ServiceError(404, "not_found", "No such API key, or it is already revoked.")
     return jsonify(id=int(kid), revoked=True)

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from authserver.audit import AuditTrail
 from authserver.config import Network
 from authserver.ns.access import AccessControl
 from authserver.ns.accounts import AccountService
@@ -25,6 +26,7 @@ class NsServices:
     push: PushLoginService
     transactions: TransactionService
     accounts: AccountService
+    audit: AuditTrail
     trusted_proxies: tuple[Network, ...] = ()
 
 

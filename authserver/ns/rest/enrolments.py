@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, g, jsonify
 
 from authserver.ns.rest.context import services
 from authserver.ns.rest.requests import body, requires
@@ -14,7 +14,7 @@ blueprint = Blueprint("enrolments", __name__)
 @blueprint.post("/servers/<sid>/users/<uid>/enrolments")
 @requires("users")
 def create_enrolment(sid: VirtualServer, uid: str) -> Any:
-    return jsonify(services().enrolment.create(sid, uid)), 201
+    return jsonify(services().enrolment.create(sid, uid, actor=g.grant.name)), 201
 
 
 @blueprint.get("/servers/<sid>/enrolments/<eid>")
@@ -26,4 +26,4 @@ def get_enrolment(sid: VirtualServer, eid: str) -> Any:
 @blueprint.post("/servers/<sid>/enrolments/<eid>/confirm")
 @requires("users")
 def confirm_enrolment(sid: VirtualServer, eid: str) -> Any:
-    return jsonify(services().enrolment.confirm(sid, eid, body().get("code")))
+    return jsonify(services().enrolment.confirm(sid, eid, body().get("code"), actor=g.grant.name))

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, g, jsonify
 
 from authserver.ns.access import ROLES
 from authserver.ns.errors import ServiceError
@@ -61,7 +61,10 @@ def _pin_timeout(data: dict[str, Any], name: str) -> int:
 @requires("createserver", global_operation=True)
 def create_server() -> Any:
     data = body()
-    server = services().servers.create(_name(data), logo_url=_logo(data), announce=_announce(data))
+    name = _name(data)
+    ns = services()
+    server = ns.servers.create(name, logo_url=_logo(data), announce=_announce(data))
+    ns.login.audit.record("server.created", server_id=server.id, actor=g.grant.name, data={"name": name})
     return jsonify(server.described()), 201
 
 
@@ -98,9 +101,13 @@ def update_server(sid: VirtualServer) -> Any:
             + (f"; not {', '.join(unknown)}." if unknown else "."),
         )
     changes = {name: read(data) for name, read in readers.items() if name in data}
-    server = services().servers.update(sid.id, changes)
+    ns = services()
+    server = ns.servers.update(sid.id, changes)
     if server is None:
         raise ServiceError(404, "unknown_server", "No such server.")
+    ns.login.audit.record(
+        "server.updated", server_id=server.id, actor=g.grant.name, data={"changed": sorted(changes)}
+    )
     return jsonify(server.described())
 
 

@@ -3,7 +3,7 @@ unblocking, deleting an account, and moving it to another user."""
 
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, g, jsonify, request
 
 from authserver.ns.accounts import MAX_PAGE, SORTS, AccountQuery
 from authserver.ns.errors import ServiceError
@@ -45,21 +45,21 @@ def user_sessions(sid: VirtualServer, uid: str) -> Any:
 @blueprint.post("/servers/<sid>/accounts/<aid>/block")
 @requires("accounts")
 def block_account(sid: VirtualServer, aid: str) -> Any:
-    services().accounts.set_blocked(sid.id, aid, True)
+    services().accounts.set_blocked(sid.id, aid, True, actor=g.grant.name)
     return jsonify(accountid=aid, blocked=True)
 
 
 @blueprint.post("/servers/<sid>/accounts/<aid>/unblock")
 @requires("accounts")
 def unblock_account(sid: VirtualServer, aid: str) -> Any:
-    services().accounts.set_blocked(sid.id, aid, False)
+    services().accounts.set_blocked(sid.id, aid, False, actor=g.grant.name)
     return jsonify(accountid=aid, blocked=False)
 
 
 @blueprint.delete("/servers/<sid>/accounts/<aid>")
 @requires("accounts")
 def delete_account(sid: VirtualServer, aid: str) -> Any:
-    services().accounts.delete(sid.id, aid)
+    services().accounts.delete(sid.id, aid, actor=g.grant.name)
     return jsonify(accountid=aid, deleted=True)
 
 
@@ -99,4 +99,4 @@ def move_account(sid: VirtualServer, aid: str) -> Any:
     canonical = _known_form(userid) if isinstance(userid, str) else None
     if canonical is None:
         raise ServiceError(400, "bad_request", "userid must be a user id (see the user-id rule in the docs).")
-    return jsonify(services().accounts.move(sid.id, aid, canonical))
+    return jsonify(services().accounts.move(sid.id, aid, canonical, actor=g.grant.name))
