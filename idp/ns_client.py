@@ -149,6 +149,15 @@ class NsClient:
         """A single-use invite for one more phone of this user; its token is shown once."""
         return dict(self._call("POST", f"/users/{_segment(user_id)}/invites", body={"ttl": ttl}))
 
+    def audit_events(
+        self, user_id: str, types: list[str], since: str, *, cursor: Any = None, limit: int = 1000
+    ) -> Any:
+        """One page of ns's audit trail for this user on the IdP's server, oldest first (role ``audit``)."""
+        query: dict[str, Any] = {"user": user_id, "server": self.server_id, "type": ",".join(types)}
+        query.update(since=since, limit=limit, **({"cursor": cursor} if cursor is not None else {}))
+        query_text = urllib.parse.urlencode(query)
+        return self._request("GET", f"/v1/audit-events?{query_text}")
+
     # -- management, for the admin console (``idp.console``); each needs a role the IdP's key may lack --
 
     def servers(self) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 
-from tests.fixtures.flows import PIN, enrol
+from tests.fixtures.flows import PIN, enrol, new_nonce, start_login
 from tests.fixtures.idp_browser import Browser, idp_cli
 from tests.fixtures.system import RunningSystem, free_port, ns_api, run_app
 
@@ -180,6 +180,19 @@ def test_the_phone_of_this_session_is_not_removed(system: RunningSystem, ann: Pa
     refused = browser.post("/account/devices/remove", data={"csrf": token, "account": mine})
     assert refused.status_code == 409 and "logged in with" in refused.text
     assert accounts_of(system, "ann") == [mine]
+    browser.close()
+
+
+def test_recent_activity_shows_logins_and_a_wrong_pin(system: RunningSystem, bob: Path) -> None:
+    nonce = new_nonce()
+    view = start_login(system, nonce)
+    code, answer = run_app(bob, "scan", view["loginqrdata"], "--pin", "0000")
+    assert code != 0 and answer["code"] == "wrong_pin", answer
+    browser, _ = signed_in(system, bob)
+    page = browser.get("/account/").text
+    activity = page[page.index('id="activity"') :]
+    assert "Login refused" in activity and "wrong PIN" in activity and "Logged in" in activity
+    assert activity.index("Logged in") < activity.index("Login refused")  # the newest first
     browser.close()
 
 

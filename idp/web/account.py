@@ -28,7 +28,7 @@ import hmac
 import logging
 import time
 from base64 import urlsafe_b64encode
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
@@ -37,6 +37,7 @@ from werkzeug.wrappers import Response
 
 from idp.context import current_user, login_redirect, services
 from idp.i18n import N_
+from idp.ns_client import NsError
 from idp.oidc.consents import list_consents, revoke_consent
 from idp.sessions import SignedInUser
 from idp.web import enrol
@@ -62,6 +63,17 @@ DONE = {
     "consent_revoked": N_("Access for the application was revoked. It must ask you again."),
 }
 METHODS = {"qr": N_("QR code"), "push": N_("Request on the phone"), "app": N_("App on the phone")}
+
+ACTIVITY_TYPES = ["login.succeeded", "login.failed"]
+ACTIVITY_DAYS = 30
+ACTIVITY_SHOWN = 10
+ACTIVITY_PAGES = 5  # oldest first at ns: at most this many pages are read to reach the newest
+REASONS = {
+    "wrong_pin": N_("wrong PIN"),
+    "locked": N_("app locked after too many wrong PINs"),
+    "declined": N_("declined on the phone"),
+    "blocked": N_("phone blocked"),
+}
 
 
 class Person:
@@ -178,6 +190,43 @@ def applications(person: Person) -> list[dict[str, Any]]:
     ]
 
 
+def activity(person: Person, phones: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The newest logins and refused logins of the person; None when the trail cannot be read here
+    (the IdP's key lacks the ``audit`` role, or ns does not answer)."""
+    shorts = {d["id"]: d["short"] for d in phones}
+    since = (datetime.now(UTC) - timedelta(days=ACTIVITY_DAYS)).isoformat()
+    ns = services().ns
+    events: list[dict[str, Any]] = []
+    cursor = None
+    try:
+        for _ in range(ACTIVITY_PAGES):
+            page = ns.audit_events(person.user.sub, ACTIVITY_TYPES, since, cursor=cursor)
+            events = (events + list(page.get("events", [])))[-ACTIVITY_SHOWN:]
+            cursor = page.get("next_cursor")
+            if cursor is None:
+                break
+    except NsError as exc:  # the rest of the page is still worth showing
+        log.warning("My account cannot read the audit trail: %s %s", exc.status, exc.code)
+        return None
+    shown = []
+    for event in reversed(events):
+        data = event.get("data") or {}
+        ok = str(event.get("type", "")).endswith("login.succeeded")
+        reason = str(data.get("reason", ""))
+        shown.append(
+            {
+                "when": when(event.get("time")),
+                "ok": ok,
+                "what": N_("Logged in") if ok else N_("Login refused"),
+                "detail": METHODS.get(str(data.get("method")), "")
+                if ok
+                else REASONS.get(reason, N_("Other")),
+                "phone": shorts.get(data.get("account"), ""),
+            }
+        )
+    return shown
+
+
 @blueprint.get(HOME)
 def home() -> Any:
     person = signed_in()
@@ -191,6 +240,7 @@ def home() -> Any:
         devices=phones,
         sessions=logins,
         applications=applications(person),
+        activity=activity(person, phones),
         current_known=person.account is not None,
         others=any(not s["current"] for s in logins),
         csrf=csrf_token(person.user),

@@ -48,6 +48,9 @@ class RecordingNs(NsClient):
     def user_sessions(self, user_id: str) -> list[dict[str, Any]]:
         return []
 
+    def audit_events(self, user_id: str, types: list[str], since: str, **_: Any) -> Any:
+        return {"events": [], "next_cursor": None}
+
     def delete_account(self, account_id: str) -> None:
         self.deleted.append(account_id)
 
