@@ -133,6 +133,33 @@ class NsClient:
         path = f"/enrolments/{urllib.parse.quote(enrolment_id, safe='')}/confirm"
         return dict(self._call("POST", path, body={"code": code}))
 
+    # -- a person's own phones (the "My account" pages, ``idp.web.account``; sessions are below) ----------
+
+    def user_accounts(self, user_id: str) -> list[dict[str, Any]]:
+        """The user's accounts (one per enrolled phone); none when ns knows no account of theirs."""
+        try:
+            answer = self._call("GET", f"/users/{_segment(user_id)}")
+        except NsError as exc:
+            if exc.status == 404:
+                return []
+            raise
+        return list(answer.get("accounts", []))
+
+    def create_invite(self, user_id: str, ttl: float | None = None) -> dict[str, Any]:
+        """A single-use invite for one more phone of this user: its ``token`` (shown once), ``expires_at``;
+        ``ttl`` None: ns's own lifetime (``NEXTAUTH_NS_INVITE_TTL``)."""
+        body: dict[str, Any] = {} if ttl is None else {"ttl": ttl}
+        return dict(self._call("POST", f"/users/{_segment(user_id)}/invites", body=body))
+
+    def audit_events(
+        self, user_id: str, types: list[str], since: str, *, cursor: Any = None, limit: int = 1000
+    ) -> Any:
+        """One page of ns's audit trail for this user on the IdP's server, oldest first (role ``audit``)."""
+        query: dict[str, Any] = {"user": user_id, "server": self.server_id, "type": ",".join(types)}
+        query.update(since=since, limit=limit, **({"cursor": cursor} if cursor is not None else {}))
+        query_text = urllib.parse.urlencode(query)
+        return self._request("GET", f"/v1/audit-events?{query_text}")
+
     # -- management, for the admin console (``idp.console``); each needs a role the IdP's key may lack --
 
     def servers(self) -> list[dict[str, Any]]:
@@ -174,12 +201,7 @@ class NsClient:
     def revoke_api_key(self, key_id: int) -> None:
         self._request("DELETE", f"/v1/apikeys/{int(key_id)}")
 
-    def create_invite(self, user_id: str, ttl: float | None = None) -> dict[str, Any]:
-        """A single-use enrolment invite for ``user_id``: its ``token`` (shown once), ``expires_at``."""
-        body: dict[str, Any] = {} if ttl is None else {"ttl": ttl}
-        return dict(self._call("POST", f"/users/{_segment(user_id)}/invites", body=body))
-
-    def audit_events(self, query: dict[str, str]) -> dict[str, Any]:
+    def audit_page(self, query: dict[str, str]) -> dict[str, Any]:
         """A page of the audit trail (``GET /v1/audit-events``; the key needs ``audit`` or ``root``)."""
         return dict(self._request("GET", "/v1/audit-events?" + urllib.parse.urlencode(query)))
 

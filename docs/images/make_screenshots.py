@@ -1,4 +1,4 @@
-"""Pictures of the IdP's login and consent pages for the docs: light and dark, phone and desktop.
+"""Pictures of the IdP's login, consent and My account pages for the docs: light and dark, phone and desktop.
 
 Starts the whole system on loopback (embedded defaults, a temporary folder), enrols a phone (the simulator),
 registers the example OIDC client, and photographs the pages in headless Chromium as a person meets them.
@@ -59,6 +59,12 @@ def main() -> None:
                 made = photograph(page, "login", args.out)
                 pages.consent(page)
                 made += photograph(page, "consent", args.out)
+                # Allowed: the application is listed on My account beside the phone and the session.
+                page.click("button[value=allow]")
+                page.wait_for_selector("#hello", timeout=15000)
+                page.goto(f"{pages.idp}/account/")
+                page.wait_for_selector("#devices")
+                made += photograph(page, "account", args.out)
                 browser.close()
         finally:
             stop_system(system)

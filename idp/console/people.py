@@ -139,7 +139,7 @@ def audit() -> Any:
         value = request.args.get(name, "").strip()
         if value and len(value) <= 255 and value.isprintable():
             query[name] = value
-    found = services().ns.audit_events(query)
+    found = services().ns.audit_page(query)
     return page(
         "console/audit.html",
         events=found.get("events", []),

@@ -6,10 +6,10 @@ ns says the nonce's session is logged in does the IdP start its own session for 
 in a second cookie, see ``idp.sessions``), which OIDC, SAML and forward-auth build on.
 
 The views are module-level blueprints, one module per concern (``login``, ``push``, ``completion``,
-``logout``, ``whoami``, ``enrol`` for invite links, and ``authenticator``, the web authenticator app at
-``/app/``); what they share lives on the app (``idp.context.services()`` and ``idp.web.state.web_state()``).
-``create_app`` builds the app: its settings, that state, the blueprints (these and the protocol front-ends
-of ``idp.blueprints``), the error pages and the headers.
+``logout``, ``whoami``, ``enrol`` for invite links, ``account`` for "My account", and ``authenticator``,
+the web authenticator app at ``/app/``); what they share lives on the app (``idp.context.services()`` and
+``idp.web.state.web_state()``). ``create_app`` builds the app: its settings, that state, the blueprints
+(these and the protocol front-ends of ``idp.blueprints``), the error pages and the headers.
 """
 
 import os
@@ -24,7 +24,7 @@ from idp.context import EXTENSION, IdpServices
 from idp.login_binding import LoginBindings
 from idp.ns_client import NsError
 from idp.origin import refuse_cross_site
-from idp.web import authenticator, completion, enrol, errors, login, logout, push, whoami
+from idp.web import account, authenticator, completion, enrol, errors, login, logout, push, whoami
 from idp.web.login import safe_next
 from idp.web.state import EXTENSION as WEB_EXTENSION
 from idp.web.state import WebState
@@ -65,7 +65,7 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
     i18n.register(app)
     branding.register(app, idp.branding)
     app.before_request(refuse_cross_site)
-    for page in (login, push, completion, logout, whoami, enrol, authenticator):
+    for page in (login, push, completion, logout, whoami, enrol, account, authenticator):
         app.register_blueprint(page.blueprint)
     for blueprint in blueprints():
         app.register_blueprint(blueprint)

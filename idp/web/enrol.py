@@ -15,9 +15,11 @@ import logging
 from typing import Any
 
 from flask import Blueprint, redirect, render_template, request, session, url_for
+from flask_babel import gettext
 
 from authserver.ratelimit import RateLimited, client_key
 from idp.context import services
+from idp.i18n import N_
 from idp.ns_client import NsError
 from idp.ratelimits import refuse
 from idp.web.login import qr_svg
@@ -30,9 +32,12 @@ blueprint = Blueprint("enrol", __name__)
 SESSION_KEY = "enrolment"
 MAX_TOKEN_LENGTH = 100  # ns makes 76 characters; anything far longer is no token
 PAGES = {
-    "unknown": (404, "This invite link is not valid. Check that you copied all of it, or ask for a new one."),
-    "used": (410, "This invite link was used already. Each link works once: ask for a new one."),
-    "expired": (410, "This invite link has expired. Ask for a new one."),
+    "unknown": (
+        404,
+        N_("This invite link is not valid. Check that you copied all of it, or ask for a new one."),
+    ),
+    "used": (410, N_("This invite link was used already. Each link works once: ask for a new one.")),
+    "expired": (410, N_("This invite link has expired. Ask for a new one.")),
 }
 NS_REFUSALS = {"not_found": "unknown", "invite_used": "used", "invite_expired": "expired"}
 
@@ -43,7 +48,9 @@ def count_visit() -> None:
     try:
         limits.limiter.hit(limits.rules["enrol"], client_key(client), client=client)
     except RateLimited as exc:
-        refuse(exc, "Too many enrolment pages were asked for from your network. Wait a moment and reload.")
+        refuse(
+            exc, N_("Too many enrolment pages were asked for from your network. Wait a moment and reload.")
+        )
 
 
 def refused(state: str) -> Any:
@@ -99,7 +106,7 @@ def enrolment_page(current: dict[str, Any], error: str | None = None, status: in
         server=current["server"],
         qr=qr_svg(current["qrdata"]),
         qrdata=current["qrdata"],
-        visual=shown.to_svg(title=f"Visual hash of {current['server']}"),
+        visual=shown.to_svg(title=gettext("Visual hash of %(server)s", server=current["server"])),
         colour=shown.colour,
         words=" ".join(shown.words),
         error=error,
@@ -121,7 +128,7 @@ def enrolment() -> Any:
     count_visit()
     current = _current()
     if current is None:
-        return render_template("enrol_refused.html", message="No enrolment is in progress here."), 404
+        return render_template("enrol_refused.html", message=N_("No enrolment is in progress here.")), 404
     return enrolment_page(current)
 
 
@@ -130,20 +137,20 @@ def confirm() -> Any:
     count_visit()
     current = _current()
     if current is None:
-        return render_template("enrol_refused.html", message="No enrolment is in progress here."), 404
+        return render_template("enrol_refused.html", message=N_("No enrolment is in progress here.")), 404
     code = "".join(request.form.get("code", "").split())
     if not (len(code) == 6 and code.isascii() and code.isdigit()):
-        return enrolment_page(current, "Type the six digits your phone shows.", 400)
+        return enrolment_page(current, N_("Type the six digits your phone shows."), 400)
     try:
         done = services().ns.confirm_enrolment(current["id"], code)
     except NsError as exc:
         if exc.code == "wrong_code":
-            return enrolment_page(current, "That is not the code your phone shows. Try again.", 400)
+            return enrolment_page(current, N_("That is not the code your phone shows. Try again."), 400)
         if exc.code == "not_confirmable" and _still_waiting(current["id"]):
-            return enrolment_page(current, "Scan the code with the nextAuth app first.", 409)
+            return enrolment_page(current, N_("Scan the code with the nextAuth app first."), 409)
         if exc.code in ("failed", "not_confirmable", "not_found"):
             session.pop(SESSION_KEY, None)
-            message = (
+            message = N_(
                 "This enrolment cannot be finished (too many wrong codes, or it expired). "
                 "Ask for a new invite."
             )
