@@ -11,12 +11,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import segno
-from flask import Blueprint, jsonify, redirect, render_template, request, session
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request, session
 from flask_babel import gettext
 
 from authserver.ratelimit import RateLimited, client_key
 from idp.context import current_user, services
-from idp.forwardauth.urls import RETURN_PATH
+from idp.forwardauth.urls import RETURN_PATH, safe_return
+from idp.forwardauth.views import STATE as FORWARD_AUTH_STATE
 from idp.i18n import N_
 from idp.ns_client import NsError
 from idp.ratelimits import refuse
@@ -154,9 +155,14 @@ def who_asks(target: str) -> dict[str, str] | None:
         session.pop("login_context", None)
     if target.startswith(RETURN_PATH + "?"):
         url = parse_qs(urlsplit(target).query).get("url", [""])[0]
-        host = urlsplit(url).hostname if url.startswith(("http://", "https://")) else None
-        if host:
-            return {"client_name": host[:100]}
+        # Only a host forward-auth protects is named: anyone can make a link naming any other, and the
+        # phone must not vouch for it.
+        forward_auth = current_app.extensions.get(FORWARD_AUTH_STATE)
+        allowed = forward_auth.settings.return_hosts if forward_auth is not None else ()
+        if safe_return(url, allowed, idp_url=services().issuer):
+            host = urlsplit(url).hostname
+            if host and host != urlsplit(services().issuer).hostname:
+                return {"client_name": host[:100]}
     return None
 
 

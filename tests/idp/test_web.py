@@ -230,16 +230,20 @@ def test_only_phone_fields_reach_ns(client: FlaskClient, ns: FakeNs) -> None:
     assert ns.contexts[pre_login_nonce(client)] == {"client_name": "TV", "user_code": "BDWP-HQPK"}
 
 
-def test_forward_auth_logins_name_the_host(client: FlaskClient, ns: FakeNs) -> None:
+def test_forward_auth_logins_name_only_protected_hosts(
+    services: IdpServices, ns: FakeNs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEXTAUTH_IDP_FORWARD_AUTH_HOSTS", "wiki.example.org")
+    client = create_app(services, secret_key=b"k" * 32, websocket_url=WEBSOCKET).test_client()
     target = "/auth/return?url=https%3A%2F%2Fwiki.example.org%2Fpage%3Fa%3D1"
     page = client.get("/login", query_string={"next": target}).get_data(as_text=True)
     assert "<h1>Log in to wiki.example.org</h1>" in page
     assert ns.contexts[pre_login_nonce(client)] == {"client_name": "wiki.example.org"}
-    # A name comes only from a URL: not from another scheme or text.
-    page = client.get("/login", query_string={"next": "/auth/return?url=javascript:alert(1)"}).get_data(
-        as_text=True
-    )
-    assert "<h1>Log in</h1>" in page
+    # Anyone can make a link naming another host: neither the page nor the phone vouches for it.
+    for other in ("https%3A%2F%2Fyourbank.example%2F", "javascript:alert(1)"):
+        page = client.get("/login", query_string={"next": f"/auth/return?url={other}"}).get_data(as_text=True)
+        assert "<h1>Log in</h1>" in page and "yourbank" not in page.split("<h1>")[1].split("</h1>")[0]
+        assert ns.contexts.get(pre_login_nonce(client), {}) == {}
 
 
 def test_login_redirect_remembers_who_asks(app: Flask) -> None:
