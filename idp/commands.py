@@ -80,22 +80,47 @@ def _user(args: argparse.Namespace, engine: Engine) -> Any:
     return [asdict(profile) for profile in directory.all()]
 
 
-def commands() -> dict[str, tuple[str, Command]]:
-    """name -> (help, command). Protocol modules add theirs here."""
-    from idp.oidc import commands as oidc
+def _oidc_command(arguments: str, handler: str) -> Callable[[], Command]:
+    def load() -> Command:
+        from idp.oidc import commands as oidc
+
+        return getattr(oidc, arguments), getattr(oidc, handler)
+
+    return load
+
+
+def _saml_command() -> Command:
     from idp.saml import commands as saml
 
-    found: dict[str, tuple[str, Command]] = {
-        "user": ("the IdP's user directory: names, e-mail addresses, groups", (_user_arguments, _user)),
-        "oidc-client": ("OpenID Connect clients of the IdP", (oidc.client_arguments, oidc.client_command)),
-        "oidc-consent": (
-            "users' consents to OpenID Connect clients: list, revoke",
-            (oidc.consent_arguments, oidc.consent_command),
-        ),
-        "idp-keys": ("the IdP's signing keys: list, rotate", (oidc.keys_arguments, oidc.keys_command)),
-        "saml-sp": (saml.HELP, (saml.arguments, saml.run)),
-    }
-    return found
+    return saml.arguments, saml.run
+
+
+# name -> (help, how to get the command). Each protocol's module is imported only when one of its commands
+# runs: pysaml2 alone costs half a second, which `nextauth user` need not pay.
+COMMANDS: dict[str, tuple[str, Callable[[], Command]]] = {
+    "user": ("the IdP's user directory: names, e-mail addresses, groups", lambda: (_user_arguments, _user)),
+    "oidc-client": ("OpenID Connect clients of the IdP", _oidc_command("client_arguments", "client_command")),
+    "oidc-consent": (
+        "users' consents to OpenID Connect clients: list, revoke",
+        _oidc_command("consent_arguments", "consent_command"),
+    ),
+    "idp-keys": ("the IdP's signing keys: list, rotate", _oidc_command("keys_arguments", "keys_command")),
+    "saml-sp": (
+        "SAML service providers: register by metadata (file or URL), change options, list, remove",
+        _saml_command,
+    ),
+}
+
+
+def command(name: str) -> tuple[str, Command]:
+    """One command's help and (arguments, handler), importing only what it needs."""
+    help_text, load = COMMANDS[name]
+    return help_text, load()
+
+
+def commands() -> dict[str, tuple[str, Command]]:
+    """name -> (help, command), every one (this imports every protocol's module)."""
+    return {name: command(name) for name in COMMANDS}
 
 
 def add_parsers(subparsers: Any) -> None:
@@ -104,7 +129,7 @@ def add_parsers(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    _help, (_arguments, handler) = commands()[args.command]
+    _help, (_arguments, handler) = command(args.command)
     engine = idp_engine()
     try:
         result = handler(args, engine)

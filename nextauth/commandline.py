@@ -37,7 +37,7 @@ IDP_COMMANDS: dict[str, str] = {
     "oidc-client": "OpenID Connect clients of the IdP",
     "oidc-consent": "users' consents to OpenID Connect clients: list, revoke",
     "idp-keys": "the IdP's signing keys: list, rotate",
-    "saml-sp": "SAML service providers of the IdP",
+    "saml-sp": "SAML service providers: register by metadata (file or URL), change options, list, remove",
 }
 
 
@@ -95,7 +95,7 @@ def _add_command(commands: Any, name: str) -> None:
     if name in IDP_COMMANDS:
         from idp import commands as idp_commands
 
-        help_text, (arguments, _run) = idp_commands.commands()[name]
+        help_text, (arguments, _run) = idp_commands.command(name)
         arguments(commands.add_parser(name, help=help_text))
         return
     command = commands.add_parser(name, help=COMMANDS[name])
@@ -129,6 +129,14 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
+def _ns_config() -> Any:
+    """ns's settings for the administration commands, without loading the services or the IdP (``nextauth
+    ns`` runs them; a command that only opens the database need not import them: about 0.7 s each)."""
+    from authserver.config import load_config
+
+    return load_config("ns", os.environ, port_offset_profile="standalone")
+
+
 def _roles(text: str | None) -> list[str]:
     return [role.strip() for role in (text or "").split(",") if role.strip()]
 
@@ -139,9 +147,8 @@ def _access(args: argparse.Namespace) -> int:
     from authserver.audit import settings as audit_settings
     from authserver.ns.access import AccessControl
     from authserver.storage import db
-    from nextauth.services import load
 
-    (config,) = load(["ns"], os.environ, "standalone")
+    config = _ns_config()
     trail_sinks = audit_settings.sinks("ns", os.environ)
     engine = db.create_engine_for(config.db_uri)
     db.upgrade(engine)
@@ -208,9 +215,8 @@ def _invite(args: argparse.Namespace) -> int:
     from authserver.services.ns import invite_ttl, invite_url
     from authserver.storage import db
     from authserver.storage.kv import MemoryStore
-    from nextauth.services import load
 
-    (config,) = load(["ns"], os.environ, "standalone")
+    config = _ns_config()
     engine = db.create_engine_for(config.db_uri)
     db.upgrade(engine)
     try:
@@ -246,7 +252,6 @@ def _audit(args: argparse.Namespace) -> int:
 
     from authserver.audit import EVENT_TYPES, TYPE_PREFIX, AuditTrail
     from authserver.storage import db
-    from nextauth.services import load
 
     def moment(flag: str, value: str | None) -> datetime | None:
         if value is None:
@@ -268,7 +273,7 @@ def _audit(args: argparse.Namespace) -> int:
     except ValueError as exc:
         sys.stderr.write(f"nextauth audit: {exc}\n")
         return 2
-    (config,) = load(["ns"], os.environ, "standalone")
+    config = _ns_config()
     engine = db.create_engine_for(config.db_uri)
     try:
         db.upgrade(engine)

@@ -17,7 +17,6 @@ from idp.saml.registry import Registry
 from idp.saml.spmetadata import MAX_METADATA_BYTES
 from idp.saml.spoptions import NAME_FORMATS, SIGN_CHOICES, SIGNATURE_ALGORITHMS, SpOptions
 
-HELP = "SAML service providers: register by metadata (file or URL), change options, list, remove"
 
 
 def _options(parser: argparse.ArgumentParser) -> None:
