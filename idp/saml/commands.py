@@ -18,7 +18,6 @@ from idp.saml.spmetadata import MAX_METADATA_BYTES
 from idp.saml.spoptions import NAME_FORMATS, SIGN_CHOICES, SIGNATURE_ALGORITHMS, SpOptions
 
 
-
 def _options(parser: argparse.ArgumentParser) -> None:
     """The per-SP options; unset means the default (add) or unchanged (set)."""
     parser.add_argument(
