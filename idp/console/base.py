@@ -11,9 +11,6 @@ needs no storage) and compared in constant time. ``SameSite=Lax`` cookies and th
 sibling subdomain).
 """
 
-import base64
-import hashlib
-import hmac
 import logging
 import re
 from collections.abc import Callable
@@ -21,9 +18,10 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Blueprint, Response, current_app, g, render_template, request
+from flask import Blueprint, Response, g, render_template, request
 
 from idp.context import current_user, login_redirect, services
+from idp.csrf import form_token, form_token_valid
 from idp.ns_client import NsError
 from idp.sessions import SignedInUser
 
@@ -63,14 +61,11 @@ def role_of(groups: tuple[str, ...]) -> str | None:
 
 def csrf_token(sid: str) -> str:
     """Per IdP session: a new login gets a new token; a token seen by someone else dies with the session."""
-    secret = current_app.secret_key
-    key = secret if isinstance(secret, bytes) else str(secret).encode()
-    digest = hmac.new(key, b"nextauth-console-csrf\x00" + sid.encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    return form_token("console", sid)
 
 
 def csrf_valid(sid: str, sent: str | None) -> bool:
-    return bool(sent) and hmac.compare_digest(str(sent).encode(), csrf_token(sid).encode())
+    return form_token_valid("console", sid, sent)
 
 
 @blueprint.before_request

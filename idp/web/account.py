@@ -23,11 +23,8 @@ of someone else's without the person's phone approving once more (the IdP's reau
 session with a new authentication time).
 """
 
-import hashlib
-import hmac
 import logging
 import time
-from base64 import urlsafe_b64encode
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,6 +33,7 @@ from flask_babel import format_datetime
 from werkzeug.wrappers import Response
 
 from idp.context import current_user, login_redirect, services
+from idp.csrf import form_token, form_token_valid
 from idp.i18n import N_
 from idp.ns_client import NsError
 from idp.oidc.consents import list_consents, revoke_consent
@@ -105,10 +103,7 @@ def signed_in() -> Person | Response:
 
 def csrf_token(user: SignedInUser) -> str:
     """Bound to the IdP session: a token from another session (another user's) never fits this one."""
-    key = current_app.secret_key
-    secret = key if isinstance(key, bytes) else str(key).encode()
-    mac = hmac.new(secret, b"nextauth account csrf\x00" + user.sid.encode(), hashlib.sha256).digest()
-    return urlsafe_b64encode(mac).decode().rstrip("=")
+    return form_token("account", user.sid)
 
 
 def checked_post() -> Person | Response:
@@ -117,7 +112,7 @@ def checked_post() -> Person | Response:
     if not isinstance(person, Person):
         return person
     sent = request.form.get("csrf", "")
-    if not hmac.compare_digest(sent.encode(), csrf_token(person.user).encode()):
+    if not form_token_valid("account", person.user.sid, sent):
         security_log.warning("a My account form without its session's token was refused")
         abort(refused(400, N_("This form has expired. Open My account again and repeat what you did.")))
     return person
