@@ -42,6 +42,8 @@ class IdpServices:
     pairwise_secret: bytes = field(default=b"", repr=False)
     oidc_require_par: bool = False  # every OIDC client must push its authorization requests (RFC 9126)
     device_code_seconds: int = 600  # how long an RFC 8628 device code and its user code live
+    # The least time between two token requests of a CIBA or device-grant client (its `interval`).
+    oidc_poll_seconds: int = 5
     branding: Branding = field(default_factory=Branding)  # name, logo, colours, help link of the pages
     admin_group: str = "nextauth-admins"  # directory group the admin console (idp.console) admits fully
     helpdesk_group: str = "nextauth-helpdesk"  # directory group it admits to the help desk's pages

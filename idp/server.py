@@ -51,7 +51,7 @@ FLAGS = (
     "LISTEN", "SECRET_KEY", "NS_WEBSOCKET_URL", "NS_API_URL", "NS_API_KEY", "NS_SERVER", "PUBLIC_URL",
     "DB_URI", "KV_URI", "KV_PREFIX", "COOKIE_DOMAIN", "SESSION_SECONDS", "NS_CHECK_SECONDS",
     "TRUSTED_PROXIES", "LOG_LEVEL", "TEMPLATES_DIR", "OIDC_REQUIRE_PAR",
-    "OIDC_PAIRWISE_SECRET", "ADMIN_API_KEY", "DEVICE_CODE_SECONDS", "ADMIN_PORT",
+    "OIDC_PAIRWISE_SECRET", "ADMIN_API_KEY", "DEVICE_CODE_SECONDS", "OIDC_POLL_SECONDS", "ADMIN_PORT",
     "AUTHENTICATOR_CONFIG", "AUTHENTICATOR_NS_URI", "WEBAPP_DIR",
     "BRAND_NAME", "BRAND_LOGO", "BRAND_COLOR", "BRAND_COLOR_DARK", "HELP_URL", "HELP_TEXT",
     "ADMIN_GROUP", "HELPDESK_GROUP",
@@ -96,6 +96,7 @@ class IdpSettings:
     pairwise_secret: bytes = field(default=b"", repr=False)
     oidc_require_par: bool = False
     device_code_seconds: int = 600
+    oidc_poll_seconds: int = 5
     authenticator: AuthenticatorConfig | None = None
     admin_listen: Listen | None = None
     branding: Branding = field(default_factory=Branding)
@@ -185,6 +186,17 @@ def load_settings(
             expected="a whole number of seconds from 10 to 3600",
         )
     )
+    oidc_poll_seconds = int(
+        seconds_in_range(
+            "NEXTAUTH_IDP_OIDC_POLL_SECONDS",
+            get("OIDC_POLL_SECONDS", required=False),
+            5,
+            low=1,
+            high=60,
+            whole=True,
+            expected="a whole number of seconds from 1 to 60",
+        )
+    )
     admin_listen = _admin_listen(get("ADMIN_PORT", required=False), listen, embedded)
     return IdpSettings(
         listen=listen,
@@ -205,6 +217,7 @@ def load_settings(
         pairwise_secret=_pairwise_secret(get("OIDC_PAIRWISE_SECRET", required=False), data_dir),
         oidc_require_par=_flag(PREFIX + "OIDC_REQUIRE_PAR", get("OIDC_REQUIRE_PAR", required=False)),
         device_code_seconds=device_code_seconds,
+        oidc_poll_seconds=oidc_poll_seconds,
         authenticator=_authenticator(
             get("AUTHENTICATOR_CONFIG", required=False),
             get("AUTHENTICATOR_NS_URI", required=False),
@@ -314,6 +327,7 @@ def build_services(settings: IdpSettings) -> IdpServices:
             settings.trusted_proxies,
         ),
         device_code_seconds=settings.device_code_seconds,
+        oidc_poll_seconds=settings.oidc_poll_seconds,
         authenticator=settings.authenticator,
         branding=settings.branding,
         admin_group=settings.admin_group,

@@ -24,15 +24,20 @@ pytestmark = pytest.mark.e2e
 
 GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 USER = "dora"
-LIFETIME = 20  # NEXTAUTH_IDP_DEVICE_CODE_SECONDS for these tests, so expiry can be seen
+LIFETIME = 10  # NEXTAUTH_IDP_DEVICE_CODE_SECONDS for these tests (the least allowed), so expiry can be seen
+INTERVAL = 1  # NEXTAUTH_IDP_OIDC_POLL_SECONDS (default 5)
 
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
-    """The embedded system with short-lived device codes (the shared fixture keeps the default)."""
+    """The embedded system with short-lived device codes and quick polls (the shared fixture keeps the
+    defaults)."""
     running = start_system(
         tmp_path_factory.mktemp("device-system"),
-        extra_env={"NEXTAUTH_IDP_DEVICE_CODE_SECONDS": str(LIFETIME)},
+        extra_env={
+            "NEXTAUTH_IDP_DEVICE_CODE_SECONDS": str(LIFETIME),
+            "NEXTAUTH_IDP_OIDC_POLL_SECONDS": str(INTERVAL),
+        },
     )
     yield running
     stop_system(running)
@@ -110,7 +115,7 @@ def test_device_flow_in_chromium_with_the_code_on_the_phone(
     assert len(user_code) == 9 and user_code[4] == "-"
     assert set(user_code.replace("-", "")) <= set("BCDFGHJKLMNPQRSTVWXZ")
     assert codes["verification_uri"] == f"{idp(system)}/device"
-    assert codes["expires_in"] == LIFETIME and codes["interval"] == 5
+    assert codes["expires_in"] == LIFETIME and codes["interval"] == INTERVAL
     pending = poll(system, tv, codes["device_code"])
     assert pending.status_code == 400 and pending.json()["error"] == "authorization_pending"
     too_fast = poll(system, tv, codes["device_code"])
@@ -135,7 +140,7 @@ def test_device_flow_in_chromium_with_the_code_on_the_phone(
     assert "Device connected" in page.inner_text("#device-done")
     page.close()
 
-    time.sleep(5.2)
+    time.sleep(INTERVAL + 0.2)
     tokens = poll(system, tv, codes["device_code"])
     assert tokens.status_code == 200, tokens.text
     body = tokens.json()
@@ -149,7 +154,7 @@ def test_device_flow_in_chromium_with_the_code_on_the_phone(
     )
     assert info.status_code == 200 and info.json()["preferred_username"] == USER
     # The device code works once.
-    time.sleep(5.2)
+    time.sleep(INTERVAL + 0.2)
     again = poll(system, tv, codes["device_code"])
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
     # So does the user code: the page no longer knows it.

@@ -63,7 +63,6 @@ POLL_PREFIX = "oidc:ciba-poll:"
 # A push lives 120 s at ns: the phone cannot approve later, so no request lives longer.
 MAX_EXPIRY = 120
 MIN_EXPIRY = 10
-INTERVAL = 5  # seconds between polls (CIBA 7.3); sooner is answered slow_down
 BINDING_MESSAGE_MAX = 100
 NOTIFICATION_TOKEN_MAX = 1024
 PING_TIMEOUT = 5.0
@@ -209,7 +208,7 @@ def _authenticate(provider: "Provider", oauth_request: Any) -> dict[str, Any]:
     log.info("CIBA request from %s (%s mode)", client.client_id, mode)
     answer: dict[str, Any] = {"auth_req_id": auth_req_id, "expires_in": expiry, "nextauth_number": number}
     if mode == "poll":
-        answer["interval"] = INTERVAL
+        answer["interval"] = provider.services.oidc_poll_seconds
     return answer
 
 
@@ -353,8 +352,10 @@ class CibaGrant(BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
         if time.time() >= record.expires_at:
             kv.delete(PREFIX + key)
             raise ExpiredTokenError(description="The authentication request expired. Start a new one.")
-        if not kv.set_if_absent(POLL_PREFIX + key, b"1", ttl=INTERVAL):
-            raise SlowDownError(description=f"Poll at most every {INTERVAL} seconds.")
+        # Seconds between polls (CIBA 7.3); sooner is answered slow_down.
+        interval = self.provider.services.oidc_poll_seconds
+        if not kv.set_if_absent(POLL_PREFIX + key, b"1", ttl=interval):
+            raise SlowDownError(description=f"Poll at most every {interval} seconds.")
         state, session = outcome(self.provider, record)
         if state == "pending":
             raise AuthorizationPendingError(description="The user has not answered on the phone yet.")

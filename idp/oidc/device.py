@@ -82,6 +82,7 @@ class DeviceAuthorization(DeviceAuthorizationEndpoint):  # type: ignore[misc]
     def __init__(self, server: Any) -> None:
         super().__init__(server)
         self.EXPIRES_IN = server.provider.services.device_code_seconds
+        self.INTERVAL = server.provider.services.oidc_poll_seconds
 
     @property
     def provider(self) -> "Provider":

@@ -22,6 +22,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.kv_uri is None and settings.cookie_domain is None
     assert settings.session_seconds == 8 * 3600 and settings.ns_check_seconds == 15
     assert settings.public_url == "http://0.0.0.0:8000"
+    assert settings.oidc_poll_seconds == 5 and settings.device_code_seconds == 600
     assert "k" * 40 not in repr(settings) and "sqlite" not in repr(settings)  # secrets stay out of logs
 
 
@@ -49,6 +50,9 @@ def test_shared_database_and_store_settings_apply(tmp_path: Path) -> None:
         ("NEXTAUTH_IDP_PUBLIC_URL", "id.example.com", "PUBLIC_URL"),
         ("NEXTAUTH_IDP_PUBLIC_URL", "https://id.example.com/?x", "PUBLIC_URL"),
         ("NEXTAUTH_IDP_SECRET_KEY", "short", "SECRET_KEY"),
+        ("NEXTAUTH_IDP_OIDC_POLL_SECONDS", "0", "OIDC_POLL_SECONDS"),
+        ("NEXTAUTH_IDP_OIDC_POLL_SECONDS", "61", "OIDC_POLL_SECONDS"),
+        ("NEXTAUTH_IDP_OIDC_POLL_SECONDS", "1.5", "OIDC_POLL_SECONDS"),
     ],
 )
 def test_bad_values_are_refused_by_name(tmp_path: Path, name: str, value: str, message: str) -> None:
