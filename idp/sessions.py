@@ -2,12 +2,9 @@
 
 The token is a JWS (alg Ed25519, RFC 9864) that names the session (``sid``) and says who is in it, so
 that forward-auth and the Traefik plugin can check it without a database query. Ending a session (logout
-at the IdP, a logout or
-new login at ns) records it in the database and marks it ended in the shared store, which forward-auth
-reads; the plugin fetches the list of ended sessions.
-
-If the shared store loses its contents (Redis restarted without persistence) the marks come back from the
-database before the next check trusts the store again.
+at the IdP, a logout or new login at ns) records it in the database and adds it to every IdP process's
+in-memory set of ended sessions (``idp.ended_sessions``: at once in this process, through the shared store's
+pub/sub in the others, reconciled with the database every few seconds); the plugin fetches the list.
 
 A token whose signature checked out is remembered (``VERIFIED_SECONDS``, never past its ``exp``), so the
 requests of one browser cost one signature check per few minutes, not one each; whether the session has
@@ -33,6 +30,7 @@ from sqlalchemy.orm import Session
 from authserver.storage.db import rowcount
 from authserver.storage.kv import KeyValueStore
 from idp.directory import Profile
+from idp.ended_sessions import EndedSessions
 from idp.keys import KeyRing
 from idp.models import BrowserSession, RelyingPartyLogin
 
@@ -40,9 +38,6 @@ log = logging.getLogger("nextauth.idp.sessions")
 
 AUDIENCE = "nextauth-session"
 TOKEN_TYPE = "nextauth-session+jwt"  # noqa: S105 - a JWS "typ", not a secret
-ENDED_PREFIX = "idp:ended:"
-LOADED_MARK = "idp:ended-loaded"
-MARK_CHECK_SECONDS = 5.0
 VERIFIED_SECONDS = 300.0
 VERIFIED_MAX = 10_000  # tokens remembered at most; beyond, the memory starts over
 
@@ -91,7 +86,7 @@ class SessionManager:
         self._issuer = issuer
         self.lifetime = lifetime
         self._clock = clock
-        self._mark_checked_at = float("-inf")
+        self.ended_sessions = EndedSessions(self._ended_pairs, kv, clock=clock)
         self._verified: dict[str, tuple[float, dict[str, Any]]] = {}  # token -> (until, claims)
         self._verified_lock = threading.Lock()
         self.on_end: list[Callable[[str], None]] = []  # called with the sid of every session that ends
@@ -235,8 +230,7 @@ class SessionManager:
     # -- ending ----------------------------------------------------------------------------------------
 
     def is_ended(self, sid: str) -> bool:
-        self._ensure_marks()
-        return self._kv.get(ENDED_PREFIX + sid) is not None
+        return self.ended_sessions.contains(sid)
 
     def end(self, sid: str, *, by: str) -> bool:
         """End one session; True if it was still running. Listeners (back-channel logout, SAML single
@@ -248,7 +242,7 @@ class SessionManager:
                 return False
             row.ended_at, row.ended_by = now, by
             expires_at = row.expires_at
-        self._mark_ended(sid, expires_at)
+        self.ended_sessions.add(sid, int(expires_at.timestamp()))
         log.info("session %s… ended by %s", sid[:8], by)
         for listener in self.on_end:
             try:
@@ -259,6 +253,9 @@ class SessionManager:
 
     def ended(self) -> list[dict[str, Any]]:
         """Sessions ended before they expired: the revocation list the Traefik plugin fetches."""
+        return [{"sid": sid, "exp": expires} for sid, expires in self._ended_pairs()]
+
+    def _ended_pairs(self) -> list[tuple[str, int]]:
         now = datetime.now(UTC)
         with Session(self._engine) as db:
             rows = db.execute(
@@ -266,7 +263,7 @@ class SessionManager:
                     BrowserSession.ended_at.is_not(None), BrowserSession.expires_at > now
                 )
             ).all()
-        return [{"sid": sid, "exp": int(expires.timestamp())} for sid, expires in rows]
+        return [(sid, int(expires.timestamp())) for sid, expires in rows]
 
     def ns_nonce(self, sid: str) -> str | None:
         with Session(self._engine) as db:
@@ -296,20 +293,3 @@ class SessionManager:
             old = select(BrowserSession.sid).where(BrowserSession.expires_at < horizon)
             db.execute(delete(RelyingPartyLogin).where(RelyingPartyLogin.sid.in_(old)))
             return rowcount(db.execute(delete(BrowserSession).where(BrowserSession.expires_at < horizon)))
-
-    def _mark_ended(self, sid: str, expires_at: datetime) -> None:
-        ttl = max(1.0, (expires_at - datetime.now(UTC)).total_seconds() + 60)
-        self._kv.set(ENDED_PREFIX + sid, b"1", ttl=ttl)
-
-    def _ensure_marks(self) -> None:
-        """At most every few seconds: if the store lost the ended marks, put them back from the database."""
-        now = time.monotonic()
-        if now - self._mark_checked_at < MARK_CHECK_SECONDS:
-            return
-        self._mark_checked_at = now
-        if self._kv.get(LOADED_MARK) is not None:
-            return
-        for entry in self.ended():
-            self._mark_ended(entry["sid"], datetime.fromtimestamp(entry["exp"], UTC))
-        self._kv.set(LOADED_MARK, b"1")
-        log.info("ended-session marks loaded into the shared store")

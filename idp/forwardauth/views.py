@@ -25,6 +25,7 @@ from werkzeug.wrappers import Response
 
 from idp.context import EXTENSION, IdpServices, current_user, services
 from idp.forwardauth.decision import Outcome, decide
+from idp.forwardauth.fastpath import DECIDED
 from idp.forwardauth.forwarded import Forwarded, Unusable, describe
 from idp.forwardauth.identity import identity_headers
 from idp.forwardauth.rules import normalize_host, normalize_path
@@ -136,6 +137,9 @@ def _refused(problem: Unusable) -> Response:
 
 
 def _decide() -> tuple[Outcome, Forwarded] | Response:
+    made = request.environ.get(DECIDED)  # by the fast path (idp.forwardauth.fastpath), when it could
+    if made is not None:
+        return made  # type: ignore[no-any-return]
     fa = state()
     try:
         asked = describe(request.headers.getlist)

@@ -21,6 +21,8 @@ from authserver.transport.json_bodies import bound_json
 from idp import branding, i18n, long_urls, metrics
 from idp.blueprints import blueprints
 from idp.context import EXTENSION, IdpServices
+from idp.forwardauth import views as forward_auth_views
+from idp.forwardauth.fastpath import FastForwardAuth
 from idp.login_binding import LoginBindings
 from idp.ns_client import NsError
 from idp.origin import refuse_cross_site
@@ -79,4 +81,13 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
     long_urls.register(app)
     app.after_request(errors.security_headers)
     metrics.instrument(app)
+    forward_auth = app.extensions.get(forward_auth_views.STATE)
+    if forward_auth is not None:
+        app.wsgi_app = FastForwardAuth(  # type: ignore[method-assign]
+            app.wsgi_app,
+            settings=forward_auth.settings,
+            sessions=idp.sessions,
+            cookie_name=idp.cookie_name,
+            security_headers=errors.security_header_values(websocket_url),
+        )
     return app

@@ -89,14 +89,22 @@ def internal_error(error: Exception) -> Any:
     )
 
 
+def security_header_values(websocket_url: str) -> list[tuple[str, str]]:
+    """What every answer of the IdP carries unless its view set its own (also forward-auth's fast path)."""
+    return [
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "no-referrer"),
+        ("X-Frame-Options", "DENY"),
+        (
+            "Content-Security-Policy",
+            f"default-src 'self'; connect-src 'self' {websocket_url}; img-src 'self' data:; "
+            "style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+        ),
+    ]
+
+
 def security_headers(response: Response) -> Response:
     """An ``after_request`` hook; a view that sets one of these headers itself keeps its own."""
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault(
-        "Content-Security-Policy",
-        f"default-src 'self'; connect-src 'self' {web_state().websocket_url}; img-src 'self' data:; "
-        "style-src 'self'; script-src 'self'; frame-ancestors 'none'",
-    )
+    for name, value in security_header_values(web_state().websocket_url):
+        response.headers.setdefault(name, value)
     return response

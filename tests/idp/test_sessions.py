@@ -10,11 +10,12 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import OKPKey
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session as DbSession
 
 from authserver.storage import db
-from authserver.storage.kv import MemoryStore
-from idp import sessions
+from authserver.storage.kv import KeyValueStore, MemoryStore, open_kv
+from idp import ended_sessions, sessions
 from idp.context import IdpServices
 from idp.directory import Directory, Profile
 from idp.housekeeping import purge
@@ -136,11 +137,8 @@ def test_expired_sessions_are_refused(parts: tuple) -> None:
     assert manager.verify(token) is None
 
 
-def test_an_ended_session_stays_ended_even_if_the_store_forgets(
-    parts: tuple, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(sessions, "MARK_CHECK_SECONDS", 0.0)
-    manager, _ring, store, _clock = parts
+def test_an_ended_session_is_refused_at_once(parts: tuple) -> None:
+    manager, _ring, _store, _clock = parts
     token = manager.start(ns_nonce="n" * 32, profile=ALICE, second_factor="pin", method="qr")
     user = manager.verify(token)
     assert user is not None
@@ -150,9 +148,76 @@ def test_an_ended_session_stays_ended_even_if_the_store_forgets(
     assert manager.end(user.sid, by="user") is False  # once
     assert ended == [user.sid] and manager.verify(token) is None
     assert [entry["sid"] for entry in manager.ended()] == [user.sid]
-    # Redis restarted without persistence: the marks come back from the database.
-    assert store.delete(sessions.ENDED_PREFIX + user.sid) and store.delete(sessions.LOADED_MARK)
+
+
+def _other_process(parts: tuple, store: KeyValueStore) -> SessionManager:
+    """A second IdP process: the same database and keys, its own memory of ended sessions."""
+    manager, ring, _store, clock = parts
+    return SessionManager(
+        manager._engine, store, ring, issuer=ISSUER, lifetime=timedelta(hours=1), clock=clock
+    )
+
+
+def _refused_within(manager: SessionManager, token: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while manager.verify(token) is not None:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.mark.parametrize("kind", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def test_another_process_hears_of_the_end_at_once(
+    parts: tuple, kind: str, request: pytest.FixtureRequest, redis_prefix: str
+) -> None:
+    if kind == "redis":
+        uri = request.getfixturevalue("redis_uri")
+        here, there_store = open_kv(uri, prefix=redis_prefix), open_kv(uri, prefix=redis_prefix)
+        manager = _other_process(parts, here)
+    else:
+        manager, there_store = parts[0], parts[2]
+    other = _other_process(parts, there_store)
+    token = manager.start(ns_nonce="n" * 32, profile=ALICE, second_factor="pin", method="qr")
+    user = other.verify(token)
+    assert user is not None  # the other process has read the set and listens
+    began = time.monotonic()
+    assert manager.end(user.sid, by="user")
+    # Far sooner than the database would be read again (RECONCILE_SECONDS): the announcement did it.
+    assert _refused_within(other, token, 1.0), "the other process still lets the session in"
+    assert time.monotonic() - began < ended_sessions.RECONCILE_SECONDS
+    manager.ended_sessions.stop()
+    other.ended_sessions.stop()
+
+
+def test_a_lost_announcement_is_made_good_from_the_database(
+    parts: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ended_sessions, "RECONCILE_SECONDS", 0.3)
+    manager, *_ = parts
+    other = _other_process(parts, MemoryStore())  # a store the first one does not publish to
+    token = manager.start(ns_nonce="n" * 32, profile=ALICE, second_factor="pin", method="qr")
+    user = other.verify(token)
+    assert user is not None
+    assert manager.end(user.sid, by="user")
     assert manager.verify(token) is None
+    assert other.verify(token) is not None  # not told: it still trusts its set, for a moment
+    assert _refused_within(other, token, 2.0), "the database was not read again"
+
+
+def test_without_the_database_no_session_is_trusted(parts: tuple) -> None:
+    """Before this process has read the ended sessions once, it cannot say a session is running."""
+    manager, ring, store, clock = parts
+    token = manager.start(ns_nonce="n" * 32, profile=ALICE, second_factor="pin", method="qr")
+    broken = SessionManager(manager._engine, store, ring, issuer=ISSUER, clock=clock)
+    broken.verify_signature(token)  # the key is loaded; now the database goes away
+
+    def unreachable() -> list[tuple[str, int]]:
+        raise OperationalError("SELECT", {}, Exception("database is down"))
+
+    broken.ended_sessions._load = unreachable
+    with pytest.raises(OperationalError):
+        broken.verify(token)
 
 
 def test_reauthentication_keeps_the_session_and_renews_its_time(parts: tuple) -> None:

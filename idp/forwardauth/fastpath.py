@@ -1,0 +1,111 @@
+"""The forward-auth check a logged-in user's every request costs, answered before Flask sees it.
+
+A proxy asks ``/auth/forward`` (or ``/auth/nginx``) once per request to the applications it protects, and
+nearly every answer is "yes, this is alice". That answer needs no request context, no error handlers and no
+templates, so this WSGI middleware gives it straight from the environ: the same header reading
+(``forwarded.describe``), the same decision (``decision.decide``) and the same session check
+(``SessionManager.verify``: a remembered signature and the in-memory set of ended sessions), with the same
+headers as the Flask view's answer. Every other answer (log in first, not allowed, a proxy that describes
+the request badly) is the Flask view's, which receives the decision already made here.
+"""
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from werkzeug.http import parse_cookie
+
+from authserver.metrics import REST_REQUESTS, REST_SECONDS
+from idp.forwardauth.decision import Outcome, decide
+from idp.forwardauth.forwarded import Forwarded, Unusable, describe
+from idp.forwardauth.identity import identity_headers
+from idp.forwardauth.rules import normalize_host, normalize_path
+from idp.forwardauth.settings import ForwardAuthSettings
+from idp.metrics import FORWARD_AUTH
+from idp.sessions import SessionManager
+
+PATHS = {"/auth/forward": "/auth/forward", "/auth/nginx": "/auth/nginx"}
+# The decision made here, for the Flask view to answer from when it is not "allow".
+DECIDED = "nextauth.forward_auth.decided"
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+def _header_values(environ: dict[str, Any]) -> Callable[[str], list[str]]:
+    # WSGI holds one value per header (the server joins repeated ones), as werkzeug's getlist sees it.
+    def values(name: str) -> list[str]:
+        value = environ.get("HTTP_" + name.upper().replace("-", "_"))
+        return [value] if value is not None else []
+
+    return values
+
+
+class FastForwardAuth:
+    def __init__(
+        self,
+        app: WsgiApp,
+        *,
+        settings: ForwardAuthSettings,
+        sessions: SessionManager,
+        cookie_name: str,
+        security_headers: list[tuple[str, str]],
+    ) -> None:
+        self._app = app
+        self._settings = settings
+        self._sessions = sessions
+        self._cookie_name = cookie_name
+        self._fixed = [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", "0"),
+            ("Cache-Control", "no-store"),
+            *security_headers,
+        ]
+        self._allowed = FORWARD_AUTH.labels("allowed")
+        self._counted = {
+            path: (REST_REQUESTS.labels("idp", route, "GET", "200"), REST_SECONDS.labels("idp", route))
+            for path, route in PATHS.items()
+        }
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path not in PATHS or environ.get("REQUEST_METHOD") != "GET":
+            return self._app(environ, start_response)
+        began = time.perf_counter()
+        try:
+            decided = self._decide(environ)
+        except Exception:
+            # The database or the store is away: the view meets the same trouble and answers it as the
+            # IdP answers outages (503 with Retry-After), with the request's context for its log line.
+            return self._app(environ, start_response)
+        if decided is None or decided[0].verdict != "allow":
+            environ[DECIDED] = decided
+            return self._app(environ, start_response)
+        outcome = decided[0]
+        headers = list(identity_headers(outcome.user, self._settings.headers).items())
+        start_response("200 OK", headers + self._fixed)
+        self._allowed.inc()
+        requests, seconds = self._counted[path]
+        requests.inc()
+        seconds.observe(time.perf_counter() - began)
+        return [b""]
+
+    def _decide(self, environ: dict[str, Any]) -> tuple[Outcome, Forwarded] | None:
+        """None when the proxy's description cannot be used: the view says why (and logs it)."""
+        try:
+            asked = describe(_header_values(environ))
+        except Unusable:
+            return None
+        host = normalize_host(asked.host)
+        if not self._settings.admits_host(host, asked):
+            return None  # the view logs and refuses the unconfigured host
+        cookies = parse_cookie(environ.get("HTTP_COOKIE", ""))
+        token = cookies.get(self._cookie_name)
+        outcome = decide(
+            self._settings.rules,
+            host,
+            normalize_path(asked.uri),
+            asked.method,
+            lambda: self._sessions.verify(token),
+        )
+        return outcome, asked

@@ -1,0 +1,204 @@
+"""Forward-auth's fast path (idp.forwardauth.fastpath) answers exactly as the Flask view would: the same
+status and headers for a user let through, and every other answer left to the view, which gets the
+decision already made. Each case is asked of the whole app and of the app without the fast path."""
+
+import io
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+
+from idp.directory import Profile
+from idp.forwardauth.fastpath import FastForwardAuth
+from idp.server import build_app, build_services, load_settings
+
+RULES = {
+    "default": "authenticated",
+    "rules": [
+        {"path": "/public", "policy": "public"},
+        {"path": "/admin", "groups": ["admins"]},
+        {"path": "/closed", "policy": "deny"},
+    ],
+}
+ALICE = Profile("alice", name="Alice Ä", email="alice@example.com", groups=("staff",))
+
+
+@pytest.fixture
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setenv("NEXTAUTH_IDP_FORWARD_AUTH_HOSTS", "app.example.com")
+    monkeypatch.setenv("NEXTAUTH_IDP_FORWARD_AUTH_RULES", json.dumps(RULES))
+    settings = load_settings(
+        {
+            "NEXTAUTH_IDP_SECRET_KEY": "k" * 40,
+            "NEXTAUTH_IDP_NS_API_URL": "http://127.0.0.1:1",
+            "NEXTAUTH_IDP_NS_API_KEY": "key",
+            "NEXTAUTH_IDP_NS_WEBSOCKET_URL": "ws://127.0.0.1:1/ns/websocket",
+            "NEXTAUTH_IDP_PUBLIC_URL": "https://id.example.com",
+        },
+        data_dir=tmp_path,
+    )
+    services = build_services(settings)
+    built = build_app(settings, services)
+    assert isinstance(built.wsgi_app, FastForwardAuth)
+    yield built
+    services.sessions.ended_sessions.stop()
+
+
+def _call(
+    wsgi: Any, path: str = "/auth/forward", method: str = "GET", **headers: str
+) -> tuple[str, list[tuple[str, str]], bytes]:
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "id.example.com",
+        "SERVER_PORT": "443",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "https",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.errors": sys.stderr,
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_HOST": "id.example.com",
+    }
+    environ.update({"HTTP_" + name.upper(): value for name, value in headers.items()})
+    answer: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+        answer["status"], answer["headers"] = status, headers
+
+    body = b"".join(wsgi(environ, start_response))
+    return answer["status"], answer["headers"], body
+
+
+def _asked(uri: str, token: str | None = None, **extra: str) -> dict[str, str]:
+    headers = {
+        "X_FORWARDED_PROTO": "https",
+        "X_FORWARDED_HOST": "app.example.com",
+        "X_FORWARDED_URI": uri,
+        "X_FORWARDED_METHOD": "GET",
+        "ACCEPT": "text/html",
+        **extra,
+    }
+    if token is not None:
+        headers["COOKIE"] = f"other=1; nextauth_session={token}"
+    return headers
+
+
+def _both(app: Any, path: str, headers: dict[str, str]) -> tuple[tuple, tuple]:
+    fast = _call(app.wsgi_app, path, **headers)
+    flask_only = _call(app.wsgi_app._app, path, **headers)
+    return fast, flask_only
+
+
+def _same(fast: tuple, flask_only: tuple) -> None:
+    assert fast[0] == flask_only[0]
+    assert sorted(fast[1]) == sorted(flask_only[1])
+    assert fast[2] == flask_only[2]
+
+
+def _counter(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_a_user_let_through_gets_the_views_answer_without_the_view(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = app.extensions["nextauth_idp"].sessions.start(
+        ns_nonce="n" * 32, profile=ALICE, second_factor="pin", method="qr"
+    )
+    for path in ("/auth/forward", "/auth/nginx"):
+        fast, flask_only = _both(app, path, _asked("/reports?x=1", token))
+        assert fast[0] == "200 OK"
+        _same(fast, flask_only)
+        assert ("Remote-User", "alice") in fast[1] and ("Remote-Auth-Method", "qr+pin") in fast[1]
+        assert ("Remote-Name", "Alice Ä".encode().decode("latin-1")) in fast[1]
+    # Flask is not involved: with its view broken, the answer is the same.
+    allowed_before = _counter("nextauth_idp_forward_auth_total", decision="allowed")
+    requests_before = _counter(
+        "nextauth_rest_requests_total", component="idp", route="/auth/forward", method="GET", status="200"
+    )
+    monkeypatch.setattr(app, "wsgi_app", FastForwardAuth(lambda *a: [b"broken"], **_parts(app)))
+    assert _call(app.wsgi_app, **_asked("/reports", token))[0] == "200 OK"
+    assert _counter("nextauth_idp_forward_auth_total", decision="allowed") == allowed_before + 1
+    assert (
+        _counter(
+            "nextauth_rest_requests_total", component="idp", route="/auth/forward", method="GET", status="200"
+        )
+        == requests_before + 1
+    )
+
+
+def _parts(app: Any) -> dict[str, Any]:
+    fast: FastForwardAuth = app.wsgi_app
+    return {
+        "settings": fast._settings,
+        "sessions": fast._sessions,
+        "cookie_name": fast._cookie_name,
+        "security_headers": fast._fixed[3:],
+    }
+
+
+@pytest.mark.parametrize(
+    ("uri", "with_session", "extra", "status"),
+    [
+        ("/reports", False, {}, "302 FOUND"),  # log in first (a browser)
+        ("/reports", False, {"ACCEPT": "application/json"}, "401 UNAUTHORIZED"),  # an API client
+        ("/admin/users", True, {}, "403 FORBIDDEN"),  # logged in, not in the group
+        ("/closed", True, {}, "403 FORBIDDEN"),  # nobody
+        ("/reports", True, {"X_FORWARDED_HOST": "elsewhere.example.com"}, "200 OK"),  # rules decide
+        ("/reports", True, {"X_FORWARDED_METHOD": "GE T"}, "400 BAD REQUEST"),  # a proxy to fix
+        ("reports", True, {}, "400 BAD REQUEST"),
+        ("/public", False, {}, "200 OK"),  # anonymous, empty identity headers
+    ],
+)
+def test_every_answer_is_the_same_with_and_without_the_fast_path(
+    app: Any, uri: str, with_session: bool, extra: dict[str, str], status: str
+) -> None:
+    token = None
+    if with_session:
+        token = app.extensions["nextauth_idp"].sessions.start(
+            ns_nonce="n" * 32, profile=ALICE, second_factor="pin", method="qr"
+        )
+    fast, flask_only = _both(app, "/auth/forward", _asked(uri, token, **extra))
+    assert fast[0] == status
+    _same(fast, flask_only)
+
+
+def test_an_ended_session_is_refused_on_the_next_request(app: Any) -> None:
+    sessions = app.extensions["nextauth_idp"].sessions
+    token = sessions.start(ns_nonce="n" * 32, profile=ALICE, second_factor="pin", method="qr")
+    assert _call(app.wsgi_app, **_asked("/reports", token))[0] == "200 OK"
+    sid = sessions.verify(token).sid
+    assert sessions.end(sid, by="user")
+    status, headers, _ = _call(app.wsgi_app, **_asked("/reports", token))
+    assert status == "302 FOUND"
+    assert dict(headers)["Location"].startswith("https://id.example.com/login?next=")
+
+
+def test_forged_and_foreign_cookies_are_not_let_through(app: Any) -> None:
+    token = app.extensions["nextauth_idp"].sessions.start(
+        ns_nonce="n" * 32, profile=ALICE, second_factor="pin", method="qr"
+    )
+    head, claims, signature = token.split(".")
+    tampered = f"{head}.{claims[:-4]}AAAA.{signature}"
+    for cookie in (tampered, "", "x" * 9000, token + "x"):
+        assert _call(app.wsgi_app, **_asked("/reports", cookie))[0] == "302 FOUND"
+    # The token under another cookie name is not the session.
+    other = _asked("/reports", COOKIE=f"nextauth_sessionx={token}")
+    assert _call(app.wsgi_app, **other)[0] == "302 FOUND"
+
+
+def test_other_methods_and_paths_go_to_flask(app: Any) -> None:
+    token = app.extensions["nextauth_idp"].sessions.start(
+        ns_nonce="n" * 32, profile=ALICE, second_factor="pin", method="qr"
+    )
+    asked = _asked("/reports", token)
+    fast = FastForwardAuth(lambda environ, start: (start("418 TEAPOT", []), [b"flask"])[1], **_parts(app))
+    assert _call(fast, "/auth/forwardx", **asked)[2] == b"flask"
+    assert _call(fast, "/auth/keys", **asked)[2] == b"flask"
+    assert _call(fast, "/auth/forward", "POST", **asked)[2] == b"flask"
+    assert _call(fast, "/auth/forward", **asked)[0] == "200 OK"
