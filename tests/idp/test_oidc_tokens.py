@@ -19,6 +19,30 @@ def store(tmp_path: Path) -> TokenStore:
     return TokenStore(engine, MemoryStore(), access_token_seconds=900)
 
 
+def test_a_refresh_token_is_read_back_and_used_once(db_uri: str) -> None:
+    """On every database: the statements of the token endpoint's path (issue, read, use)."""
+    engine = db.create_engine_for(db_uri)
+    db.upgrade(engine)
+    tokens = TokenStore(engine, MemoryStore(), access_token_seconds=900)
+    value, family = tokens.issue_refresh_token(USER_GRANT)
+    stored = tokens.refresh_token(value)
+    assert stored is not None and stored.family == family and stored.grant == USER_GRANT
+    assert not stored.is_expired() and not stored.is_revoked() and stored.used_at is None
+    assert 29 * 86400 < stored.get_expires_in() <= 30 * 86400
+    assert tokens.use_refresh_token(stored) is True
+    assert tokens.use_refresh_token(stored) is False  # once only, even with the record read before
+    used = tokens.refresh_token(value)
+    assert used is not None and used.used_at is not None and used.is_revoked()
+    assert tokens.refresh_token(value + "x") is None and tokens.refresh_token("") is None
+    # A revoked one cannot be used either.
+    other, other_family = tokens.issue_refresh_token(USER_GRANT)
+    assert tokens.revoke_family(other_family) == 1
+    revoked = tokens.refresh_token(other)
+    assert revoked is not None and revoked.revoked_at is not None
+    assert tokens.use_refresh_token(revoked) is False
+    engine.dispose()
+
+
 def test_revoking_a_family_takes_its_access_tokens_along(store: TokenStore) -> None:
     _, family = store.issue_refresh_token(USER_GRANT)
     _, other_family = store.issue_refresh_token(USER_GRANT)
