@@ -313,9 +313,7 @@ class TokenStore:
     def use_refresh_token(self, stored: StoredRefreshToken) -> bool:
         """Mark a refresh token used, atomically: False if another request used it first."""
         with self._engine.begin() as connection:
-            result = connection.execute(
-                _USE_REFRESH, {"hash": stored.token_hash, "now": datetime.now(UTC)}
-            )
+            result = connection.execute(_USE_REFRESH, {"hash": stored.token_hash, "now": datetime.now(UTC)})
             return bool(rowcount(result) == 1)
 
     def revoke_family(self, family: str) -> int:
