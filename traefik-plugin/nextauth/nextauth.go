@@ -159,7 +159,7 @@ func (m *Middleware) sessionOf(req *http.Request, snap snapshot, now time.Time) 
 	if cookieErr != nil {
 		return nil, tokenNone
 	}
-	found, result := checkToken(cookie.Value, snap.keys, snap.policy, now)
+	found, result := m.state.checkToken(cookie.Value, snap, now)
 	if result != tokenValid {
 		return nil, result
 	}
@@ -189,15 +189,35 @@ func stripIdentity(header http.Header, names headerNames) {
 }
 
 func fold(name string) string {
-	return strings.Map(func(r rune) rune {
-		switch {
-		case 'a' <= r && r <= 'z', '0' <= r && r <= '9':
-			return r
-		case 'A' <= r && r <= 'Z':
-			return r + ('a' - 'A')
+	return foldReplacer.Replace(strings.ToLower(name))
+}
+
+// Replacers run natively in Traefik, where a strings.Map callback is interpreted once per character.
+// Header names are ASCII (net/http refuses others), so byte-wise replacement is rune-wise replacement.
+var (
+	foldReplacer    = strings.NewReplacer(foldPairs()...)
+	controlReplacer = strings.NewReplacer(controlPairs()...)
+)
+
+// foldPairs maps every ASCII character but a-z, A-Z and 0-9 to "-" (upper case is lowered before).
+func foldPairs() []string {
+	var pairs []string
+	for c := 0; c < 0x80; c++ {
+		if ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9') || c == '-' {
+			continue
 		}
-		return '-'
-	}, name)
+		pairs = append(pairs, string(rune(c)), "-")
+	}
+	return pairs
+}
+
+// controlPairs removes the C0 controls and DEL, which never occur inside a multi-byte UTF-8 sequence.
+func controlPairs() []string {
+	var pairs []string
+	for c := 0; c < 0x20; c++ {
+		pairs = append(pairs, string(rune(c)), "")
+	}
+	return append(pairs, "\x7f", "")
 }
 
 func (m *Middleware) pass(rw http.ResponseWriter, req *http.Request, names headerNames, who *session) {
@@ -223,12 +243,7 @@ func authMethod(who *session) string {
 }
 
 func headerValue(text string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return -1
-		}
-		return r
-	}, text)
+	return strings.ToValidUTF8(controlReplacer.Replace(text), "\uFFFD")
 }
 
 func sendToLogin(rw http.ResponseWriter, req *http.Request, p *policy) {

@@ -209,16 +209,20 @@ func normalizePath(uri string) string {
 	if i := strings.Index(uri, "#"); i >= 0 {
 		uri = uri[:i]
 	}
-	decoded := make([]byte, 0, len(uri))
-	for i := 0; i < len(uri); i++ {
-		if uri[i] == '%' && i+2 < len(uri) && isHex(uri[i+1]) && isHex(uri[i+2]) {
-			decoded = append(decoded, unhex(uri[i+1])<<4|unhex(uri[i+2]))
-			i += 2
-			continue
+	text := uri
+	if strings.Contains(uri, "%") { // the byte loop is interpreted in Traefik: only when there is work
+		decoded := make([]byte, 0, len(uri))
+		for i := 0; i < len(uri); i++ {
+			if uri[i] == '%' && i+2 < len(uri) && isHex(uri[i+1]) && isHex(uri[i+2]) {
+				decoded = append(decoded, unhex(uri[i+1])<<4|unhex(uri[i+2]))
+				i += 2
+				continue
+			}
+			decoded = append(decoded, uri[i])
 		}
-		decoded = append(decoded, uri[i])
+		text = string(decoded)
 	}
-	text := strings.ReplaceAll(strings.ToValidUTF8(string(decoded), "\uFFFD"), "\\", "/")
+	text = strings.ReplaceAll(strings.ToValidUTF8(text, "\uFFFD"), "\\", "/")
 	stack := []string{}
 	for _, segment := range strings.Split(text, "/") {
 		if i := strings.Index(segment, ";"); i >= 0 {

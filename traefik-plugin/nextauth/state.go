@@ -33,6 +33,22 @@ type snapshot struct {
 	endedAt   time.Time // when the ended list last arrived
 	policyAt  time.Time
 	haveEnded bool
+	// generation changes with every new policy and key set: a token checked under older ones is checked
+	// again.
+	generation uint64
+}
+
+// A token whose signature and claims checked out is remembered for this long (never past its exp), so
+// a browser's requests cost one check per few minutes; whether its session ended is still asked each time.
+const (
+	verifiedFor = 5 * time.Minute
+	verifiedMax = 10000 // tokens remembered at most; beyond, the memory starts over
+)
+
+type verifiedToken struct {
+	session    *session
+	until      time.Time
+	generation uint64
 }
 
 // Yaegi (Traefik's interpreter) mis-assigns tuple assignments to struct fields: one field per statement.
@@ -56,6 +72,9 @@ type idpState struct {
 
 	fetchMu sync.Mutex // one policy fetch at a time, waited for by the first requests
 	endedMu sync.Mutex // one ended-list fetch at a time, waited for by the requests that need it
+
+	verifiedMu sync.Mutex
+	verified   map[string]verifiedToken
 }
 
 var (
@@ -213,8 +232,34 @@ func (s *idpState) fetchPolicyLocked() {
 	s.current.policy = p
 	s.current.keys = keys
 	s.current.policyAt = time.Now()
+	s.current.generation++
 	s.mu.Unlock()
 	s.recovered()
+}
+
+// checkToken is checkToken (token.go) with a memory of the tokens that passed.
+func (s *idpState) checkToken(token string, snap snapshot, now time.Time) (*session, verdict) {
+	s.verifiedMu.Lock()
+	entry, known := s.verified[token]
+	s.verifiedMu.Unlock()
+	if known && entry.generation == snap.generation && now.Before(entry.until) {
+		return entry.session, tokenValid
+	}
+	found, result := checkToken(token, snap.keys, snap.policy, now)
+	if result != tokenValid {
+		return found, result
+	}
+	until := now.Add(verifiedFor)
+	if expires := time.Unix(found.Exp, 0); expires.Before(until) {
+		until = expires
+	}
+	s.verifiedMu.Lock()
+	if s.verified == nil || len(s.verified) >= verifiedMax {
+		s.verified = map[string]verifiedToken{}
+	}
+	s.verified[token] = verifiedToken{session: found, until: until, generation: snap.generation}
+	s.verifiedMu.Unlock()
+	return found, result
 }
 
 func (s *idpState) fetchEnded() {

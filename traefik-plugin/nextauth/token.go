@@ -31,6 +31,7 @@ type session struct {
 	Groups []string
 	Amr    []string
 	Method string
+	Exp    int64 // the token's exp, whole seconds
 }
 
 type jwsHeader struct {
@@ -90,6 +91,7 @@ func checkToken(token string, keys map[string]ed25519.PublicKey, p *policy, now 
 		Groups: stringsClaim(claims, "groups"),
 		Amr:    stringsClaim(claims, "amr"),
 		Method: stringClaim(claims, "method"),
+		Exp:    int64(claims["exp"].(float64)),
 	}
 	if s.Method == "" {
 		s.Method = "qr"
