@@ -12,7 +12,7 @@ from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode
 
 from idp.oidc.client_auth import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
-from idp.oidc.tokens import AuthorizationCode, Grant
+from idp.oidc.tokens import AuthorizationCode, Grant, random_token
 
 if TYPE_CHECKING:
     from idp.oidc.provider import Provider
@@ -58,6 +58,9 @@ class RequiredS256(CodeChallenge):  # type: ignore[misc]
 
 class AuthorizationCodeGrant(_ProviderAccess, grants.AuthorizationCodeGrant):  # type: ignore[misc]
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
+
+    def generate_authorization_code(self) -> str:
+        return random_token()
 
     @staticmethod
     def validate_authorization_redirect_uri(request: Any, client: Any) -> str:

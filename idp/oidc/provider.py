@@ -25,7 +25,7 @@ from idp.oidc.jar import AuthorizationRequests
 from idp.oidc.jwt_access_token import AccessTokenFormats
 from idp.oidc.pairwise import subject_for
 from idp.oidc.par import PushedRequests
-from idp.oidc.tokens import AccessToken, Grant, StoredRefreshToken, TokenStore
+from idp.oidc.tokens import AccessToken, Grant, StoredRefreshToken, TokenStore, random_token
 
 log = logging.getLogger("nextauth.idp.oidc")
 DPOP_JKT = "nextauth_dpop_jkt"  # flask.g: the key of the token request's DPoP proof
@@ -96,7 +96,7 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
         self.scopes_supported = list(SCOPES)
         opaque = self.create_bearer_token_generator(
             {
-                "OAUTH2_ACCESS_TOKEN_GENERATOR": True,
+                "OAUTH2_ACCESS_TOKEN_GENERATOR": random_token,
                 # Refresh tokens come from the token store (hashed, rotated), not from the generator.
                 "OAUTH2_REFRESH_TOKEN_GENERATOR": False,
                 "OAUTH2_TOKEN_EXPIRES_IN": {

@@ -14,7 +14,7 @@ import hashlib
 import json
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -56,6 +56,12 @@ def token_hash(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+def random_token(*_args: Any, **_kwargs: Any) -> str:
+    """An opaque access token or code: 256 random bits, base64url. (Authlib's default draws one character
+    at a time from SystemRandom, about 0.4 ms per token.)"""
+    return secrets.token_urlsafe(32)
+
+
 @dataclass(frozen=True)
 class Grant:
     """Who logged in and how, carried from the authorize request to every token issued for it."""
@@ -78,7 +84,18 @@ class Grant:
         return self.user_id
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "amr": list(self.amr)}
+        # Spelled out: dataclasses.asdict deep-copies field by field and was a tenth of a code exchange.
+        return {
+            "client_id": self.client_id,
+            "user_id": self.user_id,
+            "scope": self.scope,
+            "sid": self.sid,
+            "auth_time": self.auth_time,
+            "acr": self.acr,
+            "amr": list(self.amr),
+            "for_client": self.for_client,
+            "dpop_jkt": self.dpop_jkt,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Grant":

@@ -1,5 +1,6 @@
 """The OIDC token store's revocation rules, without a running system."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import pytest
 
 from authserver.storage import db
 from authserver.storage.kv import MemoryStore
-from idp.oidc.tokens import ACCESS_PREFIX, Grant, TokenStore, token_hash
+from idp.oidc.tokens import ACCESS_PREFIX, Grant, TokenStore, random_token, token_hash
 
 USER_GRANT = Grant(client_id="app", user_id="alice", scope="openid", sid="s1", auth_time=1_800_000_000)
 
@@ -79,3 +80,26 @@ def test_a_client_grant_names_no_user_even_when_stored_before_the_flag(store: To
     user = store.save_access_token("user-token", USER_GRANT, 900, None)
     assert not user.grant.for_client
     assert store.access_token("user-token").grant == USER_GRANT  # type: ignore[union-attr]
+
+
+def test_a_grant_travels_whole() -> None:
+    """Grant.to_json is spelled out for speed: every field must be in it and come back."""
+    grant = Grant(
+        client_id="app",
+        user_id="alice",
+        scope="openid",
+        sid="s1",
+        auth_time=1,
+        acr="urn:x",
+        amr=("swk", "pin"),
+        for_client=False,
+        dpop_jkt="j" * 43,
+    )
+    assert set(grant.to_json()) == {field.name for field in dataclasses.fields(Grant)}
+    assert Grant.from_json(json.loads(json.dumps(grant.to_json()))) == grant
+
+
+def test_random_tokens_are_long_and_unpredictable() -> None:
+    drawn = {random_token() for _ in range(1000)}
+    assert len(drawn) == 1000
+    assert all(len(token) == 43 and token.replace("-", "").replace("_", "").isalnum() for token in drawn)
