@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749.errors import InsecureTransportError
 from flask import Blueprint, Flask, current_app, g, jsonify, render_template, request, session
 from flask_babel import gettext
 from sqlalchemy import select
@@ -168,6 +169,8 @@ def _current_grant_user() -> SignedInUser | None:
 
 def _error_page(error: OAuth2Error) -> Any:
     """Errors that must not go back to the client (unknown client, unregistered redirect URI)."""
+    if isinstance(error, InsecureTransportError):
+        raise error  # the IdP's address, not the application's request: idp.web.errors says so
     message = error.description or error.error
     log.info("authorization request refused: %s (%s)", error.error, message)
     return render_template(
@@ -401,6 +404,8 @@ def end_session() -> Any:
     try:
         validated = server.validate_endpoint_request("end_session")
     except OAuth2Error as error:
+        if isinstance(error, InsecureTransportError):
+            raise
         return render_template(
             "error.html",
             message=gettext("This logout request is not valid: %(reason)s", reason=error.description),

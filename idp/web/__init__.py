@@ -15,6 +15,7 @@ the web authenticator app at ``/app/``); what they share lives on the app (``idp
 import os
 from pathlib import Path
 
+from authlib.oauth2.rfc6749.errors import InsecureTransportError
 from flask import Flask
 
 from authserver.transport.json_bodies import bound_json
@@ -28,6 +29,7 @@ from idp.ns_client import NsError
 from idp.origin import refuse_cross_site
 from idp.web import account, authenticator, completion, enrol, errors, login, logout, push, whoami
 from idp.web.login import safe_next
+from idp.web.scheme import PublicScheme
 from idp.web.state import EXTENSION as WEB_EXTENSION
 from idp.web.state import WebState
 
@@ -81,6 +83,9 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
     long_urls.register(app)
     app.after_request(errors.security_headers)
     metrics.instrument(app)
+    app.register_error_handler(InsecureTransportError, errors.insecure_transport)
+    if idp.issuer.startswith("https://"):
+        app.wsgi_app = PublicScheme(app.wsgi_app, "https")  # type: ignore[method-assign]
     forward_auth = app.extensions.get(forward_auth_views.STATE)
     if forward_auth is not None:
         app.wsgi_app = FastForwardAuth(  # type: ignore[method-assign]

@@ -75,6 +75,25 @@ def method_not_allowed(error: HTTPException) -> Any:
     return response
 
 
+def insecure_transport(_error: Exception) -> Any:
+    """OAuth over plain HTTP to an address other than this machine's: Authlib refuses it (RFC 6749 3.1).
+    Only an IdP whose public URL is http:// meets this; say so instead of "something went wrong"."""
+    log.warning(
+        "OpenID Connect refused a request over http to %s: give the IdP an https:// address "
+        "(NEXTAUTH_IDP_PUBLIC_URL, TLS at a proxy in front is fine)",
+        request.host,
+    )
+    if request.endpoint == "oidc.authorize" or request.accept_mimetypes.accept_html:
+        return page(
+            400,
+            N_("This login needs a secure connection"),
+            N_("This login service is reached over an unencrypted connection. OpenID Connect forbids that."),
+            N_("Tell the administrator of this login service; they need to give it an https:// address."),
+        )
+    description = "OpenID Connect needs https: this IdP's public address is http://, and not on this machine."
+    return jsonify(error="insecure_transport", error_description=description), 400
+
+
 def internal_error(error: Exception) -> Any:
     """Anything unhandled: logged with its trace here, a plain page for the browser."""
     original = getattr(error, "original_exception", None) or error
