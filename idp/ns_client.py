@@ -1,12 +1,23 @@
-"""The IdP's client for the ns REST API: the IdP is one more integrated application of ns."""
+"""The IdP's client for the ns REST API: the IdP is one more integrated application of ns.
+
+Connections are kept open and reused (an OIDC authorize request, a login page and its completion each ask
+ns something; a new TCP connection per call cost more than the call). The pool belongs to the process that
+made it: a worker forked after a call starts its own.
+"""
 
 import json
-import urllib.error
+import os
+import ssl
+import threading
 import urllib.parse
-import urllib.request
 from typing import Any
 
+import httpx
+
 from nextauth_core import jsonlimits
+
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+POOL_CONNECTIONS = 32
 
 
 class NsError(Exception):
@@ -21,6 +32,30 @@ class NsClient:
         self._api_key = api_key
         self.server_id = server_id
         self._timeout = timeout
+        self._client: httpx.Client | None = None
+        self._client_pid = 0
+        self._client_lock = threading.Lock()
+
+    def _http(self) -> httpx.Client:
+        pid = os.getpid()
+        client = self._client
+        if client is not None and self._client_pid == pid:
+            return client
+        with self._client_lock:
+            if self._client is None or self._client_pid != pid:
+                # The system's trust store, as urllib used: an operator's internal CA keeps working.
+                self._client = httpx.Client(
+                    verify=ssl.create_default_context(),
+                    limits=httpx.Limits(max_connections=POOL_CONNECTIONS, keepalive_expiry=30.0),
+                    follow_redirects=False,
+                )
+                self._client_pid = pid
+            return self._client
+
+    def close(self) -> None:
+        if self._client is not None and self._client_pid == os.getpid():
+            self._client.close()
+        self._client = None
 
     def _call(
         self,
@@ -44,27 +79,32 @@ class NsClient:
         timeout: float | None = None,
     ) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(  # noqa: S310 - the URL comes from the IdP's configuration
-            f"{self._base}{path}",
-            data=data,
-            method=method,
-            headers={
-                "X-apikey": self._api_key,
-                **({"Content-Type": "application/json"} if data else {}),
-                **(headers or {}),
-            },
-        )
         try:
-            with urllib.request.urlopen(request, timeout=timeout or self._timeout) as response:  # noqa: S310
-                return jsonlimits.loads(response.read())
-        except urllib.error.HTTPError as exc:
+            response = self._http().request(
+                method,
+                f"{self._base}{path}",
+                content=data,
+                headers={
+                    "X-apikey": self._api_key,
+                    **({"Content-Type": "application/json"} if data else {}),
+                    **(headers or {}),
+                },
+                timeout=timeout or self._timeout,
+            )
+        except httpx.HTTPError as exc:  # refused, reset, timed out, TLS: ns is not there for us
+            raise NsError(503, "unreachable", "The authentication server cannot be reached.") from exc
+        content = response.content[: MAX_ANSWER_BYTES + 1]
+        if response.status_code >= 400:
             try:
-                detail = jsonlimits.loads(exc.read())
+                detail = jsonlimits.loads(content)
             except ValueError:
                 detail = {}
-            raise NsError(exc.code, detail.get("error", "error"), detail.get("message", "")) from exc
-        except OSError as exc:
-            raise NsError(503, "unreachable", "The authentication server cannot be reached.") from exc
+            if not isinstance(detail, dict):
+                detail = {}
+            raise NsError(response.status_code, detail.get("error", "error"), detail.get("message", ""))
+        if len(content) > MAX_ANSWER_BYTES:
+            raise NsError(502, "too_large", "The authentication server's answer was too large.")
+        return jsonlimits.loads(content)
 
     def session(self, nonce: str, *, client_ip: str = "", user_agent: str = "") -> dict[str, Any]:
         headers = {"X-nonce": nonce}

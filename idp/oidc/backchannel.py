@@ -30,8 +30,15 @@ TIMEOUT_SECONDS = 5.0
 SENT_KEPT_SECONDS = 60.0
 
 
+RECORDED_MAX = 10_000  # (session, client) pairs this process remembers having recorded
+
+
 def record_login(provider: "Provider", sid: str, client_id: str) -> None:
-    """Remember that this session logged in to this client, once."""
+    """Remember that this session logged in to this client, once. A pair this process has recorded (or
+    found recorded) before costs nothing: the row outlives the session, so it is still there."""
+    pair = (sid, client_id)
+    if pair in provider.recorded_logins:
+        return
     try:
         with Session(provider.services.engine) as db, db.begin():
             exists = db.scalar(
@@ -45,6 +52,9 @@ def record_login(provider: "Provider", sid: str, client_id: str) -> None:
                 db.add(RelyingPartyLogin(sid=sid, protocol="oidc", client_id=client_id))
     except IntegrityError:
         pass  # a concurrent authorize request recorded it first
+    if len(provider.recorded_logins) >= RECORDED_MAX:
+        provider.recorded_logins.clear()
+    provider.recorded_logins.add(pair)
 
 
 class BackchannelLogout:

@@ -49,6 +49,7 @@ class Provider:
         self.dpop = DPoP(services.kv)
         self.require_par = require_par  # every client must push its authorization requests (RFC 9126 5)
         self.tokens = TokenStore(services.engine, services.kv, access_token_seconds=access_token_seconds)
+        self.recorded_logins: set[tuple[str, str]] = set()  # idp.oidc.backchannel.record_login
         self.access_token_seconds = access_token_seconds
         self.id_token_seconds = id_token_seconds
         self.server = _Server(self)
