@@ -50,6 +50,7 @@ SCENARIOS = {
     "test_account_listing_and_move",
     "test_audit_events",
     "test_openapi_routes_on_a_bare_app",
+    "test_permissions_per_server",
 }
 
 
@@ -206,6 +207,8 @@ def concrete(template: str, sid: str = "default") -> str:
         .replace("{aid}", "no-account")
         .replace("{kid}", "0")
         .replace("{iid}", "no-invite")
+        .replace("{roleid}", "apikey-0")
+        .replace("{role}", "users")
     )
 
 
@@ -1056,6 +1059,99 @@ def test_update_server(contract: Contract) -> None:
         contract.error(400, "bad_request", "PATCH", path, body=bad)
     contract.error(404, "unknown_server", "PATCH", "/v1/servers/no-such-server", body={"name": "x"})
     contract.error(413, "request_entity_too_large", "PATCH", path, body={"name": "x" * 70_000})
+
+
+def test_permissions_per_server(contract: Contract, role_keys: dict[str, str]) -> None:
+    """Roles granted on one server: only `root` there grants them, they count on that server alone, never
+    for operations over the whole ns, and each change is in the audit trail."""
+    other = contract.expect(201, "POST", "/v1/servers", body={"name": "Other shop"})["id"]
+    probe = contract.expect(201, "POST", "/v1/apikeys", body={"name": "probe", "roles": ["audit"]})
+    key, roleid = probe["api_key"], f"apikey-{probe['id']}"
+    tenant = contract.expect(
+        201, "POST", "/v1/apikeys", body={"name": "tenant", "roles": ["root"], "server": "default"}
+    )["api_key"]
+    here, there = "/v1/servers/default/permissions", f"/v1/servers/{other}/permissions"
+    contract.error(403, "forbidden", "GET", "/v1/servers/default/users/nobody", key=key)
+
+    # Without `root` on the server, nobody grants: not a key with every other role, not one from elsewhere.
+    for refused in (role_keys["users"], role_keys["servers@default"], role_keys["createserver"]):
+        contract.error(403, "forbidden", "POST", f"{here}/{roleid}", key=refused, body={"roles": ["users"]})
+    contract.error(403, "forbidden", "POST", f"{there}/{roleid}", key=tenant, body={"roles": ["users"]})
+    contract.error(403, "forbidden", "GET", there, key=tenant)
+    contract.error(403, "forbidden", "GET", f"/v1/servers/{other}", key=tenant)  # root only where held
+
+    granted = contract.expect(
+        200, "POST", f"{here}/{roleid}", key=tenant, body={"roles": ["users", "sessions"]}
+    )
+    assert granted == {
+        "roleid": roleid,
+        "name": "probe",
+        "server": None,
+        "own_roles": ["audit"],
+        "granted": ["sessions", "users"],
+        "roles": ["audit", "sessions", "users"],
+    }
+    contract.error(404, "not_found", "GET", "/v1/servers/default/users/nobody", key=key)  # allowed now
+    contract.error(403, "forbidden", "GET", f"/v1/servers/{other}/users/nobody", key=key)  # not there
+    assert contract.expect(200, "GET", f"{there}/{roleid}")["granted"] == []
+    assert contract.expect(200, "GET", f"{here}/{roleid}", key=tenant) == granted
+    listed = contract.expect(200, "GET", here, key=tenant)
+    assert listed["server"] == "default" and granted in listed["permissions"]
+    elsewhere_roles = {e["roleid"]: e for e in contract.expect(200, "GET", there)["permissions"]}
+    assert elsewhere_roles[roleid]["granted"] == [] and elsewhere_roles[roleid]["roles"] == ["audit"]
+
+    added = contract.expect(200, "PUT", f"{here}/{roleid}", body={"roles": ["accounts"]})
+    assert added["granted"] == ["accounts", "sessions", "users"]
+    assert contract.expect(200, "DELETE", f"{here}/{roleid}/accounts")["granted"] == ["sessions", "users"]
+    contract.error(404, "not_found", "DELETE", f"{here}/{roleid}/accounts")
+    contract.error(404, "not_found", "DELETE", f"{here}/{roleid}/createserver")
+    # `root` granted on one server is root there only: nothing over the whole ns.
+    contract.expect(200, "POST", f"{here}/{roleid}", body={"roles": ["root"]})
+    contract.error(403, "forbidden", "GET", "/v1/servers", key=key)
+    contract.error(403, "forbidden", "GET", "/v1/apikeys", key=key)
+    assert contract.expect(200, "GET", here, key=key)["server"] == "default"
+    assert contract.expect(200, "DELETE", f"{here}/{roleid}")["granted"] == []
+    contract.error(403, "forbidden", "GET", "/v1/servers/default/users/nobody", key=key)
+
+    for bad in ({"roles": ["createserver"]}, {"roles": ["audit"]}, {"roles": "root"}, {}, {"roles": [1]}):
+        contract.error(400, "bad_request", "POST", f"{here}/{roleid}", body=bad)
+        contract.error(400, "bad_request", "PUT", f"{here}/{roleid}", body=bad)
+    contract.error(400, "bad_json", "POST", f"{here}/{roleid}", raw=b"{not json")
+    contract.error(400, "bad_json", "PUT", f"{here}/{roleid}", raw=b"[]")
+    contract.error(
+        413, "request_entity_too_large", "POST", f"{here}/{roleid}", body={"roles": ["x" * 70_000]}
+    )
+    contract.error(413, "request_entity_too_large", "PUT", f"{here}/{roleid}", body={"roles": ["x" * 70_000]})
+    # Unknown, malformed, and limited to another server: the same 404.
+    elsewhere = contract.expect(
+        201, "POST", "/v1/apikeys", body={"name": "elsewhere", "roles": ["users"], "server": other}
+    )["id"]
+    for unknown in ("apikey-999999", "root", f"apikey-{elsewhere}", "clientcert-999999"):
+        contract.error(404, "not_found", "GET", f"{here}/{unknown}")
+        contract.error(404, "not_found", "POST", f"{here}/{unknown}", body={"roles": ["users"]})
+        contract.error(404, "not_found", "PUT", f"{here}/{unknown}", body={"roles": ["users"]})
+        contract.error(404, "not_found", "DELETE", f"{here}/{unknown}")
+
+    events = contract.expect(
+        200,
+        "GET",
+        "/v1/audit-events",
+        query={"type": "permission.granted,permission.revoked", "server": "default"},
+    )["events"]
+    changes = [
+        (e["type"].removeprefix("io.nextauth."), e["data"]["roles"])
+        for e in events
+        if e["data"]["principal"] == roleid
+    ]
+    assert changes == [
+        ("permission.granted", ["sessions", "users"]),
+        ("permission.granted", ["accounts"]),
+        ("permission.revoked", ["accounts"]),
+        ("permission.granted", ["root"]),
+        ("permission.revoked", ["sessions", "users"]),
+        ("permission.revoked", ["root"]),
+    ]
+    assert {e["actor"] for e in events if e["data"]["principal"] == roleid} == {"tenant", "root (configured)"}
 
 
 def test_every_operation_and_status_was_exercised(contract: Contract, request: pytest.FixtureRequest) -> None:

@@ -35,6 +35,8 @@ EVENT_TYPES: dict[str, EventType] = {
     "apikey.created": EventType("ns", "success", ("key", "name", "roles")),
     "apikey.revoked": EventType("ns", "success", ("key", "name")),
     "apikey.refused": EventType("ns", "failure", ("client",)),
+    "permission.granted": EventType("ns", "success", ("principal", "name", "roles")),
+    "permission.revoked": EventType("ns", "success", ("principal", "name", "roles")),
     # sfs: the second factor
     "pin.wrong": EventType("sfs", "failure", ("device", "attempts_left")),
     "app.locked": EventType("sfs", "failure", ("device", "max_attempts")),

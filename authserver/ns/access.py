@@ -23,11 +23,13 @@ from sqlalchemy.orm import Session
 from authserver.audit import AuditTrail
 from authserver.ns.common import b64
 from authserver.ratelimit import RateLimiter, Rule, client_key
+from authserver.storage.admin_models import PermissionGrant
 from authserver.storage.flow_models import ApiKey, ClientCertificate
 from authserver.storage.models import utcnow
 
 log = logging.getLogger("nextauth.security")
 
+APIKEY, CERTIFICATE = "apikey", "clientcert"  # the kinds of principal roles are granted to
 ROLES = ("sessions", "users", "accounts", "servers", "createserver", "audit", "root")
 CACHE_SECONDS = 5.0
 
@@ -48,19 +50,35 @@ class Grant:
     name: str
     roles: frozenset[str]
     server_id: str | None  # None: every server
+    # Roles held on one server only, granted with /v1/servers/{sid}/permissions: (server id, role).
+    granted: frozenset[tuple[str, str]] = frozenset()
+
+    def roles_on(self, server_id: str) -> frozenset[str]:
+        own = self.roles if self.server_id in (None, server_id) else frozenset()
+        return own | {role for granted_on, role in self.granted if granted_on == server_id}
 
     def allows(self, role: str, server_id: str | None, *, global_operation: bool = False) -> bool:
         """``server_id`` None: an operation not about one server (verifying evidence); a key limited to a
-        server may call it, and the operation itself keeps to what the key may see. ``global_operation``:
-        an operation over the whole ns (creating a server, listing all servers), which only a key held
-        for every server may call: a key scoped to one server must not make or survey others."""
-        if "root" in self.roles:
-            return True
-        if global_operation and self.server_id is not None:
-            return False
-        if self.server_id is not None and server_id is not None and server_id != self.server_id:
-            return False
-        return role in self.roles
+        server, or holding roles on some servers only, may call it, and the operation itself keeps to
+        what the key may see. ``global_operation``: an operation over the whole ns (creating a server,
+        listing all servers), which only roles held for every server allow: a key scoped to one server,
+        or granted roles on some, must not make or survey others. ``root`` counts only where it is held."""
+        if global_operation:
+            return self.server_id is None and bool({"root", role} & self.roles)
+        if server_id is None:
+            held = self.roles | {granted_role for _server, granted_role in self.granted}
+        else:
+            held = self.roles_on(server_id)
+        return "root" in held or role in held
+
+
+def granted_roles(db: Session, kind: str, principal_id: int) -> frozenset[tuple[str, str]]:
+    rows = db.execute(
+        select(PermissionGrant.server_id, PermissionGrant.role).where(
+            PermissionGrant.principal_kind == kind, PermissionGrant.principal_id == principal_id
+        )
+    )
+    return frozenset((server_id, role) for server_id, role in rows)
 
 
 def key_hash(api_key: str) -> str:
@@ -227,12 +245,24 @@ class AccessControl:
                     ClientCertificate.revoked_at.is_(None),
                 )
             )
-        grant = (
-            Grant(f"certificate {row.name}", frozenset(json.loads(row.roles)), row.server_id) if row else None
-        )
+            grant = (
+                Grant(
+                    f"certificate {row.name}",
+                    frozenset(json.loads(row.roles)),
+                    row.server_id,
+                    granted_roles(db, CERTIFICATE, row.id),
+                )
+                if row
+                else None
+            )
         with self._lock:
             self._cache[cache_key] = (time.monotonic(), grant)
         return grant
+
+    def forget_cached(self) -> None:
+        """After roles change: this process sees the change at once, others within CACHE_SECONDS."""
+        with self._lock:
+            self._cache.clear()
 
     def authenticate(self, api_key: str | None) -> Grant | None:
         if not api_key or len(api_key) > 256:
@@ -254,7 +284,16 @@ class AccessControl:
                     ApiKey.revoked_at.is_(None),
                 )
             )
-        grant = Grant(row.name, frozenset(json.loads(row.roles)), row.server_id) if row is not None else None
+            grant = (
+                Grant(
+                    row.name,
+                    frozenset(json.loads(row.roles)),
+                    row.server_id,
+                    granted_roles(db, APIKEY, row.id),
+                )
+                if row is not None
+                else None
+            )
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()

@@ -12,6 +12,7 @@ from authserver.ns.rest import (
     enrolments,
     evidence,
     invites,
+    permissions,
     qr,
     servers,
     sessions,
@@ -20,7 +21,20 @@ from authserver.ns.rest import (
 )
 
 v1 = Blueprint("v1", __name__, url_prefix="/v1")
-for part in (servers, apikeys, sessions, qr, transactions, evidence, users, enrolments, invites, audit):
+PARTS = (
+    servers,
+    apikeys,
+    sessions,
+    qr,
+    transactions,
+    evidence,
+    users,
+    enrolments,
+    invites,
+    audit,
+    permissions,
+)
+for part in PARTS:
     v1.register_blueprint(part.blueprint)
 
 __all__ = ["v1"]

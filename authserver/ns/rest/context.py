@@ -10,6 +10,7 @@ from authserver.ns.access import AccessControl
 from authserver.ns.accounts import AccountService
 from authserver.ns.enrolment import EnrolmentService
 from authserver.ns.login import LoginService
+from authserver.ns.permissions import Permissions
 from authserver.ns.push import PushLoginService
 from authserver.ns.servers import ServerRegistry
 from authserver.ns.transactions import TransactionService
@@ -27,6 +28,7 @@ class NsServices:
     transactions: TransactionService
     accounts: AccountService
     audit: AuditTrail
+    permissions: Permissions
     trusted_proxies: tuple[Network, ...] = ()
 
 
