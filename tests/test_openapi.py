@@ -51,6 +51,7 @@ SCENARIOS = {
     "test_audit_events",
     "test_openapi_routes_on_a_bare_app",
     "test_permissions_per_server",
+    "test_attributes",
 }
 
 
@@ -209,6 +210,7 @@ def concrete(template: str, sid: str = "default") -> str:
         .replace("{iid}", "no-invite")
         .replace("{roleid}", "apikey-0")
         .replace("{role}", "users")
+        .replace("{key}", "nothing")
     )
 
 
@@ -1152,6 +1154,82 @@ def test_permissions_per_server(contract: Contract, role_keys: dict[str, str]) -
         ("permission.revoked", ["root"]),
     ]
     assert {e["actor"] for e in events if e["data"]["principal"] == roleid} == {"tenant", "root (configured)"}
+
+
+def test_attributes(contract: Contract, role_keys: dict[str, str]) -> None:
+    """The four attribute sets: replace, merge, read, remove one, empty; names and values checked; each set
+    apart from the others; privileged ones out of reach of a server's own keys; changes audited without
+    their values."""
+    paths = {
+        "global": "/v1/attributes",
+        "server": "/v1/servers/default/attributes",
+        "privileged": "/v1/servers/default/privilegedattributes",
+        "user": "/v1/servers/default/users/zoe/attributes",
+    }
+    too_many = {f"a{i}": "v" for i in range(101)}
+    refused: list[Any] = [{"9lives": "x"}, {"a b": "x"}, {"x": 1}, {"x": "a" * 1025}, {"x": "\x00"}]
+    refused += [{"x": "\x1b[31m"}, too_many, {"x" * 65: "y"}]
+    for scope, path in paths.items():
+        assert contract.expect(200, "POST", path, body={"colour": "blue", "size": "L"}) == {
+            "colour": "blue",
+            "size": "L",
+        }
+        merged = contract.expect(200, "PUT", path, body={"size": "XL", "note": f"{scope}\tline\nline"})
+        assert merged == {"colour": "blue", "note": f"{scope}\tline\nline", "size": "XL"}
+        assert contract.expect(200, "GET", path) == merged
+        assert contract.expect(200, "DELETE", f"{path}/colour") == {"note": merged["note"], "size": "XL"}
+        contract.error(404, "not_found", "DELETE", f"{path}/colour")
+        contract.error(404, "not_found", "DELETE", f"{path}/9lives")
+        for bad in refused:
+            contract.error(400, "bad_request", "POST", path, body=bad)
+            contract.error(400, "bad_request", "PUT", path, body=bad)
+        contract.error(400, "bad_request", "POST", path)  # no body: not "replace with nothing"
+        contract.error(400, "bad_json", "PUT", path, raw=b"{no json")
+        contract.error(413, "request_entity_too_large", "POST", path, body={"x": "y" * 70_000})
+        contract.error(413, "request_entity_too_large", "PUT", path, body={"x": "y" * 70_000})
+        assert contract.expect(200, "GET", path)["size"] == "XL"  # nothing refused changed anything
+    # Each set stands apart: another server, another user, the server's plain and privileged sets.
+    assert contract.expect(200, "GET", "/v1/servers/default/users/yann/attributes") == {}
+    other = contract.expect(201, "POST", "/v1/servers", body={"name": "Attribute shop"})["id"]
+    assert contract.expect(200, "GET", f"/v1/servers/{other}/attributes") == {}
+    assert contract.expect(200, "GET", f"/v1/servers/{other}/privilegedattributes") == {}
+    contract.expect(200, "PUT", paths["privileged"], body={"token": "s3cret"})
+    assert "token" not in contract.expect(200, "GET", paths["server"])
+    # A set never grows past 100, merging included.
+    contract.expect(200, "POST", paths["server"], body={f"a{i}": "v" for i in range(100)})
+    contract.error(400, "bad_request", "PUT", paths["server"], body={"one_more": "v"})
+    contract.expect(200, "PUT", paths["server"], body={"a0": "changed"})
+
+    # Who may: a server's own keys, `root` included, never reach its privileged attributes.
+    tenant_root = contract.expect(
+        201, "POST", "/v1/apikeys", body={"name": "attr-tenant", "roles": ["root"], "server": "default"}
+    )["api_key"]
+    for key in (tenant_root, role_keys["servers@default"]):
+        assert contract.expect(200, "GET", paths["server"], key=key)["a0"] == "changed"
+        contract.error(403, "forbidden", "GET", paths["privileged"], key=key)
+        contract.error(403, "forbidden", "PUT", paths["privileged"], key=key, body={"token": "mine"})
+        contract.error(403, "forbidden", "PUT", paths["global"], key=key, body={"x": "y"})
+        contract.error(403, "forbidden", "GET", f"/v1/servers/{other}/attributes", key=key)
+    assert contract.expect(200, "GET", paths["global"], key=role_keys["servers@default"])["size"] == "XL"
+    assert contract.expect(200, "GET", paths["privileged"], key=role_keys["servers"])["token"] == "s3cret"
+    # A user's: read with `sessions`, written with `users` only.
+    assert contract.expect(200, "GET", paths["user"], key=role_keys["sessions"])["size"] == "XL"
+    contract.error(403, "forbidden", "PUT", paths["user"], key=role_keys["sessions"], body={"x": "y"})
+    contract.expect(200, "PUT", paths["user"], key=role_keys["users"], body={"x": "y"})
+    # A user id outside the user-id rule has no attributes and gets none.
+    for method in ("GET", "POST", "PUT", "DELETE"):
+        contract.error(
+            404, "not_found", method, "/v1/servers/default/users/a%20b/attributes", body={"x": "y"}
+        )
+    for path in paths.values():
+        assert contract.expect(200, "DELETE", path) == {}
+
+    events = contract.expect(200, "GET", "/v1/audit-events", query={"type": "attributes.changed"})["events"]
+    assert "blue" not in json.dumps(events) and "s3cret" not in json.dumps(events)
+    first = next(e for e in events if e["data"]["scope"] == "user")
+    assert first["subject"] == "zoe" and first["server"] == "default"
+    assert first["data"]["set"] == ["colour", "size"] and "removed" not in first["data"]
+    assert {e["data"]["scope"] for e in events} == {"global", "server", "privileged", "user"}
 
 
 def test_every_operation_and_status_was_exercised(contract: Contract, request: pytest.FixtureRequest) -> None:

@@ -37,6 +37,7 @@ EVENT_TYPES: dict[str, EventType] = {
     "apikey.refused": EventType("ns", "failure", ("client",)),
     "permission.granted": EventType("ns", "success", ("principal", "name", "roles")),
     "permission.revoked": EventType("ns", "success", ("principal", "name", "roles")),
+    "attributes.changed": EventType("ns", "success", ("scope", "set", "removed")),
     # sfs: the second factor
     "pin.wrong": EventType("sfs", "failure", ("device", "attempts_left")),
     "app.locked": EventType("sfs", "failure", ("device", "max_attempts")),

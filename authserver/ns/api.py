@@ -19,6 +19,7 @@ from authserver.audit import AuditTrail
 from authserver.config import Network
 from authserver.ns.access import AccessControl
 from authserver.ns.accounts import AccountService
+from authserver.ns.attributes import Attributes
 from authserver.ns.enrolment import EnrolmentService
 from authserver.ns.errors import ServiceError
 from authserver.ns.login import LoginService
@@ -60,6 +61,7 @@ def make_api(
         accounts=AccountService(engine, audit),
         audit=audit,
         permissions=Permissions(engine, access, audit),
+        attributes=Attributes(engine, audit),
         trusted_proxies=trusted_proxies,
     )
     app.register_blueprint(v1)

@@ -8,6 +8,7 @@ from flask import Blueprint
 
 from authserver.ns.rest import (
     apikeys,
+    attributes,
     audit,
     enrolments,
     evidence,
@@ -33,6 +34,7 @@ PARTS = (
     invites,
     audit,
     permissions,
+    attributes,
 )
 for part in PARTS:
     v1.register_blueprint(part.blueprint)

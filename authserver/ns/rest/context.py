@@ -8,6 +8,7 @@ from authserver.audit import AuditTrail
 from authserver.config import Network
 from authserver.ns.access import AccessControl
 from authserver.ns.accounts import AccountService
+from authserver.ns.attributes import Attributes
 from authserver.ns.enrolment import EnrolmentService
 from authserver.ns.login import LoginService
 from authserver.ns.permissions import Permissions
@@ -29,6 +30,7 @@ class NsServices:
     accounts: AccountService
     audit: AuditTrail
     permissions: Permissions
+    attributes: Attributes
     trusted_proxies: tuple[Network, ...] = ()
 
 
