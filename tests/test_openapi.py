@@ -27,6 +27,7 @@ from openapi_spec_validator import validate as validate_spec
 from authserver.ns.api import make_api
 from authserver.ns.openapi import add_openapi_routes, load_document, to_yaml
 from tests.fixtures.system import REPO, RunningSystem, run_app
+from tests.fixtures.tls import issue, make_ca
 
 PIN = "2468"
 ROOT = "<root>"  # stands for the system's root API key in Contract.call
@@ -52,6 +53,7 @@ SCENARIOS = {
     "test_openapi_routes_on_a_bare_app",
     "test_permissions_per_server",
     "test_attributes",
+    "test_client_certificates",
 }
 
 
@@ -211,6 +213,7 @@ def concrete(template: str, sid: str = "default") -> str:
         .replace("{roleid}", "apikey-0")
         .replace("{role}", "users")
         .replace("{key}", "nothing")
+        .replace("{cid}", "0")
     )
 
 
@@ -1230,6 +1233,85 @@ def test_attributes(contract: Contract, role_keys: dict[str, str]) -> None:
     assert first["subject"] == "zoe" and first["server"] == "default"
     assert first["data"]["set"] == ["colour", "size"] and "removed" not in first["data"]
     assert {e["data"]["scope"] for e in events} == {"global", "server", "privileged", "user"}
+
+
+def test_client_certificates(contract: Contract, role_keys: dict[str, str]) -> None:
+    """Listing a certificate from PEM, its roles per server like a key's, revoking it; each audited."""
+    ca_key, ca_pem = make_ca()
+    pem = issue(ca_key, ca_pem, "billing-client")[1]
+    added = contract.expect(
+        201,
+        "POST",
+        "/v1/clientcerts",
+        body={"name": "billing", "roles": ["sessions"], "server": "default", "certificate": pem},
+    )
+    assert added["roles"] == ["sessions"] and added["server"] == "default" and len(added["sha256"]) == 64
+    assert added in contract.expect(200, "GET", "/v1/clientcerts")["clientcerts"]
+    roleid = f"clientcert-{added['id']}"
+    granted = contract.expect(
+        200, "PUT", f"/v1/servers/default/permissions/{roleid}", body={"roles": ["users"]}
+    )
+    assert granted["roles"] == ["sessions", "users"] and granted["name"] == "billing"
+    contract.error(
+        409,
+        "conflict",
+        "POST",
+        "/v1/clientcerts",
+        body={"name": "again", "roles": ["root"], "certificate": pem},
+    )
+    for bad in (
+        {"name": "x", "roles": ["sessions"]},
+        {"name": "x", "roles": ["sessions"], "certificate": "not a pem"},
+        {
+            "name": "x",
+            "roles": ["sessions"],
+            "certificate": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        },
+        {"name": "x", "roles": [], "certificate": pem},
+        {"name": "", "roles": ["sessions"], "certificate": pem},
+        {"name": "x", "roles": ["sessions"], "server": "no-such-server", "certificate": pem},
+    ):
+        contract.error(400, "bad_request", "POST", "/v1/clientcerts", body=bad)
+    contract.error(400, "bad_json", "POST", "/v1/clientcerts", raw=b"{oops")
+    contract.error(
+        413, "request_entity_too_large", "POST", "/v1/clientcerts", body={"certificate": "x" * 70_000}
+    )
+    for key in (role_keys["servers"], role_keys["servers@default"]):
+        contract.error(403, "forbidden", "GET", "/v1/clientcerts", key=key)
+        contract.error(
+            403,
+            "forbidden",
+            "POST",
+            "/v1/clientcerts",
+            key=key,
+            body={"name": "x", "roles": ["root"], "certificate": pem},
+        )
+
+    assert contract.expect(200, "DELETE", f"/v1/clientcerts/{added['id']}") == {
+        "id": added["id"],
+        "revoked": True,
+    }
+    contract.error(404, "not_found", "DELETE", f"/v1/clientcerts/{added['id']}")
+    contract.error(404, "not_found", "DELETE", "/v1/clientcerts/abc")
+    contract.error(404, "not_found", "GET", f"/v1/servers/default/permissions/{roleid}")  # revoked: no holder
+    # A revoked certificate stays revoked: listing it again is refused, not a quiet comeback.
+    contract.error(
+        409,
+        "conflict",
+        "POST",
+        "/v1/clientcerts",
+        body={"name": "back", "roles": ["root"], "certificate": pem},
+    )
+    events = contract.expect(
+        200, "GET", "/v1/audit-events", query={"type": "clientcert.created,clientcert.revoked"}
+    )
+    mine = [
+        (e["type"], e["data"]["name"]) for e in events["events"] if e["data"]["sha256"] == added["sha256"]
+    ]
+    assert mine == [
+        ("io.nextauth.clientcert.created", "billing"),
+        ("io.nextauth.clientcert.revoked", "billing"),
+    ]
 
 
 def test_every_operation_and_status_was_exercised(contract: Contract, request: pytest.FixtureRequest) -> None:

@@ -72,6 +72,10 @@ class Grant:
         return "root" in held or role in held
 
 
+class CertificateListed(ValueError):
+    """The certificate is listed already; listing it again would change nothing or undo a revocation."""
+
+
 def granted_roles(db: Session, kind: str, principal_id: int) -> frozenset[tuple[str, str]]:
     rows = db.execute(
         select(PermissionGrant.server_id, PermissionGrant.role).where(
@@ -149,26 +153,55 @@ class AccessControl:
         return row.id, api_key
 
     def add_certificate(
-        self, name: str, roles: list[str], certificate_pem: bytes, server_id: str | None = None
+        self,
+        name: str,
+        roles: list[str],
+        certificate_pem: bytes,
+        server_id: str | None = None,
+        *,
+        actor: str | None = None,
     ) -> str:
-        """List a client certificate (by SHA-256 fingerprint of its DER form) with its roles."""
+        return self.add_certificate_with_id(name, roles, certificate_pem, server_id, actor=actor)[1]
+
+    def add_certificate_with_id(
+        self,
+        name: str,
+        roles: list[str],
+        certificate_pem: bytes,
+        server_id: str | None = None,
+        *,
+        actor: str | None = None,
+    ) -> tuple[int, str]:
+        """List a client certificate (by SHA-256 fingerprint of its DER form) with its roles: its id and
+        fingerprint. ``ValueError`` for unknown roles, a PEM that holds no certificate, or one listed
+        already (revoked ones included: a revoked certificate stays revoked)."""
         unknown = set(roles) - set(ROLES)
         if unknown or not roles:
             raise ValueError(f"roles must be among {', '.join(ROLES)}")
         certificate = x509.load_pem_x509_certificate(certificate_pem)
         fingerprint = certificate.fingerprint(hashes.SHA256()).hex()
-        with Session(self._engine) as db:
-            db.add(
-                ClientCertificate(
-                    component=self._component,
-                    name=name,
-                    fingerprint=fingerprint,
-                    roles=json.dumps(sorted(roles)),
-                    server_id=server_id,
-                )
-            )
+        row = ClientCertificate(
+            component=self._component,
+            name=name,
+            fingerprint=fingerprint,
+            roles=json.dumps(sorted(roles)),
+            server_id=server_id,
+        )
+        with Session(self._engine, expire_on_commit=False) as db:
+            if db.scalar(select(ClientCertificate.id).where(ClientCertificate.fingerprint == fingerprint)):
+                raise CertificateListed(f"the certificate {fingerprint} is listed already (or was revoked)")
+            db.add(row)
             db.commit()
-        return fingerprint
+        log.warning(
+            "client certificate %s (%s) listed with roles %s", fingerprint, name, ",".join(sorted(roles))
+        )
+        self.audit.record(
+            "clientcert.created",
+            server_id=server_id,
+            actor=actor,
+            data={"certificate": str(row.id), "name": name, "roles": sorted(roles), "sha256": fingerprint},
+        )
+        return row.id, fingerprint
 
     def list_keys(self, server_id: str | None = None) -> list[dict[str, object]]:
         """Every API key of this component (never the key itself: only its hash is kept)."""
@@ -207,7 +240,7 @@ class AccessControl:
                 query = query.where(ClientCertificate.server_id == server_id)
             return [{**_listing(row), "sha256": row.fingerprint} for row in db.scalars(query)]
 
-    def revoke_certificate(self, id_or_fingerprint: str) -> bool:
+    def revoke_certificate(self, id_or_fingerprint: str, *, actor: str | None = None) -> bool:
         """Revoke by id or by SHA-256 fingerprint; False if there is no such live certificate."""
         text = id_or_fingerprint.strip().lower().replace(":", "")
         with Session(self._engine) as db, db.begin():
@@ -222,10 +255,16 @@ class AccessControl:
             if row is None:
                 return False
             row.revoked_at = utcnow()
-            fingerprint, name = row.fingerprint, row.name
+            fingerprint, name, server_id, number = row.fingerprint, row.name, row.server_id, row.id
         with self._lock:
             self._cache.pop("cert:" + fingerprint, None)
         log.warning("client certificate %s (%s) revoked", fingerprint, name)
+        self.audit.record(
+            "clientcert.revoked",
+            server_id=server_id,
+            actor=actor,
+            data={"certificate": str(number), "name": name, "sha256": fingerprint},
+        )
         return True
 
     def authenticate_certificate(self, fingerprint: str | None) -> Grant | None:

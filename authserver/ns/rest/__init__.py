@@ -10,6 +10,7 @@ from authserver.ns.rest import (
     apikeys,
     attributes,
     audit,
+    clientcerts,
     enrolments,
     evidence,
     invites,
@@ -35,6 +36,7 @@ PARTS = (
     audit,
     permissions,
     attributes,
+    clientcerts,
 )
 for part in PARTS:
     v1.register_blueprint(part.blueprint)
