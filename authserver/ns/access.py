@@ -54,8 +54,9 @@ class Grant:
     granted: frozenset[tuple[str, str]] = frozenset()
 
     def roles_on(self, server_id: str) -> frozenset[str]:
-        own = self.roles if self.server_id in (None, server_id) else frozenset()
-        return own | {role for granted_on, role in self.granted if granted_on == server_id}
+        if self.server_id not in (None, server_id):
+            return frozenset()  # limited to another server: no grant reaches beyond it
+        return self.roles | {role for granted_on, role in self.granted if granted_on == server_id}
 
     def allows(self, role: str, server_id: str | None, *, global_operation: bool = False) -> bool:
         """``server_id`` None: an operation not about one server (verifying evidence); a key limited to a
@@ -66,7 +67,7 @@ class Grant:
         if global_operation:
             return self.server_id is None and bool({"root", role} & self.roles)
         if server_id is None:
-            held = self.roles | {granted_role for _server, granted_role in self.granted}
+            held = self.roles | {role for on, role in self.granted if self.server_id in (None, on)}
         else:
             held = self.roles_on(server_id)
         return "root" in held or role in held

@@ -2,8 +2,10 @@
 privileged per server (readable and writable only with ``servers`` held for every server), and per user.
 
 An attribute set is a JSON object of names to text. Names follow ``NAME`` (so they are safe in paths,
-logs and the console), values are text of at most ``MAX_VALUE`` characters without control characters
-other than tab and newline, and one set holds at most ``MAX_ATTRIBUTES``: ns is no general store.
+logs and the console; lower case, since MariaDB compares text without regard to case and "Plan" and
+"plan" would collide there but not elsewhere), values are text of at most ``MAX_VALUE`` characters
+without control characters other than tab and newline, and one set holds at most ``MAX_ATTRIBUTES``:
+ns is no general store.
 Every change is an audit event naming the attributes set and removed, never their values (privileged
 ones may be secrets).
 """
@@ -21,7 +23,7 @@ from authserver.storage.admin_models import Attribute
 from authserver.storage.models import utcnow
 
 SCOPES = ("global", "server", "privileged", "user")
-NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 MAX_VALUE = 1024
 MAX_ATTRIBUTES = 100
 
@@ -37,7 +39,7 @@ def checked(values: Any) -> dict[str, str]:
             raise ServiceError(
                 400,
                 "bad_request",
-                f"Attribute name {name[:70]!r}: a letter, then up to 63 letters, digits, '_', '.' or '-'.",
+                f"Attribute name {name[:70]!r}: a lower-case letter, then up to 63 of a-z 0-9 _ . -",
             )
         if not isinstance(value, str) or len(value) > MAX_VALUE:
             raise ServiceError(
