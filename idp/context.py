@@ -6,7 +6,7 @@ lifetime, not ended). ``login_redirect(next)`` sends the browser to the QR login
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from flask import current_app, redirect, request, session
@@ -21,6 +21,9 @@ from idp.keys import KeyRing
 from idp.ns_client import NsClient
 from idp.ratelimits import IdpLimits
 from idp.sessions import SessionManager, SignedInUser
+
+if TYPE_CHECKING:  # the trail's module loads the CloudEvents SDK, which the command line rarely needs
+    from authserver.audit import AuditTrail
 
 EXTENSION = "nextauth_idp"
 
@@ -49,6 +52,16 @@ class IdpServices:
     helpdesk_group: str = "nextauth-helpdesk"  # directory group it admits to the help desk's pages
     # The web authenticator at /app/ (idp.web.authenticator); None: not served.
     authenticator: AuthenticatorConfig | None = None
+    # Administration events (idp.admin_audit): built from ``engine``, without sinks, when not given.
+    audit: "AuditTrail | None" = None
+    audit_retention_days: int = 90
+
+    def trail(self) -> "AuditTrail":
+        if self.audit is None:
+            from authserver.audit import AuditTrail
+
+            self.audit = AuditTrail(self.engine, "idp")
+        return self.audit
 
     def url(self, path: str, **query: Any) -> str:
         """An absolute URL on the IdP's public address."""

@@ -5,6 +5,7 @@ Beside it, SAML SP metadata registered by URL is fetched again when due (``idp.s
 
 import logging
 import os
+from datetime import timedelta
 
 import gevent
 
@@ -20,7 +21,8 @@ METADATA_CHECK_SECONDS = 300.0  # how often to look for SP metadata due for a re
 
 
 def purge(services: IdpServices) -> tuple[int, int]:
-    """(sessions, refresh tokens) forgotten."""
+    """(sessions, refresh tokens) forgotten; and the IdP's audit events past their retention."""
+    services.trail().purge(timedelta(days=services.audit_retention_days))
     return services.sessions.purge_expired(), TokenStore(services.engine, services.kv).purge_expired()
 
 

@@ -241,6 +241,20 @@ class NsClient:
     def revoke_api_key(self, key_id: int) -> None:
         self._request("DELETE", f"/v1/apikeys/{int(key_id)}")
 
+    def client_certificates(self) -> list[dict[str, Any]]:
+        return list(self._request("GET", "/v1/clientcerts").get("clientcerts", []))
+
+    def add_client_certificate(
+        self, name: str, roles: list[str], server: str | None, certificate_pem: str
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name, "roles": roles, "certificate": certificate_pem}
+        if server:
+            body["server"] = server
+        return dict(self._request("POST", "/v1/clientcerts", body=body))
+
+    def revoke_client_certificate(self, certificate_id: int) -> None:
+        self._request("DELETE", f"/v1/clientcerts/{int(certificate_id)}")
+
     def audit_page(self, query: dict[str, str]) -> dict[str, Any]:
         """A page of the audit trail (``GET /v1/audit-events``; the key needs ``audit`` or ``root``)."""
         return dict(self._request("GET", "/v1/audit-events?" + urllib.parse.urlencode(query)))

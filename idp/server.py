@@ -14,6 +14,9 @@ from pathlib import Path
 from flask import Flask
 from gevent.pywsgi import WSGIServer
 
+from authserver.audit import AuditTrail
+from authserver.audit import settings as audit_settings
+from authserver.audit.sinks import WebhookSink
 from authserver.config import (
     ConfigError,
     Listen,
@@ -67,6 +70,7 @@ def known_variables() -> frozenset[str]:
     names |= set(rate_limit_variables())
     names |= {forward_auth_settings.PREFIX + flag for flag in forward_auth_settings.SETTINGS}
     names |= saml_config.variables()
+    names |= {name for name in audit_settings.setting_names("idp") if name.startswith(PREFIX)}
     return frozenset(names | {f"{name}_FILE" for name in names})
 
 
@@ -103,6 +107,9 @@ class IdpSettings:
     # Directory groups the admin console (/admin/) admits: everything, and the help desk's share.
     admin_group: str = "nextauth-admins"
     helpdesk_group: str = "nextauth-helpdesk"
+    # Where the administration events go beside the database (NEXTAUTH_IDP_AUDIT_*), and how long kept.
+    audit_sinks: tuple[WebhookSink, ...] = field(default=(), repr=False)
+    audit_retention_days: int = 90
 
 
 def load_settings(
@@ -227,6 +234,8 @@ def load_settings(
         branding=load_branding(lambda flag: get(flag, required=False)),
         admin_group=_group("ADMIN_GROUP", get("ADMIN_GROUP", required=False), "nextauth-admins"),
         helpdesk_group=_group("HELPDESK_GROUP", get("HELPDESK_GROUP", required=False), "nextauth-helpdesk"),
+        audit_sinks=tuple(audit_settings.sinks("idp", environ)),
+        audit_retention_days=audit_settings.retention("idp", environ).days,
     )
 
 
@@ -332,6 +341,8 @@ def build_services(settings: IdpSettings) -> IdpServices:
         branding=settings.branding,
         admin_group=settings.admin_group,
         helpdesk_group=settings.helpdesk_group,
+        audit=AuditTrail(engine, "idp", sinks=settings.audit_sinks),
+        audit_retention_days=settings.audit_retention_days,
     )
 
 
@@ -355,6 +366,7 @@ class IdpServer(WSGIServer):  # type: ignore[misc]  # gevent ships no types
             # Small answers leave at once (authserver/transport/wsgi.py); too long a URL gets the error page.
             handler_class=IdpHandler,
         )
+        self.services = services
         self.watch = NsSessionWatch(services, settings.ns_check_seconds)
         self.housekeeping = Housekeeping(services)
         self.admin: WSGIServer | None = None
@@ -368,6 +380,7 @@ class IdpServer(WSGIServer):  # type: ignore[misc]  # gevent ships no types
         if self.admin is not None:
             self.admin.start()
         super().start()
+        self.services.trail().start()
         self.watch.start()
         self.housekeeping.start()
 
@@ -375,6 +388,7 @@ class IdpServer(WSGIServer):  # type: ignore[misc]  # gevent ships no types
         self.watch.stop()
         self.housekeeping.stop()
         super().stop(timeout=timeout)
+        self.services.trail().stop(timeout)
         if self.admin is not None:
             self.admin.stop(timeout=timeout)
 

@@ -162,7 +162,7 @@ def _access(args: argparse.Namespace) -> int:
             result = access.list_certificates(args.server) if certificate else access.list_keys(args.server)
         elif args.action == "revoke":
             revoked = (
-                access.revoke_certificate(args.id)
+                access.revoke_certificate(args.id, actor="command line")
                 if certificate
                 else access.revoke_key(args.id, actor="command line")
             )
@@ -182,7 +182,7 @@ def _access(args: argparse.Namespace) -> int:
             roles = _roles(args.roles)
             if certificate:
                 fingerprint = access.add_certificate(
-                    args.name, roles, Path(args.certificate).read_bytes(), args.server
+                    args.name, roles, Path(args.certificate).read_bytes(), args.server, actor="command line"
                 )
                 result = {"name": args.name, "roles": roles, "sha256": fingerprint}
             else:

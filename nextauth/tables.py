@@ -5,8 +5,8 @@ cannot import the IdP's (``idp.models``), so whatever needs all of them (compari
 models, autogenerating a revision) imports this module first and uses ``METADATA``.
 """
 
-from authserver.storage import flow_models, models
+from authserver.storage import admin_models, flow_models, models
 from idp import models as idp_models
 
-TABLE_MODULES = (models, flow_models, idp_models)
+TABLE_MODULES = (models, flow_models, admin_models, idp_models)
 METADATA = models.Base.metadata

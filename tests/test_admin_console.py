@@ -5,25 +5,33 @@ An admin finds a user, blocks the phone (its next login is refused), ends the us
 API key (shown once, working at ns) and revokes it; a help-desk member runs the lost-phone runbook and is
 refused key management, on the page and on the POST."""
 
+import argparse
+import json
 import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
+from authserver.audit import AuditTrail
 from authserver.storage import db
 from authserver.storage.kv import open_kv
 from idp.context import IdpServices
 from idp.directory import Directory, Profile
 from idp.keys import KeyRing
 from idp.ns_client import NsClient
+from idp.oidc import commands as oidc_commands
 from idp.sessions import SessionManager
 from idp.web import create_app
 from tests.fixtures.flows import PIN, enrol
 from tests.fixtures.idp_browser import Browser, idp_cli
 from tests.fixtures.system import RunningSystem, ns_api, run_app
+from tests.fixtures.tls import issue, make_ca
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 # Set to a folder to keep screenshots of the console's pages.
@@ -211,4 +219,131 @@ def test_a_role_the_idps_key_lacks_is_named(system: RunningSystem, tmp_path: Pat
         assert answer.status_code == 403, path
         assert f"lacks the &#39;{role}&#39; role" in answer.get_data(as_text=True), path
     assert client.get("/admin/user?id=tom").status_code == 200  # users and sessions it may read
+    engine.dispose()
+
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def test_client_certificates_page_and_idp_changes_in_the_audit_trail(
+    system: RunningSystem, tmp_path: Path
+) -> None:
+    """An IdP in-process with the root key at the real ns: an admin lists a certificate from pasted PEM with
+    its roles and revokes it (CSRF-checked, confirmed); the help desk is refused both; ns records both
+    changes, and the IdP records the OIDC client changes made on the console and on the command line."""
+    root = (system.data_dir / "ns-root-api-key").read_text().strip()
+    engine = db.create_engine_for(f"sqlite:///{tmp_path / 'idp.db'}")
+    db.upgrade(engine)
+    kv, issuer = open_kv(None), "http://idp.example.test"
+    keys = KeyRing(engine, issuer=issuer)
+    services = IdpServices(
+        ns=NsClient(f"http://127.0.0.1:{system.port('ns', 'http')}", root, "default"),
+        engine=engine,
+        kv=kv,
+        keys=keys,
+        directory=Directory(engine),
+        sessions=SessionManager(engine, kv, keys, issuer=issuer),
+        issuer=issuer,
+    )
+    app = create_app(services, secret_key=b"s" * 32, websocket_url="ws://127.0.0.1:1/ns/websocket")
+
+    def signed_in(user: str, group: str) -> Any:
+        profile = services.directory.put(Profile(user_id=user, groups=(group,)))
+        token = services.sessions.start(ns_nonce="n" * 22, profile=profile, second_factor="pin", method="qr")
+        client = app.test_client()
+        client.set_cookie(services.cookie_name, token, domain="localhost")
+        return client
+
+    admin, helpdesk = signed_in("ada", "nextauth-admins"), signed_in("hal", "nextauth-helpdesk")
+    ca_key, ca_pem = make_ca()
+    pem = issue(ca_key, ca_pem, "reports-client")[1]
+    fingerprint = x509.load_pem_x509_certificate(pem.encode()).fingerprint(hashes.SHA256()).hex()
+    form = {"name": "reports", "roles": ["sessions", "users"], "server": "default", "certificate": pem}
+
+    # The help desk: neither the page nor its form, even with its own valid token.
+    assert helpdesk.get("/admin/certificates").status_code == 403
+    own_token = CSRF.search(helpdesk.get("/admin/user?id=ada").get_data(as_text=True))
+    assert own_token is not None
+    assert helpdesk.post("/admin/certificates", data={**form, "csrf": own_token.group(1)}).status_code == 403
+    listed = admin.get("/admin/certificates")
+    assert listed.status_code == 200 and fingerprint not in listed.get_data(as_text=True)
+    token = CSRF.search(listed.get_data(as_text=True))
+    assert token is not None
+    assert admin.post("/admin/certificates", data=form).status_code == 400  # no CSRF token
+    assert admin.post("/admin/certificates", data={**form, "csrf": "x" * 43}).status_code == 400
+    bad = admin.post("/admin/certificates", data={**form, "certificate": "not a pem", "csrf": token.group(1)})
+    assert bad.status_code == 400 and "PEM" in bad.get_data(as_text=True)
+    assert fingerprint not in json.dumps(ns_api(system).call("GET", "/v1/clientcerts")[1])
+
+    done = admin.post("/admin/certificates", data={**form, "csrf": token.group(1)})
+    assert done.status_code == 303
+    page = admin.get(done.headers["Location"]).get_data(as_text=True)
+    row = re.search(r'<tr data-certificate="(\d+)">(.*?)</tr>', page, re.S)
+    assert row is not None and fingerprint in row.group(2) and "sessions, users" in row.group(2)
+    assert "reports" in row.group(2) and "default" in row.group(2)
+    number = row.group(1)
+    (at_ns,) = [
+        c
+        for c in ns_api(system).call("GET", "/v1/clientcerts")[1]["clientcerts"]
+        if c["sha256"] == fingerprint
+    ]
+    assert at_ns["roles"] == ["sessions", "users"] and at_ns["revoked_at"] is None
+    again = admin.post("/admin/certificates", data={**form, "csrf": token.group(1)})
+    assert again.status_code == 409  # ns refuses a second listing; the page says so
+
+    revoke = {"certificate": number, "name": "reports", "csrf": token.group(1)}
+    refused = {**revoke, "confirm": "yes", "csrf": own_token.group(1)}
+    assert helpdesk.post("/admin/certificates/revoke", data=refused).status_code == 403
+    asked = admin.post("/admin/certificates/revoke", data=revoke)
+    assert asked.status_code == 200 and "Revoke client certificate" in asked.get_data(as_text=True)
+    assert ns_api(system).call("GET", "/v1/clientcerts")[1]["clientcerts"][-1]["revoked_at"] is None
+    assert admin.post("/admin/certificates/revoke", data={**revoke, "confirm": "yes"}).status_code == 303
+    row = re.search(
+        rf'<tr data-certificate="{number}">(.*?)</tr>',
+        admin.get("/admin/certificates").get_data(as_text=True),
+        re.S,
+    )
+    assert row is not None and "revoked" in row.group(1) and "Revoke…" not in row.group(1)
+    events = ns_api(system).call("GET", "/v1/audit-events?type=clientcert.created,clientcert.revoked")[1][
+        "events"
+    ]
+    mine = [(e["type"], e["actor"]) for e in events if e["data"]["sha256"] == fingerprint]
+    assert mine == [
+        ("io.nextauth.clientcert.created", "root (configured)"),
+        ("io.nextauth.clientcert.revoked", "root (configured)"),
+    ]
+
+    # IdP-side changes: an OIDC client added on the command line, disabled and removed on the console.
+    parser = argparse.ArgumentParser()
+    oidc_commands.client_arguments(parser)
+    added = oidc_commands.client_command(
+        parser.parse_args(["add", "--name", "Reports", "--redirect-uri", "https://reports.example/cb"]),
+        engine,
+    )
+    client_id = added["client_id"]
+    assert (
+        admin.post(
+            "/admin/client/state", data={"client": client_id, "disabled": "true", "csrf": token.group(1)}
+        ).status_code
+        == 303
+    )
+    assert (
+        helpdesk.post(
+            "/admin/client/remove", data={"client": client_id, "confirm": "yes", "csrf": own_token.group(1)}
+        ).status_code
+        == 403
+    )
+    removed = admin.post(
+        "/admin/client/remove", data={"client": client_id, "confirm": "yes", "csrf": token.group(1)}
+    )
+    assert removed.status_code == 303
+    trail, _ = AuditTrail(engine, "idp").query(
+        types=["oidc_client.added", "oidc_client.disabled", "oidc_client.removed"]
+    )
+    assert [(e["type"], e["actor"], e["data"]["client"]) for e in trail] == [
+        ("io.nextauth.oidc_client.added", "command line", client_id),
+        ("io.nextauth.oidc_client.disabled", "ada (console)", client_id),
+        ("io.nextauth.oidc_client.removed", "ada (console)", client_id),
+    ]
+    assert all(e["source"].startswith("/idp/") for e in trail)
     engine.dispose()

@@ -229,6 +229,24 @@ def test_a_server_scoped_grant_allows_no_global_operation() -> None:
     assert Grant("root", frozenset({"root"}), None).allows("createserver", None, global_operation=True)
 
 
+def test_root_and_granted_roles_count_only_where_held() -> None:
+    tenant_root = Grant("tenant", frozenset({"root"}), "default")
+    assert tenant_root.allows("accounts", "default")
+    assert not tenant_root.allows("accounts", "other")
+    assert not tenant_root.allows("root", None, global_operation=True)
+    granted = Grant("probe", frozenset({"audit"}), None, frozenset({("shop", "users"), ("shop", "root")}))
+    assert granted.roles_on("shop") == {"audit", "users", "root"}
+    assert granted.roles_on("other") == {"audit"}
+    assert granted.allows("servers", "shop") and not granted.allows("servers", "other")
+    assert not granted.allows("users", None, global_operation=True)
+    assert granted.allows("audit", None, global_operation=True)
+    assert granted.allows("users", None)  # about no one server: the operation keeps to "shop"
+    # Granted on a server the key is not limited to: nothing (the grant service refuses it anyway).
+    limited = Grant("limited", frozenset({"users"}), "bakery", frozenset({("shop", "sessions")}))
+    assert limited.roles_on("shop") == set() and limited.roles_on("bakery") == {"users"}
+    assert not limited.allows("sessions", "shop") and not limited.allows("sessions", None)
+
+
 # -- evidence parts -------------------------------------------------------------------------------------
 
 SFS = ed25519.Ed25519PrivateKey.generate()

@@ -27,6 +27,7 @@ from openapi_spec_validator import validate as validate_spec
 from authserver.ns.api import make_api
 from authserver.ns.openapi import add_openapi_routes, load_document, to_yaml
 from tests.fixtures.system import REPO, RunningSystem, run_app
+from tests.fixtures.tls import issue, make_ca
 
 PIN = "2468"
 ROOT = "<root>"  # stands for the system's root API key in Contract.call
@@ -50,6 +51,9 @@ SCENARIOS = {
     "test_account_listing_and_move",
     "test_audit_events",
     "test_openapi_routes_on_a_bare_app",
+    "test_permissions_per_server",
+    "test_attributes",
+    "test_client_certificates",
 }
 
 
@@ -206,6 +210,10 @@ def concrete(template: str, sid: str = "default") -> str:
         .replace("{aid}", "no-account")
         .replace("{kid}", "0")
         .replace("{iid}", "no-invite")
+        .replace("{roleid}", "apikey-0")
+        .replace("{role}", "users")
+        .replace("{key}", "nothing")
+        .replace("{cid}", "0")
     )
 
 
@@ -1056,6 +1064,261 @@ def test_update_server(contract: Contract) -> None:
         contract.error(400, "bad_request", "PATCH", path, body=bad)
     contract.error(404, "unknown_server", "PATCH", "/v1/servers/no-such-server", body={"name": "x"})
     contract.error(413, "request_entity_too_large", "PATCH", path, body={"name": "x" * 70_000})
+
+
+def test_permissions_per_server(contract: Contract, role_keys: dict[str, str]) -> None:
+    """Roles granted on one server: only `root` there grants them, they count on that server alone, never
+    for operations over the whole ns, and each change is in the audit trail."""
+    other = contract.expect(201, "POST", "/v1/servers", body={"name": "Other shop"})["id"]
+    probe = contract.expect(201, "POST", "/v1/apikeys", body={"name": "probe", "roles": ["audit"]})
+    key, roleid = probe["api_key"], f"apikey-{probe['id']}"
+    tenant = contract.expect(
+        201, "POST", "/v1/apikeys", body={"name": "tenant", "roles": ["root"], "server": "default"}
+    )["api_key"]
+    here, there = "/v1/servers/default/permissions", f"/v1/servers/{other}/permissions"
+    contract.error(403, "forbidden", "GET", "/v1/servers/default/users/nobody", key=key)
+
+    # Without `root` on the server, nobody grants: not a key with every other role, not one from elsewhere.
+    for refused in (role_keys["users"], role_keys["servers@default"], role_keys["createserver"]):
+        contract.error(403, "forbidden", "POST", f"{here}/{roleid}", key=refused, body={"roles": ["users"]})
+    contract.error(403, "forbidden", "POST", f"{there}/{roleid}", key=tenant, body={"roles": ["users"]})
+    contract.error(403, "forbidden", "GET", there, key=tenant)
+    contract.error(403, "forbidden", "GET", f"/v1/servers/{other}", key=tenant)  # root only where held
+
+    granted = contract.expect(
+        200, "POST", f"{here}/{roleid}", key=tenant, body={"roles": ["users", "sessions"]}
+    )
+    assert granted == {
+        "roleid": roleid,
+        "name": "probe",
+        "server": None,
+        "own_roles": ["audit"],
+        "granted": ["sessions", "users"],
+        "roles": ["audit", "sessions", "users"],
+    }
+    contract.error(404, "not_found", "GET", "/v1/servers/default/users/nobody", key=key)  # allowed now
+    contract.error(403, "forbidden", "GET", f"/v1/servers/{other}/users/nobody", key=key)  # not there
+    assert contract.expect(200, "GET", f"{there}/{roleid}")["granted"] == []
+    assert contract.expect(200, "GET", f"{here}/{roleid}", key=tenant) == granted
+    listed = contract.expect(200, "GET", here, key=tenant)
+    assert listed["server"] == "default" and granted in listed["permissions"]
+    elsewhere_roles = {e["roleid"]: e for e in contract.expect(200, "GET", there)["permissions"]}
+    assert elsewhere_roles[roleid]["granted"] == [] and elsewhere_roles[roleid]["roles"] == ["audit"]
+
+    added = contract.expect(200, "PUT", f"{here}/{roleid}", body={"roles": ["accounts"]})
+    assert added["granted"] == ["accounts", "sessions", "users"]
+    assert contract.expect(200, "DELETE", f"{here}/{roleid}/accounts")["granted"] == ["sessions", "users"]
+    contract.error(404, "not_found", "DELETE", f"{here}/{roleid}/accounts")
+    contract.error(404, "not_found", "DELETE", f"{here}/{roleid}/createserver")
+    # `root` granted on one server is root there only: nothing over the whole ns.
+    contract.expect(200, "POST", f"{here}/{roleid}", body={"roles": ["root"]})
+    contract.error(403, "forbidden", "GET", "/v1/servers", key=key)
+    contract.error(403, "forbidden", "GET", "/v1/apikeys", key=key)
+    assert contract.expect(200, "GET", here, key=key)["server"] == "default"
+    assert contract.expect(200, "DELETE", f"{here}/{roleid}")["granted"] == []
+    contract.error(403, "forbidden", "GET", "/v1/servers/default/users/nobody", key=key)
+
+    for bad in ({"roles": ["createserver"]}, {"roles": ["audit"]}, {"roles": "root"}, {}, {"roles": [1]}):
+        contract.error(400, "bad_request", "POST", f"{here}/{roleid}", body=bad)
+        contract.error(400, "bad_request", "PUT", f"{here}/{roleid}", body=bad)
+    contract.error(400, "bad_json", "POST", f"{here}/{roleid}", raw=b"{not json")
+    contract.error(400, "bad_json", "PUT", f"{here}/{roleid}", raw=b"[]")
+    contract.error(
+        413, "request_entity_too_large", "POST", f"{here}/{roleid}", body={"roles": ["x" * 70_000]}
+    )
+    contract.error(413, "request_entity_too_large", "PUT", f"{here}/{roleid}", body={"roles": ["x" * 70_000]})
+    # Unknown, malformed, and limited to another server: the same 404.
+    elsewhere = contract.expect(
+        201, "POST", "/v1/apikeys", body={"name": "elsewhere", "roles": ["users"], "server": other}
+    )["id"]
+    for unknown in ("apikey-999999", "root", f"apikey-{elsewhere}", "clientcert-999999"):
+        contract.error(404, "not_found", "GET", f"{here}/{unknown}")
+        contract.error(404, "not_found", "POST", f"{here}/{unknown}", body={"roles": ["users"]})
+        contract.error(404, "not_found", "PUT", f"{here}/{unknown}", body={"roles": ["users"]})
+        contract.error(404, "not_found", "DELETE", f"{here}/{unknown}")
+
+    events = contract.expect(
+        200,
+        "GET",
+        "/v1/audit-events",
+        query={"type": "permission.granted,permission.revoked", "server": "default"},
+    )["events"]
+    changes = [
+        (e["type"].removeprefix("io.nextauth."), e["data"]["roles"])
+        for e in events
+        if e["data"]["principal"] == roleid
+    ]
+    assert changes == [
+        ("permission.granted", ["sessions", "users"]),
+        ("permission.granted", ["accounts"]),
+        ("permission.revoked", ["accounts"]),
+        ("permission.granted", ["root"]),
+        ("permission.revoked", ["sessions", "users"]),
+        ("permission.revoked", ["root"]),
+    ]
+    assert {e["actor"] for e in events if e["data"]["principal"] == roleid} == {"tenant", "root (configured)"}
+
+
+def test_attributes(contract: Contract, role_keys: dict[str, str]) -> None:
+    """The four attribute sets: replace, merge, read, remove one, empty; names and values checked; each set
+    apart from the others; privileged ones out of reach of a server's own keys; changes audited without
+    their values."""
+    paths = {
+        "global": "/v1/attributes",
+        "server": "/v1/servers/default/attributes",
+        "privileged": "/v1/servers/default/privilegedattributes",
+        "user": "/v1/servers/default/users/zoe/attributes",
+    }
+    too_many = {f"a{i}": "v" for i in range(101)}
+    refused: list[Any] = [
+        {"9lives": "x"},
+        {"Plan": "x"},
+        {"a b": "x"},
+        {"x": 1},
+        {"x": "a" * 1025},
+        {"x": "\x00"},
+    ]
+    refused += [{"x": "\x1b[31m"}, too_many, {"x" * 65: "y"}]
+    for scope, path in paths.items():
+        assert contract.expect(200, "POST", path, body={"colour": "blue", "size": "L"}) == {
+            "colour": "blue",
+            "size": "L",
+        }
+        merged = contract.expect(200, "PUT", path, body={"size": "XL", "note": f"{scope}\tline\nline"})
+        assert merged == {"colour": "blue", "note": f"{scope}\tline\nline", "size": "XL"}
+        assert contract.expect(200, "GET", path) == merged
+        assert contract.expect(200, "DELETE", f"{path}/colour") == {"note": merged["note"], "size": "XL"}
+        contract.error(404, "not_found", "DELETE", f"{path}/colour")
+        contract.error(404, "not_found", "DELETE", f"{path}/9lives")
+        for bad in refused:
+            contract.error(400, "bad_request", "POST", path, body=bad)
+            contract.error(400, "bad_request", "PUT", path, body=bad)
+        contract.error(400, "bad_request", "POST", path)  # no body: not "replace with nothing"
+        contract.error(400, "bad_json", "PUT", path, raw=b"{no json")
+        contract.error(413, "request_entity_too_large", "POST", path, body={"x": "y" * 70_000})
+        contract.error(413, "request_entity_too_large", "PUT", path, body={"x": "y" * 70_000})
+        assert contract.expect(200, "GET", path)["size"] == "XL"  # nothing refused changed anything
+    # Each set stands apart: another server, another user, the server's plain and privileged sets.
+    assert contract.expect(200, "GET", "/v1/servers/default/users/yann/attributes") == {}
+    other = contract.expect(201, "POST", "/v1/servers", body={"name": "Attribute shop"})["id"]
+    assert contract.expect(200, "GET", f"/v1/servers/{other}/attributes") == {}
+    assert contract.expect(200, "GET", f"/v1/servers/{other}/privilegedattributes") == {}
+    contract.expect(200, "PUT", paths["privileged"], body={"token": "s3cret"})
+    assert "token" not in contract.expect(200, "GET", paths["server"])
+    # A set never grows past 100, merging included.
+    contract.expect(200, "POST", paths["server"], body={f"a{i}": "v" for i in range(100)})
+    contract.error(400, "bad_request", "PUT", paths["server"], body={"one_more": "v"})
+    contract.expect(200, "PUT", paths["server"], body={"a0": "changed"})
+
+    # Who may: a server's own keys, `root` included, never reach its privileged attributes.
+    tenant_root = contract.expect(
+        201, "POST", "/v1/apikeys", body={"name": "attr-tenant", "roles": ["root"], "server": "default"}
+    )["api_key"]
+    for key in (tenant_root, role_keys["servers@default"]):
+        assert contract.expect(200, "GET", paths["server"], key=key)["a0"] == "changed"
+        contract.error(403, "forbidden", "GET", paths["privileged"], key=key)
+        contract.error(403, "forbidden", "PUT", paths["privileged"], key=key, body={"token": "mine"})
+        contract.error(403, "forbidden", "PUT", paths["global"], key=key, body={"x": "y"})
+        contract.error(403, "forbidden", "GET", f"/v1/servers/{other}/attributes", key=key)
+    assert contract.expect(200, "GET", paths["global"], key=role_keys["servers@default"])["size"] == "XL"
+    assert contract.expect(200, "GET", paths["privileged"], key=role_keys["servers"])["token"] == "s3cret"
+    # A user's: read with `sessions`, written with `users` only.
+    assert contract.expect(200, "GET", paths["user"], key=role_keys["sessions"])["size"] == "XL"
+    contract.error(403, "forbidden", "PUT", paths["user"], key=role_keys["sessions"], body={"x": "y"})
+    contract.expect(200, "PUT", paths["user"], key=role_keys["users"], body={"x": "y"})
+    # A user id outside the user-id rule has no attributes and gets none.
+    for method in ("GET", "POST", "PUT", "DELETE"):
+        contract.error(
+            404, "not_found", method, "/v1/servers/default/users/a%20b/attributes", body={"x": "y"}
+        )
+    for path in paths.values():
+        assert contract.expect(200, "DELETE", path) == {}
+
+    events = contract.expect(200, "GET", "/v1/audit-events", query={"type": "attributes.changed"})["events"]
+    assert "blue" not in json.dumps(events) and "s3cret" not in json.dumps(events)
+    first = next(e for e in events if e["data"]["scope"] == "user")
+    assert first["subject"] == "zoe" and first["server"] == "default"
+    assert first["data"]["set"] == ["colour", "size"] and "removed" not in first["data"]
+    assert {e["data"]["scope"] for e in events} == {"global", "server", "privileged", "user"}
+
+
+def test_client_certificates(contract: Contract, role_keys: dict[str, str]) -> None:
+    """Listing a certificate from PEM, its roles per server like a key's, revoking it; each audited."""
+    ca_key, ca_pem = make_ca()
+    pem = issue(ca_key, ca_pem, "billing-client")[1]
+    added = contract.expect(
+        201,
+        "POST",
+        "/v1/clientcerts",
+        body={"name": "billing", "roles": ["sessions"], "server": "default", "certificate": pem},
+    )
+    assert added["roles"] == ["sessions"] and added["server"] == "default" and len(added["sha256"]) == 64
+    assert added in contract.expect(200, "GET", "/v1/clientcerts")["clientcerts"]
+    roleid = f"clientcert-{added['id']}"
+    granted = contract.expect(
+        200, "PUT", f"/v1/servers/default/permissions/{roleid}", body={"roles": ["users"]}
+    )
+    assert granted["roles"] == ["sessions", "users"] and granted["name"] == "billing"
+    contract.error(
+        409,
+        "conflict",
+        "POST",
+        "/v1/clientcerts",
+        body={"name": "again", "roles": ["root"], "certificate": pem},
+    )
+    for bad in (
+        {"name": "x", "roles": ["sessions"]},
+        {"name": "x", "roles": ["sessions"], "certificate": "not a pem"},
+        {
+            "name": "x",
+            "roles": ["sessions"],
+            "certificate": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        },
+        {"name": "x", "roles": [], "certificate": pem},
+        {"name": "", "roles": ["sessions"], "certificate": pem},
+        {"name": "x", "roles": ["sessions"], "server": "no-such-server", "certificate": pem},
+    ):
+        contract.error(400, "bad_request", "POST", "/v1/clientcerts", body=bad)
+    contract.error(400, "bad_json", "POST", "/v1/clientcerts", raw=b"{oops")
+    contract.error(
+        413, "request_entity_too_large", "POST", "/v1/clientcerts", body={"certificate": "x" * 70_000}
+    )
+    for key in (role_keys["servers"], role_keys["servers@default"]):
+        contract.error(403, "forbidden", "GET", "/v1/clientcerts", key=key)
+        contract.error(
+            403,
+            "forbidden",
+            "POST",
+            "/v1/clientcerts",
+            key=key,
+            body={"name": "x", "roles": ["root"], "certificate": pem},
+        )
+
+    assert contract.expect(200, "DELETE", f"/v1/clientcerts/{added['id']}") == {
+        "id": added["id"],
+        "revoked": True,
+    }
+    contract.error(404, "not_found", "DELETE", f"/v1/clientcerts/{added['id']}")
+    contract.error(404, "not_found", "DELETE", "/v1/clientcerts/abc")
+    contract.error(404, "not_found", "GET", f"/v1/servers/default/permissions/{roleid}")  # revoked: no holder
+    # A revoked certificate stays revoked: listing it again is refused, not a quiet comeback.
+    contract.error(
+        409,
+        "conflict",
+        "POST",
+        "/v1/clientcerts",
+        body={"name": "back", "roles": ["root"], "certificate": pem},
+    )
+    events = contract.expect(
+        200, "GET", "/v1/audit-events", query={"type": "clientcert.created,clientcert.revoked"}
+    )
+    mine = [
+        (e["type"], e["data"]["name"]) for e in events["events"] if e["data"]["sha256"] == added["sha256"]
+    ]
+    assert mine == [
+        ("io.nextauth.clientcert.created", "billing"),
+        ("io.nextauth.clientcert.revoked", "billing"),
+    ]
 
 
 def test_every_operation_and_status_was_exercised(contract: Contract, request: pytest.FixtureRequest) -> None:

@@ -21,6 +21,8 @@ import pytest
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
+from authserver.audit import AuditTrail
+from idp.commands import idp_engine
 from tests.fixtures.flows import PIN, enrol
 from tests.fixtures.idp_browser import Browser, run_nextauth
 from tests.fixtures.saml import post_request
@@ -377,6 +379,17 @@ def test_registration_add_list_remove(system: RunningSystem, idp: dict, sps: dic
     web = Browser(system)
     refused(web.get(sp.login_url()[0]), 403, "not registered")
     web.close()
+    # Both changes are in the IdP's audit trail, by the command line.
+    engine = idp_engine(dict(system.env))
+    try:
+        events = AuditTrail(engine, "idp").query(types=["saml_sp.added", "saml_sp.removed"])[0]
+    finally:
+        engine.dispose()
+    entity = added["entity_id"]
+    assert [(e["type"], e["actor"], e["data"]) for e in events if e["data"]["entity"] == entity] == [
+        ("io.nextauth.saml_sp.added", "command line", {"entity": entity, "replaced": False}),
+        ("io.nextauth.saml_sp.removed", "command line", {"entity": entity}),
+    ]
 
 
 # -- single logout -------------------------------------------------------------------------------------

@@ -35,6 +35,18 @@ EVENT_TYPES: dict[str, EventType] = {
     "apikey.created": EventType("ns", "success", ("key", "name", "roles")),
     "apikey.revoked": EventType("ns", "success", ("key", "name")),
     "apikey.refused": EventType("ns", "failure", ("client",)),
+    "clientcert.created": EventType("ns", "success", ("certificate", "name", "roles", "sha256")),
+    "clientcert.revoked": EventType("ns", "success", ("certificate", "name", "sha256")),
+    "permission.granted": EventType("ns", "success", ("principal", "name", "roles")),
+    "permission.revoked": EventType("ns", "success", ("principal", "name", "roles")),
+    "attributes.changed": EventType("ns", "success", ("scope", "set", "removed")),
+    # idp: administration of the applications that log in through it (console and command line)
+    "oidc_client.added": EventType("idp", "success", ("client", "name")),
+    "oidc_client.disabled": EventType("idp", "success", ("client",)),
+    "oidc_client.enabled": EventType("idp", "success", ("client",)),
+    "oidc_client.removed": EventType("idp", "success", ("client",)),
+    "saml_sp.added": EventType("idp", "success", ("entity", "replaced")),
+    "saml_sp.removed": EventType("idp", "success", ("entity",)),
     # sfs: the second factor
     "pin.wrong": EventType("sfs", "failure", ("device", "attempts_left")),
     "app.locked": EventType("sfs", "failure", ("device", "max_attempts")),

@@ -23,11 +23,13 @@ from sqlalchemy.orm import Session
 from authserver.audit import AuditTrail
 from authserver.ns.common import b64
 from authserver.ratelimit import RateLimiter, Rule, client_key
+from authserver.storage.admin_models import PermissionGrant
 from authserver.storage.flow_models import ApiKey, ClientCertificate
 from authserver.storage.models import utcnow
 
 log = logging.getLogger("nextauth.security")
 
+APIKEY, CERTIFICATE = "apikey", "clientcert"  # the kinds of principal roles are granted to
 ROLES = ("sessions", "users", "accounts", "servers", "createserver", "audit", "root")
 CACHE_SECONDS = 5.0
 
@@ -48,19 +50,40 @@ class Grant:
     name: str
     roles: frozenset[str]
     server_id: str | None  # None: every server
+    # Roles held on one server only, granted with /v1/servers/{sid}/permissions: (server id, role).
+    granted: frozenset[tuple[str, str]] = frozenset()
+
+    def roles_on(self, server_id: str) -> frozenset[str]:
+        if self.server_id not in (None, server_id):
+            return frozenset()  # limited to another server: no grant reaches beyond it
+        return self.roles | {role for granted_on, role in self.granted if granted_on == server_id}
 
     def allows(self, role: str, server_id: str | None, *, global_operation: bool = False) -> bool:
         """``server_id`` None: an operation not about one server (verifying evidence); a key limited to a
-        server may call it, and the operation itself keeps to what the key may see. ``global_operation``:
-        an operation over the whole ns (creating a server, listing all servers), which only a key held
-        for every server may call: a key scoped to one server must not make or survey others."""
-        if "root" in self.roles:
-            return True
-        if global_operation and self.server_id is not None:
-            return False
-        if self.server_id is not None and server_id is not None and server_id != self.server_id:
-            return False
-        return role in self.roles
+        server, or holding roles on some servers only, may call it, and the operation itself keeps to
+        what the key may see. ``global_operation``: an operation over the whole ns (creating a server,
+        listing all servers), which only roles held for every server allow: a key scoped to one server,
+        or granted roles on some, must not make or survey others. ``root`` counts only where it is held."""
+        if global_operation:
+            return self.server_id is None and bool({"root", role} & self.roles)
+        if server_id is None:
+            held = self.roles | {role for on, role in self.granted if self.server_id in (None, on)}
+        else:
+            held = self.roles_on(server_id)
+        return "root" in held or role in held
+
+
+class CertificateListed(ValueError):
+    """The certificate is listed already; listing it again would change nothing or undo a revocation."""
+
+
+def granted_roles(db: Session, kind: str, principal_id: int) -> frozenset[tuple[str, str]]:
+    rows = db.execute(
+        select(PermissionGrant.server_id, PermissionGrant.role).where(
+            PermissionGrant.principal_kind == kind, PermissionGrant.principal_id == principal_id
+        )
+    )
+    return frozenset((server_id, role) for server_id, role in rows)
 
 
 def key_hash(api_key: str) -> str:
@@ -131,26 +154,55 @@ class AccessControl:
         return row.id, api_key
 
     def add_certificate(
-        self, name: str, roles: list[str], certificate_pem: bytes, server_id: str | None = None
+        self,
+        name: str,
+        roles: list[str],
+        certificate_pem: bytes,
+        server_id: str | None = None,
+        *,
+        actor: str | None = None,
     ) -> str:
-        """List a client certificate (by SHA-256 fingerprint of its DER form) with its roles."""
+        return self.add_certificate_with_id(name, roles, certificate_pem, server_id, actor=actor)[1]
+
+    def add_certificate_with_id(
+        self,
+        name: str,
+        roles: list[str],
+        certificate_pem: bytes,
+        server_id: str | None = None,
+        *,
+        actor: str | None = None,
+    ) -> tuple[int, str]:
+        """List a client certificate (by SHA-256 fingerprint of its DER form) with its roles: its id and
+        fingerprint. ``ValueError`` for unknown roles, a PEM that holds no certificate, or one listed
+        already (revoked ones included: a revoked certificate stays revoked)."""
         unknown = set(roles) - set(ROLES)
         if unknown or not roles:
             raise ValueError(f"roles must be among {', '.join(ROLES)}")
         certificate = x509.load_pem_x509_certificate(certificate_pem)
         fingerprint = certificate.fingerprint(hashes.SHA256()).hex()
-        with Session(self._engine) as db:
-            db.add(
-                ClientCertificate(
-                    component=self._component,
-                    name=name,
-                    fingerprint=fingerprint,
-                    roles=json.dumps(sorted(roles)),
-                    server_id=server_id,
-                )
-            )
+        row = ClientCertificate(
+            component=self._component,
+            name=name,
+            fingerprint=fingerprint,
+            roles=json.dumps(sorted(roles)),
+            server_id=server_id,
+        )
+        with Session(self._engine, expire_on_commit=False) as db:
+            if db.scalar(select(ClientCertificate.id).where(ClientCertificate.fingerprint == fingerprint)):
+                raise CertificateListed(f"the certificate {fingerprint} is listed already (or was revoked)")
+            db.add(row)
             db.commit()
-        return fingerprint
+        log.warning(
+            "client certificate %s (%s) listed with roles %s", fingerprint, name, ",".join(sorted(roles))
+        )
+        self.audit.record(
+            "clientcert.created",
+            server_id=server_id,
+            actor=actor,
+            data={"certificate": str(row.id), "name": name, "roles": sorted(roles), "sha256": fingerprint},
+        )
+        return row.id, fingerprint
 
     def list_keys(self, server_id: str | None = None) -> list[dict[str, object]]:
         """Every API key of this component (never the key itself: only its hash is kept)."""
@@ -189,7 +241,7 @@ class AccessControl:
                 query = query.where(ClientCertificate.server_id == server_id)
             return [{**_listing(row), "sha256": row.fingerprint} for row in db.scalars(query)]
 
-    def revoke_certificate(self, id_or_fingerprint: str) -> bool:
+    def revoke_certificate(self, id_or_fingerprint: str, *, actor: str | None = None) -> bool:
         """Revoke by id or by SHA-256 fingerprint; False if there is no such live certificate."""
         text = id_or_fingerprint.strip().lower().replace(":", "")
         with Session(self._engine) as db, db.begin():
@@ -204,10 +256,16 @@ class AccessControl:
             if row is None:
                 return False
             row.revoked_at = utcnow()
-            fingerprint, name = row.fingerprint, row.name
+            fingerprint, name, server_id, number = row.fingerprint, row.name, row.server_id, row.id
         with self._lock:
             self._cache.pop("cert:" + fingerprint, None)
         log.warning("client certificate %s (%s) revoked", fingerprint, name)
+        self.audit.record(
+            "clientcert.revoked",
+            server_id=server_id,
+            actor=actor,
+            data={"certificate": str(number), "name": name, "sha256": fingerprint},
+        )
         return True
 
     def authenticate_certificate(self, fingerprint: str | None) -> Grant | None:
@@ -227,12 +285,24 @@ class AccessControl:
                     ClientCertificate.revoked_at.is_(None),
                 )
             )
-        grant = (
-            Grant(f"certificate {row.name}", frozenset(json.loads(row.roles)), row.server_id) if row else None
-        )
+            grant = (
+                Grant(
+                    f"certificate {row.name}",
+                    frozenset(json.loads(row.roles)),
+                    row.server_id,
+                    granted_roles(db, CERTIFICATE, row.id),
+                )
+                if row
+                else None
+            )
         with self._lock:
             self._cache[cache_key] = (time.monotonic(), grant)
         return grant
+
+    def forget_cached(self) -> None:
+        """After roles change: this process sees the change at once, others within CACHE_SECONDS."""
+        with self._lock:
+            self._cache.clear()
 
     def authenticate(self, api_key: str | None) -> Grant | None:
         if not api_key or len(api_key) > 256:
@@ -254,7 +324,16 @@ class AccessControl:
                     ApiKey.revoked_at.is_(None),
                 )
             )
-        grant = Grant(row.name, frozenset(json.loads(row.roles)), row.server_id) if row is not None else None
+            grant = (
+                Grant(
+                    row.name,
+                    frozenset(json.loads(row.roles)),
+                    row.server_id,
+                    granted_roles(db, APIKEY, row.id),
+                )
+                if row is not None
+                else None
+            )
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()

@@ -19,9 +19,11 @@ from authserver.audit import AuditTrail
 from authserver.config import Network
 from authserver.ns.access import AccessControl
 from authserver.ns.accounts import AccountService
+from authserver.ns.attributes import Attributes
 from authserver.ns.enrolment import EnrolmentService
 from authserver.ns.errors import ServiceError
 from authserver.ns.login import LoginService
+from authserver.ns.permissions import Permissions
 from authserver.ns.push import PushLoginService
 from authserver.ns.rest import v1
 from authserver.ns.rest.context import EXTENSION, NsServices
@@ -58,6 +60,8 @@ def make_api(
         transactions=transactions,
         accounts=AccountService(engine, audit),
         audit=audit,
+        permissions=Permissions(engine, access, audit),
+        attributes=Attributes(engine, audit),
         trusted_proxies=trusted_proxies,
     )
     app.register_blueprint(v1)

@@ -1,10 +1,12 @@
-"""The console's pages about the installation, for the admin group only: ns's virtual servers and API
-keys (through ns's REST API with the IdP's key), and the IdP's OIDC clients and SAML service providers."""
+"""The console's pages about the installation, for the admin group only: ns's virtual servers, API keys
+and client certificates (through ns's REST API with the IdP's key), and the IdP's OIDC clients and SAML
+service providers (whose changes go to the IdP's audit trail, ``idp.admin_audit``)."""
 
 from typing import Any
 
 from flask import redirect, request, url_for
 
+from idp.admin_audit import console_actor
 from idp.console.base import BadForm, admin_only, blueprint, confirm, field, log, operator, page
 from idp.context import services
 from idp.oidc.clients import HMAC_SECRET, ClientRegistry
@@ -97,6 +99,66 @@ def revoke_key() -> Any:
     return redirect(url_for("console.keys", done="revoked"), code=303)
 
 
+# -- client certificates -----------------------------------------------------------------------------
+
+MAX_PEM = 16 * 1024
+
+
+@blueprint.get("/certificates")
+@admin_only
+def certificates() -> Any:
+    return page(
+        "console/certificates.html",
+        certificates=services().ns.client_certificates(),
+        roles=ROLES,
+        done=request.args.get("done"),
+    )
+
+
+@blueprint.post("/certificates")
+@admin_only
+def add_certificate() -> Any:
+    name = request.form.get("name", "").strip()
+    roles = [role for role in request.form.getlist("roles") if role in ROLES]
+    server = request.form.get("server", "").strip() or None
+    pem = request.form.get("certificate", "").strip()
+    if not name or len(name) > 200 or not name.isprintable() or not roles:
+        return page("console/error.html", 400, message="Give the certificate a name and at least one role.")
+    if len(pem) > MAX_PEM or "-----BEGIN CERTIFICATE-----" not in pem:
+        return page("console/error.html", 400, message="Paste one certificate in PEM (BEGIN CERTIFICATE).")
+    added = services().ns.add_client_certificate(name, roles, server, pem + "\n")
+    log.info(
+        "%s listed client certificate %s (%s) with %s",
+        operator().user.sub,
+        added.get("sha256"),
+        name,
+        ",".join(roles),
+    )
+    return redirect(url_for("console.certificates", done=f"listed {name}"), code=303)
+
+
+@blueprint.post("/certificates/revoke")
+@admin_only
+def revoke_certificate() -> Any:
+    certificate_id = request.form.get("certificate", "")
+    if not certificate_id.isdigit() or len(certificate_id) > 12:
+        raise BadForm("no certificate")
+    name = request.form.get("name", "")[:200]
+    asked = confirm(
+        f"Revoke client certificate {certificate_id} ({name})?",
+        {"certificate": certificate_id, "name": name},
+        [
+            "Clients presenting it are refused at once on this ns instance, within seconds on the others.",
+            "A revoked certificate cannot be listed again; the client needs a new one.",
+        ],
+    )
+    if asked is not None:
+        return asked
+    services().ns.revoke_client_certificate(int(certificate_id))
+    log.info("%s revoked client certificate %s", operator().user.sub, certificate_id)
+    return redirect(url_for("console.certificates", done="revoked"), code=303)
+
+
 # -- OIDC clients -------------------------------------------------------------------------------------
 
 
@@ -140,6 +202,11 @@ def client_state() -> Any:
     if not _registry().set_disabled(client_id, disable):
         return page("console/error.html", 404, message="No such OIDC client.")
     log.info("%s %s OIDC client %s", operator().user.sub, "disabled" if disable else "enabled", client_id)
+    services().trail().record(
+        "oidc_client.disabled" if disable else "oidc_client.enabled",
+        actor=console_actor(operator().user.sub),
+        data={"client": client_id},
+    )
     return redirect(url_for("console.client", id=client_id), code=303)
 
 
@@ -157,6 +224,9 @@ def remove_client() -> Any:
     if not _registry().remove(client_id):
         return page("console/error.html", 404, message="No such OIDC client.")
     log.info("%s removed OIDC client %s", operator().user.sub, client_id)
+    services().trail().record(
+        "oidc_client.removed", actor=console_actor(operator().user.sub), data={"client": client_id}
+    )
     return redirect(url_for("console.clients", done="removed"), code=303)
 
 
@@ -184,4 +254,7 @@ def remove_sp() -> Any:
     if not saml().registry.remove(entity_id):
         return page("console/error.html", 404, message="No such SAML service provider.")
     log.info("%s removed SAML SP %s", operator().user.sub, entity_id)
+    services().trail().record(
+        "saml_sp.removed", actor=console_actor(operator().user.sub), data={"entity": entity_id}
+    )
     return redirect(url_for("console.saml_sps", done="removed"), code=303)

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from authserver.config import kv_prefix_setting, read_setting
 from authserver.storage.kv import open_kv
+from idp.admin_audit import record_from_command_line
 from idp.keys import ALGORITHMS, KeyRing
 from idp.oidc.client_keys import check_public_jwks
 from idp.oidc.clients import GRANT_TYPES, ClientRegistry, build_metadata
@@ -105,6 +106,7 @@ def client_command(args: argparse.Namespace, engine: Engine) -> Any:
             ciba_notification_endpoint=args.ciba_notification_endpoint,
         )
         client, secret = registry.add(args.name, metadata, args.client_id)
+        record_from_command_line(engine, "oidc_client.added", {"client": client.client_id, "name": args.name})
         return {**client.public_view(), "client_secret": secret}
     if args.action == "list":
         return [client.public_view() for client in registry.all()]
@@ -113,7 +115,10 @@ def client_command(args: argparse.Namespace, engine: Engine) -> Any:
         if found is None:
             raise ValueError(f"no client {args.client_id!r}")
         return found.public_view()
-    return {"removed": registry.remove(args.client_id)}
+    removed = registry.remove(args.client_id)
+    if removed:
+        record_from_command_line(engine, "oidc_client.removed", {"client": args.client_id})
+    return {"removed": removed}
 
 
 def _read_jwks(path: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from idp.admin_audit import record_from_command_line
 from idp.saml import attributes, metadata_fetch
 from idp.saml.config import load_settings
 from idp.saml.names import NAMEID_FORMATS
@@ -147,6 +148,9 @@ def run(args: argparse.Namespace, engine: Engine) -> Any:
             )
         except ValueError as exc:
             raise ValueError(f"{origin}: {exc}") from exc
+        record_from_command_line(
+            engine, "saml_sp.added", {"entity": provider.entity_id, "replaced": replaced}
+        )
         return {"replaced": replaced, **provider.summary()}
     if args.action == "set":
         released = attributes.parse_list(args.attributes) if args.attributes is not None else None
@@ -154,4 +158,7 @@ def run(args: argparse.Namespace, engine: Engine) -> Any:
         return provider.summary()
     if args.action == "list":
         return [provider.summary() for provider in registry.all()]
-    return {"removed": registry.remove(args.entity_id)}
+    removed = registry.remove(args.entity_id)
+    if removed:
+        record_from_command_line(engine, "saml_sp.removed", {"entity": args.entity_id})
+    return {"removed": removed}

@@ -120,6 +120,7 @@ def test_the_admin_sees_every_page_link_and_the_help_desk_only_users(
     desk = helpdesk.get("/admin/").get_data(as_text=True)
     for link in (
         "/admin/keys",
+        "/admin/certificates",
         "/admin/clients",
         "/admin/saml",
         "/admin/servers",
@@ -133,6 +134,8 @@ def test_the_admin_sees_every_page_link_and_the_help_desk_only_users(
 HELPDESK_REFUSED_POSTS = [
     ("/admin/keys", {"name": "k", "roles": "root"}),
     ("/admin/keys/revoke", {"key": "1", "confirm": "yes"}),
+    ("/admin/certificates", {"name": "c", "roles": "root", "certificate": "-----BEGIN CERTIFICATE-----"}),
+    ("/admin/certificates/revoke", {"certificate": "1", "confirm": "yes"}),
     ("/admin/servers/edit", {"server": "default", "name": "x", "login_pin_timeout": "0"}),
     ("/admin/client/state", {"client": "c", "disabled": "true"}),
     ("/admin/client/remove", {"client": "c", "confirm": "yes"}),
@@ -155,7 +158,15 @@ def test_the_help_desk_is_refused_admin_posts(
 
 @pytest.mark.parametrize(
     "path",
-    ["/admin/keys", "/admin/servers", "/admin/clients", "/admin/saml", "/admin/consents", "/admin/audit"],
+    [
+        "/admin/keys",
+        "/admin/certificates",
+        "/admin/servers",
+        "/admin/clients",
+        "/admin/saml",
+        "/admin/consents",
+        "/admin/audit",
+    ],
 )
 def test_the_help_desk_is_refused_admin_pages(helpdesk: FlaskClient, path: str) -> None:
     assert helpdesk.get(path).status_code == 403

@@ -8,10 +8,13 @@ from flask import Blueprint
 
 from authserver.ns.rest import (
     apikeys,
+    attributes,
     audit,
+    clientcerts,
     enrolments,
     evidence,
     invites,
+    permissions,
     qr,
     servers,
     sessions,
@@ -20,7 +23,22 @@ from authserver.ns.rest import (
 )
 
 v1 = Blueprint("v1", __name__, url_prefix="/v1")
-for part in (servers, apikeys, sessions, qr, transactions, evidence, users, enrolments, invites, audit):
+PARTS = (
+    servers,
+    apikeys,
+    sessions,
+    qr,
+    transactions,
+    evidence,
+    users,
+    enrolments,
+    invites,
+    audit,
+    permissions,
+    attributes,
+    clientcerts,
+)
+for part in PARTS:
     v1.register_blueprint(part.blueprint)
 
 __all__ = ["v1"]

@@ -8,8 +8,10 @@ from authserver.audit import AuditTrail
 from authserver.config import Network
 from authserver.ns.access import AccessControl
 from authserver.ns.accounts import AccountService
+from authserver.ns.attributes import Attributes
 from authserver.ns.enrolment import EnrolmentService
 from authserver.ns.login import LoginService
+from authserver.ns.permissions import Permissions
 from authserver.ns.push import PushLoginService
 from authserver.ns.servers import ServerRegistry
 from authserver.ns.transactions import TransactionService
@@ -27,6 +29,8 @@ class NsServices:
     transactions: TransactionService
     accounts: AccountService
     audit: AuditTrail
+    permissions: Permissions
+    attributes: Attributes
     trusted_proxies: tuple[Network, ...] = ()
 
 
