@@ -18,6 +18,7 @@ from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
 from authserver.audit import AuditTrail
+from authserver.ns.conflicts import retried_on_conflict
 from authserver.ns.errors import ServiceError
 from authserver.storage.admin_models import Attribute
 from authserver.storage.models import utcnow
@@ -87,6 +88,22 @@ class Attributes:
     ) -> dict[str, str]:
         """Set ``put`` and remove ``remove`` (None: every attribute not in ``put``, a replacement); the
         set as it is afterwards. Removing a name that is not there is 404 ``not_found``."""
+        after, changed, removed = retried_on_conflict(
+            lambda: self._apply(scope, server_id, user_id, put, remove), "These attributes"
+        )
+        if changed or removed:
+            self._audit.record(
+                "attributes.changed",
+                subject=user_id or None,
+                server_id=server_id or None,
+                actor=actor,
+                data={"scope": scope, "set": changed or None, "removed": sorted(removed) or None},
+            )
+        return dict(sorted(after.items()))
+
+    def _apply(
+        self, scope: str, server_id: str, user_id: str, put: dict[str, str], remove: set[str] | None
+    ) -> tuple[dict[str, str], list[str], set[str]]:
         with Session(self._engine) as db, db.begin():
             rows = {
                 row.name: row
@@ -117,12 +134,4 @@ class Attributes:
                     continue
                 changed.append(name)
             after = {name: row.value for name, row in rows.items() if name not in removed} | put
-        if changed or removed:
-            self._audit.record(
-                "attributes.changed",
-                subject=user_id or None,
-                server_id=server_id or None,
-                actor=actor,
-                data={"scope": scope, "set": changed or None, "removed": sorted(removed) or None},
-            )
-        return dict(sorted(after.items()))
+        return after, changed, removed

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from authserver.audit import AuditTrail
 from authserver.ns.access import APIKEY, CERTIFICATE, AccessControl
+from authserver.ns.conflicts import retried_on_conflict
 from authserver.ns.errors import ServiceError
 from authserver.storage.admin_models import PermissionGrant
 from authserver.storage.flow_models import ApiKey, ClientCertificate
@@ -140,6 +141,23 @@ class Permissions:
                 f"roles must be among {', '.join(GRANTABLE)}: the roles about one server"
                 f" (not {', '.join(sorted(unknown))}).",
             )
+        principal, added, removed, after = retried_on_conflict(
+            lambda: self._apply(server_id, roleid, grant, revoke), "These roles"
+        )
+        self._access.forget_cached()
+        for kind, roles in (("permission.granted", added), ("permission.revoked", removed)):
+            if roles:
+                self._audit.record(
+                    kind,
+                    server_id=server_id,
+                    actor=actor,
+                    data={"principal": principal.roleid, "name": principal.name, "roles": sorted(roles)},
+                )
+        return self._described(principal, after, server_id)
+
+    def _apply(
+        self, server_id: str, roleid: str, grant: set[str], revoke: set[str] | None
+    ) -> tuple[Principal, set[str], set[str], set[str]]:
         with Session(self._engine) as db, db.begin():
             principal = self._principal(db, roleid, server_id)
             before = self._granted(db, principal, server_id)
@@ -164,13 +182,4 @@ class Permissions:
                     )
                 )
             after = (before - removed) | added
-        self._access.forget_cached()
-        for kind, roles in (("permission.granted", added), ("permission.revoked", removed)):
-            if roles:
-                self._audit.record(
-                    kind,
-                    server_id=server_id,
-                    actor=actor,
-                    data={"principal": principal.roleid, "name": principal.name, "roles": sorted(roles)},
-                )
-        return self._described(principal, after, server_id)
+        return principal, added, removed, after

@@ -1,6 +1,8 @@
 """Roles granted per server and attribute sets on each database: what the REST contract tests show on
 SQLite holds on PostgreSQL and MariaDB too (constraints, cascades, text that is not ASCII)."""
 
+import threading
+
 import pytest
 from sqlalchemy import Engine, delete
 from sqlalchemy.orm import Session
@@ -94,3 +96,28 @@ def test_attribute_sets_stay_apart_and_keep_their_text(engine: Engine) -> None:
         (["plan"], None),
         (None, ["city", "plan"]),
     ]
+
+
+def test_the_same_attribute_added_at_once_by_many_requests(engine: Engine) -> None:
+    """Each request sees the name missing and inserts it; all but one meet the unique key and run again,
+    finding the row: no request fails, and the set holds one value."""
+    _servers(engine, "shop")
+    attributes = Attributes(engine, AuditTrail(engine, "ns"))
+    barrier = threading.Barrier(6)
+    failures: list[BaseException] = []
+
+    def add(value: str) -> None:
+        barrier.wait()
+        try:
+            attributes.change("server", "shop", "", put={"plan": value}, remove=set(), actor="test")
+        except BaseException as exc:  # every failure is the finding
+            failures.append(exc)
+
+    threads = [threading.Thread(target=add, args=(f"v{n}",)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert set(attributes.get("server", "shop")) == {"plan"}
+    assert attributes.get("server", "shop")["plan"] in {f"v{n}" for n in range(6)}
