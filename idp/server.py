@@ -14,6 +14,7 @@ from pathlib import Path
 from flask import Flask
 from gevent.pywsgi import WSGIServer
 
+from authserver import workers
 from authserver.config import (
     ConfigError,
     Listen,
@@ -26,6 +27,7 @@ from authserver.config import (
 from authserver.ratelimit import RateLimiter, Rule, trusted_proxies_setting
 from authserver.storage import db
 from authserver.storage.kv import open_kv
+from authserver.workers import WorkersError, workers_setting
 from idp.admin import make_idp_admin_app
 from idp.authenticator import AuthenticatorConfig
 from idp.branding import Branding, load_branding
@@ -54,7 +56,7 @@ FLAGS = (
     "OIDC_PAIRWISE_SECRET", "ADMIN_API_KEY", "DEVICE_CODE_SECONDS", "OIDC_POLL_SECONDS", "ADMIN_PORT",
     "AUTHENTICATOR_CONFIG", "AUTHENTICATOR_NS_URI", "WEBAPP_DIR",
     "BRAND_NAME", "BRAND_LOGO", "BRAND_COLOR", "BRAND_COLOR_DARK", "HELP_URL", "HELP_TEXT",
-    "ADMIN_GROUP", "HELPDESK_GROUP",
+    "ADMIN_GROUP", "HELPDESK_GROUP", "WORKERS",
 )  # fmt: skip
 # The admin port (/livez, /readyz, /metrics): 9613 like the components' in a container of its own; in
 # `nextauth all` the one after the three components' (9613 to 9615).
@@ -103,6 +105,7 @@ class IdpSettings:
     # Directory groups the admin console (/admin/) admits: everything, and the help desk's share.
     admin_group: str = "nextauth-admins"
     helpdesk_group: str = "nextauth-helpdesk"
+    workers: int = 1  # processes (nextauth.supervisor starts them when more than one)
 
 
 def load_settings(
@@ -198,6 +201,21 @@ def load_settings(
         )
     )
     admin_listen = _admin_listen(get("ADMIN_PORT", required=False), listen, embedded)
+    db_uri = get("DB_URI", required=False, shared=True) or f"sqlite:///{(data_dir / 'idp.db').as_posix()}"
+    try:
+        worker_count = (
+            1
+            if embedded
+            else workers_setting(
+                PREFIX + "WORKERS",
+                get("WORKERS", required=False),
+                kv_uri=kv_uri,
+                db_uri=db_uri,
+                kv_variable="NEXTAUTH_IDP_KV_URI or NEXTAUTH_KV_URI",
+            )
+        )
+    except WorkersError as exc:
+        raise ConfigError(str(exc)) from None
     return IdpSettings(
         listen=listen,
         ns_api_url=api_url,
@@ -206,7 +224,7 @@ def load_settings(
         websocket_url=websocket_url,
         secret_key=secret.encode(),
         public_url=public_url,
-        db_uri=get("DB_URI", required=False, shared=True) or f"sqlite:///{(data_dir / 'idp.db').as_posix()}",
+        db_uri=db_uri,
         kv_uri=kv_uri,
         kv_prefix=kv_prefix,
         cookie_domain=cookie_domain,
@@ -227,6 +245,7 @@ def load_settings(
         branding=load_branding(lambda flag: get(flag, required=False)),
         admin_group=_group("ADMIN_GROUP", get("ADMIN_GROUP", required=False), "nextauth-admins"),
         helpdesk_group=_group("HELPDESK_GROUP", get("HELPDESK_GROUP", required=False), "nextauth-helpdesk"),
+        workers=worker_count,
     )
 
 
@@ -349,7 +368,7 @@ class IdpServer(WSGIServer):  # type: ignore[misc]  # gevent ships no types
     def __init__(self, settings: IdpSettings) -> None:
         services = build_services(settings)
         super().__init__(
-            (settings.listen.host, settings.listen.port),
+            workers.listener("http", settings.listen.host, settings.listen.port),
             build_app(settings, services),
             log=None,
             # Small answers leave at once (authserver/transport/wsgi.py); too long a URL gets the error page.
@@ -361,15 +380,18 @@ class IdpServer(WSGIServer):  # type: ignore[misc]  # gevent ships no types
         self.admin_url: str | None = None
         if settings.admin_listen is not None:
             host, port = settings.admin_listen.host, settings.admin_listen.port
-            self.admin = WSGIServer((host, port), make_idp_admin_app(services), log=None)
+            self.admin = WSGIServer(
+                workers.listener("admin", host, port), make_idp_admin_app(services), log=None
+            )
             self.admin_url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
 
     def start(self) -> None:
         if self.admin is not None:
             self.admin.start()
         super().start()
-        self.watch.start()
-        self.housekeeping.start()
+        if workers.is_leader():  # one of several workers is enough to follow ns and to purge
+            self.watch.start()
+            self.housekeeping.start()
 
     def stop(self, timeout: float | None = None) -> None:
         self.watch.stop()

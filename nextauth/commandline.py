@@ -322,7 +322,14 @@ def main(argv: list[str] | None = None) -> int:
             (config,) = load([args.component], os.environ, "standalone")
             db.upgrade(db.create_engine_for(config.db_uri))
             return 0
-        return run(load([args.command], os.environ, "standalone"), announce=False)
+        from authserver import workers
+
+        configs = load([args.command], os.environ, "standalone")
+        if configs[0].workers > 1 and workers.current() is None:
+            from nextauth.services import supervise
+
+            return supervise(configs[0])
+        return run(configs, announce=False)
     except ConfigError as exc:
         sys.stderr.write(f"nextauth: configuration error: {exc}\n")
         return 2
