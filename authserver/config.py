@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from authserver.storage.kv import DEFAULT_PREFIX as DEFAULT_KV_PREFIX
+from authserver.storage.kv import KV_URI_PREFIXES
 from authserver.workers import WorkersError, workers_setting
 
 COMPONENTS = ("ns", "sfs", "mc")
@@ -312,8 +313,10 @@ def load_config(
 
     db_uri = setting("DB_URI", shared=True) or f"sqlite:///{(data_dir / f'{component}.db').as_posix()}"
     kv_uri = setting("KV_URI", shared=True)
-    if kv_uri is not None and not kv_uri.startswith(("redis://", "rediss://", "unix://", "memory://")):
-        raise ConfigError(f"{prefix}_KV_URI: expected a redis://, rediss://, unix:// or memory:// URI")
+    if kv_uri is not None and not kv_uri.lower().startswith(KV_URI_PREFIXES):
+        raise ConfigError(
+            f"{prefix}_KV_URI: expected a redis://, rediss://, unix://, redis+sentinel:// or memory:// URI"
+        )
     kv_prefix = kv_prefix_setting(f"{prefix}_KV_PREFIX", setting("KV_PREFIX", shared=True))
     level = (setting("LOG_LEVEL", shared=True) or "INFO").upper()
     if level not in LOG_LEVELS:

@@ -26,7 +26,7 @@ from authserver.config import (
 )
 from authserver.ratelimit import RateLimiter, Rule, trusted_proxies_setting
 from authserver.storage import db
-from authserver.storage.kv import open_kv
+from authserver.storage.kv import KV_URI_PREFIXES, open_kv
 from authserver.workers import WorkersError, workers_setting
 from idp.admin import make_idp_admin_app
 from idp.authenticator import AuthenticatorConfig
@@ -152,8 +152,10 @@ def load_settings(
     if not public_url.startswith(("http://", "https://")) or "?" in public_url or "#" in public_url:
         raise ConfigError("NEXTAUTH_IDP_PUBLIC_URL: expected the http(s):// address browsers use for the IdP")
     kv_uri = get("KV_URI", required=False, shared=True)
-    if kv_uri is not None and not kv_uri.startswith(("redis://", "rediss://", "unix://", "memory://")):
-        raise ConfigError("NEXTAUTH_IDP_KV_URI: expected a redis://, rediss://, unix:// or memory:// URI")
+    if kv_uri is not None and not kv_uri.lower().startswith(KV_URI_PREFIXES):
+        raise ConfigError(
+            "NEXTAUTH_IDP_KV_URI: expected a redis://, rediss://, unix://, redis+sentinel:// or memory:// URI"
+        )
     kv_prefix = kv_prefix_setting("NEXTAUTH_IDP_KV_PREFIX", get("KV_PREFIX", required=False, shared=True))
     cookie_domain = get("COOKIE_DOMAIN", required=False)
     if cookie_domain is not None and (not cookie_domain or any(c in cookie_domain for c in "/:; ")):
