@@ -96,22 +96,6 @@ def run(configs: list[ComponentConfig], *, announce: bool) -> int:
     return 0
 
 
-def supervise(config: ComponentConfig) -> int:
-    """``NEXTAUTH_<C>_WORKERS`` above one: this process supervises that many workers
-    (``nextauth.supervisor``), each of which runs ``run`` on the sockets bound here."""
-    from nextauth.supervisor import Supervisor
-
-    setup_logging(config.log_level, config.log_format)
-    for name in unknown_variables(os.environ):
-        log.warning("ignoring unknown setting %s (a typo?)", name)
-    # gRPC takes no inherited socket: each mc worker binds its port with SO_REUSEPORT instead.
-    listens = {endpoint: listen for endpoint, listen in config.listen.items() if endpoint != "grpc"}
-    supervisor = Supervisor(
-        config.component, [config.component], config.workers, listens, config.drain_seconds
-    )
-    return supervisor.run()
-
-
 def _build(config: ComponentConfig, built: dict[str, Component], *, embedded: bool) -> Component:
     if config.component == "sfs":
         return sfs.build(config)

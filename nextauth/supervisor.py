@@ -31,7 +31,8 @@ import gevent.event
 from gevent import monkey
 from gevent import os as gevent_os
 
-from authserver.config import Listen
+from authserver.config import ComponentConfig, Listen
+from authserver.logs import setup_logging
 from authserver.workers import ENV, FINISH, IDLE, READY
 
 log = logging.getLogger("nextauth.supervisor")
@@ -291,5 +292,14 @@ class Supervisor:
         return 0 if clean else 1
 
 
-def supervise(label: str, argv: list[str], count: int, listens: Mapping[str, Listen], grace: float) -> int:
-    return Supervisor(label, argv, count, listens, grace).run()
+def supervise_component(config: ComponentConfig) -> int:
+    """``NEXTAUTH_<C>_WORKERS`` above one: this process supervises that many workers, each of which runs
+    the component (``nextauth.services``) on the sockets bound here. The supervisor loads none of the
+    services' code (each worker reports unknown settings itself)."""
+    setup_logging(config.log_level, config.log_format)
+    # gRPC takes no inherited socket: each mc worker binds its port with SO_REUSEPORT instead.
+    listens = {endpoint: listen for endpoint, listen in config.listen.items() if endpoint != "grpc"}
+    supervisor = Supervisor(
+        config.component, [config.component], config.workers, listens, config.drain_seconds
+    )
+    return supervisor.run()

@@ -20,6 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from authserver.workers import WorkersError, available_cores, workers_setting
 from mobilesdk.flows import App
 from tests.fixtures.databases import redis_base_uri, require
 from tests.fixtures.flows import PIN, BrowserPage, enrol, new_nonce, start_login
@@ -129,18 +130,35 @@ def test_more_than_one_worker_needs_redis_and_a_database_server(tmp_path: Path) 
             "NEXTAUTH_IDP_WORKERS=3 needs PostgreSQL or MariaDB",
         ),
     ]
-    for command, settings, message in cases:
-        done = subprocess.run(
+    started = [  # side by side: each spends its second or two importing
+        subprocess.Popen(
             [sys.executable, "-m", "nextauth.cli", command],
             env={**env, "NEXTAUTH_DATA_DIR": str(tmp_path), **settings},
             cwd=REPO,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=60,
-            check=False,
         )
-        assert done.returncode == 2, done.stderr
-        assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+        for command, settings, _ in cases
+    ]
+    for process, (_, _, message) in zip(started, cases, strict=True):
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 2, stderr
+        assert stderr.count("\n") == 1 and message in stderr, stderr
+
+
+def test_the_workers_setting() -> None:
+    server = {"kv_uri": "redis://r:6379/0", "db_uri": "postgresql://db/x", "kv_variable": "KV"}
+    assert workers_setting("W", None, **server) == workers_setting("W", "auto", **server) == available_cores()
+    assert workers_setting("W", "3", **server) == 3
+    assert workers_setting("W", "auto", **{**server, "db_uri": "sqlite:///x.db"}) == 1
+    assert workers_setting("W", "auto", **{**server, "kv_uri": None}) == 1
+    assert workers_setting("W", "1", **{**server, "kv_uri": "memory://"}) == 1
+    for wrong in ("0", "-1", "257", "two", "2.5"):
+        with pytest.raises(WorkersError, match="W: expected auto or a whole number from 1 to 256"):
+            workers_setting("W", wrong, **server)
+    with pytest.raises(WorkersError, match=r"W=2 needs Redis \(KV\)"):
+        workers_setting("W", "2", **{**server, "kv_uri": "memory://"})
 
 
 def test_login_on_one_worker_reaches_a_page_on_the_other(two_workers: dict[str, Any]) -> None:
@@ -165,6 +183,14 @@ def test_login_on_one_worker_reaches_a_page_on_the_other(two_workers: dict[str, 
         page.wait_for("LOGIN")
     finally:
         page.close()
+    # The login was counted by worker 1; with it stopped, worker 0 answers the scrape and counts it too.
+    os.kill(phone_worker, signal.SIGSTOP)
+    try:
+        status, metrics = ns.get("ns", "admin", "/metrics")
+    finally:
+        os.kill(phone_worker, signal.SIGCONT)
+    assert status == 200
+    assert 'nextauth_logins_total{method="qr",outcome="succeeded"} 1.0' in metrics, metrics
 
 
 def test_a_killed_worker_is_started_again(two_workers: dict[str, Any]) -> None:
