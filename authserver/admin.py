@@ -10,6 +10,7 @@ but these three read-only paths.
 
 import json
 import logging
+import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -76,13 +77,25 @@ def _run_checks(checks: Mapping[str, Callable[[], bool]]) -> tuple[dict[str, boo
     return results, reasons
 
 
+def _default_registry() -> CollectorRegistry:
+    """The process's metrics; in a worker of several (``nextauth.supervisor`` sets PROMETHEUS_MULTIPROC_DIR),
+    those of every worker summed, so that a scrape of the shared admin port counts the whole service."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
+
+
 def make_admin_app(
     component: str,
     readiness_checks: Mapping[str, Callable[[], bool]],
     registry: CollectorRegistry | None = None,
 ) -> WSGIApplication:
     """The admin WSGI app of ``component``; metrics come from ``registry`` (default: the global one)."""
-    metrics_registry = REGISTRY if registry is None else registry
+    metrics_registry = _default_registry() if registry is None else registry
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"

@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from authserver.storage.kv import DEFAULT_PREFIX as DEFAULT_KV_PREFIX
+from authserver.storage.kv import KV_URI_PREFIXES
+from authserver.workers import WorkersError, workers_setting
 
 COMPONENTS = ("ns", "sfs", "mc")
 ENDPOINTS = ("admin", "grpc", "http", "sigmai", "websocket")
@@ -51,6 +53,7 @@ COMPONENT_FLAGS = (
     "SIGMAI_MAX_FRAME_BYTES",
     "DRAIN_SECONDS",
     "DB_WAIT_SECONDS",
+    "WORKERS",
 )
 DEFAULT_DRAIN_SECONDS = 20.0
 DEFAULT_DB_WAIT_SECONDS = 60.0
@@ -149,6 +152,8 @@ class ComponentConfig:
     drain_seconds: float = DEFAULT_DRAIN_SECONDS
     # At start: how long to wait for the database to answer before giving up.
     db_wait_seconds: float = DEFAULT_DB_WAIT_SECONDS
+    # Processes serving this component (nextauth.supervisor starts them when more than one).
+    workers: int = 1
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -308,8 +313,10 @@ def load_config(
 
     db_uri = setting("DB_URI", shared=True) or f"sqlite:///{(data_dir / f'{component}.db').as_posix()}"
     kv_uri = setting("KV_URI", shared=True)
-    if kv_uri is not None and not kv_uri.startswith(("redis://", "rediss://", "unix://", "memory://")):
-        raise ConfigError(f"{prefix}_KV_URI: expected a redis://, rediss://, unix:// or memory:// URI")
+    if kv_uri is not None and not kv_uri.lower().startswith(KV_URI_PREFIXES):
+        raise ConfigError(
+            f"{prefix}_KV_URI: expected a redis://, rediss://, unix://, redis+sentinel:// or memory:// URI"
+        )
     kv_prefix = kv_prefix_setting(f"{prefix}_KV_PREFIX", setting("KV_PREFIX", shared=True))
     level = (setting("LOG_LEVEL", shared=True) or "INFO").upper()
     if level not in LOG_LEVELS:
@@ -369,8 +376,25 @@ def load_config(
             high=86400,
             expected="a number of seconds from 0 to 86400",
         ),
+        workers=_workers(component, setting("WORKERS"), kv_uri, db_uri, port_offset_profile),
         environ=env,
     )
+
+
+def _workers(component: str, value: str | None, kv_uri: str | None, db_uri: str, profile: str) -> int:
+    if profile == "all-in-one":  # `nextauth all` is one process, for a first look (nextauth.commandline)
+        return 1
+    prefix = f"NEXTAUTH_{component.upper()}"
+    try:
+        return workers_setting(
+            f"{prefix}_WORKERS",
+            value,
+            kv_uri=kv_uri,
+            db_uri=db_uri,
+            kv_variable=f"{prefix}_KV_URI or NEXTAUTH_KV_URI",
+        )
+    except WorkersError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _known_variables() -> set[str]:

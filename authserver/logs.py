@@ -5,6 +5,14 @@ import logging
 import sys
 import time
 
+from authserver.workers import current, log_tag
+
+
+def _worker_field(record: logging.LogRecord) -> bool:
+    context = current()
+    record.worker = context.index if context is not None else None
+    return True
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -15,6 +23,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        worker = getattr(record, "worker", None)
+        if worker is not None:
+            entry["worker"] = worker
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
@@ -22,10 +33,14 @@ class JsonFormatter(logging.Formatter):
 
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
+    # One of several workers (authserver.workers): its lines say which, e.g. "nextauth[worker 1]".
+    tag = log_tag()
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
+        if tag:
+            handler.addFilter(_worker_field)
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)-7s %(name)s{tag}: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

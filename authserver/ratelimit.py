@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage, RedisStorage, Storage
@@ -26,6 +26,7 @@ from limits.strategies import MovingWindowRateLimiter
 from prometheus_client import Counter
 
 from authserver.config import ConfigError, Network, parse_networks, read_setting
+from authserver.storage import sentinel
 from authserver.storage.kv import DEFAULT_PREFIX
 
 log = logging.getLogger("nextauth.ratelimit")
@@ -136,6 +137,14 @@ def client_key(ip: str) -> str:
 
 
 def open_storage(kv_uri: str | None, *, prefix: str = DEFAULT_PREFIX) -> Storage:
+    if sentinel.is_sentinel(kv_uri):
+        assert kv_uri is not None
+        return cast(
+            Storage,
+            sentinel.limits_storage(
+                kv_uri, key_prefix=f"{prefix}limits", connect_timeout=1.0, socket_timeout=2.0
+            ),
+        )
     if kv_uri and kv_uri.split("://", 1)[0].lower() in ("redis", "rediss", "unix"):
         uri = kv_uri if not kv_uri.startswith("unix://") else "redis+" + kv_uri
         return RedisStorage(uri, key_prefix=f"{prefix}limits", socket_connect_timeout=1.0, socket_timeout=2.0)

@@ -14,6 +14,7 @@ from pathlib import Path
 from flask import Flask
 from gevent.pywsgi import WSGIServer
 
+from authserver import workers
 from authserver.audit import AuditTrail
 from authserver.audit import settings as audit_settings
 from authserver.audit.sinks import WebhookSink
@@ -28,7 +29,8 @@ from authserver.config import (
 )
 from authserver.ratelimit import RateLimiter, Rule, trusted_proxies_setting
 from authserver.storage import db
-from authserver.storage.kv import open_kv
+from authserver.storage.kv import KV_URI_PREFIXES, open_kv
+from authserver.workers import WorkersError, workers_setting
 from idp.admin import make_idp_admin_app
 from idp.authenticator import AuthenticatorConfig
 from idp.branding import Branding, load_branding
@@ -57,7 +59,7 @@ FLAGS = (
     "OIDC_PAIRWISE_SECRET", "ADMIN_API_KEY", "DEVICE_CODE_SECONDS", "OIDC_POLL_SECONDS", "ADMIN_PORT",
     "AUTHENTICATOR_CONFIG", "AUTHENTICATOR_NS_URI", "WEBAPP_DIR",
     "BRAND_NAME", "BRAND_LOGO", "BRAND_COLOR", "BRAND_COLOR_DARK", "HELP_URL", "HELP_TEXT",
-    "ADMIN_GROUP", "HELPDESK_GROUP",
+    "ADMIN_GROUP", "HELPDESK_GROUP", "WORKERS",
 )  # fmt: skip
 # The admin port (/livez, /readyz, /metrics): 9613 like the components' in a container of its own; in
 # `nextauth all` the one after the three components' (9613 to 9615).
@@ -110,6 +112,7 @@ class IdpSettings:
     # Where the administration events go beside the database (NEXTAUTH_IDP_AUDIT_*), and how long kept.
     audit_sinks: tuple[WebhookSink, ...] = field(default=(), repr=False)
     audit_retention_days: int = 90
+    workers: int = 1  # processes (nextauth.supervisor starts them when more than one)
 
 
 def load_settings(
@@ -156,8 +159,10 @@ def load_settings(
     if not public_url.startswith(("http://", "https://")) or "?" in public_url or "#" in public_url:
         raise ConfigError("NEXTAUTH_IDP_PUBLIC_URL: expected the http(s):// address browsers use for the IdP")
     kv_uri = get("KV_URI", required=False, shared=True)
-    if kv_uri is not None and not kv_uri.startswith(("redis://", "rediss://", "unix://", "memory://")):
-        raise ConfigError("NEXTAUTH_IDP_KV_URI: expected a redis://, rediss://, unix:// or memory:// URI")
+    if kv_uri is not None and not kv_uri.lower().startswith(KV_URI_PREFIXES):
+        raise ConfigError(
+            "NEXTAUTH_IDP_KV_URI: expected a redis://, rediss://, unix://, redis+sentinel:// or memory:// URI"
+        )
     kv_prefix = kv_prefix_setting("NEXTAUTH_IDP_KV_PREFIX", get("KV_PREFIX", required=False, shared=True))
     cookie_domain = get("COOKIE_DOMAIN", required=False)
     if cookie_domain is not None and (not cookie_domain or any(c in cookie_domain for c in "/:; ")):
@@ -205,6 +210,21 @@ def load_settings(
         )
     )
     admin_listen = _admin_listen(get("ADMIN_PORT", required=False), listen, embedded)
+    db_uri = get("DB_URI", required=False, shared=True) or f"sqlite:///{(data_dir / 'idp.db').as_posix()}"
+    try:
+        worker_count = (
+            1
+            if embedded
+            else workers_setting(
+                PREFIX + "WORKERS",
+                get("WORKERS", required=False),
+                kv_uri=kv_uri,
+                db_uri=db_uri,
+                kv_variable="NEXTAUTH_IDP_KV_URI or NEXTAUTH_KV_URI",
+            )
+        )
+    except WorkersError as exc:
+        raise ConfigError(str(exc)) from None
     return IdpSettings(
         listen=listen,
         ns_api_url=api_url,
@@ -213,7 +233,7 @@ def load_settings(
         websocket_url=websocket_url,
         secret_key=secret.encode(),
         public_url=public_url,
-        db_uri=get("DB_URI", required=False, shared=True) or f"sqlite:///{(data_dir / 'idp.db').as_posix()}",
+        db_uri=db_uri,
         kv_uri=kv_uri,
         kv_prefix=kv_prefix,
         cookie_domain=cookie_domain,
@@ -236,6 +256,7 @@ def load_settings(
         helpdesk_group=_group("HELPDESK_GROUP", get("HELPDESK_GROUP", required=False), "nextauth-helpdesk"),
         audit_sinks=tuple(audit_settings.sinks("idp", environ)),
         audit_retention_days=audit_settings.retention("idp", environ).days,
+        workers=worker_count,
     )
 
 
@@ -360,7 +381,7 @@ class IdpServer(WSGIServer):  # type: ignore[misc]  # gevent ships no types
     def __init__(self, settings: IdpSettings) -> None:
         services = build_services(settings)
         super().__init__(
-            (settings.listen.host, settings.listen.port),
+            workers.listener("http", settings.listen.host, settings.listen.port),
             build_app(settings, services),
             log=None,
             # Small answers leave at once (authserver/transport/wsgi.py); too long a URL gets the error page.
@@ -373,16 +394,19 @@ class IdpServer(WSGIServer):  # type: ignore[misc]  # gevent ships no types
         self.admin_url: str | None = None
         if settings.admin_listen is not None:
             host, port = settings.admin_listen.host, settings.admin_listen.port
-            self.admin = WSGIServer((host, port), make_idp_admin_app(services), log=None)
+            self.admin = WSGIServer(
+                workers.listener("admin", host, port), make_idp_admin_app(services), log=None
+            )
             self.admin_url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
 
     def start(self) -> None:
         if self.admin is not None:
             self.admin.start()
         super().start()
-        self.services.trail().start()
-        self.watch.start()
-        self.housekeeping.start()
+        self.services.trail().start()  # each worker sends the events it records
+        if workers.is_leader():  # one of several workers is enough to follow ns and to purge
+            self.watch.start()
+            self.housekeeping.start()
 
     def stop(self, timeout: float | None = None) -> None:
         self.watch.stop()

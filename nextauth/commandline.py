@@ -308,6 +308,16 @@ def main(argv: list[str] | None = None) -> int:
             return _invite(args)
         if args.command == "audit":
             return _audit(args)
+        if args.command in COMPONENTS:
+            from authserver import workers
+            from authserver.config import load_config
+
+            config = load_config(args.command, os.environ, port_offset_profile="standalone")
+            if config.workers > 1 and workers.current() is None:
+                # Checked and supervised before the services' code is loaded: the supervisor runs none.
+                from nextauth.supervisor import supervise_component
+
+                return supervise_component(config)
         from nextauth.services import load, run
 
         if args.command == "all":
@@ -322,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
             (config,) = load([args.component], os.environ, "standalone")
             db.upgrade(db.create_engine_for(config.db_uri))
             return 0
-        return run(load([args.command], os.environ, "standalone"), announce=False)
+        return run([config], announce=False)
     except ConfigError as exc:
         sys.stderr.write(f"nextauth: configuration error: {exc}\n")
         return 2

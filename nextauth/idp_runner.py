@@ -8,11 +8,13 @@ from pathlib import Path
 import gevent
 from gevent.pywsgi import WSGIServer
 
+from authserver import workers
 from authserver.logs import setup_logging
 from authserver.services.runtime import Component
 from idp import server as idp_server
 
 log = logging.getLogger("nextauth")
+IDP_GRACE_SECONDS = 2.0  # requests in flight at SIGTERM; the IdP holds no long channels
 
 
 def _warn_unknown_settings() -> None:
@@ -56,6 +58,13 @@ def run_idp() -> int:
     settings = idp_server.load_settings(
         os.environ, data_dir=Path(os.environ.get("NEXTAUTH_DATA_DIR", ".nextauth"))
     )
+    if settings.workers > 1 and workers.current() is None:
+        from nextauth.supervisor import Supervisor
+
+        listens = {"http": settings.listen}
+        if settings.admin_listen is not None:
+            listens["admin"] = settings.admin_listen
+        return Supervisor("idp", ["idp"], settings.workers, listens, IDP_GRACE_SECONDS).run()
     server = idp_server.build_server(settings)
     server.start()
     log.info("idp listening on %s", settings.public_url)
@@ -64,6 +73,9 @@ def run_idp() -> int:
     stop = gevent.event.Event()
     gevent.signal_handler(signal.SIGTERM, stop.set)
     gevent.signal_handler(signal.SIGINT, stop.set)
+    workers.announce_ready()
+    parent = workers.parent_watch()
+    gevent.spawn(lambda: (parent.gone.wait(), stop.set()))
     stop.wait()
-    server.stop(timeout=2)
+    server.stop(timeout=IDP_GRACE_SECONDS)
     return 0

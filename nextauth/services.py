@@ -15,6 +15,7 @@ import gevent
 from gevent.pywsgi import WSGIServer
 from grpc.experimental import gevent as grpc_gevent
 
+from authserver import workers
 from authserver.config import COMPONENTS, ComponentConfig, load_config, unknown_variables
 from authserver.logs import setup_logging
 from authserver.services import mc, ns, sfs
@@ -37,6 +38,12 @@ def run(configs: list[ComponentConfig], *, announce: bool) -> int:
     setup_logging(first.log_level, first.log_format)
     for name in unknown_variables(os.environ):
         log.warning("ignoring unknown setting %s (a typo?)", name)
+    if announce:
+        for name in sorted(n for n in os.environ if n.startswith("NEXTAUTH_") and n.endswith("_WORKERS")):
+            if os.environ[name].strip() not in ("", "1", "auto"):
+                log.warning(
+                    "ignoring %s: nextauth all runs in one process (workers: nextauth ns, sfs, mc, idp)", name
+                )
     grpc_gevent.init_gevent()
     components: list[Component] = []
     try:
@@ -73,6 +80,10 @@ def run(configs: list[ComponentConfig], *, announce: bool) -> int:
     stop = gevent.event.Event()
     gevent.signal_handler(signal.SIGTERM, stop.set)
     gevent.signal_handler(signal.SIGINT, stop.set)
+    # A worker of nextauth.supervisor: ready now; and it stops (drains) too if its supervisor goes away.
+    workers.announce_ready()
+    parent = workers.parent_watch()
+    gevent.spawn(lambda: (parent.gone.wait(), stop.set()))
     stop.wait()
     log.info("shutting down")
     stopping = [gevent.spawn(component.stop) for component in components]

@@ -48,7 +48,10 @@ class GrpcServer:
     def __init__(self, component: Component) -> None:
         self._component = component
         listen = component.config.listen["grpc"]
-        self.server = grpc.server(_executor(), options=[("grpc.so_reuseport", 0)])
+        # Several workers each bind the gRPC port (gRPC takes no inherited socket): SO_REUSEPORT lets them,
+        # and the kernel spreads connections. One process alone keeps it off, so a port in use is an error.
+        reuse = 1 if component.config.workers > 1 else 0
+        self.server = grpc.server(_executor(), options=[("grpc.so_reuseport", reuse)])
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         address = f"[{listen.host}]:{listen.port}" if ":" in listen.host else f"{listen.host}:{listen.port}"

@@ -187,13 +187,12 @@ def build(
     add_openapi_routes(api)
     instrument_flask(api, "ns")
     component.add_wsgi("http", api, api=True)
-    listen = config.listen["websocket"]
     hub = BrowserHub(kv)
     component.on_start.append(hub.start)
     # After the listeners have drained: a page still open during the drain must still hear its login.
     component.on_stop.insert(0, hub.stop)
     component.listeners["websocket"] = WSGIServer(
-        (listen.host, listen.port),
+        component.address("websocket"),
         make_browser_app(
             hub,
             servers,

@@ -6,6 +6,7 @@ the listeners particular to it (REST, gRPC, browser WebSocket) that its module i
 """
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -17,7 +18,7 @@ from gevent.pywsgi import WSGIServer
 from gevent.server import StreamServer
 from sqlalchemy import Engine
 
-from authserver import tls
+from authserver import tls, workers
 from authserver.admin import make_admin_app
 from authserver.config import ComponentConfig
 from authserver.operations import Operations
@@ -33,6 +34,7 @@ from sigmai import PeerKey, ServerIdentity
 from sigmai.connection import KeyLookup
 
 log = logging.getLogger("nextauth.runtime")
+LEADER_ONLY = ("purge", "audit-purge")  # background jobs that one worker of several runs
 
 
 class Startable(Protocol):
@@ -94,12 +96,17 @@ class Component:
             host = "127.0.0.1"
         return f"{scheme}{'s' if secure else ''}://{host}:{listen.port}/"
 
-    def add_wsgi(self, endpoint: str, app: Any, scheme: str = "http", *, api: bool = False) -> None:
+    def address(self, endpoint: str) -> Any:
+        """What ``endpoint``'s server listens on: the supervisor's shared socket in a worker, else the
+        configured address."""
         listen = self.config.listen[endpoint]
+        return workers.listener(endpoint, listen.host, listen.port)
+
+    def add_wsgi(self, endpoint: str, app: Any, scheme: str = "http", *, api: bool = False) -> None:
         if endpoint != "admin":  # probes and scrapes do not hold up a shutdown
             app = TrackRequests(app, self.inflight)
         self.listeners[endpoint] = WSGIServer(
-            (listen.host, listen.port),
+            self.address(endpoint),
             app,
             log=None,
             handler_class=PeerCertificateHandler,
@@ -108,6 +115,10 @@ class Component:
         self.urls[endpoint] = self.url(endpoint, scheme)
 
     def start(self) -> None:
+        if not workers.is_leader():
+            # Purges forget what has expired; one worker doing it is enough.
+            for name in [name for name in self.listeners if name in LEADER_ONLY]:
+                del self.listeners[name]
         for hook in self.on_start:
             hook()
         for endpoint, server in self.listeners.items():
@@ -136,6 +147,7 @@ class Component:
             log.info(
                 "%s: draining %d channels and requests (up to %.0f s)", self.name, self.inflight.count, grace
             )
+        deadline = time.monotonic() + grace
         if not self.inflight.wait_idle(grace):
             log.warning(
                 "%s: %d channels or requests still open after %.0f s: ended",
@@ -143,6 +155,9 @@ class Component:
                 self.inflight.count,
                 grace,
             )
+        # One of several workers: pages connected here may be waiting for a login another worker is
+        # still finishing; they stay until every worker is idle (or the grace period is over).
+        workers.parent_watch().wait_for_siblings(deadline - time.monotonic())
         gevent.joinall(others, timeout=1)
         # Stopped once only: a second gRPC stop with a shorter grace would cut what the first let finish.
         gevent.joinall(
@@ -202,9 +217,8 @@ def build_component(
         trusted_proxies=config.trusted_proxies,
         inflight=component.inflight,
     )
-    listen = config.listen["sigmai"]
     component.listeners["sigmai"] = StreamServer(
-        (listen.host, listen.port), endpoint, **component.tls_kwargs("sigmai")
+        component.address("sigmai"), endpoint, **component.tls_kwargs("sigmai")
     )
     component.urls["sigmai"] = component.url("sigmai", "ws")
     component.add_wsgi("admin", make_admin_app(config.component, component.readiness_checks()))

@@ -22,6 +22,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
+from authserver.storage import multihost
+
 log = logging.getLogger("nextauth.storage")
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -80,7 +82,7 @@ def mask_uri(uri: str) -> str:
 
 def _parse(uri: str) -> URL:
     try:
-        url = make_url(uri)
+        url = make_url(multihost.rewrite(uri))  # postgresql://db1,db2/...: several hosts
     except (ArgumentError, ValueError) as exc:
         raise ValueError(f"invalid database URI {mask_uri(uri)!r}") from exc
     if url.drivername.lower() not in _DRIVERS:
@@ -217,6 +219,8 @@ def wait_for(
         f"{url.database}"
         if url.get_backend_name() == "sqlite"
         else f"at {url.host}:{url.port or 'default port'}"
+        if url.host
+        else f"at {','.join(url.query.get('host', ()))}"  # several hosts (multihost)
     )
     while True:
         tries += 1

@@ -10,17 +10,21 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
+from authserver.storage import sentinel
 from authserver.storage.db import mask_uri
 
 log = logging.getLogger("nextauth.kv")
 
 DEFAULT_PREFIX = "nextauth:"
+# The URI schemes of Redis (unix:// a socket; redis+sentinel:// the master a set of Sentinels names).
+REDIS_SCHEMES = ("redis", "rediss", "unix", sentinel.SCHEME)
+KV_URI_PREFIXES = tuple(f"{scheme}://" for scheme in (*REDIS_SCHEMES, "memory"))
 
 
 class Subscription(Protocol):
@@ -289,15 +293,20 @@ class RedisStore:
     ) -> None:
         self._prefix = prefix
         self._socket_timeout = socket_timeout
-        self._client = redis.Redis.from_url(
-            uri,
-            socket_connect_timeout=connect_timeout,
-            socket_timeout=socket_timeout,
+        options: dict[str, Any] = {
             # redis-py's default retries ten times with up to 1 s pauses; a readiness probe against a dead
             # Redis must answer in about a second, and a request should fail fast rather than hang.
-            retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), retries=2),
-            health_check_interval=30,
-        )
+            "retry": Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), retries=2),
+            "health_check_interval": 30,
+        }
+        if sentinel.is_sentinel(uri):  # the master of the moment, asked of the Sentinels
+            self._client = sentinel.master_client(
+                uri, connect_timeout=connect_timeout, socket_timeout=socket_timeout, **options
+            )
+        else:
+            self._client = redis.Redis.from_url(
+                uri, socket_connect_timeout=connect_timeout, socket_timeout=socket_timeout, **options
+            )
         self._incr = self._client.register_script(_INCR_WITH_TTL)
 
     def _key(self, key: str) -> str:
@@ -363,6 +372,9 @@ def open_kv(uri: str | None, *, prefix: str = DEFAULT_PREFIX) -> KeyValueStore:
     if not uri or uri == "memory://":
         return MemoryStore()
     scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
-    if scheme in ("redis", "rediss", "unix"):
+    if scheme in REDIS_SCHEMES:
         return RedisStore(uri, prefix=prefix)
-    raise ValueError(f"unsupported key-value store URI {mask_uri(uri)!r}: use redis://, rediss:// or none")
+    raise ValueError(
+        f"unsupported key-value store URI {mask_uri(uri)!r}: "
+        "use redis://, rediss://, redis+sentinel:// or none"
+    )

@@ -29,7 +29,10 @@ _TRY_AGAIN_LATER = 1013
 HANDSHAKES = Counter(
     "nextauth_sigmai_handshakes_total", "sigmai handshakes by outcome", ["component", "outcome"]
 )
-OPEN_CHANNELS = Gauge("nextauth_sigmai_open_channels", "Established sigmai channels", ["component"])
+# livesum: with several workers (multiprocess metrics), the channels open in the live ones, added up.
+OPEN_CHANNELS = Gauge(
+    "nextauth_sigmai_open_channels", "Established sigmai channels", ["component"], multiprocess_mode="livesum"
+)
 REQUESTS = Histogram(
     "nextauth_sigmai_request_seconds", "Time to answer one request on a channel", ["component", "op"]
 )
