@@ -186,7 +186,8 @@ def test_ping_false_quickly_for_unresponsive_redis() -> None:
         store = RedisStore(f"redis://127.0.0.1:{listener.getsockname()[1]}/0", socket_timeout=0.3)
         started = time.monotonic()
         assert store.ping() is False
-        assert time.monotonic() - started < 3
+        # About a second (three tries of 0.3 s); the bound only tells "ends" from "hangs" on a busy machine.
+        assert time.monotonic() - started < 10
         store.close()
     finally:
         listener.close()
