@@ -182,8 +182,10 @@ export class App {
 
   /**
    * Register this app's PIN (and optionally a biometric key) at the SFS, and a mailbox at the MC.
+   * For Web Push, `pushToken` is the browser's subscription (`JSON.stringify(subscription)`), made with
+   * the MC's key from webpushKey().
    * @param {string} pin
-   * @param {{biometric?: boolean, pushProvider?: 'fcm' | 'apns' | 'none', pushToken?: string | null}} [options]
+   * @param {{biometric?: boolean, pushProvider?: 'fcm' | 'apns' | 'webpush' | 'none', pushToken?: string | null}} [options]
    */
   async register(pin, options = {}) {
     if ((await this.secondFactor()).device_secret) throw new FlowError('This app is registered already.');
@@ -295,6 +297,18 @@ export class App {
       const left = /(\d+) attempts? left/.exec(error.remoteMessage);
       if (left) await this.noteSecondFactor({ attempts_left: Number(left[1]) });
     }
+  }
+
+  /**
+   * The MC's VAPID public key (base64url, an uncompressed P-256 point): a web app subscribes to Web Push
+   * with it as `applicationServerKey`, since the browser's push service takes pushes for the subscription
+   * only when they are signed with the key it was made for. Asked over the pinned MC channel, so a
+   * network in between cannot hand the app another key.
+   * @returns {Promise<string>}
+   */
+  async webpushKey() {
+    const answer = await withChannel(this.serviceChannel('mc'), (ch) => ch.request('webpush.key', {}));
+    return String(answer.vapid_public_key);
   }
 
   /** @param {string} provider @param {string | null} pushToken */
@@ -717,6 +731,18 @@ export class App {
       }
     }
     return null;
+  }
+
+  /**
+   * Remove requests from the mailbox once answered: ns used each up when the app started it, so the inbox
+   * then lists only what still waits. Unknown ids are ignored by the MC.
+   * @param {string[]} ids
+   * @returns {Promise<number>} how many the MC deleted
+   */
+  async ack(ids) {
+    if (ids.length === 0) return 0;
+    const answer = await withChannel(this.serviceChannel('mc'), (mc) => mc.request('mailbox.ack', { ids }));
+    return Number(answer.deleted ?? 0);
   }
 
   /**

@@ -62,12 +62,14 @@ export class App {
     secondFactor(): Promise<Record<string, any>>;
     /**
      * Register this app's PIN (and optionally a biometric key) at the SFS, and a mailbox at the MC.
+     * For Web Push, `pushToken` is the browser's subscription (`JSON.stringify(subscription)`), made with
+     * the MC's key from webpushKey().
      * @param {string} pin
-     * @param {{biometric?: boolean, pushProvider?: 'fcm' | 'apns' | 'none', pushToken?: string | null}} [options]
+     * @param {{biometric?: boolean, pushProvider?: 'fcm' | 'apns' | 'webpush' | 'none', pushToken?: string | null}} [options]
      */
     register(pin: string, options?: {
         biometric?: boolean;
-        pushProvider?: "fcm" | "apns" | "none";
+        pushProvider?: "fcm" | "apns" | "webpush" | "none";
         pushToken?: string | null;
     }): Promise<{
         registered: boolean;
@@ -89,6 +91,14 @@ export class App {
     }>;
     /** @private @param {unknown} error what the SFS said about a PIN, kept for lockStatus() */
     private noteRefusal;
+    /**
+     * The MC's VAPID public key (base64url, an uncompressed P-256 point): a web app subscribes to Web Push
+     * with it as `applicationServerKey`, since the browser's push service takes pushes for the subscription
+     * only when they are signed with the key it was made for. Asked over the pinned MC channel, so a
+     * network in between cannot hand the app another key.
+     * @returns {Promise<string>}
+     */
+    webpushKey(): Promise<string>;
     /** @param {string} provider @param {string | null} pushToken */
     registerMailbox(provider: string, pushToken: string | null): Promise<{
         key_hash: string;
@@ -236,6 +246,13 @@ export class App {
      * @param {Record<string, any>} message
      */
     private openMessage;
+    /**
+     * Remove requests from the mailbox once answered: ns used each up when the app started it, so the inbox
+     * then lists only what still waits. Unknown ids are ignored by the MC.
+     * @param {string[]} ids
+     * @returns {Promise<number>} how many the MC deleted
+     */
+    ack(ids: string[]): Promise<number>;
     /**
      * Answer a login or signing request from the inbox. A login needs the number the login page shows.
      * @param {string} messageId
