@@ -508,6 +508,41 @@ def test_change_pin_then_lock(running: RunningSystem, browser: Any) -> None:
     context.close()
 
 
+def test_the_keys_cannot_be_read_out(running: RunningSystem, enrolled_phone: Any) -> None:
+    """The device key and the account key are non-extractable WebCrypto keys: the app's storage holds no
+    key bytes for them, and the browser refuses to export them, to a script of the app's own origin too.
+    (The logins of the tests above signed with them.)"""
+    app, _ = open_app(enrolled_phone, base(running) + "/app/")
+    found = app.evaluate(
+        """() => import('./storage.js').then(async ({ Storage }) => {
+            const storage = await Storage.open();
+            const device = await storage.get('device');
+            const accounts = (await storage.get('accounts')) || [];
+            const records = [device, ...Object.values(accounts).map((a) => a.key)];
+            const results = [];
+            for (const record of records) {
+                const held = await storage.getKey(record.id);
+                const tries = [];
+                for (const format of ['pkcs8', 'jwk']) {
+                    tries.push(await crypto.subtle.exportKey(format, held.privateKey)
+                        .then(() => 'exported', (e) => e.name));
+                }
+                results.push({ record, extractable: held.privateKey.extractable,
+                    algorithm: held.privateKey.algorithm, tries });
+            }
+            storage.close();
+            return results;
+        })"""
+    )
+    assert len(found) >= 2  # the device key and wanda's account key at least
+    for key in found:
+        assert key["record"]["keyring"] == "webcrypto" and "secret" not in key["record"], key
+        assert key["extractable"] is False
+        assert key["algorithm"] == {"name": "ECDSA", "namedCurve": "P-256"}
+        assert key["tries"] == ["InvalidAccessError", "InvalidAccessError"], key
+    app.close()
+
+
 def test_scanning_falls_back_to_pasting_without_a_camera(running: RunningSystem, enrolled_phone: Any) -> None:
     """Headless Chromium has no camera (and on Linux no BarcodeDetector): the app says so and offers paste."""
     app, watch = open_app(enrolled_phone, base(running) + "/app/")
@@ -560,7 +595,7 @@ def test_an_interrupted_set_up_starts_anew(running: RunningSystem, browser: Any)
             const device = await storage.get('device');
             await storage.delete('secondFactor');
             storage.close();
-            return device.secret;
+            return device.public;
         })"""
     )
     app.reload()
@@ -574,7 +609,7 @@ def test_an_interrupted_set_up_starts_anew(running: RunningSystem, browser: Any)
     second = app.evaluate(
         "() => import('./storage.js').then(({ Storage }) => Storage.open()).then((s) => s.get('device'))"
     )
-    assert second["secret"] != first
+    assert second["public"] != first
     context.close()
 
 

@@ -4,7 +4,7 @@
 // here they stop where the SDK would use the PIN, show the request (who asks, from where, the fields to
 // sign), and go on with the person's answer on the same channel.
 
-import { App, FlowError, RemoteError, contextLines, decodeQR } from './vendor/mobilesdk/index.js';
+import { App, FlowError, RemoteError, WebCryptoKeyring, contextLines, decodeQR } from './vendor/mobilesdk/index.js';
 import { visualHash } from './visualhash.js';
 import { subscribe } from './push.js';
 
@@ -87,7 +87,10 @@ function untilAsked(app, run) {
 
 /** What app.js calls; see there for the screens. */
 export async function createProtocol({ storage, config }) {
-  const app = new WebApp(storage, { timeout: 15, WebSocket: globalThis.WebSocket });
+  // The device and account keys as non-extractable CryptoKeys where WebCrypto can make them (not on a page
+  // over plain http, which has no crypto.subtle: there the SDK keeps them in the store as bytes).
+  const keyring = new WebCryptoKeyring(storage);
+  const app = new WebApp(storage, { timeout: 15, WebSocket: globalThis.WebSocket, keyring });
   // Best effort: a request left in the mailbox only lists until it expires.
   const done = (item, outcome) => app.ack([item.id]).catch((err) => console.warn('not removed:', err))
     .then(() => outcome);

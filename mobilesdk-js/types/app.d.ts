@@ -13,11 +13,11 @@ export class FlowError extends Error {
 export class App {
     /**
      * @param {import('./store.js').Store} store
-     * @param {import('./channel.js').ChannelOptions} [options]
+     * @param {AppOptions} [options]
      */
-    constructor(store: import("./store.js").Store, options?: import("./channel.js").ChannelOptions);
+    constructor(store: import("./store.js").Store, options?: AppOptions);
     store: import("./store.js").Store;
-    options: import("./channel.js").ChannelOptions;
+    options: AppOptions;
     /**
      * Create the device key (once) and set the SFS and MC this app uses.
      * @param {{sfs?: ServiceEndpoint, mc?: ServiceEndpoint, keyType?: 'p256' | 'ed25519'}} [config]
@@ -32,8 +32,22 @@ export class App {
         device_key_type: "p256" | "ed25519";
         services: any;
     }>;
-    /** @returns {Promise<DeviceIdentity>} */
-    device(): Promise<DeviceIdentity>;
+    /** @returns {Promise<SigningIdentity>} */
+    device(): Promise<SigningIdentity>;
+    /**
+     * A new long-term key (the device key, an account key): made in the keyring where it can hold one of
+     * this type (a browser's non-extractable WebCrypto key), else here, its secret kept in the store.
+     * @private
+     * @param {'p256' | 'ed25519'} type
+     * @returns {Promise<{stored: StoredKey, identity: SigningIdentity}>}
+     */
+    private newKey;
+    /**
+     * @private
+     * @param {StoredKey} stored what newKey() gave to keep
+     * @returns {Promise<SigningIdentity>}
+     */
+    private loadKey;
     /** @param {'sfs' | 'mc'} name @returns {Promise<ServiceEndpoint>} */
     service(name: "sfs" | "mc"): Promise<ServiceEndpoint>;
     status(): Promise<{
@@ -42,9 +56,9 @@ export class App {
         services: any;
     }>;
     /**
-     * @param {string} uri @param {DeviceIdentity} identity @param {string | Uint8Array} keyHash
+     * @param {string} uri @param {SigningIdentity} identity @param {string | Uint8Array} keyHash
      */
-    channel(uri: string, identity: DeviceIdentity, keyHash: string | Uint8Array): Promise<import("./channel.js").Channel>;
+    channel(uri: string, identity: SigningIdentity, keyHash: string | Uint8Array): Promise<import("./channel.js").Channel>;
     /** @param {'sfs' | 'mc'} name */
     serviceChannel(name: "sfs" | "mc"): Promise<import("./channel.js").Channel>;
     /**
@@ -115,7 +129,7 @@ export class App {
     /**
      * Check the second factor at the SFS and get its attestation for ns.
      * @param {{pin?: string | null, audience: string, nsChallenge: Uint8Array, purpose: 'login' | 'sign' | 'enrol',
-     *   account: DeviceIdentity}} request `pin` null or absent: the biometric
+     *   account: SigningIdentity}} request `pin` null or absent: the biometric
      * @returns {Promise<string>} the attestation (a JWS)
      */
     attest({ pin, audience, nsChallenge, purpose, account }: {
@@ -123,7 +137,7 @@ export class App {
         audience: string;
         nsChallenge: Uint8Array;
         purpose: "login" | "sign" | "enrol";
-        account: DeviceIdentity;
+        account: SigningIdentity;
     }): Promise<string>;
     /** @returns {Promise<AccountRecord[]>} */
     accountRecords(): Promise<AccountRecord[]>;
@@ -145,8 +159,8 @@ export class App {
     }[]>;
     /** @param {Uint8Array} keyHash */
     accountsAt(keyHash: Uint8Array): Promise<AccountRecord[]>;
-    /** @param {AccountRecord} record */
-    accountKey(record: AccountRecord): DeviceIdentity;
+    /** @param {AccountRecord} record @returns {Promise<SigningIdentity>} */
+    accountKey(record: AccountRecord): Promise<SigningIdentity>;
     /** @param {AccountRecord} record */
     addAccount(record: AccountRecord): Promise<void>;
     /**
@@ -209,7 +223,7 @@ export class App {
      * @private
      * @param {import('./channel.js').Channel} ns
      * @param {AccountRecord} record
-     * @param {DeviceIdentity} identity
+     * @param {SigningIdentity} identity
      * @param {import('./qr.js').QRPayload} payload
      * @param {Record<string, any>} started
      * @param {{pin?: string | null, approve: boolean, number: number | null}} options
@@ -306,17 +320,39 @@ export type AccountRecord = {
     server_public_key: string;
     user_id: string;
     /**
-     * the account key (private)
+     * the account key (private, or a keyring's handle to it)
      */
-    key: {
-        type: "p256" | "ed25519";
-        secret: string;
-    };
+    key: StoredKey;
     /**
      * base64url X25519 private key for push envelopes
      */
     encryption_key?: string | undefined;
 };
+/**
+ * A long-term key as the store keeps it: the secret itself (base64url), or, for a key made by a keyring,
+ * the keyring's handle (its `keyring` entry) and whatever it adds, never the secret.
+ */
+export type StoredKey = {
+    type: "p256" | "ed25519";
+    secret?: string;
+    keyring?: string;
+} & Record<string, unknown>;
+/**
+ * Where long-term keys are made and held when not in the store: a browser's WebCrypto with
+ * non-extractable keys, for one. `generate` answers null for a type it cannot hold; the App then makes
+ * the key itself.
+ */
+export type Keyring = {
+    generate: (type: "p256" | "ed25519") => Promise<{
+        stored: StoredKey;
+        identity: SigningIdentity;
+    } | null>;
+    load: (stored: StoredKey) => Promise<SigningIdentity>;
+};
+export type AppOptions = import("./channel.js").ChannelOptions & {
+    keyring?: Keyring;
+};
+export type SigningIdentity = import("./sigmai.js").SigningIdentity;
 export type LockStatus = {
     registered: boolean;
     /**
@@ -329,7 +365,6 @@ export type LockStatus = {
     attempts_left: number | null;
     max_attempts: number | null;
 };
-import { DeviceIdentity } from './sigmai.js';
 import { ChannelError } from './channel.js';
 import { RemoteError } from './channel.js';
 export { ChannelError, RemoteError };
