@@ -766,7 +766,8 @@ def test_push_login_by_web_push(
     its VAPID token and decrypts it with the subscription's keys; the worker gets it, shows a notification
     and wakes the open app, which pulls the request and shows it with number matching; approved with the
     PIN, the login page is logged in. Then the push service says the subscription is gone (410): the MC
-    drops it, and the app, opened, pulls the next request instead."""
+    drops it, and the app, opened, pulls the next request instead, until the person turns notifications
+    on again in Settings."""
     service, _ = push_service
     phone = browser.new_context(**PHONE)
     phone.grant_permissions(["notifications"], origin=base(running))
@@ -860,8 +861,16 @@ def test_push_login_by_web_push(
     wait_screen(app, "inbox")
     app.click("#inbox-list li:last-child button")
     approve_shown_login(app, desktop, number, "walter")
-    # Never tried again: the next push request goes to no push service at all.
+    # Settings offers notifications again: a new subscription, handed over with mailbox.push (the
+    # mailbox and its token at ns stay). The next push goes to it; the dropped one is never tried again.
+    app.click('section[data-screen="result"] button[data-home]')
+    app.click("#to-settings")
+    app.click("#push-on")
+    playwright_api.expect(app.locator("#notice")).to_contain_text("arrive as notifications", timeout=15000)
+    assert len(made) == 2
     desktop, _ = ask_for_a_push(browser, running, "walter")
+    (renewed,) = pushes_to(service, made[1], 1)
+    assert json.loads(renewed.plaintext)["mailbox"] == wake_up["mailbox"]
     assert len(service.refused) == refused + 1 and len(pushes_to(service, subscription, 2)) == 2
     desktop.close()
     assert watch.errors == []

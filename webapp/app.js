@@ -6,7 +6,7 @@
 import { Storage } from './storage.js';
 import { CodeError, readCode } from './codes.js';
 import { drawVisualHash } from './visualhash.js';
-import { askToNotify, clearNotifications, messageId } from './push.js';
+import { askToNotify, clearNotifications, messageId, pushAvailable } from './push.js';
 
 const PIN_PATTERN = /^[0-9]{4,12}$/;
 // The config.json this install was set up with (the SDK keeps the SFS and MC pins; this adds ns's URI),
@@ -578,6 +578,26 @@ async function changePin(event) {
   });
 }
 
+/** Web Push after set-up: notifications allowed later, or the subscription ended (the MC then pulls). */
+async function turnOnPush(button) {
+  const allowed = await askToNotify();
+  if (allowed !== 'granted') {
+    notice('Notifications are not allowed for this app. Allow them in the browser\'s site settings first.');
+    return;
+  }
+  await busy(button, async () => {
+    let on;
+    try {
+      on = await (await protocol()).turnOnPush();
+    } catch (err) {
+      fail(err);
+      return;
+    }
+    if (on) notice('Requests now arrive as notifications.', 'ok');
+    else notice('This browser could not subscribe to notifications. Open the app to check for requests.');
+  });
+}
+
 async function reset(button) {
   if (!window.confirm('Remove every account and key from this phone? You will have to enrol again.')) return;
   await busy(button, async () => {
@@ -632,7 +652,11 @@ function wire() {
   $('to-paste').addEventListener('click', () => show('paste'));
   $('scan-to-paste').addEventListener('click', () => { stopScan(); show('paste'); });
   $('check-inbox').addEventListener('click', (e) => checkInbox(e.target));
-  $('to-settings').addEventListener('click', () => show('settings'));
+  $('to-settings').addEventListener('click', () => {
+    $('push-on').hidden = !pushAvailable() || !(state.config && state.config.mc);
+    show('settings');
+  });
+  $('push-on').addEventListener('click', (e) => turnOnPush(e.target));
   $('to-change-pin').addEventListener('click', () => {
     $('changepin-text').textContent = 'Your accounts stay; only the PIN changes. A wrong current PIN counts '
       + 'as a wrong PIN.';

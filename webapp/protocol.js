@@ -130,6 +130,14 @@ export async function createProtocol({ storage, config }) {
       return app.accounts();
     },
 
+    /** Subscribe to Web Push now (notifications allowed after set-up, or a subscription the MC dropped). */
+    async turnOnPush() {
+      const token = await subscribe(await app.webpushKey());
+      if (!token) return false;
+      await app.setPush('webpush', token);
+      return true;
+    },
+
     /** Enrols; the answer adds the visual hash of the key the server proved, to compare with the page. */
     async enrol(text, pin) {
       const enrolled = await app.enrol(decodeQR(text), { pin });

@@ -113,6 +113,16 @@ export class App {
      * @returns {Promise<string>}
      */
     webpushKey(): Promise<string>;
+    /**
+     * Change how the MC wakes this app (a new push token, a Web Push subscription made after set-up, or
+     * 'none'); the mailbox and the token ns holds for it stay.
+     * @param {'fcm' | 'apns' | 'webpush' | 'none'} provider
+     * @param {string | null} pushToken for 'webpush', the subscription's JSON
+     */
+    setPush(provider: "fcm" | "apns" | "webpush" | "none", pushToken: string | null): Promise<{
+        mailbox: string;
+        push_provider: string;
+    }>;
     /** @param {string} provider @param {string | null} pushToken */
     registerMailbox(provider: string, pushToken: string | null): Promise<{
         key_hash: string;

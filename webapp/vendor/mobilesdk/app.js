@@ -358,6 +358,19 @@ export class App {
     return String(answer.vapid_public_key);
   }
 
+  /**
+   * Change how the MC wakes this app (a new push token, a Web Push subscription made after set-up, or
+   * 'none'); the mailbox and the token ns holds for it stay.
+   * @param {'fcm' | 'apns' | 'webpush' | 'none'} provider
+   * @param {string | null} pushToken for 'webpush', the subscription's JSON
+   */
+  async setPush(provider, pushToken) {
+    const answer = await withChannel(this.serviceChannel('mc'), (ch) =>
+      ch.request('mailbox.push', { push_provider: provider, push_token: pushToken }),
+    );
+    return { mailbox: String(answer.mailbox), push_provider: String(answer.push_provider) };
+  }
+
   /** @param {string} provider @param {string | null} pushToken */
   async registerMailbox(provider, pushToken) {
     const mc = await this.service('mc');
