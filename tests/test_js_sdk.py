@@ -344,3 +344,11 @@ def test_biometric_enrolment_and_login(node: str, system: RunningSystem, tmp_pat
     assert code == 0, answer
     view = session(system, nonce)
     assert view["loggedin"] is True and view["second_factor"] == "biometric"
+
+
+def test_the_mcs_web_push_key_over_the_pinned_channel(node: str, system: RunningSystem, phone: Path) -> None:
+    """What a web app subscribes with: the same key the MC shows its operators over REST."""
+    code, answer = js(node, phone, "webpush-key")
+    assert code == 0, answer
+    status, rest = system.get("mc", "http", "/v1/webpush/vapid-public-key")
+    assert status == 200 and answer == rest, (answer, rest)

@@ -1,9 +1,11 @@
 """The web authenticator (``/app/``) in headless Chromium at a phone's viewport, against the real services
 of ``nextauth all``: the app starts without a CSP violation, registers its service worker for ``/app/``,
-starts again offline from its cache, is installable, reads ns's own codes, and the login page's
-"Open in app" link carries the page's current code."""
+starts again offline from its cache, is installable, reads ns's own codes, the login page's
+"Open in app" link carries the page's current code, and a push login reaches the app by Web Push through
+a local RFC 8030 push service."""
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,6 +16,8 @@ from nextauth_core.qr import QRPayload
 from nextauth_core.visualhash import visual_hash
 from tests.fixtures.flows import PIN, new_nonce, start_login
 from tests.fixtures.system import REPO, RunningSystem, ns_api, start_system, stop_system
+from tests.pushservers import TestCA
+from tests.pushservers.webpush_server import ReceivedPush, WebPushServer, WebPushSubscription
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -28,9 +32,24 @@ PHONE = {
 
 
 @pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
-    """One system on embedded defaults: the app's serving does not depend on the storage backend."""
+def push_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WebPushServer, TestCA]]:
+    """The browser vendor's push service, played on loopback (RFC 8030 over TLS, checking VAPID)."""
+    ca = TestCA(tmp_path_factory.mktemp("webpush-ca"))
+    server = WebPushServer(ca.issue())
+    yield server, ca
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def running(
+    tmp_path_factory: pytest.TempPathFactory, push_service: tuple[WebPushServer, TestCA]
+) -> Iterator[RunningSystem]:
+    """One system on embedded defaults: the app's serving does not depend on the storage backend. Its MC
+    trusts the local push service's CA and, as only tests should, pushes to a loopback endpoint."""
     env = {f"NEXTAUTH_{name}_SIGMAI_HANDSHAKE_TIMEOUT": "5" for name in ("NS", "SFS", "MC")}
+    env["NEXTAUTH_MC_PUSH_CA_FILE"] = str(push_service[1].ca_file)
+    env["NEXTAUTH_MC_WEBPUSH_SUBJECT"] = "mailto:operators@example.org"
+    env["NEXTAUTH_MC_WEBPUSH_ALLOW_PRIVATE_ENDPOINTS"] = "true"
     system = start_system(tmp_path_factory.mktemp("authenticator"), extra_env=env)
     yield system
     stop_system(system)
@@ -489,6 +508,41 @@ def test_change_pin_then_lock(running: RunningSystem, browser: Any) -> None:
     context.close()
 
 
+def test_the_keys_cannot_be_read_out(running: RunningSystem, enrolled_phone: Any) -> None:
+    """The device key and the account key are non-extractable WebCrypto keys: the app's storage holds no
+    key bytes for them, and the browser refuses to export them, to a script of the app's own origin too.
+    (The logins of the tests above signed with them.)"""
+    app, _ = open_app(enrolled_phone, base(running) + "/app/")
+    found = app.evaluate(
+        """() => import('./storage.js').then(async ({ Storage }) => {
+            const storage = await Storage.open();
+            const device = await storage.get('device');
+            const accounts = (await storage.get('accounts')) || [];
+            const records = [device, ...Object.values(accounts).map((a) => a.key)];
+            const results = [];
+            for (const record of records) {
+                const held = await storage.getKey(record.id);
+                const tries = [];
+                for (const format of ['pkcs8', 'jwk']) {
+                    tries.push(await crypto.subtle.exportKey(format, held.privateKey)
+                        .then(() => 'exported', (e) => e.name));
+                }
+                results.push({ record, extractable: held.privateKey.extractable,
+                    algorithm: held.privateKey.algorithm, tries });
+            }
+            storage.close();
+            return results;
+        })"""
+    )
+    assert len(found) >= 2  # the device key and wanda's account key at least
+    for key in found:
+        assert key["record"]["keyring"] == "webcrypto" and "secret" not in key["record"], key
+        assert key["extractable"] is False
+        assert key["algorithm"] == {"name": "ECDSA", "namedCurve": "P-256"}
+        assert key["tries"] == ["InvalidAccessError", "InvalidAccessError"], key
+    app.close()
+
+
 def test_scanning_falls_back_to_pasting_without_a_camera(running: RunningSystem, enrolled_phone: Any) -> None:
     """Headless Chromium has no camera (and on Linux no BarcodeDetector): the app says so and offers paste."""
     app, watch = open_app(enrolled_phone, base(running) + "/app/")
@@ -541,7 +595,7 @@ def test_an_interrupted_set_up_starts_anew(running: RunningSystem, browser: Any)
             const device = await storage.get('device');
             await storage.delete('secondFactor');
             storage.close();
-            return device.secret;
+            return device.public;
         })"""
     )
     app.reload()
@@ -555,7 +609,7 @@ def test_an_interrupted_set_up_starts_anew(running: RunningSystem, browser: Any)
     second = app.evaluate(
         "() => import('./storage.js').then(({ Storage }) => Storage.open()).then((s) => s.get('device'))"
     )
-    assert second["secret"] != first
+    assert second["public"] != first
     context.close()
 
 
@@ -630,3 +684,194 @@ def test_an_invite_enrols_the_app_on_the_same_phone(running: RunningSystem, enro
     assert "zoe" in app.inner_text("#account-list")
     app.close()
     page.close()
+
+
+# -- Web Push: the login page asks, the MC pushes, the app shows the request ---------------------------
+
+# What stands in for the browser's own push service. Chromium makes a subscription only through its
+# vendor's service (Google's FCM, over its own protocols, not RFC 8030): in Playwright's contexts, which
+# are incognito, pushManager.subscribe() refuses ("Registration failed - permission denied"), and in a
+# persistent profile it waits forever for a service this machine cannot reach. No switch points Chromium
+# at an RFC 8030 service. So subscribe() here asks the local push service for the subscription a browser
+# would get (endpoint, p256dh, auth), bound to the applicationServerKey the app passed, and the test
+# hands the worker the decrypted push as the browser would (CDP ServiceWorker.deliverPushMessage).
+LOCAL_PUSH_SERVICE = """
+(() => {
+  if (!self.PushManager) return;
+  let current = null;
+  const base64url = (key) => typeof key === 'string' ? key
+    : btoa(String.fromCharCode(...new Uint8Array(ArrayBuffer.isView(key) ? key.buffer.slice(
+        key.byteOffset, key.byteOffset + key.byteLength) : key)))
+      .replace(/[+]/g, '-').replace(/[/]/g, '_').replace(/=+$/, '');
+  PushManager.prototype.subscribe = async function (options) {
+    if (!options || options.userVisibleOnly !== true || !options.applicationServerKey) {
+      throw new DOMException('userVisibleOnly and applicationServerKey are required', 'NotAllowedError');
+    }
+    const json = await window.localPushSubscribe(base64url(options.applicationServerKey));
+    current = { endpoint: json.endpoint, expirationTime: null, toJSON: () => json,
+      unsubscribe: async () => { current = null; return true; } };
+    return current;
+  };
+  PushManager.prototype.getSubscription = async function () { return current; };
+})();
+"""
+
+
+def pushes_to(service: WebPushServer, subscription: WebPushSubscription, count: int) -> list[ReceivedPush]:
+    """The pushes the local service accepted (VAPID checked, body decrypted per RFC 8291 with the
+    subscription's keys) for this subscription, once there are ``count``."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        found = [push for push in service.received if push.subscription == subscription.id]
+        if len(found) >= count:
+            return found
+        time.sleep(0.02)
+    raise AssertionError(f"no push for the subscription; refused: {service.refused}")
+
+
+def ask_for_a_push(browser: Any, system: RunningSystem, user: str) -> tuple[Any, int]:
+    """The login page on a computer (a context of its own), asking for a push login: the page and the
+    number it shows."""
+    desktop = browser.new_page()
+    desktop.goto(base(system) + "/login?next=/whoami")
+    desktop.click("#push-option summary")
+    desktop.fill("#username", user)
+    desktop.click("#push button[type=submit]")
+    number = desktop.locator("#push-number")
+    playwright_api.expect(number).to_be_visible(timeout=15000)
+    return desktop, int(number.inner_text())
+
+
+def approve_shown_login(app: Any, desktop: Any, number: int, user: str) -> None:
+    wait_screen(app, "approve")
+    assert app.inner_text("#approve-user") == user
+    numbers = [int(n) for n in app.locator("#number-choices input").evaluate_all("l => l.map(i => i.value)")]
+    assert number in numbers and len(numbers) == 3
+    app.check(f'#number-choices input[value="{number}"]', force=True)
+    app.fill("#approve-pin", PIN)
+    app.click("#approve-button")
+    wait_screen(app, "result")
+    assert app.inner_text("#result-title") == "Logged in", app.inner_text("#result-text")
+    desktop.wait_for_url(lambda url: urlsplit(url).path == "/whoami", timeout=15000)
+    assert desktop.request.get(desktop.url).json()["sub"] == user
+    desktop.close()
+
+
+def test_push_login_by_web_push(
+    running: RunningSystem, push_service: tuple[WebPushServer, TestCA], browser: Any
+) -> None:
+    """The whole chain but the browser vendor's push service (see LOCAL_PUSH_SERVICE for why that part is
+    played locally): the app subscribes with the MC's VAPID key and hands the subscription to the MC; the
+    login page asks for a push; the MC sends the encrypted Web Push to the local push service, which checks
+    its VAPID token and decrypts it with the subscription's keys; the worker gets it, shows a notification
+    and wakes the open app, which pulls the request and shows it with number matching; approved with the
+    PIN, the login page is logged in. Then the push service says the subscription is gone (410): the MC
+    drops it, and the app, opened, pulls the next request instead, until the person turns notifications
+    on again in Settings."""
+    service, _ = push_service
+    phone = browser.new_context(**PHONE)
+    phone.grant_permissions(["notifications"], origin=base(running))
+    made: list[WebPushSubscription] = []
+
+    def subscribe(key: str) -> dict[str, Any]:
+        made.append(service.subscribe(key))
+        return made[-1].to_json()
+
+    phone.expose_function("localPushSubscribe", subscribe)
+    phone.add_init_script(script=LOCAL_PUSH_SERVICE)
+    app, watch = open_app(phone, base(running) + "/app/")
+    set_up(app)
+    assert "not pushed" not in app.inner_text("#notice")
+    (subscription,) = made
+    # The app subscribed with the key the pinned MC named: the push service takes no push signed otherwise.
+    status, key = running.get("mc", "http", "/v1/webpush/vapid-public-key")
+    assert status == 200 and subscription.application_server_key == key["vapid_public_key"]
+    enrol_in_app(running, app, "walter")
+    cdp = phone.new_cdp_session(app)
+    registrations: list[dict[str, Any]] = []
+    cdp.on(
+        "ServiceWorker.workerRegistrationUpdated", lambda event: registrations.extend(event["registrations"])
+    )
+    cdp.send("ServiceWorker.enable")
+    app.wait_for_function("() => navigator.serviceWorker.controller !== null", timeout=15000)
+    (worker,) = [r for r in registrations if r["scopeURL"] == base(running) + "/app/" and not r["isDeleted"]]
+
+    desktop, number = ask_for_a_push(browser, running, "walter")
+    (push,) = pushes_to(service, subscription, 1)
+    # Only a wake-up crossed the push service: which message to pull, nothing of who asks or for whom.
+    wake_up = json.loads(push.plaintext)
+    assert set(wake_up) == {"mailbox", "message"}
+    assert push.headers["content-encoding"] == "aes128gcm" and push.headers["urgency"] == "high"
+    assert push.claims["aud"] == service.origin and push.claims["sub"] == "mailto:operators@example.org"
+    # What the browser does with a push it decrypted: the worker's push event, with the app open.
+    cdp.send(
+        "ServiceWorker.deliverPushMessage",
+        {
+            "origin": base(running),
+            "registrationId": worker["registrationId"],
+            "data": push.plaintext.decode(),
+        },
+    )
+    approve_shown_login(app, desktop, number, "walter")
+
+    # The next push with the app closed: the worker shows a notification whose tap opens the request.
+    app.goto(base(running) + "/login")  # the phone's browser elsewhere; the page keeps the CDP session
+    desktop, number = ask_for_a_push(browser, running, "walter")
+    second = pushes_to(service, subscription, 2)[-1]
+    cdp.send(
+        "ServiceWorker.deliverPushMessage",
+        {
+            "origin": base(running),
+            "registrationId": worker["registrationId"],
+            "data": second.plaintext.decode(),
+        },
+    )
+    app.wait_for_function(
+        "() => navigator.serviceWorker.getRegistration('/app/').then(r => r.getNotifications())"
+        ".then(n => n.length === 1)"
+    )
+    shown = app.evaluate(
+        "() => navigator.serviceWorker.getRegistration('/app/').then(r => r.getNotifications())"
+        ".then(([n]) => ({title: n.title, body: n.body, data: n.data}))"
+    )
+    assert shown["data"] == {"message": json.loads(second.plaintext)["message"]}
+    assert "walter" not in shown["title"] + shown["body"]  # nothing of the request on a locked screen
+    # notificationclick opens ./#push=<message>: no browser API clicks a notification, so the test opens it.
+    app.goto(base(running) + "/app/#push=" + shown["data"]["message"])
+    approve_shown_login(app, desktop, number, "walter")
+    assert app.url == base(running) + "/app/"
+    assert (
+        app.evaluate(
+            "() => navigator.serviceWorker.getRegistration('/app/').then(r => r.getNotifications())"
+            ".then(n => n.length)"
+        )
+        == 0
+    )
+
+    # The browser unsubscribed (or the subscription expired): the push service answers 410.
+    service.drop(subscription)
+    refused = len(service.refused)
+    desktop, number = ask_for_a_push(browser, running, "walter")
+    assert service.refused[refused:] == [(410, "the subscription has expired or was unsubscribed")]
+    # The MC forgot the subscription: the app, opened, pulls and finds the request waiting.
+    app.goto(base(running) + "/app/")
+    app.wait_for_selector("html[data-ready=yes]", state="attached", timeout=15000)
+    playwright_api.expect(app.locator("#check-inbox")).to_contain_text("1 waiting", timeout=15000)
+    app.click("#check-inbox")
+    wait_screen(app, "inbox")
+    app.click("#inbox-list li:last-child button")
+    approve_shown_login(app, desktop, number, "walter")
+    # Settings offers notifications again: a new subscription, handed over with mailbox.push (the
+    # mailbox and its token at ns stay). The next push goes to it; the dropped one is never tried again.
+    app.click('section[data-screen="result"] button[data-home]')
+    app.click("#to-settings")
+    app.click("#push-on")
+    playwright_api.expect(app.locator("#notice")).to_contain_text("arrive as notifications", timeout=15000)
+    assert len(made) == 2
+    desktop, _ = ask_for_a_push(browser, running, "walter")
+    (renewed,) = pushes_to(service, made[1], 1)
+    assert json.loads(renewed.plaintext)["mailbox"] == wake_up["mailbox"]
+    assert len(service.refused) == refused + 1 and len(pushes_to(service, subscription, 2)) == 2
+    desktop.close()
+    assert watch.errors == []
+    phone.close()

@@ -6,6 +6,7 @@
 import { Storage } from './storage.js';
 import { CodeError, readCode } from './codes.js';
 import { drawVisualHash } from './visualhash.js';
+import { askToNotify, clearNotifications, messageId, pushAvailable } from './push.js';
 
 const PIN_PATTERN = /^[0-9]{4,12}$/;
 // The config.json this install was set up with (the SDK keeps the SFS and MC pins; this adds ns's URI),
@@ -160,9 +161,12 @@ async function register(event) {
   const pin = form.pin.value;
   if (!PIN_PATTERN.test(pin)) { notice('The PIN must be 4 to 12 digits.'); return; }
   if (pin !== form.again.value) { notice('The two PINs differ. Type the same PIN twice.'); return; }
+  // Asked first, while the tap still counts: some browsers ask for notifications only on a tap.
+  const notify = await askToNotify();
+  let registered;
   await busy(form.querySelector('button[type=submit]'), async () => {
     try {
-      await (await protocol()).register(pin);
+      registered = await (await protocol()).register(pin, { push: notify === 'granted' });
       await state.storage.set(CONFIG_KEY, state.config);
     } catch (err) {
       if (err && err.code === 'already_registered') {
@@ -177,7 +181,8 @@ async function register(event) {
       return;
     }
     form.reset();
-    notice('This phone is set up. Scan an enrolment code to add an account.', 'ok');
+    notice('This phone is set up. Scan an enrolment code to add an account.'
+      + (registered.push ? '' : ' Requests are not pushed to this browser: open the app to check for them.'), 'ok');
     await afterSetup();
   });
 }
@@ -496,6 +501,50 @@ async function checkInbox(button) {
   });
 }
 
+/**
+ * A request the MC pushed (the worker's message, or the notification's #push= link): pull the mailbox and
+ * show it. A request already on screen is not swept away; the person finds the new one in the inbox.
+ */
+async function openPushed(id) {
+  if (state.pending) {
+    notice('Another request arrived: find it under "Check for requests".', 'ok');
+    return;
+  }
+  let items;
+  try {
+    items = await (await protocol()).inbox();
+  } catch (err) {
+    fail(err);
+    return;
+  }
+  await clearNotifications();
+  const wanted = items.find((item) => item.id === id) || (id ? null : items[items.length - 1]);
+  if (!wanted) {
+    result('The request has expired', 'It was answered already, or it waited too long. Ask again on the '
+      + 'page that sent it.');
+    return;
+  }
+  try {
+    const request = await (await protocol()).startPush(wanted);
+    if (wanted.type === 'sign') showTransaction(request);
+    else showLogin(request);
+  } catch (err) {
+    fail(err);
+  }
+}
+
+/** Pull when the app opens (the fallback to push): the button says how many requests wait. */
+async function pullOnOpen() {
+  const button = $('check-inbox');
+  if (button.hidden) return;
+  try {
+    const waiting = (await (await protocol()).inbox()).length;
+    button.textContent = waiting ? `Check for requests (${waiting} waiting)` : 'Check for requests';
+  } catch (err) {
+    console.warn('could not pull the mailbox:', err);
+  }
+}
+
 // -- logout, change PIN, reset -------------------------------------------------------------------------
 
 async function logOut(account, button) {
@@ -526,6 +575,26 @@ async function changePin(event) {
       return;
     }
     result('PIN changed', 'Use the new PIN from now on.');
+  });
+}
+
+/** Web Push after set-up: notifications allowed later, or the subscription ended (the MC then pulls). */
+async function turnOnPush(button) {
+  const allowed = await askToNotify();
+  if (allowed !== 'granted') {
+    notice('Notifications are not allowed for this app. Allow them in the browser\'s site settings first.');
+    return;
+  }
+  await busy(button, async () => {
+    let on;
+    try {
+      on = await (await protocol()).turnOnPush();
+    } catch (err) {
+      fail(err);
+      return;
+    }
+    if (on) notice('Requests now arrive as notifications.', 'ok');
+    else notice('This browser could not subscribe to notifications. Open the app to check for requests.');
   });
 }
 
@@ -564,7 +633,7 @@ async function loadConfig() {
 
 function codeFromLink() {
   const hash = window.location.hash.slice(1);
-  if (!/^(?:login|code)=/.test(hash)) return null;
+  if (!/^(?:login|code|push)=/.test(hash)) return null;
   // The code is single use: keep it out of the address bar, the history and a later reload.
   window.history.replaceState(null, '', window.location.pathname);
   return hash;
@@ -583,7 +652,11 @@ function wire() {
   $('to-paste').addEventListener('click', () => show('paste'));
   $('scan-to-paste').addEventListener('click', () => { stopScan(); show('paste'); });
   $('check-inbox').addEventListener('click', (e) => checkInbox(e.target));
-  $('to-settings').addEventListener('click', () => show('settings'));
+  $('to-settings').addEventListener('click', () => {
+    $('push-on').hidden = !pushAvailable() || !(state.config && state.config.mc);
+    show('settings');
+  });
+  $('push-on').addEventListener('click', (e) => turnOnPush(e.target));
   $('to-change-pin').addEventListener('click', () => {
     $('changepin-text').textContent = 'Your accounts stay; only the PIN changes. A wrong current PIN counts '
       + 'as a wrong PIN.';
@@ -605,10 +678,16 @@ function wire() {
       else await home();
     });
   }
+  if ('serviceWorker' in navigator) {
+    navigator.serviceWorker.addEventListener('message', async (event) => {
+      if (!event.data || event.data.type !== 'push' || !(await (await protocol()).registered())) return;
+      await openPushed(messageId(event.data.message));
+    });
+  }
   window.addEventListener('hashchange', async () => {
     const code = codeFromLink();
-    if (code && (await (await protocol()).registered())) await useCode(code);
-    else if (code) state.pendingCode = code;
+    if (code && (await (await protocol()).registered())) await followLink(code);
+    else if (code && !code.startsWith('push=')) state.pendingCode = code;
   });
 }
 
@@ -648,13 +727,20 @@ async function start() {
     return;
   }
   if (!registered) {
-    state.pendingCode = code;
+    state.pendingCode = code && !code.startsWith('push=') ? code : null;
     if (code) notice('Set up this phone first; the login continues afterwards.');
     show('welcome', { remember: false });
     return;
   }
   await home();
-  if (code) await useCode(code);
+  if (code) await followLink(code);
+  else pullOnOpen(); // not awaited: the app is usable while the MC answers
+}
+
+/** A link into the app: a code to use, or the request a notification named. */
+async function followLink(link) {
+  if (link.startsWith('push=')) await openPushed(messageId(decodeURIComponent(link.slice(5))));
+  else await useCode(link);
 }
 
 document.documentElement.dataset.ready = 'starting';

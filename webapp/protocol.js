@@ -4,8 +4,9 @@
 // here they stop where the SDK would use the PIN, show the request (who asks, from where, the fields to
 // sign), and go on with the person's answer on the same channel.
 
-import { App, FlowError, RemoteError, contextLines, decodeQR } from './vendor/mobilesdk/index.js';
+import { App, FlowError, RemoteError, WebCryptoKeyring, contextLines, decodeQR } from './vendor/mobilesdk/index.js';
 import { visualHash } from './visualhash.js';
+import { subscribe } from './push.js';
 
 export { FlowError, RemoteError };
 
@@ -86,7 +87,13 @@ function untilAsked(app, run) {
 
 /** What app.js calls; see there for the screens. */
 export async function createProtocol({ storage, config }) {
-  const app = new WebApp(storage, { timeout: 15, WebSocket: globalThis.WebSocket });
+  // The device and account keys as non-extractable CryptoKeys where WebCrypto can make them (not on a page
+  // over plain http, which has no crypto.subtle: there the SDK keeps them in the store as bytes).
+  const keyring = new WebCryptoKeyring(storage);
+  const app = new WebApp(storage, { timeout: 15, WebSocket: globalThis.WebSocket, keyring });
+  // Best effort: a request left in the mailbox only lists until it expires.
+  const done = (item, outcome) => app.ack([item.id]).catch((err) => console.warn('not removed:', err))
+    .then(() => outcome);
 
   return {
     async registered() {
@@ -97,15 +104,38 @@ export async function createProtocol({ storage, config }) {
       return app.lockStatus();
     },
 
-    /** Create the device key, pin the SFS and MC of config.json, register the PIN and a mailbox. */
-    async register(pin) {
+    /**
+     * Create the device key, pin the SFS and MC of config.json, register the PIN and a mailbox. With
+     * `push` (notifications allowed), the mailbox gets this browser's Web Push subscription, made with the
+     * VAPID key the pinned MC names; without one (no push here, or the MC pushes no Web Push) the app
+     * pulls its mailbox instead.
+     */
+    async register(pin, { push = false } = {}) {
       if (!config || !config.sfs) throw new FlowError('The authenticator has no settings: reload it online.');
       await app.init({ sfs: config.sfs, ...(config.mc ? { mc: config.mc } : {}) });
-      return app.register(pin, { pushProvider: 'none' });
+      let token = null;
+      if (push && config.mc) {
+        const key = await app.webpushKey().catch((err) => {
+          console.warn('the message center offers no Web Push:', err);
+          return null;
+        });
+        if (key) token = await subscribe(key);
+      }
+      const answer = await app.register(pin, token ? { pushProvider: 'webpush', pushToken: token }
+        : { pushProvider: 'none' });
+      return { ...answer, push: Boolean(token) };
     },
 
     async accounts() {
       return app.accounts();
+    },
+
+    /** Subscribe to Web Push now (notifications allowed after set-up, or a subscription the MC dropped). */
+    async turnOnPush() {
+      const token = await subscribe(await app.webpushKey());
+      if (!token) return false;
+      await app.setPush('webpush', token);
+      return true;
     },
 
     /** Enrols; the answer adds the visual hash of the key the server proved, to compare with the page. */
@@ -130,10 +160,19 @@ export async function createProtocol({ storage, config }) {
       return app.inbox();
     },
 
-    /** A request from the inbox: its envelope already says who asks, so the screen shows that first. */
+    /**
+     * A request from the inbox: its envelope already says who asks, so the screen shows that first. Once
+     * answered it leaves the mailbox (ns used it up whatever the answer), unless the MC was not reached.
+     */
     async startPush(item) {
+      const answered = (flow) => flow.then(
+        (outcome) => done(item, outcome),
+        (err) => (err && ['ChannelError', 'ProtocolError'].includes(err.name) ? Promise.reject(err)
+          : done(item).then(() => Promise.reject(err))),
+      );
       if (item.type === 'sign') {
-        return untilAsked(app, () => app.approve(item.id, { pin: null }));
+        const request = await untilAsked(app, () => app.approve(item.id, { pin: null }));
+        return { ...request, approve: (d) => answered(request.approve(d)), decline: () => answered(request.decline()) };
       }
       return {
         kind: 'login',
@@ -145,8 +184,8 @@ export async function createProtocol({ storage, config }) {
         shows: item.shows || [],
         secondFactor: 'required',
         numbers: item.numbers || [],
-        approve: ({ pin, number }) => app.approve(item.id, { pin, number }),
-        decline: () => app.approve(item.id, { decline: true }),
+        approve: ({ pin, number }) => answered(app.approve(item.id, { pin, number })),
+        decline: () => answered(app.approve(item.id, { decline: true })),
       };
     },
 

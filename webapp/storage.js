@@ -6,12 +6,15 @@
 // and mailbox, and the accounts with their keys. Values are kept as JSON text, as the SDK's memory store
 // does, so a caller that changes an object afterwards does not change what was stored.
 //
-// Nothing here is encrypted: a browser offers no hardware-backed storage for key bytes the SDK must
-// read. docs/web-authenticator.md says what that means and what an operator can do about it.
+// Where the browser's WebCrypto can, the device key and the account keys are not here as bytes: they are
+// non-extractable CryptoKeys, kept as such (structured clone, never JSON) in a second object store, "keys",
+// and the SDK's records name them (mobilesdk-js/src/webcrypto.js). The rest (the PIN's device secret, the
+// accounts' envelope keys) is not encrypted: docs/web-authenticator.md says what that means.
 
 const DB_NAME = 'nextauth-authenticator';
-const DB_VERSION = 1;
+const DB_VERSION = 2; // 2: the "keys" store
 const STORE = 'sdk';
+const KEYS = 'keys';
 
 export class StorageError extends Error {
   constructor(message) {
@@ -31,7 +34,9 @@ function openDatabase(indexedDB) {
   return new Promise((resolve, reject) => {
     const req = indexedDB.open(DB_NAME, DB_VERSION);
     req.onupgradeneeded = () => {
-      if (!req.result.objectStoreNames.contains(STORE)) req.result.createObjectStore(STORE);
+      for (const name of [STORE, KEYS]) {
+        if (!req.result.objectStoreNames.contains(name)) req.result.createObjectStore(name);
+      }
     };
     req.onsuccess = () => resolve(req.result);
     req.onerror = () => reject(new StorageError(`cannot open the app's storage (${req.error})`));
@@ -59,11 +64,11 @@ export class Storage {
     return storage;
   }
 
-  _run(mode, work) {
+  _run(mode, work, name = STORE) {
     return new Promise((resolve, reject) => {
-      const tx = this.db.transaction(STORE, mode);
+      const tx = this.db.transaction(name, mode);
       let result;
-      done(work(tx.objectStore(STORE))).then((value) => { result = value; }, () => {});
+      done(work(tx.objectStore(name))).then((value) => { result = value; }, () => {});
       tx.oncomplete = () => resolve(result);
       tx.onerror = () => reject(new StorageError(String(tx.error)));
       tx.onabort = () => reject(new StorageError(`not stored: ${tx.error}`));
@@ -86,9 +91,19 @@ export class Storage {
     await this._run('readwrite', (store) => store.delete(key));
   }
 
+  /** A CryptoKey pair's record, as stored (the browser clones CryptoKeys without exposing their bytes). */
+  async getKey(id) {
+    return this._run('readonly', (store) => store.get(id), KEYS);
+  }
+
+  async putKey(id, value) {
+    await this._run('readwrite', (store) => store.put(value, id), KEYS);
+  }
+
   /** Everything goes: device key, registration, accounts. The app is set up anew afterwards. */
   async wipe() {
     await this._run('readwrite', (store) => store.clear());
+    await this._run('readwrite', (store) => store.clear(), KEYS);
   }
 
   close() {

@@ -1,4 +1,4 @@
-// The authenticator's service worker: the app's own files from a cache (offline first), nothing else.
+// The authenticator's service worker: the app's own files from a cache (offline first), and Web Push.
 //
 // It answers only with the shell files it cached at install (the list below and the vendored SDK;
 // tests/idp/test_web_authenticator.py checks the list against webapp/): config.json, the login pages and
@@ -18,6 +18,7 @@ const SHELL = [
   'icons/icon.svg',
   'manifest.webmanifest',
   'protocol.js',
+  'push.js',
   'storage.js',
   'visualhash.js',
 ];
@@ -63,4 +64,59 @@ self.addEventListener('fetch', (event) => {
   event.respondWith(
     caches.open(CACHE).then((cache) => cache.match(key)).then((hit) => hit || fetch(request)),
   );
+});
+
+// -- Web Push: a wake-up from the MC ---------------------------------------------------------------------
+//
+// The push (decrypted by the browser, RFC 8291) holds only {"mailbox", "message"}: which request to pull,
+// never who asks or for what. So the notification says only that a request waits; the app pulls it from
+// the MC and shows it with the account's keys. A push whose data is not that is shown the same way: the
+// browser requires a notification for every push (userVisibleOnly), and the app then simply pulls.
+
+const MESSAGE_ID = /^[A-Za-z0-9_-]{1,64}$/;
+const TAG = 'nextauth-request';
+
+function pushedMessage(event) {
+  try {
+    const wake = event.data ? event.data.json() : {};
+    return typeof wake.message === 'string' && MESSAGE_ID.test(wake.message) ? wake.message : '';
+  } catch (_) {
+    return '';
+  }
+}
+
+async function appWindows() {
+  return self.clients.matchAll({ type: 'window', includeUncontrolled: true });
+}
+
+self.addEventListener('push', (event) => {
+  const message = pushedMessage(event);
+  event.waitUntil((async () => {
+    // An open app shows the request at once; the notification is for a phone in a pocket.
+    for (const client of await appWindows()) client.postMessage({ type: 'push', message });
+    await self.registration.showNotification('nextAuth: a request is waiting', {
+      body: 'Open it to see who asks, and approve or decline.',
+      tag: TAG, // a newer request replaces an older notification
+      renotify: true,
+      requireInteraction: true,
+      icon: 'icons/icon-192.png',
+      data: { message },
+    });
+  })());
+});
+
+self.addEventListener('notificationclick', (event) => {
+  event.notification.close();
+  const data = event.notification.data || {};
+  const message = typeof data.message === 'string' && MESSAGE_ID.test(data.message) ? data.message : '';
+  event.waitUntil((async () => {
+    const open = (await appWindows()).find((client) => client.url.startsWith(self.registration.scope));
+    if (open) {
+      open.postMessage({ type: 'push', message });
+      await open.focus();
+      return;
+    }
+    // The app's start reads #push=<id>, pulls the mailbox and opens that request.
+    await self.clients.openWindow(new URL('./#push=' + message, self.registration.scope).href);
+  })());
 });

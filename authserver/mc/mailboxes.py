@@ -44,6 +44,28 @@ class SendResult:
     pushed: bool
 
 
+def _push_settings(params: dict[str, Any]) -> tuple[str, str | None, str | None]:
+    """The provider, push token and Web Push subscription (canonical JSON) an app asks for, checked."""
+    provider = params.get("push_provider", "none")
+    push_token = params.get("push_token")
+    if provider not in PROVIDERS:
+        raise OperationError("bad_request", f"push_provider must be one of {', '.join(PROVIDERS)}.")
+    if provider == "webpush":
+        # The push token of a web app is its whole subscription (endpoint and keys), as the JSON of
+        # PushSubscription.toJSON() or that object itself.
+        if not isinstance(push_token, str | dict):
+            raise OperationError("bad_request", "push_token must be the Web Push subscription.")
+        try:
+            return provider, None, Subscription.parse(push_token).to_token()
+        except ValueError as exc:
+            raise OperationError("bad_request", f"Not a usable Web Push subscription: {exc}.") from None
+    if provider == "none":
+        return provider, None, None
+    if not isinstance(push_token, str) or not 8 <= len(push_token) <= 256:
+        raise OperationError("bad_request", "push_token is required for fcm and apns.")
+    return provider, push_token, None
+
+
 def _token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8")).digest()
 
@@ -56,25 +78,7 @@ class MailboxService:
     # -- the app's side (sigmai) -----------------------------------------------------------------------
 
     def register(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
-        provider = params.get("push_provider", "none")
-        push_token = params.get("push_token")
-        if provider not in PROVIDERS:
-            raise OperationError("bad_request", f"push_provider must be one of {', '.join(PROVIDERS)}.")
-        subscription: str | None = None
-        if provider == "webpush":
-            # The push token of a web app is its whole subscription (endpoint and keys), as the JSON of
-            # PushSubscription.toJSON() or that object itself.
-            if not isinstance(push_token, str | dict):
-                raise OperationError("bad_request", "push_token must be the Web Push subscription.")
-            try:
-                subscription = Subscription.parse(push_token).to_token()
-            except ValueError as exc:
-                raise OperationError("bad_request", f"Not a usable Web Push subscription: {exc}.") from None
-            push_token = None
-        elif provider != "none" and (not isinstance(push_token, str) or not 8 <= len(push_token) <= 256):
-            raise OperationError("bad_request", "push_token is required for fcm and apns.")
-        elif provider == "none":
-            push_token = None
+        provider, push_token, subscription = _push_settings(params)
         token = "mct_" + b64(os.urandom(32))
         thumbprint = context.peer.thumbprint()
         with Session(self._engine, expire_on_commit=False) as db:
@@ -103,6 +107,22 @@ class MailboxService:
             except IntegrityError as exc:
                 raise OperationError("retry", "Registration raced with another; try again.") from exc
         return {"mailbox": mailbox_id, "token": token}
+
+    def set_push(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
+        """``mailbox.push``: how the MC wakes this device's app from now on (a new push token, a Web Push
+        subscription made after set-up, or ``none``). Unlike registering again, the mailbox's token, which
+        ns holds for every account enrolled, stays."""
+        provider, push_token, subscription = _push_settings(params)
+        with Session(self._engine) as db:
+            mailbox = db.scalar(select(Mailbox).where(Mailbox.device_thumbprint == context.peer.thumbprint()))
+            if mailbox is None:
+                raise OperationError("no_mailbox", "Register with the message center first.")
+            mailbox.push_provider = provider
+            mailbox.push_token = push_token
+            mailbox.push_subscription = subscription
+            mailbox_id = mailbox.id
+            db.commit()
+        return {"mailbox": mailbox_id, "push_provider": provider}
 
     def vapid_public_key(self) -> str | None:
         """The MC's VAPID public key (base64url, uncompressed P-256 point), which a web app hands the

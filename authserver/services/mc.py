@@ -105,7 +105,11 @@ def build(config: ComponentConfig, *, environ: dict[str, str] | None = None) -> 
     overall = rule_setting(
         environ, "NEXTAUTH_MC_RATE_LIMIT_MAILBOX_ALL", "mailbox_register_all", "600/minute"
     )
-    component.operations.guard("mailbox.register", client_guard(component.limiter, per_client, overall))
+    guard = client_guard(component.limiter, per_client, overall)
+    component.operations.guard("mailbox.register", guard)
+    # mailbox.push adds no row, but each call may name a new endpoint to push to: counted the same way.
+    component.operations.register("mailbox.push")(mailboxes.set_push)
+    component.operations.guard("mailbox.push", guard)
     log.info("mc rate limits: %s", describe([per_client, overall]))
     unused = timedelta(days=_unused_mailbox_days(environ))
     component.listeners["purge"] = PeriodicPurge(

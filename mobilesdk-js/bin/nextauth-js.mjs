@@ -19,6 +19,7 @@ commands:
   register       {"pin": "2468", "biometric": false, "push_provider": "none", "push_token": null}
   scan           {"payload": "NA1....", "pin": "2468" | "biometric": true | "decline": true, "account": id}
   change-pin     {"old_pin": "2468", "new_pin": "1357"}
+  webpush-key    the MC's VAPID public key (a web app subscribes to Web Push with it)
   inbox          pull login and signing requests from the MC
   approve        {"message": id, "number": 42, "pin": "2468" | "biometric": true | "decline": true}
   accounts       this app's accounts
@@ -61,6 +62,7 @@ const COMMANDS = {
       accountId: args.account ?? null,
     }),
   'change-pin': (app, args) => app.changePin(args.old_pin, args.new_pin),
+  'webpush-key': async (app) => ({ vapid_public_key: await app.webpushKey() }),
   inbox: async (app) => ({ messages: await app.inbox() }),
   approve: (app, args) =>
     app.approve(String(args.message), {

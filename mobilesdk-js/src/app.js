@@ -47,8 +47,28 @@ export class FlowError extends Error {
  * @property {string} server_key_hash hex, pinned from the enrolment QR
  * @property {string} server_public_key hex, proven against the pin in the enrolment handshake
  * @property {string} user_id
- * @property {{type: 'p256' | 'ed25519', secret: string}} key the account key (private)
+ * @property {StoredKey} key the account key (private, or a keyring's handle to it)
  * @property {string} [encryption_key] base64url X25519 private key for push envelopes
+ */
+
+/**
+ * A long-term key as the store keeps it: the secret itself (base64url), or, for a key made by a keyring,
+ * the keyring's handle (its `keyring` entry) and whatever it adds, never the secret.
+ * @typedef {{type: 'p256' | 'ed25519', secret?: string, keyring?: string} & Record<string, unknown>} StoredKey
+ */
+
+/**
+ * Where long-term keys are made and held when not in the store: a browser's WebCrypto with
+ * non-extractable keys, for one. `generate` answers null for a type it cannot hold; the App then makes
+ * the key itself.
+ * @typedef {object} Keyring
+ * @property {(type: 'p256' | 'ed25519') => Promise<{stored: StoredKey, identity: SigningIdentity} | null>} generate
+ * @property {(stored: StoredKey) => Promise<SigningIdentity>} load
+ */
+
+/**
+ * @typedef {import('./channel.js').ChannelOptions & {keyring?: Keyring}} AppOptions
+ * @typedef {import('./sigmai.js').SigningIdentity} SigningIdentity
  */
 
 /**
@@ -88,7 +108,7 @@ export function contextLines(context) {
 export class App {
   /**
    * @param {import('./store.js').Store} store
-   * @param {import('./channel.js').ChannelOptions} [options]
+   * @param {AppOptions} [options]
    */
   constructor(store, options = {}) {
     this.store = store;
@@ -108,7 +128,7 @@ export class App {
     }
     let created = false;
     if (!(await this.store.get('device'))) {
-      await this.store.set('device', DeviceIdentity.generate(config.keyType ?? 'p256').toJSON());
+      await this.store.set('device', (await this.newKey(config.keyType ?? 'p256')).stored);
       created = true;
     }
     await this.store.set('services', services);
@@ -121,11 +141,38 @@ export class App {
     };
   }
 
-  /** @returns {Promise<DeviceIdentity>} */
+  /** @returns {Promise<SigningIdentity>} */
   async device() {
     const stored = await this.store.get('device');
     if (!stored) throw new FlowError('No device key yet: initialise the app first.');
-    return new DeviceIdentity(stored.type, unb64url(stored.secret));
+    return this.loadKey(stored);
+  }
+
+  /**
+   * A new long-term key (the device key, an account key): made in the keyring where it can hold one of
+   * this type (a browser's non-extractable WebCrypto key), else here, its secret kept in the store.
+   * @private
+   * @param {'p256' | 'ed25519'} type
+   * @returns {Promise<{stored: StoredKey, identity: SigningIdentity}>}
+   */
+  async newKey(type) {
+    const made = this.options.keyring ? await this.options.keyring.generate(type) : null;
+    if (made) return made;
+    const identity = DeviceIdentity.generate(type);
+    return { stored: identity.toJSON(), identity };
+  }
+
+  /**
+   * @private
+   * @param {StoredKey} stored what newKey() gave to keep
+   * @returns {Promise<SigningIdentity>}
+   */
+  async loadKey(stored) {
+    if (stored.keyring !== undefined) {
+      if (!this.options.keyring) throw new FlowError('This key is held in a keyring this app was not given.');
+      return this.options.keyring.load(stored);
+    }
+    return new DeviceIdentity(stored.type, unb64url(String(stored.secret)));
   }
 
   /** @param {'sfs' | 'mc'} name @returns {Promise<ServiceEndpoint>} */
@@ -145,7 +192,7 @@ export class App {
   }
 
   /**
-   * @param {string} uri @param {DeviceIdentity} identity @param {string | Uint8Array} keyHash
+   * @param {string} uri @param {SigningIdentity} identity @param {string | Uint8Array} keyHash
    */
   channel(uri, identity, keyHash) {
     return openChannel(uri, identity, typeof keyHash === 'string' ? fromHex(keyHash) : keyHash, this.options);
@@ -182,8 +229,10 @@ export class App {
 
   /**
    * Register this app's PIN (and optionally a biometric key) at the SFS, and a mailbox at the MC.
+   * For Web Push, `pushToken` is the browser's subscription (`JSON.stringify(subscription)`), made with
+   * the MC's key from webpushKey().
    * @param {string} pin
-   * @param {{biometric?: boolean, pushProvider?: 'fcm' | 'apns' | 'none', pushToken?: string | null}} [options]
+   * @param {{biometric?: boolean, pushProvider?: 'fcm' | 'apns' | 'webpush' | 'none', pushToken?: string | null}} [options]
    */
   async register(pin, options = {}) {
     if ((await this.secondFactor()).device_secret) throw new FlowError('This app is registered already.');
@@ -297,6 +346,31 @@ export class App {
     }
   }
 
+  /**
+   * The MC's VAPID public key (base64url, an uncompressed P-256 point): a web app subscribes to Web Push
+   * with it as `applicationServerKey`, since the browser's push service takes pushes for the subscription
+   * only when they are signed with the key it was made for. Asked over the pinned MC channel, so a
+   * network in between cannot hand the app another key.
+   * @returns {Promise<string>}
+   */
+  async webpushKey() {
+    const answer = await withChannel(this.serviceChannel('mc'), (ch) => ch.request('webpush.key', {}));
+    return String(answer.vapid_public_key);
+  }
+
+  /**
+   * Change how the MC wakes this app (a new push token, a Web Push subscription made after set-up, or
+   * 'none'); the mailbox and the token ns holds for it stay.
+   * @param {'fcm' | 'apns' | 'webpush' | 'none'} provider
+   * @param {string | null} pushToken for 'webpush', the subscription's JSON
+   */
+  async setPush(provider, pushToken) {
+    const answer = await withChannel(this.serviceChannel('mc'), (ch) =>
+      ch.request('mailbox.push', { push_provider: provider, push_token: pushToken }),
+    );
+    return { mailbox: String(answer.mailbox), push_provider: String(answer.push_provider) };
+  }
+
   /** @param {string} provider @param {string | null} pushToken */
   async registerMailbox(provider, pushToken) {
     const mc = await this.service('mc');
@@ -330,7 +404,7 @@ export class App {
   /**
    * Check the second factor at the SFS and get its attestation for ns.
    * @param {{pin?: string | null, audience: string, nsChallenge: Uint8Array, purpose: 'login' | 'sign' | 'enrol',
-   *   account: DeviceIdentity}} request `pin` null or absent: the biometric
+   *   account: SigningIdentity}} request `pin` null or absent: the biometric
    * @returns {Promise<string>} the attestation (a JWS)
    */
   async attest({ pin, audience, nsChallenge, purpose, account }) {
@@ -415,9 +489,9 @@ export class App {
     return (await this.accountRecords()).filter((a) => a.server_key_hash === hex);
   }
 
-  /** @param {AccountRecord} record */
+  /** @param {AccountRecord} record @returns {Promise<SigningIdentity>} */
   accountKey(record) {
-    return new DeviceIdentity(record.key.type, unb64url(record.key.secret));
+    return this.loadKey(record.key);
   }
 
   /** @param {AccountRecord} record */
@@ -454,7 +528,7 @@ export class App {
    */
   async enrol(payload, { pin }) {
     const sfs = await this.service('sfs');
-    const identity = DeviceIdentity.generate('p256');
+    const { stored: storedKey, identity } = await this.newKey('p256');
     const encryptionKey = x25519.utils.randomSecretKey();
     /** @type {Record<string, unknown>} */
     const params = { enrolment: payload.itemId, secret: b64url(payload.secret), sfs_key_hash: sfs.key_hash };
@@ -497,7 +571,7 @@ export class App {
       server_key_hash: toHex(payload.serverKeyHash),
       server_public_key: toHex(done.serverPublicKey),
       user_id: String(started.userid),
-      key: identity.toJSON(),
+      key: storedKey,
       encryption_key: b64url(encryptionKey),
     });
     return {
@@ -521,7 +595,7 @@ export class App {
     if (candidates.length === 0) throw new FlowError('This app has no account at this service: enrol first.');
     // An enrolment that was never confirmed leaves an account the server does not know: skipped.
     for (const record of [...candidates].reverse()) {
-      const identity = this.accountKey(record);
+      const identity = await this.accountKey(record);
       const ns = await this.channel(record.sigmai_uri, identity, record.server_key_hash);
       try {
         let started;
@@ -547,7 +621,7 @@ export class App {
    * @private
    * @param {import('./channel.js').Channel} ns
    * @param {AccountRecord} record
-   * @param {DeviceIdentity} identity
+   * @param {SigningIdentity} identity
    * @param {import('./qr.js').QRPayload} payload
    * @param {Record<string, any>} started
    * @param {{pin?: string | null, approve: boolean, number: number | null}} options
@@ -596,7 +670,7 @@ export class App {
       nsChallenge,
       ns.exportKeyingMaterial(LOGIN_EXPORTER, new Uint8Array(0), 32),
     );
-    params.signature = b64url(identity.sign(statement));
+    params.signature = b64url(await identity.sign(statement));
     if (number !== null && number !== undefined) params.number = number;
     const finished = await ns.request('login.finish', params);
     return { ...shown, result: 'logged_in', session: finished.session ?? null };
@@ -615,7 +689,7 @@ export class App {
     if (candidates.length === 0) throw new FlowError('This app has no account at this service.');
     let lastError = null;
     for (const record of candidates) {
-      const identity = this.accountKey(record);
+      const identity = await this.accountKey(record);
       const ns = await this.channel(record.sigmai_uri, identity, record.server_key_hash);
       try {
         let started;
@@ -646,7 +720,7 @@ export class App {
         /** @type {Record<string, unknown>} */
         const params = {
           decision,
-          signature: b64url(identity.sign(signingStatement(canonical, nsChallenge, decision))),
+          signature: b64url(await identity.sign(signingStatement(canonical, nsChallenge, decision))),
         };
         if (approved && started.second_factor === 'required') {
           params.attestation = await this.attest({
@@ -720,6 +794,18 @@ export class App {
   }
 
   /**
+   * Remove requests from the mailbox once answered: ns used each up when the app started it, so the inbox
+   * then lists only what still waits. Unknown ids are ignored by the MC.
+   * @param {string[]} ids
+   * @returns {Promise<number>} how many the MC deleted
+   */
+  async ack(ids) {
+    if (ids.length === 0) return 0;
+    const answer = await withChannel(this.serviceChannel('mc'), (mc) => mc.request('mailbox.ack', { ids }));
+    return Number(answer.deleted ?? 0);
+  }
+
+  /**
    * Answer a login or signing request from the inbox. A login needs the number the login page shows.
    * @param {string} messageId
    * @param {{number?: number | null, pin?: string | null, decline?: boolean}} options
@@ -759,7 +845,7 @@ export class App {
     for (const record of await this.accountRecords()) {
       if (accountId && record.id !== accountId) continue;
       const answer = await withChannel(
-        this.channel(record.sigmai_uri, this.accountKey(record), record.server_key_hash),
+        this.channel(record.sigmai_uri, await this.accountKey(record), record.server_key_hash),
         (ns) => ns.request('session.logout'),
       );
       ended += Number(answer.ended ?? 0);

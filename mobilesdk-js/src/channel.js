@@ -140,7 +140,7 @@ export class Channel {
     let response;
     try {
       this.ws.send(this.connection.send(utf8(JSON.stringify({ id, op, params }))));
-      const events = this.connection.receive(await this.inbox.next(this.timeoutMs));
+      const events = await this.connection.receive(await this.inbox.next(this.timeoutMs));
       const event = events[0];
       if (events.length !== 1 || event.type !== 'message') throw new ProtocolError('unexpected event');
       try {
@@ -198,7 +198,7 @@ export class Channel {
 /**
  * Connect to a ws:// or wss:// URI and run the handshake against the pinned key hash.
  * @param {string} uri
- * @param {import('./sigmai.js').DeviceIdentity} identity the key to present (device or account key)
+ * @param {import('./sigmai.js').SigningIdentity} identity the key to present (device or account key)
  * @param {Uint8Array} pinnedKeyHash
  * @param {ChannelOptions} [options]
  * @returns {Promise<Channel>}
@@ -263,7 +263,7 @@ export async function openChannel(uri, identity, pinnedKeyHash, options = {}) {
   const connection = new ClientConnection(identity, pinnedKeyHash, { maxMessage });
   try {
     ws.send(connection.initiate());
-    const events = connection.receive(await inbox.next(timeoutMs));
+    const events = await connection.receive(await inbox.next(timeoutMs));
     if (events[0]?.type !== 'handshake-complete') throw new ProtocolError('no handshake');
     for (const frame of connection.framesToSend()) ws.send(frame);
   } catch (error) {

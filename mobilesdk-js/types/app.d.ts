@@ -13,11 +13,11 @@ export class FlowError extends Error {
 export class App {
     /**
      * @param {import('./store.js').Store} store
-     * @param {import('./channel.js').ChannelOptions} [options]
+     * @param {AppOptions} [options]
      */
-    constructor(store: import("./store.js").Store, options?: import("./channel.js").ChannelOptions);
+    constructor(store: import("./store.js").Store, options?: AppOptions);
     store: import("./store.js").Store;
-    options: import("./channel.js").ChannelOptions;
+    options: AppOptions;
     /**
      * Create the device key (once) and set the SFS and MC this app uses.
      * @param {{sfs?: ServiceEndpoint, mc?: ServiceEndpoint, keyType?: 'p256' | 'ed25519'}} [config]
@@ -32,8 +32,22 @@ export class App {
         device_key_type: "p256" | "ed25519";
         services: any;
     }>;
-    /** @returns {Promise<DeviceIdentity>} */
-    device(): Promise<DeviceIdentity>;
+    /** @returns {Promise<SigningIdentity>} */
+    device(): Promise<SigningIdentity>;
+    /**
+     * A new long-term key (the device key, an account key): made in the keyring where it can hold one of
+     * this type (a browser's non-extractable WebCrypto key), else here, its secret kept in the store.
+     * @private
+     * @param {'p256' | 'ed25519'} type
+     * @returns {Promise<{stored: StoredKey, identity: SigningIdentity}>}
+     */
+    private newKey;
+    /**
+     * @private
+     * @param {StoredKey} stored what newKey() gave to keep
+     * @returns {Promise<SigningIdentity>}
+     */
+    private loadKey;
     /** @param {'sfs' | 'mc'} name @returns {Promise<ServiceEndpoint>} */
     service(name: "sfs" | "mc"): Promise<ServiceEndpoint>;
     status(): Promise<{
@@ -42,9 +56,9 @@ export class App {
         services: any;
     }>;
     /**
-     * @param {string} uri @param {DeviceIdentity} identity @param {string | Uint8Array} keyHash
+     * @param {string} uri @param {SigningIdentity} identity @param {string | Uint8Array} keyHash
      */
-    channel(uri: string, identity: DeviceIdentity, keyHash: string | Uint8Array): Promise<import("./channel.js").Channel>;
+    channel(uri: string, identity: SigningIdentity, keyHash: string | Uint8Array): Promise<import("./channel.js").Channel>;
     /** @param {'sfs' | 'mc'} name */
     serviceChannel(name: "sfs" | "mc"): Promise<import("./channel.js").Channel>;
     /**
@@ -62,12 +76,14 @@ export class App {
     secondFactor(): Promise<Record<string, any>>;
     /**
      * Register this app's PIN (and optionally a biometric key) at the SFS, and a mailbox at the MC.
+     * For Web Push, `pushToken` is the browser's subscription (`JSON.stringify(subscription)`), made with
+     * the MC's key from webpushKey().
      * @param {string} pin
-     * @param {{biometric?: boolean, pushProvider?: 'fcm' | 'apns' | 'none', pushToken?: string | null}} [options]
+     * @param {{biometric?: boolean, pushProvider?: 'fcm' | 'apns' | 'webpush' | 'none', pushToken?: string | null}} [options]
      */
     register(pin: string, options?: {
         biometric?: boolean;
-        pushProvider?: "fcm" | "apns" | "none";
+        pushProvider?: "fcm" | "apns" | "webpush" | "none";
         pushToken?: string | null;
     }): Promise<{
         registered: boolean;
@@ -89,6 +105,24 @@ export class App {
     }>;
     /** @private @param {unknown} error what the SFS said about a PIN, kept for lockStatus() */
     private noteRefusal;
+    /**
+     * The MC's VAPID public key (base64url, an uncompressed P-256 point): a web app subscribes to Web Push
+     * with it as `applicationServerKey`, since the browser's push service takes pushes for the subscription
+     * only when they are signed with the key it was made for. Asked over the pinned MC channel, so a
+     * network in between cannot hand the app another key.
+     * @returns {Promise<string>}
+     */
+    webpushKey(): Promise<string>;
+    /**
+     * Change how the MC wakes this app (a new push token, a Web Push subscription made after set-up, or
+     * 'none'); the mailbox and the token ns holds for it stay.
+     * @param {'fcm' | 'apns' | 'webpush' | 'none'} provider
+     * @param {string | null} pushToken for 'webpush', the subscription's JSON
+     */
+    setPush(provider: "fcm" | "apns" | "webpush" | "none", pushToken: string | null): Promise<{
+        mailbox: string;
+        push_provider: string;
+    }>;
     /** @param {string} provider @param {string | null} pushToken */
     registerMailbox(provider: string, pushToken: string | null): Promise<{
         key_hash: string;
@@ -105,7 +139,7 @@ export class App {
     /**
      * Check the second factor at the SFS and get its attestation for ns.
      * @param {{pin?: string | null, audience: string, nsChallenge: Uint8Array, purpose: 'login' | 'sign' | 'enrol',
-     *   account: DeviceIdentity}} request `pin` null or absent: the biometric
+     *   account: SigningIdentity}} request `pin` null or absent: the biometric
      * @returns {Promise<string>} the attestation (a JWS)
      */
     attest({ pin, audience, nsChallenge, purpose, account }: {
@@ -113,7 +147,7 @@ export class App {
         audience: string;
         nsChallenge: Uint8Array;
         purpose: "login" | "sign" | "enrol";
-        account: DeviceIdentity;
+        account: SigningIdentity;
     }): Promise<string>;
     /** @returns {Promise<AccountRecord[]>} */
     accountRecords(): Promise<AccountRecord[]>;
@@ -135,8 +169,8 @@ export class App {
     }[]>;
     /** @param {Uint8Array} keyHash */
     accountsAt(keyHash: Uint8Array): Promise<AccountRecord[]>;
-    /** @param {AccountRecord} record */
-    accountKey(record: AccountRecord): DeviceIdentity;
+    /** @param {AccountRecord} record @returns {Promise<SigningIdentity>} */
+    accountKey(record: AccountRecord): Promise<SigningIdentity>;
     /** @param {AccountRecord} record */
     addAccount(record: AccountRecord): Promise<void>;
     /**
@@ -199,7 +233,7 @@ export class App {
      * @private
      * @param {import('./channel.js').Channel} ns
      * @param {AccountRecord} record
-     * @param {DeviceIdentity} identity
+     * @param {SigningIdentity} identity
      * @param {import('./qr.js').QRPayload} payload
      * @param {Record<string, any>} started
      * @param {{pin?: string | null, approve: boolean, number: number | null}} options
@@ -236,6 +270,13 @@ export class App {
      * @param {Record<string, any>} message
      */
     private openMessage;
+    /**
+     * Remove requests from the mailbox once answered: ns used each up when the app started it, so the inbox
+     * then lists only what still waits. Unknown ids are ignored by the MC.
+     * @param {string[]} ids
+     * @returns {Promise<number>} how many the MC deleted
+     */
+    ack(ids: string[]): Promise<number>;
     /**
      * Answer a login or signing request from the inbox. A login needs the number the login page shows.
      * @param {string} messageId
@@ -289,17 +330,39 @@ export type AccountRecord = {
     server_public_key: string;
     user_id: string;
     /**
-     * the account key (private)
+     * the account key (private, or a keyring's handle to it)
      */
-    key: {
-        type: "p256" | "ed25519";
-        secret: string;
-    };
+    key: StoredKey;
     /**
      * base64url X25519 private key for push envelopes
      */
     encryption_key?: string | undefined;
 };
+/**
+ * A long-term key as the store keeps it: the secret itself (base64url), or, for a key made by a keyring,
+ * the keyring's handle (its `keyring` entry) and whatever it adds, never the secret.
+ */
+export type StoredKey = {
+    type: "p256" | "ed25519";
+    secret?: string;
+    keyring?: string;
+} & Record<string, unknown>;
+/**
+ * Where long-term keys are made and held when not in the store: a browser's WebCrypto with
+ * non-extractable keys, for one. `generate` answers null for a type it cannot hold; the App then makes
+ * the key itself.
+ */
+export type Keyring = {
+    generate: (type: "p256" | "ed25519") => Promise<{
+        stored: StoredKey;
+        identity: SigningIdentity;
+    } | null>;
+    load: (stored: StoredKey) => Promise<SigningIdentity>;
+};
+export type AppOptions = import("./channel.js").ChannelOptions & {
+    keyring?: Keyring;
+};
+export type SigningIdentity = import("./sigmai.js").SigningIdentity;
 export type LockStatus = {
     registered: boolean;
     /**
@@ -312,7 +375,6 @@ export type LockStatus = {
     attempts_left: number | null;
     max_attempts: number | null;
 };
-import { DeviceIdentity } from './sigmai.js';
 import { ChannelError } from './channel.js';
 import { RemoteError } from './channel.js';
 export { ChannelError, RemoteError };

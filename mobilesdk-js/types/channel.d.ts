@@ -7,12 +7,12 @@
 /**
  * Connect to a ws:// or wss:// URI and run the handshake against the pinned key hash.
  * @param {string} uri
- * @param {import('./sigmai.js').DeviceIdentity} identity the key to present (device or account key)
+ * @param {import('./sigmai.js').SigningIdentity} identity the key to present (device or account key)
  * @param {Uint8Array} pinnedKeyHash
  * @param {ChannelOptions} [options]
  * @returns {Promise<Channel>}
  */
-export function openChannel(uri: string, identity: import("./sigmai.js").DeviceIdentity, pinnedKeyHash: Uint8Array, options?: ChannelOptions): Promise<Channel>;
+export function openChannel(uri: string, identity: import("./sigmai.js").SigningIdentity, pinnedKeyHash: Uint8Array, options?: ChannelOptions): Promise<Channel>;
 /**
  * Open a channel, run `use`, close it whatever happens.
  * @template T

@@ -70,6 +70,18 @@ export class RecordProtection {
     /** @param {Uint8Array} ciphertext @param {Uint8Array} aad */
     open(ciphertext: Uint8Array, aad: Uint8Array): Uint8Array<ArrayBufferLike> & Uint8Array<ArrayBuffer>;
 }
+/**
+ * What a channel and the flows need of a long-term key. DeviceIdentity holds its secret in memory; a
+ * keyring (App option `keyring`) may hand one whose secret cannot leave it, such as a non-extractable
+ * WebCrypto key, whose `sign` is asynchronous.
+ * @typedef {object} SigningIdentity
+ * @property {'p256' | 'ed25519'} type
+ * @property {number} keyType the type byte of the identity block
+ * @property {Uint8Array} publicRaw
+ * @property {string} thumbprint
+ * @property {Uint8Array} identityBlock
+ * @property {(message: Uint8Array) => Uint8Array | Promise<Uint8Array>} sign 64 bytes, as DeviceIdentity's
+ */
 /** A device's (or an account's) long-term key: ECDSA P-256 or Ed25519. */
 export class DeviceIdentity {
     /** @param {'p256' | 'ed25519'} [type] @returns {DeviceIdentity} */
@@ -107,17 +119,17 @@ export class DeviceIdentity {
  */
 export class ClientConnection {
     /**
-     * @param {DeviceIdentity} identity
+     * @param {SigningIdentity} identity
      * @param {Uint8Array} pinnedKeyHash
      * @param {{maxMessage?: number, ephemeral?: Uint8Array, random?: Uint8Array}} [options]
      *   ephemeral and random only to reproduce the test vectors
      */
-    constructor(identity: DeviceIdentity, pinnedKeyHash: Uint8Array, options?: {
+    constructor(identity: SigningIdentity, pinnedKeyHash: Uint8Array, options?: {
         maxMessage?: number;
         ephemeral?: Uint8Array;
         random?: Uint8Array;
     });
-    identity: DeviceIdentity;
+    identity: SigningIdentity;
     pinnedKeyHash: Uint8Array<ArrayBufferLike>;
     maxMessage: number;
     /** @private */
@@ -145,15 +157,26 @@ export class ClientConnection {
     /** @returns {Uint8Array[]} frames to send, in order */
     framesToSend(): Uint8Array[];
     /**
-     * Consume one binary WebSocket message.
+     * Consume one binary WebSocket message. A promise only when the ServerHello needs an identity whose
+     * signature is asynchronous.
      * @param {Uint8Array} frame
-     * @returns {ChannelEvent[]}
+     * @returns {ChannelEvent[] | Promise<ChannelEvent[]>}
      */
-    receive(frame: Uint8Array): ChannelEvent[];
+    receive(frame: Uint8Array): ChannelEvent[] | Promise<ChannelEvent[]>;
     /** @private @param {Uint8Array} frame @returns {ChannelEvent[]} */
     private openRecord;
-    /** @private @param {Uint8Array} frame @returns {ChannelEvent[]} */
+    /** @private @param {Uint8Array} frame @returns {ChannelEvent[] | Promise<ChannelEvent[]>} */
     private serverHello;
+    /**
+     * @private
+     * @param {{handshakeSecret: Uint8Array, clientHandshake: Uint8Array}} secrets
+     * @param {Uint8Array} frame the ServerHello
+     * @param {Uint8Array} block
+     * @param {Uint8Array} deviceSignature
+     * @param {Uint8Array} serverPublic
+     * @returns {ChannelEvent[]}
+     */
+    private clientFinish;
     /**
      * Seal one application message.
      * @param {Uint8Array} data
@@ -169,6 +192,25 @@ export class ClientConnection {
     exportKeyingMaterial(label: Uint8Array, context?: Uint8Array, length?: number): Uint8Array<ArrayBufferLike>;
     close(): void;
 }
+/**
+ * What a channel and the flows need of a long-term key. DeviceIdentity holds its secret in memory; a
+ * keyring (App option `keyring`) may hand one whose secret cannot leave it, such as a non-extractable
+ * WebCrypto key, whose `sign` is asynchronous.
+ */
+export type SigningIdentity = {
+    type: "p256" | "ed25519";
+    /**
+     * the type byte of the identity block
+     */
+    keyType: number;
+    publicRaw: Uint8Array;
+    thumbprint: string;
+    identityBlock: Uint8Array;
+    /**
+     * 64 bytes, as DeviceIdentity's
+     */
+    sign: (message: Uint8Array) => Uint8Array | Promise<Uint8Array>;
+};
 export type ChannelEvent = {
     type: "handshake-complete";
     serverPublicKey: Uint8Array;

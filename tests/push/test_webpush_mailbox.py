@@ -104,6 +104,35 @@ def test_registration_refuses_what_is_no_usable_subscription(
     assert refused.value.code == "bad_request"
 
 
+def test_push_settings_change_without_touching_the_mailbox_token(
+    mailboxes: MailboxService, service: WebPushServer, engine: Engine
+) -> None:
+    """mailbox.push: a web app that allowed notifications after set-up hands its subscription over; the
+    token ns holds for the mailbox stays, so every enrolled account keeps reaching it."""
+    context = _context()
+    answer = mailboxes.register(context, {"push_provider": "none"})
+    before = _stored(engine, answer["mailbox"]).token_hash
+    subscription = service.subscribe(mailboxes.vapid_public_key() or "").to_json()
+    changed = mailboxes.set_push(
+        context, {"push_provider": "webpush", "push_token": json.dumps(subscription)}
+    )
+    assert changed == {"mailbox": answer["mailbox"], "push_provider": "webpush"}
+    row = _stored(engine, answer["mailbox"])
+    assert row.token_hash == before and json.loads(row.push_subscription or "") == subscription
+    # What registration refuses, this refuses too, and the stored subscription stays.
+    with pytest.raises(OperationError) as refused:
+        mailboxes.set_push(context, {"push_provider": "webpush", "push_token": {"endpoint": "http://x/"}})
+    assert refused.value.code == "bad_request"
+    assert json.loads(_stored(engine, answer["mailbox"]).push_subscription or "") == subscription
+    mailboxes.set_push(context, {"push_provider": "none"})
+    row = _stored(engine, answer["mailbox"])
+    assert (row.push_provider, row.push_subscription, row.token_hash) == ("none", None, before)
+    # Only a device with a mailbox: another key changes nothing.
+    with pytest.raises(OperationError) as unknown:
+        mailboxes.set_push(_context(), {"push_provider": "none"})
+    assert unknown.value.code == "no_mailbox"
+
+
 def test_without_web_push_the_key_operation_says_so(engine: Engine) -> None:
     bare = MailboxService(engine, {})
     assert bare.vapid_public_key() is None

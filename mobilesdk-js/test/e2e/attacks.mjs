@@ -16,7 +16,7 @@ async function replayAttestation(args) {
   const app = new App(new JsonFileStore(join(args.home, 'state.json')));
   const record = (await app.accountRecords()).find((a) => a.id === args.account);
   if (!record) throw new Error('no such account');
-  const identity = app.accountKey(record);
+  const identity = await app.accountKey(record);
   const login = (text, replayed) => {
     const payload = decodeQR(text);
     return withChannel(app.channel(record.sigmai_uri, identity, record.server_key_hash), async (ns) => {
@@ -35,7 +35,9 @@ async function replayAttestation(args) {
           account: identity,
         }));
       const binding = ns.exportKeyingMaterial(LOGIN_EXPORTER, new Uint8Array(0), 32);
-      const signature = identity.sign(loginStatement(payload.itemId, payload.secret, nsChallenge, binding));
+      const signature = await identity.sign(
+        loginStatement(payload.itemId, payload.secret, nsChallenge, binding),
+      );
       await ns.request('login.finish', { attestation: token, signature: b64url(signature) });
       return token;
     });

@@ -186,6 +186,19 @@ function checkServerKey(raw) {
   if (point.isSmallOrder()) throw new ProtocolError('weak server key');
 }
 
+/**
+ * What a channel and the flows need of a long-term key. DeviceIdentity holds its secret in memory; a
+ * keyring (App option `keyring`) may hand one whose secret cannot leave it, such as a non-extractable
+ * WebCrypto key, whose `sign` is asynchronous.
+ * @typedef {object} SigningIdentity
+ * @property {'p256' | 'ed25519'} type
+ * @property {number} keyType the type byte of the identity block
+ * @property {Uint8Array} publicRaw
+ * @property {string} thumbprint
+ * @property {Uint8Array} identityBlock
+ * @property {(message: Uint8Array) => Uint8Array | Promise<Uint8Array>} sign 64 bytes, as DeviceIdentity's
+ */
+
 /** A device's (or an account's) long-term key: ECDSA P-256 or Ed25519. */
 export class DeviceIdentity {
   /** @param {'p256' | 'ed25519'} type @param {Uint8Array} secretKey 32 bytes */
@@ -267,7 +280,7 @@ function checkHeader(frame, type) {
  */
 export class ClientConnection {
   /**
-   * @param {DeviceIdentity} identity
+   * @param {SigningIdentity} identity
    * @param {Uint8Array} pinnedKeyHash
    * @param {{maxMessage?: number, ephemeral?: Uint8Array, random?: Uint8Array}} [options]
    *   ephemeral and random only to reproduce the test vectors
@@ -320,9 +333,10 @@ export class ClientConnection {
   }
 
   /**
-   * Consume one binary WebSocket message.
+   * Consume one binary WebSocket message. A promise only when the ServerHello needs an identity whose
+   * signature is asynchronous.
    * @param {Uint8Array} frame
-   * @returns {ChannelEvent[]}
+   * @returns {ChannelEvent[] | Promise<ChannelEvent[]>}
    */
   receive(frame) {
     if (this.state === 'closed') throw new ProtocolError('connection is closed');
@@ -346,7 +360,7 @@ export class ClientConnection {
     return [{ type: 'message', data: receiver.open(frame.subarray(2), RECORD_HEADER) }];
   }
 
-  /** @private @param {Uint8Array} frame @returns {ChannelEvent[]} */
+  /** @private @param {Uint8Array} frame @returns {ChannelEvent[] | Promise<ChannelEvent[]>} */
   serverHello(frame) {
     checkHeader(frame, SERVER_HELLO);
     if (frame.length !== SERVER_HELLO_LEN) throw new ProtocolError('bad ServerHello length');
@@ -386,6 +400,37 @@ export class ClientConnection {
     const deviceSignature = this.identity.sign(
       signedContent(CLIENT_SIGNATURE_CONTEXT, transcriptHash(this.hello, frame, block)),
     );
+    if (!(deviceSignature instanceof Promise)) {
+      return this.clientFinish(secrets, frame, block, deviceSignature, serverPublic);
+    }
+    return deviceSignature.then(
+      (made) => {
+        if (this.state !== 'wait-server-hello') throw new ProtocolError('connection is closed');
+        try {
+          return this.clientFinish(secrets, frame, block, made, serverPublic);
+        } catch (error) {
+          this.close();
+          throw error;
+        }
+      },
+      () => {
+        this.close();
+        throw new ProtocolError('the device key could not sign');
+      },
+    );
+  }
+
+  /**
+   * @private
+   * @param {{handshakeSecret: Uint8Array, clientHandshake: Uint8Array}} secrets
+   * @param {Uint8Array} frame the ServerHello
+   * @param {Uint8Array} block
+   * @param {Uint8Array} deviceSignature
+   * @param {Uint8Array} serverPublic
+   * @returns {ChannelEvent[]}
+   */
+  clientFinish(secrets, frame, block, deviceSignature, serverPublic) {
+    if (deviceSignature.length !== 64) throw new ProtocolError('the device key made no 64-byte signature');
     const clientFinished = finishedMac(
       secrets.clientHandshake,
       transcriptHash(this.hello, frame, block, deviceSignature),
