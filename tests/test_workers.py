@@ -12,10 +12,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -24,6 +25,7 @@ from authserver.workers import WorkersError, available_cores, workers_setting
 from mobilesdk.flows import App
 from tests.fixtures.databases import redis_base_uri, require
 from tests.fixtures.flows import PIN, BrowserPage, enrol, new_nonce, start_login
+from tests.fixtures.idp_browser import Browser
 from tests.fixtures.system import REPO, RunningSystem, run_app, start_system, stop_system, wait_until_ready
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -31,6 +33,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 ROOT_KEY = "root-" + secrets.token_hex(16)
 DRAIN_SECONDS = 15
 READY_LINE = re.compile(r"ns worker (\d+) ready \(pid (\d+)\)")
+T = TypeVar("T")
 
 
 def _pem(key: ed25519.Ed25519PrivateKey) -> bytes:
@@ -191,6 +194,75 @@ def test_login_on_one_worker_reaches_a_page_on_the_other(two_workers: dict[str, 
         os.kill(phone_worker, signal.SIGCONT)
     assert status == 200
     assert 'nextauth_logins_total{method="qr",outcome="succeeded"} 1.0' in metrics, metrics
+
+
+IDP_READY_LINE = re.compile(r"idp worker (\d+) ready \(pid (\d+)\)")
+
+
+def _on_worker(keep: int, other: int, work: Callable[[], T]) -> T:
+    """``work`` while ``other`` is stopped: a new connection can only be accepted by ``keep``."""
+    os.kill(other, signal.SIGSTOP)
+    try:
+        return work()
+    finally:
+        os.kill(other, signal.SIGCONT)
+
+
+def test_the_idp_as_two_workers_logs_in_and_out_across_them(
+    two_workers: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The login page served by one IdP worker, its completion by the other; then forward-auth on the
+    first worker lets the session in, a logout on the second ends it, and the first refuses it on the
+    next request (it heard through Redis, not from its database read every few seconds)."""
+    ns: RunningSystem = two_workers["ns"]
+    idp = start_system(
+        tmp_path_factory.mktemp("idp-workers"),
+        command=("idp",),
+        extra_env={
+            "NEXTAUTH_DB_URI": ns.env["NEXTAUTH_DB_URI"],
+            "NEXTAUTH_KV_URI": ns.env["NEXTAUTH_KV_URI"],
+            "NEXTAUTH_IDP_WORKERS": "2",
+            "NEXTAUTH_IDP_SECRET_KEY": secrets.token_urlsafe(40),
+            "NEXTAUTH_IDP_NS_API_URL": f"http://127.0.0.1:{ns.port('ns', 'http')}",
+            "NEXTAUTH_IDP_NS_API_KEY": ROOT_KEY,
+            "NEXTAUTH_IDP_NS_WEBSOCKET_URL": f"ws://127.0.0.1:{ns.port('ns', 'websocket')}/ns/websocket",
+            "NEXTAUTH_IDP_FORWARD_AUTH_HOSTS": "app.example.com",
+        },
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(dict(IDP_READY_LINE.findall(idp.log()))) < 2:
+            assert idp.alive() and time.monotonic() < deadline, idp.log()
+            time.sleep(0.1)
+        first, second = (int(pid) for _, pid in sorted(dict(IDP_READY_LINE.findall(idp.log())).items()))
+        browser = Browser(idp)
+        # No kept-alive connection: each request is accepted anew, by the worker that is not stopped.
+        browser.http = httpx.Client(
+            follow_redirects=False,
+            timeout=15,
+            headers={"Accept": "text/html"},
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
+        page = _on_worker(first, second, lambda: browser.get("/login?next=/whoami"))
+        done = _on_worker(second, first, lambda: browser.approve_on_phone(page, two_workers["phone"]))
+        assert done.status_code == 200 and done.json()["sub"] == "wanda", done.text[:300]
+
+        asked = {
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": "app.example.com",
+            "X-Forwarded-Uri": "/reports",
+            "X-Forwarded-Method": "GET",
+        }
+        allowed = _on_worker(first, second, lambda: browser.get("/auth/forward", headers=asked))
+        assert allowed.status_code == 200 and allowed.headers["Remote-User"] == "wanda"
+        out = _on_worker(second, first, lambda: browser.post("/logout"))
+        assert out.status_code == 302, out.text[:300]
+        refused = _on_worker(first, second, lambda: browser.get("/auth/forward", headers=asked))
+        assert refused.status_code == 302 and "/login" in refused.headers["Location"]
+        browser.close()
+    finally:
+        stop_system(idp)
+    assert idp.process.returncode == 0, idp.log()
 
 
 def test_a_killed_worker_is_started_again(two_workers: dict[str, Any]) -> None:
