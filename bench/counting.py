@@ -5,6 +5,7 @@ redis-py (its connection class), without touching the server's code; ``bench.wra
 before the server module runs. Counted:
 
 - ``statements``: SQL statements sent (``before_cursor_execute``), pre-pings not included;
+  ``autocommit_statements``: those of them sent outside a transaction (autocommit reads);
 - ``transactions``: database transactions that ran at least one statement, ended by a commit or a
   rollback; ``commits``: commits asked for (with or without statements);
 - ``pings``: pool pre-pings (each a ``SELECT 1`` round trip before a checkout is handed out);
@@ -26,6 +27,7 @@ from typing import Any
 
 FIELDS = (
     "statements",
+    "autocommit_statements",
     "transactions",
     "commits",
     "pings",
@@ -79,7 +81,10 @@ def install(counters: Counters = COUNTERS) -> Counters:
 
     def statement(conn: Connection, _cursor: Any, text: str, *_args: Any) -> None:
         counters.statement(text)
-        conn.info[_DIRTY] = True
+        if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            counters.add("autocommit_statements")
+        else:
+            conn.info[_DIRTY] = True
 
     def ended(conn: Connection) -> None:
         if conn.info.pop(_DIRTY, False):
