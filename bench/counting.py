@@ -49,9 +49,11 @@ class Counters:
             self.values[name] += amount
 
     def statement(self, text: str) -> None:
-        kind = " ".join(text.split())[:90]
+        self.kind("statements", " ".join(text.split())[:90])
+
+    def kind(self, field: str, kind: str) -> None:
         with self._lock:
-            self.values["statements"] += 1
+            self.values[field] += 1
             self.kinds[kind] = self.kinds.get(kind, 0) + 1
 
     def reset(self) -> None:
@@ -119,13 +121,17 @@ def _install_redis(counters: Counters) -> None:
     pack_commands = AbstractConnection.pack_commands
     send_packed = AbstractConnection.send_packed_command
 
+    def name(args: Any) -> str:
+        return "redis " + str(args[0] if args else "?")
+
     def counted_send_command(self: Any, *args: Any, **kwargs: Any) -> None:
-        counters.add("redis_commands")
+        counters.kind("redis_commands", name(args))
         send_command(self, *args, **kwargs)
 
     def counted_pack_commands(self: Any, commands: Any) -> Any:
         commands = list(commands)
-        counters.add("redis_commands", len(commands))
+        for args in commands:
+            counters.kind("redis_commands", name(args))
         return pack_commands(self, commands)
 
     def counted_send_packed(self: Any, command: Any, check_health: bool = True) -> None:

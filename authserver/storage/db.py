@@ -47,6 +47,12 @@ _DRIVERS = {
 # hanging for the OS default of minutes.
 CONNECT_TIMEOUT_SECONDS = 5
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Connections a pool keeps open, and how many more it opens under a burst (closing them when returned).
+# SQLAlchemy's 5 kept open meant that ten phones logging in at once had the pool open and close a
+# connection for most transactions: a PostgreSQL backend started per transaction, most of the time a
+# login cost the servers. Ten kept cover as many concurrent transactions per component and process.
+POOL_SIZE = 10
+POOL_OVERFLOW = 10
 # A fixed advisory-lock key/name shared by every process migrating the same database.
 _LOCK_NAME = "nextauth-migrations"
 _PG_LOCK_KEY = int.from_bytes(hashlib.sha256(_LOCK_NAME.encode()).digest()[:8], "big", signed=True)
@@ -153,14 +159,18 @@ def create_engine_for(uri: str) -> Engine:
             engine = sqlalchemy.create_engine(url, connect_args=connect_args, poolclass=StaticPool)
         else:
             # A file has no server that could close the connection: nothing to check at checkout.
-            engine = sqlalchemy.create_engine(url, connect_args=connect_args)
+            engine = sqlalchemy.create_engine(
+                url, connect_args=connect_args, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW
+            )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     connect_args = {}
     if "connect_timeout" not in url.query:
         connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
     # pool_recycle stays under MariaDB's default wait_timeout (8 h) and typical proxy idle limits.
-    engine = sqlalchemy.create_engine(url, connect_args=connect_args, pool_recycle=1800)
+    engine = sqlalchemy.create_engine(
+        url, connect_args=connect_args, pool_recycle=1800, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW
+    )
     event.listen(engine, "checkout", _drop_if_closed)
     return engine
 
