@@ -208,8 +208,9 @@ class LoginService:
                 second_factor=established["second_factor"],
             )
             return view, row
-        cancelled = self._kv.get(_cancelled_key(server.id, hsid))
-        shown = self._current_qr(server, hsid, browser)
+        # Both in one round trip: whether the last request was refused, and the QR shown now.
+        cancelled, raw = self._kv.get_many([_cancelled_key(server.id, hsid), f"login:{hsid}"])
+        shown = self._current_qr(server, hsid, browser, raw)
         left = max(0.0, shown.expires - time.time())
         view = SessionView(
             loggedin=False,
@@ -338,14 +339,16 @@ class LoginService:
             data={"account": account_id, "session": hsid, "reason": reason},
         )
 
-    def _current_qr(self, server: VirtualServer, hsid: str, browser: dict[str, str]) -> CurrentQR:
-        """One live QR per session; a fresh one once the old is used or has under ``renew_before`` to live."""
-        raw = self._kv.get(f"login:{hsid}")
+    def _current_qr(
+        self, server: VirtualServer, hsid: str, browser: dict[str, str], raw: bytes | None
+    ) -> CurrentQR:
+        """One live QR per session; a fresh one once the old is used or has under ``renew_before`` to live.
+        ``raw``: what the store holds under ``login:<hsid>``."""
         if raw is not None:
             shown = CurrentQR.from_json(raw)
             if (
                 shown.expires - time.time() > self.renew_before
-                and self._kv.get(f"qr:{shown.qr_id}") is not None
+                and self._kv.get(_item_key(shown.qr_id)) is not None
             ):
                 return shown
         qr_id = b64(os.urandom(16))
@@ -366,15 +369,17 @@ class LoginService:
             browser=browser,
             created=time.time(),
         )
-        self.store_login_item(qr_id, entry, self._qr_ttl)
+        current = CurrentQR(qr_id=qr_id, payload=payload, expires=time.time() + self._qr_ttl)
+        batch = self._kv.batch()  # one round trip for the three
+        batch.set(_item_key(qr_id), entry.to_json(), ttl=self._qr_ttl)
         # Outlives the code: a late scan of it is told to its page (see login_start), not only to the phone.
-        self._kv.set(
+        batch.set(
             _expired_key(qr_id),
             f"{hsid} {entry.challenge_hash}".encode("ascii"),
             ttl=self._qr_ttl + CONTEXT_TTL,
         )
-        current = CurrentQR(qr_id=qr_id, payload=payload, expires=time.time() + self._qr_ttl)
-        self._kv.set(f"login:{hsid}", current.to_json(), ttl=self._qr_ttl)
+        batch.set(f"login:{hsid}", current.to_json(), ttl=self._qr_ttl)
+        batch.execute()
         return current
 
     def _tell_page_code_expired(self, qr_id: str, challenge: bytes) -> None:
@@ -389,7 +394,7 @@ class LoginService:
 
     def store_login_item(self, item_id: str, entry: LoginItem, ttl: float) -> None:
         """A login request an app may take once: a QR shown to anyone, or a push bound to one account."""
-        self._kv.set(f"qr:{item_id}", entry.to_json(), ttl=ttl)
+        self._kv.set(_item_key(item_id), entry.to_json(), ttl=ttl)
 
     # -- the app's side (sigmai operations) ------------------------------------------------------------
 
@@ -403,7 +408,7 @@ class LoginService:
             account = self._login_account(server.id, context.peer.thumbprint())
         except OperationError as exc:
             if exc.code == "blocked":  # tell the page why nothing happens (the code stays usable)
-                peeked = self._kv.get(f"qr:{qr_id}")
+                peeked = self._kv.get(_item_key(qr_id))
                 if peeked is not None:  # a live code: a login was under way
                     blocked = LoginItem.from_json(peeked)
                     self.events.publish(blocked.hsid, "CANCEL blocked")
@@ -415,24 +420,18 @@ class LoginService:
                         account_id=_account_id(self._engine, server.id, context),
                     )
             raise
-        raw = self._kv.take(f"qr:{qr_id}")  # single use: a second scan finds nothing
+        raw = self._kv.take(_item_key(qr_id))  # single use: a second scan finds nothing
         if raw is None:
             count_login(None, "expired")  # the code is gone, and with it whether it was a QR or a push
             self.record_login_failed(server.id, None, "expired", account_id=account.id)
             self._tell_page_code_expired(qr_id, challenge)
             raise OperationError("expired", "This code has expired or was already used. Scan a new one.")
         entry = LoginItem.from_json(raw)
-        self._kv.delete(_expired_key(qr_id))  # taken: a later scan of it is a replay, not a slow scan
-        if entry.server_id != server.id:
-            count_login(entry.method, "error")
-            raise OperationError("wrong_server", "This code belongs to another service.")
-        if not hmac.compare_digest(entry.challenge_hash, hashlib.sha256(challenge).hexdigest()):
-            count_login(entry.method, "expired")
-            self.record_login_failed(server.id, entry.hsid, "expired", account_id=account.id)
-            raise OperationError("expired", "This code has expired or was already used. Scan a new one.")
-        if entry.account_id not in (None, account.id):
-            count_login(entry.method, "expired")
-            raise OperationError("expired", "This request was meant for another account.")
+        try:
+            self._check_taken(entry, server, account, challenge)
+        except OperationError:
+            self._kv.delete(_expired_key(qr_id))  # taken: a later scan of it is a replay, not a slow scan
+            raise
         ns_challenge = os.urandom(32)
         needs_second_factor = self._needs_second_factor(server, account)
         context.state["login"] = PendingLogin(
@@ -448,8 +447,11 @@ class LoginService:
             number=entry.number,
             account=account,
         )
-        self._kv.delete(_cancelled_key(server.id, entry.hsid))  # a new attempt: an old refusal is history
-        self.events.publish(entry.hsid, "CONFIRMSCAN")
+        batch = self._kv.batch()  # one round trip for the three
+        # Taken: a later scan of it is a replay, not a slow scan. A new attempt: an old refusal is history.
+        batch.delete(_expired_key(qr_id), _cancelled_key(server.id, entry.hsid))
+        batch.publish(browser_hub.CHANNEL, browser_hub.encode(entry.hsid, "CONFIRMSCAN"))
+        batch.execute()
         started = {
             "server": server.public(),
             "requester": entry.browser,
@@ -462,6 +464,21 @@ class LoginService:
         if shown:
             started["context"] = shown
         return started
+
+    def _check_taken(
+        self, entry: LoginItem, server: VirtualServer, account: LoginAccount, challenge: bytes
+    ) -> None:
+        """The taken code is this server's, the scan carries its secret, and it is for this account."""
+        if entry.server_id != server.id:
+            count_login(entry.method, "error")
+            raise OperationError("wrong_server", "This code belongs to another service.")
+        if not hmac.compare_digest(entry.challenge_hash, hashlib.sha256(challenge).hexdigest()):
+            count_login(entry.method, "expired")
+            self.record_login_failed(server.id, entry.hsid, "expired", account_id=account.id)
+            raise OperationError("expired", "This code has expired or was already used. Scan a new one.")
+        if entry.account_id not in (None, account.id):
+            count_login(entry.method, "expired")
+            raise OperationError("expired", "This request was meant for another account.")
 
     def login_finish(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
         pending: PendingLogin | None = context.state.pop("login", None)  # one confirmation per scan
@@ -663,8 +680,15 @@ class LoginService:
             self.record_login_failed(server_id, hsid, "blocked", account_id=account.id)
             account_for(self._engine, server_id, account.thumbprint)
             raise OperationError("blocked", "This account is blocked. Contact the service's support.")
-        self._kv.delete(f"login:{hsid}")
-        self.events.publish(hsid, "LOGIN")
+        batch = self._kv.batch()  # one round trip for the two
+        batch.delete(f"login:{hsid}")
+        batch.publish(browser_hub.CHANNEL, browser_hub.encode(hsid, "LOGIN"))
+        try:
+            batch.execute()
+        except UNAVAILABLE as exc:
+            # The session is recorded: the login took place, whatever the store says. Its QR entry
+            # expires on its own; the pages' hub catches its pages up once the store is back.
+            _publish_failures.failed(exc)
         self.audit.record(
             "login.succeeded",
             subject=account.user_id,
@@ -708,6 +732,10 @@ def _log_refused(account: BoundAccount, server_id: str, purpose: str, reason: st
     security_log.warning(
         "ns: attestation refused for account %s at server %s (%s): %s", account.id, server_id, purpose, reason
     )
+
+
+def _item_key(item_id: str) -> str:
+    return f"qr:{item_id}"
 
 
 def _expired_key(qr_id: str) -> str:
