@@ -8,7 +8,6 @@ application's status call that finds the session logged in. Behaviour, not timin
 """
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
