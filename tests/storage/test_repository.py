@@ -149,8 +149,10 @@ def _last_seen(engine: Engine, component: str) -> object:
 
 
 def test_record_device_seen_writes_last_seen_at_most_once_per_interval(engine: Engine) -> None:
-    raw = Ed25519PrivateKey.generate().public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    raw = (
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     )
     clock = [1000.0]
     statements: list[str] = []
