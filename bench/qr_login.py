@@ -35,6 +35,9 @@ from mobilesdk.store import ServiceEndpoint
 from nextauth_core.qr import QRPayload
 
 REPO = Path(__file__).resolve().parents[1]
+# Figures of an earlier run (``python -m bench --only logins --save-logins FILE`` on an earlier commit),
+# shown beside this run's: the page's before/after table.
+BASELINE = REPO / "docs" / "benchmarks" / "logins-before.json"
 PIN = "8642"
 ENDPOINTS = {
     "ns": ("http", "websocket", "sigmai", "admin"),
@@ -295,6 +298,41 @@ def measure_logins(services: Services, apps: list[tuple[App, str]], logins_per_p
     }
 
 
+def machine_source() -> str:
+    from bench.common import tool_versions
+
+    return tool_versions().get("source", "?")
+
+
+def before_and_after(before: dict[str, Any], rows: list[tuple[str, dict[str, Any]]]) -> str:
+    """The per-login figures of a saved earlier run beside this run's, backend by backend and phones by
+    phones (rows both runs have)."""
+    earlier = {(name, row["phones"]): row for name, row in before["rows"]}
+    lines = [
+        "## Before and after",
+        "",
+        f"Before: {before['source']} ({before['load']}); after: this run. Same benchmark, same machine; "
+        "per login.",
+        "",
+        "| backend | phones | | statements | transactions | pre-pings | DB round trips | Redis commands "
+        "(round trips) | server CPU ms | phone CPU ms | logins/s |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in rows:
+        old = earlier.get((name, row["phones"]))
+        if old is None:
+            continue
+        for label, found in (("before", old), ("after", row)):
+            c = found["per_login"]
+            lines.append(
+                f"| {name} | {row['phones']} | {label} | {c['statements']:.1f} | {c['transactions']:.1f} "
+                f"| {c['pings']:.1f} | {c['db_round_trips']:.1f} "
+                f"| {c['redis_commands']:.1f} ({c['redis_round_trips']:.1f}) | {c['server_cpu_ms']:.1f} "
+                f"| {c['phone_cpu_ms']:.1f} | {found['per_second']:.1f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 @dataclass
 class LoginResults:
     markdown: str
@@ -309,6 +347,7 @@ def run(
     notes: list[str] | None = None,
     command: str = "python -m bench --only logins",
     profile_dir: Path | None = None,
+    save_to: Path | None = None,
 ) -> LoginResults:
     backends = backends or [Backend(SQLITE)]
     watch = LoadWatch()
@@ -388,6 +427,17 @@ def run(
         "Latency is one login as the user waits for it (QR fetched to session confirmed); with N phones "
         "logging in back to back the services are saturated, so p50 grows with N at a flat rate.",
     ]
+    load = watch.note()
+    if save_to is not None:
+        save_to.write_text(
+            json.dumps(
+                {"source": machine_source(), "load": load, "rows": [[name, row] for name, row in rows]},
+                indent=1,
+            )
+            + "\n"
+        )
+    if BASELINE.exists():
+        lines += ["", before_and_after(json.loads(BASELINE.read_text()), rows)]
     if profile is not None:
         lines += ["", "## Profile of the services", "", markdown_profile(profile)]
     return LoginResults("\n".join(lines) + "\n", rows, profile)
