@@ -6,17 +6,19 @@ before the server module runs. Counted:
 
 - ``statements``: SQL statements sent (``before_cursor_execute``), pre-pings not included;
   ``autocommit_statements``: those of them sent outside a transaction (autocommit reads);
-- ``transactions``: database transactions that ran at least one statement, ended by a commit or a
-  rollback; ``commits``: commits asked for (with or without statements);
+- ``transactions``: database transactions that wrote or ran statements: explicit ones (BEGIN ... COMMIT
+  or ROLLBACK, with at least one statement) and single write statements in autocommit mode (which the
+  database commits as transactions of their own); ``autocommit_writes``: those of the second kind;
+  ``commits``: commits asked for (with or without statements);
 - ``pings``: pool pre-pings (each a ``SELECT 1`` round trip before a checkout is handed out);
 - ``checkouts``: connections taken from a pool;
 - ``redis_commands``: commands sent to Redis (a pipeline's commands one by one);
   ``redis_round_trips``: writes to Redis that wait for an answer (a pipeline is one).
 
 Database round trips are derived, for PostgreSQL's driver (psycopg): each statement is one, each
-transaction adds two (its ``BEGIN``, sent on its own before the first statement, and its ``COMMIT`` or
-``ROLLBACK``), each pre-ping one. SQLite has no network: there the figure says what the same work would
-cost on a server.
+explicit transaction adds two (its ``BEGIN``, sent on its own before the first statement, and its
+``COMMIT`` or ``ROLLBACK``), each pre-ping one. SQLite has no network: there the figure says what
+the same work would cost on a server.
 """
 
 import json
@@ -29,6 +31,7 @@ FIELDS = (
     "statements",
     "autocommit_statements",
     "transactions",
+    "autocommit_writes",
     "commits",
     "pings",
     "checkouts",
@@ -85,6 +88,9 @@ def install(counters: Counters = COUNTERS) -> Counters:
         counters.statement(text)
         if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
             counters.add("autocommit_statements")
+            if not text.lstrip().upper().startswith("SELECT"):
+                counters.add("autocommit_writes")
+                counters.add("transactions")
         else:
             conn.info[_DIRTY] = True
 
@@ -145,4 +151,5 @@ def _install_redis(counters: Counters) -> None:
 
 def db_round_trips(counts: dict[str, float]) -> float:
     """PostgreSQL round trips for these counts (see the module's docstring)."""
-    return counts["statements"] + 2 * counts["transactions"] + counts["pings"]
+    explicit = counts["transactions"] - counts["autocommit_writes"]
+    return counts["statements"] + 2 * explicit + counts["pings"]

@@ -403,22 +403,25 @@ def run(
         "",
         "### Per login",
         "",
-        "What one full QR login cost, averaged over the logins of each row: SQL statements, database "
-        "transactions that ran statements (commits asked for), pool pre-pings, PostgreSQL round trips "
-        "(statements + BEGIN and COMMIT of each transaction + pre-pings; on SQLite what the same work "
-        "would cost on a server), Redis commands (round trips), all counted inside the services "
+        "What one full QR login cost, averaged over the logins of each row: SQL statements (of them sent "
+        "in autocommit mode, outside an explicit transaction), database transactions (of them single "
+        "write statements in autocommit mode, which the database commits on their own; the others are "
+        "BEGIN ... COMMIT with at least one statement), pool pre-pings, PostgreSQL round trips "
+        "(statements + BEGIN and COMMIT of each explicit transaction + pre-pings; on SQLite what the same "
+        "work would cost on a server), Redis commands (round trips), all counted inside the services "
         "(bench/counting.py); CPU time (user + system) of the services' processes, and of the phones "
         "(the benchmark process: Mobile SDK and the application's REST calls).",
         "",
-        "| backend | phones | statements | transactions (commits) | pre-pings | DB round trips "
-        "| Redis commands (round trips) | server CPU ms | phone CPU ms |",
+        "| backend | phones | statements (autocommit) | transactions (single statement) | pre-pings "
+        "| DB round trips | Redis commands (round trips) | server CPU ms | phone CPU ms |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, row in rows:
         c = row["per_login"]
         lines.append(
-            f"| {name} | {row['phones']} | {c['statements']:.1f} | {c['transactions']:.1f} "
-            f"({c['commits']:.1f}) | {c['pings']:.1f} | {c['db_round_trips']:.1f} "
+            f"| {name} | {row['phones']} | {c['statements']:.1f} ({c['autocommit_statements']:.1f}) "
+            f"| {c['transactions']:.1f} ({c['autocommit_writes']:.1f}) | {c['pings']:.1f} "
+            f"| {c['db_round_trips']:.1f} "
             f"| {c['redis_commands']:.1f} ({c['redis_round_trips']:.1f}) "
             f"| {c['server_cpu_ms']:.1f} | {c['phone_cpu_ms']:.1f} |"
         )

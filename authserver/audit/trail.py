@@ -101,7 +101,7 @@ class AuditTrail:
         try:
             # A Core insert: an event is written on every login, and the ORM's unit of work for one row
             # cost more than the insert itself.
-            database.transaction(self._engine, lambda connection: connection.execute(_INSERT, row))
+            database.write_one(self._engine, _INSERT, row)
         except Exception:
             NOT_STORED.labels(self.component).inc()
             log.exception("audit: could not store %s event %s", kind, event_id)

@@ -65,6 +65,7 @@ _COUNT_ATTEMPT = (
     )
     .values(failures=_INSTANCES.c.failures + 1, updated_at=bindparam("now"))
 )
+_COUNT_ATTEMPT_RETURNING = _COUNT_ATTEMPT.returning(*_COUNTED)
 _READ_COUNTED = select(*_COUNTED).where(_INSTANCES.c.device_thumbprint == bindparam("thumbprint"))
 # A proven PIN clears the count only if nothing changed since its evaluation: not locked meanwhile (the
 # lock wins), and the verifier the proof was checked against is still the PIN (not changed meanwhile).
@@ -198,17 +199,20 @@ class SecondFactorService:
         One statement where the database can return what it updated (PostgreSQL, SQLite), else the
         update and a read in one transaction; committed before the evaluation is answered."""
         parameters = {"thumbprint": thumbprint, "max_attempts": self.max_attempts, "now": utcnow()}
-        returning = self._engine.dialect.update_returning
+        row: Any
+        if self._engine.dialect.update_returning:
+            row = database.write_one(
+                self._engine, _COUNT_ATTEMPT_RETURNING, parameters, take=lambda result: result.first()
+            )
+        else:
 
-        def count(connection: Connection) -> Any:
-            if returning:
-                return connection.execute(_COUNT_ATTEMPT.returning(*_COUNTED), parameters).first()
-            counted = connection.execute(_COUNT_ATTEMPT, parameters)
-            if rowcount(counted) != 1:
-                return None
-            return connection.execute(_READ_COUNTED, parameters).first()
+            def count(connection: Connection) -> Any:
+                counted = connection.execute(_COUNT_ATTEMPT, parameters)
+                if rowcount(counted) != 1:
+                    return None
+                return connection.execute(_READ_COUNTED, parameters).first()
 
-        row = database.transaction(self._engine, count)
+            row = database.transaction(self._engine, count)
         if row is None:  # not registered, locked, or at the limit: which one?
             with Session(self._engine, expire_on_commit=False) as session:
                 instance = session.scalar(
@@ -383,8 +387,7 @@ class SecondFactorService:
         """A proof checked against ``verifier`` succeeded: clear the count, in one statement, unless the
         instance was locked or its PIN changed since the evaluation (then no attestation)."""
         parameters = {"thumbprint": thumbprint, "verifier": verifier, "now": utcnow()}
-        done = database.transaction(self._engine, lambda c: c.execute(_RESET_PROVEN, parameters))
-        if rowcount(done) == 1:
+        if database.write_one(self._engine, _RESET_PROVEN, parameters) == 1:
             return
         current = self._current(thumbprint)
         if current is None or current.locked:

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlencode
 import sqlalchemy
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, CursorResult, Engine, Result, event, text
+from sqlalchemy import Connection, CursorResult, Engine, Executable, Result, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.pool import StaticPool
@@ -211,6 +211,12 @@ def _drop_if_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         raise DisconnectionError("the database closed this connection while it was idle in the pool")
 
 
+def rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE matched. ``Session.execute`` is annotated as returning ``Result``; for
+    those statements it is a ``CursorResult``, which carries the count."""
+    return cast(CursorResult[Any], result).rowcount
+
+
 def transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
     """``work`` in one transaction, committed; once more on a fresh connection if the connection died
     before the commit was sent.
@@ -233,11 +239,40 @@ def transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _autocommits(engine: Engine) -> bool:
+    # PostgreSQL's and SQLite's drivers switch a connection to autocommit and back without a round trip;
+    # PyMySQL sends a command each way, which costs more than the BEGIN and COMMIT it would save.
+    return engine.dialect.name in ("postgresql", "sqlite")
+
+
+def write_one(
+    engine: Engine,
+    statement: Executable,
+    parameters: dict[str, Any],
+    take: Callable[[CursorResult[Any]], T] = rowcount,  # type: ignore[assignment]
+) -> T:
+    """One write statement, atomic on its own; ``take`` reads its result (by default, the rows it
+    matched) before the connection goes back to the pool. Outside an explicit transaction where that
+    saves round trips (PostgreSQL, SQLite: the database commits the statement, durably, as a transaction
+    of its own: one round trip instead of BEGIN, statement and COMMIT), in a ``transaction()`` elsewhere.
+
+    Not retried on a dead connection: the statement may have been applied before the connection died
+    (``_drop_if_closed`` keeps connections that died in the pool from being used)."""
+    if not _autocommits(engine):
+        return transaction(
+            engine,
+            lambda connection: take(cast(CursorResult[Any], connection.execute(statement, parameters))),
+        )
+    with engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        return take(cast(CursorResult[Any], connection.execute(statement, parameters)))
+
+
 def read(engine: Engine, work: Callable[[Connection], T]) -> T:
     """``work`` (reads only) outside a transaction where that saves round trips: on PostgreSQL and SQLite
     the connection is in autocommit mode, so a single SELECT is one round trip, not BEGIN, SELECT and
     ROLLBACK. (On MariaDB switching the mode costs round trips itself.) Retried like ``transaction()``."""
-    autocommit = engine.dialect.name in ("postgresql", "sqlite")
+    autocommit = _autocommits(engine)
     for attempt in (1, 2):
         try:
             with engine.connect() as connection:
@@ -360,9 +395,3 @@ def ping(engine: Engine) -> bool:
     except Exception:  # any failure means "not ready", whatever the driver raises
         log.debug("database ping failed", exc_info=True)
         return False
-
-
-def rowcount(result: Result[Any]) -> int:
-    """Rows an UPDATE or DELETE matched. ``Session.execute`` is annotated as returning ``Result``; for
-    those statements it is a ``CursorResult``, which carries the count."""
-    return cast(CursorResult[Any], result).rowcount

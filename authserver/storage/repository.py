@@ -18,6 +18,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from authserver.storage import db
 from authserver.storage.models import SeenDevice, ServiceKey, utcnow
 
 log = logging.getLogger("nextauth.storage")
@@ -228,8 +229,7 @@ def record_device_seen(
     }
     for attempt in range(1, _ATTEMPTS + 1):
         try:
-            with engine.begin() as connection:
-                connection.execute(_upsert(engine.dialect.name, values))
+            db.write_one(engine, _upsert(engine.dialect.name, values), {})
             _seen_writes.written(engine, (component, thumbprint), moment)
             return
         except OperationalError as exc:
