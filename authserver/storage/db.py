@@ -241,8 +241,10 @@ def transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
 
 def _autocommits(engine: Engine) -> bool:
     # PostgreSQL's and SQLite's drivers switch a connection to autocommit and back without a round trip;
-    # PyMySQL sends a command each way, which costs more than the BEGIN and COMMIT it would save.
-    return engine.dialect.name in ("postgresql", "sqlite")
+    # PyMySQL sends a command each way, which costs more than the BEGIN and COMMIT it would save. An
+    # in-memory SQLite database is one connection shared by every checkout: switching it could end
+    # another checkout's transaction.
+    return engine.dialect.name in ("postgresql", "sqlite") and not isinstance(engine.pool, StaticPool)
 
 
 def write_one(
