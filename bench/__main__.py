@@ -36,6 +36,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--no-websocket", action="store_true", help="sigmai: skip the loopback WebSocket part"
     )
+    parser.add_argument(
+        "--save-logins",
+        type=Path,
+        metavar="FILE",
+        help="logins: also write the rows as JSON (for a later run's before/after table: "
+        "docs/benchmarks/logins-before.json)",
+    )
     args = parser.parse_args(args_list)
     if args.profile:
         try:
@@ -73,7 +80,12 @@ def main(argv: list[str] | None = None) -> None:
                 "full QR logins",
                 pages,
                 lambda: qr_login.run(
-                    quick=args.quick, backends=backends, notes=notes, command=command, profile_dir=profile_dir
+                    quick=args.quick,
+                    backends=backends,
+                    notes=notes,
+                    command=command,
+                    profile_dir=profile_dir,
+                    save_to=args.save_logins,
                 ),
             )
             if logins is not None:

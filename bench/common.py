@@ -356,3 +356,34 @@ class LoadWatch:
                 f"; other programs running meanwhile: {', '.join(sorted(self.others))} (figures are noisier)"
             )
         return text
+
+
+# -- CPU time ----------------------------------------------------------------------------------------
+
+
+def _stat_fields(pid: int) -> list[str]:
+    # The fields after the command name, which may itself hold spaces or parentheses: fields[1] is the
+    # parent's pid, fields[11:15] utime, stime, cutime and cstime (stat(5), fields 4 and 14 to 17).
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def process_tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process and every live process under it (worker processes), from
+    /proc; 0.0 where /proc is not there. Exited children count once their parent waited for them."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    ticks = os.sysconf("SC_CLK_TCK")
+    with contextlib.suppress(OSError):
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = _stat_fields(int(entry.name))
+                parents[int(entry.name)] = int(fields[1])
+                times[int(entry.name)] = sum(int(value) for value in fields[11:15]) / ticks
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        total += times.get(current, 0.0)
+        pending += [child for child, parent in parents.items() if parent == current]
+    return total

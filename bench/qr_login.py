@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import SQLITE, Backend, LoadWatch, machine_table, server_versions
+from bench.common import SQLITE, Backend, LoadWatch, machine_table, process_tree_cpu, server_versions
+from bench.counting import FIELDS, db_round_trips
 from bench.profiles import ProfileSummary, safely, summarize
 from bench.profiles import markdown as markdown_profile
 from mobilesdk.flows import App
@@ -34,6 +35,9 @@ from mobilesdk.store import ServiceEndpoint
 from nextauth_core.qr import QRPayload
 
 REPO = Path(__file__).resolve().parents[1]
+# Figures of an earlier run (``python -m bench --only logins --save-logins FILE`` on an earlier commit),
+# shown beside this run's: the page's before/after table.
+BASELINE = REPO / "docs" / "benchmarks" / "logins-before.json"
 PIN = "8642"
 ENDPOINTS = {
     "ns": ("http", "websocket", "sigmai", "admin"),
@@ -53,7 +57,8 @@ class Services:
 
     With ``profile_to`` it runs under ``bench.wrapper``: ``profile_start()`` and ``profile_stop()`` bracket
     the workload, and the pyinstrument session lands in that file. ``nodelay`` runs it with TCP_NODELAY on
-    the WSGI servers' sockets (see ``bench.wrapper``)."""
+    the WSGI servers' sockets (see ``bench.wrapper``). ``counting`` has it count its SQL statements,
+    transactions and Redis commands (``bench.counting``): ``reset_counts()`` and ``counts()``."""
 
     def __init__(
         self,
@@ -62,6 +67,7 @@ class Services:
         *,
         profile_to: Path | None = None,
         nodelay: bool = False,
+        counting: bool = True,
     ) -> None:
         self.ports = {c: {e: _free_port() for e in eps} for c, eps in ENDPOINTS.items()}
         self.idp_port = _free_port()
@@ -80,9 +86,11 @@ class Services:
         self.env = env
         self.data_dir = data_dir
         self.profile_to = profile_to
-        prefix = ["-m", "bench.wrapper"] if profile_to or nodelay else ["-m"]
+        self.count_to = data_dir / "counts.json" if counting else None
+        prefix = ["-m", "bench.wrapper"] if profile_to or nodelay or counting else ["-m"]
         prefix += ["--nodelay"] if nodelay else []
         prefix += ["--profile", str(profile_to)] if profile_to else []
+        prefix += ["--count", str(self.count_to)] if self.count_to else []
         self.process = subprocess.Popen(
             [sys.executable, *prefix, "nextauth.cli", "all"],
             env=env,
@@ -116,6 +124,30 @@ class Services:
         while not done.exists() and time.monotonic() < deadline and self.process.poll() is None:
             time.sleep(0.2)
         return self.profile_to if done.exists() else None
+
+    def reset_counts(self) -> None:
+        """Counting starts from zero now (``counting`` only; under ``--profile`` this starts it too)."""
+        self.process.send_signal(signal.SIGUSR1)
+        time.sleep(0.2)  # the signal is handled in the server's own time
+
+    def counts(self) -> dict[str, int]:
+        """What the services asked of the database and Redis since ``reset_counts()``."""
+        if self.count_to is None:
+            raise RuntimeError("the services do not count: start them with counting=True")
+        before = json.loads(self.count_to.read_text())["dump"] if self.count_to.exists() else 0
+        self.process.send_signal(signal.SIGUSR2)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.count_to.exists():
+                found: dict[str, int] = json.loads(self.count_to.read_text())
+                if found["dump"] > before:
+                    return found
+            time.sleep(0.05)
+        raise RuntimeError("the services wrote no counts")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the services (the process and any workers under it) have used."""
+        return process_tree_cpu(self.process.pid)
 
     def _ready(self) -> bool:
         try:
@@ -201,7 +233,26 @@ def _phone(services: Services, home: Path, user: str) -> tuple[App, str]:
 
 def measure(services: Services, phones: int, logins_per_phone: int, workdir: Path) -> dict[str, Any]:
     apps = [_phone(services, workdir / f"phone-{phones}-{i}", f"user-{phones}-{i}") for i in range(phones)]
-    return measure_logins(services, apps, logins_per_phone)
+    return measure_counted(services, apps, logins_per_phone)
+
+
+def measure_counted(services: Services, apps: list[tuple[App, str]], logins_per_phone: int) -> dict[str, Any]:
+    """``measure_logins`` with, per login, what the services asked of the database and Redis, the CPU
+    time the services used, and the CPU time of the phones (this process: the Mobile SDK and the
+    application's REST calls)."""
+    services.reset_counts()
+    server_cpu = services.cpu_seconds()
+    phone_cpu = time.process_time()
+    row = measure_logins(services, apps, logins_per_phone)
+    phone_cpu = time.process_time() - phone_cpu
+    server_cpu = services.cpu_seconds() - server_cpu
+    counts = services.counts()
+    logins = max(row["logins"] + row["errors"], 1)
+    per_login: dict[str, float] = {name: counts[name] / logins for name in FIELDS}
+    per_login["db_round_trips"] = db_round_trips(per_login)
+    per_login["server_cpu_ms"] = 1000 * server_cpu / logins
+    per_login["phone_cpu_ms"] = 1000 * phone_cpu / logins
+    return {**row, "per_login": per_login}
 
 
 def measure_logins(services: Services, apps: list[tuple[App, str]], logins_per_phone: int) -> dict[str, Any]:
@@ -247,6 +298,41 @@ def measure_logins(services: Services, apps: list[tuple[App, str]], logins_per_p
     }
 
 
+def machine_source() -> str:
+    from bench.common import tool_versions
+
+    return tool_versions().get("source", "?")
+
+
+def before_and_after(before: dict[str, Any], rows: list[tuple[str, dict[str, Any]]]) -> str:
+    """The per-login figures of a saved earlier run beside this run's, backend by backend and phones by
+    phones (rows both runs have)."""
+    earlier = {(name, row["phones"]): row for name, row in before["rows"]}
+    lines = [
+        "## Before and after",
+        "",
+        f"Before: {before['source']} ({before['load']}); after: this run. Same benchmark, same machine; "
+        "per login.",
+        "",
+        "| backend | phones | | statements | transactions | pre-pings | DB round trips | Redis commands "
+        "(round trips) | server CPU ms | phone CPU ms | logins/s |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in rows:
+        old = earlier.get((name, row["phones"]))
+        if old is None:
+            continue
+        for label, found in (("before", old), ("after", row)):
+            c = found["per_login"]
+            lines.append(
+                f"| {name} | {row['phones']} | {label} | {c['statements']:.1f} | {c['transactions']:.1f} "
+                f"| {c['pings']:.1f} | {c['db_round_trips']:.1f} "
+                f"| {c['redis_commands']:.1f} ({c['redis_round_trips']:.1f}) | {c['server_cpu_ms']:.1f} "
+                f"| {c['phone_cpu_ms']:.1f} | {found['per_second']:.1f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 @dataclass
 class LoginResults:
     markdown: str
@@ -261,6 +347,7 @@ def run(
     notes: list[str] | None = None,
     command: str = "python -m bench --only logins",
     profile_dir: Path | None = None,
+    save_to: Path | None = None,
 ) -> LoginResults:
     backends = backends or [Backend(SQLITE)]
     watch = LoadWatch()
@@ -314,9 +401,46 @@ def run(
         )
     lines += [
         "",
+        "### Per login",
+        "",
+        "What one full QR login cost, averaged over the logins of each row: SQL statements (of them sent "
+        "in autocommit mode, outside an explicit transaction), database transactions (of them single "
+        "write statements in autocommit mode, which the database commits on their own; the others are "
+        "BEGIN ... COMMIT with at least one statement), pool pre-pings, PostgreSQL round trips "
+        "(statements + BEGIN and COMMIT of each explicit transaction + pre-pings; on SQLite what the same "
+        "work would cost on a server), Redis commands (round trips), all counted inside the services "
+        "(bench/counting.py); CPU time (user + system) of the services' processes, and of the phones "
+        "(the benchmark process: Mobile SDK and the application's REST calls).",
+        "",
+        "| backend | phones | statements (autocommit) | transactions (single statement) | pre-pings "
+        "| DB round trips | Redis commands (round trips) | server CPU ms | phone CPU ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in rows:
+        c = row["per_login"]
+        lines.append(
+            f"| {name} | {row['phones']} | {c['statements']:.1f} ({c['autocommit_statements']:.1f}) "
+            f"| {c['transactions']:.1f} ({c['autocommit_writes']:.1f}) | {c['pings']:.1f} "
+            f"| {c['db_round_trips']:.1f} "
+            f"| {c['redis_commands']:.1f} ({c['redis_round_trips']:.1f}) "
+            f"| {c['server_cpu_ms']:.1f} | {c['phone_cpu_ms']:.1f} |"
+        )
+    lines += [
+        "",
         "Latency is one login as the user waits for it (QR fetched to session confirmed); with N phones "
         "logging in back to back the services are saturated, so p50 grows with N at a flat rate.",
     ]
+    load = watch.note()
+    if save_to is not None:
+        save_to.write_text(
+            json.dumps(
+                {"source": machine_source(), "load": load, "rows": [[name, row] for name, row in rows]},
+                indent=1,
+            )
+            + "\n"
+        )
+    if BASELINE.exists():
+        lines += ["", before_and_after(json.loads(BASELINE.read_text()), rows)]
     if profile is not None:
         lines += ["", "## Profile of the services", "", markdown_profile(profile)]
     return LoginResults("\n".join(lines) + "\n", rows, profile)

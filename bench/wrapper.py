@@ -1,6 +1,7 @@
 """Run a server module the way a benchmark needs it, without touching the server's code:
 
-    python -m bench.wrapper [--exit-on-sigterm] [--nodelay] [--profile OUT.json] MODULE [ARGS...]
+    python -m bench.wrapper [--exit-on-sigterm] [--nodelay] [--profile OUT.json] [--count OUT.json]
+                            MODULE [ARGS...]
 
 ``--profile``: pyinstrument is ready but idle; SIGUSR1 starts it, SIGUSR2 stops it and saves the session
 to OUT.json (then OUT.json.done appears). The benchmark sends them around its workload, so start-up
@@ -12,6 +13,10 @@ thread of its own, and time spent waiting on the network shows up in gevent's hu
 ``--nodelay``: every ``gevent.pywsgi.WSGIServer`` sets TCP_NODELAY on the sockets it accepts (what the
 servers do not do themselves; ``bench.bare_app`` explains the cost). Figures taken with it are labelled
 as such: they show what the change would give, not what ships.
+
+``--count``: ``bench.counting`` counts SQL statements, transactions, pre-pings and Redis commands in
+this process; SIGUSR1 sets the counts to zero, SIGUSR2 writes them to OUT.json (each time, with a
+growing ``dump`` number). With ``--profile`` too, the same signals start and stop both.
 
 ``--exit-on-sigterm`` is for modules that do not handle SIGTERM themselves (``bench.bare_app``).
 """
@@ -51,6 +56,7 @@ def _nodelay() -> None:
 def main() -> None:
     args = sys.argv[1:]
     out: str | None = None
+    count_to: str | None = None
     main_greenlet = greenlet.getcurrent()
     while args and args[0].startswith("--"):
         flag, args = args[0], args[1:]
@@ -60,6 +66,8 @@ def main() -> None:
             _nodelay()
         elif flag == "--profile":
             out, args = args[0], args[1:]
+        elif flag == "--count":
+            count_to, args = args[0], args[1:]
         else:
             raise SystemExit(f"bench.wrapper: unknown option {flag}")
     module, *args = args
@@ -67,16 +75,26 @@ def main() -> None:
         raise SystemExit("bench.wrapper: --profile needs pyinstrument")
     profiler = Profiler(interval=0.001, async_mode="disabled") if out is not None else None
 
+    counters = None
+    if count_to is not None:
+        from bench import counting
+
+        counters = counting.install()
+
     def start() -> None:
+        if counters is not None:
+            counters.reset()
         if profiler is not None and not profiler.is_running:
             profiler.start()
 
     def stop() -> None:
+        if counters is not None and count_to is not None:
+            counters.dump(count_to)
         if out is not None and profiler is not None and profiler.is_running:
             profiler.stop().save(out)
             Path(out + ".done").write_text("ok\n")
 
-    if out is not None:
+    if out is not None or count_to is not None:
         gevent.signal_handler(signal.SIGUSR1, start)
         gevent.signal_handler(signal.SIGUSR2, stop)
     sys.argv = [module, *args]

@@ -6,8 +6,12 @@ import time
 from collections.abc import Callable
 
 import pytest
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session as DbSession
 
 from authserver.operations import OperationError
+from authserver.storage.flow_models import Account
+from authserver.storage.flow_models import Session as LoginRow
 from nextauth_core.encoding import unb64url
 from nextauth_core.hsid import hsid_for
 from nextauth_core.qr import QRPayload
@@ -40,6 +44,42 @@ def test_qr_login_establishes_the_session_and_tells_the_page(ns: InProcessNs) ->
     assert (session.method, session.second_factor) == ("qr", "pin")
     # Whoever holds only the QR or the hsid has no session: another nonce sees nothing.
     assert ns.login.status(ns.server, _nonce(), BROWSER).loggedin is False
+
+
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_an_account_blocked_between_scan_and_confirmation_gets_no_session(
+    make_ns: Callable[..., InProcessNs], database: str, request: pytest.FixtureRequest
+) -> None:
+    """The finish does not read the account again: recording the session is what checks it, in the same
+    statement or transaction (PostgreSQL takes another path there: one statement)."""
+    ns = make_ns(db_uri=request.getfixturevalue("postgres_uri") if database == "postgres" else None)
+    phone = Phone(ns)
+    account = phone.enrol("ivan")
+    nonce = _nonce()
+    scanned = phone.scan_login(ns.login.status(ns.server, nonce, BROWSER).loginqrdata or "")
+    with DbSession(ns.engine) as session:
+        session.execute(update(Account).where(Account.id == account).values(blocked=True))
+        session.commit()
+    with pytest.raises(OperationError) as refused:
+        phone.confirm_login(scanned)
+    assert refused.value.code == "blocked"
+    assert ns.login.status(ns.server, nonce, BROWSER).loggedin is False
+    with DbSession(ns.engine) as session:
+        assert session.scalar(select(Account.last_login_at).where(Account.id == account)) is None
+        session.execute(update(Account).where(Account.id == account).values(blocked=False))
+        session.commit()
+    # Unblocked: two scans of two codes of this session, both confirmed: the second login replaces the
+    # first (ended, kept), and the session belongs to the second.
+    one = phone.scan_login(ns.login.status(ns.server, nonce, BROWSER).loginqrdata or "")
+    two = phone.scan_login(ns.login.status(ns.server, nonce, BROWSER).loginqrdata or "")
+    assert phone.confirm_login(one)["logged_in"] and phone.confirm_login(two)["logged_in"]
+    assert ns.login.status(ns.server, nonce, BROWSER).userid == "ivan"
+    with DbSession(ns.engine) as session:
+        ended = session.scalars(
+            select(LoginRow.ended_by).where(LoginRow.hsid == hsid_for(nonce)).order_by(LoginRow.created_at)
+        ).all()
+        stamped = session.scalar(select(Account.last_login_at).where(Account.id == account))
+    assert ended == ["replaced", None] and stamped is not None
 
 
 def test_a_qr_is_taken_once(ns: InProcessNs) -> None:

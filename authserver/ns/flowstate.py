@@ -9,6 +9,7 @@ only and are never serialised.
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 
@@ -117,6 +118,21 @@ class PendingLogin:
     started: float  # time.monotonic()
     method: str  # "qr" or "push"
     number: int | None  # a push's number the app must echo
+    # The account as read at the start (binding, user): the finish re-checks only what may have changed
+    # meanwhile (blocked, removed), in the transaction that records the session.
+    account: "LoginAccount | None" = None
+
+
+@dataclass(frozen=True)
+class LoginAccount:
+    """What a login needs of the account that scanned, read once at ``login.start`` with its user."""
+
+    id: str
+    thumbprint: str
+    sfs_key_hash: str
+    sfs_device: str | None
+    last_login_at: datetime | None
+    user_id: str | None
 
 
 @dataclass(frozen=True)

@@ -14,22 +14,24 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol, cast
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Connection, Engine, Row, Table, bindparam, insert, select, text, update
 from sqlalchemy.orm import Session as DbSession
 
 from authserver.audit import AuditTrail
 from authserver.metrics import count_login
 from authserver.ns import browser_hub
 from authserver.ns.common import account_for, aware, b64, new_id, now, unb64
-from authserver.ns.flowstate import CurrentQR, LoginItem, PendingLogin
+from authserver.ns.flowstate import CurrentQR, LoginAccount, LoginItem, PendingLogin
 from authserver.ns.servers import ServerRegistry, VirtualServer
 from authserver.operations import ChannelContext, OperationError
 from authserver.outage import UNAVAILABLE, OutageLog
+from authserver.storage import db as database
 from authserver.storage.db import rowcount
 from authserver.storage.flow_models import Account, Session, User
 from authserver.storage.kv import KeyValueStore
+from authserver.storage.models import UTCDateTime
 from nextauth_core import attestation
 from nextauth_core.hsid import hsid_for
 from nextauth_core.qr import QRPayload
@@ -44,6 +46,96 @@ CONTEXT_TTL = 600.0
 RENEW_BEFORE = 15.0
 
 security_log = logging.getLogger("nextauth.security")
+
+# The login's hot path runs these Core statements, built once: no ORM unit of work, no per-call
+# statement building; SQLAlchemy's compiled cache hands back their SQL.
+_SESSIONS = cast(Table, Session.__table__)
+_ACCOUNTS = cast(Table, Account.__table__)
+_USERS = cast(Table, User.__table__)
+_CURRENT_ROW = (
+    select(
+        _SESSIONS.c.id,
+        _SESSIONS.c.user_id,
+        _SESSIONS.c.account_id,
+        _SESSIONS.c.method,
+        _SESSIONS.c.second_factor,
+        _SESSIONS.c.created_at,
+        _SESSIONS.c.expires_at,
+        _SESSIONS.c.ended_at,
+    )
+    .where(_SESSIONS.c.hsid == bindparam("hsid"), _SESSIONS.c.server_id == bindparam("server_id"))
+    .order_by(_SESSIONS.c.created_at.desc())
+    .limit(1)
+)
+_LOGIN_ACCOUNT = (
+    select(
+        _ACCOUNTS.c.id,
+        _ACCOUNTS.c.thumbprint,
+        _ACCOUNTS.c.sfs_key_hash,
+        _ACCOUNTS.c.sfs_device,
+        _ACCOUNTS.c.last_login_at,
+        _ACCOUNTS.c.active,
+        _ACCOUNTS.c.blocked,
+        _USERS.c.user_id,
+    )
+    .select_from(_ACCOUNTS.outerjoin(_USERS, _USERS.c.id == _ACCOUNTS.c.user_pk))
+    .where(_ACCOUNTS.c.server_id == bindparam("server_id"), _ACCOUNTS.c.thumbprint == bindparam("thumbprint"))
+)
+# The session is recorded only if the account may still log in: blocked or removed since the scan, it
+# matches no row and the login is refused, in the same transaction (no read-then-write window).
+_STAMP_ACCOUNT = (
+    update(_ACCOUNTS)
+    .where(
+        _ACCOUNTS.c.id == bindparam("account_id"),
+        _ACCOUNTS.c.active.is_(True),
+        _ACCOUNTS.c.blocked.is_(False),
+    )
+    .values(last_login_at=bindparam("now"))
+)
+_REPLACE_SESSIONS = (
+    update(_SESSIONS)
+    .where(
+        _SESSIONS.c.hsid == bindparam("this_hsid"),
+        _SESSIONS.c.server_id == bindparam("this_server"),
+        _SESSIONS.c.ended_at.is_(None),
+    )
+    .values(ended_at=bindparam("now"), ended_by="replaced")
+)
+_NEW_SESSION = insert(_SESSIONS)
+# The same three as one statement, on PostgreSQL (data-modifying CTEs): one round trip instead of five
+# (BEGIN, three statements, COMMIT), atomic as a statement is. Nothing happens unless the account was
+# stamped; the earlier login is ended and the new one inserted from the same snapshot, so the UPDATE
+# never sees the row the INSERT adds.
+_RECORD_LOGIN_POSTGRES = text(
+    """
+    WITH stamped AS (
+        UPDATE ns_accounts SET last_login_at = :now
+        WHERE id = :account_id AND active IS TRUE AND blocked IS FALSE
+        RETURNING id
+    ), replaced AS (
+        UPDATE ns_sessions SET ended_at = :now, ended_by = 'replaced'
+        WHERE hsid = :hsid AND server_id = :server_id AND ended_at IS NULL
+          AND EXISTS (SELECT 1 FROM stamped)
+    )
+    INSERT INTO ns_sessions
+        (id, hsid, server_id, account_id, user_id, method, second_factor, created_at, expires_at)
+    SELECT :id, :hsid, :server_id, stamped.id, :user_id, :method, :second_factor, :now, :expires_at
+    FROM stamped
+    """
+).bindparams(bindparam("now", type_=UTCDateTime()), bindparam("expires_at", type_=UTCDateTime()))
+
+
+class BoundAccount(Protocol):
+    """What an attestation check needs of an account (an ``Account`` row or a ``LoginAccount``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def thumbprint(self) -> str: ...
+    @property
+    def sfs_key_hash(self) -> str: ...
+    @property
+    def sfs_device(self) -> str | None: ...
 
 
 CANCEL_REASONS = ("declined", "locked", "wrong_pin")
@@ -119,10 +211,17 @@ class LoginService:
     # -- the application's side (REST) -----------------------------------------------------------------
 
     def status(self, server: VirtualServer, nonce: str, browser: dict[str, str]) -> SessionView:
+        return self.status_and_row(server, nonce, browser)[0]
+
+    def status_and_row(
+        self, server: VirtualServer, nonce: str, browser: dict[str, str]
+    ) -> tuple[SessionView, Row[Any] | None]:
+        """``status``, and the session's latest login row it was made from (for ``can_provoke``)."""
         hsid = hsid_for(nonce)
-        established = self.active_session(server.id, hsid)
+        row = self.current_row(server.id, hsid)
+        established = _active(row)
         if established is not None:
-            return SessionView(
+            view = SessionView(
                 loggedin=True,
                 hsid=hsid,
                 userid=established["user_id"],
@@ -130,10 +229,12 @@ class LoginService:
                 method=established["method"],
                 second_factor=established["second_factor"],
             )
-        cancelled = self._kv.get(_cancelled_key(server.id, hsid))
-        shown = self._current_qr(server, hsid, browser)
+            return view, row
+        # Both in one round trip: whether the last request was refused, and the QR shown now.
+        cancelled, raw = self._kv.get_many([_cancelled_key(server.id, hsid), f"login:{hsid}"])
+        shown = self._current_qr(server, hsid, browser, raw)
         left = max(0.0, shown.expires - time.time())
-        return SessionView(
+        view = SessionView(
             loggedin=False,
             hsid=hsid,
             loginqrdata=shown.payload,
@@ -141,6 +242,7 @@ class LoginService:
             loginqrrenew_in=round(max(0.0, left - self.renew_before), 1),
             cancelled=cancelled.decode("ascii") if cancelled is not None else None,
         )
+        return view, row
 
     @property
     def renew_before(self) -> float:
@@ -166,18 +268,7 @@ class LoginService:
         self.events.publish(hsid, f"CANCEL {reason}")
 
     def active_session(self, server_id: str, hsid: str) -> dict[str, Any] | None:
-        row = self.current_row(server_id, hsid)
-        if row is None or row.ended_at is not None or aware(row.expires_at) <= now():
-            return None
-        return {
-            "session_id": row.id,
-            "user_id": row.user_id,
-            "account_id": row.account_id,
-            "method": row.method,
-            "second_factor": row.second_factor,
-            "created_at": aware(row.created_at).isoformat(),
-            "expires_at": aware(row.expires_at).isoformat(),
-        }
+        return _active(self.current_row(server_id, hsid))
 
     def active_hsids(self, server_id: str, hsids: list[str]) -> set[str]:
         """Which of these application sessions are logged in, in one query."""
@@ -215,15 +306,13 @@ class LoginService:
                 for row in rows
             ]
 
-    def current_row(self, server_id: str, hsid: str) -> Session | None:
-        """The latest login on this application session, ended or not."""
-        with DbSession(self._engine, expire_on_commit=False) as db:
-            return db.scalar(
-                select(Session)
-                .where(Session.hsid == hsid, Session.server_id == server_id)
-                .order_by(Session.created_at.desc())
-                .limit(1)
-            )
+    def current_row(self, server_id: str, hsid: str) -> Row[Any] | None:
+        """The latest login on this application session, ended or not (the columns of ``_CURRENT_ROW``)."""
+        parameters = {"hsid": hsid, "server_id": server_id}
+        return cast(
+            "Row[Any] | None",
+            database.read(self._engine, lambda c: c.execute(_CURRENT_ROW, parameters).first()),
+        )
 
     def logout(self, server_id: str, hsid: str, ended_by: str) -> bool:
         with DbSession(self._engine, expire_on_commit=False) as db:
@@ -272,14 +361,16 @@ class LoginService:
             data={"account": account_id, "session": hsid, "reason": reason},
         )
 
-    def _current_qr(self, server: VirtualServer, hsid: str, browser: dict[str, str]) -> CurrentQR:
-        """One live QR per session; a fresh one once the old is used or has under ``renew_before`` to live."""
-        raw = self._kv.get(f"login:{hsid}")
+    def _current_qr(
+        self, server: VirtualServer, hsid: str, browser: dict[str, str], raw: bytes | None
+    ) -> CurrentQR:
+        """One live QR per session; a fresh one once the old is used or has under ``renew_before`` to live.
+        ``raw``: what the store holds under ``login:<hsid>``."""
         if raw is not None:
             shown = CurrentQR.from_json(raw)
             if (
                 shown.expires - time.time() > self.renew_before
-                and self._kv.get(f"qr:{shown.qr_id}") is not None
+                and self._kv.get(_item_key(shown.qr_id)) is not None
             ):
                 return shown
         qr_id = b64(os.urandom(16))
@@ -300,15 +391,17 @@ class LoginService:
             browser=browser,
             created=time.time(),
         )
-        self.store_login_item(qr_id, entry, self._qr_ttl)
+        current = CurrentQR(qr_id=qr_id, payload=payload, expires=time.time() + self._qr_ttl)
+        batch = self._kv.batch()  # one round trip for the three
+        batch.set(_item_key(qr_id), entry.to_json(), ttl=self._qr_ttl)
         # Outlives the code: a late scan of it is told to its page (see login_start), not only to the phone.
-        self._kv.set(
+        batch.set(
             _expired_key(qr_id),
             f"{hsid} {entry.challenge_hash}".encode("ascii"),
             ttl=self._qr_ttl + CONTEXT_TTL,
         )
-        current = CurrentQR(qr_id=qr_id, payload=payload, expires=time.time() + self._qr_ttl)
-        self._kv.set(f"login:{hsid}", current.to_json(), ttl=self._qr_ttl)
+        batch.set(f"login:{hsid}", current.to_json(), ttl=self._qr_ttl)
+        batch.execute()
         return current
 
     def _tell_page_code_expired(self, qr_id: str, challenge: bytes) -> None:
@@ -323,7 +416,7 @@ class LoginService:
 
     def store_login_item(self, item_id: str, entry: LoginItem, ttl: float) -> None:
         """A login request an app may take once: a QR shown to anyone, or a push bound to one account."""
-        self._kv.set(f"qr:{item_id}", entry.to_json(), ttl=ttl)
+        self._kv.set(_item_key(item_id), entry.to_json(), ttl=ttl)
 
     # -- the app's side (sigmai operations) ------------------------------------------------------------
 
@@ -334,10 +427,10 @@ class LoginService:
             raise OperationError("bad_request", "qr_id is required.")
         challenge = unb64(params.get("challenge"), "challenge", min_length=16, max_length=64)
         try:
-            account = account_for(self._engine, server.id, context.peer.thumbprint())
+            account = self._login_account(server.id, context.peer.thumbprint())
         except OperationError as exc:
             if exc.code == "blocked":  # tell the page why nothing happens (the code stays usable)
-                peeked = self._kv.get(f"qr:{qr_id}")
+                peeked = self._kv.get(_item_key(qr_id))
                 if peeked is not None:  # a live code: a login was under way
                     blocked = LoginItem.from_json(peeked)
                     self.events.publish(blocked.hsid, "CANCEL blocked")
@@ -349,24 +442,18 @@ class LoginService:
                         account_id=_account_id(self._engine, server.id, context),
                     )
             raise
-        raw = self._kv.take(f"qr:{qr_id}")  # single use: a second scan finds nothing
+        raw = self._kv.take(_item_key(qr_id))  # single use: a second scan finds nothing
         if raw is None:
             count_login(None, "expired")  # the code is gone, and with it whether it was a QR or a push
             self.record_login_failed(server.id, None, "expired", account_id=account.id)
             self._tell_page_code_expired(qr_id, challenge)
             raise OperationError("expired", "This code has expired or was already used. Scan a new one.")
         entry = LoginItem.from_json(raw)
-        self._kv.delete(_expired_key(qr_id))  # taken: a later scan of it is a replay, not a slow scan
-        if entry.server_id != server.id:
-            count_login(entry.method, "error")
-            raise OperationError("wrong_server", "This code belongs to another service.")
-        if not hmac.compare_digest(entry.challenge_hash, hashlib.sha256(challenge).hexdigest()):
-            count_login(entry.method, "expired")
-            self.record_login_failed(server.id, entry.hsid, "expired", account_id=account.id)
-            raise OperationError("expired", "This code has expired or was already used. Scan a new one.")
-        if entry.account_id not in (None, account.id):
-            count_login(entry.method, "expired")
-            raise OperationError("expired", "This request was meant for another account.")
+        try:
+            self._check_taken(entry, server, account, challenge)
+        except OperationError:
+            self._kv.delete(_expired_key(qr_id))  # taken: a later scan of it is a replay, not a slow scan
+            raise
         ns_challenge = os.urandom(32)
         needs_second_factor = self._needs_second_factor(server, account)
         context.state["login"] = PendingLogin(
@@ -380,9 +467,13 @@ class LoginService:
             started=time.monotonic(),
             method=entry.method,
             number=entry.number,
+            account=account,
         )
-        self._kv.delete(_cancelled_key(server.id, entry.hsid))  # a new attempt: an old refusal is history
-        self.events.publish(entry.hsid, "CONFIRMSCAN")
+        batch = self._kv.batch()  # one round trip for the three
+        # Taken: a later scan of it is a replay, not a slow scan. A new attempt: an old refusal is history.
+        batch.delete(_expired_key(qr_id), _cancelled_key(server.id, entry.hsid))
+        batch.publish(browser_hub.CHANNEL, browser_hub.encode(entry.hsid, "CONFIRMSCAN"))
+        batch.execute()
         started = {
             "server": server.public(),
             "requester": entry.browser,
@@ -395,6 +486,21 @@ class LoginService:
         if shown:
             started["context"] = shown
         return started
+
+    def _check_taken(
+        self, entry: LoginItem, server: VirtualServer, account: LoginAccount, challenge: bytes
+    ) -> None:
+        """The taken code is this server's, the scan carries its secret, and it is for this account."""
+        if entry.server_id != server.id:
+            count_login(entry.method, "error")
+            raise OperationError("wrong_server", "This code belongs to another service.")
+        if not hmac.compare_digest(entry.challenge_hash, hashlib.sha256(challenge).hexdigest()):
+            count_login(entry.method, "expired")
+            self.record_login_failed(server.id, entry.hsid, "expired", account_id=account.id)
+            raise OperationError("expired", "This code has expired or was already used. Scan a new one.")
+        if entry.account_id not in (None, account.id):
+            count_login(entry.method, "expired")
+            raise OperationError("expired", "This request was meant for another account.")
 
     def login_finish(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
         pending: PendingLogin | None = context.state.pop("login", None)  # one confirmation per scan
@@ -442,7 +548,9 @@ class LoginService:
             raise OperationError(
                 "wrong_number", "That is not the number the login page shows. Login refused."
             )
-        account = account_for(self._engine, pending.server_id, context.peer.thumbprint())
+        account = pending.account
+        if account is None or account.thumbprint != context.peer.thumbprint():
+            raise OperationError("no_login", "Scan the code first.")
         factor = "none"
         if pending.needs_second_factor or params.get("attestation"):
             try:
@@ -486,7 +594,7 @@ class LoginService:
     # -- shared checks ---------------------------------------------------------------------------------
 
     def check_attestation(
-        self, token: Any, account: Account, server_id: str, ns_challenge: bytes, purpose: str
+        self, token: Any, account: BoundAccount, server_id: str, ns_challenge: bytes, purpose: str
     ) -> attestation.Attestation:
         """The SFS's word that the second factor was checked, for this account, by the app instance the
         account is bound to. At enrolment (``purpose == "enrol"``) the binding does not exist yet: the
@@ -532,7 +640,7 @@ class LoginService:
             raise OperationError("attestation_refused", "Second factor not accepted: it was used before.")
         return checked
 
-    def _needs_second_factor(self, server: VirtualServer, account: Account) -> bool:
+    def _needs_second_factor(self, server: VirtualServer, account: LoginAccount) -> bool:
         policy = server.login_pin_timeout
         if policy < 0:
             return False
@@ -540,40 +648,94 @@ class LoginService:
             return True
         return now() - aware(account.last_login_at) > timedelta(seconds=policy)
 
-    def _establish(self, server_id: str, hsid: str, account: Account, *, method: str, factor: str) -> None:
-        with DbSession(self._engine, expire_on_commit=False) as db:
-            user_id = None
-            if account.user_pk is not None:
-                user = db.get(User, account.user_pk)
-                user_id = user.user_id if user is not None else None
-            db.execute(
-                update(Session)
-                .where(Session.hsid == hsid, Session.server_id == server_id, Session.ended_at.is_(None))
-                .values(ended_at=now(), ended_by="replaced")
+    def _login_account(self, server_id: str, thumbprint: str) -> LoginAccount:
+        """The account of this device key at this server with its user, in one read; refused like
+        ``account_for`` when unknown, not confirmed or blocked."""
+        parameters = {"server_id": server_id, "thumbprint": thumbprint}
+        row = database.read(self._engine, lambda c: c.execute(_LOGIN_ACCOUNT, parameters).first())
+        if row is None or not row.active:
+            raise OperationError("unknown_account", "This app has no account at this server; enrol first.")
+        if row.blocked:
+            raise OperationError("blocked", "This account is blocked. Contact the service's support.")
+        return LoginAccount(
+            id=row.id,
+            thumbprint=row.thumbprint,
+            sfs_key_hash=row.sfs_key_hash,
+            sfs_device=row.sfs_device,
+            last_login_at=row.last_login_at,
+            user_id=row.user_id,
+        )
+
+    def _establish(
+        self, server_id: str, hsid: str, account: LoginAccount, *, method: str, factor: str
+    ) -> None:
+        """Record the session in one transaction: the account stamped (and so shown to be still allowed),
+        an earlier login on this session ended, the new one inserted."""
+        moment = now()
+        new = {
+            "id": new_id(),
+            "hsid": hsid,
+            "server_id": server_id,
+            "account_id": account.id,
+            "user_id": account.user_id,
+            "method": method,
+            "second_factor": factor,
+            "created_at": moment,
+            "expires_at": moment + timedelta(seconds=self._session_ttl),
+        }
+
+        def record(connection: Connection) -> bool:
+            stamped = connection.execute(_STAMP_ACCOUNT, {"account_id": account.id, "now": moment})
+            if rowcount(stamped) != 1:
+                connection.rollback()
+                return False
+            connection.execute(
+                _REPLACE_SESSIONS, {"this_hsid": hsid, "this_server": server_id, "now": moment}
             )
-            db.add(
-                Session(
-                    id=new_id(),
-                    hsid=hsid,
-                    server_id=server_id,
-                    account_id=account.id,
-                    user_id=user_id,
-                    method=method,
-                    second_factor=factor,
-                    expires_at=now() + timedelta(seconds=self._session_ttl),
-                )
-            )
-            db.execute(update(Account).where(Account.id == account.id).values(last_login_at=now()))
-            db.commit()
-        self._kv.delete(f"login:{hsid}")
-        self.events.publish(hsid, "LOGIN")
+            connection.execute(_NEW_SESSION, new)
+            return True
+
+        recorded: bool
+        if self._engine.dialect.name == "postgresql":
+            recorded = database.write_one(self._engine, _RECORD_LOGIN_POSTGRES, {**new, "now": moment}) == 1
+        else:
+            recorded = database.transaction(self._engine, record)
+        if not recorded:
+            # Blocked or removed between the scan and now: say which, as login.start would have.
+            self.record_login_failed(server_id, hsid, "blocked", account_id=account.id)
+            account_for(self._engine, server_id, account.thumbprint)
+            raise OperationError("blocked", "This account is blocked. Contact the service's support.")
+        batch = self._kv.batch()  # one round trip for the two
+        batch.delete(f"login:{hsid}")
+        batch.publish(browser_hub.CHANNEL, browser_hub.encode(hsid, "LOGIN"))
+        try:
+            batch.execute()
+        except UNAVAILABLE as exc:
+            # The session is recorded: the login took place, whatever the store says. Its QR entry
+            # expires on its own; the pages' hub catches its pages up once the store is back.
+            _publish_failures.failed(exc)
         self.audit.record(
             "login.succeeded",
-            subject=user_id,
+            subject=account.user_id,
             server_id=server_id,
             actor="phone",
             data={"account": account.id, "session": hsid, "method": method, "second_factor": factor},
         )
+
+
+def _active(row: Row[Any] | None) -> dict[str, Any] | None:
+    """The session of this login row if it is logged in (not ended, not expired)."""
+    if row is None or row.ended_at is not None or aware(row.expires_at) <= now():
+        return None
+    return {
+        "session_id": row.id,
+        "user_id": row.user_id,
+        "account_id": row.account_id,
+        "method": row.method,
+        "second_factor": row.second_factor,
+        "created_at": aware(row.created_at).isoformat(),
+        "expires_at": aware(row.expires_at).isoformat(),
+    }
 
 
 def _account_id(engine: Engine, server_id: str, context: ChannelContext) -> str | None:
@@ -589,12 +751,16 @@ def _cancelled_key(server_id: str, hsid: str) -> str:
     return f"login-cancelled:{server_id}:{hsid}"
 
 
-def _log_refused(account: Account, server_id: str, purpose: str, reason: str) -> None:
+def _log_refused(account: BoundAccount, server_id: str, purpose: str, reason: str) -> None:
     """A refused attestation, once, at WARNING: a copied account key, a replay or a misconfigured SFS.
     Names the account and the rule, never the token (single use, but still a bearer credential)."""
     security_log.warning(
         "ns: attestation refused for account %s at server %s (%s): %s", account.id, server_id, purpose, reason
     )
+
+
+def _item_key(item_id: str) -> str:
+    return f"qr:{item_id}"
 
 
 def _expired_key(qr_id: str) -> str:

@@ -31,6 +31,7 @@ from nextauth_core.hsid import hsid_for
 
 log = logging.getLogger("nextauth.ns.push")
 PUSH_TTL = 120.0
+_READ = object()  # can_provoke's default: read the session's latest login row itself
 
 
 class PushLoginService:
@@ -41,12 +42,14 @@ class PushLoginService:
         self._login = login
         self._centers = message_centers
 
-    def can_provoke(self, server_id: str, hsid: str) -> bool:
-        return self._previous_account(server_id, hsid) is not None
+    def can_provoke(self, server_id: str, hsid: str, *, current: Any = _READ) -> bool:
+        """Whether a push can reach the account that last logged in on this session; ``current``: that
+        session's latest login row if the caller has read it already (``LoginService.current_row``)."""
+        return self._previous_account(server_id, hsid, current) is not None
 
-    def _previous_account(self, server_id: str, hsid: str) -> Account | None:
+    def _previous_account(self, server_id: str, hsid: str, current: Any = _READ) -> Account | None:
         """The account that last logged in on this session, if a push can reach it."""
-        session = self._login.current_row(server_id, hsid)
+        session = self._login.current_row(server_id, hsid) if current is _READ else current
         if session is None:
             return None
         with DbSession(self._engine, expire_on_commit=False) as db:

@@ -11,12 +11,13 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Row, Table, bindparam, select
 from sqlalchemy.orm import Session
 
+from authserver.storage import db as database
 from authserver.storage.flow_models import Server
 from authserver.storage.repository import ensure_service_key
 from sigmai import ProtocolError, ServerIdentity
@@ -60,6 +61,9 @@ class VirtualServer:
 FRESH_SECONDS = 5.0
 # What ``update`` may change; the id and the key never change.
 UPDATABLE = ("name", "logo_url", "announce", "login_pin_timeout", "transaction_pin_timeout")
+# The refresh every FRESH_SECONDS on the login path: one autocommit read, no ORM session or transaction.
+_SERVERS = cast(Table, Server.__table__)
+_SERVER_ROW = select(_SERVERS).where(_SERVERS.c.id == bindparam("server_id"))
 
 
 class ServerRegistry:
@@ -70,7 +74,7 @@ class ServerRegistry:
         self._by_key_hash: dict[bytes, VirtualServer] = {}
         self._last_refresh = 0.0
 
-    def _load(self, row: Server) -> VirtualServer:
+    def _load(self, row: "Server | Row[Any]") -> VirtualServer:
         key = ensure_service_key(self._engine, "ns", server_id=row.id)
         server = VirtualServer(
             id=row.id,
@@ -111,13 +115,13 @@ class ServerRegistry:
         cached = self._by_id.get(server_id)
         if cached is not None and time.monotonic() - cached.loaded_at < FRESH_SECONDS:
             return cached
-        with Session(self._engine, expire_on_commit=False) as session:
-            row = session.get(Server, server_id)
+        parameters = {"server_id": server_id}
+        row = database.read(self._engine, lambda c: c.execute(_SERVER_ROW, parameters).first())
         if row is None:
             return None
         return self._refreshed(cached, row) if cached is not None else self._load(row)
 
-    def _refreshed(self, cached: VirtualServer, row: Server) -> VirtualServer:
+    def _refreshed(self, cached: VirtualServer, row: "Server | Row[Any]") -> VirtualServer:
         """``cached`` with the row's changeable fields (its key stays: keys never change)."""
         server = replace(
             cached,

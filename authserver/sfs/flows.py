@@ -21,16 +21,17 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from authserver.audit import AuditTrail
 from authserver.metrics import LOCKOUTS, WRONG_PINS
 from authserver.operations import ChannelContext, OperationError, Operations, binary_param
+from authserver.storage import db as database
 from authserver.storage.db import rowcount
 from authserver.storage.flow_models import AppInstance
 from authserver.storage.models import utcnow
@@ -49,6 +50,52 @@ LOCKED_MESSAGE = "Too many wrong PINs: this app is locked. Set the app up anew a
 DEFAULT_PIN_CHANGE_SECONDS = 60  # start to finish is one round trip and two key derivations
 
 security_log = logging.getLogger("nextauth.security")
+
+
+# The PIN check's two steps are one statement each, built once (Core, no ORM unit of work).
+_INSTANCES = cast(Table, AppInstance.__table__)
+_COUNTED = (_INSTANCES.c.oprf_key, _INSTANCES.c.failures, _INSTANCES.c.pin_verifier)
+_COUNT_ATTEMPT = (
+    update(_INSTANCES)
+    .where(
+        _INSTANCES.c.device_thumbprint == bindparam("thumbprint"),
+        _INSTANCES.c.pin_verifier.is_not(None),
+        _INSTANCES.c.locked.is_(False),
+        _INSTANCES.c.failures < bindparam("max_attempts"),
+    )
+    .values(failures=_INSTANCES.c.failures + 1, updated_at=bindparam("now"))
+)
+_COUNT_ATTEMPT_RETURNING = _COUNT_ATTEMPT.returning(*_COUNTED)
+_READ_COUNTED = select(*_COUNTED).where(_INSTANCES.c.device_thumbprint == bindparam("thumbprint"))
+# A proven PIN clears the count only if nothing changed since its evaluation: not locked meanwhile (the
+# lock wins), and the verifier the proof was checked against is still the PIN (not changed meanwhile).
+_RESET_PROVEN = (
+    update(_INSTANCES)
+    .where(
+        _INSTANCES.c.device_thumbprint == bindparam("thumbprint"),
+        _INSTANCES.c.locked.is_(False),
+        _INSTANCES.c.pin_verifier == bindparam("verifier"),
+    )
+    .values(failures=0, updated_at=bindparam("now"))
+)
+
+
+@dataclass(frozen=True)
+class CountedInstance:
+    """An app instance as its counted PIN attempt left it."""
+
+    device_thumbprint: str
+    oprf_key: bytes
+    failures: int
+    pin_verifier: bytes
+
+
+@dataclass(frozen=True)
+class PendingPinCheck:
+    """``context.state["pin_check"]``: what ``pin.evaluate`` counted, for the ``attest`` that follows on
+    the same channel (the verifier the proof is checked against, read in the counting statement)."""
+
+    instance: CountedInstance
 
 
 @dataclass(frozen=True)
@@ -138,34 +185,46 @@ class SecondFactorService:
         instance = self._count_attempt(context.peer.thumbprint())
         challenge = os.urandom(CHALLENGE_BYTES)
         context.state["challenge"], context.state["challenge_method"] = challenge, "pin"
+        context.state["pin_check"] = PendingPinCheck(instance)
         return {
             "evaluated_element": b64url(self._evaluate(instance.oprf_key, blinded)),
             "challenge": b64url(challenge),
             "attempts_left": self.max_attempts - instance.failures,
         }
 
-    def _count_attempt(self, thumbprint: str) -> AppInstance:
+    def _count_attempt(self, thumbprint: str) -> CountedInstance:
         """Count one PIN attempt as failed before anything about the PIN is answered; the instance as
-        counted. Raises ``not_registered`` or ``locked`` (locking it at the limit)."""
-        with Session(self._engine, expire_on_commit=False) as session:
-            counted = session.execute(
-                update(AppInstance)
-                .where(
-                    AppInstance.device_thumbprint == thumbprint,
-                    AppInstance.pin_verifier.is_not(None),
-                    AppInstance.locked.is_(False),
-                    AppInstance.failures < self.max_attempts,
-                )
-                .values(failures=AppInstance.failures + 1, updated_at=utcnow())
+        counted. Raises ``not_registered`` or ``locked`` (locking it at the limit).
+
+        One statement where the database can return what it updated (PostgreSQL, SQLite), else the
+        update and a read in one transaction; committed before the evaluation is answered."""
+        parameters = {"thumbprint": thumbprint, "max_attempts": self.max_attempts, "now": utcnow()}
+        row: Any
+        if self._engine.dialect.update_returning:
+            row = database.write_one(
+                self._engine, _COUNT_ATTEMPT_RETURNING, parameters, take=lambda result: result.first()
             )
-            session.commit()
-            instance = session.scalar(select(AppInstance).where(AppInstance.device_thumbprint == thumbprint))
-        if instance is None or instance.pin_verifier is None:
-            raise OperationError("not_registered", "Register this app with its second factor server first.")
-        if rowcount(counted) != 1:
+        else:
+
+            def count(connection: Connection) -> Any:
+                counted = connection.execute(_COUNT_ATTEMPT, parameters)
+                if rowcount(counted) != 1:
+                    return None
+                return connection.execute(_READ_COUNTED, parameters).first()
+
+            row = database.transaction(self._engine, count)
+        if row is None:  # not registered, locked, or at the limit: which one?
+            with Session(self._engine, expire_on_commit=False) as session:
+                instance = session.scalar(
+                    select(AppInstance).where(AppInstance.device_thumbprint == thumbprint)
+                )
+            if instance is None or instance.pin_verifier is None:
+                raise OperationError(
+                    "not_registered", "Register this app with its second factor server first."
+                )
             self._lock(thumbprint)
             raise OperationError("locked", LOCKED_MESSAGE)
-        return instance
+        return CountedInstance(thumbprint, row.oprf_key, row.failures, row.pin_verifier)
 
     def attest(self, context: ChannelContext, params: dict[str, Any]) -> dict[str, Any]:
         method = params.get("method", "pin")
@@ -182,12 +241,7 @@ class SecondFactorService:
         if sfs_challenge is None:
             raise OperationError("no_challenge", "Check the second factor again.")
         thumbprint = context.peer.thumbprint()
-        with Session(self._engine, expire_on_commit=False) as session:
-            instance = session.scalar(select(AppInstance).where(AppInstance.device_thumbprint == thumbprint))
-        if instance is None or instance.pin_verifier is None:
-            raise OperationError("not_registered", "Register this app with its second factor server first.")
-        if instance.locked:
-            raise OperationError("locked", LOCKED_MESSAGE)
+        pending: PendingPinCheck | None = context.state.pop("pin_check", None)
         statement = sfs_proof_statement(
             sfs_challenge=sfs_challenge,
             channel_binding=context.export(SFS_PROOF_EXPORTER, b"", 32),
@@ -197,13 +251,28 @@ class SecondFactorService:
             account_thumbprint=account,
         )
         if method == "pin":
-            if context.state.pop("challenge_method", None) != "pin":
+            if context.state.pop("challenge_method", None) != "pin" or pending is None:
                 raise OperationError("no_challenge", "Enter the PIN again.")
-            if not pin.check_proof(instance.pin_verifier, statement, proof):
-                self._wrong_pin(instance)
-            self._reset(thumbprint)
-        elif instance.biometric_key is None or not pin.check_proof(instance.biometric_key, statement, proof):
-            raise OperationError("biometric_failed", "The biometric check did not verify; use the PIN.")
+            if pending.instance.device_thumbprint != thumbprint:  # pragma: no cover - one channel, one key
+                raise OperationError("no_challenge", "Enter the PIN again.")
+            if not pin.check_proof(pending.instance.pin_verifier, statement, proof):
+                current = self._current(thumbprint)  # the count as it is now, for the answer and the lock
+                if current is not None and current.locked:
+                    raise OperationError("locked", LOCKED_MESSAGE)
+                self._wrong_pin(current or pending.instance)
+            self._reset_proven(thumbprint, pending.instance.pin_verifier)
+        else:
+            instance = self._current(thumbprint)
+            if instance is None or instance.pin_verifier is None:
+                raise OperationError(
+                    "not_registered", "Register this app with its second factor server first."
+                )
+            if instance.locked:
+                raise OperationError("locked", LOCKED_MESSAGE)
+            if instance.biometric_key is None or not pin.check_proof(
+                instance.biometric_key, statement, proof
+            ):
+                raise OperationError("biometric_failed", "The biometric check did not verify; use the PIN.")
         token = attestation.issue(
             self._key,
             issuer=self._key_hash,
@@ -310,7 +379,22 @@ class SecondFactorService:
         except oprf.OPRFError as exc:
             raise OperationError("bad_request", "blinded_element is not a valid group element.") from exc
 
-    def _wrong_pin(self, instance: AppInstance) -> NoReturn:
+    def _current(self, thumbprint: str) -> AppInstance | None:
+        with Session(self._engine, expire_on_commit=False) as session:
+            return session.scalar(select(AppInstance).where(AppInstance.device_thumbprint == thumbprint))
+
+    def _reset_proven(self, thumbprint: str, verifier: bytes) -> None:
+        """A proof checked against ``verifier`` succeeded: clear the count, in one statement, unless the
+        instance was locked or its PIN changed since the evaluation (then no attestation)."""
+        parameters = {"thumbprint": thumbprint, "verifier": verifier, "now": utcnow()}
+        if database.write_one(self._engine, _RESET_PROVEN, parameters) == 1:
+            return
+        current = self._current(thumbprint)
+        if current is None or current.locked:
+            raise OperationError("locked", LOCKED_MESSAGE)
+        raise OperationError("no_challenge", "The PIN was changed meanwhile; enter the new one.")
+
+    def _wrong_pin(self, instance: AppInstance | CountedInstance) -> NoReturn:
         """Answer a proof that failed: the attempt was counted when the PIN was evaluated; at the limit
         this is the one that locks."""
         WRONG_PINS.inc()

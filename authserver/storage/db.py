@@ -6,23 +6,26 @@ URI never silently picks a driver that is not installed.
 
 import hashlib
 import logging
+import select
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode
 
 import sqlalchemy
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, CursorResult, Engine, Result, event, text
+from sqlalchemy import Connection, CursorResult, Engine, Executable, Result, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.pool import StaticPool
 
 from authserver.storage import multihost
+
+T = TypeVar("T")
 
 log = logging.getLogger("nextauth.storage")
 
@@ -46,6 +49,12 @@ _DRIVERS = {
 # hanging for the OS default of minutes.
 CONNECT_TIMEOUT_SECONDS = 5
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Connections a pool keeps open, and how many more it opens under a burst (closing them when returned).
+# SQLAlchemy's 5 kept open meant that ten phones logging in at once had the pool open and close a
+# connection for most transactions: a PostgreSQL backend started per transaction, most of the time a
+# login cost the servers. Ten kept cover as many concurrent transactions per component and process.
+POOL_SIZE = 10
+POOL_OVERFLOW = 10
 # A fixed advisory-lock key/name shared by every process migrating the same database.
 _LOCK_NAME = "nextauth-migrations"
 _PG_LOCK_KEY = int.from_bytes(hashlib.sha256(_LOCK_NAME.encode()).digest()[:8], "big", signed=True)
@@ -135,7 +144,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_engine_for(uri: str) -> Engine:
-    """An engine for the URI, safe to share between threads and greenlets."""
+    """An engine for the URI, safe to share between threads and greenlets.
+
+    No pre-ping: a ``SELECT 1`` round trip before every checkout doubled the round trips of a short
+    transaction. A connection the server closed while it sat in the pool is found at checkout instead,
+    without a round trip (``_drop_if_closed``); one that dies later fails its transaction before the
+    commit, and ``transaction()`` runs that once more on a fresh connection. Connections are recycled
+    before idle limits of servers and proxies close them."""
     url = make_url(normalize_uri(uri))
     if url.drivername == _SQLITE:
         # The pool hands a connection to whichever thread checks it out next, so pysqlite's
@@ -145,14 +160,134 @@ def create_engine_for(uri: str) -> Engine:
             # One shared connection, or every checkout would see its own empty in-memory database.
             engine = sqlalchemy.create_engine(url, connect_args=connect_args, poolclass=StaticPool)
         else:
-            engine = sqlalchemy.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+            # A file has no server that could close the connection: nothing to check at checkout.
+            engine = sqlalchemy.create_engine(
+                url, connect_args=connect_args, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW
+            )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     connect_args = {}
     if "connect_timeout" not in url.query:
         connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
     # pool_recycle stays under MariaDB's default wait_timeout (8 h) and typical proxy idle limits.
-    return sqlalchemy.create_engine(url, connect_args=connect_args, pool_pre_ping=True, pool_recycle=1800)
+    engine = sqlalchemy.create_engine(
+        url, connect_args=connect_args, pool_recycle=1800, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW
+    )
+    event.listen(engine, "checkout", _drop_if_closed)
+    return engine
+
+
+# gevent replaces select.poll with a cooperative one; a zero-timeout look needs the plain system call.
+try:
+    from gevent.monkey import get_original
+
+    _poll: Callable[[], Any] = get_original("select", "poll")
+except ImportError:  # pragma: no cover - gevent is a dependency
+    _poll = select.poll
+_CLOSED_OR_PENDING = select.POLLIN | select.POLLERR | select.POLLHUP
+
+
+def _socket_of(dbapi_connection: Any) -> int:
+    fileno = getattr(dbapi_connection, "fileno", None)  # psycopg
+    if callable(fileno):
+        return int(fileno())
+    sock = getattr(dbapi_connection, "_sock", None)  # PyMySQL
+    if sock is None:
+        raise OSError("no socket")
+    return int(sock.fileno())
+
+
+def _drop_if_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Pool checkout: refuse a connection whose server has closed it (restart, idle limit, a proxy).
+
+    An idle connection's socket has nothing to read unless the server said goodbye (an error message,
+    then end of file); one local ``poll`` sees that, where a pre-ping spends a round trip on every
+    checkout. ``DisconnectionError`` makes the pool discard the connection and hand out another."""
+    try:
+        poller = _poll()
+        poller.register(_socket_of(dbapi_connection), _CLOSED_OR_PENDING)
+        closed = bool(poller.poll(0))
+    except Exception:  # the driver knows the connection is closed, or has no socket to look at
+        closed = True
+    if closed:
+        raise DisconnectionError("the database closed this connection while it was idle in the pool")
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE matched. ``Session.execute`` is annotated as returning ``Result``; for
+    those statements it is a ``CursorResult``, which carries the count."""
+    return cast(CursorResult[Any], result).rowcount
+
+
+def transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
+    """``work`` in one transaction, committed; once more on a fresh connection if the connection died
+    before the commit was sent.
+
+    That transaction never reached its COMMIT, so the database rolled it back: running it again is safe
+    as long as ``work`` only talks to the database. A failure during the commit itself is not retried
+    (it may have committed). Anything else propagates, after a rollback."""
+    for attempt in (1, 2):
+        committing = False
+        try:
+            with engine.connect() as connection:
+                result = work(connection)
+                committing = True
+                connection.commit()
+            return result
+        except DBAPIError as exc:
+            if attempt == 2 or committing or not exc.connection_invalidated:
+                raise
+            log.info("database connection lost before the commit; running the transaction again")
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _autocommits(engine: Engine) -> bool:
+    # PostgreSQL's and SQLite's drivers switch a connection to autocommit and back without a round trip;
+    # PyMySQL sends a command each way, which costs more than the BEGIN and COMMIT it would save. An
+    # in-memory SQLite database is one connection shared by every checkout: switching it could end
+    # another checkout's transaction.
+    return engine.dialect.name in ("postgresql", "sqlite") and not isinstance(engine.pool, StaticPool)
+
+
+def write_one(
+    engine: Engine,
+    statement: Executable,
+    parameters: dict[str, Any],
+    take: Callable[[CursorResult[Any]], T] = rowcount,  # type: ignore[assignment]
+) -> T:
+    """One write statement, atomic on its own; ``take`` reads its result (by default, the rows it
+    matched) before the connection goes back to the pool. Outside an explicit transaction where that
+    saves round trips (PostgreSQL, SQLite: the database commits the statement, durably, as a transaction
+    of its own: one round trip instead of BEGIN, statement and COMMIT), in a ``transaction()`` elsewhere.
+
+    Not retried on a dead connection: the statement may have been applied before the connection died
+    (``_drop_if_closed`` keeps connections that died in the pool from being used)."""
+    if not _autocommits(engine):
+        return transaction(
+            engine,
+            lambda connection: take(cast(CursorResult[Any], connection.execute(statement, parameters))),
+        )
+    with engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        return take(cast(CursorResult[Any], connection.execute(statement, parameters)))
+
+
+def read(engine: Engine, work: Callable[[Connection], T]) -> T:
+    """``work`` (reads only) outside a transaction where that saves round trips: on PostgreSQL and SQLite
+    the connection is in autocommit mode, so a single SELECT is one round trip, not BEGIN, SELECT and
+    ROLLBACK. (On MariaDB switching the mode costs round trips itself.) Retried like ``transaction()``."""
+    autocommit = _autocommits(engine)
+    for attempt in (1, 2):
+        try:
+            with engine.connect() as connection:
+                if autocommit:
+                    connection.execution_options(isolation_level="AUTOCOMMIT")
+                return work(connection)
+        except DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+            log.info("database connection lost; reading again")
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def alembic_config(connection: Connection) -> Config:
@@ -266,9 +401,3 @@ def ping(engine: Engine) -> bool:
     except Exception:  # any failure means "not ready", whatever the driver raises
         log.debug("database ping failed", exc_info=True)
         return False
-
-
-def rowcount(result: Result[Any]) -> int:
-    """Rows an UPDATE or DELETE matched. ``Session.execute`` is annotated as returning ``Result``; for
-    those statements it is a ``CursorResult``, which carries the count."""
-    return cast(CursorResult[Any], result).rowcount

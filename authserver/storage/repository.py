@@ -6,6 +6,9 @@ is settled by a database constraint rather than by read-then-write in Python.
 
 import hashlib
 import logging
+import threading
+import time
+import weakref
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -15,6 +18,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from authserver.storage import db
 from authserver.storage.models import SeenDevice, ServiceKey, utcnow
 
 log = logging.getLogger("nextauth.storage")
@@ -23,6 +27,10 @@ KEY_TYPES = ("ed25519", "p256")
 # Losing a race costs one retry; more than a handful means something other than a race is wrong.
 _ATTEMPTS = 5
 _MYSQL_DEADLOCK = 1213
+# A device's last_seen moves at most this often: every handshake wrote it before, one write per channel,
+# a seventh of a login's server time. Days-old "last seen" is what it is read for.
+SEEN_WRITE_INTERVAL = 600.0
+_SEEN_MEMORY = 100_000  # devices remembered per engine; past it the memory starts over (more writes)
 
 
 def key_hash(public_key_raw: bytes) -> str:
@@ -166,14 +174,54 @@ def _upsert(dialect: str, values: dict[str, Any]) -> Insert:
     raise NotImplementedError(f"no upsert for dialect {dialect}")
 
 
-def record_device_seen(engine: Engine, component: str, key_type: str, public_key: bytes) -> None:
-    """Note that a device key completed a handshake: inserted the first time, ``last_seen`` moved after."""
+class _SeenWrites:
+    """When this process last wrote each device's ``last_seen``, per engine (monotonic seconds)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_engine: weakref.WeakKeyDictionary[Engine, dict[tuple[str, str], float]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def due(self, engine: Engine, key: tuple[str, str], now: float, interval: float) -> bool:
+        with self._lock:
+            written = self._by_engine.setdefault(engine, {})
+            last = written.get(key)
+            return last is None or now - last >= interval
+
+    def written(self, engine: Engine, key: tuple[str, str], now: float) -> None:
+        with self._lock:
+            written = self._by_engine.setdefault(engine, {})
+            if len(written) >= _SEEN_MEMORY:
+                written.clear()
+            written[key] = now
+
+
+_seen_writes = _SeenWrites()
+
+
+def record_device_seen(
+    engine: Engine,
+    component: str,
+    key_type: str,
+    public_key: bytes,
+    *,
+    interval: float = SEEN_WRITE_INTERVAL,
+    clock: Any = time.monotonic,
+) -> None:
+    """Note that a device key completed a handshake: inserted the first time this process sees it, then
+    ``last_seen`` moved at most once per ``interval`` (each instance keeps its own memory, so a device
+    new to an instance is always written)."""
     if key_type not in KEY_TYPES:
         raise ValueError(f"unknown device key type {key_type!r}")
+    thumbprint = key_hash(public_key)
+    moment = clock()
+    if not _seen_writes.due(engine, (component, thumbprint), moment, interval):
+        return
     now = utcnow()
     values = {
         "component": component,
-        "key_thumbprint": key_hash(public_key),
+        "key_thumbprint": thumbprint,
         "key_type": key_type,
         "public_key": public_key,
         "first_seen": now,
@@ -181,8 +229,8 @@ def record_device_seen(engine: Engine, component: str, key_type: str, public_key
     }
     for attempt in range(1, _ATTEMPTS + 1):
         try:
-            with engine.begin() as connection:
-                connection.execute(_upsert(engine.dialect.name, values))
+            db.write_one(engine, _upsert(engine.dialect.name, values), {})
+            _seen_writes.written(engine, (component, thumbprint), moment)
             return
         except OperationalError as exc:
             if not _lost_race(exc) or attempt == _ATTEMPTS:

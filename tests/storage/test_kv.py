@@ -57,6 +57,34 @@ def test_get_set_delete(store: KeyValueStore) -> None:
     assert store.get("a") is None
 
 
+def test_get_many_answers_in_the_order_asked(store: KeyValueStore) -> None:
+    store.set("m1", b"one")
+    store.set("m3", b"three")
+    assert store.get_many(["m3", "m2", "m1"]) == [b"three", None, b"one"]
+    assert store.get_many([]) == []
+
+
+def test_a_batch_writes_nothing_until_executed_then_everything(store: KeyValueStore) -> None:
+    store.set("gone-1", b"x")
+    store.set("gone-2", b"x")
+    subscription = store.subscribe("batch-news")
+    batch = store.batch()
+    batch.set("b1", b"1", ttl=0.3)
+    batch.set("b2", b"2")
+    batch.delete("gone-1", "gone-2")
+    batch.publish("batch-news", b"done")
+    assert store.get("b1") is None and store.get("gone-1") == b"x"
+    assert subscription.get(timeout=0.1) is None
+    batch.execute()
+    assert store.get_many(["b1", "b2", "gone-1", "gone-2"]) == [b"1", b"2", None, None]
+    assert subscription.get(timeout=5) == b"done"
+    time.sleep(0.5)
+    assert store.get("b1") is None  # the batch kept its expiry
+    with pytest.raises(ValueError):
+        store.batch().set("b3", b"3", ttl=0)
+    subscription.close()
+
+
 def test_ttl_expiry(store: KeyValueStore) -> None:
     store.set("short", b"x", ttl=0.2)
     store.set("long", b"y", ttl=30)

@@ -8,7 +8,7 @@ from typing import TypeVar
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session
 
 from authserver.storage import db
@@ -131,7 +131,7 @@ def test_record_device_seen_inserts_then_updates(engine: Engine) -> None:
     with Session(engine) as session:
         first = session.scalars(select(SeenDevice)).one()
     time.sleep(0.01)
-    record_device_seen(engine, "sfs", "ed25519", raw)
+    record_device_seen(engine, "sfs", "ed25519", raw, interval=0)  # no throttle: written again
     record_device_seen(engine, "mc", "ed25519", raw)  # another component sees it separately
     with Session(engine) as session:
         rows = {row.component: row for row in session.scalars(select(SeenDevice))}
@@ -141,6 +141,38 @@ def test_record_device_seen_inserts_then_updates(engine: Engine) -> None:
     assert again.first_seen == first.first_seen
     assert again.last_seen > first.last_seen  # microseconds survive on every database
     assert again.last_seen.tzinfo is not None
+
+
+def _last_seen(engine: Engine, component: str) -> object:
+    with Session(engine) as session:
+        return session.scalar(select(SeenDevice.last_seen).where(SeenDevice.component == component))
+
+
+def test_record_device_seen_writes_last_seen_at_most_once_per_interval(engine: Engine) -> None:
+    raw = (
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    )
+    clock = [1000.0]
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    record_device_seen(engine, "ns", "ed25519", raw, interval=600, clock=lambda: clock[0])
+    first = _last_seen(engine, "ns")
+    assert first is not None
+    clock[0] += 599  # within the interval: nothing sent to the database at all
+    before = len(statements)
+    record_device_seen(engine, "ns", "ed25519", raw, interval=600, clock=lambda: clock[0])
+    assert len(statements) == before
+    assert _last_seen(engine, "ns") == first
+    # A device new to this process is written at once, whatever the interval.
+    record_device_seen(engine, "sfs", "ed25519", raw, interval=600, clock=lambda: clock[0])
+    assert _last_seen(engine, "sfs") is not None
+    clock[0] += 1  # the interval is over: moved
+    time.sleep(0.01)
+    record_device_seen(engine, "ns", "ed25519", raw, interval=600, clock=lambda: clock[0])
+    moved = _last_seen(engine, "ns")
+    assert isinstance(moved, type(first)) and moved > first  # type: ignore[operator]
 
 
 def test_record_device_seen_race(engine: Engine) -> None:

@@ -22,8 +22,9 @@ blueprint = Blueprint("sessions", __name__)
 @requires("sessions")
 def session_status(sid: VirtualServer) -> Any:
     ns = services()
-    view = ns.login.status(sid, nonce(), browser()).as_json()
-    view["canprovoke"] = (not view["loggedin"]) and ns.push.can_provoke(sid.id, view["hsid"])
+    status, row = ns.login.status_and_row(sid, nonce(), browser())
+    view = status.as_json()
+    view["canprovoke"] = (not view["loggedin"]) and ns.push.can_provoke(sid.id, view["hsid"], current=row)
     return jsonify(view)
 
 

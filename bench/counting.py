@@ -1,0 +1,155 @@
+"""Count what a server process asks of its database and of Redis, exactly, from inside the process.
+
+``install()`` hooks SQLAlchemy (engine and pool events, for every engine the process creates) and
+redis-py (its connection class), without touching the server's code; ``bench.wrapper --count`` calls it
+before the server module runs. Counted:
+
+- ``statements``: SQL statements sent (``before_cursor_execute``), pre-pings not included;
+  ``autocommit_statements``: those of them sent outside a transaction (autocommit reads);
+- ``transactions``: database transactions that wrote or ran statements: explicit ones (BEGIN ... COMMIT
+  or ROLLBACK, with at least one statement) and single write statements in autocommit mode (which the
+  database commits as transactions of their own); ``autocommit_writes``: those of the second kind;
+  ``commits``: commits asked for (with or without statements);
+- ``pings``: pool pre-pings (each a ``SELECT 1`` round trip before a checkout is handed out);
+- ``checkouts``: connections taken from a pool;
+- ``redis_commands``: commands sent to Redis (a pipeline's commands one by one);
+  ``redis_round_trips``: writes to Redis that wait for an answer (a pipeline is one).
+
+Database round trips are derived, for PostgreSQL's driver (psycopg): each statement is one, each
+explicit transaction adds two (its ``BEGIN``, sent on its own before the first statement, and its
+``COMMIT`` or ``ROLLBACK``), each pre-ping one. SQLite has no network: there the figure says what
+the same work would cost on a server.
+"""
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+FIELDS = (
+    "statements",
+    "autocommit_statements",
+    "transactions",
+    "autocommit_writes",
+    "commits",
+    "pings",
+    "checkouts",
+    "redis_commands",
+    "redis_round_trips",
+)
+
+
+class Counters:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.values = dict.fromkeys(FIELDS, 0)
+        self.kinds: dict[str, int] = {}  # statements by their start, to see which ones a login makes
+        self.dumps = 0
+
+    def add(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            self.values[name] += amount
+
+    def statement(self, text: str) -> None:
+        self.kind("statements", " ".join(text.split())[:90])
+
+    def kind(self, field: str, kind: str) -> None:
+        with self._lock:
+            self.values[field] += 1
+            self.kinds[kind] = self.kinds.get(kind, 0) + 1
+
+    def reset(self) -> None:
+        with self._lock:
+            self.values = dict.fromkeys(FIELDS, 0)
+            self.kinds = {}
+
+    def dump(self, path: str) -> None:
+        """Write the counts to ``path`` (atomically: a reader never sees half a file)."""
+        with self._lock:
+            self.dumps += 1
+            data = {**self.values, "dump": self.dumps, "kinds": dict(self.kinds)}
+        partial = Path(path + ".partial")
+        partial.write_text(json.dumps(data))
+        os.replace(partial, path)
+
+
+COUNTERS = Counters()
+_DIRTY = "_bench_counting_dirty"  # on a Connection's info: a statement ran in its current transaction
+
+
+def install(counters: Counters = COUNTERS) -> Counters:
+    from sqlalchemy import event
+    from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.engine.default import DefaultDialect
+    from sqlalchemy.pool import Pool
+
+    def statement(conn: Connection, _cursor: Any, text: str, *_args: Any) -> None:
+        counters.statement(text)
+        if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            counters.add("autocommit_statements")
+            if not text.lstrip().upper().startswith("SELECT"):
+                counters.add("autocommit_writes")
+                counters.add("transactions")
+        else:
+            conn.info[_DIRTY] = True
+
+    def ended(conn: Connection) -> None:
+        if conn.info.pop(_DIRTY, False):
+            counters.add("transactions")
+
+    def committed(conn: Connection) -> None:
+        counters.add("commits")
+        ended(conn)
+
+    event.listen(Engine, "before_cursor_execute", statement)
+    event.listen(Engine, "commit", committed)
+    event.listen(Engine, "rollback", ended)
+    event.listen(Pool, "checkout", lambda *_args: counters.add("checkouts"))
+
+    ping = DefaultDialect._do_ping_w_event
+
+    def counted_ping(self: DefaultDialect, dbapi_connection: Any) -> bool:
+        counters.add("pings")
+        return ping(self, dbapi_connection)
+
+    DefaultDialect._do_ping_w_event = counted_ping  # type: ignore[method-assign]
+    _install_redis(counters)
+    return counters
+
+
+def _install_redis(counters: Counters) -> None:
+    try:
+        from redis.connection import AbstractConnection
+    except ImportError:
+        return
+    send_command = AbstractConnection.send_command
+    pack_commands = AbstractConnection.pack_commands
+    send_packed = AbstractConnection.send_packed_command
+
+    def name(args: Any) -> str:
+        return "redis " + str(args[0] if args else "?")
+
+    def counted_send_command(self: Any, *args: Any, **kwargs: Any) -> None:
+        counters.kind("redis_commands", name(args))
+        send_command(self, *args, **kwargs)
+
+    def counted_pack_commands(self: Any, commands: Any) -> Any:
+        commands = list(commands)
+        for args in commands:
+            counters.kind("redis_commands", name(args))
+        return pack_commands(self, commands)
+
+    def counted_send_packed(self: Any, command: Any, check_health: bool = True) -> None:
+        counters.add("redis_round_trips")
+        send_packed(self, command, check_health)
+
+    AbstractConnection.send_command = counted_send_command  # type: ignore[method-assign]
+    AbstractConnection.pack_commands = counted_pack_commands  # type: ignore[method-assign]
+    AbstractConnection.send_packed_command = counted_send_packed  # type: ignore[method-assign]
+
+
+def db_round_trips(counts: dict[str, float]) -> float:
+    """PostgreSQL round trips for these counts (see the module's docstring)."""
+    explicit = counts["transactions"] - counts["autocommit_writes"]
+    return counts["statements"] + 2 * explicit + counts["pings"]
