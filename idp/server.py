@@ -339,6 +339,11 @@ def build_services(settings: IdpSettings) -> IdpServices:
     keys = KeyRing(
         engine, issuer=settings.public_url, publish_after_retirement=max(lifetime, timedelta(days=1))
     )
+    # The signing keys every login needs, made now (by the first worker or instance to start) rather than
+    # by whichever signs first: the others then know them from the start, where a token signed with a key
+    # they have not loaded would be refused until their ring's next reload.
+    keys.active("session", "Ed25519")
+    keys.active("oidc", "ES256")
     return IdpServices(
         ns=NsClient(settings.ns_api_url, settings.ns_api_key, settings.ns_server),
         engine=engine,

@@ -296,6 +296,12 @@ def test_sink_settings() -> None:
     assert [s.url for s in sinks] == ["https://a.example/e", "https://b.example/e"]
     assert [s.max_queue for s in sinks] == [50, 50]
     assert audit_settings.sinks("sfs", {}) == []
+    # Shared secrets with URLs for some components only: the others simply have no sink.
+    own = {
+        "NEXTAUTH_NS_AUDIT_WEBHOOK_URLS": "https://a.example/e",
+        "NEXTAUTH_AUDIT_WEBHOOK_SECRETS": "a" * 32,
+    }
+    assert len(audit_settings.sinks("ns", own)) == 1 and audit_settings.sinks("idp", own) == []
     with pytest.raises(ConfigError, match="one secret per URL"):
         audit_settings.sinks("ns", {**env, "NEXTAUTH_AUDIT_WEBHOOK_SECRETS": "a" * 32})
     plain = {**env, "NEXTAUTH_AUDIT_WEBHOOK_URLS": "http://a.example/e, https://b.example/e"}

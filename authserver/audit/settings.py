@@ -63,6 +63,9 @@ def sinks(component: str, environ: Mapping[str, str]) -> list[WebhookSink]:
     url_list = [item.strip() for item in (urls or "").split(",") if item.strip()]
     # Secrets are separated by spaces or commas: neither appears in a generated secret.
     secret_list = (secrets or "").replace(",", " ").split()
+    if not url_list:
+        # No sink for this component: shared secrets (NEXTAUTH_AUDIT_WEBHOOK_SECRETS) are for the others.
+        return []
     if len(secret_list) != len(url_list):
         raise ConfigError(
             f"{secrets_name}: give one secret per URL in {urls_name}, in the same order "
