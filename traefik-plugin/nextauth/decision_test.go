@@ -231,6 +231,16 @@ func newFakeIdp(t *testing.T, rules ruleSet, extra ...map[string]interface{}) *f
 func (idp *fakeIdp) sessionToken(t *testing.T, user *tableUser) string {
 	t.Helper()
 	now := time.Now().Unix()
+	return signedToken(t, idp.key, map[string]interface{}{
+		"iss": testIssuer, "aud": testAudience, "sid": "sid-" + user.Sub, "sub": user.Sub,
+		"groups": user.Groups, "amr": []string{"swk", "pin"}, "method": "qr",
+		"auth_time": now - 10, "iat": now - 10, "exp": now + 3600,
+	})
+}
+
+// signedToken is a compact JWS of claims as the IdP signs session tokens (alg Ed25519, kid testKid).
+func signedToken(t *testing.T, key ed25519.PrivateKey, claims map[string]interface{}) string {
+	t.Helper()
 	encode := func(value interface{}) string {
 		body, err := json.Marshal(value)
 		if err != nil {
@@ -239,13 +249,9 @@ func (idp *fakeIdp) sessionToken(t *testing.T, user *tableUser) string {
 		return base64.RawURLEncoding.EncodeToString(body)
 	}
 	header := encode(map[string]string{"alg": "Ed25519", "typ": testTokenType, "kid": testKid})
-	claims := encode(map[string]interface{}{
-		"iss": testIssuer, "aud": testAudience, "sid": "sid-" + user.Sub, "sub": user.Sub,
-		"groups": user.Groups, "amr": []string{"swk", "pin"}, "method": "qr",
-		"auth_time": now - 10, "iat": now - 10, "exp": now + 3600,
-	})
-	signature := ed25519.Sign(idp.key, []byte(header+"."+claims))
-	return header + "." + claims + "." + base64.RawURLEncoding.EncodeToString(signature)
+	payload := encode(claims)
+	signature := ed25519.Sign(key, []byte(header+"."+payload))
+	return header + "." + payload + "." + base64.RawURLEncoding.EncodeToString(signature)
 }
 
 var wantStatus = map[string]int{

@@ -6,7 +6,6 @@ package nextauth
 import (
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"testing"
 	"time"
@@ -23,20 +22,10 @@ func memoSnapshot(t *testing.T, key ed25519.PublicKey) snapshot {
 
 func memoToken(t *testing.T, private ed25519.PrivateKey, exp int64) string {
 	t.Helper()
-	encode := func(value interface{}) string {
-		body, err := json.Marshal(value)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return base64.RawURLEncoding.EncodeToString(body)
-	}
-	header := encode(map[string]string{"alg": "Ed25519", "typ": testTokenType, "kid": testKid})
-	claims := encode(map[string]interface{}{
+	return signedToken(t, private, map[string]interface{}{
 		"iss": testIssuer, "aud": testAudience, "sid": "sid-memo", "sub": "mia", "auth_time": exp - 7200,
 		"iat": exp - 7200, "exp": exp,
 	})
-	signature := ed25519.Sign(private, []byte(header+"."+claims))
-	return header + "." + claims + "." + base64.RawURLEncoding.EncodeToString(signature)
 }
 
 func TestACheckedTokenIsRememberedUntilItsExp(t *testing.T) {
