@@ -668,7 +668,7 @@ def test_the_plugin_asks_the_idp_about_a_key_it_has_not_seen(
     minter.keys.rotate("session", "Ed25519")
     token = minter.session("ada", ("admins",))
     before = proxy.calls["/auth/forward"]
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 15
     # The IdP reloads its key ring for an unknown key at most every few seconds: an earlier test's
     # made-up key may have used that turn.
     while (answer := through(traefik, "plugin", "/admin", token=token)).status_code != 200:
@@ -676,7 +676,13 @@ def test_the_plugin_asks_the_idp_about_a_key_it_has_not_seen(
         time.sleep(0.5)
     assert identity(answer)[0] == ("Remote-User", "ada")
     assert proxy.calls["/auth/forward"] > before
-    assert identity(through(traefik, "forward-auth", "/admin", token=token))[0] == ("Remote-User", "ada")
+    # Seen once in CI (not reproduced): the plugin let the token through and forward-auth, asked right
+    # after, still said 401. Both learn a new key on their own schedule, so this asks until it agrees.
+    deadline = time.monotonic() + 10
+    while (direct := through(traefik, "forward-auth", "/admin", token=token)).status_code != 200:
+        assert time.monotonic() < deadline, direct.text
+        time.sleep(0.5)
+    assert identity(direct)[0] == ("Remote-User", "ada")
     # Soon the plugin has the new key too, and decides alone again.
     settle(traefik, proxy, token)
 
