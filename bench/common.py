@@ -387,3 +387,21 @@ def process_tree_cpu(pid: int) -> float:
         total += times.get(current, 0.0)
         pending += [child for child, parent in parents.items() if parent == current]
     return total
+
+
+def named_processes_cpu(names: tuple[str, ...]) -> float:
+    """User + system CPU seconds of every process whose command name is one of ``names`` (a database
+    server's processes: its postmaster and backends), with what their exited children used; 0.0 where
+    /proc is not there. Read before and after a workload, the difference is what the server spent on it
+    (and on anything else it served meanwhile)."""
+    total = 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    with contextlib.suppress(OSError):
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = (entry / "stat").read_text()
+                if stat[stat.index("(") + 1 : stat.rindex(")")] in names:
+                    total += sum(int(value) for value in _stat_fields(int(entry.name))[11:15]) / ticks
+    return total

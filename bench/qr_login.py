@@ -12,22 +12,31 @@ import html
 import json
 import os
 import re
-import secrets
 import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import SQLITE, Backend, LoadWatch, machine_table, process_tree_cpu, server_versions
+from bench import crypto_floor
+from bench.common import (
+    SQLITE,
+    Backend,
+    LoadWatch,
+    machine_table,
+    named_processes_cpu,
+    process_tree_cpu,
+    server_versions,
+)
 from bench.counting import FIELDS, db_round_trips
+from bench.phones import NsRest, Outcome, PhoneProcesses, run_logins
 from bench.profiles import ProfileSummary, safely, summarize
 from bench.profiles import markdown as markdown_profile
 from mobilesdk.flows import App
@@ -38,6 +47,15 @@ REPO = Path(__file__).resolve().parents[1]
 # Figures of an earlier run (``python -m bench --only logins --save-logins FILE`` on an earlier commit),
 # shown beside this run's: the page's before/after table.
 BASELINE = REPO / "docs" / "benchmarks" / "logins-before.json"
+# Phones run in as many processes as the machine has cores (they share them with the services).
+PHONE_PROCESSES = max(2, os.cpu_count() or 2)
+HALF_LOAD_PHONES = 10
+HALF_LOAD_SECONDS = 10.0
+# The goal of issue 17: server CPU per full QR login.
+CPU_GOAL_MS = 5.0
+# The database and Redis servers' processes, by command name: their CPU per login is what says how many
+# logins (and so how many instances of the services) one of each carries.
+BACKEND_PROCESSES = {"postgres": ("postgres",), "redis": ("redis-server",)}
 PIN = "8642"
 ENDPOINTS = {
     "ns": ("http", "websocket", "sigmai", "admin"),
@@ -166,14 +184,12 @@ class Services:
             return False
         return True
 
+    @property
+    def rest(self) -> NsRest:
+        return NsRest(f"http://127.0.0.1:{self.ports['ns']['http']}", self.api_key)
+
     def call(self, method: str, path: str, headers: dict[str, str] | None = None) -> Any:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.ports['ns']['http']}{path}",
-            method=method,
-            headers={"X-apikey": self.api_key, **(headers or {})},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            return json.loads(response.read())
+        return self.rest.call(method, path, headers)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -231,66 +247,73 @@ def _phone(services: Services, home: Path, user: str) -> tuple[App, str]:
     return app, scanned["account"]
 
 
-def measure(services: Services, phones: int, logins_per_phone: int, workdir: Path) -> dict[str, Any]:
-    apps = [_phone(services, workdir / f"phone-{phones}-{i}", f"user-{phones}-{i}") for i in range(phones)]
-    return measure_counted(services, apps, logins_per_phone)
+def measure(
+    services: Services,
+    phones: int,
+    logins_per_phone: int,
+    workdir: Path,
+    *,
+    processes: int = 1,
+    pace_seconds: float = 0.0,
+) -> dict[str, Any]:
+    """``phones`` phones enrolled here, then logging in from ``processes`` processes of their own."""
+    homes = [(workdir / f"phone-{phones}-{i}", f"user-{phones}-{i}") for i in range(phones)]
+    enrolled = [(home, _phone(services, home, user)[1]) for home, user in homes]
+    runner = PhoneProcesses(
+        services.rest,
+        enrolled,
+        processes,
+        logins_per_phone=logins_per_phone,
+        pin=PIN,
+        pace_seconds=pace_seconds,
+    )
+    try:
+        row = measure_counted(services, runner.run)
+    finally:
+        runner.kill()
+    return {**row, "phones": phones, "phone_processes": len(runner.children), "pace_seconds": pace_seconds}
 
 
-def measure_counted(services: Services, apps: list[tuple[App, str]], logins_per_phone: int) -> dict[str, Any]:
-    """``measure_logins`` with, per login, what the services asked of the database and Redis, the CPU
-    time the services used, and the CPU time of the phones (this process: the Mobile SDK and the
-    application's REST calls)."""
+def measure_counted(services: Services, run: Callable[[], Outcome]) -> dict[str, Any]:
+    """One run of logins with, per login, what the services asked of the database and Redis, the CPU
+    time the services used, and the CPU time of the phones (the Mobile SDK and the application's REST
+    calls, in whichever processes they ran); and how busy each side kept the machine's cores."""
     services.reset_counts()
     server_cpu = services.cpu_seconds()
-    phone_cpu = time.process_time()
-    row = measure_logins(services, apps, logins_per_phone)
-    phone_cpu = time.process_time() - phone_cpu
+    backends_cpu = {name: named_processes_cpu(names) for name, names in BACKEND_PROCESSES.items()}
+    outcome = run()
     server_cpu = services.cpu_seconds() - server_cpu
+    backends_cpu = {
+        name: named_processes_cpu(names) - backends_cpu[name] for name, names in BACKEND_PROCESSES.items()
+    }
     counts = services.counts()
+    row = _row(outcome)
     logins = max(row["logins"] + row["errors"], 1)
     per_login: dict[str, float] = {name: counts[name] / logins for name in FIELDS}
     per_login["db_round_trips"] = db_round_trips(per_login)
     per_login["server_cpu_ms"] = 1000 * server_cpu / logins
-    per_login["phone_cpu_ms"] = 1000 * phone_cpu / logins
-    return {**row, "per_login": per_login}
+    per_login["phone_cpu_ms"] = 1000 * outcome.cpu_seconds / logins
+    for name, seconds in backends_cpu.items():
+        per_login[f"{name}_cpu_ms"] = 1000 * seconds / logins
+    busy = {
+        "server_cores": server_cpu / outcome.wall_seconds,
+        "phone_cores": outcome.cpu_seconds / outcome.wall_seconds,
+    }
+    return {**row, "per_login": per_login, "busy": busy}
 
 
 def measure_logins(services: Services, apps: list[tuple[App, str]], logins_per_phone: int) -> dict[str, Any]:
-    latencies: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
+    """Logins by phones running as threads of this process (the tests' way: no child processes)."""
+    return {"phones": len(apps), **_row(run_logins(services.rest, apps, logins_per_phone, PIN))}
 
-    def run(app: App, account: str) -> None:
-        for _ in range(logins_per_phone):
-            nonce = secrets.token_urlsafe(24)
-            started = time.perf_counter()
-            try:
-                view = services.call("GET", "/v1/servers/default/sessions/", {"X-nonce": nonce})
-                app.login(QRPayload.decode(view["loginqrdata"]), pin=PIN, approve=True, account_id=account)
-                done = services.call("GET", "/v1/servers/default/sessions/", {"X-nonce": nonce})
-                if not done.get("loggedin"):
-                    raise RuntimeError("not logged in after the phone approved")
-            except Exception as exc:
-                with lock:
-                    errors.append(type(exc).__name__)
-                continue
-            with lock:
-                latencies.append(time.perf_counter() - started)
 
-    threads = [threading.Thread(target=run, args=app_account) for app_account in apps]
-    wall = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - wall
-    latencies.sort()
+def _row(outcome: Outcome) -> dict[str, Any]:
+    latencies = sorted(outcome.latencies)
     return {
-        "phones": len(apps),
         "logins": len(latencies),
-        "errors": len(errors),
-        "error_kinds": sorted(set(errors)),
-        "per_second": len(latencies) / wall,
+        "errors": len(outcome.errors),
+        "error_kinds": sorted(set(outcome.errors)),
+        "per_second": len(latencies) / outcome.wall_seconds,
         "p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
         "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
         if latencies
@@ -307,7 +330,7 @@ def machine_source() -> str:
 def before_and_after(before: dict[str, Any], rows: list[tuple[str, dict[str, Any]]]) -> str:
     """The per-login figures of a saved earlier run beside this run's, backend by backend and phones by
     phones (rows both runs have)."""
-    earlier = {(name, row["phones"]): row for name, row in before["rows"]}
+    earlier = {(name, row["phones"]): row for name, row in before["rows"] if not row.get("pace_seconds")}
     lines = [
         "## Before and after",
         "",
@@ -320,7 +343,7 @@ def before_and_after(before: dict[str, Any], rows: list[tuple[str, dict[str, Any
     ]
     for name, row in rows:
         old = earlier.get((name, row["phones"]))
-        if old is None:
+        if old is None or row.get("pace_seconds"):
             continue
         for label, found in (("before", old), ("after", row)):
             c = found["per_login"]
@@ -331,6 +354,83 @@ def before_and_after(before: dict[str, Any], rows: list[tuple[str, dict[str, Any
                 f"| {c['phone_cpu_ms']:.1f} | {found['per_second']:.1f} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def limit_of(row: dict[str, Any]) -> str:
+    """Which side held the rate back, from how busy each kept the cores while it ran."""
+    busy = row["busy"]
+    cores = os.cpu_count() or 1
+    if row.get("pace_seconds"):
+        return "paced: neither"
+    if busy["server_cores"] >= 0.9:
+        return "the services (their one core)"
+    if busy["server_cores"] + busy["phone_cores"] >= 0.85 * cores:
+        return "the machine (both sides' CPU)"
+    return "latency (cores idle between round trips)"
+
+
+def capacity_section(rows: list[tuple[str, dict[str, Any]]], floor: crypto_floor.Floor) -> str:
+    """Server CPU per login against the goal and against the crypto a login cannot do without; what one
+    core of the services carries at that cost."""
+    lines = [
+        "### Server CPU against the crypto floor",
+        "",
+        "The floor: the primitives the servers must compute for one login, each timed alone in this run "
+        "(bench/crypto_floor.py). Per core: logins per second one core of the services carries at the "
+        f"measured CPU per login (the goal, {CPU_GOAL_MS:.0f} ms per login, is "
+        f"{1000 / CPU_GOAL_MS:.0f} per core). From the saturated 10-phone rows.",
+        "",
+        "| backend | server CPU ms per login | crypto floor ms | CPU : floor | logins/s per core "
+        f"| goal ≤ {CPU_GOAL_MS:.0f} ms |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for name, row in rows:
+        if row["phones"] != HALF_LOAD_PHONES or row.get("pace_seconds"):
+            continue
+        cpu = row["per_login"]["server_cpu_ms"]
+        lines.append(
+            f"| {name} | {cpu:.1f} | {floor.total_ms:.2f} | {cpu / floor.total_ms:.0f}x | {1000 / cpu:.0f} "
+            f"| {'met' if cpu <= CPU_GOAL_MS else 'not met'} |"
+        )
+    lines += ["", floor.markdown(), *_backend_capacity(rows)]
+    return "\n".join(lines)
+
+
+def _backend_capacity(rows: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """For the rows on PostgreSQL + Redis: the CPU those servers spent per login (all their processes,
+    from /proc) and so how many cores of the services one core of each keeps up with."""
+    found = [
+        (name, row)
+        for name, row in rows
+        if "PostgreSQL" in name and row["phones"] == HALF_LOAD_PHONES and not row.get("pace_seconds")
+    ]
+    if not found:
+        return []
+    lines = [
+        "",
+        "### What one PostgreSQL and one Redis carry",
+        "",
+        "CPU time of every PostgreSQL and Redis server process on this machine during the saturated "
+        "10-phone run, per login (anything else they served meanwhile counts too: run on a quiet machine). "
+        "One core of the services carries 1000 / (services' CPU per login) logins per second; one core "
+        "of PostgreSQL or Redis keeps up with (services' CPU) / (its CPU) such cores, that is with as many "
+        "one-worker instances. Round trips, not CPU, set the latency each adds.",
+        "",
+        "| backend | services CPU ms | PostgreSQL CPU ms | Redis CPU ms | logins/s per core: services "
+        "/ PostgreSQL / Redis | service cores per PostgreSQL core | service cores per Redis core |",
+        "|---|---:|---:|---:|---|---:|---:|",
+    ]
+    for name, row in found:
+        c = row["per_login"]
+        server, database, redis_cpu = c["server_cpu_ms"], c["postgres_cpu_ms"], c["redis_cpu_ms"]
+
+        rates = " / ".join(f"{1000 / ms:.0f}" if ms > 0 else "-" for ms in (server, database, redis_cpu))
+        cores = [f"{server / ms:.1f}" if ms > 0 else "-" for ms in (database, redis_cpu)]
+        lines.append(
+            f"| {name} | {server:.1f} | {database:.2f} | {redis_cpu:.2f} | {rates} "
+            f"| {cores[0]} | {cores[1]} |"
+        )
+    return lines
 
 
 @dataclass
@@ -365,10 +465,29 @@ def run(
                 notes.append(f"{backend.name} not measured: {str(exc)[-400:]}")
                 continue
             try:
+                mine: list[dict[str, Any]] = []
                 for phones, per_phone in ((1, 10), (10, 5)) if quick else ((1, 40), (10, 10), (100, 2)):
-                    rows.append((backend.name, measure(services, phones, per_phone, Path(folder))))
+                    processes = 1 if phones == 1 else PHONE_PROCESSES
+                    mine.append(measure(services, phones, per_phone, Path(folder), processes=processes))
+                # The same services at half of the peak they just showed: latency a user sees when the
+                # servers are not saturated, at a rate fixed in advance (paced phones, not back to back).
+                peak = max(row["per_second"] for row in mine)
+                pace = HALF_LOAD_PHONES / (peak / 2)
+                per_phone = 3 if quick else max(3, round(HALF_LOAD_SECONDS / pace))
+                mine.append(
+                    measure(
+                        services,
+                        HALF_LOAD_PHONES,
+                        per_phone,
+                        Path(folder) / "half",
+                        processes=PHONE_PROCESSES,
+                        pace_seconds=pace,
+                    )
+                )
+                rows += [(backend.name, row) for row in mine]
             finally:
                 services.stop()
+    floor = crypto_floor.measure(quick=quick)
     profile = safely(lambda: _profile(backends[-1], profile_dir, quick), notes) if profile_dir else None
     elapsed = time.perf_counter() - started
     lines = [
@@ -376,9 +495,10 @@ def run(
         "",
         "Generated by `python -m bench` (bench/qr_login.py). Each login: REST session + QR, sigmai to ns, "
         "sigmai to the SFS with the OPRF PIN check and attestation, signed confirmation, session recorded, "
-        "REST check that the session is logged in. Phones are threads of the benchmark process (the Mobile "
-        "SDK in-process, new sigmai channels per login); the services run as `nextauth all` in another "
-        "process on the same machine, so both sides share its CPUs.",
+        "REST check that the session is logged in. The phones (the Mobile SDK, new sigmai channels per "
+        f"login) run as threads of {PHONE_PROCESSES} processes of their own (bench/phones.py; one process "
+        "for one phone); the services run as `nextauth all` (one process, one worker) on the same "
+        "machine, so both sides share its CPUs.",
         "",
         machine_table(command),
         f"Servers: {'; '.join(server_notes)}.",
@@ -389,17 +509,27 @@ def run(
     lines += [f"Note: {note}" for note in notes or []]
     lines += [
         "",
-        "| backend | phones | logins | errors | logins/s | p50 ms | p99 ms |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| backend | phones (processes) | offered load | logins | errors | logins/s | p50 ms | p99 ms |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     for name, row in rows:
         kinds = f" ({', '.join(row['error_kinds'])})" if row["errors"] else ""
+        offered = (
+            f"paced, {row['phones'] / row['pace_seconds']:.1f}/s (half of peak)"
+            if row.get("pace_seconds")
+            else "back to back"
+        )
         lines.append(
-            f"| {name} | {row['phones']} | {row['logins']} | {row['errors']}{kinds} "
-            f"| {row['per_second']:.1f} "
-            f"| {row['p50_ms']:.0f} | {row['p99_ms']:.0f} |"
+            f"| {name} | {row['phones']} ({row.get('phone_processes', 1)}) | {offered} | {row['logins']} "
+            f"| {row['errors']}{kinds} | {row['per_second']:.1f} | {row['p50_ms']:.0f} "
+            f"| {row['p99_ms']:.0f} |"
         )
     lines += [
+        "",
+        "Latency is one login as the user waits for it (QR fetched to session confirmed); with N phones "
+        "logging in back to back the services are saturated, so p50 grows with N at a flat rate. The "
+        "paced row offers half of the best rate above at fixed times, whatever the answers take: what a "
+        "user waits when the servers have room.",
         "",
         "### Per login",
         "",
@@ -410,26 +540,27 @@ def run(
         "(statements + BEGIN and COMMIT of each explicit transaction + pre-pings; on SQLite what the same "
         "work would cost on a server), Redis commands (round trips), all counted inside the services "
         "(bench/counting.py); CPU time (user + system) of the services' processes, and of the phones "
-        "(the benchmark process: Mobile SDK and the application's REST calls).",
+        "(their processes: Mobile SDK and the application's REST calls). Cores busy: CPU time over wall "
+        "time, per side; the services are one process, so they cannot use more than one core.",
         "",
         "| backend | phones | statements (autocommit) | transactions (single statement) | pre-pings "
-        "| DB round trips | Redis commands (round trips) | server CPU ms | phone CPU ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| DB round trips | Redis commands (round trips) | server CPU ms | phone CPU ms "
+        "| cores busy: servers / phones | the limit |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for name, row in rows:
         c = row["per_login"]
+        busy = row["busy"]
         lines.append(
-            f"| {name} | {row['phones']} | {c['statements']:.1f} ({c['autocommit_statements']:.1f}) "
+            f"| {name} | {row['phones']}{' paced' if row.get('pace_seconds') else ''} "
+            f"| {c['statements']:.1f} ({c['autocommit_statements']:.1f}) "
             f"| {c['transactions']:.1f} ({c['autocommit_writes']:.1f}) | {c['pings']:.1f} "
             f"| {c['db_round_trips']:.1f} "
             f"| {c['redis_commands']:.1f} ({c['redis_round_trips']:.1f}) "
-            f"| {c['server_cpu_ms']:.1f} | {c['phone_cpu_ms']:.1f} |"
+            f"| {c['server_cpu_ms']:.1f} | {c['phone_cpu_ms']:.1f} "
+            f"| {busy['server_cores']:.2f} / {busy['phone_cores']:.2f} | {limit_of(row)} |"
         )
-    lines += [
-        "",
-        "Latency is one login as the user waits for it (QR fetched to session confirmed); with N phones "
-        "logging in back to back the services are saturated, so p50 grows with N at a flat rate.",
-    ]
+    lines += ["", capacity_section(rows, floor)]
     load = watch.note()
     if save_to is not None:
         save_to.write_text(
