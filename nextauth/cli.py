@@ -4,9 +4,28 @@ gevent must patch the standard library before anything else imports it, hence th
 line itself is ``nextauth.commandline``.
 """
 
+from importlib import metadata
+
 from gevent import monkey
 
-monkey.patch_all()
+# gevent announces each module it patches to plugins found through entry points, scanning every installed
+# package each time (a fifth of a second in all, at every start of a service or command): the installed
+# packages do not change while it patches, so one scan per group serves them all.
+_scan_entry_points = metadata.entry_points
+_scanned: dict[str, metadata.EntryPoints] = {}
+
+
+def _entry_points_once(*, group: str) -> metadata.EntryPoints:
+    if group not in _scanned:
+        _scanned[group] = _scan_entry_points(group=group)
+    return _scanned[group]
+
+
+metadata.entry_points = _entry_points_once  # type: ignore[assignment]
+try:
+    monkey.patch_all()
+finally:
+    metadata.entry_points = _scan_entry_points
 
 import sys  # noqa: E402
 
