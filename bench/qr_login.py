@@ -334,7 +334,7 @@ def before_and_after(before: dict[str, Any], rows: list[tuple[str, dict[str, Any
     lines = [
         "## Before and after",
         "",
-        f"Before: {before['source']} ({before['load']}); after: this run. Same benchmark, same machine; "
+        f"Before: {before['source']} ({before['load']}); after: this run. Same benchmark, a machine of the same kind; "
         "per login."
         + (
             ""
