@@ -27,6 +27,8 @@ from sqlalchemy.orm import Session
 from idp.models import SigningKey
 
 UNKNOWN_KID_RELOAD_SECONDS = 5.0
+# How long a request asking for a key it has not seen waits for another request's reload in flight.
+RELOAD_WAIT_SECONDS = 5.0
 ALGORITHMS = {"session": ("Ed25519",), "oidc": ("ES256", "RS256"), "saml": ("RS256",)}
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 JoseKey = OKPKey | ECKey | RSAKey
@@ -169,7 +171,11 @@ class KeyRing:
         if time.monotonic() - self._loaded_at < UNKNOWN_KID_RELOAD_SECONDS:
             return None
         if not self._refreshing.acquire(blocking=False):
-            return None  # another request is looking already
+            # Another request is loading the keys right now, perhaps for a token of the same new key: wait
+            # for it and look in what it loaded, rather than refuse a good token (or query once more).
+            if self._refreshing.acquire(timeout=RELOAD_WAIT_SECONDS):
+                self._refreshing.release()
+            return next((key for key in self._keys if key.kid == kid), None)
         try:
             self.reload()
         finally:

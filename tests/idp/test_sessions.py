@@ -2,6 +2,7 @@
 
 import base64
 import json
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -285,6 +286,36 @@ def test_one_request_refreshes_the_keys_while_others_use_what_they_have(parts: t
     finally:
         ring._refreshing.release()
     assert ring.published("session") and queries == [1]  # the next one refreshes
+
+
+def test_a_new_key_asked_for_during_another_reload_waits_for_that_reload(parts: tuple) -> None:
+    """Two requests bring tokens of a key another instance just made: the first reloads, the second waits
+    for that reload and finds the key in it (it was refused before), with one database query between
+    them."""
+    _manager, ring, *_ = parts
+    ring.active("session", "Ed25519")
+    other_instance = KeyRing(ring._engine, issuer=ISSUER)
+    new_kid = other_instance.rotate("session", "Ed25519").kid
+    ring._loaded_at = float("-inf")  # past the unknown-kid pause, not yet refreshed
+    queries = []
+    original = ring.reload
+    ring.reload = lambda: (queries.append(1), original())[1]  # type: ignore[method-assign]
+    assert ring._refreshing.acquire()  # the first request is loading right now...
+
+    def first_request_finishes() -> None:
+        time.sleep(0.3)
+        try:
+            ring.reload()
+        finally:
+            ring._refreshing.release()
+
+    loader = threading.Thread(target=first_request_finishes)
+    loader.start()
+    found = ring.by_kid(new_kid)  # ...and the second one asks meanwhile
+    loader.join()
+    assert found is not None and found.kid == new_kid
+    assert queries == [1]
+    assert ring.by_kid("made-up") is None and queries == [1]  # just loaded: no query for a made-up kid
 
 
 def test_housekeeping_forgets_what_expired_a_day_ago(tmp_path: Path) -> None:
