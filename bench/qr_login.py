@@ -334,8 +334,8 @@ def before_and_after(before: dict[str, Any], rows: list[tuple[str, dict[str, Any
     lines = [
         "## Before and after",
         "",
-        f"Before: {before['source']} ({before['load']}); after: this run. Same benchmark, a machine of the same kind; "
-        "per login."
+        f"Before: {before['source']} ({before['load']}); after: this run. Same benchmark, a machine of "
+        "the same kind; per login."
         + (
             ""
             if any("phone_processes" in row for _name, row in before["rows"])

@@ -7,6 +7,7 @@ a local RFC 8030 push service."""
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,6 +15,7 @@ import pytest
 
 from nextauth_core.qr import QRPayload
 from nextauth_core.visualhash import visual_hash
+from tests.fixtures import fake_camera
 from tests.fixtures.flows import PIN, new_nonce, start_login
 from tests.fixtures.system import REPO, RunningSystem, ns_api, start_system, stop_system
 from tests.pushservers import TestCA
@@ -544,18 +546,78 @@ def test_the_keys_cannot_be_read_out(running: RunningSystem, enrolled_phone: Any
 
 
 def test_scanning_falls_back_to_pasting_without_a_camera(running: RunningSystem, enrolled_phone: Any) -> None:
-    """Headless Chromium has no camera (and on Linux no BarcodeDetector): the app says so and offers paste."""
+    """Headless Chromium has no camera unless given a fake one: the app says so and offers paste."""
     app, watch = open_app(enrolled_phone, base(running) + "/app/")
     wait_screen(app, "accounts")
     app.click("#to-scan")
-    if app.evaluate("'BarcodeDetector' in window"):
-        wait_screen(app, "scan")
-        playwright_api.expect(app.locator("#scan-status")).to_contain_text("Paste the code instead")
-    else:
-        wait_screen(app, "paste")
-        assert "Paste the code instead" in app.inner_text("#notice")
+    wait_screen(app, "scan")
+    playwright_api.expect(app.locator("#scan-status")).to_contain_text("Paste the code instead")
     assert watch.errors == []
     app.close()
+
+
+@pytest.fixture(scope="module")
+def camera(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path]]:
+    """A second Chromium (same Playwright) with a camera that films the QR code the test last wrote."""
+    from tests.fixtures.chromium import CHROMIUM
+
+    clip = tmp_path_factory.mktemp("camera") / "camera.y4m"
+    fake_camera.film(clip, "nothing to see yet")
+    chromium = browser.browser_type.launch(
+        executable_path=CHROMIUM,
+        args=["--no-sandbox", "--disable-gpu", "--no-first-run", *fake_camera.chromium_args(clip)],
+    )
+    yield chromium, clip
+    chromium.close()
+
+
+def test_the_camera_reads_the_codes_to_enrol_and_log_in(
+    running: RunningSystem, browser: Any, camera: tuple[Any, Path]
+) -> None:
+    """The camera path end to end: the app has no BarcodeDetector here (Chromium on Linux), so it loads its
+    vendored decoder and reads the frames of the fake camera, which films an enrolment code and then the
+    login page's code."""
+    camera_browser, clip = camera
+    context = camera_browser.new_context(**PHONE)
+    context.grant_permissions(["camera"], origin=base(running))
+    app, watch = open_app(context, base(running) + "/app/")
+    set_up(app)
+    assert app.evaluate("'BarcodeDetector' in window") is False  # so this is the decoder's path
+    api = ns_api(running)
+    status, created = api.call("POST", "/v1/servers/default/users/cleo/enrolments")
+    assert status == 201, created
+    fake_camera.film(clip, created["qrdata"])
+    app.click("#to-scan")
+    wait_screen(app, "enrol")
+    app.fill("#enrol-pin", PIN)
+    app.click("#enrol-form button[type=submit]")
+    wait_screen(app, "enrolled")
+    status, done = api.call(
+        "POST",
+        f"/v1/servers/default/enrolments/{created['enrolment']}/confirm",
+        {"code": app.inner_text("#confirmation-code").strip()},
+    )
+    assert status == 200 and done["state"] == "completed", done
+    app.click('section[data-screen="enrolled"] button[data-home]')
+    wait_screen(app, "accounts")
+    # The camera is off between scans: the app stopped its tracks.
+    assert app.evaluate("document.getElementById('camera').srcObject") is None
+
+    desktop = browser.new_page()
+    desktop.goto(base(running) + "/login?next=/whoami")
+    desktop.wait_for_selector("#qr svg")
+    fake_camera.film(clip, desktop.get_attribute("#qr", "data-qrdata"))
+    app.click("#to-scan")
+    wait_screen(app, "approve")
+    assert app.inner_text("#approve-user") == "cleo"
+    app.fill("#approve-pin", PIN)
+    app.click("#approve-button")
+    wait_screen(app, "result")
+    desktop.wait_for_url(lambda url: urlsplit(url).path == "/whoami", timeout=15000)
+    assert desktop.request.get(desktop.url).json()["sub"] == "cleo"
+    assert watch.errors == []
+    desktop.close()
+    context.close()
 
 
 def test_codes_it_cannot_use_are_refused_before_any_connection(

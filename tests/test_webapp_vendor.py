@@ -1,7 +1,7 @@
-"""The web authenticator's vendored copy of the JavaScript Mobile SDK and its @noble modules
-(``webapp/vendor/``, written by ``tools/vendor_webapp_sdk.py``) is exactly what the tool writes: every file
-as its manifest records it, the SDK's files as ``mobilesdk-js/src`` holds them today, the @noble packages at
-the versions ``package-lock.json`` pins, and, where ``npm ci`` has run, the whole copy byte for byte."""
+"""The web authenticator's vendored copy of the JavaScript Mobile SDK, its @noble modules and the jsQR
+decoder (``webapp/vendor/``, written by ``tools/vendor_webapp_sdk.py``) is exactly what the tool writes: every
+file as its manifest records it, the SDK's files as ``mobilesdk-js/src`` holds them today, the packages at
+the versions the lock files pin, and, where ``npm ci`` has run, the whole copy byte for byte."""
 
 import hashlib
 import importlib.util
@@ -50,11 +50,12 @@ def test_the_sdk_copy_is_current() -> None:
     assert vendored == set(fresh)
 
 
-def test_noble_versions_are_the_locked_ones() -> None:
+def test_package_versions_are_the_locked_ones() -> None:
+    """@noble at the versions mobilesdk-js/package-lock.json pins, jsQR at webapp/package-lock.json's."""
     vendor = tool()
     locked = vendor.locked_versions(vendor.SDK)
     assert manifest()["packages"] == {name: locked[name] for name in manifest()["packages"]}
-    assert set(manifest()["packages"]) == {"@noble/ciphers", "@noble/curves", "@noble/hashes"}
+    assert set(manifest()["packages"]) == {"@noble/ciphers", "@noble/curves", "@noble/hashes", "jsqr"}
 
 
 def test_only_relative_imports_remain() -> None:
@@ -67,6 +68,6 @@ def test_only_relative_imports_remain() -> None:
 
 def test_the_whole_copy_is_what_the_tool_writes() -> None:
     vendor = tool()
-    if not (vendor.SDK / "node_modules").is_dir():
-        pytest.skip("mobilesdk-js/node_modules is missing (npm ci): the @noble files cannot be compared")
+    if not (vendor.SDK / "node_modules").is_dir() or not (vendor.WEBAPP / "node_modules").is_dir():
+        pytest.skip("node_modules missing in mobilesdk-js/ or webapp/ (npm ci): packages not compared")
     assert vendor.main(["--check"]) == 0

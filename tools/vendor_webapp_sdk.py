@@ -1,4 +1,4 @@
-"""Copy the JavaScript Mobile SDK and the @noble modules it imports into ``webapp/vendor/``.
+"""Copy the JavaScript Mobile SDK, the @noble modules it imports and the QR decoder into ``webapp/vendor/``.
 
 The web authenticator runs the SDK in the browser, served by the IdP, and ``make run`` must work on a fresh
 clone without Node or npm. So the exact files the browser needs are committed: the SDK's ES modules from
@@ -7,11 +7,15 @@ versions ``mobilesdk-js/package-lock.json`` pins. Browsers cannot resolve bare s
 ``@noble/curves/ed25519.js`` without an import map, and an import map is an inline script the app's CSP does
 not allow; so each bare specifier is rewritten to a relative path. Nothing else in a file changes.
 
+The QR decoder (jsQR, for browsers without ``BarcodeDetector``) is the web app's own package
+(``webapp/package.json``, pinned by ``webapp/package-lock.json``): its one browser build and its licence
+are copied as they are, to ``vendor/jsqr/``; the app loads it as a classic script when it scans.
+
 ``webapp/vendor/MANIFEST.json`` records the package versions and the SHA-256 of every file.
 ``tests/test_webapp_vendor.py`` checks that the copy matches the manifest and the SDK's sources, and,
 where ``mobilesdk-js/node_modules`` exists, that running this again changes nothing.
 
-    python tools/vendor_webapp_sdk.py           # after `npm ci` in mobilesdk-js/, to update the copy
+    python tools/vendor_webapp_sdk.py           # after `npm ci` in mobilesdk-js/ and webapp/, to update
     python tools/vendor_webapp_sdk.py --check   # exit 1 if the committed copy is not what it would write
 """
 
@@ -27,7 +31,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SDK = REPO / "mobilesdk-js"
-TARGET = REPO / "webapp" / "vendor"
+WEBAPP = REPO / "webapp"
+TARGET = WEBAPP / "vendor"
+# The decoder's files: where they are in its package, and where they go under vendor/.
+DECODER = {"jsqr/jsQR.js": "dist/jsQR.js", "jsqr/LICENSE": "LICENSE"}
 ENTRY = "index.js"  # the SDK's browser entry: everything but src/node.js
 # Static imports and re-exports at the start of a line (JSDoc examples start with '*' and are left alone);
 # one statement may span lines. Dynamic import() (the SDK's Node-only 'ws') is not followed.
@@ -107,17 +114,30 @@ def collect(sdk: Path, node_modules: Path | None) -> dict[str, bytes]:
     return files
 
 
-def locked_versions(sdk: Path) -> dict[str, str]:
-    lock = json.loads((sdk / "package-lock.json").read_text())
-    return {
-        name.removeprefix("node_modules/"): entry["version"]
-        for name, entry in lock.get("packages", {}).items()
-        if name.startswith("node_modules/@noble/")
-    }
+def decoder_files(webapp: Path) -> dict[str, bytes]:
+    """The QR decoder's files, by their path under ``webapp/vendor/``, from ``webapp/node_modules``."""
+    package = webapp / "node_modules" / "jsqr"
+    missing = [source for source in DECODER.values() if not (package / source).is_file()]
+    if missing:
+        raise VendorError(f"{package} lacks {', '.join(missing)} (run `npm ci` in webapp/ first?)")
+    return {name: (package / source).read_bytes() for name, source in DECODER.items()}
+
+
+def locked_versions(sdk: Path, webapp: Path = WEBAPP) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for folder, prefix in ((sdk, "node_modules/@noble/"), (webapp, "node_modules/jsqr")):
+        lock = json.loads((folder / "package-lock.json").read_text())
+        found |= {
+            name.removeprefix("node_modules/"): entry["version"]
+            for name, entry in lock.get("packages", {}).items()
+            if name.startswith(prefix)
+        }
+    return found
 
 
 def manifest(files: dict[str, bytes], sdk: Path) -> dict[str, object]:
     used = {"@noble/" + name.split("/")[1] for name in files if name.startswith("noble/")}
+    used |= {"jsqr"} & {name.split("/")[0] for name in files}
     return {
         "about": "Written by tools/vendor_webapp_sdk.py; do not edit by hand.",
         "sdk": "mobilesdk-js/src",
@@ -158,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     node_modules = SDK / "node_modules"
     try:
         files = collect(SDK, node_modules if node_modules.is_dir() else None)
+        files |= decoder_files(WEBAPP)
     except VendorError as exc:
         sys.stderr.write(f"vendor: {exc}\n")
         return 2

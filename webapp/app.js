@@ -246,23 +246,67 @@ async function paste(event) {
   await useCode(text);
 }
 
-// -- scanning with the camera (BarcodeDetector where the browser has it) ------------------------------
+// -- scanning with the camera (BarcodeDetector where the browser has it, jsQR elsewhere) ---------------
 
 let scanning = null;
 
+// A reader of QR codes in the video's current frame: the browser's own where it reads QR codes, else the
+// vendored jsQR decoder (Firefox, Safari and desktop Chrome have no BarcodeDetector), loaded on first use.
+async function qrReader() {
+  if ('BarcodeDetector' in window) {
+    try {
+      if ((await window.BarcodeDetector.getSupportedFormats()).includes('qr_code')) {
+        const detector = new window.BarcodeDetector({ formats: ['qr_code'] });
+        return async (video) => (await detector.detect(video)).map((code) => String(code.rawValue));
+      }
+    } catch (_) {
+      // No QR support after all: the decoder below reads them.
+    }
+  }
+  const decode = await loadDecoder();
+  const canvas = document.createElement('canvas');
+  const context = canvas.getContext('2d', { willReadFrequently: true });
+  return async (video) => {
+    // A phone camera's frame scaled to at most 640 pixels across: enough for a code on a screen, and
+    // quick to decode four times a second.
+    const scale = Math.min(1, 640 / Math.max(video.videoWidth, video.videoHeight, 1));
+    const width = Math.round(video.videoWidth * scale);
+    const height = Math.round(video.videoHeight * scale);
+    if (!width || !height) return [];
+    canvas.width = width;
+    canvas.height = height;
+    context.drawImage(video, 0, 0, width, height);
+    const pixels = context.getImageData(0, 0, width, height);
+    const found = decode(pixels.data, width, height, { inversionAttempts: 'attemptBoth' });
+    return found ? [found.data] : [];
+  };
+}
+
+function loadDecoder() {
+  if (typeof window.jsQR === 'function') return Promise.resolve(window.jsQR);
+  return new Promise((resolve, reject) => {
+    const script = document.createElement('script');
+    script.src = 'vendor/jsqr/jsQR.js';
+    script.onload = () =>
+      typeof window.jsQR === 'function' ? resolve(window.jsQR) : reject(new Error('no QR decoder'));
+    script.onerror = () => reject(new Error('the QR decoder did not load'));
+    document.head.appendChild(script);
+  });
+}
+
 async function startScan() {
-  if (!('BarcodeDetector' in window) || !navigator.mediaDevices) {
-    notice('This browser cannot read QR codes with the camera. Paste the code instead.');
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    notice('This browser cannot use the camera here. Paste the code instead.');
     show('paste');
     return;
   }
   show('scan');
   const status = $('scan-status');
   status.textContent = 'Point the camera at the code.';
+  let read;
   let stream;
   try {
-    const formats = await window.BarcodeDetector.getSupportedFormats();
-    if (!formats.includes('qr_code')) throw new Error('no QR support');
+    read = await qrReader();
     stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: 'environment' }, audio: false });
   } catch (_) {
     status.textContent = 'The camera is not available (or was not allowed). Paste the code instead.';
@@ -271,17 +315,15 @@ async function startScan() {
   const video = $('camera');
   video.srcObject = stream;
   await video.play();
-  const detector = new window.BarcodeDetector({ formats: ['qr_code'] });
   const run = { stream, stopped: false };
   scanning = run;
   const tick = async () => {
     if (run.stopped) return;
     try {
-      const found = await detector.detect(video);
-      const hit = found.find((code) => String(code.rawValue).includes('NA1.'));
+      const hit = (await read(video)).find((value) => value.includes('NA1.'));
       if (hit) {
         stopScan();
-        await useCode(hit.rawValue);
+        await useCode(hit);
         return;
       }
     } catch (_) {

@@ -45,6 +45,9 @@ _SAFE_NAME = re.compile(r"^(?:[A-Za-z0-9_-][A-Za-z0-9_.-]*/)*[A-Za-z0-9_-][A-Za-
 # sw.js names its cache after this placeholder; the server puts in a hash of the shell, so every change
 # to a shell file installs a new service worker, which fetches the new shell.
 VERSION_PLACEHOLDER = "__SHELL_VERSION__"
+# What npm keeps beside the app (its package files, and node_modules after `npm ci`): the app uses only
+# the copy in vendor/, so none of it is served or part of the shell's version.
+_NOT_SERVED = {"node_modules", "package.json", "package-lock.json"}
 
 blueprint = Blueprint("authenticator", __name__)
 
@@ -91,6 +94,7 @@ def shell_files() -> list[str]:
         if path.is_file()
         and path.suffix in CONTENT_TYPES
         and _SAFE_NAME.match(path.relative_to(WEBAPP).as_posix())
+        and path.relative_to(WEBAPP).parts[0] not in _NOT_SERVED
     )
 
 
