@@ -26,6 +26,7 @@ E2E_MODULES = frozenset(
         "tests.test_flows",
         "tests.test_login_page",
         "tests.test_metrics_endpoints",
+        "tests.test_drain",
         "tests.test_nodelay",
         "tests.test_rate_limits",
         "tests.test_resilience",

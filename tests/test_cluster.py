@@ -9,15 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import text
 
 from authserver.storage.db import create_engine_for
 from mobilesdk.channel import RemoteError
 from mobilesdk.flows import App
 from nextauth_core.qr import QRPayload
-from tests.fixtures.databases import redis_base_uri, require
+from tests.fixtures.cluster import start_sfs_cluster
 from tests.fixtures.flows import BrowserPage
 from tests.fixtures.system import RestClient, RunningSystem, run_app, start_system, stop_system
 
@@ -31,49 +29,25 @@ def cluster(
 ) -> Iterator[dict[str, object]]:
     base = tmp_path_factory.mktemp("cluster")
     postgres_uri = request.getfixturevalue("postgres_uri_module")
-    redis_uri = redis_base_uri()
-    require("Redis", redis_uri)
-    sfs_key = ed25519.Ed25519PrivateKey.generate()
-    attestation_key = ed25519.Ed25519PrivateKey.generate()
-    key_file, attestation_file = base / "sfs.key", base / "sfs-attestation.key"
-    for key, path in ((sfs_key, key_file), (attestation_key, attestation_file)):
-        path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
-    shared = {
-        "NEXTAUTH_DB_URI": postgres_uri,
-        "NEXTAUTH_KV_URI": redis_uri,
-        "NEXTAUTH_KV_PREFIX": f"test-cluster-{secrets.token_hex(8)}:",
-    }
-    sfs = start_system(
-        base / "sfs",
-        command=("sfs",),
-        extra_env={
-            **shared,
-            "NEXTAUTH_SFS_IDENTITY_KEY_FILE": str(key_file),
-            "NEXTAUTH_SFS_ATTESTATION_KEY_FILE": str(attestation_file),
-            "NEXTAUTH_SFS_PIN_MAX_ATTEMPTS": "5",
-        },
-    )
-    ns_env = {
-        **shared,
-        "NEXTAUTH_NS_ROOT_API_KEY": ROOT_KEY,
-        "NEXTAUTH_NS_TRUSTED_SFS_KEYS": f"{sfs_key.public_key().public_bytes_raw().hex()}:"
-        f"{attestation_key.public_key().public_bytes_raw().hex()}",
-    }
-    ns_b = start_system(base / "ns-b", command=("ns",), extra_env=ns_env)
+    shared = start_sfs_cluster(base, postgres_uri, ROOT_KEY, label="cluster")
+    ns_b = start_system(base / "ns-b", command=("ns",), extra_env=shared.ns_env)
     # ns A hands out QR codes that send phones to ns B: the login completes on the other instance.
     ns_a = start_system(
         base / "ns-a",
         command=("ns",),
-        extra_env={**ns_env, "NEXTAUTH_NS_DEFAULT_SIGMAI_URI": ns_b.sigmai_uri("ns")},
+        extra_env={**shared.ns_env, "NEXTAUTH_NS_DEFAULT_SIGMAI_URI": ns_b.sigmai_uri("ns")},
     )
-    systems = {"sfs": sfs, "ns_a": ns_a, "ns_b": ns_b, "sfs_key": sfs_key, "base": base, "db": postgres_uri}
+    systems = {
+        "sfs": shared.sfs,
+        "ns_a": ns_a,
+        "ns_b": ns_b,
+        "sfs_key": shared.sfs_key,
+        "base": base,
+        "db": postgres_uri,
+    }
     yield systems
-    for system in (ns_a, ns_b, sfs):
-        stop_system(system)  # type: ignore[arg-type]
+    for system in (ns_a, ns_b, shared.sfs):
+        stop_system(system)
 
 
 def _phone(cluster: dict, home: Path) -> None:

@@ -249,6 +249,35 @@ def test_sigterm_lets_a_login_in_flight_finish(tmp_path: Path, monkeypatch: pyte
         stop_system(running)
 
 
+def test_sigterm_serves_connections_set_up_before_it(tmp_path: Path) -> None:
+    """Connections the kernel set up before the SIGTERM are in flight, though ns had not accepted them
+    yet (it was busy) or their request had not arrived: each is answered, none is reset or dropped."""
+    running = start_system(
+        tmp_path / "queued", command=("ns",), extra_env={"NEXTAUTH_NS_DRAIN_SECONDS": "15"}
+    )
+    try:
+        running.process.send_signal(signal.SIGSTOP)  # busy: the connections wait in the listen queue
+        clients = [
+            socket.create_connection(("127.0.0.1", running.port("ns", "http")), timeout=10) for _ in range(3)
+        ]
+        running.process.send_signal(signal.SIGTERM)
+        running.process.send_signal(signal.SIGCONT)
+        time.sleep(0.5)  # the requests come late, as through a proxy or after a TLS handshake
+        answers = []
+        for client in clients:
+            client.sendall(b"GET /info HTTP/1.1\r\nHost: ns\r\nConnection: close\r\n\r\n")
+            received = b""
+            while chunk := client.recv(65536):
+                received += chunk
+            answers.append(received.split(b"\r\n", 1)[0])
+            client.close()
+        assert answers == [b"HTTP/1.1 200 OK"] * 3, running.log()
+        assert running.process.wait(timeout=30) == 0, running.log()
+        assert "draining 3 channels and requests" in running.log()
+    finally:
+        stop_system(running)
+
+
 def test_sigterm_without_work_exits_at_once(tmp_path: Path) -> None:
     running = start_system(tmp_path / "quick", extra_env={"NEXTAUTH_NS_DRAIN_SECONDS": "30"})
     try:

@@ -27,7 +27,7 @@ from authserver.services.common import register_hello
 from authserver.storage import db
 from authserver.storage.kv import KeyValueStore, open_kv
 from authserver.storage.repository import ensure_service_key, record_device_seen
-from authserver.transport.inflight import InFlight, TrackRequests
+from authserver.transport.inflight import InFlight, TrackRequests, accept_waiting
 from authserver.transport.sigmai_endpoint import SigmaiEndpoint
 from authserver.transport.wsgi import PeerCertificateHandler
 from sigmai import PeerKey, ServerIdentity
@@ -103,13 +103,16 @@ class Component:
         return workers.listener(endpoint, listen.host, listen.port)
 
     def add_wsgi(self, endpoint: str, app: Any, scheme: str = "http", *, api: bool = False) -> None:
+        counted: dict[str, Any] = {}
         if endpoint != "admin":  # probes and scrapes do not hold up a shutdown
             app = TrackRequests(app, self.inflight)
+            counted["spawn"] = self.inflight.spawn  # from the accept to the request
         self.listeners[endpoint] = WSGIServer(
             self.address(endpoint),
             app,
             log=None,
             handler_class=PeerCertificateHandler,
+            **counted,
             **self.tls_kwargs(endpoint, api=api),
         )
         self.urls[endpoint] = self.url(endpoint, scheme)
@@ -128,7 +131,9 @@ class Component:
 
     def stop(self, grace: float | None = None) -> None:
         """Drain, then stop: accept no new connection, let channels and requests in flight finish for up
-        to ``grace`` seconds (the component's drain setting by default), then end what is left.
+        to ``grace`` seconds (the component's drain setting by default), then end what is left. A
+        connection the kernel had set up before the listening socket closed is in flight too: it is
+        taken and served, not reset.
 
         The admin port keeps answering meanwhile (not ready), and login pages stay connected so that a
         login finishing during the drain still reaches its page."""
@@ -140,6 +145,7 @@ class Component:
             if endpoint == "admin":
                 continue
             if close is not None:  # gevent servers: the listening socket goes, open connections stay
+                accept_waiting(server)
                 close()
             else:  # gRPC drains by itself within its grace; purge jobs just stop
                 others.append(gevent.spawn(server.stop, grace))
@@ -218,7 +224,10 @@ def build_component(
         inflight=component.inflight,
     )
     component.listeners["sigmai"] = StreamServer(
-        component.address("sigmai"), endpoint, **component.tls_kwargs("sigmai")
+        component.address("sigmai"),
+        endpoint,
+        spawn=component.inflight.spawn,  # a channel counts from its accept, through its TLS handshake
+        **component.tls_kwargs("sigmai"),
     )
     component.urls["sigmai"] = component.url("sigmai", "ws")
     component.add_wsgi("admin", make_admin_app(config.component, component.readiness_checks()))

@@ -66,6 +66,7 @@ class SigmaiEndpoint:
     def __call__(self, sock: socket.socket, address: tuple) -> None:
         """gevent StreamServer handler: owns the socket until the channel ends."""
         with self._inflight.track():
+            self._inflight.hand_over()
             self._channel(sock, address)
 
     def _channel(self, sock: socket.socket, address: tuple) -> None:
