@@ -8,15 +8,29 @@ the application needs the certificate's fingerprint; the handler puts it in the 
 """
 
 import hashlib
+import http.client
 import socket
 from typing import Any
 
+from gevent import pywsgi
 from gevent.pywsgi import WSGIHandler
+
+from authserver.transport import headers
 
 CLIENT_CERT_KEY = "nextauth.client_cert_sha256"
 
 
 class NoDelayHandler(WSGIHandler):  # type: ignore[misc]  # gevent ships no types
+    def MessageClass(self, fp: Any, *_args: Any) -> Any:  # gevent calls it by this name
+        """The request's headers as gevent's own factory reads them (authserver/transport/headers.py)."""
+        message_class = pywsgi.OldMessage
+        try:
+            return headers.parse(fp, message_class)
+        except http.client.LineTooLong:
+            message = message_class()
+            message.status = "Line too long"
+            return message
+
     def handle(self) -> None:
         try:
             self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

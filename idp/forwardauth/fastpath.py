@@ -9,6 +9,7 @@ headers as the Flask view's answer. Every other answer (log in first, not allowe
 the request badly) is the Flask view's, which receives the decision already made here.
 """
 
+import re
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -25,6 +26,9 @@ from idp.metrics import FORWARD_AUTH
 from idp.sessions import SessionManager
 
 PATHS = {"/auth/forward": "/auth/forward", "/auth/nginx": "/auth/nginx"}
+# A Cookie header of plain name=value pairs only (no quoted value, nothing werkzeug would skip): the
+# pairs werkzeug.http.parse_cookie finds in it are its ;-separated parts, split at their first "=".
+_PLAIN_COOKIES = re.compile(r'(?:[ \t]*[^ \t=";]+[ \t]*=[ \t]*[^ \t";]*[ \t]*(?:;|\Z))*')
 # The decision made here, for the Flask view to answer from when it is not "allow".
 DECIDED = "nextauth.forward_auth.decided"
 
@@ -99,8 +103,7 @@ class FastForwardAuth:
         host = normalize_host(asked.host)
         if not self._settings.admits_host(host, asked):
             return None  # the view logs and refuses the unconfigured host
-        cookies = parse_cookie(environ.get("HTTP_COOKIE", ""))
-        token = cookies.get(self._cookie_name)
+        token = session_cookie(environ.get("HTTP_COOKIE", ""), self._cookie_name)
         outcome = decide(
             self._settings.rules,
             host,
@@ -109,3 +112,16 @@ class FastForwardAuth:
             lambda: self._sessions.verify(token),
         )
         return outcome, asked
+
+
+def session_cookie(header: str, name: str) -> str | None:
+    """``werkzeug.http.parse_cookie(header).get(name)``: the first value of cookie ``name``; read here
+    without werkzeug's general parser when the header holds plain pairs only, as a browser sends them."""
+    # ASCII only: werkzeug reads the WSGI string's bytes as UTF-8 first, which changes nothing there.
+    if not header.isascii() or _PLAIN_COOKIES.fullmatch(header) is None:
+        return parse_cookie(header).get(name)
+    for part in header.split(";"):
+        key, _, value = part.partition("=")
+        if key.strip(" \t") == name:
+            return value.strip(" \t")
+    return None

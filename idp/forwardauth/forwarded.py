@@ -21,6 +21,7 @@ _HOST = re.compile(rf"^(?:{_NAME}|\[[0-9A-Fa-f:.]{{2,45}}\])(?::\d{{1,5}})?$")
 _METHOD = re.compile(r"^[A-Za-z]{1,16}$")
 _URIS = ("X-Forwarded-Uri", "X-Original-URL")
 _JOINED = re.compile(r",\s*(?:/|https?:)", re.IGNORECASE)
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]*")
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def describe(values: Callable[[str], list[str]]) -> Forwarded:
     uri = _agree("X-Forwarded-Uri", f_uri, o_uri)
     if uri is None:
         raise Unusable("X-Forwarded-Uri", "missing (or X-Original-URL): which URI the request is for")
-    if not uri.startswith("/") or len(uri) > MAX_URI or any(not 0x21 <= ord(c) <= 0x7E for c in uri):
+    if not uri.startswith("/") or len(uri) > MAX_URI or not _VISIBLE_ASCII.fullmatch(uri):
         raise Unusable("X-Forwarded-Uri", "expected the request's path and query, starting with /")
     method = _agree("X-Forwarded-Method", f_method, o_method, fold=True)
     if method is None:

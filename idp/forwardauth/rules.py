@@ -37,17 +37,20 @@ def normalize_path(uri: str) -> str:
     """The path of a request URI as the rules see it: decoded once, dot segments resolved, no empty
     segments, no ``;parameters``. Always starts with ``/``."""
     path = uri.split("?", 1)[0].split("#", 1)[0]
-    raw = path.encode("utf-8", "surrogateescape")
-    decoded = bytearray()
-    i = 0
-    while i < len(raw):
-        if raw[i] == 0x25 and i + 2 < len(raw) and chr(raw[i + 1]) in _HEX and chr(raw[i + 2]) in _HEX:
-            decoded.append(int(raw[i + 1 : i + 3], 16))
-            i += 3
-        else:
-            decoded.append(raw[i])
-            i += 1
-    text = decoded.decode("utf-8", "replace").replace("\\", "/")
+    if path.isascii() and "%" not in path:
+        text = path.replace("\\", "/")  # nothing to decode: what the loop below would give back
+    else:
+        raw = path.encode("utf-8", "surrogateescape")
+        decoded = bytearray()
+        i = 0
+        while i < len(raw):
+            if raw[i] == 0x25 and i + 2 < len(raw) and chr(raw[i + 1]) in _HEX and chr(raw[i + 2]) in _HEX:
+                decoded.append(int(raw[i + 1 : i + 3], 16))
+                i += 3
+            else:
+                decoded.append(raw[i])
+                i += 1
+        text = decoded.decode("utf-8", "replace").replace("\\", "/")
     stack: list[str] = []
     for segment in text.split("/"):
         segment = segment.split(";", 1)[0]
