@@ -54,8 +54,14 @@ COMPONENT_FLAGS = (
     "DRAIN_SECONDS",
     "DB_WAIT_SECONDS",
     "WORKERS",
+    "HTTP_IDLE_SECONDS",
 )
 DEFAULT_DRAIN_SECONDS = 20.0
+# How long an HTTP connection (REST, the MC's push API, the IdP) may send nothing, before its request or
+# between kept-alive requests, before it is closed: longer than proxies keep idle connections to their
+# backends (Traefik 90 s, nginx's upstream keepalive_timeout 60 s), so that they close theirs first and
+# never send a request on one this side is closing.
+DEFAULT_HTTP_IDLE_SECONDS = 120.0
 DEFAULT_DB_WAIT_SECONDS = 60.0
 # Read here for ns only: the WebSocket address browsers are given.
 NS_FLAGS = ("DEFAULT_WEBSOCKET_URI",)
@@ -154,6 +160,8 @@ class ComponentConfig:
     db_wait_seconds: float = DEFAULT_DB_WAIT_SECONDS
     # Processes serving this component (nextauth.supervisor starts them when more than one).
     workers: int = 1
+    # An HTTP connection silent this long is closed (none while a request is being served).
+    http_idle_seconds: float = DEFAULT_HTTP_IDLE_SECONDS
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -359,6 +367,14 @@ def load_config(
             if read_setting(f"{prefix}_TRUSTED_PROXIES", env) is not None
             else "NEXTAUTH_TRUSTED_PROXIES",
             setting("TRUSTED_PROXIES", shared=True),
+        ),
+        http_idle_seconds=seconds_in_range(
+            f"{prefix}_HTTP_IDLE_SECONDS",
+            setting("HTTP_IDLE_SECONDS"),
+            DEFAULT_HTTP_IDLE_SECONDS,
+            low=1,
+            high=3600,
+            expected="a number of seconds from 1 to 3600",
         ),
         drain_seconds=seconds_in_range(
             f"{prefix}_DRAIN_SECONDS",

@@ -19,6 +19,7 @@ from authserver.audit import AuditTrail
 from authserver.audit import settings as audit_settings
 from authserver.audit.sinks import WebhookSink
 from authserver.config import (
+    DEFAULT_HTTP_IDLE_SECONDS,
     ConfigError,
     Listen,
     Network,
@@ -30,6 +31,7 @@ from authserver.config import (
 from authserver.ratelimit import RateLimiter, Rule, trusted_proxies_setting
 from authserver.storage import db
 from authserver.storage.kv import KV_URI_PREFIXES, open_kv
+from authserver.transport.wsgi import HTTP_IDLE_ATTRIBUTE
 from authserver.workers import WorkersError, workers_setting
 from idp.admin import make_idp_admin_app
 from idp.authenticator import AuthenticatorConfig
@@ -59,7 +61,7 @@ FLAGS = (
     "OIDC_PAIRWISE_SECRET", "ADMIN_API_KEY", "DEVICE_CODE_SECONDS", "OIDC_POLL_SECONDS", "ADMIN_PORT",
     "AUTHENTICATOR_CONFIG", "AUTHENTICATOR_NS_URI", "WEBAPP_DIR",
     "BRAND_NAME", "BRAND_LOGO", "BRAND_COLOR", "BRAND_COLOR_DARK", "HELP_URL", "HELP_TEXT",
-    "ADMIN_GROUP", "HELPDESK_GROUP", "WORKERS",
+    "ADMIN_GROUP", "HELPDESK_GROUP", "WORKERS", "HTTP_IDLE_SECONDS",
 )  # fmt: skip
 # The admin port (/livez, /readyz, /metrics): 9613 like the components' in a container of its own; in
 # `nextauth all` the one after the three components' (9613 to 9615).
@@ -103,6 +105,8 @@ class IdpSettings:
     oidc_require_par: bool = False
     device_code_seconds: int = 600
     oidc_poll_seconds: int = 5
+    # A browser's or client's connection silent this long is closed (authserver/transport/wsgi.py).
+    http_idle_seconds: float = DEFAULT_HTTP_IDLE_SECONDS
     authenticator: AuthenticatorConfig | None = None
     admin_listen: Listen | None = None
     branding: Branding = field(default_factory=Branding)
@@ -209,6 +213,14 @@ def load_settings(
             expected="a whole number of seconds from 1 to 60",
         )
     )
+    http_idle_seconds = seconds_in_range(
+        "NEXTAUTH_IDP_HTTP_IDLE_SECONDS",
+        get("HTTP_IDLE_SECONDS", required=False),
+        DEFAULT_HTTP_IDLE_SECONDS,
+        low=1,
+        high=3600,
+        expected="a number of seconds from 1 to 3600",
+    )
     admin_listen = _admin_listen(get("ADMIN_PORT", required=False), listen, embedded)
     db_uri = get("DB_URI", required=False, shared=True) or f"sqlite:///{(data_dir / 'idp.db').as_posix()}"
     try:
@@ -238,6 +250,7 @@ def load_settings(
         kv_prefix=kv_prefix,
         cookie_domain=cookie_domain,
         session_seconds=session_seconds,
+        http_idle_seconds=http_idle_seconds,
         ns_check_seconds=ns_check_seconds,
         rate_limits=rules_from(environ),
         trusted_proxies=trusted_proxies_setting(environ, PREFIX + "TRUSTED_PROXIES"),
@@ -392,6 +405,7 @@ class IdpServer(WSGIServer):  # type: ignore[misc]  # gevent ships no types
             # Small answers leave at once (authserver/transport/wsgi.py); too long a URL gets the error page.
             handler_class=IdpHandler,
         )
+        setattr(self, HTTP_IDLE_ATTRIBUTE, settings.http_idle_seconds)
         self.services = services
         self.watch = NsSessionWatch(services, settings.ns_check_seconds)
         self.housekeeping = Housekeeping(services)

@@ -29,7 +29,7 @@ from authserver.storage.kv import KeyValueStore, open_kv
 from authserver.storage.repository import ensure_service_key, record_device_seen
 from authserver.transport.inflight import InFlight, TrackRequests, accept_waiting
 from authserver.transport.sigmai_endpoint import SigmaiEndpoint
-from authserver.transport.wsgi import PeerCertificateHandler
+from authserver.transport.wsgi import HTTP_IDLE_ATTRIBUTE, PeerCertificateHandler
 from sigmai import PeerKey, ServerIdentity
 from sigmai.connection import KeyLookup
 
@@ -107,7 +107,7 @@ class Component:
         if endpoint != "admin":  # probes and scrapes do not hold up a shutdown
             app = TrackRequests(app, self.inflight)
             counted["spawn"] = self.inflight.spawn  # from the accept to the request
-        self.listeners[endpoint] = WSGIServer(
+        server = WSGIServer(
             self.address(endpoint),
             app,
             log=None,
@@ -115,6 +115,9 @@ class Component:
             **counted,
             **self.tls_kwargs(endpoint, api=api),
         )
+        if endpoint != "admin":  # probes come and go; their port is not for strangers
+            setattr(server, HTTP_IDLE_ATTRIBUTE, self.config.http_idle_seconds)
+        self.listeners[endpoint] = server
         self.urls[endpoint] = self.url(endpoint, scheme)
 
     def start(self) -> None:

@@ -18,6 +18,8 @@ from gevent.pywsgi import WSGIHandler
 from authserver.transport import headers
 
 CLIENT_CERT_KEY = "nextauth.client_cert_sha256"
+# The gevent WSGIServer attribute with its connections' idle limit in seconds (none: no limit).
+HTTP_IDLE_ATTRIBUTE = "http_idle_seconds"
 
 
 class NoDelayHandler(WSGIHandler):  # type: ignore[misc]  # gevent ships no types
@@ -36,6 +38,12 @@ class NoDelayHandler(WSGIHandler):  # type: ignore[misc]  # gevent ships no type
             self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except (OSError, AttributeError):
             pass  # not TCP (a Unix socket): nothing to tune
+        # A client that connects and sends nothing, or stops half-way through its request, or keeps an
+        # idle connection open, would hold a descriptor for ever: each read or write waits this long at
+        # most (a server that sets ``http_idle_seconds``), then gevent closes the connection.
+        idle = getattr(self.server, HTTP_IDLE_ATTRIBUTE, None)
+        if idle is not None:
+            self.socket.settimeout(idle)
         super().handle()
 
 
