@@ -220,6 +220,8 @@ def _summary(
     if "logins" in results:
         for name, row in results["logins"].rows:
             phones = f"{row['phones']} phone{'s' if row['phones'] > 1 else ''}"
+            if row.get("pace_seconds"):
+                phones += ", paced at half of the peak"
             lines.append(
                 f"| [QR logins](logins.md), {name}, {phones} | {row['per_second']:.1f}/s, "
                 f"p50 {row['p50_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms, {row['errors']} errors | | |"
