@@ -26,6 +26,7 @@ from idp.metrics import FORWARD_AUTH
 from idp.sessions import SessionManager
 
 PATHS = {"/auth/forward": "/auth/forward", "/auth/nginx": "/auth/nginx"}
+IDENTITY_MEMO_MAX = 4096  # tokens whose answer headers are kept (all forgotten at once past it)
 # A Cookie header of plain name=value pairs only (no quoted value, nothing werkzeug would skip): the
 # pairs werkzeug.http.parse_cookie finds in it are its ;-separated parts, split at their first "=".
 _PLAIN_COOKIES = re.compile(r'(?:[ \t]*[^ \t=";]+[ \t]*=[ \t]*[^ \t";]*[ \t]*(?:;|\Z))*')
@@ -65,6 +66,7 @@ class FastForwardAuth:
             ("Cache-Control", "no-store"),
             *security_headers,
         ]
+        self._identity: dict[str, list[tuple[str, str]]] = {}
         self._allowed = FORWARD_AUTH.labels("allowed")
         self._counted = {
             path: (REST_REQUESTS.labels("idp", route, "GET", "200"), REST_SECONDS.labels("idp", route))
@@ -83,18 +85,24 @@ class FastForwardAuth:
             # IdP answers outages (503 with Retry-After), with the request's context for its log line.
             return self._app(environ, start_response)
         if decided is None or decided[0].verdict != "allow":
-            environ[DECIDED] = decided
+            environ[DECIDED] = decided[:2] if decided is not None else None
             return self._app(environ, start_response)
-        outcome = decided[0]
-        headers = list(identity_headers(outcome.user, self._settings.headers).items())
-        start_response("200 OK", headers + self._fixed)
+        outcome, _asked, token = decided
+        # A token's claims never change, so neither do the headers made from them: made once per token.
+        headers = self._identity.get(token)
+        if headers is None:
+            if len(self._identity) >= IDENTITY_MEMO_MAX:
+                self._identity.clear()
+            headers = list(identity_headers(outcome.user, self._settings.headers).items()) + self._fixed
+            self._identity[token] = headers
+        start_response("200 OK", headers.copy())  # gevent adds to the list it is given (Date)
         self._allowed.inc()
         requests, seconds = self._counted[path]
         requests.inc()
         seconds.observe(time.perf_counter() - began)
         return [b""]
 
-    def _decide(self, environ: dict[str, Any]) -> tuple[Outcome, Forwarded] | None:
+    def _decide(self, environ: dict[str, Any]) -> tuple[Outcome, Forwarded, str] | None:
         """None when the proxy's description cannot be used: the view says why (and logs it)."""
         try:
             asked = describe(_header_values(environ))
@@ -111,7 +119,7 @@ class FastForwardAuth:
             asked.method,
             lambda: self._sessions.verify(token),
         )
-        return outcome, asked
+        return outcome, asked, token or ""
 
 
 def session_cookie(header: str, name: str) -> str | None:

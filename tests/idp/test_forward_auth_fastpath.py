@@ -238,3 +238,22 @@ def test_the_session_cookie_is_read_as_werkzeug_reads_it(seed: int) -> None:
             assert session_cookie(header, name) == expected, (header, name)
         plain += _PLAIN_COOKIES.fullmatch(header) is not None
     assert 300 < plain < 2900, plain  # both paths were taken
+
+
+def test_each_token_keeps_its_own_headers_and_an_ended_session_gets_none(app: Any) -> None:
+    """The fast path makes a token's identity headers once: each user still gets their own, the list a
+    server is handed is its own to add to, and a session ended since is refused all the same."""
+    sessions = app.extensions["nextauth_idp"].sessions
+    alice = sessions.start(ns_nonce="a" * 32, profile=ALICE, second_factor="pin", method="qr")
+    bob_profile = Profile("bob", name="Bob", groups=("staff",))
+    bob = sessions.start(ns_nonce="b" * 32, profile=bob_profile, second_factor="biometric", method="push")
+    for _ in range(2):
+        for token, user, method in ((alice, "alice", "qr+pin"), (bob, "bob", "push+bio")):
+            status, headers, _body = _call(app.wsgi_app, **_asked("/reports", token))
+            assert status == "200 OK"
+            assert ("Remote-User", user) in headers and ("Remote-Auth-Method", method) in headers
+            headers.append(("Date", "added by the server"))  # gevent does this to the list it gets
+    assert ("Date", "added by the server") not in _call(app.wsgi_app, **_asked("/reports", alice))[1]
+    sessions.end(sessions.verify(alice).sid, by="user")
+    assert _call(app.wsgi_app, **_asked("/reports", alice))[0] != "200 OK"
+    assert _call(app.wsgi_app, **_asked("/reports", bob))[0] == "200 OK"
