@@ -361,10 +361,23 @@ class LoadWatch:
 # -- CPU time ----------------------------------------------------------------------------------------
 
 
-def _stat_fields(pid: int) -> list[str]:
-    # The fields after the command name, which may itself hold spaces or parentheses: fields[1] is the
+def _processes() -> Iterator[tuple[int, str, list[str]]]:
+    """Every process /proc shows: its pid, command name and the stat fields after the name (none where
+    /proc is not there; a process that ends while it is read is left out)."""
+    with contextlib.suppress(OSError):
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = (entry / "stat").read_text()
+                name, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()
+                yield int(entry.name), name, fields
+
+
+def _cpu_seconds(fields: list[str]) -> float:
+    # The fields after the command name (which may itself hold spaces or parentheses): fields[1] is the
     # parent's pid, fields[11:15] utime, stime, cutime and cstime (stat(5), fields 4 and 14 to 17).
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def process_tree_cpu(pid: int) -> float:
@@ -372,15 +385,9 @@ def process_tree_cpu(pid: int) -> float:
     /proc; 0.0 where /proc is not there. Exited children count once their parent waited for them."""
     parents: dict[int, int] = {}
     times: dict[int, float] = {}
-    ticks = os.sysconf("SC_CLK_TCK")
-    with contextlib.suppress(OSError):
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                fields = _stat_fields(int(entry.name))
-                parents[int(entry.name)] = int(fields[1])
-                times[int(entry.name)] = sum(int(value) for value in fields[11:15]) / ticks
+    for found, _name, fields in _processes():
+        parents[found] = int(fields[1])
+        times[found] = _cpu_seconds(fields)
     total, pending = 0.0, [pid]
     while pending:
         current = pending.pop()
@@ -394,14 +401,4 @@ def named_processes_cpu(names: tuple[str, ...]) -> float:
     server's processes: its postmaster and backends), with what their exited children used; 0.0 where
     /proc is not there. Read before and after a workload, the difference is what the server spent on it
     (and on anything else it served meanwhile)."""
-    total = 0.0
-    ticks = os.sysconf("SC_CLK_TCK")
-    with contextlib.suppress(OSError):
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                stat = (entry / "stat").read_text()
-                if stat[stat.index("(") + 1 : stat.rindex(")")] in names:
-                    total += sum(int(value) for value in _stat_fields(int(entry.name))[11:15]) / ticks
-    return total
+    return sum(_cpu_seconds(fields) for _pid, name, fields in _processes() if name in names)

@@ -3,7 +3,6 @@ to one worker and whose phone talks to the other reaches the page; a killed work
 lets a login in flight finish in every worker, then the supervisor exits. More than one worker without Redis,
 or on SQLite, is refused with one line."""
 
-import hashlib
 import os
 import re
 import secrets
@@ -18,12 +17,10 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from authserver.workers import WorkersError, available_cores, workers_setting
 from mobilesdk.flows import App
-from tests.fixtures.databases import redis_base_uri, require
+from tests.fixtures.cluster import start_sfs_cluster
 from tests.fixtures.flows import PIN, BrowserPage, enrol, new_nonce, start_login
 from tests.fixtures.idp_browser import Browser
 from tests.fixtures.system import REPO, RunningSystem, run_app, start_system, stop_system, wait_until_ready
@@ -34,12 +31,6 @@ ROOT_KEY = "root-" + secrets.token_hex(16)
 DRAIN_SECONDS = 15
 READY_LINE = re.compile(r"ns worker (\d+) ready \(pid (\d+)\)")
 T = TypeVar("T")
-
-
-def _pem(key: ed25519.Ed25519PrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
 
 
 def ready_workers(system: RunningSystem) -> dict[int, int]:
@@ -66,38 +57,19 @@ def two_workers(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[dict[str, Any]]:
     base = tmp_path_factory.mktemp("workers")
-    redis_uri = redis_base_uri()
-    require("Redis", redis_uri)
-    sfs_key, attestation_key = ed25519.Ed25519PrivateKey.generate(), ed25519.Ed25519PrivateKey.generate()
-    (base / "sfs.key").write_bytes(_pem(sfs_key))
-    (base / "sfs-attestation.key").write_bytes(_pem(attestation_key))
-    shared = {
-        "NEXTAUTH_DB_URI": request.getfixturevalue("postgres_uri_module"),
-        "NEXTAUTH_KV_URI": redis_uri,
-        "NEXTAUTH_KV_PREFIX": f"test-workers-{secrets.token_hex(8)}:",
-    }
-    sfs = start_system(
-        base / "sfs",
-        command=("sfs",),
-        extra_env={
-            **shared,
-            "NEXTAUTH_SFS_IDENTITY_KEY_FILE": str(base / "sfs.key"),
-            "NEXTAUTH_SFS_ATTESTATION_KEY_FILE": str(base / "sfs-attestation.key"),
-        },
-        wait_ready=False,
+    cluster = start_sfs_cluster(
+        base, request.getfixturevalue("postgres_uri_module"), ROOT_KEY, label="workers"
     )
+    sfs = cluster.sfs
     (base / "ns").mkdir()
     (base / "ns" / "ns-root-api-key").write_text(ROOT_KEY)  # where tests.fixtures.flows looks for it
     ns = start_system(
         base / "ns",
         command=("ns",),
         extra_env={
-            **shared,
+            **cluster.ns_env,
             "NEXTAUTH_NS_WORKERS": "2",
             "NEXTAUTH_NS_DRAIN_SECONDS": str(DRAIN_SECONDS),
-            "NEXTAUTH_NS_ROOT_API_KEY": ROOT_KEY,
-            "NEXTAUTH_NS_TRUSTED_SFS_KEYS": f"{sfs_key.public_key().public_bytes_raw().hex()}:"
-            f"{attestation_key.public_key().public_bytes_raw().hex()}",
         },
         wait_ready=False,
     )
@@ -105,8 +77,9 @@ def two_workers(
     wait_until_ready(ns)
     wait_for_workers(ns)
     phone = base / "phone"
-    key_hash = hashlib.sha256(sfs_key.public_key().public_bytes_raw()).hexdigest()
-    code, answer = run_app(phone, "init", "--sfs", sfs.sigmai_uri("sfs"), "--sfs-key-hash", key_hash)
+    code, answer = run_app(
+        phone, "init", "--sfs", sfs.sigmai_uri("sfs"), "--sfs-key-hash", cluster.sfs_key_hash
+    )
     assert code == 0, answer
     code, answer = run_app(phone, "register", "--pin", PIN)
     assert code == 0, answer
