@@ -31,7 +31,7 @@ from authserver.config import (
 from authserver.ratelimit import RateLimiter, Rule, trusted_proxies_setting
 from authserver.storage import db
 from authserver.storage.kv import KV_URI_PREFIXES, open_kv
-from authserver.transport.wsgi import HTTP_IDLE_ATTRIBUTE
+from authserver.transport.servers import BoundedWSGIServer
 from authserver.workers import WorkersError, workers_setting
 from idp.admin import make_idp_admin_app
 from idp.authenticator import AuthenticatorConfig
@@ -393,7 +393,7 @@ def build_app(settings: IdpSettings, services: IdpServices | None = None) -> Fla
     )
 
 
-class IdpServer(WSGIServer):  # type: ignore[misc]  # gevent ships no types
+class IdpServer(BoundedWSGIServer):
     """The IdP's HTTP server, with the watch that follows ns's sessions and the housekeeping beside it."""
 
     def __init__(self, settings: IdpSettings) -> None:
@@ -404,8 +404,8 @@ class IdpServer(WSGIServer):  # type: ignore[misc]  # gevent ships no types
             log=None,
             # Small answers leave at once (authserver/transport/wsgi.py); too long a URL gets the error page.
             handler_class=IdpHandler,
+            http_idle_seconds=settings.http_idle_seconds,
         )
-        setattr(self, HTTP_IDLE_ATTRIBUTE, settings.http_idle_seconds)
         self.services = services
         self.watch = NsSessionWatch(services, settings.ns_check_seconds)
         self.housekeeping = Housekeeping(services)

@@ -4,6 +4,7 @@ its answer, loses it after ``NEXTAUTH_<C>_HTTP_IDLE_SECONDS`` / ``NEXTAUTH_IDP_H
 (120 s by default; 1 s here) instead of holding a descriptor for ever. A request in progress is answered."""
 
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from authserver.config import ConfigError, load_config
 from tests.fixtures.system import RunningSystem, start_system, stop_system
+from tests.fixtures.tls import issue, make_ca
 
 pytestmark = pytest.mark.e2e
 
@@ -90,6 +92,40 @@ def test_a_kept_alive_connection_is_answered_then_closed_when_idle(
         assert _closed_by(sock, deadline=time.monotonic() + IDLE + 4) is not None
     finally:
         sock.close()
+
+
+def test_a_tls_connection_without_its_hello_is_closed(tmp_path: Path) -> None:
+    """On a TLS port the limit starts at the accept: gevent shakes hands before any handler runs, and a
+    client that never sends its TLS hello was waited for without end."""
+    ca_key, ca = make_ca()
+    key, certificate = issue(ca_key, ca, "ns")
+    env = {
+        "NEXTAUTH_NS_HTTP_IDLE_SECONDS": str(IDLE),
+        "NEXTAUTH_NS_HTTP_TLS_KEY": key,
+        "NEXTAUTH_NS_HTTP_TLS_CERTIFICATE": certificate,
+        # The phones' port too: there the bound of the TLS handshake is the sigmai handshake's.
+        "NEXTAUTH_NS_SIGMAI_HANDSHAKE_TIMEOUT": str(IDLE),
+        "NEXTAUTH_NS_SIGMAI_TLS_KEY": key,
+        "NEXTAUTH_NS_SIGMAI_TLS_CERTIFICATE": certificate,
+    }
+    running = start_system(tmp_path / "tls", command=("ns",), extra_env=env)
+    try:
+        opened = time.monotonic()
+        silent_phone = _connect(running, "ns", "sigmai")
+        silent = _connect(running, "ns", "http")
+        context = ssl.create_default_context(cadata=ca)
+        with context.wrap_socket(_connect(running, "ns", "http"), server_hostname="127.0.0.1") as idle:
+            closed = _closed_by(silent, deadline=opened + IDLE + 4)
+            assert closed is not None, "a connection without a TLS hello was kept open"
+            assert closed - opened >= IDLE * 0.8, closed - opened
+            # After the handshake, the same limit holds between requests.
+            assert _closed_by(idle, deadline=time.monotonic() + IDLE + 4) is not None  # type: ignore[arg-type]
+        silent.close()
+        assert _closed_by(silent_phone, deadline=opened + IDLE + 4) is not None
+        silent_phone.close()
+        assert "Traceback" not in running.log(), running.log()
+    finally:
+        stop_system(running)
 
 
 def test_the_setting_is_checked() -> None:

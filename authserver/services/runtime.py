@@ -14,8 +14,6 @@ from typing import Any, Protocol
 import gevent
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from gevent.pywsgi import WSGIServer
-from gevent.server import StreamServer
 from sqlalchemy import Engine
 
 from authserver import tls, workers
@@ -28,8 +26,9 @@ from authserver.storage import db
 from authserver.storage.kv import KeyValueStore, open_kv
 from authserver.storage.repository import ensure_service_key, record_device_seen
 from authserver.transport.inflight import InFlight, TrackRequests, accept_waiting
+from authserver.transport.servers import BoundedStreamServer, BoundedWSGIServer
 from authserver.transport.sigmai_endpoint import SigmaiEndpoint
-from authserver.transport.wsgi import HTTP_IDLE_ATTRIBUTE, PeerCertificateHandler
+from authserver.transport.wsgi import PeerCertificateHandler
 from sigmai import PeerKey, ServerIdentity
 from sigmai.connection import KeyLookup
 
@@ -107,17 +106,16 @@ class Component:
         if endpoint != "admin":  # probes and scrapes do not hold up a shutdown
             app = TrackRequests(app, self.inflight)
             counted["spawn"] = self.inflight.spawn  # from the accept to the request
-        server = WSGIServer(
+        self.listeners[endpoint] = BoundedWSGIServer(
             self.address(endpoint),
             app,
             log=None,
             handler_class=PeerCertificateHandler,
+            # Probes come and go; the admin port is not for strangers.
+            http_idle_seconds=None if endpoint == "admin" else self.config.http_idle_seconds,
             **counted,
             **self.tls_kwargs(endpoint, api=api),
         )
-        if endpoint != "admin":  # probes come and go; their port is not for strangers
-            setattr(server, HTTP_IDLE_ATTRIBUTE, self.config.http_idle_seconds)
-        self.listeners[endpoint] = server
         self.urls[endpoint] = self.url(endpoint, scheme)
 
     def start(self) -> None:
@@ -226,10 +224,11 @@ def build_component(
         trusted_proxies=config.trusted_proxies,
         inflight=component.inflight,
     )
-    component.listeners["sigmai"] = StreamServer(
+    component.listeners["sigmai"] = BoundedStreamServer(
         component.address("sigmai"),
         endpoint,
         spawn=component.inflight.spawn,  # a channel counts from its accept, through its TLS handshake
+        handshake_seconds=config.handshake_timeout,
         **component.tls_kwargs("sigmai"),
     )
     component.urls["sigmai"] = component.url("sigmai", "ws")

@@ -1,10 +1,13 @@
-"""gevent's WSGI handler, with two things it does not do: send small answers at once, and pass on the TLS
-client certificate.
+"""gevent's WSGI server and handler, with what they do not do: send small answers at once, pass on the TLS
+client certificate, and close connections that stay silent.
 
 gevent writes a response's headers and body separately; with Nagle's algorithm on, the body of a small
 answer on a kept-alive connection waits for the client's delayed acknowledgement (about 40 ms on Linux).
 The REST APIs grant access by a client certificate listed in the database (TLS peer verification), so
-the application needs the certificate's fingerprint; the handler puts it in the WSGI environment.
+the application needs the certificate's fingerprint; the handler puts it in the WSGI environment. A
+client that connects and sends nothing (not even its TLS hello), stops half-way through its request, or
+keeps an idle connection open would hold a descriptor and a greenlet for ever: on a server with
+``http_idle_seconds`` (authserver/transport/servers.py) each read and write waits that long at most.
 """
 
 import hashlib
@@ -18,8 +21,6 @@ from gevent.pywsgi import WSGIHandler
 from authserver.transport import headers
 
 CLIENT_CERT_KEY = "nextauth.client_cert_sha256"
-# The gevent WSGIServer attribute with its connections' idle limit in seconds (none: no limit).
-HTTP_IDLE_ATTRIBUTE = "http_idle_seconds"
 
 
 class NoDelayHandler(WSGIHandler):  # type: ignore[misc]  # gevent ships no types
@@ -38,10 +39,9 @@ class NoDelayHandler(WSGIHandler):  # type: ignore[misc]  # gevent ships no type
             self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except (OSError, AttributeError):
             pass  # not TCP (a Unix socket): nothing to tune
-        # A client that connects and sends nothing, or stops half-way through its request, or keeps an
-        # idle connection open, would hold a descriptor for ever: each read or write waits this long at
-        # most (a server that sets ``http_idle_seconds``), then gevent closes the connection.
-        idle = getattr(self.server, HTTP_IDLE_ATTRIBUTE, None)
+        # On a server with an idle limit each read or write waits this long at most, then gevent closes the
+        # connection (a plain one: a TLS one has the limit from its handshake already).
+        idle = getattr(self.server, "http_idle_seconds", None)
         if idle is not None:
             self.socket.settimeout(idle)
         super().handle()
