@@ -5,6 +5,7 @@ line itself is ``nextauth.commandline``.
 """
 
 from importlib import metadata
+from typing import Any
 
 from gevent import monkey
 
@@ -15,7 +16,10 @@ _scan_entry_points = metadata.entry_points
 _scanned: dict[str, metadata.EntryPoints] = {}
 
 
-def _entry_points_once(*, group: str) -> metadata.EntryPoints:
+def _entry_points_once(**selection: str) -> Any:  # what entry_points() answers for that selection
+    if set(selection) != {"group"}:  # not gevent's question: asked of the packages as they are
+        return _scan_entry_points(**selection)
+    group = selection["group"]
     if group not in _scanned:
         _scanned[group] = _scan_entry_points(group=group)
     return _scanned[group]
