@@ -6,7 +6,7 @@ a local RFC 8030 push service."""
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -819,6 +819,22 @@ def approve_shown_login(app: Any, desktop: Any, number: int, user: str) -> None:
     desktop.close()
 
 
+def notifications_once(app: Any, wanted: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
+    """The worker's notifications as soon as ``wanted`` holds for them (15 s at most), else the last seen.
+    Read in the page with its own loop: getNotifications answers a promise, which Playwright's
+    wait_for_function takes for a truthy answer at once instead of awaiting it."""
+    read = (
+        "() => navigator.serviceWorker.getRegistration('/app/').then(r => r.getNotifications())"
+        ".then(n => n.map(({title, body, data}) => ({title, body, data})))"
+    )
+    deadline = time.monotonic() + 15
+    shown: list[dict[str, Any]] = app.evaluate(read)
+    while not wanted(shown) and time.monotonic() < deadline:
+        app.wait_for_timeout(100)
+        shown = app.evaluate(read)
+    return shown
+
+
 def test_push_login_by_web_push(
     running: RunningSystem, push_service: tuple[WebPushServer, TestCA], browser: Any
 ) -> None:
@@ -875,6 +891,8 @@ def test_push_login_by_web_push(
         },
     )
     approve_shown_login(app, desktop, number, "walter")
+    # The open app showed the request, so it closed the notification the worker put up for it.
+    assert notifications_once(app, lambda shown: shown == []) == []
 
     # The next push with the app closed: the worker shows a notification whose tap opens the request.
     app.goto(base(running) + "/login")  # the phone's browser elsewhere; the page keeps the CDP session
@@ -888,27 +906,15 @@ def test_push_login_by_web_push(
             "data": second.plaintext.decode(),
         },
     )
-    app.wait_for_function(
-        "() => navigator.serviceWorker.getRegistration('/app/').then(r => r.getNotifications())"
-        ".then(n => n.length === 1)"
-    )
-    shown = app.evaluate(
-        "() => navigator.serviceWorker.getRegistration('/app/').then(r => r.getNotifications())"
-        ".then(([n]) => ({title: n.title, body: n.body, data: n.data}))"
-    )
+    message = json.loads(second.plaintext)["message"]
+    (shown,) = notifications_once(app, lambda shown: [n["data"] for n in shown] == [{"message": message}])
     assert shown["data"] == {"message": json.loads(second.plaintext)["message"]}
     assert "walter" not in shown["title"] + shown["body"]  # nothing of the request on a locked screen
     # notificationclick opens ./#push=<message>: no browser API clicks a notification, so the test opens it.
     app.goto(base(running) + "/app/#push=" + shown["data"]["message"])
     approve_shown_login(app, desktop, number, "walter")
     assert app.url == base(running) + "/app/"
-    assert (
-        app.evaluate(
-            "() => navigator.serviceWorker.getRegistration('/app/').then(r => r.getNotifications())"
-            ".then(n => n.length)"
-        )
-        == 0
-    )
+    assert notifications_once(app, lambda shown: shown == []) == []
 
     # The browser unsubscribed (or the subscription expired): the push service answers 410.
     service.drop(subscription)

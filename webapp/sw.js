@@ -92,8 +92,6 @@ async function appWindows() {
 self.addEventListener('push', (event) => {
   const message = pushedMessage(event);
   event.waitUntil((async () => {
-    // An open app shows the request at once; the notification is for a phone in a pocket.
-    for (const client of await appWindows()) client.postMessage({ type: 'push', message });
     await self.registration.showNotification('nextAuth: a request is waiting', {
       body: 'Open it to see who asks, and approve or decline.',
       tag: TAG, // a newer request replaces an older notification
@@ -102,6 +100,9 @@ self.addEventListener('push', (event) => {
       icon: 'icons/icon-192.png',
       data: { message },
     });
+    // An open app shows the request at once and closes the notification, which is for a phone in a
+    // pocket: told only once the notification is up, so the app's close cannot come before it.
+    for (const client of await appWindows()) client.postMessage({ type: 'push', message });
   })());
 });
 
