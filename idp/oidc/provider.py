@@ -21,6 +21,7 @@ from idp.oidc.client_auth import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
 from idp.oidc.client_keys import ClientKeys
 from idp.oidc.clients import SCOPES, Client, ClientRegistry
 from idp.oidc.dpop import DPoP, DPoPError, header_value
+from idp.oidc.fast_introspection import introspection_payload
 from idp.oidc.jar import AuthorizationRequests
 from idp.oidc.jwt_access_token import AccessTokenFormats
 from idp.oidc.pairwise import subject_for
@@ -282,27 +283,7 @@ class _Introspection(_TokenLookup, IntrospectionEndpoint):  # type: ignore[misc]
         return token.check_client(client) or client.check_grant_type("client_credentials")
 
     def introspect_token(self, token: Any) -> dict[str, Any]:
-        grant: Grant = token.grant
-        payload: dict[str, Any] = {
-            "active": True,
-            "client_id": grant.client_id,
-            "scope": grant.scope,
-            "iss": self.server.provider.services.issuer,
-            # Whom the token speaks for. A client's own token has no ``sub``: user ids are the only subjects.
-            "subject_type": "client" if grant.for_client else "user",
-        }
-        if not grant.for_client:
-            payload["sub"] = self.server.provider.subject(grant.client_id, grant.user_id)
-        if isinstance(token, AccessToken):
-            token_type = "DPoP" if grant.dpop_jkt else "Bearer"
-            payload.update(token_type=token_type, iat=token.issued_at, exp=token.expires_at)
-        else:
-            payload.update(token_type="refresh_token", exp=int(token.expires_at.timestamp()))
-        if grant.dpop_jkt:
-            payload["cnf"] = {"jkt": grant.dpop_jkt}  # RFC 9449 6.2
-        if grant.sid:
-            payload["sid"] = grant.sid
-        return payload
+        return introspection_payload(self.server.provider, token)
 
 
 class _Revocation(_TokenLookup, RevocationEndpoint):  # type: ignore[misc]

@@ -86,6 +86,18 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
     app.register_error_handler(InsecureTransportError, errors.insecure_transport)
     if idp.issuer.startswith("https://"):
         app.wsgi_app = PublicScheme(app.wsgi_app, "https")  # type: ignore[method-assign]
+    # Loaded with the protocol front-ends (idp.blueprints), not with this module.
+    from idp.oidc.endpoints import EXTENSION as OIDC_EXTENSION
+    from idp.oidc.fast_introspection import FastIntrospection
+
+    oidc = app.extensions.get(OIDC_EXTENSION)
+    if oidc is not None:
+        app.wsgi_app = FastIntrospection(  # type: ignore[method-assign]
+            app.wsgi_app,
+            provider=oidc,
+            security_headers=errors.security_header_values(websocket_url),
+            https=idp.issuer.startswith("https://"),
+        )
     forward_auth = app.extensions.get(forward_auth_views.STATE)
     if forward_auth is not None:
         app.wsgi_app = FastForwardAuth(  # type: ignore[method-assign]
