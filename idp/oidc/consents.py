@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from authserver.storage.db import rowcount
 from authserver.storage.kv import KeyValueStore
 from idp.models import Consent, OidcClient, RefreshToken
-from idp.oidc.tokens import REVOKED_FAMILY_PREFIX
+from idp.oidc.tokens import mark_families_revoked
 
 MAX_LISTED = 1000
 MAX_ID_LENGTH = 255
@@ -77,9 +77,8 @@ def revoke_consent(
                 )
             )
     if kv is not None:
-        for family in families:
-            # As TokenStore.revoke_family marks it: for as long as the family's access tokens can live.
-            kv.set(REVOKED_FAMILY_PREFIX + family, b"1", ttl=access_token_seconds + 60)
+        # As TokenStore.revoke_family marks them, and told to every process that remembers access tokens.
+        mark_families_revoked(kv, None, families, access_token_seconds)
     return {
         "user_id": user_id,
         "client_id": client_id,

@@ -14,6 +14,7 @@ import hashlib
 import json
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +26,7 @@ from sqlalchemy.orm import Session
 from authserver.storage.db import rowcount
 from authserver.storage.kv import KeyValueStore
 from idp.models import RefreshToken
+from idp.oidc.token_memo import AccessTokenMemo, announce_revoked
 
 CODE_PREFIX = "oidc:code:"
 USED_CODE_PREFIX = "oidc:code-used:"
@@ -211,6 +213,10 @@ class TokenStore:
         self.code_seconds = code_seconds
         self.refresh_lifetime = refresh_lifetime
         self.access_token_seconds = access_token_seconds
+        self.memo = AccessTokenMemo(kv)
+
+    def stop(self) -> None:
+        self.memo.stop()
 
     # -- codes -----------------------------------------------------------------------------------------
 
@@ -252,6 +258,7 @@ class TokenStore:
             return False
         record = json.loads(raw)
         self._kv.delete(ACCESS_PREFIX + record["access"])
+        self.memo.announce(digests=[record["access"]])
         if record.get("family"):
             self.revoke_family(record["family"])
         return True
@@ -271,17 +278,26 @@ class TokenStore:
         # Opaque tokens are short; JWT access tokens (RFC 9068) with an RS256 signature are not.
         if not access_token or len(access_token) > MAX_ACCESS_TOKEN_LENGTH:
             return None
-        raw = self._kv.get(ACCESS_PREFIX + token_hash(access_token))
+        digest = token_hash(access_token)
+        known, generation = self.memo.get(digest)
+        if known is not None:
+            return known
+        raw = self._kv.get(ACCESS_PREFIX + digest)
         if raw is None:
             return None
         record = json.loads(raw)
         family = record["family"]
         if family and self._kv.get(REVOKED_FAMILY_PREFIX + family) is not None:
             return None
-        return AccessToken(Grant.from_json(record["grant"]), record["iat"], record["exp"], family)
+        token = AccessToken(Grant.from_json(record["grant"]), record["iat"], record["exp"], family)
+        self.memo.put(digest, token, generation)
+        return token
 
     def revoke_access_token(self, access_token: str) -> bool:
-        return self._kv.delete(ACCESS_PREFIX + token_hash(access_token))
+        digest = token_hash(access_token)
+        deleted = self._kv.delete(ACCESS_PREFIX + digest)
+        self.memo.announce(digests=[digest])
+        return deleted
 
     # -- refresh tokens ------------------------------------------------------------------------------
 
@@ -345,8 +361,7 @@ class TokenStore:
             return int(rowcount(result))
 
     def _mark_family_revoked(self, family: str) -> None:
-        # As long as the family's newest access token can live; a minute more for clock steps.
-        self._kv.set(REVOKED_FAMILY_PREFIX + family, b"1", ttl=self.access_token_seconds + 60)
+        mark_families_revoked(self._kv, self.memo, [family], self.access_token_seconds)
 
     def revoke_for_session(self, sid: str) -> int:
         """Refresh tokens bound to a browser session that has ended (not offline_access ones)."""
@@ -354,8 +369,7 @@ class TokenStore:
             families = db.scalars(select(RefreshToken.family).where(RefreshToken.sid == sid).distinct()).all()
             if not families:
                 return 0
-            for family in families:
-                self._mark_family_revoked(family)
+            mark_families_revoked(self._kv, self.memo, families, self.access_token_seconds)
             result = db.execute(
                 update(RefreshToken)
                 .where(RefreshToken.family.in_(families), RefreshToken.revoked_at.is_(None))
@@ -368,3 +382,19 @@ class TokenStore:
         horizon = datetime.now(UTC) - timedelta(days=1)
         with Session(self._engine) as db, db.begin():
             return rowcount(db.execute(delete(RefreshToken).where(RefreshToken.expires_at < horizon)))
+
+
+def mark_families_revoked(
+    kv: KeyValueStore, memo: AccessTokenMemo | None, families: Sequence[str], access_token_seconds: int
+) -> None:
+    """Mark refresh families revoked in the store, so their access tokens stop working at once: for as long
+    as a family's newest access token can live, a minute more for clock steps. Announced to every process
+    that remembers access tokens (``idp.oidc.token_memo``)."""
+    for family in families:
+        kv.set(REVOKED_FAMILY_PREFIX + family, b"1", ttl=access_token_seconds + 60)
+    if not families:
+        return
+    if memo is not None:
+        memo.announce(families=families)
+    else:
+        announce_revoked(kv, families=families)
