@@ -203,7 +203,14 @@ def revoke() -> Any:
     idp = services()
     oidc = current_app.extensions["nextauth_oidc"]
     try:
-        revoke_consent(idp.engine, user_id, client_id, idp.kv, access_token_seconds=oidc.access_token_seconds)
+        revoke_consent(
+            idp.engine,
+            user_id,
+            client_id,
+            idp.kv,
+            access_token_seconds=oidc.access_token_seconds,
+            memo=oidc.tokens.memo,
+        )
     except ValueError as exc:
         return page("console/error.html", 400, message=str(exc))
     log.info("%s revoked the consent of %s to %s", operator().user.sub, user_id, client_id)

@@ -88,7 +88,12 @@ def revoke() -> Any:
     oidc = current_app.extensions["nextauth_oidc"]
     try:
         result = revoke_consent(
-            idp.engine, user_id, client_id, idp.kv, access_token_seconds=oidc.access_token_seconds
+            idp.engine,
+            user_id,
+            client_id,
+            idp.kv,
+            access_token_seconds=oidc.access_token_seconds,
+            memo=oidc.tokens.memo,
         )
     except ValueError as exc:
         return _error(400, "bad_request", str(exc))

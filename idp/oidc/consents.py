@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from authserver.storage.db import rowcount
 from authserver.storage.kv import KeyValueStore
 from idp.models import Consent, OidcClient, RefreshToken
+from idp.oidc.token_memo import AccessTokenMemo
 from idp.oidc.tokens import mark_families_revoked
 
 MAX_LISTED = 1000
@@ -48,7 +49,13 @@ def list_consents(
 
 
 def revoke_consent(
-    engine: Engine, user_id: str, client_id: str, kv: KeyValueStore | None, *, access_token_seconds: int = 900
+    engine: Engine,
+    user_id: str,
+    client_id: str,
+    kv: KeyValueStore | None,
+    *,
+    access_token_seconds: int = 900,
+    memo: AccessTokenMemo | None = None,
 ) -> dict[str, Any]:
     """Forget the consent and end the client's refresh tokens for the user. With ``kv`` (the IdP's shared
     store) the access tokens of those refresh families stop working at once too."""
@@ -77,8 +84,9 @@ def revoke_consent(
                 )
             )
     if kv is not None:
-        # As TokenStore.revoke_family marks them, and told to every process that remembers access tokens.
-        mark_families_revoked(kv, None, families, access_token_seconds)
+        # As TokenStore.revoke_family marks them, and told to every process that remembers access tokens
+        # (this one's ``memo`` at once, when the caller is the IdP).
+        mark_families_revoked(kv, memo, families, access_token_seconds)
     return {
         "user_id": user_id,
         "client_id": client_id,

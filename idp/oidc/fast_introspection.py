@@ -53,7 +53,11 @@ def _form(body: bytes) -> dict[str, str] | None:
         name, equals, value = pair.partition("=")
         if not equals or name not in FORM_FIELDS or name in form:
             return None
-        form[name] = unquote_plus(value)
+        try:
+            # Strict: werkzeug keeps bytes that are not UTF-8 as they were, where "replace" would not.
+            form[name] = unquote_plus(value, errors="strict")
+        except UnicodeDecodeError:
+            return None
     return form
 
 

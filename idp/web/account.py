@@ -351,6 +351,7 @@ def revoke_application() -> Any:
         abort(refused(404, N_("You have not allowed this application, or its access was revoked already.")))
     oidc = current_app.extensions.get("nextauth_oidc")
     seconds = int(getattr(oidc, "access_token_seconds", 900))
-    revoke_consent(idp.engine, person.user.sub, client_id, idp.kv, access_token_seconds=seconds)
+    memo = oidc.tokens.memo if oidc is not None else None
+    revoke_consent(idp.engine, person.user.sub, client_id, idp.kv, access_token_seconds=seconds, memo=memo)
     security_log.info("%s revoked the consent of %s at My account", person.user.sub, client_id)
     return back("consent_revoked")

@@ -229,6 +229,7 @@ def test_everything_else_is_the_views_answer(app: Any, monkeypatch: pytest.Monke
         (b"token=" + world.user_token.encode() + b"&extra=1", rs),  # a field we do not know
         (b"token=" + world.user_token.encode() + b"&", rs),
         ("token=ä".encode(), rs),
+        (b"token=%ff" + world.user_token.encode(), rs),  # a percent escape that is not UTF-8
         (_form(token=world.user_token), {**rs, "Origin": "https://evil.example"}),  # a browser's: 403
         (_form(token=world.user_token), {**rs, "Sec-Fetch-Site": "cross-site"}),
         (_form(token=world.user_token), {**rs, "Content-Type": "application/json"}),
