@@ -19,13 +19,13 @@ import threading
 import time
 from collections.abc import Callable
 
-from authserver.storage.kv import KeyValueStore, Subscription
+from authserver.storage.follow import follow
+from authserver.storage.kv import KeyValueStore
 
 log = logging.getLogger("nextauth.idp.sessions")
 
 CHANNEL = "idp:sessions-ended"
 RECONCILE_SECONDS = 5.0
-RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)  # after a failed subscription, then every 5 s
 SUBSCRIBE_WAIT_SECONDS = 2.0
 
 # (sid, expiry as a Unix time) of every session that ended before it expired.
@@ -115,46 +115,32 @@ class EndedSessions:
         self._subscribed.wait(SUBSCRIBE_WAIT_SECONDS)
 
     def _run(self) -> None:
-        failures = 0
-        while not self._stopped.is_set():
-            try:
-                subscription = self._kv.subscribe(CHANNEL)
-            except Exception:
-                delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
-                failures += 1
-                log.warning("ended sessions: cannot subscribe to the shared store; again in %.1f s", delay)
-                self._stopped.wait(delay)
-                continue
-            # What was ended before we listened (or while we were not): the database has it.
-            self._reload_quietly()
-            self._subscribed.set()
-            failures = 0
-            try:
-                self._receive(subscription)
-            except Exception:
-                log.warning("ended sessions: the subscription broke; subscribing again", exc_info=True)
-            finally:
-                subscription.close()
-            self._reload_quietly()
+        follow(
+            self._kv,
+            CHANNEL,
+            stopped=self._stopped,
+            on_fresh=self._on_fresh,
+            on_message=self._on_message,
+            on_lost=self._reload_quietly,
+            what="ended sessions",
+            log=log,
+        )
 
-    def _receive(self, subscription: Subscription) -> None:
-        reconnects = subscription.reconnects
-        while not self._stopped.is_set() and not subscription.closed:
-            message = subscription.get(timeout=1.0)
-            if subscription.reconnects != reconnects:
-                reconnects = subscription.reconnects
-                self._reload_quietly()
-            if message is None:
-                continue
-            try:
-                sid, expires = json.loads(message)
-                if not isinstance(sid, str) or not isinstance(expires, int):
-                    raise ValueError("not [sid, expires]")
-            except ValueError:
-                log.warning("ended sessions: ignored a malformed message on %s", CHANNEL)
-                continue
-            with self._lock:
-                self._ended[sid] = expires
+    def _on_fresh(self) -> None:
+        # What was ended before we listened (or while we were not): the database has it.
+        self._reload_quietly()
+        self._subscribed.set()
+
+    def _on_message(self, message: bytes) -> None:
+        try:
+            sid, expires = json.loads(message)
+            if not isinstance(sid, str) or not isinstance(expires, int):
+                raise ValueError("not [sid, expires]")
+        except ValueError:
+            log.warning("ended sessions: ignored a malformed message on %s", CHANNEL)
+            return
+        with self._lock:
+            self._ended[sid] = expires
 
     def _reload_quietly(self) -> None:
         try:

@@ -27,7 +27,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from authserver.storage.kv import KeyValueStore, Subscription
+from authserver.storage.follow import follow
+from authserver.storage.kv import KeyValueStore
 
 if TYPE_CHECKING:
     from idp.oidc.tokens import AccessToken
@@ -37,7 +38,6 @@ log = logging.getLogger("nextauth.idp.oidc")
 CHANNEL = "idp:oidc-tokens-revoked"
 MAX_ENTRIES = 10_000  # all forgotten at once past it
 MAX_AGE_SECONDS = 30.0
-RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)
 
 
 class AccessTokenMemo:
@@ -121,46 +121,30 @@ class AccessTokenMemo:
         self._listener.start()
 
     def _run(self) -> None:
-        failures = 0
-        while not self._stopped.is_set():
-            try:
-                subscription = self._kv.subscribe(CHANNEL)
-            except Exception:
-                delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
-                failures += 1
-                log.warning("access tokens: cannot subscribe to the shared store; again in %.1f s", delay)
-                self._stopped.wait(delay)
-                continue
-            failures = 0
-            self._go_live(True)
-            try:
-                self._receive(subscription)
-            except Exception:
-                log.warning("access tokens: the subscription broke; subscribing again", exc_info=True)
-            finally:
-                self._go_live(False)
-                subscription.close()
+        follow(
+            self._kv,
+            CHANNEL,
+            stopped=self._stopped,
+            # Started afresh (or reconnected): what was published meanwhile is gone, so start empty.
+            on_fresh=lambda: self._go_live(True),
+            on_message=self._on_message,
+            on_lost=lambda: self._go_live(False),
+            what="access tokens",
+            log=log,
+        )
 
-    def _receive(self, subscription: Subscription) -> None:
-        reconnects = subscription.reconnects
-        while not self._stopped.is_set() and not subscription.closed:
-            message = subscription.get(timeout=1.0)
-            if subscription.reconnects != reconnects:
-                reconnects = subscription.reconnects
-                self._go_live(True)  # what was published while away is gone: start empty
-            if message is None:
-                continue
-            try:
-                revoked = json.loads(message)
-                digests, families = revoked["tokens"], revoked["families"]
-                if not all(isinstance(v, str) for v in (*digests, *families)):
-                    raise ValueError("not strings")
-            except (ValueError, KeyError, TypeError):
-                log.warning("access tokens: ignored a malformed message on %s", CHANNEL)
-                # Unknown what it revoked: start empty rather than keep something it named.
-                self._go_live(True)
-                continue
-            self._forget(digests, families)
+    def _on_message(self, message: bytes) -> None:
+        try:
+            revoked = json.loads(message)
+            digests, families = revoked["tokens"], revoked["families"]
+            if not all(isinstance(v, str) for v in (*digests, *families)):
+                raise ValueError("not strings")
+        except (ValueError, KeyError, TypeError):
+            log.warning("access tokens: ignored a malformed message on %s", CHANNEL)
+            # Unknown what it revoked: start empty rather than keep something it named.
+            self._go_live(True)
+            return
+        self._forget(digests, families)
 
 
 def announce_revoked(kv: KeyValueStore, *, digests: Iterable[str] = (), families: Iterable[str] = ()) -> None:
