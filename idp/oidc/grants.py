@@ -2,15 +2,14 @@
 token store and the directory (``Provider`` in ``provider.py`` owns both)."""
 
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
 from authlib.oauth2.rfc7636 import CodeChallenge
-from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode
 
+from idp.oidc import id_token
 from idp.oidc.client_auth import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
 from idp.oidc.tokens import AuthorizationCode, Grant, random_token
 
@@ -169,39 +168,18 @@ class IdToken(OpenIDCode):  # type: ignore[misc]
         # Replay of a nonce is the client's to detect (it keeps its own); codes are single-use here.
         return False
 
-    def resolve_client_private_key(self, client: Any) -> Any:
-        return self.provider.services.keys.active("oidc", client.id_token_signed_response_alg).jose
-
-    def get_encode_header(self, client: Any) -> dict[str, str]:
-        key = self.provider.services.keys.active("oidc", client.id_token_signed_response_alg)
-        return {"alg": key.alg, "kid": key.kid, "typ": "JWT"}
-
-    def get_client_claims(self, client: Any) -> dict[str, Any]:
-        now = int(time.time())
-        return {
-            "iss": self.provider.services.issuer,
-            "aud": [client.get_client_id()],
-            "iat": now,
-            "exp": now + self.provider.id_token_seconds,
-        }
-
-    def get_compatible_claims(self, request: Any) -> dict[str, Any]:
-        claims: dict[str, Any] = super().get_compatible_claims(request)
-        grant: Grant | None = request.user
-        if grant is not None:
-            if grant.sid:
-                claims["sid"] = grant.sid
-            # For refreshed ID tokens the original login's facts, not the time of the refresh.
-            if grant.auth_time:
-                claims["auth_time"] = grant.auth_time
-            if grant.acr:
-                claims["acr"] = grant.acr
-            if grant.amr:
-                claims["amr"] = list(grant.amr)
-        return claims
-
-    def generate_user_info(self, user: Grant, scope: str) -> UserInfo:
-        return self.provider.user_info(user.user_id, scope, user.client_id)
+    def encode_id_token(self, token: dict[str, Any], request: Any) -> str:
+        """``idp.oidc.id_token``: the token endpoint's fast path issues the same ID tokens."""
+        code: AuthorizationCode | None = request.authorization_code
+        issued = id_token.claims(
+            self.provider,
+            request.client,
+            request.user,
+            scope=token["scope"],
+            access_token=token.get("access_token"),
+            nonce=code.get_nonce() if code is not None else None,
+        )
+        return id_token.encode(self.provider, request.client, issued)
 
     def on_token_response(self, grant: Any) -> None:
         """As an extension of a grant without an authorization request (CIBA, device): the ID token only."""

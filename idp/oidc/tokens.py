@@ -233,18 +233,13 @@ class TokenStore:
     def take_code(self, code: str) -> AuthorizationCode | None:
         """The code's record, removed so that it works once. None if unknown, expired or already used."""
         digest = token_hash(code)
-        raw = self._kv.take(CODE_PREFIX + digest)
-        if raw is None:
-            return None
-        record = json.loads(raw)
-        return AuthorizationCode(
-            grant=Grant.from_json(record["grant"]),
-            redirect_uri=record["redirect_uri"],
-            nonce=record["nonce"],
-            code_challenge=record["code_challenge"],
-            code_challenge_method=record["code_challenge_method"],
-            code_hash=digest,
-        )
+        return _authorization_code(self._kv.take(CODE_PREFIX + digest), digest)
+
+    def peek_code(self, code: str) -> AuthorizationCode | None:
+        """The code's record, left in place: for checks that must not use the code up (``take_code`` then
+        uses it, once)."""
+        digest = token_hash(code)
+        return _authorization_code(self._kv.get(CODE_PREFIX + digest), digest)
 
     def remember_exchange(self, code_hash: str, access_token: str, refresh_family: str | None) -> None:
         """What a code was exchanged for, kept a while so a second use of the code can revoke it."""
@@ -382,6 +377,20 @@ class TokenStore:
         horizon = datetime.now(UTC) - timedelta(days=1)
         with Session(self._engine) as db, db.begin():
             return rowcount(db.execute(delete(RefreshToken).where(RefreshToken.expires_at < horizon)))
+
+
+def _authorization_code(raw: bytes | None, digest: str) -> AuthorizationCode | None:
+    if raw is None:
+        return None
+    record = json.loads(raw)
+    return AuthorizationCode(
+        grant=Grant.from_json(record["grant"]),
+        redirect_uri=record["redirect_uri"],
+        nonce=record["nonce"],
+        code_challenge=record["code_challenge"],
+        code_challenge_method=record["code_challenge_method"],
+        code_hash=digest,
+    )
 
 
 def mark_families_revoked(

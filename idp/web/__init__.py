@@ -89,15 +89,17 @@ def create_app(idp: IdpServices, *, secret_key: bytes, websocket_url: str) -> Fl
     # Loaded with the protocol front-ends (idp.blueprints), not with this module.
     from idp.oidc.endpoints import EXTENSION as OIDC_EXTENSION
     from idp.oidc.fast_introspection import FastIntrospection
+    from idp.oidc.fast_token import FastCodeExchange
 
     oidc = app.extensions.get(OIDC_EXTENSION)
     if oidc is not None:
-        app.wsgi_app = FastIntrospection(  # type: ignore[method-assign]
-            app.wsgi_app,
-            provider=oidc,
-            security_headers=errors.security_header_values(websocket_url),
-            https=idp.issuer.startswith("https://"),
-        )
+        for fast_path in (FastIntrospection, FastCodeExchange):
+            app.wsgi_app = fast_path(  # type: ignore[method-assign]
+                app.wsgi_app,
+                provider=oidc,
+                security_headers=errors.security_header_values(websocket_url),
+                https=idp.issuer.startswith("https://"),
+            )
     forward_auth = app.extensions.get(forward_auth_views.STATE)
     if forward_auth is not None:
         app.wsgi_app = FastForwardAuth(  # type: ignore[method-assign]

@@ -16,7 +16,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from idp.oidc.clients import build_metadata
-from idp.oidc.fast_introspection import FastIntrospection, _basic_credentials
+from idp.oidc.fast_introspection import FastIntrospection
+from idp.oidc.fast_post import basic_credentials
 from idp.oidc.tokens import ACCESS_PREFIX, Grant, token_hash
 from idp.server import build_app, build_services, load_settings
 
@@ -309,8 +310,8 @@ def test_basic_credentials_are_read_as_authlib_reads_them() -> None:
 
     for client_id, secret in [("a", "b"), ("a b", "c:d"), ("ä%", "x+y"), ("id", "s%3Ae")]:
         header = _basic(client_id, secret)["Authorization"]
-        assert _basic_credentials(header) == extract_basic_authorization({"Authorization": header})
-        assert _basic_credentials(header) == (client_id, secret)
+        assert basic_credentials(header) == extract_basic_authorization({"Authorization": header})
+        assert basic_credentials(header) == (client_id, secret)
     for header in (
         "Basic",
         "Basic YQ==",
@@ -318,4 +319,4 @@ def test_basic_credentials_are_read_as_authlib_reads_them() -> None:
         "Basic !!!",
         "Basic " + base64.b64encode(b"\xff:x").decode(),
     ):
-        assert _basic_credentials(header) is None
+        assert basic_credentials(header) is None

@@ -1,0 +1,435 @@
+"""The code exchange's fast path (idp.oidc.fast_token) issues what the Flask view issues: each case mints the
+same authorization code twice and exchanges one copy through the whole app, the other through the app
+without the fast path, then compares the answers (headers, fields, ID token claims and signature) and what
+each left in the store. Every request the fast path does not answer reaches the view with its body as sent
+and its code still unused."""
+
+import base64
+import hashlib
+import io
+import json
+import secrets
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import pytest
+from joserfc import jwt
+from prometheus_client import REGISTRY
+
+from idp.directory import Profile
+from idp.oidc.clients import build_metadata
+from idp.oidc.fast_token import FastCodeExchange
+from idp.oidc.id_token import half_hash
+from idp.oidc.tokens import AuthorizationCode, Grant
+from idp.server import build_app, build_services, load_settings
+
+REDIRECT = "https://rp.example.com/cb"
+ISSUER = "https://id.example.com"
+
+
+def _settings(tmp_path: Path, issuer: str = ISSUER) -> Any:
+    return load_settings(
+        {
+            "NEXTAUTH_IDP_SECRET_KEY": "k" * 40,
+            "NEXTAUTH_IDP_NS_API_URL": "http://127.0.0.1:1",
+            "NEXTAUTH_IDP_NS_API_KEY": "key",
+            "NEXTAUTH_IDP_NS_WEBSOCKET_URL": "ws://127.0.0.1:1/ns/websocket",
+            "NEXTAUTH_IDP_PUBLIC_URL": issuer,
+        },
+        data_dir=tmp_path,
+    )
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[Any]:
+    settings = _settings(tmp_path)
+    services = build_services(settings)
+    yield build_app(settings, services)
+    services.sessions.ended_sessions.stop()
+
+
+def _fast(app: Any) -> FastCodeExchange:
+    wsgi = app.wsgi_app
+    while not isinstance(wsgi, FastCodeExchange):
+        wsgi = wsgi._app
+    return wsgi
+
+
+def _call(wsgi: Any, body: bytes, headers: dict[str, str], scheme: str = "https") -> tuple[str, list, bytes]:
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/oidc/token",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "id.example.com",
+        "SERVER_PORT": "443",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": scheme,
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_HOST": "id.example.com",
+        "CONTENT_TYPE": "application/x-www-form-urlencoded",
+        "CONTENT_LENGTH": str(len(body)),
+    }
+    for name, value in headers.items():
+        key = name.upper().replace("-", "_")
+        environ[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key] = value
+    answer: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+        answer["status"], answer["headers"] = status, headers
+
+    returned = b"".join(wsgi(environ, start_response))
+    return answer["status"], answer["headers"], returned
+
+
+def _basic(client_id: str, secret: str) -> dict[str, str]:
+    pair = f"{quote(client_id, safe='')}:{quote(secret, safe='')}"
+    return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
+
+
+def _counter(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def _challenge(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+class World:
+    """Clients of every kind, a logged-in user, and codes minted as the authorize endpoint mints them."""
+
+    def __init__(self, app: Any) -> None:
+        provider = app.extensions["nextauth_oidc"]
+        self.provider = provider
+        self.tokens = provider.tokens
+        clients = provider.clients
+
+        def add(name: str, **metadata: Any) -> tuple[Any, Any]:
+            return clients.add(name, build_metadata(redirect_uris=[REDIRECT], **metadata))
+
+        self.rp, self.rp_secret = add("rp")  # basic, refresh tokens, ES256
+        self.post, self.post_secret = add("post", auth_method="client_secret_post")
+        self.no_refresh, self.no_refresh_secret = add("no-refresh", grant_types=["authorization_code"])
+        self.rs256, self.rs256_secret = add("rs256", id_token_alg="RS256")
+        self.public, _ = add("spa", public=True)
+        self.jwt_client, self.jwt_secret = add("jwt", access_token_format="jwt")
+        self.narrow, self.narrow_secret = add("narrow", scope="openid")
+        self.other, self.other_secret = add("other")
+        sessions = app.extensions["nextauth_idp"].sessions
+        self.sessions = sessions
+        token = sessions.start(ns_nonce="n" * 32, profile=Profile("alice"), second_factor="pin", method="qr")
+        self.sid = sessions.verify(token).sid
+
+    def code(
+        self, client: Any, *, copies: int = 1, scope: str = "openid profile", **changes: Any
+    ) -> tuple[list[str], str]:
+        """``copies`` codes with one record (as one authorization request would make), and their verifier."""
+        verifier = secrets.token_urlsafe(48)
+        fields: dict[str, Any] = {
+            "redirect_uri": REDIRECT,
+            "nonce": "n-" + secrets.token_hex(4),
+            "code_challenge": _challenge(verifier),
+            "code_challenge_method": "S256",
+        }
+        grant = Grant(
+            client_id=client.client_id,
+            user_id="alice",
+            scope=scope,
+            sid=self.sid,
+            auth_time=1_800_000_000,
+            amr=("pin", "hwk"),
+            dpop_jkt=changes.pop("dpop_jkt", None),
+        )
+        fields.update(changes)
+        codes = [secrets.token_urlsafe(32) for _ in range(copies)]
+        for code in codes:
+            self.tokens.save_code(code, AuthorizationCode(grant=grant, **fields))
+        return codes, verifier
+
+
+def _exchange(code: str, verifier: str, **extra: str) -> bytes:
+    fields = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT}
+    fields["code_verifier"] = verifier
+    return urlencode({**fields, **extra}).encode()
+
+
+def _claims(provider: Any, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    decoded = jwt.decode(token, provider.server_jwks(), algorithms=["ES256", "RS256"])
+    return dict(decoded.header), dict(decoded.claims)
+
+
+def _same_issue(world: World, fast: tuple, view: tuple) -> None:
+    """Two answers for two copies of one code: equal but for the random values, which must be fresh."""
+    assert fast[0] == view[0] == "200 OK", (fast, view)
+    assert sorted(h for h in fast[1] if h[0] != "Content-Length") == sorted(
+        h for h in view[1] if h[0] != "Content-Length"
+    )
+    ours, theirs = json.loads(fast[2]), json.loads(view[2])
+    assert sorted(ours) == sorted(theirs)
+    for name in ("token_type", "expires_in", "scope"):
+        assert ours.get(name) == theirs.get(name)
+    for name in ("access_token", "refresh_token"):
+        if name in ours:
+            assert len(ours[name]) == len(theirs[name]) and ours[name] != theirs[name]
+    if "id_token" in theirs:
+        (ours_header, ours_claims), (theirs_header, theirs_claims) = (
+            _claims(world.provider, ours["id_token"]),
+            _claims(world.provider, theirs["id_token"]),
+        )
+        assert ours_header == theirs_header
+        assert ours_claims["at_hash"] == half_hash(ours["access_token"], ours_header["alg"])
+        assert theirs_claims["at_hash"] == half_hash(theirs["access_token"], theirs_header["alg"])
+        assert abs(ours_claims["iat"] - theirs_claims["iat"]) <= 2
+        moving = ("at_hash", "iat", "exp")
+        assert {k: v for k, v in ours_claims.items() if k not in moving} == {
+            k: v for k, v in theirs_claims.items() if k not in moving
+        }
+        assert list(ours_claims) == list(theirs_claims)  # the same claims in the same order
+    # What each left behind works alike: the access token, the refresh token's record.
+    tokens = world.tokens
+    assert (
+        tokens.access_token(ours["access_token"]).grant == tokens.access_token(theirs["access_token"]).grant
+    )
+    if "refresh_token" in theirs:
+        assert (
+            tokens.refresh_token(ours["refresh_token"]).grant
+            == tokens.refresh_token(theirs["refresh_token"]).grant
+        )
+
+
+def _both(world: World, app: Any, client: Any, secret: str | None, headers: Any = None, **code: Any) -> Any:
+    (first, second), verifier = world.code(client, copies=2, **code)
+    auth = headers if headers is not None else _basic(client.client_id, secret or "")
+    fast = _call(_fast(app), _exchange(first, verifier), auth)
+    view = _call(_fast(app)._app, _exchange(second, verifier), auth)
+    return fast, view
+
+
+def test_a_code_exchange_gets_the_views_tokens_without_the_view(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = World(app)
+    cases = [
+        (world.rp, world.rp_secret, None, {}),  # refresh token, ES256
+        (world.no_refresh, world.no_refresh_secret, None, {}),  # no refresh token
+        (world.rs256, world.rs256_secret, None, {}),
+        (world.rp, world.rp_secret, None, {"scope": "openid profile email groups offline_access"}),
+        (world.rp, world.rp_secret, None, {"scope": "profile"}),  # OAuth only: no ID token
+        (world.rp, world.rp_secret, None, {"nonce": None}),
+        (world.narrow, world.narrow_secret, None, {"scope": "openid"}),
+    ]
+    for client, secret, headers, code in cases:
+        fast, view = _both(world, app, client, secret, headers, **code)
+        _same_issue(world, fast, view)
+    assert "id_token" not in json.loads(_both(world, app, world.rp, world.rp_secret, scope="profile")[0][2])
+    # client_secret_post, the client named in the form.
+    (first, second), verifier = world.code(world.post, copies=2)
+    form = {"client_id": world.post.client_id, "client_secret": world.post_secret}
+    fast = _call(_fast(app), _exchange(first, verifier, **form), {})
+    view = _call(_fast(app)._app, _exchange(second, verifier, **form), {})
+    _same_issue(world, fast, view)
+
+    # Flask is not involved: with the view broken, a code is still exchanged, and counted.
+    counted = {"component": "idp", "route": "/oidc/token", "method": "POST", "status": "200"}
+    before = (
+        _counter("nextauth_rest_requests_total", **counted),
+        _counter("nextauth_idp_oidc_requests_total", endpoint="token", outcome="ok"),
+        _counter("nextauth_idp_token_grants_total", grant_type="authorization_code", outcome="issued"),
+    )
+    fast_path = _fast(app)
+    monkeypatch.setattr(fast_path, "_app", lambda *a: [b"broken"])
+    (code,), verifier = world.code(world.rp)
+    status, headers, body = _call(
+        fast_path, _exchange(code, verifier), _basic(world.rp.client_id, world.rp_secret)
+    )
+    assert status == "200 OK" and ("Content-Length", str(len(body))) in headers
+    assert _claims(world.provider, json.loads(body)["id_token"])[1]["sub"] == "alice"
+    after = (
+        _counter("nextauth_rest_requests_total", **counted),
+        _counter("nextauth_idp_oidc_requests_total", endpoint="token", outcome="ok"),
+        _counter("nextauth_idp_token_grants_total", grant_type="authorization_code", outcome="issued"),
+    )
+    assert after == tuple(value + 1 for value in before)
+
+
+def test_a_code_works_once_and_its_second_use_revokes_what_it_gave(app: Any) -> None:
+    world = World(app)
+    (code,), verifier = world.code(world.rp)
+    auth = _basic(world.rp.client_id, world.rp_secret)
+    status, _, body = _call(_fast(app), _exchange(code, verifier), auth)
+    assert status == "200 OK"
+    issued = json.loads(body)
+    assert world.tokens.access_token(issued["access_token"]) is not None
+    # Again: the fast path finds no code and hands on; the view refuses and revokes the first exchange.
+    status, _, body = _call(_fast(app), _exchange(code, verifier), auth)
+    assert status.startswith("400") and json.loads(body)["error"] == "invalid_grant"
+    assert world.tokens.access_token(issued["access_token"]) is None
+    assert world.tokens.refresh_token(issued["refresh_token"]).revoked_at is not None
+
+
+def test_the_refresh_token_it_issues_refreshes_at_the_view(app: Any) -> None:
+    world = World(app)
+    (code,), verifier = world.code(world.rp, scope="openid offline_access")
+    auth = _basic(world.rp.client_id, world.rp_secret)
+    issued = json.loads(_call(_fast(app), _exchange(code, verifier), auth)[2])
+    body = urlencode({"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]}).encode()
+    status, _, refreshed = _call(_fast(app), body, auth)
+    assert status == "200 OK", refreshed
+    assert json.loads(refreshed)["refresh_token"] != issued["refresh_token"]
+
+
+def test_everything_else_is_the_views_answer_with_the_code_unused(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = World(app)
+    rp = _basic(world.rp.client_id, world.rp_secret)
+    wrong_verifier = secrets.token_urlsafe(48)
+
+    def case(
+        client: Any = None, *, body: Any = None, headers: Any = None, **code: Any
+    ) -> tuple[bytes, Any, str]:
+        (minted,), verifier = world.code(client or world.rp, **code)
+        made = body(minted, verifier) if body else _exchange(minted, verifier)
+        made = made.encode() if isinstance(made, str) else made
+        return made, (rp if headers is None else headers), minted
+
+    cases = [
+        case(body=lambda c, v: _exchange(c, wrong_verifier)),  # invalid_grant
+        case(body=lambda c, v: _exchange(c, v[:42])),  # too short: invalid_request
+        case(body=lambda c, v: _exchange(c, v + "!")),
+        case(body=lambda c, v: _exchange(c, v, redirect_uri="https://rp.example.com/other")),
+        case(
+            body=lambda c, v: urlencode({"grant_type": "authorization_code", "code": c, "code_verifier": v})
+        ),
+        case(world.other),  # another client's code
+        case(headers=_basic(world.rp.client_id, "wrong")),  # invalid_client
+        case(headers=_basic("nobody", "secret")),
+        case(headers={}),  # no client authentication at all
+        case(world.post, headers=_basic(world.post.client_id, world.post_secret)),  # not its method
+        case(world.public, headers={}, body=lambda c, v: _exchange(c, v, client_id=world.public.client_id)),
+        case(world.jwt_client, headers=_basic(world.jwt_client.client_id, world.jwt_secret)),
+        case(
+            world.narrow, headers=_basic(world.narrow.client_id, world.narrow_secret)
+        ),  # scope narrowed since
+        case(dpop_jkt="j" * 43),  # bound to a DPoP key: needs the proof
+        case(headers={**rp, "DPoP": "not-a-proof"}),
+        case(headers={**rp, "Origin": "https://rp.example.com"}),  # a browser's: CORS
+        case(headers={**rp, "Sec-Fetch-Site": "cross-site"}),
+        case(headers={**rp, "Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}),
+        case(body=lambda c, v: _exchange(c, v, scope="openid")),  # a field the exchange does not take
+        case(body=lambda c, v: _exchange(c, v, resource="https://api.example.com")),
+        case(body=lambda c, v: _exchange(c, v) + b"&code=" + c.encode()),  # a field twice
+        case(body=lambda c, v: _exchange(c, v, grant_type="refresh_token")),
+        case(body=lambda c, v: _exchange(c, v, client_secret=world.rp_secret)),  # two methods at once
+        case(body=lambda c, v: _exchange(c, v) + b"&"),
+        case(body=lambda c, v: _exchange(c, v).replace(b"code=", b"code=%ff")),
+        case(code_challenge_method="plain"),
+    ]
+    unknown_code = _exchange("unknown-" + secrets.token_urlsafe(24), secrets.token_urlsafe(48))
+    seen: list[bytes] = []
+
+    def view(environ: dict[str, Any], start: Any) -> list[bytes]:
+        seen.append(environ["wsgi.input"].read())
+        start("599 View", [])
+        return [b"view"]
+
+    monkeypatch.setattr(_fast(app), "_app", view)
+    for body, headers, minted in [*cases, (unknown_code, rp, "")]:
+        seen.clear()
+        assert _call(_fast(app), body, headers)[0] == "599 View", (body, headers)
+        assert seen == [body]  # the view reads the body as it was sent
+        if minted:
+            assert world.tokens.peek_code(minted) is not None  # and the code is still there for it
+    monkeypatch.undo()
+    # The view answers them as it did before: refusals mostly, and the rare forms it accepts.
+    answers = [_call(_fast(app), body, headers) for body, headers, _minted in cases]
+    ok = None
+    assert [(status[:3], json.loads(body).get("error")) for status, _, body in answers] == [
+        ("400", "invalid_grant"), ("400", "invalid_request"), ("400", "invalid_request"),
+        ("400", "invalid_grant"), ("400", "invalid_grant"), ("400", "invalid_grant"),
+        ("401", "invalid_client"), ("401", "invalid_client"), ("401", "invalid_client"),
+        ("401", "invalid_client"),
+        ("200", ok), ("200", ok), ("200", ok),  # public, JWT access tokens, the scope narrowed
+        ("400", "invalid_grant"), ("400", "invalid_dpop_proof"),
+        ("200", ok), ("200", ok), ("200", ok),  # Origin and fetch metadata (CORS decides), a charset
+        ("200", ok), ("200", ok), ("200", ok),  # fields the exchange ignores or reads once
+        ("400", "invalid_request"),
+        ("200", ok), ("200", ok),  # Basic wins over a client_secret in the form; a trailing "&"
+        ("400", "invalid_grant"), ("400", "invalid_grant"),
+    ]  # fmt: skip
+
+
+def test_a_code_taken_by_another_request_in_between_is_the_views(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checked, then used by a parallel request before this one takes it: the view refuses it."""
+    world = World(app)
+    (code,), verifier = world.code(world.rp)
+    tokens = world.tokens
+    real_take = tokens.take_code
+
+    def raced(value: str) -> Any:
+        real_take(value)  # the other request
+        return real_take(value)
+
+    monkeypatch.setattr(tokens, "take_code", raced)
+    status, _, body = _call(
+        _fast(app), _exchange(code, verifier), _basic(world.rp.client_id, world.rp_secret)
+    )
+    assert status.startswith("400") and json.loads(body)["error"] == "invalid_grant"
+
+
+def test_the_store_away_is_the_views_answer(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    world = World(app)
+    (code,), verifier = world.code(world.rp)
+
+    def away(_code: str) -> None:
+        raise ConnectionError("store away")
+
+    monkeypatch.setattr(world.tokens, "peek_code", away)
+    fast = _fast(app)
+    monkeypatch.setattr(
+        fast, "_app", lambda environ, start: (start("503 Away", []), [environ["wsgi.input"].read()])[1]
+    )
+    body = _exchange(code, verifier)
+    status, _, seen = _call(fast, body, _basic(world.rp.client_id, world.rp_secret))
+    assert status == "503 Away" and seen == body
+
+
+def test_plain_http_away_from_this_machine_is_the_views_refusal(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, "http://id.example.com")
+    services = build_services(settings)
+    try:
+        app = build_app(settings, services)
+        world = World(app)
+        auth = _basic(world.rp.client_id, world.rp_secret)
+        (code,), verifier = world.code(world.rp)
+        status, _, body = _call(
+            _fast(app), _exchange(code, verifier), {**auth, "Host": "id.example.com"}, "http"
+        )
+        assert status.startswith("400") and json.loads(body)["error"] == "insecure_transport"
+        assert world.tokens.peek_code(code) is not None
+        fast_path = _fast(app)
+        fast_path._app = lambda *a: [b"broken"]
+        status, _, body = _call(
+            fast_path, _exchange(code, verifier), {**auth, "Host": "127.0.0.1:8080"}, "http"
+        )
+        assert status == "200 OK" and "id_token" in json.loads(body)
+    finally:
+        services.sessions.ended_sessions.stop()
+
+
+def test_id_tokens_say_when_the_user_logged_in_not_when_the_code_was_exchanged(app: Any) -> None:
+    world = World(app)
+    (code,), verifier = world.code(world.rp)
+    before = int(time.time())
+    body = _call(_fast(app), _exchange(code, verifier), _basic(world.rp.client_id, world.rp_secret))[2]
+    _header, claims = _claims(world.provider, json.loads(body)["id_token"])
+    assert claims["auth_time"] == 1_800_000_000 and claims["amr"] == ["pin", "hwk"]
+    assert claims["sid"] == world.sid and claims["aud"] == [world.rp.client_id]
+    assert claims["iss"] == ISSUER and before <= claims["iat"] <= claims["exp"] - 60
