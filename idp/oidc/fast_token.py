@@ -106,8 +106,7 @@ class FastCodeExchange(FormPost):
         family = None
         if client.check_grant_type("refresh_token"):
             answer["refresh_token"], family = tokens.issue_refresh_token(grant)
-        tokens.save_access_token(access_token, grant, expires_in, family)
-        tokens.remember_exchange(code.code_hash, access_token, family)
+        tokens.save_access_token(access_token, grant, expires_in, family, exchanged_code=code.code_hash)
         log.info("tokens issued to %s for %s (authorization_code)", client.client_id, grant.user_id)
         if "openid" in grant.scope.split():
             issued = id_token.claims(

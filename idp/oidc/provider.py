@@ -155,9 +155,14 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
             refresh_grant = grant if client.is_public else dataclasses.replace(grant, dpop_jkt=None)
             value, family = tokens.issue_refresh_token(refresh_grant, previous.family if previous else None)
             token["refresh_token"] = value
-        tokens.save_access_token(token["access_token"], grant, int(token["expires_in"]), family)
-        if grant_type == "authorization_code" and request.authorization_code is not None:
-            tokens.remember_exchange(request.authorization_code.code_hash, token["access_token"], family)
+        code = request.authorization_code if grant_type == "authorization_code" else None
+        tokens.save_access_token(
+            token["access_token"],
+            grant,
+            int(token["expires_in"]),
+            family,
+            exchanged_code=code.code_hash if code is not None else None,
+        )
         log.info("tokens issued to %s for %s (%s)", client.client_id, grant.user_id or "itself", grant_type)
 
 

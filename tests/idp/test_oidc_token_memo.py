@@ -138,8 +138,7 @@ def test_every_kind_of_revocation_reaches_the_other_process(
     one.save_access_token("of-session", GRANT, 900, family)
     # A code used twice: what it was exchanged for revoked.
     _, code_family = one.issue_refresh_token(GRANT)
-    one.save_access_token("of-code", GRANT, 900, code_family)
-    one.remember_exchange(token_hash("the-code"), "of-code", code_family)
+    one.save_access_token("of-code", GRANT, 900, code_family, exchanged_code=token_hash("the-code"))
     # Consent withdrawn: the client's families revoked by the consent code (no TokenStore of its own).
     bob = Grant(client_id="app", user_id="bob", scope="openid", sid="s2", auth_time=1_800_000_000)
     _, bob_family = one.issue_refresh_token(bob)
