@@ -12,6 +12,8 @@ before the server module runs. Counted:
   ``commits``: commits asked for (with or without statements);
 - ``pings``: pool pre-pings (each a ``SELECT 1`` round trip before a checkout is handed out);
 - ``checkouts``: connections taken from a pool;
+- ``db_connects``, ``redis_connects``: connections opened (a pool that keeps too few opens and closes
+  them under load, each a handshake and on PostgreSQL a server process);
 - ``redis_commands``: commands sent to Redis (a pipeline's commands one by one);
   ``redis_round_trips``: writes to Redis that wait for an answer (a pipeline is one).
 
@@ -37,6 +39,8 @@ FIELDS = (
     "checkouts",
     "redis_commands",
     "redis_round_trips",
+    "db_connects",
+    "redis_connects",
 )
 
 
@@ -106,6 +110,7 @@ def install(counters: Counters = COUNTERS) -> Counters:
     event.listen(Engine, "commit", committed)
     event.listen(Engine, "rollback", ended)
     event.listen(Pool, "checkout", lambda *_args: counters.add("checkouts"))
+    event.listen(Pool, "connect", lambda *_args: counters.add("db_connects"))
 
     ping = DefaultDialect._do_ping_w_event
 
@@ -126,6 +131,7 @@ def _install_redis(counters: Counters) -> None:
     send_command = AbstractConnection.send_command
     pack_commands = AbstractConnection.pack_commands
     send_packed = AbstractConnection.send_packed_command
+    connect = AbstractConnection.connect_check_health
 
     def name(args: Any) -> str:
         return "redis " + str(args[0] if args else "?")
@@ -144,6 +150,12 @@ def _install_redis(counters: Counters) -> None:
         counters.add("redis_round_trips")
         send_packed(self, command, check_health)
 
+    def counted_connect(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(self, "_sock", None) is None:
+            counters.add("redis_connects")
+        return connect(self, *args, **kwargs)
+
+    AbstractConnection.connect_check_health = counted_connect  # type: ignore[method-assign]
     AbstractConnection.send_command = counted_send_command  # type: ignore[method-assign]
     AbstractConnection.pack_commands = counted_pack_commands  # type: ignore[method-assign]
     AbstractConnection.send_packed_command = counted_send_packed  # type: ignore[method-assign]

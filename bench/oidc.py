@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from authserver.workers import available_cores
 from bench import loadgen, qr_login, wrk
 from bench.common import (
     PYTHON,
@@ -55,7 +56,10 @@ REDIRECT_URI = "http://127.0.0.1:9/bench/callback"  # discard port: never follow
 ID_TOKEN_SIGNING = "ES256"  # noqa: S105 - a JWS alg, not a secret
 REFERENCE = "reference: node oidc-provider"
 OURS = "ours: nextAuth IdP"
-OURS_NODELAY = "ours + TCP_NODELAY (benchmark patch)"
+CORES = available_cores()
+REFERENCE_ALL = f"reference, all cores: node oidc-provider, cluster of {CORES}, state in Redis"
+OURS_ALL = f"ours, all cores: nextAuth IdP, {CORES} workers"
+PAIRS = {OURS: REFERENCE, OURS_ALL: REFERENCE_ALL}  # which reference each of ours is held against
 
 
 @dataclass
@@ -122,7 +126,7 @@ def reference_version() -> str | None:
 
 def install_reference() -> None:
     """``npm ci`` from the committed package-lock.json when node_modules is missing."""
-    if (REFERENCE_DIR / "node_modules" / "oidc-provider").exists():
+    if all((REFERENCE_DIR / "node_modules" / name).exists() for name in ("oidc-provider", "ioredis")):
         return
     if shutil.which("npm") is None or shutil.which("node") is None:
         raise RuntimeError("node and npm are needed for the reference provider (Debian: nodejs, npm)")
@@ -138,7 +142,10 @@ def install_reference() -> None:
         raise RuntimeError(f"npm ci failed in bench/reference-op: {(out.stderr or out.stdout)[-400:]}")
 
 
-def start_reference(log_dir: Path) -> tuple[Child, Provider]:
+def start_reference(
+    log_dir: Path, *, name: str = REFERENCE, workers: int = 1, redis: str | None = None
+) -> tuple[Child, Provider]:
+    """The reference provider; with ``redis``, its state there (``workers`` > 1 needs it)."""
     install_reference()
     port = free_port()
     client = Client("bench-rp", secrets.token_urlsafe(32))
@@ -160,10 +167,26 @@ def start_reference(log_dir: Path) -> tuple[Child, Provider]:
     import os
 
     env["PATH"] = os.environ.get("PATH", env["PATH"])
-    child = Child("reference-op", ["node", "provider.mjs"], log_dir=log_dir, env=env, cwd=REFERENCE_DIR)
+    env["BENCH_OP_WORKERS"] = str(workers)
+    if redis:
+        env["BENCH_OP_REDIS"] = redis
+        env["BENCH_OP_REDIS_PREFIX"] = f"bench-op-{secrets.token_hex(4)}:"
+    label = "reference-op" if workers == 1 else f"reference-op-{workers}"
+    child = Child(label, ["node", "provider.mjs"], log_dir=log_dir, env=env, cwd=REFERENCE_DIR)
     issuer = f"http://127.0.0.1:{port}"
     child.wait_http(issuer + "/.well-known/openid-configuration")
-    return child, Provider(REFERENCE, issuer, client, {})
+    if workers > 1:
+        _wait_for_line(child, f"ready {port}")
+    return child, Provider(name, issuer, client, {})
+
+
+def _wait_for_line(child: Child, line: str, timeout: float = 30.0) -> None:
+    """Every worker listening: the first one answers before the others are up."""
+    deadline = time.monotonic() + timeout
+    while line not in child.log_tail(50).splitlines():
+        if time.monotonic() > deadline or not child.alive():
+            raise RuntimeError(f"{child.name} did not start: {child.log_tail()}")
+        time.sleep(0.1)
 
 
 # -- ours ---------------------------------------------------------------------------------------------
@@ -181,16 +204,42 @@ def register_our_client(services: qr_login.Services) -> Client:
     return Client(answer["client_id"], answer["client_secret"])
 
 
-def our_provider(services: qr_login.Services, folder: Path, name: str = OURS) -> Provider:
+def our_provider(
+    services: qr_login.Services, folder: Path, name: str = OURS, idp_url: str | None = None
+) -> Provider:
+    """A client and a logged-in browser at our IdP: the one of ``services``, or another at ``idp_url``
+    beside the same ns."""
     import httpx
 
-    found = httpx.get(services.idp_url + "/.well-known/openid-configuration", timeout=10)
+    idp_url = idp_url or services.idp_url
+    found = httpx.get(idp_url + "/.well-known/openid-configuration", timeout=10)
     if found.status_code != 200:
         raise LookupError(f"the IdP answers {found.status_code} on /.well-known/openid-configuration")
     client = register_our_client(services)
-    app, account = qr_login.phone(services, folder / "oidc-phone", "oidc-user")
-    _token, cookies = qr_login.idp_login(services, app, account)
-    return Provider(name, services.idp_url, client, cookies)
+    app, account = qr_login.phone(services, folder / f"oidc-phone-{secrets.token_hex(3)}", "oidc-user")
+    _token, cookies = qr_login.idp_login(services, app, account, idp_url=idp_url)
+    return Provider(name, idp_url, client, cookies)
+
+
+def start_our_idp_workers(services: qr_login.Services, log_dir: Path, workers: int) -> tuple[Child, str]:
+    """``nextauth idp`` with ``workers`` worker processes, beside the ns of ``services`` and on its
+    database and Redis (as a deployment runs the IdP on its own)."""
+    port = free_port()
+    env = dict(services.env)
+    env.update(
+        NEXTAUTH_IDP_LISTEN=f"127.0.0.1:{port}",
+        NEXTAUTH_IDP_PUBLIC_URL=f"http://127.0.0.1:{port}",
+        NEXTAUTH_IDP_ADMIN_PORT=str(free_port()),
+        NEXTAUTH_IDP_WORKERS=str(workers),
+        NEXTAUTH_IDP_NS_API_URL=f"http://127.0.0.1:{services.ports['ns']['http']}",
+        NEXTAUTH_IDP_NS_API_KEY=services.api_key,
+        NEXTAUTH_IDP_NS_WEBSOCKET_URL=f"ws://127.0.0.1:{services.ports['ns']['websocket']}/ns/websocket",
+        NEXTAUTH_IDP_SECRET_KEY=secrets.token_urlsafe(32),
+    )
+    child = Child(f"idp-{workers}", [PYTHON, "-m", "nextauth.cli", "idp"], log_dir=log_dir, env=env)
+    url = f"http://127.0.0.1:{port}"
+    child.wait_http(url + "/.well-known/openid-configuration", timeout=60)
+    return child, url
 
 
 # -- the steps ----------------------------------------------------------------------------------------
@@ -376,23 +425,46 @@ def run(
             providers.append(reference)
         except Exception as exc:
             page_notes.append(f"Reference provider not measured: {type(exc).__name__}: {exc}")
-        for name, nodelay in ((OURS, False), (OURS_NODELAY, True)):
-            if nodelay and not ours_landed:
-                break
-            env = stack.enter_context(backend.database())
-            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nextauth-bench-")))
+        env = stack.enter_context(backend.database())
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nextauth-bench-")))
+        services = None
+        try:
+            services = qr_login.Services(folder, env)
+            stack.callback(services.stop)
+            ours = our_provider(services, folder, OURS)
+            _discover(ours)
+            _settle_session(ours)
+            providers.append(ours)
+            ours_landed = True
+        except LookupError as exc:
+            page_notes.append(f"Ours not measured: the IdP's OIDC provider has not landed ({exc}).")
+        except Exception as exc:
+            page_notes.append(f"{OURS} not measured: {type(exc).__name__}: {exc}")
+        # All cores: several processes share their state through Redis, ours and the reference alike.
+        redis = env.get("NEXTAUTH_KV_URI") or ""
+        if CORES < 2:
+            page_notes.append("All-cores rows not measured: this machine has one core.")
+        elif not redis.startswith("redis"):
+            page_notes.append(f"All-cores rows not measured: they need Redis, and {backend.name} has none.")
+        else:
             try:
-                services = qr_login.Services(folder, env, nodelay=nodelay)
-                stack.callback(services.stop)
-                ours = our_provider(services, folder, name)
-                _discover(ours)
-                _settle_session(ours)
-                providers.append(ours)
-                ours_landed = True
-            except LookupError as exc:
-                page_notes.append(f"Ours not measured: the IdP's OIDC provider has not landed ({exc}).")
+                child, reference_all = start_reference(logs, name=REFERENCE_ALL, workers=CORES, redis=redis)
+                stack.callback(child.stop)
+                _discover(reference_all)
+                _settle_session(reference_all)
+                providers.append(reference_all)
             except Exception as exc:
-                page_notes.append(f"{name} not measured: {type(exc).__name__}: {exc}")
+                page_notes.append(f"{REFERENCE_ALL} not measured: {type(exc).__name__}: {exc}")
+            if services is not None and ours_landed:
+                try:
+                    idp, url = start_our_idp_workers(services, logs, CORES)
+                    stack.callback(idp.stop)
+                    ours_all = our_provider(services, folder, OURS_ALL, idp_url=url)
+                    _discover(ours_all)
+                    _settle_session(ours_all)
+                    providers.append(ours_all)
+                except Exception as exc:
+                    page_notes.append(f"{OURS_ALL} not measured: {type(exc).__name__}: {exc}")
         tokens: dict[str, str | None] = {}
         codes: dict[str, list[tuple[str, str]]] = {}
         for provider in providers:  # authorize, side by side
@@ -446,12 +518,13 @@ def _ratios(measured: list[Measured], providers: list[Provider]) -> list[tuple[s
     found: list[tuple[str, float, str]] = []
     by = {(m.provider, m.step): m.figures for m in measured if m.figures}
     for provider in providers:
-        if provider.name == REFERENCE:
+        against = PAIRS.get(provider.name)
+        if against is None:
             continue
         for step in ("token", "introspection", "authorize"):
-            ours, reference = by.get((provider.name, step)), by.get((REFERENCE, step))
+            ours, reference = by.get((provider.name, step)), by.get((against, step))
             if ours and reference and reference["per_second"]:
-                label = f"{step}: {provider.name.split(':')[0]} : reference"
+                label = f"{step}: {provider.name.split(':')[0]} : {against.split(':')[0]}"
                 found.append((label, ours["per_second"] / reference["per_second"], "requests/s"))
     return found
 
@@ -510,12 +583,13 @@ def _page(
     else:
         lines += [
             "",
-            f'"{OURS_NODELAY}" is the same IdP started through bench/wrapper.py, which sets TCP_NODELAY on '
-            "the sockets gevent's WSGI server accepts. gevent sends an answer's headers and body in two "
-            "writes; without TCP_NODELAY the body waits for the client's delayed ACK on a kept-alive "
-            "connection (about 40 ms on Linux). The IdP sets TCP_NODELAY itself "
-            "(authserver/transport/wsgi.py), so the two rows should agree: the patched one is kept as a "
-            "check that nothing of that wait comes back.",
+            f'"{OURS}" and "{REFERENCE}" are one process each (ours on the run\'s database and Redis, the '
+            'reference with its state in memory). The "all cores" rows run several: ours as `nextauth idp` '
+            f"with NEXTAUTH_IDP_WORKERS={CORES} (a supervisor and {CORES} workers sharing the listening "
+            "socket) beside the same ns, database and Redis; the reference under node's cluster module with "
+            f"{CORES} workers and its state in Redis (an adapter in bench/reference-op/provider.mjs), since "
+            "workers share no memory. The load generator runs on the same cores. Ours issues a refresh token "
+            "with every exchange (its client may refresh; the reference's client has no refresh grant).",
         ]
     lines += [
         "",

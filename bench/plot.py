@@ -110,12 +110,17 @@ def write(path: Path, *, title: str, sigmai: Any, logins: Any, http: Any, oidc: 
         steps = ["authorize", "token", "introspection"]
         providers = list(dict.fromkeys(m.provider for m in measured))
         width = 0.8 / len(providers)
-        colors = [OTHER, OURS, "#58a6ff", CEILING]
+        def color(provider: str) -> str:  # ours blue, the reference amber; lighter on all cores
+            all_cores = "all cores" in provider
+            if provider.startswith("ours"):
+                return "#58a6ff" if all_cores else OURS
+            return "#e3b341" if all_cores else OTHER
+
         for p, provider in enumerate(providers):
             by_step = {m.step: m.figures for m in measured if m.provider == provider}
             xs = [i + (p - (len(providers) - 1) / 2) * width for i in range(len(steps))]
             values = [by_step[s]["per_second"] if s in by_step else 0 for s in steps]
-            bars = ax.bar(xs, values, width, color=colors[p % len(colors)], label=provider)
+            bars = ax.bar(xs, values, width, color=color(provider), label=provider)
             _bar_labels(ax, bars, [f"{v:,.0f}" if v else "" for v in values])
         ax.set_xticks(range(len(steps)), steps)
         ax.set_yscale("log")

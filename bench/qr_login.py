@@ -201,12 +201,15 @@ class Services:
                 self.process.wait(timeout=5)
 
 
-def idp_login(services: Services, app: App, account: str) -> tuple[str, dict[str, str]]:
+def idp_login(
+    services: Services, app: App, account: str, *, idp_url: str | None = None
+) -> tuple[str, dict[str, str]]:
     """A real QR login at the IdP's login page, as a browser does it: the page's QR, the phone approves,
-    the page completes. Returns the ``nextauth_session`` cookie's token and all the browser's cookies."""
+    the page completes. Returns the ``nextauth_session`` cookie's token and all the browser's cookies.
+    ``idp_url``: another IdP than the one of ``services``, beside the same ns."""
     import httpx
 
-    with httpx.Client(base_url=services.idp_url, timeout=30) as browser:
+    with httpx.Client(base_url=idp_url or services.idp_url, timeout=30) as browser:
         page = browser.get("/login", params={"next": "/whoami"})
         page.raise_for_status()
         found = re.search(r'data-qrdata="([^"]+)"', page.text)
@@ -545,15 +548,16 @@ def run(
         "write statements in autocommit mode, which the database commits on their own; the others are "
         "BEGIN ... COMMIT with at least one statement), pool pre-pings, PostgreSQL round trips "
         "(statements + BEGIN and COMMIT of each explicit transaction + pre-pings; on SQLite what the same "
-        "work would cost on a server), Redis commands (round trips), all counted inside the services "
-        "(bench/counting.py); CPU time (user + system) of the services' processes, and of the phones "
-        "(their processes: Mobile SDK and the application's REST calls). Cores busy: CPU time over wall "
-        "time, per side; the services are one process, so they cannot use more than one core.",
+        "work would cost on a server), Redis commands (round trips), connections opened to the database "
+        "and to Redis (a pool that keeps too few opens and closes them under load), all counted inside "
+        "the services (bench/counting.py); CPU time (user + system) of the services' processes, and of "
+        "the phones (their processes: Mobile SDK and the application's REST calls). Cores busy: CPU time "
+        "over wall time, per side; the services are one process, so they cannot use more than one core.",
         "",
         "| backend | phones | statements (autocommit) | transactions (single statement) | pre-pings "
-        "| DB round trips | Redis commands (round trips) | server CPU ms | phone CPU ms "
-        "| cores busy: servers / phones | the limit |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "| DB round trips | Redis commands (round trips) | connections opened: DB / Redis "
+        "| server CPU ms | phone CPU ms | cores busy: servers / phones | the limit |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for name, row in rows:
         c = row["per_login"]
@@ -564,6 +568,7 @@ def run(
             f"| {c['transactions']:.1f} ({c['autocommit_writes']:.1f}) | {c['pings']:.1f} "
             f"| {c['db_round_trips']:.1f} "
             f"| {c['redis_commands']:.1f} ({c['redis_round_trips']:.1f}) "
+            f"| {c.get('db_connects', 0):.2f} / {c.get('redis_connects', 0):.2f} "
             f"| {c['server_cpu_ms']:.1f} | {c['phone_cpu_ms']:.1f} "
             f"| {busy['server_cores']:.2f} / {busy['phone_cores']:.2f} | {limit_of(row)} |"
         )
