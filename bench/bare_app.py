@@ -8,7 +8,9 @@ gevent's pywsgi writes a response's headers and its body in two ``send`` calls. 
 connection Nagle's algorithm holds the second until the client acknowledges the first, and the client
 delays that acknowledgement (about 40 ms on Linux): every answer after the first on a connection waits.
 ``--nodelay`` sets TCP_NODELAY on each accepted socket, which removes the wait; without it the server
-behaves as a default ``gevent.pywsgi.WSGIServer`` (as the IdP's and ns's servers are built).
+behaves as a default ``gevent.pywsgi.WSGIServer``. ``--ours`` serves with the handler the IdP and the
+services use (authserver/transport/wsgi.py: TCP_NODELAY, and kept-alive connections taking turns), so
+that the only difference left to the IdP is the work of its answer.
 """
 
 from gevent import monkey
@@ -38,8 +40,13 @@ class NoDelayWSGIServer(WSGIServer):
 
 def main() -> None:
     port = int(sys.argv[1])
-    server_class = NoDelayWSGIServer if "--nodelay" in sys.argv[2:] else WSGIServer
-    server = server_class(("127.0.0.1", port), application, log=None)
+    if "--ours" in sys.argv[2:]:
+        from authserver.transport.wsgi import NoDelayHandler
+
+        server = WSGIServer(("127.0.0.1", port), application, log=None, handler_class=NoDelayHandler)
+    else:
+        server_class = NoDelayWSGIServer if "--nodelay" in sys.argv[2:] else WSGIServer
+        server = server_class(("127.0.0.1", port), application, log=None)
     print(f"ready {port}", flush=True)
     server.serve_forever()
 

@@ -110,6 +110,7 @@ def write(path: Path, *, title: str, sigmai: Any, logins: Any, http: Any, oidc: 
         steps = ["authorize", "token", "introspection"]
         providers = list(dict.fromkeys(m.provider for m in measured))
         width = 0.8 / len(providers)
+
         def color(provider: str) -> str:  # ours blue, the reference amber; lighter on all cores
             all_cores = "all cores" in provider
             if provider.startswith("ours"):

@@ -55,3 +55,35 @@ def test_the_idp_and_the_rest_apis_use_it(tmp_path: Path) -> None:
         data_dir=tmp_path,
     )
     assert issubclass(IdpServer(settings).handler_class, NoDelayHandler)
+
+
+def test_kept_alive_connections_take_turns() -> None:
+    """Two connections with requests waiting are served in turn, not one connection's all first."""
+    order: list[str] = []
+
+    def request(path: str) -> bytes:
+        return f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+
+    def record(environ: dict, start_response) -> list[bytes]:  # type: ignore[no-untyped-def]
+        order.append(environ["PATH_INFO"])
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    server = WSGIServer(("127.0.0.1", 0), record, log=None, handler_class=NoDelayHandler)
+    server.start()
+    clients = {name: green_socket.create_connection(("127.0.0.1", server.server_port)) for name in "ab"}
+    try:
+        with gevent.Timeout(5):
+            for name, client in clients.items():  # both kept alive, their greenlets waiting to read
+                client.sendall(request(f"/{name}0"))
+                assert client.recv(4096).startswith(b"HTTP/1.1 200")
+            for name, client in clients.items():  # then three requests at once on each
+                client.sendall(b"".join(request(f"/{name}{n}") for n in (1, 2, 3)))
+            while len(order) < 8:
+                gevent.sleep(0.01)
+    finally:
+        for client in clients.values():
+            client.close()
+        server.stop()
+    served = [path[1] for path in order[2:]]
+    assert all(served[i] != served[i + 1] for i in range(len(served) - 1)), order

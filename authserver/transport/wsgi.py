@@ -1,5 +1,5 @@
 """gevent's WSGI server and handler, with what they do not do: send small answers at once, pass on the TLS
-client certificate, and close connections that stay silent.
+client certificate, close connections that stay silent, and take turns between kept-alive connections.
 
 gevent writes a response's headers and body separately; with Nagle's algorithm on, the body of a small
 answer on a kept-alive connection waits for the client's delayed acknowledgement (about 40 ms on Linux).
@@ -8,6 +8,13 @@ the application needs the certificate's fingerprint; the handler puts it in the 
 client that connects and sends nothing (not even its TLS hello), stops half-way through its request, or
 keeps an idle connection open would hold a descriptor and a greenlet for ever: on a server with
 ``http_idle_seconds`` (authserver/transport/servers.py) each read and write waits that long at most.
+
+A connection's greenlet reads its next request as soon as it has answered one, and a client on another
+core has often sent it by then: the read finds data, nothing blocks, and the greenlet does not go back to
+the hub. Under load a few busy connections were served again and again while the others waited (answers
+in 0.1 ms at the median, 300 ms and more at the 99th percentile, with 16 connections). Before each
+further request on a connection the handler yields once, so that every connection found ready at the same
+moment is served before any of them is served twice.
 """
 
 import hashlib
@@ -15,6 +22,7 @@ import http.client
 import socket
 from typing import Any
 
+import gevent
 from gevent import pywsgi
 from gevent.pywsgi import WSGIHandler
 
@@ -44,7 +52,14 @@ class NoDelayHandler(WSGIHandler):  # type: ignore[misc]  # gevent ships no type
         idle = getattr(self.server, "http_idle_seconds", None)
         if idle is not None:
             self.socket.settimeout(idle)
+        self._answered = False
         super().handle()
+
+    def handle_one_request(self) -> Any:
+        if self._answered:
+            gevent.sleep(0)  # the other connections' turn first (see the module's docstring)
+        self._answered = True
+        return super().handle_one_request()
 
 
 class PeerCertificateHandler(NoDelayHandler):
