@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 def half_hash(value: str, alg: str) -> str:
     """``at_hash`` (OIDC Core 3.1.3.6): the left half of the hash the signature algorithm uses."""
     digest = hashlib.new("sha512" if alg == "EdDSA" else "sha" + alg[2:], value.encode()).digest()
-    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).decode()
+    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
 
 
 def claims(
