@@ -50,12 +50,13 @@ _DRIVERS = {
 # hanging for the OS default of minutes.
 CONNECT_TIMEOUT_SECONDS = 5
 SQLITE_BUSY_TIMEOUT_MS = 10_000
-# Connections a pool keeps open, and how many more it opens under a burst (closing them when returned).
-# SQLAlchemy's 5 kept open meant that ten phones logging in at once had the pool open and close a
-# connection for most transactions: a PostgreSQL backend started per transaction, most of the time a
-# login cost the servers. Ten kept cover as many concurrent transactions per component and process.
-POOL_SIZE = 10
-POOL_OVERFLOW = 10
+# Connections a pool may hold, opened as they are needed and kept once opened (recycled after 30 min).
+# A pool that closes what it opened beyond a smaller kept number ("overflow") opened and closed a
+# connection for most transactions under a burst: SQLAlchemy's 5 kept did so with ten phones logging in
+# at once, 10 kept with a hundred (0.8 connections opened per login on PostgreSQL, a backend started for
+# each). The most a process holds is unchanged (10 kept + 10 overflow before): 20, all kept.
+POOL_SIZE = 20
+POOL_OVERFLOW = 0
 # A fixed advisory-lock key/name shared by every process migrating the same database.
 _LOCK_NAME = "nextauth-migrations"
 _PG_LOCK_KEY = int.from_bytes(hashlib.sha256(_LOCK_NAME.encode()).digest()[:8], "big", signed=True)

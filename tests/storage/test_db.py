@@ -172,3 +172,24 @@ def test_a_transaction_is_not_run_again_for_other_errors(engine: Engine) -> None
     with pytest.raises(Exception, match="no_such_table"):
         db.transaction(engine, work)
     assert attempts == [1]
+
+
+def test_a_burst_keeps_the_connections_it_opened(db_uri: str) -> None:
+    """Fifteen transactions at once open fifteen connections, and the pool keeps them: the next burst
+    opens none (a pool that closed its extra ones reopened a connection for most transactions)."""
+    from sqlalchemy import event
+
+    engine = db.create_engine_for(db_uri)
+    opened: list[object] = []
+    event.listen(engine, "connect", lambda *_args: opened.append(1))
+    try:
+        for _burst in range(2):
+            held = [engine.connect() for _ in range(15)]
+            for connection in held:
+                connection.execute(text("SELECT 1"))
+            for connection in held:
+                connection.close()
+        assert len(opened) == 15
+        assert engine.pool.checkedin() == 15  # type: ignore[attr-defined]
+    finally:
+        engine.dispose()
