@@ -127,3 +127,55 @@ def test_the_handlers_read_headers_this_way() -> None:
     assert message._headers == [("Host", "h"), ("X-A", "1")] and message.status == ""
     refused = handler.MessageClass(io.BytesIO(b"X: " + b"a" * (headers.MAX_LINE + 5) + b"\r\n\r\n"), 0)
     assert refused.status == "Line too long"
+
+
+GOTTEN = ["host", "Host", "HOST", "connection", "Content-Length", "content-type", "transfer-encoding",
+          "upgrade", "cookie", "x-a", "from", "x-folded", "missing"]  # fmt: skip
+
+
+def _environ_headers(message: object) -> list[tuple[str, str]]:
+    from gevent.pywsgi import WSGIHandler
+
+    from authserver.transport.wsgi import NoDelayHandler
+
+    ours, gevents = NoDelayHandler.__new__(NoDelayHandler), WSGIHandler.__new__(WSGIHandler)
+    ours.headers = gevents.headers = message
+    found = list(ours._headers())
+    assert found == list(WSGIHandler._headers(gevents))
+    return found
+
+
+def _same_answers(block: bytes) -> None:
+    """Our message class answers every lookup as gevent's, and the environ gets the same HTTP_ entries."""
+    try:
+        ours = headers.parse(io.BytesIO(block), headers.RequestHeaders)
+        theirs = http.client.parse_headers(io.BytesIO(block), _class=OldMessage)
+    except http.client.HTTPException:
+        return
+    for name in GOTTEN:
+        assert ours.get(name) == theirs.get(name), (block, name)
+        assert ours.get(name, "default") == theirs.get(name, "default")
+    _environ_headers(ours)
+    # gevent deletes Content-Length of a chunked request: the answers follow the change.
+    del ours["content-length"], theirs["content-length"]
+    ours["X-Added"] = theirs["X-Added"] = "1"
+    for name in [*GOTTEN, "x-added"]:
+        assert ours.get(name) == theirs.get(name), (block, name)
+
+
+@pytest.mark.parametrize("block", TRICKY)
+def test_lookups_and_environ_entries_are_gevents(block: bytes) -> None:
+    _same_answers(block)
+
+
+def test_lookups_and_environ_entries_are_gevents_for_random_blocks() -> None:
+    rng = random.Random(20261206)
+    for _ in range(3000):
+        _same_answers(_random_block(rng) + b"Content-Length: 3\r\nconnection: keep-alive\r\n\r\n")
+    message = headers.parse(
+        io.BytesIO(b"X-A: 1\r\nx-a: 2\r\nX_Under: no\r\nContent-Type: t\r\n\r\n"), headers.RequestHeaders
+    )
+    assert message.get("X-A") == "1"  # the first of a name
+    message.replace_header("x-a", "changed")
+    assert message.get("x-a") == "changed"
+    assert _environ_headers(message) == [("HTTP_X_A", "changed"), ("HTTP_X_A", "2")]

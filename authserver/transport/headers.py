@@ -9,12 +9,19 @@ pairs the e-mail parser would record. Any line that is not plain (a folded conti
 without a name, a name with characters the parser would not take, such as the blank of ``From ``)
 sends the whole block to the e-mail parser, so what is unusual is read exactly as before. The limits are
 http.client's.
+
+gevent then asks the message for some headers by name, six or seven times a request (``Connection``,
+``Content-Length``, ``Transfer-Encoding``, ``Upgrade``...), each a scan of every header with a lowercased
+copy of each name. ``RequestHeaders`` answers those from an index of the lowercased names, made once, with
+the same answers (the first header of that name, through the message's policy).
 """
 
 import email.parser
 import http.client
 import re
 from typing import Any, BinaryIO
+
+from gevent.pywsgi import OldMessage
 
 MAX_LINE = 65536  # http.client._MAXLINE
 MAX_HEADERS = 100  # http.client._MAXHEADERS
@@ -50,3 +57,27 @@ def parse(fp: BinaryIO, message_class: type[Any]) -> Any:
     message._headers = _PAIR.findall(block)
     message.set_payload("")
     return message
+
+
+class RequestHeaders(OldMessage):  # type: ignore[misc]  # gevent ships no types
+    """gevent's message class, with ``get`` answered from an index of the names (see the module)."""
+
+    _index: dict[str, tuple[str, Any]] | None = None
+    _indexed: tuple[int, int] = (0, -1)  # the header list it was made from: its identity and length
+
+    def get(self, name: str, failobj: Any = None) -> Any:
+        headers = self._headers
+        if self._index is None or self._indexed != (id(headers), len(headers)):
+            index: dict[str, tuple[str, Any]] = {}
+            for key, value in headers:
+                index.setdefault(key.lower(), (key, value))
+            self._index, self._indexed = index, (id(headers), len(headers))
+        found = self._index.get(name.lower())
+        if found is None:
+            return failobj
+        return self.policy.header_fetch_parse(*found)
+
+    def replace_header(self, name: str, value: Any) -> None:
+        # The one change to the list that keeps its identity and length: forget the index.
+        self._index = None
+        super().replace_header(name, value)

@@ -20,10 +20,10 @@ moment is served before any of them is served twice.
 import hashlib
 import http.client
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import gevent
-from gevent import pywsgi
 from gevent.pywsgi import WSGIHandler
 
 from authserver.transport import headers
@@ -34,7 +34,7 @@ CLIENT_CERT_KEY = "nextauth.client_cert_sha256"
 class NoDelayHandler(WSGIHandler):  # type: ignore[misc]  # gevent ships no types
     def MessageClass(self, fp: Any, *_args: Any) -> Any:  # gevent calls it by this name
         """The request's headers as gevent's own factory reads them (authserver/transport/headers.py)."""
-        message_class = pywsgi.OldMessage
+        message_class = headers.RequestHeaders
         try:
             return headers.parse(fp, message_class)
         except http.client.LineTooLong:
@@ -54,6 +54,18 @@ class NoDelayHandler(WSGIHandler):  # type: ignore[misc]  # gevent ships no type
             self.socket.settimeout(idle)
         self._answered = False
         super().handle()
+
+    def _headers(self) -> Iterator[tuple[str, str]]:
+        """``WSGIHandler._headers``: the ``HTTP_*`` environ entries, read from the message's name/value
+        pairs. gevent formats each pair as a ``Name: value`` line and splits it again; a name never holds
+        a colon, so the name and the stripped value are what that gives back. Names with an underscore are
+        dropped (they could pass for another header once dashes become underscores)."""
+        for name, value in self.headers._headers:
+            if "_" in name:
+                continue
+            key = name.replace("-", "_").upper()
+            if key != "CONTENT_TYPE" and key != "CONTENT_LENGTH":
+                yield "HTTP_" + key, str(value).strip()
 
     def handle_one_request(self) -> Any:
         if self._answered:
