@@ -25,6 +25,7 @@ import logging
 import re
 from typing import Any
 
+from authserver.outage import describe, is_outage
 from idp.metrics import OIDC_REQUESTS, TOKEN_GRANTS
 from idp.oidc import id_token
 from idp.oidc.clients import Client
@@ -91,7 +92,18 @@ class FastCodeExchange(FormPost):
             # Used in the meantime by another request: the view finds it gone and answers as for any used
             # code (revoking what it was exchanged for).
             return None
-        return self._issue(client, taken)
+        try:
+            return self._issue(client, taken)
+        except Exception as exc:
+            # The code is used up: the view will only find it gone and refuse it (invalid_grant), so the
+            # reason is said here, where it is known. The client starts the login again.
+            log.warning(
+                "tokens for a code of %s could not be issued (%s); the code is used up",
+                client.client_id,
+                describe(exc) if is_outage(exc) else type(exc).__name__,
+                exc_info=not is_outage(exc),
+            )
+            raise
 
     def _issue(self, client: Client, code: AuthorizationCode) -> dict[str, Any]:
         provider = self.provider

@@ -406,6 +406,30 @@ def test_the_store_away_is_the_views_answer(app: Any, monkeypatch: pytest.Monkey
     assert status == "503 Away" and seen == body
 
 
+def test_trouble_after_the_code_is_used_is_logged_and_the_code_stays_used(
+    app: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database away while the refresh token is written: the code is gone, the view refuses it, and
+    the log says why (the view cannot: it only finds the code used)."""
+    import sqlalchemy.exc
+
+    world = World(app)
+    (code,), verifier = world.code(world.rp)
+
+    def away(*_args: Any, **_kwargs: Any) -> None:
+        raise sqlalchemy.exc.OperationalError("INSERT", {}, ConnectionRefusedError("refused"))
+
+    monkeypatch.setattr(world.tokens, "issue_refresh_token", away)
+    with caplog.at_level("WARNING", logger="nextauth.idp.oidc"):
+        status, _, body = _call(
+            _fast(app), _exchange(code, verifier), _basic(world.rp.client_id, world.rp_secret)
+        )
+    assert status.startswith("400") and json.loads(body)["error"] == "invalid_grant"
+    assert world.tokens.peek_code(code) is None
+    logged = [r.getMessage() for r in caplog.records if "could not be issued" in r.getMessage()]
+    assert logged and "ConnectionRefusedError: refused" in logged[0] and world.rp.client_id in logged[0]
+
+
 def test_plain_http_away_from_this_machine_is_the_views_refusal(tmp_path: Path) -> None:
     settings = _settings(tmp_path, "http://id.example.com")
     services = build_services(settings)
