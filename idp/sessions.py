@@ -67,6 +67,14 @@ class SignedInUser:
     method: str  # qr or push
     auth_time: int
     expires_at: int
+    # The same moment to the millisecond, for rules that compare it with the time of a request (ForceAuthn,
+    # prompt=login): in whole seconds a login approved just before the request would pass for one after it.
+    auth_ms: int | None = None
+
+    @property
+    def authenticated_at(self) -> float:
+        """When the user approved this session's login, in seconds (to the millisecond where known)."""
+        return self.auth_ms / 1000 if self.auth_ms is not None else float(self.auth_time)
 
 
 class SessionManager:
@@ -95,7 +103,8 @@ class SessionManager:
 
     def start(self, *, ns_nonce: str, profile: Profile, second_factor: str | None, method: str) -> str:
         """Record a new session for a login ns confirmed; returns its token."""
-        now = int(self._clock())
+        clock = self._clock()
+        now = int(clock)
         amr, acr = amr_acr(second_factor)
         sid = secrets.token_urlsafe(24)
         expires = now + int(self.lifetime.total_seconds())
@@ -112,7 +121,7 @@ class SessionManager:
                 )
             )
         log.info("session %s… started for %s (%s)", sid[:8], profile.user_id, "+".join(amr))
-        return self._token(sid, profile, amr, acr, method, now, expires)
+        return self._token(sid, profile, amr, acr, method, clock, expires)
 
     def reauthenticate(
         self, sid: str, *, ns_nonce: str, profile: Profile, second_factor: str | None, method: str
@@ -120,7 +129,8 @@ class SessionManager:
         """The same user approved a new login in the app (OIDC prompt=login, max_age): the session keeps
         its id, so what logged in with it stays tied to it, and gets a new authentication time. None if
         the session has ended meanwhile."""
-        now = int(self._clock())
+        clock = self._clock()
+        now = int(clock)
         amr, acr = amr_acr(second_factor)
         expires = now + int(self.lifetime.total_seconds())
         with Session(self._engine) as db, db.begin():
@@ -132,12 +142,13 @@ class SessionManager:
             row.auth_time = datetime.fromtimestamp(now, UTC)
             row.expires_at = datetime.fromtimestamp(expires, UTC)
         log.info("session %s… re-authenticated (%s)", sid[:8], "+".join(amr))
-        return self._token(sid, profile, amr, acr, method, now, expires)
+        return self._token(sid, profile, amr, acr, method, clock, expires)
 
     def _token(
-        self, sid: str, profile: Profile, amr: list[str], acr: str, method: str, now: int, expires: int
+        self, sid: str, profile: Profile, amr: list[str], acr: str, method: str, clock: float, expires: int
     ) -> str:
         key = self._keys.active("session", "Ed25519")
+        now = int(clock)
         claims: dict[str, Any] = {
             "iss": self._issuer,
             "aud": AUDIENCE,
@@ -148,6 +159,7 @@ class SessionManager:
             "acr": acr,
             "method": method,
             "auth_time": now,
+            "auth_ms": int(clock * 1000),
             "iat": now,
             "exp": expires,
         }
@@ -179,6 +191,7 @@ class SessionManager:
             method=claims.get("method", "qr"),
             auth_time=int(claims["auth_time"]),
             expires_at=int(claims["exp"]),
+            auth_ms=int(claims["auth_ms"]) if isinstance(claims.get("auth_ms"), int) else None,
         )
 
     def verify_signature(self, token: str) -> dict[str, Any] | None:

@@ -517,6 +517,53 @@ def test_prompt_login_asks_the_phone_again_in_the_same_session(
     assert "prompt" not in query_of(answer) and query_of(answer)["state"] == "s1"
 
 
+def test_prompt_login_in_the_same_second_as_the_last_login_still_asks_the_phone(
+    system: RunningSystem, phone: Path, registered: dict[str, Any], logged_in: Browser
+) -> None:
+    """A login approved just before a prompt=login request does not pass for one after it, even within
+    the same second (compared to the millisecond): going straight back from the forced login's redirect,
+    without approving, is sent to the login page again."""
+    from idp.oidc.endpoints import LOGIN_AFTER
+
+    _verifier, challenge = pkce()
+    code_for(system, logged_in, phone, registered, challenge)  # a login approved just now
+    forced = logged_in.get(authorize_url(system, registered, challenge, prompt="login", state="again"))
+    assert forced.status_code == 302
+    target = parse_qs(urlsplit(forced.headers["Location"]).query)["next"][0]
+    assert LOGIN_AFTER in target
+    skipped = logged_in.get(target)
+    assert skipped.status_code == 302 and "/login" in skipped.headers["Location"], skipped.headers
+    page = logged_in.follow(skipped)
+    assert "data-qrdata" in page.text
+    answer = logged_in.approve_on_phone(page, phone)
+    assert answer.status_code == 302 and query_of(answer)["state"] == "again" and "code" in query_of(answer)
+
+
+def test_a_forced_login_cannot_be_skipped_with_a_marker_of_ones_own(
+    system: RunningSystem, registered: dict[str, Any], logged_in: Browser
+) -> None:
+    """The marker that says "sent to a forced login at T" is the IdP's, signed and tied to its request: one
+    written by the browser, taken from another request, or replayed without logging in, answers nothing."""
+    from idp.oidc.endpoints import LOGIN_AFTER
+
+    _verifier, challenge = pkce()
+    forged = authorize_url(system, registered, challenge, prompt="login", **{LOGIN_AFTER: "1"})
+    assert "data-qrdata" in logged_in.follow(logged_in.get(forged)).text  # asked again, not let through
+    # A genuine marker, from the IdP's redirect to the forced login.
+    first = logged_in.get(authorize_url(system, registered, challenge, prompt="login", state="first"))
+    assert first.status_code == 302
+    target = parse_qs(urlsplit(first.headers["Location"]).query)["next"][0]
+    marker = parse_qs(urlsplit(target).query)[LOGIN_AFTER][0]
+    # Replayed without a new approval: the login is older than the marker, so the phone is asked again.
+    replayed = logged_in.get(target)
+    assert replayed.status_code == 302 and "/login" in replayed.headers["Location"]
+    # On another request (another state): not its marker, so its prompt=login asks the phone again.
+    other = authorize_url(
+        system, registered, challenge, state="other", prompt="login", **{LOGIN_AFTER: marker}
+    )
+    assert "data-qrdata" in logged_in.follow(logged_in.get(other)).text
+
+
 def test_public_client_with_pkce(
     system: RunningSystem, phone: Path, public: dict[str, Any], logged_in: Browser
 ) -> None:

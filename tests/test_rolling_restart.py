@@ -236,9 +236,13 @@ def _restart_during_a_login(rolling: Rolling, name: str, held_phone: App, tally:
     system = rolling.instances[name]
     nonce, view, held = _held_login(rolling, name)
     sigmai = rolling.balancers["sigmai"]
-    before = sigmai.served[name]
-    wait_until(lambda: sigmai.served[name] > before, 10, f"a phone channel to {name}")
-    channels_open = sigmai.open_to(name)
+    # A phone channel lives some milliseconds: look often, and signal as soon as one is open (waiting for
+    # one to have been served and then looking, 50 ms apart, sometimes found it closed already).
+    deadline = time.monotonic() + 10
+    while (channels_open := sigmai.open_to(name)) < 1:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no phone channel open to {name} after 10 s")
+        time.sleep(0.001)
     system.process.send_signal(signal.SIGTERM)
     assert system.process.wait(timeout=DRAIN_SECONDS + 10) == 0, system.log()
     rolling.logs.append(system.log_file)

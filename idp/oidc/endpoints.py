@@ -1,6 +1,7 @@
 """The OIDC provider's HTTP side: discovery, JWKS, the authorization endpoint with login and consent,
 token, userinfo, introspection, revocation and RP-initiated logout."""
 
+import hashlib
 import hmac
 import logging
 import secrets
@@ -12,6 +13,7 @@ from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import InsecureTransportError
 from flask import Blueprint, Flask, current_app, g, jsonify, render_template, request, session
 from flask_babel import gettext
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -37,6 +39,7 @@ blueprint = Blueprint("oidc", __name__)
 EXTENSION = "nextauth_oidc"
 ASSERTION_ALGS = [*PRIVATE_KEY_ALGS, *SECRET_ALGS]
 LOGIN_AFTER = "nextauth_login_after"  # set on the way to a forced login; the login must be newer
+LOGIN_MARKER_SECONDS = 1800  # how long a forced login may take before the request must start again
 SCOPE_TEXT = {
     "groups": N_("your group memberships"),
     "offline_access": N_("access while you are away (stays after you log out)"),
@@ -179,23 +182,56 @@ def _error_page(error: OAuth2Error) -> Any:
     ), 400
 
 
+def _login_markers() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.secret_key or "", salt="nextauth-login-after")
+
+
+def _query_digest(args: dict[str, str]) -> str:
+    """The authorization request a forced-login marker belongs to: its query, the marker aside."""
+    canonical = urlencode(sorted((k, v) for k, v in args.items() if k != LOGIN_AFTER))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def _forced_login(client_name: str) -> Any:
-    """Back to the login page for a new approval in the app, then here again (without prompt=login)."""
+    """Back to the login page for a new approval in the app, then here again (without prompt=login), with
+    a marker saying when that was: signed and tied to this request's query, so that neither the browser
+    nor anyone else can write one that lets an older login through (a pushed or signed request keeps its
+    prompt=login, which only a genuine marker answers)."""
     args = request.args.to_dict(flat=True)
+    args.pop(LOGIN_AFTER, None)
     prompts = [p for p in args.pop("prompt", "").split() if p != "login"]
     if prompts:
         args["prompt"] = " ".join(prompts)
-    args[LOGIN_AFTER] = str(int(time.time()))
+    args[LOGIN_AFTER] = _login_markers().dumps({"at": time.time(), "q": _query_digest(args)})
     return login_redirect(f"/oidc/authorize?{urlencode(args)}", reauth=True, asking=client_name)
+
+
+def _login_after() -> float | None:
+    """When this request was sent to a forced login, from its marker; None without a genuine one (not
+    ours, altered, for another request, or older than LOGIN_MARKER_SECONDS)."""
+    marker = request.args.get(LOGIN_AFTER)
+    if not marker:
+        return None
+    try:
+        found = _login_markers().loads(marker, max_age=LOGIN_MARKER_SECONDS)
+    except BadSignature:
+        log.info("authorization request with a forced-login marker that is not genuine: ignored")
+        return None
+    if not isinstance(found, dict) or not isinstance(found.get("at"), int | float):
+        return None
+    if not hmac.compare_digest(str(found.get("q", "")), _query_digest(request.args.to_dict(flat=True))):
+        log.info("authorization request with another request's forced-login marker: ignored")
+        return None
+    return float(found["at"])
 
 
 def _needs_fresh_login(user: SignedInUser, params: Any) -> bool:
     """``params``: the authorization request's parameters (from the query, a request object or PAR)."""
-    after = request.args.get(LOGIN_AFTER, "")
-    if after.isdigit():
-        # The forced login happened once the session's login is newer; prompt=login is then answered
-        # (a pushed or signed request keeps its prompt, which the query cannot drop).
-        return user.auth_time < int(after)
+    after = _login_after()
+    if after is not None:
+        # The forced login happened once the session's login is newer (to the millisecond); prompt=login
+        # is then answered.
+        return user.authenticated_at < after
     if "login" in str(params.get("prompt") or "").split():
         return True
     max_age = str(params.get("max_age") or "")

@@ -91,7 +91,7 @@ def sso_continue() -> Response:
     pending = sso.load(saml(), key, take=False)
     user = current_user()
     # ForceAuthn: a login approved in the app after the request, even inside a running session.
-    stale = user is not None and pending.force_authn and user.auth_time < int(pending.received_at)
+    stale = user is not None and pending.force_authn and user.authenticated_at < pending.received_at
     if user is None or stale:
         if pending.is_passive:
             sso.load(saml(), key, take=True)

@@ -285,7 +285,7 @@ def answer(saml: SamlContext, pending: PendingLogin, user: SignedInUser) -> str:
             "NoAuthnContext",
             f"The login does not meet the requested authentication context: it was {class_ref}.",
         )
-    if pending.force_authn and user.auth_time < int(pending.received_at):
+    if pending.force_authn and user.authenticated_at < pending.received_at:
         # The endpoint sends such a browser back to the login page first; this only guards the rule.
         return _error(
             saml,
