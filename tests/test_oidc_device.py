@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -249,3 +250,21 @@ def test_wrong_user_codes_are_refused_and_limited(system: RunningSystem, tv: dic
         for _ in range(10)
     ]
     assert statuses[-1] == 429 and set(statuses) <= {400, 429}
+
+
+def test_a_login_of_the_same_second_does_not_pass_for_the_fresh_one(
+    system: RunningSystem, phone: Path, console: dict[str, Any]
+) -> None:
+    """A code entered right after a phone login (within the same second) still needs a new approval:
+    the moments are compared to the millisecond."""
+    first = device_codes(system, console)
+    browser = Browser(system)
+    login_page = browser.follow(browser.post("/device", data={"user_code": first["user_code"]}))
+    assert browser.approve_on_phone(login_page, phone).status_code == 200  # a login approved just now
+    second = device_codes(system, console)
+    entered = browser.post("/device", data={"user_code": second["user_code"]})
+    assert entered.status_code == 302
+    target = parse_qs(urlsplit(entered.headers["Location"]).query)["next"][0]
+    skipped = browser.get(target)  # the signed moment, but no new approval
+    assert skipped.status_code == 302 and "/device?" in skipped.headers["Location"]
+    browser.close()

@@ -64,7 +64,7 @@ def device() -> Any:
     # The fresh login must come after this moment. It travels signed (logging in starts a new session
     # cookie), so that a browser already logged in cannot skip the phone, where the code shows, by editing
     # the URL.
-    started = _started_signer().dumps({"user_code": code, "at": int(time.time())})
+    started = _started_signer().dumps({"user_code": code, "at": time.time()})
     target = url_for("oidc_decoupled.device_confirm", user_code=code, started=started)
     remember_login_context(
         target, {"client_name": pending.client.name[:100], "user_code": display_user_code(code)}
@@ -82,8 +82,8 @@ def device_confirm() -> Any:
         user is None
         or code is None
         or started.get("user_code") != code
-        or not isinstance(started.get("at"), int)
-        or user.auth_time < started["at"]
+        or not isinstance(started.get("at"), int | float)
+        or user.authenticated_at < started["at"]  # to the millisecond: not a login of the same second before
     ):
         return redirect(url_for("oidc_decoupled.device", user_code=code or ""))
     pending = PendingDevice(provider(), code) if code else None
