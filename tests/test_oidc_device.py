@@ -239,19 +239,6 @@ def test_a_logged_in_browser_cannot_skip_the_phone(
     browser.close()
 
 
-def test_wrong_user_codes_are_refused_and_limited(system: RunningSystem, tv: dict[str, Any]) -> None:
-    device_codes(system, tv)  # a code exists, but not the one typed
-    for typed in ("BCDF-GHJK", "hello", "AEIO-UAEI"):
-        wrong = httpx.post(f"{idp(system)}/device", data={"user_code": typed}, timeout=10)
-        assert wrong.status_code == 400 and "not valid or has expired" in wrong.text
-    # Ten tries a minute from one address; then a wait, whatever is typed.
-    statuses = [
-        httpx.post(f"{idp(system)}/device", data={"user_code": "BCDF-GHJK"}, timeout=10).status_code
-        for _ in range(10)
-    ]
-    assert statuses[-1] == 429 and set(statuses) <= {400, 429}
-
-
 def test_a_login_of_the_same_second_does_not_pass_for_the_fresh_one(
     system: RunningSystem, phone: Path, console: dict[str, Any]
 ) -> None:
@@ -268,3 +255,16 @@ def test_a_login_of_the_same_second_does_not_pass_for_the_fresh_one(
     skipped = browser.get(target)  # the signed moment, but no new approval
     assert skipped.status_code == 302 and "/device?" in skipped.headers["Location"]
     browser.close()
+
+
+def test_wrong_user_codes_are_refused_and_limited(system: RunningSystem, tv: dict[str, Any]) -> None:
+    device_codes(system, tv)  # a code exists, but not the one typed
+    for typed in ("BCDF-GHJK", "hello", "AEIO-UAEI"):
+        wrong = httpx.post(f"{idp(system)}/device", data={"user_code": typed}, timeout=10)
+        assert wrong.status_code == 400 and "not valid or has expired" in wrong.text
+    # Ten tries a minute from one address; then a wait, whatever is typed.
+    statuses = [
+        httpx.post(f"{idp(system)}/device", data={"user_code": "BCDF-GHJK"}, timeout=10).status_code
+        for _ in range(10)
+    ]
+    assert statuses[-1] == 429 and set(statuses) <= {400, 429}
