@@ -10,7 +10,7 @@ from authserver.audit.catalogue import EVENT_TYPES
 from idp.console.base import admin_only, blueprint, confirm, field, log, operator, page
 from idp.context import services
 from idp.directory import Profile
-from idp.oidc.consents import list_consents, revoke_consent
+from idp.oidc.consents import list_consents
 
 PAGE_SIZE = 50
 SORTS = ("userid", "-last_login_at", "last_login_at", "-created_at", "created_at")
@@ -200,17 +200,8 @@ def revoke() -> Any:
     )
     if asked is not None:
         return asked
-    idp = services()
-    oidc = current_app.extensions["nextauth_oidc"]
     try:
-        revoke_consent(
-            idp.engine,
-            user_id,
-            client_id,
-            idp.kv,
-            access_token_seconds=oidc.access_token_seconds,
-            memo=oidc.tokens.memo,
-        )
+        current_app.extensions["nextauth_oidc"].revoke_consent(user_id, client_id)
     except ValueError as exc:
         return page("console/error.html", 400, message=str(exc))
     log.info("%s revoked the consent of %s to %s", operator().user.sub, user_id, client_id)

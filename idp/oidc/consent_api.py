@@ -16,7 +16,7 @@ from flask import Blueprint, current_app, jsonify, request
 from authserver.config import read_setting
 from authserver.ratelimit import RateLimited, client_key
 from idp.context import services
-from idp.oidc.consents import list_consents, revoke_consent
+from idp.oidc.consents import list_consents
 
 SETTING = "NEXTAUTH_IDP_ADMIN_API_KEY"
 EXTENSION = "nextauth_admin_api_key"
@@ -84,17 +84,8 @@ def revoke() -> Any:
     user_id, client_id = request.args.get("user"), request.args.get("client")
     if not user_id or not client_id:
         return _error(400, "bad_request", "Name the consent: ?user=USER&client=CLIENT_ID.")
-    idp = services()
-    oidc = current_app.extensions["nextauth_oidc"]
     try:
-        result = revoke_consent(
-            idp.engine,
-            user_id,
-            client_id,
-            idp.kv,
-            access_token_seconds=oidc.access_token_seconds,
-            memo=oidc.tokens.memo,
-        )
+        result = current_app.extensions["nextauth_oidc"].revoke_consent(user_id, client_id)
     except ValueError as exc:
         return _error(400, "bad_request", str(exc))
     if not result["consent_revoked"] and not result["refresh_tokens_revoked"]:

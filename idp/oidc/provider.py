@@ -20,6 +20,7 @@ from idp.oidc import ciba, client_auth, device, grants
 from idp.oidc.client_auth import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
 from idp.oidc.client_keys import ClientKeys
 from idp.oidc.clients import SCOPES, Client, ClientRegistry
+from idp.oidc.consents import revoke_consent
 from idp.oidc.dpop import DPoP, DPoPError, header_value
 from idp.oidc.fast_introspection import introspection_payload
 from idp.oidc.jar import AuthorizationRequests
@@ -80,6 +81,19 @@ class Provider:
         if "groups" in scopes:
             info["groups"] = list(profile.groups)
         return info
+
+    def revoke_consent(self, user_id: str, client_id: str) -> dict[str, Any]:
+        """``idp.oidc.consents.revoke_consent`` with this IdP's store, token lifetime and memory of access
+        tokens (which forgets the client's tokens here at once, and in other processes by pub/sub)."""
+        services = self.services
+        return revoke_consent(
+            services.engine,
+            user_id,
+            client_id,
+            services.kv,
+            access_token_seconds=self.access_token_seconds,
+            memo=self.tokens.memo,
+        )
 
     def session_active(self, grant: Grant) -> bool:
         """Tokens tied to a browser session stop working when it ends (offline access excepted)."""

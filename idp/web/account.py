@@ -350,8 +350,9 @@ def revoke_application() -> Any:
     if client_id not in {c["client_id"] for c in list_consents(idp.engine, user_id=person.user.sub)}:
         abort(refused(404, N_("You have not allowed this application, or its access was revoked already.")))
     oidc = current_app.extensions.get("nextauth_oidc")
-    seconds = int(getattr(oidc, "access_token_seconds", 900))
-    memo = oidc.tokens.memo if oidc is not None else None
-    revoke_consent(idp.engine, person.user.sub, client_id, idp.kv, access_token_seconds=seconds, memo=memo)
+    if oidc is not None:
+        oidc.revoke_consent(person.user.sub, client_id)
+    else:  # no OIDC provider in this IdP: consents and refresh tokens are all there is
+        revoke_consent(idp.engine, person.user.sub, client_id, idp.kv)
     security_log.info("%s revoked the consent of %s at My account", person.user.sub, client_id)
     return back("consent_revoked")
