@@ -3,40 +3,28 @@ status, headers and body for an active token, and every other request left to th
 same body. Each case is asked of the whole app and of the app without the fast path."""
 
 import base64
-import io
 import json
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import pytest
-from prometheus_client import REGISTRY
 
 from idp.oidc.clients import build_metadata
 from idp.oidc.fast_introspection import FastIntrospection
 from idp.oidc.fast_post import basic_credentials
 from idp.oidc.tokens import ACCESS_PREFIX, Grant, token_hash
 from idp.server import build_app, build_services, load_settings
+from tests.fixtures.wsgi_calls import IDP_SETTINGS, basic, counter, post, wrapped
 
 REDIRECT = ["https://rp.example.com/cb"]
-ISSUER = "https://id.example.com"
 
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[Any]:
-    settings = load_settings(
-        {
-            "NEXTAUTH_IDP_SECRET_KEY": "k" * 40,
-            "NEXTAUTH_IDP_NS_API_URL": "http://127.0.0.1:1",
-            "NEXTAUTH_IDP_NS_API_KEY": "key",
-            "NEXTAUTH_IDP_NS_WEBSOCKET_URL": "ws://127.0.0.1:1/ns/websocket",
-            "NEXTAUTH_IDP_PUBLIC_URL": ISSUER,
-        },
-        data_dir=tmp_path,
-    )
+    settings = load_settings(IDP_SETTINGS, data_dir=tmp_path)
     services = build_services(settings)
     built = build_app(settings, services)
     yield built
@@ -44,38 +32,11 @@ def app(tmp_path: Path) -> Iterator[Any]:
 
 
 def _fast(app: Any) -> FastIntrospection:
-    wsgi = app.wsgi_app
-    while not isinstance(wsgi, FastIntrospection):
-        wsgi = wsgi._app
-    return wsgi
+    return wrapped(app, FastIntrospection)  # type: ignore[no-any-return]
 
 
 def _call(wsgi: Any, body: bytes, headers: dict[str, str], scheme: str = "https") -> tuple[str, list, bytes]:
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": "POST",
-        "PATH_INFO": "/oidc/introspect",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "id.example.com",
-        "SERVER_PORT": "443",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "wsgi.url_scheme": scheme,
-        "wsgi.input": io.BytesIO(body),
-        "wsgi.errors": sys.stderr,
-        "REMOTE_ADDR": "127.0.0.1",
-        "HTTP_HOST": "id.example.com",
-        "CONTENT_TYPE": "application/x-www-form-urlencoded",
-        "CONTENT_LENGTH": str(len(body)),
-    }
-    for name, value in headers.items():
-        key = name.upper().replace("-", "_")
-        environ[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key] = value
-    answer: dict[str, Any] = {}
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
-        answer["status"], answer["headers"] = status, headers
-
-    returned = b"".join(wsgi(environ, start_response))
-    return answer["status"], answer["headers"], returned
+    return post(wsgi, "/oidc/introspect", body, headers, scheme)
 
 
 def _both(app: Any, body: bytes, headers: dict[str, str], scheme: str = "https") -> tuple[tuple, tuple]:
@@ -88,15 +49,6 @@ def _same(fast: tuple, flask_only: tuple) -> None:
     assert sorted(fast[1]) == sorted(flask_only[1])
     assert json.loads(fast[2]) == json.loads(flask_only[2])
     assert fast[2] == flask_only[2]
-
-
-def _basic(client_id: str, secret: str) -> dict[str, str]:
-    pair = f"{quote(client_id, safe='')}:{quote(secret, safe='')}"
-    return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
-
-
-def _counter(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 class World:
@@ -159,8 +111,8 @@ def test_an_active_token_gets_the_views_answer_without_the_view(
     app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world = World(app)
-    rs = _basic(world.rs.client_id, world.rs_secret)
-    rp = _basic(world.rp.client_id, world.rp_secret)
+    rs = basic(world.rs.client_id, world.rs_secret)
+    rp = basic(world.rp.client_id, world.rp_secret)
     cases = [
         (_form(token=world.user_token), rs),  # a resource server with client credentials
         (_form(token=world.user_token, token_type_hint="access_token"), rs),
@@ -184,24 +136,22 @@ def test_an_active_token_gets_the_views_answer_without_the_view(
 
     # Flask is not involved: with the view broken, the answer is the same and is counted.
     counted = {"component": "idp", "route": "/oidc/introspect", "method": "POST", "status": "200"}
-    requests_before = _counter("nextauth_rest_requests_total", **counted)
-    oidc_before = _counter("nextauth_idp_oidc_requests_total", endpoint="introspect", outcome="ok")
+    requests_before = counter("nextauth_rest_requests_total", **counted)
+    oidc_before = counter("nextauth_idp_oidc_requests_total", endpoint="introspect", outcome="ok")
     fast_path = _fast(app)
     monkeypatch.setattr(fast_path, "_app", lambda *a: [b"broken"])
     body, headers = cases[0]
     status, answer_headers, answer = _call(fast_path, body, headers)
     assert status == "200 OK" and json.loads(answer)["sub"] == "alice"
     assert ("Content-Length", str(len(answer))) in answer_headers
-    assert _counter("nextauth_rest_requests_total", **counted) == requests_before + 1
-    assert (
-        _counter("nextauth_idp_oidc_requests_total", endpoint="introspect", outcome="ok") == oidc_before + 1
-    )
+    assert counter("nextauth_rest_requests_total", **counted) == requests_before + 1
+    assert counter("nextauth_idp_oidc_requests_total", endpoint="introspect", outcome="ok") == oidc_before + 1
 
 
 def test_everything_else_is_the_views_answer(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     world = World(app)
-    rs = _basic(world.rs.client_id, world.rs_secret)
-    other = _basic(world.other.client_id, world.other_secret)
+    rs = basic(world.rs.client_id, world.rs_secret)
+    other = basic(world.other.client_id, world.other_secret)
     refresh, _ = world.provider.tokens.issue_refresh_token(world.user)
     expired = "e" * 43
     # Past its exp while the store still holds it (the store's expiry is a second late, say).
@@ -211,13 +161,13 @@ def test_everything_else_is_the_views_answer(app: Any, monkeypatch: pytest.Monke
     cases: list[tuple[bytes, dict[str, str]]] = [
         (_form(token="unknown-token-value"), rs),  # active: false
         (_form(token=world.user_token), other),  # not this client's token to see: active false
-        (_form(token=world.user_token), _basic(world.rs.client_id, "wrong")),  # 401
-        (_form(token=world.user_token), _basic("nobody", "secret")),
+        (_form(token=world.user_token), basic(world.rs.client_id, "wrong")),  # 401
+        (_form(token=world.user_token), basic("nobody", "secret")),
         (_form(token=world.user_token), {"Authorization": "Basic !!!"}),
         (_form(token=world.user_token), {"Authorization": "Bearer " + world.user_token}),
         (_form(token=world.user_token), {}),  # no client at all
         (_form(token=world.user_token, client_id=world.rp.client_id, client_secret=world.rp_secret), {}),
-        (_form(token=world.post_token), _basic(world.post.client_id, world.post_secret)),  # not its method
+        (_form(token=world.post_token), basic(world.post.client_id, world.post_secret)),  # not its method
         (_form(token=world.user_token, client_id=world.public.client_id), {}),  # a public client
         (_form(token=world.user_token, client_secret=world.rs_secret), rs),  # two methods at once
         (_form(token=world.user_token, client_id=world.rp.client_id), rs),  # names another client
@@ -272,7 +222,7 @@ def test_the_store_away_is_the_views_answer(app: Any, monkeypatch: pytest.Monkey
         fast, "_app", lambda environ, start: (start("503 Away", []), [environ["wsgi.input"].read()])[1]
     )
     body = _form(token=world.user_token)
-    status, _, seen = _call(fast, body, _basic(world.rs.client_id, world.rs_secret))
+    status, _, seen = _call(fast, body, basic(world.rs.client_id, world.rs_secret))
     assert status == "503 Away" and seen == body  # the view read the same body
 
 
@@ -292,7 +242,7 @@ def test_plain_http_away_from_this_machine_is_the_views_refusal(tmp_path: Path) 
     try:
         app = build_app(settings, services)
         world = World(app)
-        body, rs = _form(token=world.user_token), _basic(world.rs.client_id, world.rs_secret)
+        body, rs = _form(token=world.user_token), basic(world.rs.client_id, world.rs_secret)
         fast, flask_only = _both(app, body, {**rs, "Host": "id.example.com"}, "http")
         assert fast == flask_only and fast[0].startswith("400")
         assert json.loads(fast[2])["error"] == "insecure_transport"
@@ -309,7 +259,7 @@ def test_basic_credentials_are_read_as_authlib_reads_them() -> None:
     from authlib.oauth2.rfc6749.util import extract_basic_authorization
 
     for client_id, secret in [("a", "b"), ("a b", "c:d"), ("ä%", "x+y"), ("id", "s%3Ae")]:
-        header = _basic(client_id, secret)["Authorization"]
+        header = basic(client_id, secret)["Authorization"]
         assert basic_credentials(header) == extract_basic_authorization({"Authorization": header})
         assert basic_credentials(header) == (client_id, secret)
     for header in (

@@ -6,41 +6,29 @@ and its code still unused."""
 
 import base64
 import hashlib
-import io
 import json
 import secrets
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import pytest
 from joserfc import jwt
-from prometheus_client import REGISTRY
 
 from idp.directory import Profile
 from idp.oidc.clients import build_metadata
 from idp.oidc.fast_token import FastCodeExchange
 from idp.oidc.tokens import AuthorizationCode, Grant
 from idp.server import build_app, build_services, load_settings
+from tests.fixtures.wsgi_calls import IDP_SETTINGS, ISSUER, basic, counter, post, wrapped
 
 REDIRECT = "https://rp.example.com/cb"
-ISSUER = "https://id.example.com"
 
 
 def _settings(tmp_path: Path, issuer: str = ISSUER) -> Any:
-    return load_settings(
-        {
-            "NEXTAUTH_IDP_SECRET_KEY": "k" * 40,
-            "NEXTAUTH_IDP_NS_API_URL": "http://127.0.0.1:1",
-            "NEXTAUTH_IDP_NS_API_KEY": "key",
-            "NEXTAUTH_IDP_NS_WEBSOCKET_URL": "ws://127.0.0.1:1/ns/websocket",
-            "NEXTAUTH_IDP_PUBLIC_URL": issuer,
-        },
-        data_dir=tmp_path,
-    )
+    return load_settings({**IDP_SETTINGS, "NEXTAUTH_IDP_PUBLIC_URL": issuer}, data_dir=tmp_path)
 
 
 @pytest.fixture
@@ -52,47 +40,11 @@ def app(tmp_path: Path) -> Iterator[Any]:
 
 
 def _fast(app: Any) -> FastCodeExchange:
-    wsgi = app.wsgi_app
-    while not isinstance(wsgi, FastCodeExchange):
-        wsgi = wsgi._app
-    return wsgi
+    return wrapped(app, FastCodeExchange)  # type: ignore[no-any-return]
 
 
 def _call(wsgi: Any, body: bytes, headers: dict[str, str], scheme: str = "https") -> tuple[str, list, bytes]:
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": "POST",
-        "PATH_INFO": "/oidc/token",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "id.example.com",
-        "SERVER_PORT": "443",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "wsgi.url_scheme": scheme,
-        "wsgi.input": io.BytesIO(body),
-        "wsgi.errors": sys.stderr,
-        "REMOTE_ADDR": "127.0.0.1",
-        "HTTP_HOST": "id.example.com",
-        "CONTENT_TYPE": "application/x-www-form-urlencoded",
-        "CONTENT_LENGTH": str(len(body)),
-    }
-    for name, value in headers.items():
-        key = name.upper().replace("-", "_")
-        environ[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key] = value
-    answer: dict[str, Any] = {}
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
-        answer["status"], answer["headers"] = status, headers
-
-    returned = b"".join(wsgi(environ, start_response))
-    return answer["status"], answer["headers"], returned
-
-
-def _basic(client_id: str, secret: str) -> dict[str, str]:
-    pair = f"{quote(client_id, safe='')}:{quote(secret, safe='')}"
-    return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
-
-
-def _counter(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
+    return post(wsgi, "/oidc/token", body, headers, scheme)
 
 
 def _challenge(verifier: str) -> str:
@@ -209,7 +161,7 @@ def _same_issue(world: World, fast: tuple, view: tuple) -> None:
 
 def _both(world: World, app: Any, client: Any, secret: str | None, headers: Any = None, **code: Any) -> Any:
     (first, second), verifier = world.code(client, copies=2, **code)
-    auth = headers if headers is not None else _basic(client.client_id, secret or "")
+    auth = headers if headers is not None else basic(client.client_id, secret or "")
     fast = _call(_fast(app), _exchange(first, verifier), auth)
     view = _call(_fast(app)._app, _exchange(second, verifier), auth)
     return fast, view
@@ -242,22 +194,22 @@ def test_a_code_exchange_gets_the_views_tokens_without_the_view(
     # Flask is not involved: with the view broken, a code is still exchanged, and counted.
     counted = {"component": "idp", "route": "/oidc/token", "method": "POST", "status": "200"}
     before = (
-        _counter("nextauth_rest_requests_total", **counted),
-        _counter("nextauth_idp_oidc_requests_total", endpoint="token", outcome="ok"),
-        _counter("nextauth_idp_token_grants_total", grant_type="authorization_code", outcome="issued"),
+        counter("nextauth_rest_requests_total", **counted),
+        counter("nextauth_idp_oidc_requests_total", endpoint="token", outcome="ok"),
+        counter("nextauth_idp_token_grants_total", grant_type="authorization_code", outcome="issued"),
     )
     fast_path = _fast(app)
     monkeypatch.setattr(fast_path, "_app", lambda *a: [b"broken"])
     (code,), verifier = world.code(world.rp)
     status, headers, body = _call(
-        fast_path, _exchange(code, verifier), _basic(world.rp.client_id, world.rp_secret)
+        fast_path, _exchange(code, verifier), basic(world.rp.client_id, world.rp_secret)
     )
     assert status == "200 OK" and ("Content-Length", str(len(body))) in headers
     assert _claims(world.provider, json.loads(body)["id_token"])[1]["sub"] == "alice"
     after = (
-        _counter("nextauth_rest_requests_total", **counted),
-        _counter("nextauth_idp_oidc_requests_total", endpoint="token", outcome="ok"),
-        _counter("nextauth_idp_token_grants_total", grant_type="authorization_code", outcome="issued"),
+        counter("nextauth_rest_requests_total", **counted),
+        counter("nextauth_idp_oidc_requests_total", endpoint="token", outcome="ok"),
+        counter("nextauth_idp_token_grants_total", grant_type="authorization_code", outcome="issued"),
     )
     assert after == tuple(value + 1 for value in before)
 
@@ -265,7 +217,7 @@ def test_a_code_exchange_gets_the_views_tokens_without_the_view(
 def test_a_code_works_once_and_its_second_use_revokes_what_it_gave(app: Any) -> None:
     world = World(app)
     (code,), verifier = world.code(world.rp)
-    auth = _basic(world.rp.client_id, world.rp_secret)
+    auth = basic(world.rp.client_id, world.rp_secret)
     status, _, body = _call(_fast(app), _exchange(code, verifier), auth)
     assert status == "200 OK"
     issued = json.loads(body)
@@ -280,7 +232,7 @@ def test_a_code_works_once_and_its_second_use_revokes_what_it_gave(app: Any) -> 
 def test_the_refresh_token_it_issues_refreshes_at_the_view(app: Any) -> None:
     world = World(app)
     (code,), verifier = world.code(world.rp, scope="openid offline_access")
-    auth = _basic(world.rp.client_id, world.rp_secret)
+    auth = basic(world.rp.client_id, world.rp_secret)
     issued = json.loads(_call(_fast(app), _exchange(code, verifier), auth)[2])
     body = urlencode({"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]}).encode()
     status, _, refreshed = _call(_fast(app), body, auth)
@@ -292,7 +244,7 @@ def test_everything_else_is_the_views_answer_with_the_code_unused(
     app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world = World(app)
-    rp = _basic(world.rp.client_id, world.rp_secret)
+    rp = basic(world.rp.client_id, world.rp_secret)
     wrong_verifier = secrets.token_urlsafe(48)
 
     def case(
@@ -312,14 +264,14 @@ def test_everything_else_is_the_views_answer_with_the_code_unused(
             body=lambda c, v: urlencode({"grant_type": "authorization_code", "code": c, "code_verifier": v})
         ),
         case(world.other),  # another client's code
-        case(headers=_basic(world.rp.client_id, "wrong")),  # invalid_client
-        case(headers=_basic("nobody", "secret")),
+        case(headers=basic(world.rp.client_id, "wrong")),  # invalid_client
+        case(headers=basic("nobody", "secret")),
         case(headers={}),  # no client authentication at all
-        case(world.post, headers=_basic(world.post.client_id, world.post_secret)),  # not its method
+        case(world.post, headers=basic(world.post.client_id, world.post_secret)),  # not its method
         case(world.public, headers={}, body=lambda c, v: _exchange(c, v, client_id=world.public.client_id)),
-        case(world.jwt_client, headers=_basic(world.jwt_client.client_id, world.jwt_secret)),
+        case(world.jwt_client, headers=basic(world.jwt_client.client_id, world.jwt_secret)),
         case(
-            world.narrow, headers=_basic(world.narrow.client_id, world.narrow_secret)
+            world.narrow, headers=basic(world.narrow.client_id, world.narrow_secret)
         ),  # scope narrowed since
         case(dpop_jkt="j" * 43),  # bound to a DPoP key: needs the proof
         case(headers={**rp, "DPoP": "not-a-proof"}),
@@ -383,9 +335,7 @@ def test_a_code_taken_by_another_request_in_between_is_the_views(
         return real_take(value)
 
     monkeypatch.setattr(tokens, "take_code", raced)
-    status, _, body = _call(
-        _fast(app), _exchange(code, verifier), _basic(world.rp.client_id, world.rp_secret)
-    )
+    status, _, body = _call(_fast(app), _exchange(code, verifier), basic(world.rp.client_id, world.rp_secret))
     assert status.startswith("400") and json.loads(body)["error"] == "invalid_grant"
 
 
@@ -402,7 +352,7 @@ def test_the_store_away_is_the_views_answer(app: Any, monkeypatch: pytest.Monkey
         fast, "_app", lambda environ, start: (start("503 Away", []), [environ["wsgi.input"].read()])[1]
     )
     body = _exchange(code, verifier)
-    status, _, seen = _call(fast, body, _basic(world.rp.client_id, world.rp_secret))
+    status, _, seen = _call(fast, body, basic(world.rp.client_id, world.rp_secret))
     assert status == "503 Away" and seen == body
 
 
@@ -422,7 +372,7 @@ def test_trouble_after_the_code_is_used_is_logged_and_the_code_stays_used(
     monkeypatch.setattr(world.tokens, "issue_refresh_token", away)
     with caplog.at_level("WARNING", logger="nextauth.idp.oidc"):
         status, _, body = _call(
-            _fast(app), _exchange(code, verifier), _basic(world.rp.client_id, world.rp_secret)
+            _fast(app), _exchange(code, verifier), basic(world.rp.client_id, world.rp_secret)
         )
     assert status.startswith("400") and json.loads(body)["error"] == "invalid_grant"
     assert world.tokens.peek_code(code) is None
@@ -436,7 +386,7 @@ def test_plain_http_away_from_this_machine_is_the_views_refusal(tmp_path: Path) 
     try:
         app = build_app(settings, services)
         world = World(app)
-        auth = _basic(world.rp.client_id, world.rp_secret)
+        auth = basic(world.rp.client_id, world.rp_secret)
         (code,), verifier = world.code(world.rp)
         status, _, body = _call(
             _fast(app), _exchange(code, verifier), {**auth, "Host": "id.example.com"}, "http"
@@ -457,7 +407,7 @@ def test_id_tokens_say_when_the_user_logged_in_not_when_the_code_was_exchanged(a
     world = World(app)
     (code,), verifier = world.code(world.rp)
     before = int(time.time())
-    body = _call(_fast(app), _exchange(code, verifier), _basic(world.rp.client_id, world.rp_secret))[2]
+    body = _call(_fast(app), _exchange(code, verifier), basic(world.rp.client_id, world.rp_secret))[2]
     _header, claims = _claims(world.provider, json.loads(body)["id_token"])
     assert claims["auth_time"] == 1_800_000_000 and claims["amr"] == ["pin", "hwk"]
     assert claims["sid"] == world.sid and claims["aud"] == [world.rp.client_id]
