@@ -194,6 +194,15 @@ class SessionManager:
             auth_ms=int(claims["auth_ms"]) if isinstance(claims.get("auth_ms"), int) else None,
         )
 
+    def remember_until(self, user: SignedInUser) -> float:
+        """Until when an answer made from ``user`` (whose token ``verify`` just accepted) may be given again
+        without verifying the token: as long as its signature is remembered, never past the session's end."""
+        return min(float(user.expires_at), self._clock() + VERIFIED_SECONDS)
+
+    def still_current(self, sid: str, until: float) -> bool:
+        """A session whose token ``verify`` accepted: inside ``until`` (``remember_until``) and not ended."""
+        return self._clock() < until and not self.is_ended(sid)
+
     def verify_signature(self, token: str) -> dict[str, Any] | None:
         """Signature, issuer, audience, type and lifetime; not whether the session has ended since."""
         now = self._clock()

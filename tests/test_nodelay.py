@@ -87,3 +87,49 @@ def test_kept_alive_connections_take_turns() -> None:
         server.stop()
     served = [path[1] for path in order[2:]]
     assert all(served[i] != served[i + 1] for i in range(len(served) - 1)), order
+
+
+class Formatting(NoDelayHandler):
+    formatted = 0
+
+    def format_request(self):  # type: ignore[no-untyped-def]
+        Formatting.formatted += 1
+        return super().format_request()
+
+
+def _get_twice(server: WSGIServer) -> bytes:
+    server.start()
+    try:
+        client = green_socket.create_connection(("127.0.0.1", server.server_port))
+        client.sendall(
+            b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        with gevent.Timeout(5):
+            answer = b""
+            while chunk := client.recv(4096):
+                answer += chunk
+        client.close()
+    finally:
+        server.stop()
+    return answer
+
+
+def test_no_access_line_is_formatted_for_a_server_that_logs_nothing() -> None:
+    """Our servers run with log=None; gevent would still format each request's access line to drop it."""
+    Formatting.formatted = 0
+    answer = _get_twice(WSGIServer(("127.0.0.1", 0), _ok, log=None, handler_class=Formatting))
+    assert answer.count(b"HTTP/1.1 200") == 2
+    assert Formatting.formatted == 0
+
+
+def test_a_server_with_a_log_still_gets_its_access_lines() -> None:
+    lines: list[str] = []
+
+    class Log:
+        def write(self, line: str) -> None:
+            lines.append(line)
+
+    Formatting.formatted = 0
+    _get_twice(WSGIServer(("127.0.0.1", 0), _ok, log=Log(), handler_class=Formatting))
+    assert Formatting.formatted == 2
+    assert len(lines) == 2 and '"GET /a HTTP/1.1" 200' in lines[0] and '"GET /b HTTP/1.1" 200' in lines[1]

@@ -24,11 +24,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import gevent
+from gevent import pywsgi
 from gevent.pywsgi import WSGIHandler
 
 from authserver.transport import headers
 
 CLIENT_CERT_KEY = "nextauth.client_cert_sha256"
+# What gevent's servers log to when given log=None, as ours are: an access line would be formatted for it
+# and thrown away.
+_DISCARDING_LOG = getattr(pywsgi, "_NoopLog", ())
 
 
 class NoDelayHandler(WSGIHandler):  # type: ignore[misc]  # gevent ships no types
@@ -66,6 +70,10 @@ class NoDelayHandler(WSGIHandler):  # type: ignore[misc]  # gevent ships no type
             key = name.replace("-", "_").upper()
             if key != "CONTENT_TYPE" and key != "CONTENT_LENGTH":
                 yield "HTTP_" + key, str(value).strip()
+
+    def log_request(self) -> None:
+        if not isinstance(self.server.log, _DISCARDING_LOG):
+            super().log_request()
 
     def handle_one_request(self) -> Any:
         if self._answered:

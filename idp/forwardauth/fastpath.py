@@ -7,6 +7,13 @@ templates, so this WSGI middleware gives it straight from the environ: the same 
 (``SessionManager.verify``: a remembered signature and the in-memory set of ended sessions), with the same
 headers as the Flask view's answer. Every other answer (log in first, not allowed, a proxy that describes
 the request badly) is the Flask view's, which receives the decision already made here.
+
+A proxy asks about the same request over and over (one browser's session, the same pages and assets), and
+everything that decides it lies in a few headers: the request the proxy describes and the cookie. The
+answer "let through, with these headers" is remembered under those headers' exact values, and given again
+while the session is still current (not ended, not expired, its signature still remembered:
+``SessionManager.still_current``). Rules and hosts are fixed while the IdP runs, and a token's claims
+never change, so nothing else could change the answer.
 """
 
 import re
@@ -26,7 +33,17 @@ from idp.metrics import FORWARD_AUTH
 from idp.sessions import SessionManager
 
 PATHS = {"/auth/forward": "/auth/forward", "/auth/nginx": "/auth/nginx"}
-IDENTITY_MEMO_MAX = 4096  # tokens whose answer headers are kept (all forgotten at once past it)
+ALLOWED_MEMO_MAX = 4096  # requests whose "let through" is remembered (all forgotten at once past it)
+# Every header the decision reads: ``forwarded.describe``'s and the cookie. Each is a key's part.
+_DECIDING_HEADERS = (
+    "HTTP_X_FORWARDED_METHOD",
+    "HTTP_X_FORWARDED_PROTO",
+    "HTTP_X_FORWARDED_HOST",
+    "HTTP_X_FORWARDED_URI",
+    "HTTP_X_ORIGINAL_METHOD",
+    "HTTP_X_ORIGINAL_URL",
+    "HTTP_COOKIE",
+)
 # A Cookie header of plain name=value pairs only (no quoted value, nothing werkzeug would skip): the
 # pairs werkzeug.http.parse_cookie finds in it are its ;-separated parts, split at their first "=".
 _PLAIN_COOKIES = re.compile(r'(?:[ \t]*[^ \t=";]+[ \t]*=[ \t]*[^ \t";]*[ \t]*(?:;|\Z))*')
@@ -66,7 +83,9 @@ class FastForwardAuth:
             ("Cache-Control", "no-store"),
             *security_headers,
         ]
-        self._identity: dict[str, list[tuple[str, str]]] = {}
+        # (path, the deciding headers' values) -> (sid, until, the answer's headers)
+        self._allowed_memo: dict[tuple[str | None, ...], tuple[str, float, list[tuple[str, str]]]] = {}
+        self._anonymous = list(identity_headers(None, settings.headers).items()) + self._fixed
         self._allowed = FORWARD_AUTH.labels("allowed")
         self._counted = {
             path: (REST_REQUESTS.labels("idp", route, "GET", "200"), REST_SECONDS.labels("idp", route))
@@ -78,23 +97,15 @@ class FastForwardAuth:
         if path not in PATHS or environ.get("REQUEST_METHOD") != "GET":
             return self._app(environ, start_response)
         began = time.perf_counter()
+        key = (path, *map(environ.get, _DECIDING_HEADERS))
         try:
-            decided = self._decide(environ)
+            headers = self._remembered(key) or self._decided_headers(environ, key)
         except Exception:
             # The database or the store is away: the view meets the same trouble and answers it as the
             # IdP answers outages (503 with Retry-After), with the request's context for its log line.
             return self._app(environ, start_response)
-        if decided is None or decided[0].verdict != "allow":
-            environ[DECIDED] = decided[:2] if decided is not None else None
+        if headers is None:  # not let through: the view answers from the decision in the environ
             return self._app(environ, start_response)
-        outcome, _asked, token = decided
-        # A token's claims never change, so neither do the headers made from them: made once per token.
-        headers = self._identity.get(token)
-        if headers is None:
-            if len(self._identity) >= IDENTITY_MEMO_MAX:
-                self._identity.clear()
-            headers = list(identity_headers(outcome.user, self._settings.headers).items()) + self._fixed
-            self._identity[token] = headers
         start_response("200 OK", headers.copy())  # gevent adds to the list it is given (Date)
         self._allowed.inc()
         requests, seconds = self._counted[path]
@@ -102,7 +113,36 @@ class FastForwardAuth:
         seconds.observe(time.perf_counter() - began)
         return [b""]
 
-    def _decide(self, environ: dict[str, Any]) -> tuple[Outcome, Forwarded, str] | None:
+    def _remembered(self, key: tuple[str | None, ...]) -> list[tuple[str, str]] | None:
+        """The headers of the answer remembered for these exact headers, if its session is still current."""
+        found = self._allowed_memo.get(key)
+        if found is None:
+            return None
+        sid, until, headers = found
+        if self._sessions.still_current(sid, until):
+            return headers
+        self._allowed_memo.pop(key, None)
+        return None
+
+    def _decided_headers(
+        self, environ: dict[str, Any], key: tuple[str | None, ...]
+    ) -> list[tuple[str, str]] | None:
+        """The answer's headers when the request is let through; None (the decision left in the environ
+        for the view) when it is not."""
+        decided = self._decide(environ)
+        if decided is None or decided[0].verdict != "allow":
+            environ[DECIDED] = decided
+            return None
+        user = decided[0].user
+        if user is None:  # a public rule lets an anonymous request through: no session to check again
+            return self._anonymous
+        headers = list(identity_headers(user, self._settings.headers).items()) + self._fixed
+        if len(self._allowed_memo) >= ALLOWED_MEMO_MAX:
+            self._allowed_memo.clear()
+        self._allowed_memo[key] = (user.sid, self._sessions.remember_until(user), headers)
+        return headers
+
+    def _decide(self, environ: dict[str, Any]) -> tuple[Outcome, Forwarded] | None:
         """None when the proxy's description cannot be used: the view says why (and logs it)."""
         try:
             asked = describe(_header_values(environ))
@@ -119,7 +159,7 @@ class FastForwardAuth:
             asked.method,
             lambda: self._sessions.verify(token),
         )
-        return outcome, asked, token or ""
+        return outcome, asked
 
 
 def session_cookie(header: str, name: str) -> str | None:

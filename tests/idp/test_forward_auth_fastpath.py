@@ -257,3 +257,77 @@ def test_each_token_keeps_its_own_headers_and_an_ended_session_gets_none(app: An
     sessions.end(sessions.verify(alice).sid, by="user")
     assert _call(app.wsgi_app, **_asked("/reports", alice))[0] != "200 OK"
     assert _call(app.wsgi_app, **_asked("/reports", bob))[0] == "200 OK"
+
+
+def _counting_verify(monkeypatch: pytest.MonkeyPatch, sessions: Any) -> list[str | None]:
+    calls: list[str | None] = []
+    verify = sessions.verify
+
+    def counted(token: str | None) -> Any:
+        calls.append(token)
+        return verify(token)
+
+    monkeypatch.setattr(sessions, "verify", counted)
+    return calls
+
+
+def test_a_request_asked_again_is_answered_from_memory_while_its_session_is_current(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same headers again: the same answer without reading the token again; past the time a verified
+    signature is remembered, or the session's end, the token is read again (and an expired one refused)."""
+    from idp.sessions import VERIFIED_SECONDS
+
+    sessions = app.extensions["nextauth_idp"].sessions
+    now = [1_900_000_000.0]
+    monkeypatch.setattr(sessions, "_clock", lambda: now[0])
+    token = sessions.start(ns_nonce="n" * 32, profile=ALICE, second_factor="pin", method="qr")
+    calls = _counting_verify(monkeypatch, sessions)
+    first = _call(app.wsgi_app, **_asked("/reports", token))
+    assert first[0] == "200 OK" and len(calls) == 1
+    assert _call(app.wsgi_app, **_asked("/reports", token)) == first and len(calls) == 1
+    now[0] += VERIFIED_SECONDS + 1
+    assert _call(app.wsgi_app, **_asked("/reports", token))[0] == "200 OK" and len(calls) == 2
+    now[0] += sessions.lifetime.total_seconds()  # the session's end has passed
+    status, headers, _ = _call(app.wsgi_app, **_asked("/reports", token))
+    assert status == "302 FOUND" and len(calls) == 3
+    assert ("Remote-User", "alice") not in headers
+
+
+@pytest.mark.parametrize(
+    ("changed", "status"),
+    [
+        ({"X_FORWARDED_URI": "/admin/users"}, "403 FORBIDDEN"),
+        ({"X_FORWARDED_URI": "/closed"}, "403 FORBIDDEN"),
+        ({"X_FORWARDED_METHOD": "GE T"}, "400 BAD REQUEST"),
+        ({"X_FORWARDED_PROTO": "gopher"}, "400 BAD REQUEST"),
+        ({"X_FORWARDED_HOST": "app.example.com/x"}, "400 BAD REQUEST"),
+        ({"X_ORIGINAL_METHOD": "POST"}, "400 BAD REQUEST"),  # disagrees with X-Forwarded-Method
+        ({"X_ORIGINAL_URL": "https://app.example.com/elsewhere"}, "400 BAD REQUEST"),
+        ({"COOKIE": "nextauth_session=forged"}, "302 FOUND"),
+    ],
+)
+def test_a_remembered_answer_is_not_given_to_a_request_that_differs_in_any_deciding_header(
+    app: Any, changed: dict[str, str], status: str
+) -> None:
+    token = app.extensions["nextauth_idp"].sessions.start(
+        ns_nonce="n" * 32, profile=ALICE, second_factor="pin", method="qr"
+    )
+    assert _call(app.wsgi_app, **_asked("/reports", token))[0] == "200 OK"
+    other = _asked("/reports", None if "COOKIE" in changed else token, **changed)
+    assert _call(app.wsgi_app, **other)[0] == status
+    # nginx's auth_request takes a 401 where Traefik and Caddy take the redirect to the login page.
+    assert _call(app.wsgi_app, "/auth/nginx", **other)[0] == status.replace("302 FOUND", "401 UNAUTHORIZED")
+
+
+def test_the_memory_of_answers_is_bounded(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from idp.forwardauth import fastpath
+
+    monkeypatch.setattr(fastpath, "ALLOWED_MEMO_MAX", 8)
+    token = app.extensions["nextauth_idp"].sessions.start(
+        ns_nonce="n" * 32, profile=ALICE, second_factor="pin", method="qr"
+    )
+    for number in range(30):
+        assert _call(app.wsgi_app, **_asked(f"/reports/{number}", token))[0] == "200 OK"
+        assert len(app.wsgi_app._allowed_memo) <= 8
+    assert _call(app.wsgi_app, **_asked("/reports/29", token))[0] == "200 OK"
