@@ -59,7 +59,11 @@ OURS = "ours: nextAuth IdP"
 CORES = available_cores()
 REFERENCE_ALL = f"reference, all cores: node oidc-provider, cluster of {CORES}, state in Redis"
 OURS_ALL = f"ours, all cores: nextAuth IdP, {CORES} workers"
-PAIRS = {OURS: REFERENCE, OURS_ALL: REFERENCE_ALL}  # which reference each of ours is held against
+# Like for like with the reference in one process: state inside the process (ours keeps it in a SQLite
+# file and its in-process store; the reference in memory only, gone when it stops).
+OURS_EMBEDDED = "ours, embedded: nextAuth IdP, SQLite + in-process store"
+# Which reference each of ours is held against.
+PAIRS = {OURS: REFERENCE, OURS_EMBEDDED: REFERENCE, OURS_ALL: REFERENCE_ALL}
 
 
 @dataclass
@@ -159,6 +163,7 @@ def start_reference(
                     "client_id": client.client_id,
                     "client_secret": client.client_secret,
                     "redirect_uris": [REDIRECT_URI],
+                    "grant_types": ["authorization_code", "refresh_token"],
                     "id_token_signed_response_alg": ID_TOKEN_SIGNING,
                 }
             ]
@@ -357,7 +362,11 @@ def exchange(
     result = loadgen.run(host, port, requests, connections=connections)
 
     def issued(answer: loadgen.Answer) -> bool:
-        return answer.status == 200 and b'"access_token"' in answer.body and b'"id_token"' in answer.body
+        body = answer.body
+        # Both sides issue the same three tokens (see the page's note on refresh tokens).
+        return answer.status == 200 and all(
+            name in body for name in (b'"access_token"', b'"id_token"', b'"refresh_token"')
+        )
 
     token = None
     for answer in result.answers:
@@ -440,6 +449,22 @@ def run(
             page_notes.append(f"Ours not measured: the IdP's OIDC provider has not landed ({exc}).")
         except Exception as exc:
             page_notes.append(f"{OURS} not measured: {type(exc).__name__}: {exc}")
+        # One process with its state inside, as the reference keeps it, when the run's backend is a server's.
+        embedded = next((b for b in backends or [] if b.name == SQLITE), None)
+        if ours_landed and embedded is not None and embedded is not backend:
+            try:
+                embedded_env = stack.enter_context(embedded.database())
+                embedded_folder = Path(
+                    stack.enter_context(tempfile.TemporaryDirectory(prefix="nextauth-bench-"))
+                )
+                embedded_services = qr_login.Services(embedded_folder, embedded_env)
+                stack.callback(embedded_services.stop)
+                ours_embedded = our_provider(embedded_services, embedded_folder, OURS_EMBEDDED)
+                _discover(ours_embedded)
+                _settle_session(ours_embedded)
+                providers.append(ours_embedded)
+            except Exception as exc:
+                page_notes.append(f"{OURS_EMBEDDED} not measured: {type(exc).__name__}: {exc}")
         # All cores: several processes share their state through Redis, ours and the reference alike.
         redis = env.get("NEXTAUTH_KV_URI") or ""
         if CORES < 2:
@@ -583,13 +608,16 @@ def _page(
     else:
         lines += [
             "",
-            f'"{OURS}" and "{REFERENCE}" are one process each (ours on the run\'s database and Redis, the '
-            'reference with its state in memory). The "all cores" rows run several: ours as `nextauth idp` '
+            f'"{OURS}" and "{REFERENCE}" are one process each: ours on the run\'s database and Redis, the '
+            f'reference with its state in memory. "{OURS_EMBEDDED}" is the like-for-like one-process row: '
+            "ours with its state inside the process too (a SQLite file, kept across restarts, and its "
+            'in-process store). The "all cores" rows run several: ours as `nextauth idp` '
             f"with NEXTAUTH_IDP_WORKERS={CORES} (a supervisor and {CORES} workers sharing the listening "
             "socket) beside the same ns, database and Redis; the reference under node's cluster module with "
             f"{CORES} workers and its state in Redis (an adapter in bench/reference-op/provider.mjs), since "
-            "workers share no memory. The load generator runs on the same cores. Ours issues a refresh token "
-            "with every exchange (its client may refresh; the reference's client has no refresh grant).",
+            "workers share no memory. The load generator runs on the same cores. Both issue a refresh token "
+            "with every exchange: each client may refresh (the reference's `issueRefreshToken` says so for "
+            "a client with the refresh grant, as ours does; by default it wants the offline_access scope).",
         ]
     lines += [
         "",

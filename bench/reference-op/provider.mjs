@@ -232,9 +232,15 @@ function serve() {
       revocation: { enabled: true },
     },
     pkce: { methods: ['S256'], required: () => true },
+    // A refresh token with every exchange for a client with the refresh grant, as the nextAuth IdP issues
+    // them (by default oidc-provider also wants the offline_access scope): both sides do the same work.
+    async issueRefreshToken(ctx, client) {
+      return client.grantTypeAllowed('refresh_token');
+    },
     ttl: {
       AuthorizationCode: codeTtl,
       AccessToken: 3600,
+      RefreshToken: 86400,
       IdToken: 3600,
       Interaction: 600,
       Session: 86400,
