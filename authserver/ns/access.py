@@ -32,6 +32,10 @@ log = logging.getLogger("nextauth.security")
 APIKEY, CERTIFICATE = "apikey", "clientcert"  # the kinds of principal roles are granted to
 ROLES = ("sessions", "users", "accounts", "servers", "createserver", "audit", "root")
 CACHE_SECONDS = 5.0
+# A client seen under its budget of wrong API keys is not asked about again (a round trip to the store) for
+# this long, unless a wrong key of its own is counted here meanwhile.
+UNDER_BUDGET_SECONDS = 1.0
+UNDER_BUDGET_MAX = 4096  # clients remembered at most (all forgotten at once past it)
 
 
 def _listing(row: ApiKey | ClientCertificate) -> dict[str, object]:
@@ -102,6 +106,7 @@ class AccessControl:
         self._lock = threading.Lock()
         self._limiter: RateLimiter | None = None
         self._failures = Rule("api_key_failures", ())
+        self._under_budget: dict[str, float] = {}  # client key -> until when (monotonic) it is taken as under
 
     def limit_failures(self, limiter: RateLimiter, rule: Rule) -> None:
         """Refuse a client (``RateLimited``) once its wrong API keys reach ``rule``, before any lookup."""
@@ -110,15 +115,23 @@ class AccessControl:
     def authenticate_from(self, api_key: str | None, client: str) -> Grant | None:
         """``authenticate`` for a request from the address ``client``: a client over its budget of wrong
         keys is refused without a lookup (even with a right key, or guessing would go on), and each wrong
-        key is logged, without the key."""
-        if self._limiter is not None:
-            self._limiter.check(self._failures, client_key(client), client=client, what="wrong API keys")
+        key is logged, without the key. The budget is read from the store at most once a second for a
+        client whose keys were right since (``UNDER_BUDGET_SECONDS``); after a wrong one, on its next
+        request. Wrong keys counted by another process reach this one within that second."""
+        counted = client_key(client)
+        if self._limiter is not None and self._under_budget.get(counted, 0.0) <= time.monotonic():
+            self._limiter.check(self._failures, counted, client=client, what="wrong API keys")
+            if len(self._under_budget) >= UNDER_BUDGET_MAX:
+                self._under_budget.clear()
+            self._under_budget[counted] = time.monotonic() + UNDER_BUDGET_SECONDS
         grant = self.authenticate(api_key)
         if grant is None:
             log.warning("API key refused (unknown, revoked or malformed) from client %s", client or "?")
             self.audit.record("apikey.refused", data={"client": client or None})
             if self._limiter is not None:
-                self._limiter.count(self._failures, client_key(client))
+                # Its next request is checked against the store again, whatever it carries.
+                self._under_budget.pop(counted, None)
+                self._limiter.count(self._failures, counted)
         return grant
 
     def create_key(
