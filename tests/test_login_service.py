@@ -380,3 +380,40 @@ def test_a_replayed_scan_of_a_used_code_is_no_expiry(ns: InProcessNs) -> None:
     assert refused.value.code == "expired"
     assert phone.confirm_login(scanned)["logged_in"] is True
     assert "CANCEL expired" not in heard()
+
+
+def test_a_used_qr_is_never_handed_out_again_and_a_live_one_costs_no_lookup_of_its_item(
+    ns: InProcessNs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page's status shows its QR again while the QR is live, from one read of the store; once a
+    phone takes the QR (a scan, right or wrong), the status hands out a new one."""
+    phone = Phone(ns)
+    phone.enrol("quinn")
+    nonce = _nonce()
+    shown = ns.login.status(ns.server, nonce, BROWSER).loginqrdata or ""
+    reads: list[str] = []
+    get, get_many = ns.kv.get, ns.kv.get_many
+    monkeypatch.setattr(ns.kv, "get", lambda key: (reads.append(key), get(key))[1])
+    monkeypatch.setattr(ns.kv, "get_many", lambda keys: (reads.extend(keys), get_many(keys))[1])
+    assert ns.login.status(ns.server, nonce, BROWSER).loginqrdata == shown
+    assert not [key for key in reads if QRPayload.decode(shown).item_id in key], reads
+    # Taken by a scan whose login then fails: a new QR.
+    scanned = phone.scan_login(shown)
+    assert ns.login.login_cancel(scanned.channel, {"reason": "declined"}) == {"cancelled": True}
+    after_scan = ns.login.status(ns.server, nonce, BROWSER).loginqrdata or ""
+    assert after_scan != shown
+    # Taken by a scan without the code's secret: a new QR as well (the taken one is dead).
+    payload = QRPayload.decode(after_scan)
+    with pytest.raises(OperationError):
+        phone.open_login(payload.item_id, bytes(len(payload.secret)))
+    after_wrong = ns.login.status(ns.server, nonce, BROWSER).loginqrdata or ""
+    assert after_wrong not in (shown, after_scan)
+    assert phone.scan_login(after_wrong)  # and the new one works
+
+
+def test_a_push_on_the_session_leaves_its_qr_as_it_is(ns: InProcessNs) -> None:
+    phone = Phone(ns)
+    nonce, _provoked, message = _pushed(ns, phone, "rita")
+    shown = ns.login.status(ns.server, nonce, BROWSER).loginqrdata
+    phone.open_login(message["push"], unb64url(message["challenge"]))
+    assert ns.login.status(ns.server, nonce, BROWSER).loginqrdata == shown

@@ -365,13 +365,11 @@ class LoginService:
         self, server: VirtualServer, hsid: str, browser: dict[str, str], raw: bytes | None
     ) -> CurrentQR:
         """One live QR per session; a fresh one once the old is used or has under ``renew_before`` to live.
-        ``raw``: what the store holds under ``login:<hsid>``."""
+        ``raw``: what the store holds under ``login:<hsid>``, which goes with the QR's item: both are written
+        together with the same lifetime, and whoever takes a QR's item deletes it (``login_start``)."""
         if raw is not None:
             shown = CurrentQR.from_json(raw)
-            if (
-                shown.expires - time.time() > self.renew_before
-                and self._kv.get(_item_key(shown.qr_id)) is not None
-            ):
+            if shown.expires - time.time() > self.renew_before:
                 return shown
         qr_id = b64(os.urandom(16))
         challenge = os.urandom(QR_CHALLENGE_BYTES)
@@ -449,10 +447,15 @@ class LoginService:
             self._tell_page_code_expired(qr_id, challenge)
             raise OperationError("expired", "This code has expired or was already used. Scan a new one.")
         entry = LoginItem.from_json(raw)
+        # A QR taken is a QR used: its page's status hands out a new one from now on (see _current_qr).
+        shown_qr = [f"login:{entry.hsid}"] if entry.method == "qr" else []
         try:
             self._check_taken(entry, server, account, challenge)
         except OperationError:
-            self._kv.delete(_expired_key(qr_id))  # taken: a later scan of it is a replay, not a slow scan
+            # Taken: a later scan of it is a replay, not a slow scan.
+            batch = self._kv.batch()
+            batch.delete(_expired_key(qr_id), *shown_qr)
+            batch.execute()
             raise
         ns_challenge = os.urandom(32)
         needs_second_factor = self._needs_second_factor(server, account)
@@ -471,7 +474,7 @@ class LoginService:
         )
         batch = self._kv.batch()  # one round trip for the three
         # Taken: a later scan of it is a replay, not a slow scan. A new attempt: an old refusal is history.
-        batch.delete(_expired_key(qr_id), _cancelled_key(server.id, entry.hsid))
+        batch.delete(_expired_key(qr_id), _cancelled_key(server.id, entry.hsid), *shown_qr)
         batch.publish(browser_hub.CHANNEL, browser_hub.encode(entry.hsid, "CONFIRMSCAN"))
         batch.execute()
         started = {
