@@ -417,3 +417,18 @@ def test_a_push_on_the_session_leaves_its_qr_as_it_is(ns: InProcessNs) -> None:
     shown = ns.login.status(ns.server, nonce, BROWSER).loginqrdata
     phone.open_login(message["push"], unb64url(message["challenge"]))
     assert ns.login.status(ns.server, nonce, BROWSER).loginqrdata == shown
+
+
+def test_the_phone_is_told_who_asks_as_the_application_set_it(ns: InProcessNs) -> None:
+    phone = Phone(ns)
+    phone.enrol("sam")
+    nonce = _nonce()
+    view = ns.login.status(ns.server, nonce, BROWSER)
+    assert "context" not in phone.scan_login(view.loginqrdata or "").started
+    asked = {"app": "Payroll", "action": "Sign in to approve June's payments"}
+    ns.login.set_context(ns.server.id, view.hsid, asked)
+    qr = ns.login.status(ns.server, nonce, BROWSER).loginqrdata or ""
+    assert phone.scan_login(qr).started["context"] == asked
+    ns.login.set_context(ns.server.id, view.hsid, None)
+    qr = ns.login.status(ns.server, nonce, BROWSER).loginqrdata or ""
+    assert "context" not in phone.scan_login(qr).started

@@ -252,14 +252,14 @@ class LoginService:
 
     def set_context(self, server_id: str, hsid: str, context: dict[str, str] | None) -> None:
         """What the phone shows of who asks, for every login request on this session from now on."""
-        key = f"login-context:{server_id}:{hsid}"
+        key = _context_key(server_id, hsid)
         if context:
             self._kv.set(key, json.dumps(context).encode(), ttl=CONTEXT_TTL)
         else:
             self._kv.delete(key)
 
     def context(self, server_id: str, hsid: str) -> dict[str, str] | None:
-        raw = self._kv.get(f"login-context:{server_id}:{hsid}")
+        raw = self._kv.get(_context_key(server_id, hsid))
         return json.loads(raw) if raw is not None else None
 
     def mark_cancelled(self, server_id: str, hsid: str, reason: str) -> None:
@@ -472,11 +472,14 @@ class LoginService:
             number=entry.number,
             account=account,
         )
-        batch = self._kv.batch()  # one round trip for the three
+        batch = self._kv.batch()  # one round trip for all
         # Taken: a later scan of it is a replay, not a slow scan. A new attempt: an old refusal is history.
         batch.delete(_expired_key(qr_id), _cancelled_key(server.id, entry.hsid), *shown_qr)
         batch.publish(browser_hub.CHANNEL, browser_hub.encode(entry.hsid, "CONFIRMSCAN"))
-        batch.execute()
+        if entry.context is None:  # who asks and why, as the application set it on the session
+            batch.get(_context_key(server.id, entry.hsid))
+        read = batch.execute()
+        shown = entry.context or (json.loads(read[0]) if read and read[0] is not None else None)
         started = {
             "server": server.public(),
             "requester": entry.browser,
@@ -485,7 +488,6 @@ class LoginService:
             "ns_challenge": b64(ns_challenge),
             "second_factor": "required" if needs_second_factor else "not_required",
         }
-        shown = entry.context or self.context(server.id, entry.hsid)
         if shown:
             started["context"] = shown
         return started
@@ -760,6 +762,10 @@ def _log_refused(account: BoundAccount, server_id: str, purpose: str, reason: st
     security_log.warning(
         "ns: attestation refused for account %s at server %s (%s): %s", account.id, server_id, purpose, reason
     )
+
+
+def _context_key(server_id: str, hsid: str) -> str:
+    return f"login-context:{server_id}:{hsid}"
 
 
 def _item_key(item_id: str) -> str:

@@ -40,13 +40,15 @@ class Subscription(Protocol):
 
 
 class Batch(Protocol):
-    """Writes queued to go to the store together (``KeyValueStore.batch``): with Redis one round trip
-    instead of one per command. Not a transaction: each write is atomic on its own, as when sent alone."""
+    """Commands queued to go to the store together (``KeyValueStore.batch``): with Redis one round trip
+    instead of one per command, run in the order queued. Not a transaction: each command is atomic on its
+    own, as when sent alone. ``execute`` returns what the batch's reads (``get``) found, in their order."""
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None: ...
     def delete(self, *keys: str) -> None: ...
     def publish(self, channel: str, message: bytes) -> None: ...
-    def execute(self) -> None: ...
+    def get(self, key: str) -> None: ...
+    def execute(self) -> list[bytes | None]: ...
 
 
 class KeyValueStore(Protocol):
@@ -124,6 +126,7 @@ class _QueuedBatch:
     def __init__(self, store: "KeyValueStore") -> None:
         self._store = store
         self._queued: list[Callable[[], object]] = []
+        self._reads: set[int] = set()  # positions in _queued whose results execute returns
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         _check_ttl(ttl)
@@ -135,10 +138,19 @@ class _QueuedBatch:
     def publish(self, channel: str, message: bytes) -> None:
         self._queued.append(functools.partial(self._store.publish, channel, message))
 
-    def execute(self) -> None:
+    def get(self, key: str) -> None:
+        self._reads.add(len(self._queued))
+        self._queued.append(functools.partial(self._store.get, key))
+
+    def execute(self) -> list[bytes | None]:
         queued, self._queued = self._queued, []
-        for command in queued:
-            command()
+        reads, self._reads = self._reads, set()
+        found: list[bytes | None] = []
+        for position, command in enumerate(queued):
+            result = command()
+            if position in reads:
+                found.append(cast("bytes | None", result))
+        return found
 
 
 class MemoryStore:
@@ -325,23 +337,35 @@ class _RedisBatch:
     def __init__(self, pipeline: redis.client.Pipeline, key: Callable[[str], str]) -> None:
         self._pipeline = pipeline
         self._key = key
+        self._commands = 0
+        self._reads: list[int] = []  # positions of the reads among the pipeline's commands
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         _check_ttl(ttl)
         self._pipeline.set(self._key(key), value, px=None if ttl is None else _ms(ttl))
+        self._commands += 1
 
     def delete(self, *keys: str) -> None:
         if keys:
             self._pipeline.delete(*(self._key(key) for key in keys))
+            self._commands += 1
 
     def publish(self, channel: str, message: bytes) -> None:
         self._pipeline.publish(self._key(channel), message)
+        self._commands += 1
 
-    def execute(self) -> None:
+    def get(self, key: str) -> None:
+        self._reads.append(self._commands)
+        self._pipeline.get(self._key(key))
+        self._commands += 1
+
+    def execute(self) -> list[bytes | None]:
+        reads, self._reads, self._commands = self._reads, [], 0
         try:
-            self._pipeline.execute()
+            results = self._pipeline.execute()
         finally:
             self._pipeline.reset()
+        return [results[position] for position in reads]
 
 
 class RedisStore:

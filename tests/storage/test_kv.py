@@ -85,6 +85,24 @@ def test_a_batch_writes_nothing_until_executed_then_everything(store: KeyValueSt
     subscription.close()
 
 
+def test_a_batchs_reads_see_its_earlier_commands_and_come_back_in_order(store: KeyValueStore) -> None:
+    store.set("r1", b"old")
+    store.set("r2", b"two")
+    batch = store.batch()
+    batch.get("r1")
+    batch.set("r1", b"new")
+    batch.delete("r2")
+    batch.get("r2")
+    batch.get("r1")
+    batch.get("r-none")
+    assert batch.execute() == [b"old", None, b"new", None]
+    assert store.batch().execute() == []
+    # A batch is reusable: the next execute returns only its own reads.
+    batch.set("r3", b"three")
+    batch.get("r3")
+    assert batch.execute() == [b"three"]
+
+
 def test_ttl_expiry(store: KeyValueStore) -> None:
     store.set("short", b"x", ttl=0.2)
     store.set("long", b"y", ttl=30)
