@@ -11,13 +11,13 @@ import (
 	"time"
 )
 
-func memoSnapshot(t *testing.T, key ed25519.PublicKey) snapshot {
+func memoSnapshot(t *testing.T, key ed25519.PublicKey) *snapshot {
 	t.Helper()
 	p := parsePolicy(policyJSON(t, ruleSet{Default: json.RawMessage(`"authenticated"`)}))
 	if p == nil {
 		t.Fatal("policy not understood")
 	}
-	return snapshot{keys: map[string]ed25519.PublicKey{testKid: key}, policy: p, generation: 1}
+	return &snapshot{keys: map[string]ed25519.PublicKey{testKid: key}, policy: p, generation: 1}
 }
 
 func memoToken(t *testing.T, private ed25519.PrivateKey, exp int64) string {
@@ -41,9 +41,9 @@ func TestACheckedTokenIsRememberedUntilItsExp(t *testing.T) {
 		t.Fatalf("not remembered: %d", len(s.verified))
 	}
 	// Remembered: even with the key gone from this (same-generation) snapshot, it passes ...
-	forgetful := snap
+	forgetful := *snap
 	forgetful.keys = map[string]ed25519.PublicKey{}
-	if _, result := s.checkToken(token, forgetful, now.Add(30*time.Second)); result != tokenValid {
+	if _, result := s.checkToken(token, &forgetful, now.Add(30*time.Second)); result != tokenValid {
 		t.Fatalf("the memory was not used: %v", result)
 	}
 	// ... but not past its exp, whatever the memory says.

@@ -100,15 +100,17 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 
 func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	now := time.Now()
-	m.state.refresh(now, m.policyEvery)
-	snap := m.state.ensurePolicy()
+	snap := m.state.refresh(now, m.policyEvery)
+	if snap.policy == nil {
+		snap = m.state.ensurePolicy()
+	}
 	if snap.policy == nil {
 		// Without the policy even the header names to strip are unknown: refuse rather than guess.
 		answerJSON(rw, http.StatusServiceUnavailable, map[string]string{"error": "unavailable"})
 		return
 	}
 	p := snap.policy
-	stripIdentity(req.Header, p.Headers)
+	stripIdentity(req.Header, p.strip)
 	if now.Sub(snap.policyAt) > m.policyMaxAge {
 		m.askIdp(rw, req, p)
 		return
@@ -117,12 +119,13 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		m.askIdp(rw, req, p)
 		return
 	}
-	if !p.Known.admits(req.Host, requestScheme(req)) {
+	d := decide(snap, req)
+	if !d.admitted {
 		log.Printf("nextauth plugin: refused the unconfigured host %q", req.Host)
 		forbid(rw, req)
 		return
 	}
-	r := p.decide(normalizeHost(req.Host), normalizePath(req.URL.RequestURI()), req.Method)
+	r := d.rule
 	if r.opaque {
 		m.askIdp(rw, req, p)
 		return
@@ -141,20 +144,39 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	}
 	switch {
 	case r.Policy == "public":
-		m.pass(rw, req, p.Headers, who)
+		m.pass(rw, req, p, who)
 	case who == nil:
 		sendToLogin(rw, req, p)
 	case !r.admits(who.Sub, who.Groups):
 		log.Printf("nextauth plugin: %s may not %s %q%q", who.Sub, req.Method, req.Host, req.URL.Path)
 		forbid(rw, req)
 	default:
-		m.pass(rw, req, p.Headers, who)
+		m.pass(rw, req, p, who)
 	}
+}
+
+// decide: whether the policy protects the request's host, and the rule for the request, as remembered
+// for its request line under this snapshot's policy or worked out now.
+func decide(snap *snapshot, req *http.Request) decided {
+	scheme := requestScheme(req)
+	uri := req.URL.RequestURI()
+	key := scheme + "\x00" + req.Method + "\x00" + req.Host + "\x00" + uri
+	if found, known := snap.decisions.get(key); known {
+		return found
+	}
+	p := snap.policy
+	d := decided{admitted: p.Known.admits(req.Host, scheme)}
+	if d.admitted {
+		r := p.decide(normalizeHost(req.Host), normalizePath(uri), req.Method)
+		d.rule = &r
+	}
+	snap.decisions.put(key, d)
+	return d
 }
 
 // sessionOf reads the session cookie. Only a valid token needs the ended list, so only then can a stale
 // list make the plugin unsure.
-func (m *Middleware) sessionOf(req *http.Request, snap snapshot, now time.Time) (*session, verdict) {
+func (m *Middleware) sessionOf(req *http.Request, snap *snapshot, now time.Time) (*session, verdict) {
 	cookie, cookieErr := req.Cookie(snap.policy.Cookie)
 	if cookieErr != nil {
 		return nil, tokenNone
@@ -163,9 +185,13 @@ func (m *Middleware) sessionOf(req *http.Request, snap snapshot, now time.Time) 
 	if result != tokenValid {
 		return nil, result
 	}
-	ended, usable := m.state.endedList(m.endedEvery, m.maxStale)
-	if !usable {
-		return nil, listStale
+	ended := snap.ended
+	if !snap.haveEnded || now.Sub(snap.endedAt) > m.endedEvery {
+		list, usable := m.state.endedList(m.endedEvery, m.maxStale)
+		if !usable {
+			return nil, listStale
+		}
+		ended = list
 	}
 	if _, isEnded := ended[found.Sid]; isEnded {
 		return nil, tokenNone
@@ -176,13 +202,9 @@ func (m *Middleware) sessionOf(req *http.Request, snap snapshot, now time.Time) 
 // stripIdentity drops every header the client sent under an identity header's name or an alias of it:
 // servers that turn header names into variables (CGI, WSGI, PHP) read Remote_User, Remote.User and
 // Remote~User all as REMOTE_USER, and Go keeps them apart.
-func stripIdentity(header http.Header, names headerNames) {
-	wanted := map[string]bool{}
-	for _, name := range names.all() {
-		wanted[fold(name)] = true
-	}
+func stripIdentity(header http.Header, folded map[string]bool) {
 	for name := range header {
-		if wanted[fold(name)] {
+		if folded[fold(name)] {
 			delete(header, name)
 		}
 	}
@@ -220,13 +242,14 @@ func controlPairs() []string {
 	return append(pairs, "\x7f", "")
 }
 
-func (m *Middleware) pass(rw http.ResponseWriter, req *http.Request, names headerNames, who *session) {
-	values := []string{"", "", "", "", ""}
-	if who != nil {
-		values = []string{who.Sub, who.Name, who.Email, strings.Join(who.Groups, ","), authMethod(who)}
-	}
-	for i, name := range names.all() {
-		req.Header.Set(name, headerValue(values[i]))
+// pass sends the request on with every identity header set: the session's values, or empty ones.
+func (m *Middleware) pass(rw http.ResponseWriter, req *http.Request, p *policy, who *session) {
+	for i, key := range p.headerKeys {
+		value := ""
+		if who != nil {
+			value = who.values[i]
+		}
+		req.Header[key] = []string{value} // a slice of its own: later handlers may change it
 	}
 	m.next.ServeHTTP(rw, req)
 }

@@ -7,6 +7,7 @@ package nextauth
 
 import (
 	"encoding/json"
+	"net/http"
 	"strings"
 )
 
@@ -51,6 +52,10 @@ type policy struct {
 	Default    rule
 	Rules      []rule
 	Known      *knownHosts
+	// Made once per policy for every request: the identity headers' names as net/http keys them, and
+	// folded (see fold) for stripping their aliases.
+	headerKeys []string
+	strip      map[string]bool
 }
 
 type policyDocument struct {
@@ -98,6 +103,11 @@ func parsePolicy(body []byte) *policy {
 	}
 	for _, raw := range doc.Rules {
 		p.Rules = append(p.Rules, parseRule(raw))
+	}
+	p.strip = map[string]bool{}
+	for _, name := range doc.Headers.all() {
+		p.headerKeys = append(p.headerKeys, http.CanonicalHeaderKey(name))
+		p.strip[fold(name)] = true
 	}
 	return p
 }

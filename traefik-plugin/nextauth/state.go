@@ -26,6 +26,8 @@ const maxDocumentBytes = 8 << 20
 // An unknown kid asks for the keys again, but not more often than this.
 const unknownKeyRefresh = 5 * time.Second
 
+// A snapshot is never changed once published (idpState.current is replaced instead), so a request reads
+// everything it decides on from one without holding a lock.
 type snapshot struct {
 	keys      map[string]ed25519.PublicKey
 	policy    *policy
@@ -36,6 +38,44 @@ type snapshot struct {
 	// generation changes with every new policy and key set: a token checked under older ones is checked
 	// again.
 	generation uint64
+	// What the policy decided for request lines seen under it; a new policy starts a new memory.
+	decisions *decisionMemo
+}
+
+// The plugin runs interpreted in Traefik, where matching a request line against the rules costs more
+// than looking it up: each line's decision is remembered for as long as its policy is current.
+const (
+	decisionsMax   = 10000 // request lines remembered at most; beyond, the memory starts over
+	decisionKeyMax = 1024  // longer request lines are decided each time, not remembered
+)
+
+type decided struct {
+	admitted bool  // the host is one the policy protects (else 403)
+	rule     *rule // the rule that applies, when admitted
+}
+
+type decisionMemo struct {
+	mu      sync.Mutex
+	decided map[string]decided
+}
+
+func (d *decisionMemo) get(key string) (decided, bool) {
+	d.mu.Lock()
+	found, known := d.decided[key]
+	d.mu.Unlock()
+	return found, known
+}
+
+func (d *decisionMemo) put(key string, value decided) {
+	if len(key) > decisionKeyMax {
+		return
+	}
+	d.mu.Lock()
+	if d.decided == nil || len(d.decided) >= decisionsMax {
+		d.decided = map[string]decided{}
+	}
+	d.decided[key] = value
+	d.mu.Unlock()
 }
 
 // A token whose signature and claims checked out is remembered for this long (never past its exp), so
@@ -61,7 +101,7 @@ type idpState struct {
 	transport *http.Transport
 
 	mu           sync.Mutex
-	current      snapshot
+	current      *snapshot
 	policyBusy   bool
 	endedTried   time.Time
 	policyTried  time.Time
@@ -94,29 +134,33 @@ func stateFor(base, token string, timeout time.Duration) *idpState {
 		token:     token,
 		timeout:   timeout,
 		transport: http.DefaultTransport.(*http.Transport).Clone(),
+		current:   &snapshot{decisions: &decisionMemo{}},
 	}
 	states[id] = s
 	return s
 }
 
-func (s *idpState) snapshot() snapshot {
+func (s *idpState) snapshot() *snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.current
 }
 
-// refresh starts a background fetch of keys and policy when one is due.
-func (s *idpState) refresh(now time.Time, policyEvery time.Duration) {
+// refresh starts a background fetch of keys and policy when one is due, and returns the current snapshot:
+// what a request decides on (one lock per request).
+func (s *idpState) refresh(now time.Time, policyEvery time.Duration) *snapshot {
 	s.mu.Lock()
 	start := !s.policyBusy && now.Sub(s.policyTried) >= policyEvery
 	if start {
 		s.policyBusy = true
 		s.policyTried = now
 	}
+	current := s.current
 	s.mu.Unlock()
 	if start {
 		go s.fetchPolicyInBackground()
 	}
+	return current
 }
 
 // endedList returns the ended sessions, fetched first when the copy is older than every; false when the
@@ -170,7 +214,7 @@ func (s *idpState) askForKeys(now time.Time) {
 
 // ensurePolicy fetches the policy now if there is none yet: without it the plugin cannot even tell which
 // headers to strip.
-func (s *idpState) ensurePolicy() snapshot {
+func (s *idpState) ensurePolicy() *snapshot {
 	if current := s.snapshot(); current.policy != nil {
 		return current
 	}
@@ -229,16 +273,19 @@ func (s *idpState) fetchPolicyLocked() {
 		return
 	}
 	s.mu.Lock()
-	s.current.policy = p
-	s.current.keys = keys
-	s.current.policyAt = time.Now()
-	s.current.generation++
+	next := *s.current
+	next.policy = p
+	next.keys = keys
+	next.policyAt = time.Now()
+	next.generation = s.current.generation + 1
+	next.decisions = &decisionMemo{}
+	s.current = &next
 	s.mu.Unlock()
 	s.recovered()
 }
 
 // checkToken is checkToken (token.go) with a memory of the tokens that passed.
-func (s *idpState) checkToken(token string, snap snapshot, now time.Time) (*session, verdict) {
+func (s *idpState) checkToken(token string, snap *snapshot, now time.Time) (*session, verdict) {
 	s.verifiedMu.Lock()
 	entry, known := s.verified[token]
 	s.verifiedMu.Unlock()
@@ -283,9 +330,11 @@ func (s *idpState) fetchEnded() {
 		ended[entry.Sid] = entry.Exp
 	}
 	s.mu.Lock()
-	s.current.ended = ended
-	s.current.endedAt = time.Now()
-	s.current.haveEnded = true
+	next := *s.current
+	next.ended = ended
+	next.endedAt = time.Now()
+	next.haveEnded = true
+	s.current = &next
 	s.mu.Unlock()
 	s.recovered()
 }

@@ -32,6 +32,9 @@ type session struct {
 	Amr    []string
 	Method string
 	Exp    int64 // the token's exp, whole seconds
+	// The identity headers' values, in headerNames.all() order, made once per token: the plugin runs
+	// interpreted in Traefik, where making them again for each request costs more than checking it.
+	values []string
 }
 
 type jwsHeader struct {
@@ -95,6 +98,10 @@ func checkToken(token string, keys map[string]ed25519.PublicKey, p *policy, now 
 	}
 	if s.Method == "" {
 		s.Method = "qr"
+	}
+	s.values = []string{
+		headerValue(s.Sub), headerValue(s.Name), headerValue(s.Email),
+		headerValue(strings.Join(s.Groups, ",")), headerValue(authMethod(s)),
 	}
 	return s, tokenValid
 }
