@@ -18,6 +18,8 @@ from typing import Any
 
 from sqlalchemy import Engine, Executable
 
+from authserver.storage import db as database
+
 log = logging.getLogger("nextauth.storage")
 
 MAX_ROWS = 200
@@ -92,6 +94,10 @@ class GroupInsert:
                 done.set(None)
 
     def _write(self, rows: list[Mapping[str, Any]]) -> None:
-        with self._engine.begin() as connection:
-            connection.execute(self._statement, rows[0] if len(rows) == 1 else rows)
+        if len(rows) == 1:
+            # Alone: one statement the database commits on its own where that spares BEGIN and COMMIT.
+            database.write_one(self._engine, self._statement, dict(rows[0]))
+        else:
+            with self._engine.begin() as connection:
+                connection.execute(self._statement, rows)
         self.transactions += 1

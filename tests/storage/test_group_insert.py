@@ -4,6 +4,7 @@ whose rows it kept out."""
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import gevent
 import pytest
@@ -103,3 +104,24 @@ def test_outside_gevent_each_row_is_its_own_transaction(engine: Engine) -> None:
     for row_id in range(1, 4):
         group.insert({"id": row_id, "note": "plain"})
     assert group.transactions == 3 and _count(engine) == 3
+
+
+def test_a_row_alone_is_one_statement_without_begin_and_commit_where_the_database_allows(
+    engine: Engine,
+) -> None:
+    """PostgreSQL and SQLite commit a lone INSERT on their own (one round trip, not three); MariaDB's driver
+    would spend more switching to autocommit than BEGIN and COMMIT cost, so it keeps them."""
+    from sqlalchemy import event
+
+    inserts: list[object] = []
+
+    def seen(connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT"):
+            inserts.append(connection.get_execution_options().get("isolation_level"))
+
+    event.listen(engine, "before_cursor_execute", seen)
+    group = GroupInsert(engine, insert(rows), grouped=True)
+    group.insert({"id": 7, "note": "alone"})
+    assert _visible(engine, 7)
+    alone = None if engine.dialect.name in ("mysql", "mariadb") else "AUTOCOMMIT"
+    assert inserts == [alone]
