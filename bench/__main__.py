@@ -202,7 +202,9 @@ def _summary(
         common.machine_table(command, {"oidc-provider": oidc.reference_version() or "not installed"}),
         f"Backends: {', '.join(b.name for b in backends)}."
         + "".join(f" Note: {note}" for note in notes)
-        + f" Machine load: {os.getloadavg()[0]:.2f} (1 min) at the end.",
+        + f" Machine load: {os.getloadavg()[0]:.2f} (1 min) at the end; speed at the end: a fixed Python"
+        f" loop ({common.PROBE_ITERATIONS:,} additions) took {common.speed_probe_ms():.0f} ms of CPU (each"
+        " page gives it at its start and end: this machine's speed varies over time, compare runs by it).",
         "",
         "![results](results.png)",
         "",

@@ -337,19 +337,40 @@ def _busy_others() -> list[str]:
     return sorted(found)
 
 
+PROBE_ITERATIONS = 2_000_000
+
+
+def speed_probe_ms() -> float:
+    """CPU time of a fixed pure-Python loop (the best of three), in ms: how fast this machine runs Python
+    at the moment. A shared or throttled host can be much slower at one time than at another; runs on
+    the same machine compare by it."""
+    best = float("inf")
+    for _ in range(3):
+        began = time.process_time()
+        total = 0
+        for number in range(PROBE_ITERATIONS):
+            total += number
+        best = min(best, time.process_time() - began)
+    return 1000 * best
+
+
 @dataclass
 class LoadWatch:
-    """Load average and other busy programs seen at the start and end of a benchmark."""
+    """Load average, other busy programs and the machine's speed (``speed_probe_ms``) seen at the start
+    and end of a benchmark."""
 
     started: tuple[float, float, float] = field(default_factory=os.getloadavg)
     others: set[str] = field(default_factory=lambda: set(_busy_others()))
+    probe_started: float = field(default_factory=speed_probe_ms)
 
     def note(self) -> str:
         ended = os.getloadavg()
         self.others.update(_busy_others())
         text = (
             f"load average (1 min) {self.started[0]:.2f} at the start, {ended[0]:.2f} at the end "
-            f"on {os.cpu_count()} CPUs"
+            f"on {os.cpu_count()} CPUs; a fixed Python loop ({PROBE_ITERATIONS:,} additions) took "
+            f"{self.probe_started:.0f} ms of CPU at the start and {speed_probe_ms():.0f} ms at the end "
+            "(the machine's speed at the time: lower is faster; compare runs by it)"
         )
         if self.others:
             text += (
