@@ -250,3 +250,43 @@ def client_guard(
             limiter.hit(overall, "all", client=ip, what="all clients together")
 
     return check
+
+
+# A client found under its budget of failures is not looked up in the store again for this long, unless one
+# of its failures is counted in this process meanwhile.
+UNDER_BUDGET_SECONDS = 1.0
+UNDER_BUDGET_MAX = 4096  # clients remembered at most (all forgotten at once past it)
+
+
+class FailureBudget:
+    """A budget of failures per client address (wrong API keys, wrong client credentials): ``check`` before
+    the work that may fail refuses a client that has used it up (``RateLimited``), even when this request
+    would succeed, or guessing would go on; ``failed`` counts one failure.
+
+    The store is asked at most once per ``UNDER_BUDGET_SECONDS`` for a client whose requests succeeded
+    (a round trip on every request otherwise), and again on the next request after one of its failures.
+    Failures another process counts reach this one within that time."""
+
+    def __init__(self, limiter: RateLimiter, rule: Rule, what: str) -> None:
+        self.limiter = limiter
+        self.rule = rule
+        self._what = what
+        self._under: dict[str, float] = {}  # client key -> until when (monotonic) it counts as under
+
+    def check(self, client: str) -> None:
+        if not self.rule.enabled:
+            return
+        key = client_key(client)
+        if self._under.get(key, 0.0) > time.monotonic():
+            return
+        self.limiter.check(self.rule, key, client=client, what=self._what)
+        if len(self._under) >= UNDER_BUDGET_MAX:
+            self._under.clear()
+        self._under[key] = time.monotonic() + UNDER_BUDGET_SECONDS
+
+    def failed(self, client: str) -> None:
+        if not self.rule.enabled:
+            return
+        key = client_key(client)
+        self._under.pop(key, None)  # its next request is checked against the store, whatever it carries
+        self.limiter.count(self.rule, key)

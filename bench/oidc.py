@@ -226,6 +226,20 @@ def our_provider(
     return Provider(name, idp_url, client, cookies)
 
 
+def _start_ours(
+    stack: contextlib.ExitStack, backend: Backend, name: str
+) -> tuple[Path, qr_login.Services, Provider]:
+    """``nextauth all`` on ``backend`` until ``stack`` closes, with our client and a logged-in browser."""
+    env = stack.enter_context(backend.database())
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nextauth-bench-")))
+    services = qr_login.Services(folder, env)
+    stack.callback(services.stop)
+    provider = our_provider(services, folder, name)
+    _discover(provider)
+    _settle_session(provider)
+    return folder, services, provider
+
+
 def start_our_idp_workers(services: qr_login.Services, log_dir: Path, workers: int) -> tuple[Child, str]:
     """``nextauth idp`` with ``workers`` worker processes, beside the ns of ``services`` and on its
     database and Redis (as a deployment runs the IdP on its own)."""
@@ -434,15 +448,9 @@ def run(
             providers.append(reference)
         except Exception as exc:
             page_notes.append(f"Reference provider not measured: {type(exc).__name__}: {exc}")
-        env = stack.enter_context(backend.database())
-        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nextauth-bench-")))
-        services = None
+        services: qr_login.Services | None = None
         try:
-            services = qr_login.Services(folder, env)
-            stack.callback(services.stop)
-            ours = our_provider(services, folder, OURS)
-            _discover(ours)
-            _settle_session(ours)
+            folder, services, ours = _start_ours(stack, backend, OURS)
             providers.append(ours)
             ours_landed = True
         except LookupError as exc:
@@ -453,20 +461,11 @@ def run(
         embedded = next((b for b in backends or [] if b.name == SQLITE), None)
         if ours_landed and embedded is not None and embedded is not backend:
             try:
-                embedded_env = stack.enter_context(embedded.database())
-                embedded_folder = Path(
-                    stack.enter_context(tempfile.TemporaryDirectory(prefix="nextauth-bench-"))
-                )
-                embedded_services = qr_login.Services(embedded_folder, embedded_env)
-                stack.callback(embedded_services.stop)
-                ours_embedded = our_provider(embedded_services, embedded_folder, OURS_EMBEDDED)
-                _discover(ours_embedded)
-                _settle_session(ours_embedded)
-                providers.append(ours_embedded)
+                providers.append(_start_ours(stack, embedded, OURS_EMBEDDED)[2])
             except Exception as exc:
                 page_notes.append(f"{OURS_EMBEDDED} not measured: {type(exc).__name__}: {exc}")
         # All cores: several processes share their state through Redis, ours and the reference alike.
-        redis = env.get("NEXTAUTH_KV_URI") or ""
+        redis = backend.redis or ""
         if CORES < 2:
             page_notes.append("All-cores rows not measured: this machine has one core.")
         elif not redis.startswith("redis"):

@@ -13,7 +13,7 @@ costs a lookup at ns, and nobody should try tokens or codes in bulk.
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from flask import request
 from werkzeug.exceptions import TooManyRequests
@@ -32,6 +32,8 @@ DEFAULTS = {
     "ciba_user": "5 per 5 minutes",
     "device_user_code": "10/minute",
     "enrol": "30/minute",
+    # Wrong client credentials at the OIDC endpoints that authenticate clients (idp.oidc.client_budget).
+    "client_auth_failures": "30/minute",
 }
 
 
@@ -60,6 +62,11 @@ class IdpLimits:
     def client(self) -> str:
         """The address of the browser of the current request (X-Forwarded-For from trusted proxies)."""
         return client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"), self.trusted_proxies)
+
+    def client_of(self, environ: Mapping[str, Any]) -> str:
+        """``client`` for a WSGI environ, outside Flask (the fast paths)."""
+        forwarded_for = environ.get("HTTP_X_FORWARDED_FOR")
+        return client_ip(environ.get("REMOTE_ADDR"), forwarded_for, self.trusted_proxies)
 
 
 def refuse(exc: RateLimited, message: str) -> NoReturn:

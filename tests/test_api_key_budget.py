@@ -1,6 +1,6 @@
 """The budget of wrong API keys per client (authserver.ns.access): refused once used up, even with the
 right key; read from the store at most once a second for a client whose keys were right, and on the
-very next request after a wrong one."""
+very next request after a wrong one (authserver.ratelimit.FailureBudget)."""
 
 from pathlib import Path
 from typing import Any
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from limits.storage import MemoryStorage
 
-from authserver.ns import access
+from authserver import ratelimit
 from authserver.ns.access import AccessControl
 from authserver.ratelimit import RateLimited, RateLimiter, client_key, parse_rule
 from authserver.storage import db
@@ -45,12 +45,12 @@ def test_a_client_with_right_keys_is_looked_up_once_a_second(
     control: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = [1000.0]
-    monkeypatch.setattr(access.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(ratelimit.time, "monotonic", lambda: now[0])
     asked = _asked(monkeypatch, control.limiter)
     for _ in range(5):
         assert control.authenticate_from(ROOT_KEY, CLIENT) is not None
     assert asked == [CLIENT]
-    now[0] += access.UNDER_BUDGET_SECONDS
+    now[0] += ratelimit.UNDER_BUDGET_SECONDS
     assert control.authenticate_from(ROOT_KEY, CLIENT) is not None
     assert asked == [CLIENT, CLIENT]
     assert control.authenticate_from(ROOT_KEY, "203.0.113.8") is not None  # each client its own
@@ -60,7 +60,7 @@ def test_a_client_with_right_keys_is_looked_up_once_a_second(
 def test_after_a_wrong_key_the_next_request_is_looked_up_and_a_used_up_budget_refuses_the_right_key(
     control: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(access.time, "monotonic", lambda: 1000.0)  # no second passes
+    monkeypatch.setattr(ratelimit.time, "monotonic", lambda: 1000.0)  # no second passes
     asked = _asked(monkeypatch, control.limiter)
     assert control.authenticate_from(ROOT_KEY, CLIENT) is not None
     for _ in range(3):
@@ -77,18 +77,18 @@ def test_wrong_keys_counted_by_another_process_refuse_the_right_key_within_a_sec
     control: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = [1000.0]
-    monkeypatch.setattr(access.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(ratelimit.time, "monotonic", lambda: now[0])
     assert control.authenticate_from(ROOT_KEY, CLIENT) is not None
     # Another ns process shares the store and counts this client's wrong keys there.
     for _ in range(3):
-        control.limiter.count(control._failures, client_key(CLIENT))
-    now[0] += access.UNDER_BUDGET_SECONDS
+        control.limiter.count(control.failures.rule, client_key(CLIENT))
+    now[0] += ratelimit.UNDER_BUDGET_SECONDS
     with pytest.raises(RateLimited):
         control.authenticate_from(ROOT_KEY, CLIENT)
 
 
 def test_the_memory_of_clients_is_bounded(control: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(access, "UNDER_BUDGET_MAX", 10)
+    monkeypatch.setattr(ratelimit, "UNDER_BUDGET_MAX", 10)
     for number in range(50):
         assert control.authenticate_from(ROOT_KEY, f"198.51.100.{number}") is not None
-        assert len(control._under_budget) <= 10
+        assert len(control.failures._under) <= 10

@@ -26,12 +26,12 @@ def _ok(environ: dict, start_response) -> list[bytes]:  # type: ignore[no-untype
     return [b"ok"]
 
 
-def test_accepted_connections_have_nodelay() -> None:
-    server = WSGIServer(("127.0.0.1", 0), _ok, log=None, handler_class=Probe)
+def _exchange(server: WSGIServer, requests: bytes) -> bytes:
+    """Everything ``server`` answers on one connection to ``requests`` (the last says Connection: close)."""
     server.start()
     try:
         client = green_socket.create_connection(("127.0.0.1", server.server_port))
-        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        client.sendall(requests)
         with gevent.Timeout(5):
             answer = b""
             while chunk := client.recv(4096):
@@ -39,6 +39,12 @@ def test_accepted_connections_have_nodelay() -> None:
         client.close()
     finally:
         server.stop()
+    return answer
+
+
+def test_accepted_connections_have_nodelay() -> None:
+    server = WSGIServer(("127.0.0.1", 0), _ok, log=None, handler_class=Probe)
+    answer = _exchange(server, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 200") and Probe.seen and all(Probe.seen)
 
 
@@ -98,20 +104,9 @@ class Formatting(NoDelayHandler):
 
 
 def _get_twice(server: WSGIServer) -> bytes:
-    server.start()
-    try:
-        client = green_socket.create_connection(("127.0.0.1", server.server_port))
-        client.sendall(
-            b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        with gevent.Timeout(5):
-            answer = b""
-            while chunk := client.recv(4096):
-                answer += chunk
-        client.close()
-    finally:
-        server.stop()
-    return answer
+    return _exchange(
+        server, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
 
 
 def test_no_access_line_is_formatted_for_a_server_that_logs_nothing() -> None:

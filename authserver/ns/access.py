@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from authserver.audit import AuditTrail
 from authserver.ns.common import b64
-from authserver.ratelimit import RateLimiter, Rule, client_key
+from authserver.ratelimit import FailureBudget, RateLimiter, Rule
 from authserver.storage.admin_models import PermissionGrant
 from authserver.storage.flow_models import ApiKey, ClientCertificate
 from authserver.storage.models import utcnow
@@ -32,10 +32,6 @@ log = logging.getLogger("nextauth.security")
 APIKEY, CERTIFICATE = "apikey", "clientcert"  # the kinds of principal roles are granted to
 ROLES = ("sessions", "users", "accounts", "servers", "createserver", "audit", "root")
 CACHE_SECONDS = 5.0
-# A client seen under its budget of wrong API keys is not asked about again (a round trip to the store) for
-# this long, unless a wrong key of its own is counted here meanwhile.
-UNDER_BUDGET_SECONDS = 1.0
-UNDER_BUDGET_MAX = 4096  # clients remembered at most (all forgotten at once past it)
 
 
 def _listing(row: ApiKey | ClientCertificate) -> dict[str, object]:
@@ -104,34 +100,25 @@ class AccessControl:
         self._root_hash = key_hash(root_api_key) if root_api_key else None
         self._cache: dict[str, tuple[float, Grant | None]] = {}
         self._lock = threading.Lock()
-        self._limiter: RateLimiter | None = None
-        self._failures = Rule("api_key_failures", ())
-        self._under_budget: dict[str, float] = {}  # client key -> until when (monotonic) it is taken as under
+        self.failures: FailureBudget | None = None
 
     def limit_failures(self, limiter: RateLimiter, rule: Rule) -> None:
         """Refuse a client (``RateLimited``) once its wrong API keys reach ``rule``, before any lookup."""
-        self._limiter, self._failures = limiter, rule
+        self.failures = FailureBudget(limiter, rule, "wrong API keys")
 
     def authenticate_from(self, api_key: str | None, client: str) -> Grant | None:
         """``authenticate`` for a request from the address ``client``: a client over its budget of wrong
         keys is refused without a lookup (even with a right key, or guessing would go on), and each wrong
         key is logged, without the key. The budget is read from the store at most once a second for a
-        client whose keys were right since (``UNDER_BUDGET_SECONDS``); after a wrong one, on its next
-        request. Wrong keys counted by another process reach this one within that second."""
-        counted = client_key(client)
-        if self._limiter is not None and self._under_budget.get(counted, 0.0) <= time.monotonic():
-            self._limiter.check(self._failures, counted, client=client, what="wrong API keys")
-            if len(self._under_budget) >= UNDER_BUDGET_MAX:
-                self._under_budget.clear()
-            self._under_budget[counted] = time.monotonic() + UNDER_BUDGET_SECONDS
+        client whose keys were right since; after a wrong one, on its next request (``FailureBudget``)."""
+        if self.failures is not None:
+            self.failures.check(client)
         grant = self.authenticate(api_key)
         if grant is None:
             log.warning("API key refused (unknown, revoked or malformed) from client %s", client or "?")
             self.audit.record("apikey.refused", data={"client": client or None})
-            if self._limiter is not None:
-                # Its next request is checked against the store again, whatever it carries.
-                self._under_budget.pop(counted, None)
-                self._limiter.count(self._failures, counted)
+            if self.failures is not None:
+                self.failures.failed(client)
         return grant
 
     def create_key(

@@ -21,6 +21,7 @@ from urllib.parse import unquote, unquote_plus
 from authlib.common.security import is_secure_transport
 
 from authserver.metrics import REST_REQUESTS, REST_SECONDS
+from authserver.ratelimit import RateLimited
 
 if TYPE_CHECKING:
     from idp.oidc.clients import Client
@@ -139,6 +140,11 @@ class FormPost:
         environ["wsgi.input"] = io.BytesIO(body)
         form = parse_form(body, self.FIELDS)
         if form is None:
+            return self._app(environ, start_response)
+        provider = self.provider
+        try:
+            provider.client_failures.check(provider.services.limits.client_of(environ))
+        except RateLimited:  # over its budget of wrong credentials: the view refuses
             return self._app(environ, start_response)
         try:
             payload = self.answer(environ, form)

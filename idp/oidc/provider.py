@@ -16,7 +16,7 @@ from flask import request as flask_request
 from joserfc.jwk import KeySet
 
 from idp.context import IdpServices
-from idp.oidc import ciba, client_auth, device, grants
+from idp.oidc import ciba, client_auth, client_budget, device, grants
 from idp.oidc.client_auth import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
 from idp.oidc.client_keys import ClientKeys
 from idp.oidc.clients import SCOPES, Client, ClientRegistry
@@ -54,6 +54,7 @@ class Provider:
         self.recorded_logins: set[tuple[str, str]] = set()  # idp.oidc.backchannel.record_login
         self.access_token_seconds = access_token_seconds
         self.id_token_seconds = id_token_seconds
+        self.client_failures = client_budget.budget(services.limits)
         self.server = _Server(self)
         self.resource_protector = ResourceProtector()
         self.resource_protector.register_token_validator(_AccessTokenValidator(self))
@@ -141,6 +142,15 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
 
     def query_client(self, client_id: str) -> Client | None:
         return self.provider.clients.get(client_id)
+
+    def authenticate_client(self, request: Any, methods: list[str], endpoint: str = "token") -> Any:
+        """Every endpoint's client authentication, within the address's budget of wrong credentials."""
+        provider = self.provider
+        return client_budget.authenticate(
+            provider.client_failures,
+            provider.services.limits.client(),
+            lambda: super(_Server, self).authenticate_client(request, methods, endpoint),
+        )
 
     def create_oauth2_request(self, request: Any) -> Any:
         oauth_request = super().create_oauth2_request(request)

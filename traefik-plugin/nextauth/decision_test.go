@@ -266,28 +266,8 @@ func TestDecisionTableThroughThePlugin(t *testing.T) {
 		c := c
 		t.Run(c.Name, func(t *testing.T) {
 			idp := newFakeIdp(t, table.RuleSets[c.Rules])
-			passedAs := "(not passed)"
-			next := http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
-				passedAs = req.Header.Get(testHeaders.User)
-				rw.WriteHeader(http.StatusOK)
-			})
-			config := CreateConfig()
-			config.IdpURL = idp.server.URL
-			handler, err := New(context.Background(), next, config, "table")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { waitForBackgroundFetch(handler.(*Middleware).state) })
-
-			req := httptest.NewRequest(c.Method, c.URI, nil)
-			req.Host = c.Host
-			// A forged identity never reaches the application.
-			req.Header.Set(testHeaders.User, "mallory")
-			if c.User != nil {
-				req.AddCookie(&http.Cookie{Name: testCookie, Value: idp.sessionToken(t, c.User)})
-			}
-			answer := httptest.NewRecorder()
-			handler.ServeHTTP(answer, req)
+			handler, passedAs := tableHandler(t, idp)
+			answer := askCase(t, handler, idp, c)
 
 			want, known := wantStatus[c.Verdict]
 			if !known {
@@ -301,11 +281,11 @@ func TestDecisionTableThroughThePlugin(t *testing.T) {
 				if c.User != nil {
 					identity = c.User.Sub
 				}
-				if passedAs != identity {
-					t.Errorf("passed on as %q, want %q", passedAs, identity)
+				if *passedAs != identity {
+					t.Errorf("passed on as %q, want %q", *passedAs, identity)
 				}
-			} else if passedAs != "(not passed)" {
-				t.Errorf("passed on to the application as %q", passedAs)
+			} else if *passedAs != notPassed {
+				t.Errorf("passed on to the application as %q", *passedAs)
 			}
 			if forwards := atomic.LoadInt32(&idp.forwards); forwards != 0 {
 				t.Errorf("asked the IdP's forward-auth %d times", forwards)
@@ -320,6 +300,43 @@ func TestDecisionTableThroughThePlugin(t *testing.T) {
 			}
 		})
 	}
+}
+
+const notPassed = "(not passed)"
+
+// tableHandler is the plugin in front of an application that records the identity it was passed on with
+// (notPassed until it is).
+func tableHandler(t *testing.T, idp *fakeIdp) (http.Handler, *string) {
+	t.Helper()
+	passedAs := new(string)
+	*passedAs = notPassed
+	next := http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+		*passedAs = req.Header.Get(testHeaders.User)
+		rw.WriteHeader(http.StatusOK)
+	})
+	config := CreateConfig()
+	config.IdpURL = idp.server.URL
+	handler, err := New(context.Background(), next, config, "table")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { waitForBackgroundFetch(handler.(*Middleware).state) })
+	return handler, passedAs
+}
+
+// askCase sends the case's request through handler, with a forged identity header that must never reach
+// the application, and the user's session cookie when the case has a user.
+func askCase(t *testing.T, handler http.Handler, idp *fakeIdp, c decisionCase) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(c.Method, c.URI, nil)
+	req.Host = c.Host
+	req.Header.Set(testHeaders.User, "mallory")
+	if c.User != nil {
+		req.AddCookie(&http.Cookie{Name: testCookie, Value: idp.sessionToken(t, c.User)})
+	}
+	answer := httptest.NewRecorder()
+	handler.ServeHTTP(answer, req)
+	return answer
 }
 
 // waitForBackgroundFetch lets New's fetch of keys and policy end before the fake IdP closes, so that

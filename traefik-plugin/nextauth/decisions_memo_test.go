@@ -5,7 +5,6 @@ package nextauth
 // memory.
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -13,23 +12,6 @@ import (
 	"sync/atomic"
 	"testing"
 )
-
-func tableHandler(t *testing.T, idp *fakeIdp) (http.Handler, *string) {
-	t.Helper()
-	passedAs := new(string)
-	next := http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
-		*passedAs = req.Header.Get(testHeaders.User)
-		rw.WriteHeader(http.StatusOK)
-	})
-	config := CreateConfig()
-	config.IdpURL = idp.server.URL
-	handler, err := New(context.Background(), next, config, "memo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { waitForBackgroundFetch(handler.(*Middleware).state) })
-	return handler, passedAs
-}
 
 // Every case of the decision table, one plugin per rule set, each case asked twice in a row and the
 // whole set twice over: users of one request line share its remembered rule, never its verdict.
@@ -44,15 +26,8 @@ func TestEveryDecisionIsTheSameFromMemory(t *testing.T) {
 					continue
 				}
 				for again := 0; again < 2; again++ {
-					req := httptest.NewRequest(c.Method, c.URI, nil)
-					req.Host = c.Host
-					req.Header.Set(testHeaders.User, "mallory")
-					if c.User != nil {
-						req.AddCookie(&http.Cookie{Name: testCookie, Value: idp.sessionToken(t, c.User)})
-					}
-					answer := httptest.NewRecorder()
-					*passedAs = "(not passed)"
-					handler.ServeHTTP(answer, req)
+					*passedAs = notPassed
+					answer := askCase(t, handler, idp, c)
 					if want := wantStatus[c.Verdict]; answer.Code != want {
 						t.Errorf("%s (round %d, ask %d): status %d, want %d", c.Name, round, again, answer.Code, want)
 					}
