@@ -69,6 +69,9 @@ def _ask(
         "/oidc/token": {"grant_type": "authorization_code", "code": "c" * 43, "redirect_uri": REDIRECT},
         "/oidc/introspect": {"token": token},
         "/oidc/revoke": {"token": token},
+        "/oidc/par": {"response_type": "code", "redirect_uri": REDIRECT, "scope": "openid"},
+        "/oidc/backchannel-authentication": {"scope": "openid", "login_hint": "alice"},
+        "/oidc/device-authorization": {"scope": "openid"},
     }[path]
     status, headers, answer = post(
         app.wsgi_app, path, urlencode(body).encode(), basic(client_id, secret), remote_addr=address
@@ -93,7 +96,15 @@ def test_past_the_budget_even_the_right_secret_is_refused_at_every_endpoint(app:
     ):
         status, _headers, answer = _ask(app, path, client_id, tried, FLOOD)
         assert status.startswith("401") and answer["error"] == "invalid_client"
-    for path in ("/oidc/token", "/oidc/introspect", "/oidc/revoke"):
+    every = (
+        "/oidc/token",
+        "/oidc/introspect",
+        "/oidc/revoke",
+        "/oidc/par",
+        "/oidc/backchannel-authentication",
+        "/oidc/device-authorization",
+    )
+    for path in every:
         for tried in (wrong, secret):
             status, headers, answer = _ask(app, path, client.client_id, tried, FLOOD, active)
             assert status.startswith("429"), (path, status, answer)
