@@ -34,6 +34,7 @@ from idp.sessions import SessionManager
 
 PATHS = {"/auth/forward": "/auth/forward", "/auth/nginx": "/auth/nginx"}
 ALLOWED_MEMO_MAX = 4096  # requests whose "let through" is remembered (all forgotten at once past it)
+ALLOWED_KEY_MAX = 4096  # characters of deciding headers at most for a remembered request (bounds the memory)
 # Every header the decision reads: ``forwarded.describe``'s and the cookie. Each is a key's part.
 _DECIDING_HEADERS = (
     "HTTP_X_FORWARDED_METHOD",
@@ -137,9 +138,10 @@ class FastForwardAuth:
         if user is None:  # a public rule lets an anonymous request through: no session to check again
             return self._anonymous
         headers = list(identity_headers(user, self._settings.headers).items()) + self._fixed
-        if len(self._allowed_memo) >= ALLOWED_MEMO_MAX:
-            self._allowed_memo.clear()
-        self._allowed_memo[key] = (user.sid, self._sessions.remember_until(user), headers)
+        if sum(len(part) for part in key if part is not None) <= ALLOWED_KEY_MAX:
+            if len(self._allowed_memo) >= ALLOWED_MEMO_MAX:
+                self._allowed_memo.clear()
+            self._allowed_memo[key] = (user.sid, self._sessions.remember_until(user), headers)
         return headers
 
     def _decide(self, environ: dict[str, Any]) -> tuple[Outcome, Forwarded] | None:

@@ -331,3 +331,9 @@ def test_the_memory_of_answers_is_bounded(app: Any, monkeypatch: pytest.MonkeyPa
         assert _call(app.wsgi_app, **_asked(f"/reports/{number}", token))[0] == "200 OK"
         assert len(app.wsgi_app._allowed_memo) <= 8
     assert _call(app.wsgi_app, **_asked("/reports/29", token))[0] == "200 OK"
+    # A request with long headers is answered, not remembered.
+    long_uri = "/reports/" + "x" * fastpath.ALLOWED_KEY_MAX
+    app.wsgi_app._allowed_memo.clear()
+    for _ in range(2):
+        assert _call(app.wsgi_app, **_asked(long_uri, token))[0] == "200 OK"
+    assert app.wsgi_app._allowed_memo == {}
