@@ -10,6 +10,7 @@ is kept as ns keeps its budget of wrong API keys (``authserver.ratelimit.Failure
 store, asked at most once a second for an address whose credentials were right.
 """
 
+import logging
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -21,6 +22,8 @@ from idp.ratelimits import IdpLimits
 
 RULE = "client_auth_failures"
 T = TypeVar("T")
+
+log = logging.getLogger("nextauth.security")
 
 
 class TooManyClientFailures(OAuth2Error):  # type: ignore[misc]
@@ -44,14 +47,23 @@ def budget(limits: IdpLimits) -> FailureBudget:
     return FailureBudget(limits.limiter, limits.rules[RULE], "wrong client credentials")
 
 
-def authenticate(failures: FailureBudget, client: str, authenticate_client: Callable[[], T]) -> T:
-    """``authenticate_client()`` for a request from the address ``client``, within its budget."""
+def authenticate(
+    failures: FailureBudget, client: str, endpoint: str, authenticate_client: Callable[[], T]
+) -> T:
+    """``authenticate_client()`` for a request from the address ``client``, within its budget; each
+    refusal is logged (the reason Authlib gives, never a credential)."""
     try:
         failures.check(client)
     except RateLimited as exc:
         raise TooManyClientFailures(exc.retry_after) from exc
     try:
         return authenticate_client()
-    except InvalidClientError:
+    except InvalidClientError as exc:
+        log.warning(
+            "OIDC client authentication refused at the %s endpoint from client %s: %s",
+            endpoint,
+            client or "?",
+            exc.description or exc.error,
+        )
         failures.failed(client)
         raise

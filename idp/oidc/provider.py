@@ -149,6 +149,7 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
         return client_budget.authenticate(
             provider.client_failures,
             provider.services.limits.client(),
+            endpoint,
             lambda: super(_Server, self).authenticate_client(request, methods, endpoint),
         )
 

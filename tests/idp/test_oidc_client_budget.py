@@ -79,7 +79,10 @@ def _ask(
     return status, dict(headers), json.loads(answer)
 
 
-def test_past_the_budget_even_the_right_secret_is_refused_at_every_endpoint(app: Any) -> None:
+def test_past_the_budget_even_the_right_secret_is_refused_at_every_endpoint(
+    app: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("WARNING", logger="nextauth.security")
     client, secret = _client(app)
     wrong = secrets.token_urlsafe(32)
     active = _active_token(app, client)
@@ -96,6 +99,10 @@ def test_past_the_budget_even_the_right_secret_is_refused_at_every_endpoint(app:
     ):
         status, _headers, answer = _ask(app, path, client_id, tried, FLOOD)
         assert status.startswith("401") and answer["error"] == "invalid_client"
+    refusals = [r.getMessage() for r in caplog.records if "client authentication refused" in r.getMessage()]
+    assert len(refusals) == 3 and all(FLOOD in line for line in refusals), refusals
+    assert "the token endpoint" in refusals[0] and "the revocation endpoint" in refusals[2]
+    assert not any(wrong in r.getMessage() or secret in r.getMessage() for r in caplog.records)
     every = (
         "/oidc/token",
         "/oidc/introspect",
