@@ -194,10 +194,13 @@ class SessionManager:
             auth_ms=int(claims["auth_ms"]) if isinstance(claims.get("auth_ms"), int) else None,
         )
 
-    def remember_until(self, user: SignedInUser) -> float:
-        """Until when an answer made from ``user`` (whose token ``verify`` just accepted) may be given again
-        without verifying the token: as long as its signature is remembered, never past the session's end."""
-        return min(float(user.expires_at), self._clock() + VERIFIED_SECONDS)
+    def remember_until(self, token: str) -> float:
+        """Until when an answer made from ``token`` (which ``verify`` just accepted) may be given again
+        without verifying it: as long as its checked signature is remembered (``VERIFIED_SECONDS`` from that
+        check, never past its ``exp``), not a moment longer; 0 when it is not remembered."""
+        with self._verified_lock:
+            known = self._verified.get(token)
+        return known[0] if known is not None else 0.0
 
     def still_current(self, sid: str, until: float) -> bool:
         """A session whose token ``verify`` accepted: inside ``until`` (``remember_until``) and not ended."""

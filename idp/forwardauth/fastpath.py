@@ -132,19 +132,20 @@ class FastForwardAuth:
         for the view) when it is not."""
         decided = self._decide(environ)
         if decided is None or decided[0].verdict != "allow":
-            environ[DECIDED] = decided
+            environ[DECIDED] = decided[:2] if decided is not None else None
             return None
-        user = decided[0].user
+        outcome, _asked, token = decided
+        user = outcome.user
         if user is None:  # a public rule lets an anonymous request through: no session to check again
             return self._anonymous
         headers = list(identity_headers(user, self._settings.headers).items()) + self._fixed
         if sum(len(part) for part in key if part is not None) <= ALLOWED_KEY_MAX:
             if len(self._allowed_memo) >= ALLOWED_MEMO_MAX:
                 self._allowed_memo.clear()
-            self._allowed_memo[key] = (user.sid, self._sessions.remember_until(user), headers)
+            self._allowed_memo[key] = (user.sid, self._sessions.remember_until(token), headers)
         return headers
 
-    def _decide(self, environ: dict[str, Any]) -> tuple[Outcome, Forwarded] | None:
+    def _decide(self, environ: dict[str, Any]) -> tuple[Outcome, Forwarded, str] | None:
         """None when the proxy's description cannot be used: the view says why (and logs it)."""
         try:
             asked = describe(_header_values(environ))
@@ -161,7 +162,7 @@ class FastForwardAuth:
             asked.method,
             lambda: self._sessions.verify(token),
         )
-        return outcome, asked
+        return outcome, asked, token or ""
 
 
 def session_cookie(header: str, name: str) -> str | None:

@@ -337,3 +337,24 @@ def test_the_memory_of_answers_is_bounded(app: Any, monkeypatch: pytest.MonkeyPa
     for _ in range(2):
         assert _call(app.wsgi_app, **_asked(long_uri, token))[0] == "200 OK"
     assert app.wsgi_app._allowed_memo == {}
+
+
+def test_a_request_first_seen_late_in_the_signatures_memory_lapses_with_it(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answer remembered just before the token's checked signature is forgotten is not given past that
+    moment: the memory of answers never outlives the memory of the signature it was made from."""
+    from idp.sessions import VERIFIED_SECONDS
+
+    sessions = app.extensions["nextauth_idp"].sessions
+    now = [1_900_000_000.0]
+    monkeypatch.setattr(sessions, "_clock", lambda: now[0])
+    token = sessions.start(ns_nonce="n" * 32, profile=ALICE, second_factor="pin", method="qr")
+    calls = _counting_verify(monkeypatch, sessions)
+    assert _call(app.wsgi_app, **_asked("/first", token))[0] == "200 OK"
+    now[0] += VERIFIED_SECONDS - 1
+    assert _call(app.wsgi_app, **_asked("/late", token))[0] == "200 OK"  # signature still remembered
+    verified = len(calls)
+    now[0] += 2  # past the signature's memory, long before the session's end
+    assert _call(app.wsgi_app, **_asked("/late", token))[0] == "200 OK"
+    assert len(calls) == verified + 1  # the token was read again
