@@ -119,8 +119,27 @@ def install(counters: Counters = COUNTERS) -> Counters:
         return ping(self, dbapi_connection)
 
     DefaultDialect._do_ping_w_event = counted_ping  # type: ignore[method-assign]
+    _install_hot(counters)
     _install_redis(counters)
     return counters
+
+
+def _install_hot(counters: Counters) -> None:
+    """Hot statements go to the driver without SQLAlchemy's events: each is one statement in autocommit
+    mode (a write among them a transaction of its own)."""
+    from authserver.storage import hot
+
+    send = hot.send
+
+    def counted_send(engine: Any, compiled: Any, arguments: Any) -> Any:
+        counters.statement(compiled.sql)
+        counters.add("autocommit_statements")
+        if not compiled.sql.lstrip().upper().startswith("SELECT"):
+            counters.add("autocommit_writes")
+            counters.add("transactions")
+        return send(engine, compiled, arguments)
+
+    hot.send = counted_send  # type: ignore[assignment]
 
 
 def _install_redis(counters: Counters) -> None:

@@ -26,6 +26,7 @@ from authserver.audit.catalogue import EVENT_TYPES, TYPE_PREFIX
 from authserver.storage import db as database
 from authserver.storage.db import rowcount
 from authserver.storage.flow_models import AuditEvent
+from authserver.storage.hot import HotStatement
 from authserver.storage.models import utcnow
 
 log = logging.getLogger("nextauth.audit")
@@ -35,7 +36,7 @@ NOT_STORED = Counter(
     "nextauth_audit_store_failures_total", "Audit events the database did not take", ["component"]
 )
 MAX_QUERY_LIMIT = 1000
-_INSERT = insert(cast(Table, AuditEvent.__table__))
+_INSERT = HotStatement(insert(cast(Table, AuditEvent.__table__)))
 
 
 class Sink(Protocol):

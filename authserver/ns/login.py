@@ -30,6 +30,7 @@ from authserver.outage import UNAVAILABLE, OutageLog
 from authserver.storage import db as database
 from authserver.storage.db import rowcount
 from authserver.storage.flow_models import Account, Session, User
+from authserver.storage.hot import HotStatement
 from authserver.storage.kv import KeyValueStore
 from authserver.storage.models import UTCDateTime
 from nextauth_core import attestation
@@ -52,7 +53,7 @@ security_log = logging.getLogger("nextauth.security")
 _SESSIONS = cast(Table, Session.__table__)
 _ACCOUNTS = cast(Table, Account.__table__)
 _USERS = cast(Table, User.__table__)
-_CURRENT_ROW = (
+_CURRENT_ROW = HotStatement(
     select(
         _SESSIONS.c.id,
         _SESSIONS.c.user_id,
@@ -67,7 +68,7 @@ _CURRENT_ROW = (
     .order_by(_SESSIONS.c.created_at.desc())
     .limit(1)
 )
-_LOGIN_ACCOUNT = (
+_LOGIN_ACCOUNT = HotStatement(
     select(
         _ACCOUNTS.c.id,
         _ACCOUNTS.c.thumbprint,
@@ -106,8 +107,9 @@ _NEW_SESSION = insert(_SESSIONS)
 # (BEGIN, three statements, COMMIT), atomic as a statement is. Nothing happens unless the account was
 # stamped; the earlier login is ended and the new one inserted from the same snapshot, so the UPDATE
 # never sees the row the INSERT adds.
-_RECORD_LOGIN_POSTGRES = text(
-    """
+_RECORD_LOGIN_POSTGRES = HotStatement(
+    text(
+        """
     WITH stamped AS (
         UPDATE ns_accounts SET last_login_at = :now
         WHERE id = :account_id AND active IS TRUE AND blocked IS FALSE
@@ -122,7 +124,8 @@ _RECORD_LOGIN_POSTGRES = text(
     SELECT :id, :hsid, :server_id, stamped.id, :user_id, :method, :second_factor, :now, :expires_at
     FROM stamped
     """
-).bindparams(bindparam("now", type_=UTCDateTime()), bindparam("expires_at", type_=UTCDateTime()))
+    ).bindparams(bindparam("now", type_=UTCDateTime()), bindparam("expires_at", type_=UTCDateTime()))
+)
 
 
 class BoundAccount(Protocol):
@@ -306,13 +309,11 @@ class LoginService:
                 for row in rows
             ]
 
-    def current_row(self, server_id: str, hsid: str) -> Row[Any] | None:
-        """The latest login on this application session, ended or not (the columns of ``_CURRENT_ROW``)."""
+    def current_row(self, server_id: str, hsid: str) -> Any:
+        """The latest login on this application session, ended or not (the columns of ``_CURRENT_ROW``,
+        by name), or None."""
         parameters = {"hsid": hsid, "server_id": server_id}
-        return cast(
-            "Row[Any] | None",
-            database.read(self._engine, lambda c: c.execute(_CURRENT_ROW, parameters).first()),
-        )
+        return database.read_first(self._engine, _CURRENT_ROW, parameters)
 
     def logout(self, server_id: str, hsid: str, ended_by: str) -> bool:
         with DbSession(self._engine, expire_on_commit=False) as db:
@@ -657,7 +658,7 @@ class LoginService:
         """The account of this device key at this server with its user, in one read; refused like
         ``account_for`` when unknown, not confirmed or blocked."""
         parameters = {"server_id": server_id, "thumbprint": thumbprint}
-        row = database.read(self._engine, lambda c: c.execute(_LOGIN_ACCOUNT, parameters).first())
+        row = database.read_first(self._engine, _LOGIN_ACCOUNT, parameters)
         if row is None or not row.active:
             raise OperationError("unknown_account", "This app has no account at this server; enrol first.")
         if row.blocked:

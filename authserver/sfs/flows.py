@@ -34,6 +34,7 @@ from authserver.operations import ChannelContext, OperationError, Operations, bi
 from authserver.storage import db as database
 from authserver.storage.db import rowcount
 from authserver.storage.flow_models import AppInstance
+from authserver.storage.hot import HotStatement
 from authserver.storage.models import utcnow
 from nextauth_core import attestation, oprf, pin
 from nextauth_core.encoding import b64url
@@ -65,11 +66,11 @@ _COUNT_ATTEMPT = (
     )
     .values(failures=_INSTANCES.c.failures + 1, updated_at=bindparam("now"))
 )
-_COUNT_ATTEMPT_RETURNING = _COUNT_ATTEMPT.returning(*_COUNTED)
+_COUNT_ATTEMPT_RETURNING = HotStatement(_COUNT_ATTEMPT.returning(*_COUNTED))
 _READ_COUNTED = select(*_COUNTED).where(_INSTANCES.c.device_thumbprint == bindparam("thumbprint"))
 # A proven PIN clears the count only if nothing changed since its evaluation: not locked meanwhile (the
 # lock wins), and the verifier the proof was checked against is still the PIN (not changed meanwhile).
-_RESET_PROVEN = (
+_RESET_PROVEN = HotStatement(
     update(_INSTANCES)
     .where(
         _INSTANCES.c.device_thumbprint == bindparam("thumbprint"),

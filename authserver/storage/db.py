@@ -21,7 +21,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.pool import StaticPool
 
-from authserver.storage import multihost
+from authserver.storage import hot, multihost
+from authserver.storage.hot import HotStatement
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -253,25 +254,47 @@ def _autocommits(engine: Engine) -> bool:
 
 def write_one(
     engine: Engine,
-    statement: Executable,
+    statement: "Executable | HotStatement",
     parameters: dict[str, Any],
-    take: Callable[[CursorResult[Any]], T] = rowcount,  # type: ignore[assignment]
+    take: Callable[[Any], T] = rowcount,  # type: ignore[assignment]
 ) -> T:
     """One write statement, atomic on its own; ``take`` reads its result (by default, the rows it
     matched) before the connection goes back to the pool. Outside an explicit transaction where that
     saves round trips (PostgreSQL, SQLite: the database commits the statement, durably, as a transaction
     of its own: one round trip instead of BEGIN, statement and COMMIT), in a ``transaction()`` elsewhere.
+    A ``HotStatement`` goes straight to the driver there (``hot``); ``take`` then gets a ``HotResult``,
+    which has the same ``first()``, ``all()`` and ``rowcount``.
 
     Not retried on a dead connection: the statement may have been applied before the connection died
     (``_drop_if_closed`` keeps connections that died in the pool from being used)."""
+    if isinstance(statement, HotStatement):
+        if _autocommits(engine):
+            return take(hot.run(engine, statement, parameters))
+        statement = statement.statement
+    sql = statement
     if not _autocommits(engine):
         return transaction(
             engine,
-            lambda connection: take(cast(CursorResult[Any], connection.execute(statement, parameters))),
+            lambda connection: take(cast(CursorResult[Any], connection.execute(sql, parameters))),
         )
     with engine.connect() as connection:
         connection.execution_options(isolation_level="AUTOCOMMIT")
-        return take(cast(CursorResult[Any], connection.execute(statement, parameters)))
+        return take(cast(CursorResult[Any], connection.execute(sql, parameters)))
+
+
+def read_first(engine: Engine, statement: HotStatement, parameters: dict[str, Any]) -> Any:
+    """The first row a hot SELECT gives (columns by name), or None; outside a transaction where that
+    saves round trips, and once more on a fresh connection when the first one had died, like ``read``."""
+    if not _autocommits(engine):
+        return read(engine, lambda connection: connection.execute(statement.statement, parameters).first())
+    for attempt in (1, 2):
+        try:
+            return hot.run(engine, statement, parameters).first()
+        except DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+            log.info("database connection lost; reading again")
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def read(engine: Engine, work: Callable[[Connection], T]) -> T:

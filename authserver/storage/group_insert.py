@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, Executable
 
 from authserver.storage import db as database
+from authserver.storage.hot import HotStatement
 
 log = logging.getLogger("nextauth.storage")
 
@@ -37,6 +38,7 @@ class GroupInsert:
     def __init__(self, engine: Engine, statement: Executable, *, grouped: bool | None = None) -> None:
         self._engine = engine
         self._statement = statement
+        self._alone = HotStatement(statement)
         self._grouped = _gevent_patched() if grouped is None else grouped
         self._queued: list[tuple[Mapping[str, Any], Any]] = []
         self._writing = False
@@ -96,7 +98,7 @@ class GroupInsert:
     def _write(self, rows: list[Mapping[str, Any]]) -> None:
         if len(rows) == 1:
             # Alone: one statement the database commits on its own where that spares BEGIN and COMMIT.
-            database.write_one(self._engine, self._statement, dict(rows[0]))
+            database.write_one(self._engine, self._alone, dict(rows[0]))
         else:
             with self._engine.begin() as connection:
                 connection.execute(self._statement, rows)
