@@ -125,8 +125,9 @@ def install(counters: Counters = COUNTERS) -> Counters:
 
 
 def _install_hot(counters: Counters) -> None:
-    """Hot statements go to the driver without SQLAlchemy's events: each is one statement in autocommit
-    mode (a write among them a transaction of its own)."""
+    """Hot statements go to the driver without SQLAlchemy's events: each alone is one statement in
+    autocommit mode (a write among them a transaction of its own); in a hot transaction, statements of an
+    explicit transaction."""
     from authserver.storage import hot
 
     send = hot.send
@@ -140,6 +141,22 @@ def _install_hot(counters: Counters) -> None:
         return send(engine, compiled, arguments)
 
     hot.send = counted_send  # type: ignore[assignment]
+
+    run_in_transaction = hot.HotTransaction.run
+    transaction = hot.transaction
+
+    def counted_run(self: Any, statement: Any, parameters: Any) -> Any:
+        counters.statement(statement.compiled_for(self._dialect, parameters).sql)
+        return run_in_transaction(self, statement, parameters)
+
+    def counted_transaction(engine: Any, work: Any) -> Any:
+        result = transaction(engine, work)
+        counters.add("commits")
+        counters.add("transactions")
+        return result
+
+    hot.HotTransaction.run = counted_run  # type: ignore[method-assign]
+    hot.transaction = counted_transaction  # type: ignore[assignment]
 
 
 def _install_redis(counters: Counters) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Connection, Engine, Row, Table, bindparam, insert, select, text, update
+from sqlalchemy import Engine, Row, Table, bindparam, insert, select, text, update
 from sqlalchemy.orm import Session as DbSession
 
 from authserver.audit import AuditTrail
@@ -84,7 +84,7 @@ _LOGIN_ACCOUNT = HotStatement(
 )
 # The session is recorded only if the account may still log in: blocked or removed since the scan, it
 # matches no row and the login is refused, in the same transaction (no read-then-write window).
-_STAMP_ACCOUNT = (
+_STAMP_ACCOUNT = HotStatement(
     update(_ACCOUNTS)
     .where(
         _ACCOUNTS.c.id == bindparam("account_id"),
@@ -93,7 +93,7 @@ _STAMP_ACCOUNT = (
     )
     .values(last_login_at=bindparam("now"))
 )
-_REPLACE_SESSIONS = (
+_REPLACE_SESSIONS = HotStatement(
     update(_SESSIONS)
     .where(
         _SESSIONS.c.hsid == bindparam("this_hsid"),
@@ -102,7 +102,7 @@ _REPLACE_SESSIONS = (
     )
     .values(ended_at=bindparam("now"), ended_by="replaced")
 )
-_NEW_SESSION = insert(_SESSIONS)
+_NEW_SESSION = HotStatement(insert(_SESSIONS))
 # The same three as one statement, on PostgreSQL (data-modifying CTEs): one round trip instead of five
 # (BEGIN, three statements, COMMIT), atomic as a statement is. Nothing happens unless the account was
 # stamped; the earlier login is ended and the new one inserted from the same snapshot, so the UPDATE
@@ -690,22 +690,19 @@ class LoginService:
             "expires_at": moment + timedelta(seconds=self._session_ttl),
         }
 
-        def record(connection: Connection) -> bool:
-            stamped = connection.execute(_STAMP_ACCOUNT, {"account_id": account.id, "now": moment})
-            if rowcount(stamped) != 1:
-                connection.rollback()
-                return False
-            connection.execute(
-                _REPLACE_SESSIONS, {"this_hsid": hsid, "this_server": server_id, "now": moment}
-            )
-            connection.execute(_NEW_SESSION, new)
+        def record(statements: Any) -> bool:
+            stamped = statements.run(_STAMP_ACCOUNT, {"account_id": account.id, "now": moment})
+            if stamped.rowcount != 1:
+                return False  # nothing written: the commit ends an empty transaction
+            statements.run(_REPLACE_SESSIONS, {"this_hsid": hsid, "this_server": server_id, "now": moment})
+            statements.run(_NEW_SESSION, new)
             return True
 
         recorded: bool
         if self._engine.dialect.name == "postgresql":
             recorded = database.write_one(self._engine, _RECORD_LOGIN_POSTGRES, {**new, "now": moment}) == 1
         else:
-            recorded = database.transaction(self._engine, record)
+            recorded = database.hot_transaction(self._engine, record)
         if not recorded:
             # Blocked or removed between the scan and now: say which, as login.start would have.
             self.record_login_failed(server_id, hsid, "blocked", account_id=account.id)

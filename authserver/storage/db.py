@@ -297,6 +297,25 @@ def read_first(engine: Engine, statement: HotStatement, parameters: dict[str, An
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+class _ThroughSqlalchemy:
+    """``HotTransaction.run`` on a SQLAlchemy connection, where hot statements do not go straight."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def run(self, statement: HotStatement, parameters: dict[str, Any]) -> Any:
+        return self._connection.execute(statement.statement, parameters)
+
+
+def hot_transaction(engine: Engine, work: Callable[[Any], T]) -> T:
+    """``work`` runs hot statements (``.run(statement, parameters)``, which gives ``first()``, ``all()``
+    and ``rowcount``) in one transaction, committed; straight on the driver where single statements go
+    so (``hot.transaction``), through SQLAlchemy elsewhere. Retried like ``transaction()``."""
+    if _autocommits(engine):
+        return hot.transaction(engine, work)
+    return transaction(engine, lambda connection: work(_ThroughSqlalchemy(connection)))
+
+
 def read(engine: Engine, work: Callable[[Connection], T]) -> T:
     """``work`` (reads only) outside a transaction where that saves round trips: on PostgreSQL and SQLite
     the connection is in autocommit mode, so a single SELECT is one round trip, not BEGIN, SELECT and

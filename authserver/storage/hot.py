@@ -13,14 +13,19 @@ costs no round trip (PostgreSQL, SQLite on a file): ``db`` runs the statement th
 everywhere else. Errors come out as SQLAlchemy's (``IntegrityError``, ``OperationalError``), and a
 connection the driver finds dead is dropped from the pool, as SQLAlchemy would."""
 
+import logging
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Dialect, Engine, Executable
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.sql.compiler import SQLCompiler
+
+T = TypeVar("T")
+
+log = logging.getLogger("nextauth.storage")
 
 
 @dataclass(frozen=True)
@@ -169,20 +174,37 @@ def _autocommit_on(dialect: str, dbapi_connection: Any) -> Callable[[], None]:
     return restore_sqlite
 
 
+def _execute(cursor: Any, compiled: _Compiled, arguments: Sequence[Any] | dict[str, Any]) -> HotResult:
+    cursor.execute(compiled.sql, arguments)
+    rows = [compiled.shape(raw) for raw in cursor.fetchall()] if cursor.description else []
+    return HotResult(rows, cursor.rowcount)
+
+
+def _failed(
+    engine: Engine, pooled: Any, dbapi_connection: Any, exc: Any, cursor: Any, sql: str, arguments: Any
+) -> StatementError:
+    """SQLAlchemy's error for a driver's; a connection the driver found dead leaves the pool."""
+    dialect = engine.dialect
+    invalidated = dialect.is_disconnect(exc, dbapi_connection, cursor)
+    if invalidated and pooled.dbapi_connection is not None:  # not dropped already
+        pooled.invalidate(exc)
+    failure: StatementError = DBAPIError.instance(
+        sql, arguments, exc, dialect.loaded_dbapi.Error, dialect=dialect, connection_invalidated=invalidated
+    )
+    return failure
+
+
 def send(engine: Engine, compiled: _Compiled, arguments: Sequence[Any] | dict[str, Any]) -> HotResult:
     """One statement in autocommit mode on a pooled connection. The pool gets the connection back as it
     lent it (not in autocommit mode), or never again when it died or could not be put back."""
-    dialect = engine.dialect
     pooled = engine.raw_connection()
     dbapi_connection: Any = pooled.dbapi_connection
     cursor = None
     try:
-        restore = _autocommit_on(dialect.name, dbapi_connection)
+        restore = _autocommit_on(engine.dialect.name, dbapi_connection)
         try:
             cursor = dbapi_connection.cursor()
-            cursor.execute(compiled.sql, arguments)
-            rows = [compiled.shape(raw) for raw in cursor.fetchall()] if cursor.description else []
-            result = HotResult(rows, cursor.rowcount)
+            result = _execute(cursor, compiled, arguments)
             cursor.close()
         finally:
             try:
@@ -190,18 +212,8 @@ def send(engine: Engine, compiled: _Compiled, arguments: Sequence[Any] | dict[st
             except Exception as exc:  # a connection left in autocommit mode would break transactions
                 pooled.invalidate(exc)
         return result
-    except dialect.loaded_dbapi.Error as exc:
-        invalidated = dialect.is_disconnect(exc, dbapi_connection, cursor)
-        if invalidated and pooled.dbapi_connection is not None:  # not dropped already, above
-            pooled.invalidate(exc)
-        raise DBAPIError.instance(
-            compiled.sql,
-            arguments,
-            exc,
-            dialect.loaded_dbapi.Error,
-            dialect=dialect,
-            connection_invalidated=invalidated,
-        ) from exc
+    except engine.dialect.loaded_dbapi.Error as exc:
+        raise _failed(engine, pooled, dbapi_connection, exc, cursor, compiled.sql, arguments) from exc
     finally:
         pooled.close()
 
@@ -209,3 +221,43 @@ def send(engine: Engine, compiled: _Compiled, arguments: Sequence[Any] | dict[st
 def run(engine: Engine, statement: HotStatement, parameters: Mapping[str, Any]) -> HotResult:
     compiled = statement.compiled_for(engine.dialect, parameters)
     return send(engine, compiled, compiled.arguments(parameters))
+
+
+class HotTransaction:
+    """Hot statements in one transaction (``transaction()``)."""
+
+    def __init__(self, engine: Engine, cursor: Any) -> None:
+        self._dialect = engine.dialect
+        self._cursor = cursor
+        self.statements = 0
+
+    def run(self, statement: HotStatement, parameters: Mapping[str, Any]) -> HotResult:
+        compiled = statement.compiled_for(self._dialect, parameters)
+        self.statements += 1
+        return _execute(self._cursor, compiled, compiled.arguments(parameters))
+
+
+def transaction(engine: Engine, work: Callable[[HotTransaction], T]) -> T:
+    """``work``'s hot statements in one transaction, committed; once more on a fresh connection when the
+    connection died before the commit was sent (that transaction was rolled back by the database), as
+    ``db.transaction`` does. ``work`` must only talk to the database. Anything else propagates, and the
+    pool rolls the connection back as it takes it back."""
+    for attempt in (1, 2):
+        pooled = engine.raw_connection()
+        dbapi_connection: Any = pooled.dbapi_connection
+        cursor = None
+        committing = False
+        try:
+            cursor = dbapi_connection.cursor()
+            result = work(HotTransaction(engine, cursor))
+            committing = True
+            dbapi_connection.commit()
+            return result
+        except engine.dialect.loaded_dbapi.Error as exc:
+            failure = _failed(engine, pooled, dbapi_connection, exc, cursor, "(a hot transaction)", None)
+            if attempt == 2 or committing or not getattr(failure, "connection_invalidated", False):
+                raise failure from exc
+            log.info("database connection lost before the commit; running the transaction again")
+        finally:
+            pooled.close()
+    raise AssertionError("unreachable")  # pragma: no cover

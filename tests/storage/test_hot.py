@@ -214,3 +214,52 @@ def test_a_write_whose_connection_died_fails_and_is_not_sent_again(engine: Engin
     assert failed.value.connection_invalidated
     db.write_one(engine, ADD, {"id": "j"})  # the dead connection left the pool
     assert _count(engine) == 1
+
+
+def test_a_hot_transaction_commits_its_statements_together_or_none(engine: Engine) -> None:
+    def two(statements: Any) -> int:
+        statements.run(ADD, {"id": "k"})
+        return int(statements.run(READ, {"id": "k"}).first().count)
+
+    assert db.hot_transaction(engine, two) == 0
+    assert _count(engine) == 1
+
+    def then_a_duplicate(statements: Any) -> None:
+        statements.run(ADD, {"id": "l"})
+        statements.run(ADD, {"id": "k"})
+
+    with pytest.raises(IntegrityError):
+        db.hot_transaction(engine, then_a_duplicate)
+
+    def then_a_failure(statements: Any) -> None:
+        statements.run(ADD, {"id": "m"})
+        raise RuntimeError("stop here")
+
+    with pytest.raises(RuntimeError):
+        db.hot_transaction(engine, then_a_failure)
+    assert _count(engine) == 1  # neither "l" nor "m"
+
+
+def test_a_hot_transaction_whose_connection_died_before_the_commit_runs_once_more(engine: Engine) -> None:
+    if engine.dialect.name == "sqlite":
+        pytest.skip("a file has no server to close connections")
+    event.remove(engine, "checkout", db._drop_if_closed)
+    engine.pool.dispose()
+    victim = _backend_id(engine)
+    admin = db.create_engine_for(engine.url.render_as_string(hide_password=False))
+    try:
+        with admin.connect() as connection:
+            if engine.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": victim})
+            else:
+                connection.execute(text(f"KILL {victim:d}"))
+    finally:
+        admin.dispose()
+    attempts: list[int] = []
+
+    def add(statements: Any) -> None:
+        attempts.append(1)
+        statements.run(ADD, {"id": "n"})
+
+    db.hot_transaction(engine, add)
+    assert (len(attempts), _count(engine)) == (2, 1)
