@@ -20,6 +20,8 @@ from authserver.ns.login import LoginService
 from authserver.ns.mc_client import client_for, parse_message_centers
 from authserver.ns.openapi import add_openapi_routes
 from authserver.ns.push import PushLoginService
+from authserver.ns.rest.context import EXTENSION
+from authserver.ns.rest.fast_status import FastSessionStatus
 from authserver.ns.servers import ServerRegistry
 from authserver.ns.transactions import TransactionService
 from authserver.ratelimit import describe, rule_setting
@@ -186,7 +188,8 @@ def build(
     add_info_route(api, component)
     add_openapi_routes(api)
     instrument_flask(api, "ns")
-    component.add_wsgi("http", api, api=True)
+    # The status call every login page polls is answered before Flask when it is the usual one.
+    component.add_wsgi("http", FastSessionStatus(api, api.extensions[EXTENSION]), api=True)
     hub = BrowserHub(kv)
     component.on_start.append(hub.start)
     # After the listeners have drained: a page still open during the drain must still hear its login.

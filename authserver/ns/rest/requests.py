@@ -93,9 +93,11 @@ def nonce() -> str:
 
 def browser() -> dict[str, str]:
     """What the application tells us about its visitor, shown on the phone at login."""
-    info = {
-        "ip": request.headers.get("X-client-ip", "")[:64],
-        "user_agent": request.headers.get("X-user-agent", "")[:256],
-        "location": request.headers.get("X-client-location", "")[:128],
-    }
+    headers = request.headers
+    return visitor(headers.get("X-client-ip"), headers.get("X-user-agent"), headers.get("X-client-location"))
+
+
+def visitor(ip: str | None, user_agent: str | None, location: str | None) -> dict[str, str]:
+    """``browser()`` from the values of its three headers."""
+    info = {"ip": (ip or "")[:64], "user_agent": (user_agent or "")[:256], "location": (location or "")[:128]}
     return {key: value for key, value in info.items() if value}

@@ -6,7 +6,7 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 
 from authserver.ns.errors import ServiceError
-from authserver.ns.rest.context import services
+from authserver.ns.rest.context import NsServices, services
 from authserver.ns.rest.qr import qr_response
 from authserver.ns.rest.requests import body, browser, nonce, requires
 from authserver.ns.servers import VirtualServer
@@ -21,11 +21,17 @@ blueprint = Blueprint("sessions", __name__)
 @blueprint.get("/servers/<sid>/sessions/")
 @requires("sessions")
 def session_status(sid: VirtualServer) -> Any:
-    ns = services()
-    status, row = ns.login.status_and_row(sid, nonce(), browser())
+    return jsonify(status_view(services(), sid, nonce(), browser()))
+
+
+def status_view(
+    ns: NsServices, server: VirtualServer, session_nonce: str, visitor: dict[str, str]
+) -> dict[str, Any]:
+    """The session's status as the application sees it (also answered by ``fast_status``)."""
+    status, row = ns.login.status_and_row(server, session_nonce, visitor)
     view = status.as_json()
-    view["canprovoke"] = (not view["loggedin"]) and ns.push.can_provoke(sid.id, view["hsid"], current=row)
-    return jsonify(view)
+    view["canprovoke"] = (not view["loggedin"]) and ns.push.can_provoke(server.id, view["hsid"], current=row)
+    return view
 
 
 @blueprint.put("/servers/<sid>/sessions/context")
