@@ -1,26 +1,25 @@
-"""A blocking WebSocket over one socket, built on wsproto: the thin transport under sigmai.
+"""A blocking WebSocket over one socket, built on the sans-I/O protocol of ``websockets``: the thin
+transport under sigmai.
 
 This is the one module of the package that touches sockets. The servers run it under gevent (a blocking
 call yields to other greenlets), the reference Mobile SDK on plain threads. Only binary messages are
 carried; a message larger than ``max_message`` closes the connection (1009) before it is buffered whole.
+The protocol answers pings and close frames itself; what it has to send goes out before the next read.
 """
 
 import socket
 from dataclasses import dataclass
+from typing import Any
 
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import (
-    AcceptConnection,
-    BytesMessage,
-    CloseConnection,
-    Ping,
-    Request,
-    TextMessage,
-)
-from wsproto.frame_protocol import CloseReason
-from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+from websockets.client import ClientProtocol
+from websockets.frames import CloseCode, Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+from websockets.uri import parse_uri
 
 _READ_SIZE = 65536
+_DATA = (Opcode.BINARY, Opcode.CONT)
 
 
 class WebSocketClosed(Exception):
@@ -35,7 +34,9 @@ class UpgradeRequest:
 
 
 class WebSocket:
-    def __init__(self, sock: socket.socket, connection_type: ConnectionType, max_message: int) -> None:
+    def __init__(
+        self, sock: socket.socket, protocol: ClientProtocol | ServerProtocol, max_message: int
+    ) -> None:
         self._sock = sock
         # Handshake messages and requests are small writes in a row: without this, Nagle's algorithm
         # meets delayed ACKs and every channel waits about 40 ms.
@@ -43,9 +44,9 @@ class WebSocket:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
-        self._ws = WSConnection(connection_type)
+        self._protocol = protocol
         self._max_message = max_message
-        self._pending: list[object] = []
+        self._pending: list[Any] = []
         self._partial = bytearray()
         self.closed = False
 
@@ -53,29 +54,39 @@ class WebSocket:
 
     @classmethod
     def accept(cls, sock: socket.socket, *, max_message: int) -> tuple["WebSocket", UpgradeRequest]:
-        """Server side: read the HTTP upgrade request and accept it."""
-        ws = cls(sock, ConnectionType.SERVER, max_message)
-        event = ws._next_event()
-        if not isinstance(event, Request):
+        """Server side: read the HTTP upgrade request and accept it (or answer why not, and close)."""
+        ws = cls(sock, ServerProtocol(max_size=max_message), max_message)
+        request = ws._next_event()
+        if not isinstance(request, Request):
             ws.abort()
             raise WebSocketClosed("expected an upgrade request")
-        ws._send(AcceptConnection())
-        forwarded = [
-            value.decode("latin-1")
-            for name, value in event.extra_headers
-            if name.lower() == b"x-forwarded-for"
-        ]
+        protocol = ws._protocol
+        assert isinstance(protocol, ServerProtocol)
+        response = protocol.accept(request)
+        protocol.send_response(response)
+        ws._flush()
+        if response.status_code != 101:
+            ws.abort()
+            raise WebSocketClosed("not a WebSocket upgrade request")
+        forwarded = request.headers.get_all("X-Forwarded-For")
         return ws, UpgradeRequest(
-            host=event.host, target=event.target, forwarded_for=",".join(forwarded) or None
+            host=request.headers.get("Host", ""),
+            target=request.path,
+            forwarded_for=",".join(forwarded) or None,
         )
 
     @classmethod
     def connect(cls, sock: socket.socket, host: str, target: str, *, max_message: int) -> "WebSocket":
         """Client side: send the upgrade request and wait for the server to accept it."""
-        ws = cls(sock, ConnectionType.CLIENT, max_message)
-        ws._send(Request(host=host, target=target))
-        event = ws._next_event()
-        if not isinstance(event, AcceptConnection):
+        protocol = ClientProtocol(parse_uri(f"ws://{host}{target}"), max_size=max_message)
+        ws = cls(sock, protocol, max_message)
+        request = protocol.connect()
+        del request.headers["Host"]
+        request.headers["Host"] = host  # as given: the URI's port, or none
+        protocol.send_request(request)
+        ws._flush()
+        response = ws._next_event()
+        if not isinstance(response, Response) or protocol.state is not State.OPEN:
             ws.abort()
             raise WebSocketClosed("the server refused the WebSocket upgrade")
         return ws
@@ -83,37 +94,38 @@ class WebSocket:
     # -- messages --------------------------------------------------------------------------------------
 
     def send(self, data: bytes) -> None:
-        if self.closed:
+        if self.closed or self._protocol.state is not State.OPEN:
             raise WebSocketClosed("connection closed")
-        self._send(BytesMessage(data=data))
+        self._protocol.send_binary(data)
+        self._flush()
 
     def receive(self) -> bytes:
         """The next complete binary message. Raises WebSocketClosed when the connection ends."""
         while True:
-            event = self._next_event()
-            if isinstance(event, BytesMessage):
-                if len(self._partial) + len(event.data) > self._max_message:
-                    self.close(CloseReason.MESSAGE_TOO_BIG)
-                    raise WebSocketClosed("message too big")
-                self._partial += event.data
-                if event.message_finished:
+            frame = self._next_event()
+            if not isinstance(frame, Frame):
+                self.abort()
+                raise WebSocketClosed("unexpected event")
+            if frame.opcode in _DATA:
+                self._partial += frame.data
+                if frame.fin:
                     message, self._partial = bytes(self._partial), bytearray()
                     return message
-            elif isinstance(event, TextMessage):
-                self.close(CloseReason.UNSUPPORTED_DATA)
+            elif frame.opcode is Opcode.TEXT:
+                self.close(CloseCode.UNSUPPORTED_DATA)
                 raise WebSocketClosed("text messages are not part of this protocol")
-            elif isinstance(event, Ping):
-                self._send(event.response())
-            elif isinstance(event, CloseConnection):
-                self._close_after_peer(event)
+            elif frame.opcode is Opcode.CLOSE:
+                self.abort()  # the protocol has answered it already
                 raise WebSocketClosed("peer closed")
+            # Pings are answered by the protocol; pongs need nothing.
 
-    def close(self, code: int = CloseReason.NORMAL_CLOSURE) -> None:
+    def close(self, code: int = CloseCode.NORMAL_CLOSURE) -> None:
         """Close without a reason text: failures never tell the peer why."""
-        if not self.closed:
+        if not self.closed and self._protocol.state is State.OPEN:
+            self._protocol.send_close(code)
             try:
-                self._send(CloseConnection(code=code))
-            except (WebSocketClosed, LocalProtocolError):
+                self._flush()
+            except WebSocketClosed:
                 pass
         self.abort()
 
@@ -126,14 +138,7 @@ class WebSocket:
 
     # -- plumbing --------------------------------------------------------------------------------------
 
-    def _close_after_peer(self, event: CloseConnection) -> None:
-        try:
-            self._send(event.response())
-        except (WebSocketClosed, LocalProtocolError):
-            pass
-        self.abort()
-
-    def _next_event(self) -> object:
+    def _next_event(self) -> Any:
         while not self._pending:
             if self.closed:
                 raise WebSocketClosed("connection closed")
@@ -145,26 +150,30 @@ class WebSocket:
             if not data:
                 self.abort()
                 raise WebSocketClosed("connection lost")
+            protocol = self._protocol
+            protocol.receive_data(data)
+            self._pending.extend(protocol.events_received())
             try:
-                self._ws.receive_data(data)
-                self._pending.extend(self._ws.events())
-            except RemoteProtocolError as exc:
-                if exc.event_hint is not None:
-                    self._send_raw(self._ws.send(exc.event_hint))
+                self._flush()  # pongs, the answer to a close, a refusal of what broke the protocol
+            except WebSocketClosed:
+                if not self._pending:
+                    raise
+                # The peer went away after its last frames (say, right after its close): they still count.
+            if protocol.parser_exc is not None and not self._pending:
                 self.abort()
-                raise WebSocketClosed("WebSocket protocol violation") from exc
+                raise WebSocketClosed("WebSocket protocol violation") from protocol.parser_exc
         return self._pending.pop(0)
 
-    def _send(self, event: object) -> None:
-        try:
-            data = self._ws.send(event)  # type: ignore[arg-type]
-        except LocalProtocolError as exc:
-            raise WebSocketClosed("cannot send in this state") from exc
-        self._send_raw(data)
-
-    def _send_raw(self, data: bytes) -> None:
-        try:
-            self._sock.sendall(data)
-        except OSError as exc:
+    def _flush(self) -> None:
+        done = False
+        for data in self._protocol.data_to_send():
+            if not data:  # the protocol is done with the connection (a server closes it)
+                done = True
+                continue
+            try:
+                self._sock.sendall(data)
+            except OSError as exc:
+                self.abort()
+                raise WebSocketClosed("socket error") from exc
+        if done:
             self.abort()
-            raise WebSocketClosed("socket error") from exc

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-from wsproto.events import TextMessage
 
 from mobilesdk.channel import ChannelError, open_channel
 from sigmai import ClientConnection, DeviceIdentity
@@ -147,7 +146,8 @@ def test_downgraded_client_hello_is_refused(system: RunningSystem) -> None:
 
 def test_text_frames_and_plain_http_are_refused(system: RunningSystem) -> None:
     ws = _ws(system)
-    ws._send_raw(ws._ws.send(TextMessage("REGISTER")))
+    ws._protocol.send_text(b"REGISTER")
+    ws._flush()
     _expect_closed(ws)
     with socket.create_connection(("127.0.0.1", system.port("ns", "sigmai")), timeout=5) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
