@@ -76,6 +76,9 @@ class Operations:
     def names(self) -> list[str]:
         return sorted(self._handlers)
 
+    def offers(self, name: str) -> bool:
+        return name in self._handlers
+
     def dispatch(self, context: ChannelContext, request: dict[str, Any]) -> dict[str, Any]:
         request_id = request.get("id")
         if not messages.valid_id(request_id):

@@ -11,6 +11,7 @@ next request through, is counted in ``nextauth_rate_limited_total`` and logged a
 client and limit while the refusal lasts, so that a flood does not flood the log as well.
 """
 
+import functools
 import ipaddress
 import logging
 import math
@@ -92,6 +93,9 @@ def trusted_proxies_setting(environ: Mapping[str, str], variable: str) -> tuple[
     return parse_networks(variable, value)
 
 
+# Every request parses its peer's address, mostly the same few (a proxy's, a load balancer's): remembered,
+# bounded, since the text may come from a client's X-Forwarded-For.
+@functools.lru_cache(maxsize=4096)
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         address = ipaddress.ip_address(text.strip().strip("[]"))

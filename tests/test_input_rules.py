@@ -29,6 +29,7 @@ from sigmai import DeviceIdentity, ProtocolError, messages
     ("text", "why"),
     [
         ("[" * 1000 + "]" * 1000, "deeper than 32"),
+        ("[" * 33 + "]" * 33, "deeper than 32"),  # one past the limit: as many brackets as levels
         ('{"a":' * 40 + "1" + "}" * 40, "deeper than 32"),
         ("1e400", "too large"),
         ("[-1e400]", "too large"),
@@ -49,6 +50,10 @@ def test_bounded_json_reads_ordinary_json_and_brackets_inside_strings() -> None:
     assert jsonlimits.loads(text)["a"][2] == {"b": 1.5}
     assert jsonlimits.depth(text) == 3
     assert jsonlimits.loads("[" * 32 + "]" * 32) is not None
+    assert jsonlimits.loads("[" + "[]," * 100 + "[]]") is not None  # many brackets, 2 levels
+    assert jsonlimits.loads("[[1]]", max_depth=2) == [[1]]
+    with pytest.raises(jsonlimits.JSONLimitError, match="deeper than 2"):
+        jsonlimits.loads("[[[1]]]", max_depth=2)
     with pytest.raises(jsonlimits.JSONLimitError, match="larger than 10 bytes"):
         jsonlimits.loads(b"[1,2,3,4,5,6]", max_bytes=10)
 

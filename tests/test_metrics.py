@@ -3,6 +3,8 @@ the Grafana dashboard (docs/grafana-dashboard.json) queries only metrics and lab
 
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -274,3 +276,56 @@ def test_the_idp_admin_port(
 def test_the_idp_admin_port_is_never_the_public_port_nor_nonsense(tmp_path: Path, value: str) -> None:
     with pytest.raises(ConfigError, match="NEXTAUTH_IDP_ADMIN_PORT"):
         load_settings(BASE | {"NEXTAUTH_IDP_ADMIN_PORT": value}, data_dir=tmp_path)
+
+
+CHANNEL_METRICS_SCRIPT = """
+from gevent import monkey
+
+monkey.patch_all()
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from gevent.server import StreamServer
+from prometheus_client import REGISTRY
+
+from authserver.operations import Operations
+from authserver.services.common import register_hello
+from authserver.transport.sigmai_endpoint import SigmaiEndpoint
+from mobilesdk.channel import RemoteError, open_channel
+from sigmai import DeviceIdentity, ServerIdentity
+
+identity = ServerIdentity(ed25519.Ed25519PrivateKey.generate())
+operations = Operations()
+register_hello(operations, "sfs", "test")
+keys = {identity.key_hash: identity}.get
+endpoint = SigmaiEndpoint("sfs", keys, operations, max_message=65536, handshake_timeout=5)
+server = StreamServer(("127.0.0.1", 0), endpoint)
+server.start()
+device = DeviceIdentity(ed25519.Ed25519PrivateKey.generate())
+with open_channel(f"ws://127.0.0.1:{server.server_port}/", device, identity.key_hash, timeout=5) as channel:
+    channel.request("hello")
+    channel.request("hello")
+    for op in ("no.such.op", "another.made.up"):
+        try:
+            channel.request(op)
+        except RemoteError:
+            pass
+    open_now = REGISTRY.get_sample_value("nextauth_sigmai_open_channels", {"component": "sfs"})
+count = "nextauth_sigmai_request_seconds_count"
+print("hello", REGISTRY.get_sample_value(count, {"component": "sfs", "op": "hello"}))
+print("unknown", REGISTRY.get_sample_value(count, {"component": "sfs", "op": "?"}))
+print("made_up", REGISTRY.get_sample_value(count, {"component": "sfs", "op": "no.such.op"}))
+handshakes = "nextauth_sigmai_handshakes_total"
+print("ok", REGISTRY.get_sample_value(handshakes, {"component": "sfs", "outcome": "ok"}))
+print("open", open_now)
+"""
+
+
+def test_channel_requests_are_timed_by_offered_operation_and_the_rest_share_one_label(tmp_path: Path) -> None:
+    script = tmp_path / "channel_metrics.py"
+    script.write_text(CHANNEL_METRICS_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = dict(line.split(" ", 1) for line in done.stdout.strip().splitlines()[-5:])
+    assert lines == {"hello": "2.0", "unknown": "2.0", "made_up": "None", "ok": "1.0", "open": "1.0"}

@@ -62,6 +62,10 @@ class SigmaiEndpoint:
         self._trusted_proxies = trusted_proxies
         self._inflight = inflight or InFlight()
         self._hook_failures = OutageLog(log, f"{component} sigmai handshake hook")
+        # Resolved once: looking a metric's labels up costs about as much as the count itself.
+        self._handshakes_ok = HANDSHAKES.labels(component, "ok")
+        self._open_channels = OPEN_CHANNELS.labels(component)
+        self._request_timers: dict[str, Histogram] = {}  # by operation name, or "?" for one not offered
 
     def __call__(self, sock: socket.socket, address: tuple) -> None:
         """gevent StreamServer handler: owns the socket until the channel ends."""
@@ -89,7 +93,7 @@ class SigmaiEndpoint:
             HANDSHAKES.labels(self.component, "closed").inc()
             self._close(ws, sock)
             return
-        HANDSHAKES.labels(self.component, "ok").inc()
+        self._handshakes_ok.inc()
         assert ws is not None
         context = ChannelContext(
             component=self.component,
@@ -107,12 +111,12 @@ class SigmaiEndpoint:
                 self._hook_failures.failed(exc)
                 ws.close(_TRY_AGAIN_LATER)
                 return
-        OPEN_CHANNELS.labels(self.component).inc()
+        self._open_channels.inc()
         try:
             sock.settimeout(self._idle_timeout)
             self._serve(ws, connection, context)
         finally:
-            OPEN_CHANNELS.labels(self.component).dec()
+            self._open_channels.dec()
 
     def _handshake(self, ws: WebSocket) -> tuple[ServerConnection, HandshakeComplete]:
         connection = ServerConnection(self._key_lookup, max_message=self._max_message)
@@ -131,8 +135,7 @@ class SigmaiEndpoint:
                 for event in connection.receive(ws.receive()):
                     assert isinstance(event, MessageReceived)
                     request = messages.decode(event.data)
-                    op = str(request.get("op"))[:64]
-                    with REQUESTS.labels(self.component, op if op in self._operations.names else "?").time():
+                    with self._request_timer(request.get("op")).time():
                         response = self._operations.dispatch(context, request)
                     ws.send(connection.send(messages.encode(response)))
         except ProtocolError as exc:
@@ -140,6 +143,13 @@ class SigmaiEndpoint:
             ws.close(_POLICY_VIOLATION)
         except WebSocketClosed:
             ws.abort()
+
+    def _request_timer(self, op: object) -> Histogram:
+        label = op if isinstance(op, str) and self._operations.offers(op) else "?"
+        timer = self._request_timers.get(label)
+        if timer is None:
+            timer = self._request_timers[label] = REQUESTS.labels(self.component, label)
+        return timer
 
     @staticmethod
     def _close(ws: WebSocket | None, sock: socket.socket) -> None:
