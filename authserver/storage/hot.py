@@ -44,6 +44,9 @@ class _Compiled:
     binds: tuple[_Bind, ...]
     row: Callable[..., Any] | None  # a named tuple of the result columns, when they are known
     results: tuple[Callable[[Any], Any] | None, ...]
+    # Whether it gives rows back: known when compiled, but for a statement of text (None: the cursor
+    # says). Asking psycopg's cursor builds a description of every column, each time.
+    fetches: bool | None
 
     def arguments(self, parameters: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         values: list[Any] = []
@@ -137,7 +140,12 @@ def _compile(statement: Executable, dialect: Dialect, column_keys: tuple[str, ..
         results = tuple(
             column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
         )
-    return _Compiled(compiled.string, compiled.positional, tuple(binds), row, results)
+    fetches: bool | None = None
+    if columns:
+        fetches = True
+    elif (compiled.isinsert or compiled.isupdate or compiled.isdelete) and not compiled.effective_returning:
+        fetches = False
+    return _Compiled(compiled.string, compiled.positional, tuple(binds), row, results, fetches)
 
 
 def _constant(value: Any) -> Callable[[], Any]:
@@ -176,7 +184,8 @@ def _autocommit_on(dialect: str, dbapi_connection: Any) -> Callable[[], None]:
 
 def _execute(cursor: Any, compiled: _Compiled, arguments: Sequence[Any] | dict[str, Any]) -> HotResult:
     cursor.execute(compiled.sql, arguments)
-    rows = [compiled.shape(raw) for raw in cursor.fetchall()] if cursor.description else []
+    fetches = compiled.fetches if compiled.fetches is not None else cursor.description is not None
+    rows = [compiled.shape(raw) for raw in cursor.fetchall()] if fetches else []
     return HotResult(rows, cursor.rowcount)
 
 

@@ -116,6 +116,22 @@ def test_an_update_returns_what_it_wrote_and_counts_the_rows_it_matched(engine: 
     assert db.read_first(engine, READ, {"id": "b"}).count == 3
 
 
+def test_whether_rows_come_back_is_known_from_the_statement_or_else_asked_of_the_cursor(
+    engine: Engine,
+) -> None:
+    db.write_one(engine, ADD, {"id": "r", "count": 7})
+    plain_update = HotStatement(update(items).where(items.c.id == bindparam("item")).values(count=8))
+    counted = HotStatement(text("SELECT count FROM hot_items WHERE id = :item"))
+    dialect = engine.dialect
+    assert READ.compiled_for(dialect, {"id": "r"}).fetches is True
+    assert ADD.compiled_for(dialect, {"id": "r"}).fetches is False
+    assert plain_update.compiled_for(dialect, {"item": "r"}).fetches is False
+    assert counted.compiled_for(dialect, {"item": "r"}).fetches is None  # text: the cursor says
+    assert db.write_one(engine, plain_update, {"item": "r"}) == 1
+    assert tuple(db.read_first(engine, counted, {"item": "r"})) == (8,)
+    assert db.read_first(engine, counted, {"item": "nobody"}) is None
+
+
 def test_a_write_is_committed_on_its_own_and_the_connection_goes_back_out_of_autocommit(
     engine: Engine,
 ) -> None:
