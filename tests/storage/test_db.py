@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from authserver.storage import db
+from tests.storage import server_side
 
 
 @pytest.mark.parametrize(
@@ -106,25 +107,6 @@ def test_in_memory_sqlite_is_one_database_for_all_threads() -> None:
         engine.dispose()
 
 
-def _server_side_id(connection: object, dialect: str) -> int:
-    query = "SELECT pg_backend_pid()" if dialect == "postgresql" else "SELECT CONNECTION_ID()"
-    return int(connection.execute(text(query)).scalar())  # type: ignore[attr-defined]
-
-
-def _kill(engine: Engine, server_id: int) -> None:
-    """End one connection from the server's side, as a restart or an idle limit would."""
-    admin = db.create_engine_for(engine.url.render_as_string(hide_password=False))
-    try:
-        with admin.connect() as connection:
-            if engine.dialect.name == "postgresql":
-                connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": server_id})
-            else:
-                connection.execute(text(f"KILL {server_id:d}"))
-    finally:
-        admin.dispose()
-    time.sleep(0.2)  # the goodbye reaches the client's socket
-
-
 @pytest.mark.parametrize("how", ["read", "transaction"])
 def test_a_pooled_connection_the_server_closed_is_replaced_without_an_error(engine: Engine, how: str) -> None:
     if engine.dialect.name == "sqlite":
@@ -132,14 +114,14 @@ def test_a_pooled_connection_the_server_closed_is_replaced_without_an_error(engi
     pings: list[object] = []
     original = engine.dialect.do_ping
     engine.dialect.do_ping = lambda *args: pings.append(args) or original(*args)  # type: ignore[method-assign]
-    first = db.read(engine, lambda c: _server_side_id(c, engine.dialect.name))
-    _kill(engine, first)
+    first = db.read(engine, lambda c: server_side.connection_id(c, engine.dialect.name))
+    server_side.kill(engine, first)
     run = db.read if how == "read" else db.transaction
     calls: list[object] = []
 
     def work(connection: object) -> int:
         calls.append(connection)
-        return _server_side_id(connection, engine.dialect.name)
+        return server_side.connection_id(connection, engine.dialect.name)
 
     assert run(engine, work) != first
     assert len(calls) == 1  # the dead connection was never handed out: no failed try, no retry
@@ -152,10 +134,11 @@ def test_a_transaction_whose_connection_dies_before_the_commit_runs_once_more(en
     attempts: list[int] = []
 
     def work(connection: object) -> int:
-        server_id = _server_side_id(connection, engine.dialect.name)
+        server_id = server_side.connection_id(connection, engine.dialect.name)
         attempts.append(server_id)
         if len(attempts) == 1:
-            _kill(engine, server_id)  # mid-transaction: its next statement fails, nothing was committed
+            # mid-transaction: its next statement fails, nothing was committed
+            server_side.kill(engine, server_id)
         return int(connection.execute(text("SELECT 1")).scalar())  # type: ignore[attr-defined]
 
     assert db.transaction(engine, work) == 1

@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from authserver.storage import db, hot
 from authserver.storage.hot import HotStatement
 from authserver.storage.models import UTCDateTime
+from tests.storage import server_side
 
 metadata = MetaData()
 items = Table(
@@ -186,8 +187,7 @@ def test_statements_that_cannot_go_straight_are_refused_when_first_sent(engine: 
 
 
 def _backend_id(engine: Engine) -> int:
-    query = "SELECT pg_backend_pid()" if engine.dialect.name == "postgresql" else "SELECT CONNECTION_ID()"
-    return int(db.read(engine, lambda connection: connection.execute(text(query)).scalar()))
+    return db.read(engine, lambda connection: server_side.connection_id(connection, engine.dialect.name))
 
 
 def test_a_read_whose_connection_died_is_sent_again_on_a_fresh_one(engine: Engine) -> None:
@@ -199,15 +199,7 @@ def test_a_read_whose_connection_died_is_sent_again_on_a_fresh_one(engine: Engin
     event.remove(engine, "checkout", db._drop_if_closed)
     engine.pool.dispose()  # one connection in the pool: the next checkout gets the one killed below
     victim = _backend_id(engine)
-    admin = db.create_engine_for(engine.url.render_as_string(hide_password=False))
-    try:
-        with admin.connect() as connection:
-            if engine.dialect.name == "postgresql":
-                connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": victim})
-            else:
-                connection.execute(text(f"KILL {victim:d}"))
-    finally:
-        admin.dispose()
+    server_side.kill(engine, victim)
     assert db.read_first(engine, READ, {"id": "i"}).id == "i"
     assert _backend_id(engine) != victim
 
@@ -219,12 +211,7 @@ def test_a_write_whose_connection_died_fails_and_is_not_sent_again(engine: Engin
     event.remove(engine, "checkout", db._drop_if_closed)
     engine.pool.dispose()
     victim = _backend_id(engine)
-    admin = db.create_engine_for(engine.url.render_as_string(hide_password=False))
-    try:
-        with admin.connect() as connection:
-            connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": victim})
-    finally:
-        admin.dispose()
+    server_side.kill(engine, victim)
     with pytest.raises(OperationalError) as failed:
         db.write_one(engine, ADD, {"id": "j"})
     assert failed.value.connection_invalidated
@@ -262,15 +249,7 @@ def test_a_hot_transaction_whose_connection_died_before_the_commit_runs_once_mor
     event.remove(engine, "checkout", db._drop_if_closed)
     engine.pool.dispose()
     victim = _backend_id(engine)
-    admin = db.create_engine_for(engine.url.render_as_string(hide_password=False))
-    try:
-        with admin.connect() as connection:
-            if engine.dialect.name == "postgresql":
-                connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": victim})
-            else:
-                connection.execute(text(f"KILL {victim:d}"))
-    finally:
-        admin.dispose()
+    server_side.kill(engine, victim)
     attempts: list[int] = []
 
     def add(statements: Any) -> None:
