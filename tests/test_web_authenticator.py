@@ -819,6 +819,66 @@ def approve_shown_login(app: Any, desktop: Any, number: int, user: str) -> None:
     desktop.close()
 
 
+class WorkerControl:
+    """The app's service worker as DevTools sees it: its versions' running state, the errors it reported,
+    and a push handed to it as the browser hands one it decrypted. DevTools' deliverPushMessage answers
+    before the push event runs and discards how the delivery went, so a push handed to a worker Chromium
+    is stopping (the app was just closed) could be lost unseen, where a real push service delivers again:
+    the push goes to a worker that was started and reported running."""
+
+    def __init__(self, page: Any, origin: str) -> None:
+        self.page = page
+        self.origin = origin
+        self.scope = origin + "/app/"
+        self.cdp = page.context.new_cdp_session(page)
+        self.registrations: list[dict[str, Any]] = []
+        self.versions: dict[str, dict[str, Any]] = {}
+        self.errors: list[str] = []
+        self.cdp.on(
+            "ServiceWorker.workerRegistrationUpdated", lambda e: self.registrations.extend(e["registrations"])
+        )
+        self.cdp.on("ServiceWorker.workerVersionUpdated", self._versions_updated)
+        self.cdp.on(
+            "ServiceWorker.workerErrorReported",
+            lambda e: self.errors.append(e["errorMessage"]["errorMessage"]),
+        )
+        self.cdp.send("ServiceWorker.enable")
+
+    def _versions_updated(self, event: dict[str, Any]) -> None:
+        for version in event["versions"]:
+            self.versions[version["versionId"]] = version
+
+    def registration_id(self) -> str:
+        (registration,) = [
+            r for r in self.registrations if r["scopeURL"] == self.scope and not r["isDeleted"]
+        ]
+        return str(registration["registrationId"])
+
+    def _running(self, registration: str) -> bool:
+        return any(
+            v["registrationId"] == registration
+            and v["status"] == "activated"
+            and v["runningStatus"] == "running"
+            for v in self.versions.values()
+        )
+
+    def deliver(self, plaintext: bytes) -> None:
+        registration = self.registration_id()
+        self.cdp.send("ServiceWorker.startWorker", {"scopeURL": self.scope})
+        deadline = time.monotonic() + 15
+        while not self._running(registration) and time.monotonic() < deadline:
+            self.page.wait_for_timeout(50)
+        assert self._running(registration), f"the worker did not start: {self.versions}, {self.errors}"
+        self.cdp.send(
+            "ServiceWorker.deliverPushMessage",
+            {
+                "origin": self.origin,
+                "registrationId": registration,
+                "data": plaintext.decode(),
+            },
+        )
+
+
 def notifications_once(app: Any, wanted: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
     """The worker's notifications as soon as ``wanted`` holds for them (15 s at most), else the last seen.
     Read in the page with its own loop: getNotifications answers a promise, which Playwright's
@@ -865,14 +925,8 @@ def test_push_login_by_web_push(
     status, key = running.get("mc", "http", "/v1/webpush/vapid-public-key")
     assert status == 200 and subscription.application_server_key == key["vapid_public_key"]
     enrol_in_app(running, app, "walter")
-    cdp = phone.new_cdp_session(app)
-    registrations: list[dict[str, Any]] = []
-    cdp.on(
-        "ServiceWorker.workerRegistrationUpdated", lambda event: registrations.extend(event["registrations"])
-    )
-    cdp.send("ServiceWorker.enable")
+    worker = WorkerControl(app, base(running))
     app.wait_for_function("() => navigator.serviceWorker.controller !== null", timeout=15000)
-    (worker,) = [r for r in registrations if r["scopeURL"] == base(running) + "/app/" and not r["isDeleted"]]
 
     desktop, number = ask_for_a_push(browser, running, "walter")
     (push,) = pushes_to(service, subscription, 1)
@@ -882,14 +936,7 @@ def test_push_login_by_web_push(
     assert push.headers["content-encoding"] == "aes128gcm" and push.headers["urgency"] == "high"
     assert push.claims["aud"] == service.origin and push.claims["sub"] == "mailto:operators@example.org"
     # What the browser does with a push it decrypted: the worker's push event, with the app open.
-    cdp.send(
-        "ServiceWorker.deliverPushMessage",
-        {
-            "origin": base(running),
-            "registrationId": worker["registrationId"],
-            "data": push.plaintext.decode(),
-        },
-    )
+    worker.deliver(push.plaintext)
     approve_shown_login(app, desktop, number, "walter")
     # The open app showed the request, so it closed the notification the worker put up for it.
     assert notifications_once(app, lambda shown: shown == []) == []
@@ -898,16 +945,11 @@ def test_push_login_by_web_push(
     app.goto(base(running) + "/login")  # the phone's browser elsewhere; the page keeps the CDP session
     desktop, number = ask_for_a_push(browser, running, "walter")
     second = pushes_to(service, subscription, 2)[-1]
-    cdp.send(
-        "ServiceWorker.deliverPushMessage",
-        {
-            "origin": base(running),
-            "registrationId": worker["registrationId"],
-            "data": second.plaintext.decode(),
-        },
-    )
+    worker.deliver(second.plaintext)
     message = json.loads(second.plaintext)["message"]
-    (shown,) = notifications_once(app, lambda shown: [n["data"] for n in shown] == [{"message": message}])
+    notified = notifications_once(app, lambda shown: [n["data"] for n in shown] == [{"message": message}])
+    assert len(notified) == 1, f"the worker showed {notified}; it reported {worker.errors}"
+    (shown,) = notified
     assert shown["data"] == {"message": json.loads(second.plaintext)["message"]}
     assert "walter" not in shown["title"] + shown["body"]  # nothing of the request on a locked screen
     # notificationclick opens ./#push=<message>: no browser API clicks a notification, so the test opens it.
