@@ -2,6 +2,7 @@
 Retry-After) and in a sigmai handshake hook (the channel is refused, the listener lives on)."""
 
 import logging
+import socket
 import subprocess
 import sys
 import textwrap
@@ -50,6 +51,26 @@ def test_start_waits_for_the_database_then_gives_up_in_one_line(tmp_path: Path) 
     assert "did not answer within 3 s" in log
     assert "Traceback" not in log
     assert "hunter2secret" not in log
+
+
+def test_a_port_in_use_at_start_is_one_line_and_what_was_built_stops_cleanly(tmp_path: Path) -> None:
+    """The first listener to start cannot bind: mc and ns, built but never started, stop without a word."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        running = start_system(
+            tmp_path / "busy",
+            extra_env={"NEXTAUTH_SFS_SIGMAI_LISTEN": f"127.0.0.1:{port}"},
+            wait_ready=False,
+        )
+        try:
+            assert running.process.wait(timeout=60) == 1
+        finally:
+            stop_system(running)
+    log = running.log()
+    assert "cannot start:" in log and "in use" in log, log
+    assert "Traceback" not in log and "Error" not in log.split("cannot start:")[1], log
 
 
 def test_wait_for_returns_once_the_database_answers(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -53,6 +53,7 @@ class GrpcServer:
         reuse = 1 if component.config.workers > 1 else 0
         self.server = grpc.server(_executor(), options=[("grpc.so_reuseport", reuse)])
         self.health = health.HealthServicer()
+        self._watcher: gevent.Greenlet | None = None
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         address = f"[{listen.host}]:{listen.port}" if ":" in listen.host else f"{listen.host}:{listen.port}"
         material = component.config.tls.get("grpc")
@@ -84,7 +85,10 @@ class GrpcServer:
         self._watcher = gevent.spawn(self._watch)
 
     def stop(self, timeout: float | None = None) -> None:
-        self._watcher.kill()
+        # Also called when another listener failed to start before this one did.
+        if self._watcher is not None:
+            self._watcher.kill()
+            self._watcher = None
         self.server.stop(grace=timeout)
 
 
