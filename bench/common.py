@@ -5,6 +5,7 @@ was loading the machine."""
 import contextlib
 import functools
 import os
+import random
 import re
 import shutil
 import socket
@@ -30,10 +31,26 @@ SQLITE = "SQLite, in-process store"
 POSTGRES_REDIS = "PostgreSQL + Redis"
 
 
+# Below the kernel's ephemeral range (32768 and up by default) and below the tests' share (20000 and up,
+# tests/fixtures/system.py): a port the kernel hands out itself can be taken by an outgoing connection
+# (the load generator's, a Redis client's) between the pick and the server's bind, as one run showed.
+_PORTS = range(12000, 20000)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nothing listens on, not handed out before in this run."""
+    while True:
+        port = random.choice(_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
 
 
 def wait_http(url: str, *, timeout: float = 30.0, alive: Callable[[], bool] = lambda: True) -> None:

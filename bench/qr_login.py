@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from bench.common import (
     SQLITE,
     Backend,
     LoadWatch,
+    free_port,
     machine_table,
     named_processes_cpu,
     process_tree_cpu,
@@ -64,12 +64,6 @@ ENDPOINTS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Services:
     """``nextauth all`` (ns, sfs, mc and the IdP) in a child process on free loopback ports.
 
@@ -87,15 +81,15 @@ class Services:
         nodelay: bool = False,
         counting: bool = True,
     ) -> None:
-        self.ports = {c: {e: _free_port() for e in eps} for c, eps in ENDPOINTS.items()}
-        self.idp_port = _free_port()
+        self.ports = {c: {e: free_port() for e in eps} for c, eps in ENDPOINTS.items()}
+        self.idp_port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("NEXTAUTH_")}
         env.update(extra_env, NEXTAUTH_DATA_DIR=str(data_dir), NEXTAUTH_LOG_LEVEL="WARNING")
         for component, endpoints in self.ports.items():
             for endpoint, port in endpoints.items():
                 env[f"NEXTAUTH_{component.upper()}_{endpoint.upper()}_LISTEN"] = f"127.0.0.1:{port}"
         env["NEXTAUTH_IDP_LISTEN"] = f"127.0.0.1:{self.idp_port}"
-        env["NEXTAUTH_IDP_ADMIN_PORT"] = str(_free_port())  # not the fixed 9616: runs side by side
+        env["NEXTAUTH_IDP_ADMIN_PORT"] = str(free_port())  # not the fixed 9616: runs side by side
         env["NEXTAUTH_IDP_LOG_LEVEL"] = "WARNING"
         # The load comes from one address on purpose: the rate limits that would stop it are off here.
         env.setdefault("NEXTAUTH_IDP_RATE_LIMIT_LOGIN", "off")
