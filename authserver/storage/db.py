@@ -21,7 +21,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.pool import StaticPool
 
-from authserver.storage import hot, multihost
+from authserver.storage import hot, multihost, pg_gevent
 from authserver.storage.hot import HotStatement
 
 if TYPE_CHECKING:
@@ -177,6 +177,7 @@ def create_engine_for(uri: str) -> Engine:
         url, connect_args=connect_args, pool_recycle=1800, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW
     )
     event.listen(engine, "checkout", _drop_if_closed)
+    pg_gevent.install(engine)
     return engine
 
 
