@@ -65,7 +65,7 @@ PATCHED = textwrap.dedent(
 )
 
 
-def test_in_a_patched_process_statements_wait_on_the_hub(postgres_uri: str) -> None:
+def test_postgres_statements_wait_on_the_hub_in_a_patched_process(postgres_uri: str) -> None:
     done = subprocess.run(
         [sys.executable, "-c", PATCHED, postgres_uri],
         cwd=REPO,
@@ -85,7 +85,7 @@ def test_in_a_patched_process_statements_wait_on_the_hub(postgres_uri: str) -> N
     assert seen["after_termination"] == "OperationalError", seen
 
 
-def test_a_process_gevent_has_not_patched_keeps_psycopgs_wait(postgres_uri: str) -> None:
+def test_postgres_keeps_psycopgs_wait_where_gevent_has_not_patched(postgres_uri: str) -> None:
     engine = db.create_engine_for(postgres_uri)
     try:
         with engine.connect() as connection:
