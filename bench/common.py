@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -38,19 +38,24 @@ _PORTS = range(12000, 20000)
 _handed_out: set[int] = set()
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on, not handed out before in this run."""
+def pick_port(ports: Sequence[int], handed_out: set[int]) -> int:
+    """A loopback port of ``ports`` nothing listens on and not in ``handed_out``, which remembers it."""
     while True:
-        port = random.choice(_PORTS)
-        if port in _handed_out:
+        port = random.choice(ports)
+        if port in handed_out:
             continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
-        _handed_out.add(port)
+        handed_out.add(port)
         return port
+
+
+def free_port() -> int:
+    """A loopback port for a service of this run (see ``_PORTS``)."""
+    return pick_port(_PORTS, _handed_out)
 
 
 def wait_http(url: str, *, timeout: float = 30.0, alive: Callable[[], bool] = lambda: True) -> None:

@@ -70,7 +70,8 @@ class Services:
     With ``profile_to`` it runs under ``bench.wrapper``: ``profile_start()`` and ``profile_stop()`` bracket
     the workload, and the pyinstrument session lands in that file. ``nodelay`` runs it with TCP_NODELAY on
     the WSGI servers' sockets (see ``bench.wrapper``). ``counting`` has it count its SQL statements,
-    transactions and Redis commands (``bench.counting``): ``reset_counts()`` and ``counts()``."""
+    transactions and Redis commands (``bench.counting``): ``reset_counts()`` and ``counts()``. ``pick_port``
+    picks its ports (tests pass their own picker, whose range is per test process)."""
 
     def __init__(
         self,
@@ -80,16 +81,17 @@ class Services:
         profile_to: Path | None = None,
         nodelay: bool = False,
         counting: bool = True,
+        pick_port: Callable[[], int] = free_port,
     ) -> None:
-        self.ports = {c: {e: free_port() for e in eps} for c, eps in ENDPOINTS.items()}
-        self.idp_port = free_port()
+        self.ports = {c: {e: pick_port() for e in eps} for c, eps in ENDPOINTS.items()}
+        self.idp_port = pick_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("NEXTAUTH_")}
         env.update(extra_env, NEXTAUTH_DATA_DIR=str(data_dir), NEXTAUTH_LOG_LEVEL="WARNING")
         for component, endpoints in self.ports.items():
             for endpoint, port in endpoints.items():
                 env[f"NEXTAUTH_{component.upper()}_{endpoint.upper()}_LISTEN"] = f"127.0.0.1:{port}"
         env["NEXTAUTH_IDP_LISTEN"] = f"127.0.0.1:{self.idp_port}"
-        env["NEXTAUTH_IDP_ADMIN_PORT"] = str(free_port())  # not the fixed 9616: runs side by side
+        env["NEXTAUTH_IDP_ADMIN_PORT"] = str(pick_port())  # not the fixed 9616: runs side by side
         env["NEXTAUTH_IDP_LOG_LEVEL"] = "WARNING"
         # The load comes from one address on purpose: the rate limits that would stop it are off here.
         env.setdefault("NEXTAUTH_IDP_RATE_LIMIT_LOGIN", "off")

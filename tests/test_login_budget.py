@@ -13,6 +13,7 @@ import pytest
 
 from bench.qr_login import Services, measure_logins, phone
 from mobilesdk.flows import App
+from tests.fixtures.system import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -23,7 +24,7 @@ LOGINS = 3
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    running = Services(tmp_path_factory.mktemp("budget"), {})
+    running = Services(tmp_path_factory.mktemp("budget"), {}, pick_port=free_port)
     yield running
     running.stop()
 
