@@ -19,6 +19,7 @@ from redis.retry import Retry
 
 from authserver.storage import sentinel
 from authserver.storage.db import mask_uri
+from authserver.storage.redis_direct import DirectCommands
 
 log = logging.getLogger("nextauth.kv")
 
@@ -334,38 +335,37 @@ class _RedisSubscription:
 
 
 class _RedisBatch:
-    def __init__(self, pipeline: redis.client.Pipeline, key: Callable[[str], str]) -> None:
-        self._pipeline = pipeline
+    def __init__(self, commands: DirectCommands, key: Callable[[str], str]) -> None:
+        self._direct = commands
         self._key = key
-        self._commands = 0
-        self._reads: list[int] = []  # positions of the reads among the pipeline's commands
+        self._commands: list[tuple[Any, ...]] = []
+        self._reads: list[int] = []  # positions of the reads among the queued commands
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         _check_ttl(ttl)
-        self._pipeline.set(self._key(key), value, px=None if ttl is None else _ms(ttl))
-        self._commands += 1
+        self._commands.append(_set_command(self._key(key), value, ttl))
 
     def delete(self, *keys: str) -> None:
         if keys:
-            self._pipeline.delete(*(self._key(key) for key in keys))
-            self._commands += 1
+            self._commands.append(("DEL", *(self._key(key) for key in keys)))
 
     def publish(self, channel: str, message: bytes) -> None:
-        self._pipeline.publish(self._key(channel), message)
-        self._commands += 1
+        self._commands.append(("PUBLISH", self._key(channel), message))
 
     def get(self, key: str) -> None:
-        self._reads.append(self._commands)
-        self._pipeline.get(self._key(key))
-        self._commands += 1
+        self._reads.append(len(self._commands))
+        self._commands.append(("GET", self._key(key)))
 
     def execute(self) -> list[bytes | None]:
-        reads, self._reads, self._commands = self._reads, [], 0
-        try:
-            results = self._pipeline.execute()
-        finally:
-            self._pipeline.reset()
+        commands, reads, self._commands, self._reads = self._commands, self._reads, [], []
+        if not commands:
+            return []
+        results = self._direct.pipeline(commands)
         return [results[position] for position in reads]
+
+
+def _set_command(key: str, value: bytes, ttl: float | None, *options: str) -> tuple[Any, ...]:
+    return ("SET", key, value, *options) if ttl is None else ("SET", key, value, "PX", _ms(ttl), *options)
 
 
 class RedisStore:
@@ -397,43 +397,46 @@ class RedisStore:
                 uri, socket_connect_timeout=connect_timeout, socket_timeout=socket_timeout, **options
             )
         self._incr = self._client.register_script(_INCR_WITH_TTL)
+        self._direct = DirectCommands(self._client)
 
     def _key(self, key: str) -> str:
         return self._prefix + key
 
+    # The commands of every request go through ``DirectCommands``; scripts, subscriptions and pings
+    # through the client. No decode_responses: values come back as bytes.
+
     def get(self, key: str) -> bytes | None:
-        value = cast(bytes | None, self._client.get(self._key(key)))  # no decode_responses: bytes
-        return value
+        return cast(bytes | None, self._direct.call("GET", self._key(key)))
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        return cast(list[bytes | None], self._client.mget([self._key(key) for key in keys]))
+        return cast(list[bytes | None], self._direct.call("MGET", *(self._key(key) for key in keys)))
 
     def batch(self) -> Batch:
-        return _RedisBatch(self._client.pipeline(transaction=False), self._key)
+        return _RedisBatch(self._direct, self._key)
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         _check_ttl(ttl)
-        self._client.set(self._key(key), value, px=None if ttl is None else _ms(ttl))
+        self._direct.call(*_set_command(self._key(key), value, ttl))
 
     def set_if_absent(self, key: str, value: bytes, ttl: float | None = None) -> bool:
         _check_ttl(ttl)
-        return bool(self._client.set(self._key(key), value, px=None if ttl is None else _ms(ttl), nx=True))
+        # Redis answers OK when it set the key, nothing when the key was there.
+        return self._direct.call(*_set_command(self._key(key), value, ttl, "NX")) is not None
 
     def take(self, key: str) -> bytes | None:
-        value = cast(bytes | None, self._client.getdel(self._key(key)))
-        return value
+        return cast(bytes | None, self._direct.call("GETDEL", self._key(key)))
 
     def delete(self, key: str) -> bool:
-        return bool(self._client.delete(self._key(key)))
+        return int(self._direct.call("DEL", self._key(key))) > 0
 
     def incr(self, key: str, ttl: float | None = None) -> int:
         _check_ttl(ttl)
         return int(self._incr(keys=[self._key(key)], args=["" if ttl is None else _ms(ttl)]))
 
     def publish(self, channel: str, message: bytes) -> None:
-        self._client.publish(self._key(channel), message)
+        self._direct.call("PUBLISH", self._key(channel), message)
 
     def subscribe(self, channel: str) -> Subscription:
         pubsub = self._client.pubsub()
@@ -461,6 +464,7 @@ class RedisStore:
             return False
 
     def close(self) -> None:
+        self._direct.close()
         self._client.close()
 
 
