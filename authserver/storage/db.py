@@ -6,7 +6,6 @@ URI never silently picks a driver that is not installed.
 
 import hashlib
 import logging
-import select
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.pool import StaticPool
 
-from authserver.storage import hot, multihost, pg_gevent
+from authserver.storage import hot, liveness, multihost, pg_gevent
 from authserver.storage.hot import HotStatement
 
 if TYPE_CHECKING:
@@ -181,39 +180,10 @@ def create_engine_for(uri: str) -> Engine:
     return engine
 
 
-# gevent replaces select.poll with a cooperative one; a zero-timeout look needs the plain system call.
-try:
-    from gevent.monkey import get_original
-
-    _poll: Callable[[], Any] = get_original("select", "poll")
-except ImportError:  # pragma: no cover - gevent is a dependency
-    _poll = select.poll
-_CLOSED_OR_PENDING = select.POLLIN | select.POLLERR | select.POLLHUP
-
-
-def _socket_of(dbapi_connection: Any) -> int:
-    fileno = getattr(dbapi_connection, "fileno", None)  # psycopg
-    if callable(fileno):
-        return int(fileno())
-    sock = getattr(dbapi_connection, "_sock", None)  # PyMySQL
-    if sock is None:
-        raise OSError("no socket")
-    return int(sock.fileno())
-
-
 def _drop_if_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-    """Pool checkout: refuse a connection whose server has closed it (restart, idle limit, a proxy).
-
-    An idle connection's socket has nothing to read unless the server said goodbye (an error message,
-    then end of file); one local ``poll`` sees that, where a pre-ping spends a round trip on every
-    checkout. ``DisconnectionError`` makes the pool discard the connection and hand out another."""
-    try:
-        poller = _poll()
-        poller.register(_socket_of(dbapi_connection), _CLOSED_OR_PENDING)
-        closed = bool(poller.poll(0))
-    except Exception:  # the driver knows the connection is closed, or has no socket to look at
-        closed = True
-    if closed:
+    """Pool checkout: refuse a connection whose server has closed it (``liveness``), without the round
+    trip of a pre-ping. ``DisconnectionError`` makes the pool discard the connection and hand out another."""
+    if liveness.closed_by_server(dbapi_connection):
         raise DisconnectionError("the database closed this connection while it was idle in the pool")
 
 

@@ -6,7 +6,8 @@ itself spends (execution context, result wrapping, events, switching the connect
 back): as much as the driver's own work. A ``HotStatement`` is compiled once per dialect and set of
 parameter names, with the bind and result processors of its column types, and then sent with the pool's
 DB-API connection in autocommit mode: one statement that the database commits on its own, as
-``db.write_one`` and ``db.read`` already send it, without that overhead.
+``db.write_one`` and ``db.read`` already send it, without that overhead. The connection is one of a
+few the hot statements keep checked out of the pool, already in autocommit mode (``_Kept``).
 
 Only where the database commits a lone statement by itself and switching the driver to autocommit
 costs no round trip (PostgreSQL, SQLite on a file): ``db`` runs the statement through SQLAlchemy
@@ -14,14 +15,19 @@ everywhere else. Errors come out as SQLAlchemy's (``IntegrityError``, ``Operatio
 connection the driver finds dead is dropped from the pool, as SQLAlchemy would."""
 
 import logging
+import os
+import time
+import weakref
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Dialect, Engine, Executable
+from sqlalchemy import Dialect, Engine, Executable, event
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.sql.compiler import SQLCompiler
+
+from authserver.storage import liveness
 
 T = TypeVar("T")
 
@@ -203,28 +209,126 @@ def _failed(
     return failure
 
 
+# Connections hot statements keep checked out of an engine's pool, at most this many idle per engine: the
+# pool's other connections stay for everything else. Kept no longer than the pool would keep one.
+KEEP = 4
+KEEP_SECONDS = 1800.0
+
+
+class _Lent:
+    __slots__ = ("dbapi_connection", "pooled", "restore", "since")
+
+    def __init__(self, pooled: Any, dbapi_connection: Any, restore: Callable[[], None]) -> None:
+        self.pooled = pooled
+        self.dbapi_connection = dbapi_connection
+        self.restore = restore
+        self.since = time.monotonic()
+
+
+class _Kept:
+    """Connections of one engine kept checked out, in autocommit mode, between hot statements.
+
+    A statement on a connection the pool lends and takes back costs about half as much again as the
+    statement itself (checkout, the pool's check, autocommit on and off, the rollback at checkin). Idle
+    ones are checked again before reuse as the pool checks them (``liveness``); one that failed, or was
+    interrupted mid-statement, is not kept. After a fork the parent's are left alone, and
+    ``engine.dispose()`` closes them."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._idle: list[_Lent] = []
+        self._forsaken: list[_Lent] = []
+        self._pid = os.getpid()
+        self._check = engine.dialect.name != "sqlite"  # a file has no server to close it
+
+    def take(self) -> _Lent:
+        if self._pid != os.getpid():
+            # Never let go of the parent's: a connection given back to the pool would be handed out here,
+            # and one closed would end the parent's session with the server.
+            self._forsaken.extend(self._idle)
+            self._idle, self._pid = [], os.getpid()
+        while self._idle:
+            lent = self._idle.pop()
+            if self._check and liveness.closed_by_server(lent.dbapi_connection):
+                lent.pooled.invalidate()
+                continue
+            return lent
+        pooled = self._engine.raw_connection()
+        dbapi_connection = pooled.dbapi_connection
+        try:
+            restore = _autocommit_on(self._engine.dialect.name, dbapi_connection)
+        except BaseException:
+            pooled.close()
+            raise
+        return _Lent(pooled, dbapi_connection, restore)
+
+    def give_back(self, lent: _Lent) -> None:
+        fresh = time.monotonic() - lent.since < KEEP_SECONDS
+        if len(self._idle) < KEEP and fresh and self._pid == os.getpid():
+            self._idle.append(lent)
+            return
+        self._return_to_pool(lent)
+
+    def drop(self, lent: _Lent, exc: Exception | None = None) -> None:
+        """Not to be used again: closed, and given back to the pool as invalid."""
+        if lent.pooled.dbapi_connection is not None:  # not invalidated already
+            lent.pooled.invalidate(exc)
+
+    def close(self, *_: Any) -> None:
+        idle, self._idle = self._idle, []
+        if self._pid == os.getpid():
+            for lent in idle:
+                self.drop(lent)
+
+    def connections(self) -> list[Any]:
+        return [lent.dbapi_connection for lent in self._idle]
+
+    @staticmethod
+    def _return_to_pool(lent: _Lent) -> None:
+        try:
+            lent.restore()
+        except Exception as exc:  # a connection left in autocommit mode would break transactions
+            lent.pooled.invalidate(exc)
+        lent.pooled.close()
+
+
+_kept: "weakref.WeakKeyDictionary[Engine, _Kept]" = weakref.WeakKeyDictionary()
+
+
+def _kept_for(engine: Engine) -> _Kept:
+    kept = _kept.get(engine)
+    if kept is None:
+        kept = _kept[engine] = _Kept(engine)
+        event.listen(engine, "engine_disposed", kept.close)
+    return kept
+
+
+def kept_connections(engine: Engine) -> list[Any]:
+    """The driver's connections hot statements keep idle for ``engine`` (for tests and diagnostics)."""
+    kept = _kept.get(engine)
+    return [] if kept is None else kept.connections()
+
+
 def send(engine: Engine, compiled: _Compiled, arguments: Sequence[Any] | dict[str, Any]) -> HotResult:
-    """One statement in autocommit mode on a pooled connection. The pool gets the connection back as it
-    lent it (not in autocommit mode), or never again when it died or could not be put back."""
-    pooled = engine.raw_connection()
-    dbapi_connection: Any = pooled.dbapi_connection
+    """One statement in autocommit mode on a kept connection (``_Kept``). A connection the driver found
+    dead, or whose statement was interrupted, is closed and never used again."""
+    kept = _kept_for(engine)
+    lent = kept.take()
     cursor = None
     try:
-        restore = _autocommit_on(engine.dialect.name, dbapi_connection)
-        try:
-            cursor = dbapi_connection.cursor()
-            result = _execute(cursor, compiled, arguments)
-            cursor.close()
-        finally:
-            try:
-                restore()
-            except Exception as exc:  # a connection left in autocommit mode would break transactions
-                pooled.invalidate(exc)
-        return result
+        cursor = lent.dbapi_connection.cursor()
+        result = _execute(cursor, compiled, arguments)
+        cursor.close()
     except engine.dialect.loaded_dbapi.Error as exc:
-        raise _failed(engine, pooled, dbapi_connection, exc, cursor, compiled.sql, arguments) from exc
-    finally:
-        pooled.close()
+        failure = _failed(engine, lent.pooled, lent.dbapi_connection, exc, cursor, compiled.sql, arguments)
+        if lent.pooled.dbapi_connection is not None:  # not found dead: a refused statement (a constraint)
+            kept.give_back(lent)
+        raise failure from exc
+    except BaseException as exc:  # interrupted mid-statement: what the connection holds is not known
+        kept.drop(lent, exc if isinstance(exc, Exception) else None)
+        raise
+    kept.give_back(lent)
+    return result
 
 
 def run(engine: Engine, statement: HotStatement, parameters: Mapping[str, Any]) -> HotResult:

@@ -2,6 +2,7 @@
 committed on their own, the connection given back to the pool as it was lent, errors as SQLAlchemy's,
 and a connection that died is dropped and the read sent again."""
 
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -190,33 +191,150 @@ def _backend_id(engine: Engine) -> int:
     return db.read(engine, lambda connection: server_side.connection_id(connection, engine.dialect.name))
 
 
-def test_a_read_whose_connection_died_is_sent_again_on_a_fresh_one(engine: Engine) -> None:
-    """The pool's own check at checkout is switched off, so the dead connection is handed out: the driver
-    fails, the connection is dropped, and the read goes once more on a new connection."""
-    if engine.dialect.name == "sqlite":
-        pytest.skip("a file has no server to close connections")
-    db.write_one(engine, ADD, {"id": "i"})
+def _kept_backend_id(engine: Engine) -> int:
+    """The server's id of the connection hot statements keep (one, after one statement)."""
+    [kept] = hot.kept_connections(engine)
+    return int(kept.info.backend_pid)
+
+
+def _unchecked(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dead connections are handed out: the pool's check at checkout and the kept ones' check off."""
     event.remove(engine, "checkout", db._drop_if_closed)
-    engine.pool.dispose()  # one connection in the pool: the next checkout gets the one killed below
-    victim = _backend_id(engine)
+    monkeypatch.setattr(hot.liveness, "closed_by_server", lambda _connection: False)
+
+
+def test_a_read_whose_connection_died_is_sent_again_on_a_fresh_one(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checks are switched off, so the dead connection is used: the driver fails, the connection is
+    dropped, and the read goes once more on a new connection."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip(
+            "the straight path's own handling of a dead connection (a file has no server; MariaDB "
+            "goes through SQLAlchemy)"
+        )
+    db.write_one(engine, ADD, {"id": "i"})
+    _unchecked(engine, monkeypatch)
+    victim = _kept_backend_id(engine)
     server_side.kill(engine, victim)
     assert db.read_first(engine, READ, {"id": "i"}).id == "i"
-    assert _backend_id(engine) != victim
+    assert _kept_backend_id(engine) != victim
 
 
-def test_a_write_whose_connection_died_fails_and_is_not_sent_again(engine: Engine) -> None:
+def test_a_write_whose_connection_died_fails_and_is_not_sent_again(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """It may have been applied before the connection died: the caller decides."""
     if engine.dialect.name != "postgresql":
         pytest.skip("the straight path's own handling of a dead connection (MariaDB goes through SQLAlchemy)")
-    event.remove(engine, "checkout", db._drop_if_closed)
-    engine.pool.dispose()
-    victim = _backend_id(engine)
+    db.read_first(engine, READ, {"id": "none"})
+    _unchecked(engine, monkeypatch)
+    victim = _kept_backend_id(engine)
     server_side.kill(engine, victim)
     with pytest.raises(OperationalError) as failed:
         db.write_one(engine, ADD, {"id": "j"})
     assert failed.value.connection_invalidated
-    db.write_one(engine, ADD, {"id": "j"})  # the dead connection left the pool
+    assert hot.kept_connections(engine) == []  # the dead connection is not kept
+    db.write_one(engine, ADD, {"id": "j"})
     assert _count(engine) == 1
+
+
+def test_a_kept_connection_the_server_closed_is_replaced_before_use(engine: Engine) -> None:
+    """A restart or an idle limit ends a kept connection: the next statement, a write, which is never sent
+    twice, goes on a new connection without an error."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("connections kept by hot statements are on PostgreSQL and SQLite files")
+    db.read_first(engine, READ, {"id": "none"})
+    victim = _kept_backend_id(engine)
+    server_side.kill(engine, victim)
+    db.write_one(engine, ADD, {"id": "o"})
+    assert _count(engine) == 1
+    assert _kept_backend_id(engine) != victim
+
+
+def test_connections_kept_are_few_and_closed_with_the_engine(engine: Engine) -> None:
+    if not _straight(engine):
+        pytest.skip("SQLAlchemy sends it on this database")
+    lent = [hot._kept_for(engine).take() for _ in range(hot.KEEP + 2)]  # as many statements at once
+    for one in lent:
+        hot._kept_for(engine).give_back(one)
+    kept = hot.kept_connections(engine)
+    assert len(kept) == hot.KEEP  # the others went back to the pool
+    assert engine.pool.checkedout() == hot.KEEP  # type: ignore[attr-defined]  # a QueuePool
+    engine.dispose()
+    assert hot.kept_connections(engine) == []
+    assert all(_closed(connection) for connection in kept)
+
+
+def _closed(dbapi_connection: Any) -> bool:
+    closed = getattr(dbapi_connection, "closed", None)  # psycopg
+    if closed is not None:
+        return bool(closed)
+    try:  # sqlite3
+        dbapi_connection.execute("SELECT 1")
+    except Exception:
+        return True
+    return False
+
+
+class Interrupted(BaseException):
+    """Stands for what can stop a greenlet mid-statement (gevent.Timeout, GreenletExit)."""
+
+
+def test_a_connection_whose_statement_was_interrupted_is_not_used_again(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not _straight(engine):
+        pytest.skip("SQLAlchemy sends it on this database")
+    db.read_first(engine, READ, {"id": "none"})
+    [connection] = hot.kept_connections(engine)
+    execute = hot._execute
+
+    def interrupted(cursor: Any, compiled: Any, arguments: Any) -> Any:
+        cursor.execute(compiled.sql, arguments)  # sent, its answer not read
+        raise Interrupted
+
+    monkeypatch.setattr(hot, "_execute", interrupted)
+    with pytest.raises(Interrupted):
+        db.write_one(engine, ADD, {"id": "p"})
+    monkeypatch.setattr(hot, "_execute", execute)
+    assert hot.kept_connections(engine) == []
+    assert _closed(connection)
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]  # a QueuePool
+    assert db.read_first(engine, READ, {"id": "p"}).id == "p"  # autocommit: it was applied, once
+
+
+def test_a_refused_statement_keeps_its_connection(engine: Engine) -> None:
+    if not _straight(engine):
+        pytest.skip("SQLAlchemy sends it on this database")
+    db.write_one(engine, ADD, {"id": "q"})
+    [connection] = hot.kept_connections(engine)
+    with pytest.raises(IntegrityError):
+        db.write_one(engine, ADD, {"id": "q"})
+    assert hot.kept_connections(engine) == [connection]
+    assert db.read_first(engine, READ, {"id": "q"}).id == "q"
+
+
+def test_a_forked_child_does_not_use_the_parents_kept_connections(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a server's connection ids tell the connections apart")
+    db.write_one(engine, ADD, {"id": "r"})
+    parent = _kept_backend_id(engine)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        try:
+            found = db.read_first(engine, READ, {"id": "r"})
+            os.write(write, f"{found.id} {_kept_backend_id(engine)}".encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    answer = os.read(read, 100).decode().split()
+    os.close(read)
+    assert answer[0] == "r" and int(answer[1]) != parent
+    assert _kept_backend_id(engine) == parent
+    assert db.read_first(engine, READ, {"id": "r"}).id == "r"  # the parent's connection still works
 
 
 def test_a_hot_transaction_commits_its_statements_together_or_none(engine: Engine) -> None:

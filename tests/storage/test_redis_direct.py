@@ -60,7 +60,9 @@ def test_redis_reply_of_an_interrupted_command_is_never_read_by_the_next(
     assert store.get("a") == b"value of a"
 
 
-def test_redis_error_reply_in_a_batch_raises_and_the_rest_still_ran(store: RedisStore, redis_prefix: str) -> None:
+def test_redis_error_reply_in_a_batch_raises_and_the_rest_still_ran(
+    store: RedisStore, redis_prefix: str
+) -> None:
     store._direct.call("RPUSH", redis_prefix + "list", "x")  # GET on a list is an error reply
     batch = store.batch()
     batch.get("list")
