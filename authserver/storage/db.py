@@ -215,7 +215,7 @@ def transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _autocommits(engine: Engine) -> bool:
+def autocommits(engine: Engine) -> bool:
     # PostgreSQL's and SQLite's drivers switch a connection to autocommit and back without a round trip;
     # PyMySQL sends a command each way, which costs more than the BEGIN and COMMIT it would save. An
     # in-memory SQLite database is one connection shared by every checkout: switching it could end
@@ -239,11 +239,11 @@ def write_one(
     Not retried on a dead connection: the statement may have been applied before the connection died
     (``_drop_if_closed`` keeps connections that died in the pool from being used)."""
     if isinstance(statement, HotStatement):
-        if _autocommits(engine):
+        if autocommits(engine):
             return take(hot.run(engine, statement, parameters))
         statement = statement.statement
     sql = statement
-    if not _autocommits(engine):
+    if not autocommits(engine):
         return transaction(
             engine,
             lambda connection: take(cast(CursorResult[Any], connection.execute(sql, parameters))),
@@ -256,7 +256,7 @@ def write_one(
 def read_first(engine: Engine, statement: HotStatement, parameters: dict[str, Any]) -> Any:
     """The first row a hot SELECT gives (columns by name), or None; outside a transaction where that
     saves round trips, and once more on a fresh connection when the first one had died, like ``read``."""
-    if not _autocommits(engine):
+    if not autocommits(engine):
         return read(engine, lambda connection: connection.execute(statement.statement, parameters).first())
     for attempt in (1, 2):
         try:
@@ -282,7 +282,7 @@ def hot_transaction(engine: Engine, work: Callable[[Any], T]) -> T:
     """``work`` runs hot statements (``.run(statement, parameters)``, which gives ``first()``, ``all()``
     and ``rowcount``) in one transaction, committed; straight on the driver where single statements go
     so (``hot.transaction``), through SQLAlchemy elsewhere. Retried like ``transaction()``."""
-    if _autocommits(engine):
+    if autocommits(engine):
         return hot.transaction(engine, work)
     return transaction(engine, lambda connection: work(_ThroughSqlalchemy(connection)))
 
@@ -291,7 +291,7 @@ def read(engine: Engine, work: Callable[[Connection], T]) -> T:
     """``work`` (reads only) outside a transaction where that saves round trips: on PostgreSQL and SQLite
     the connection is in autocommit mode, so a single SELECT is one round trip, not BEGIN, SELECT and
     ROLLBACK. (On MariaDB switching the mode costs round trips itself.) Retried like ``transaction()``."""
-    autocommit = _autocommits(engine)
+    autocommit = autocommits(engine)
     for attempt in (1, 2):
         try:
             with engine.connect() as connection:

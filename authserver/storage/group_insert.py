@@ -7,16 +7,19 @@ for one. Nothing is given up for it: a caller's ``insert`` returns only after it
 raises what the database raised if it is not, exactly as a transaction of its own would.
 
 The first caller to find no writer running starts one (a greenlet); callers that arrive while it writes
-queue their rows for its next transaction. A batch that fails is written again row by row, so one bad row
-fails only its own caller. Outside a gevent-patched process (a test calling the app in plain threads)
-there is no hub to share: each row is its own transaction, as before.
+queue their rows for its next transaction. Where the database commits a lone statement on its own
+(PostgreSQL, SQLite files), a batch is one multi-row INSERT sent as a hot statement: one round trip, all
+rows or none. A batch that fails is written again row by row, so one bad row fails only its own caller.
+Outside a gevent-patched process (a test calling the app in plain threads) there is no hub to share: each
+row is its own transaction, as before.
 """
 
 import logging
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Engine, Executable
+from sqlalchemy import Engine, Executable, bindparam
+from sqlalchemy.sql.dml import Insert
 
 from authserver.storage import db as database
 from authserver.storage.hot import HotStatement
@@ -39,6 +42,7 @@ class GroupInsert:
         self._engine = engine
         self._statement = statement
         self._alone = HotStatement(statement)
+        self._together: dict[tuple[tuple[str, ...], int], HotStatement] = {}  # by columns and row count
         self._grouped = _gevent_patched() if grouped is None else grouped
         self._queued: list[tuple[Mapping[str, Any], Any]] = []
         self._writing = False
@@ -99,7 +103,33 @@ class GroupInsert:
         if len(rows) == 1:
             # Alone: one statement the database commits on its own where that spares BEGIN and COMMIT.
             database.write_one(self._engine, self._alone, dict(rows[0]))
+        elif (together := self._together_for(rows)) is not None:
+            columns = sorted(rows[0])
+            values = {f"{column}_{i}": row[column] for i, row in enumerate(rows) for column in columns}
+            database.write_one(self._engine, together, values)
         else:
+            # SQLAlchemy takes the columns of many rows from the first one: rows alike go together.
+            alike: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+            for row in rows:
+                alike.setdefault(tuple(sorted(row)), []).append(row)
             with self._engine.begin() as connection:
-                connection.execute(self._statement, rows)
+                for group in alike.values():
+                    connection.execute(self._statement, group)
         self.transactions += 1
+
+    def _together_for(self, rows: list[Mapping[str, Any]]) -> HotStatement | None:
+        """One INSERT of all ``rows`` (the same columns in each) as a hot statement, where hot statements go
+        straight to the driver; None elsewhere."""
+        if not database.autocommits(self._engine) or not isinstance(self._statement, Insert):
+            return None
+        columns = tuple(sorted(rows[0]))
+        if any(len(row) != len(columns) or any(c not in row for c in columns) for row in rows):
+            return None
+        key = (columns, len(rows))
+        found = self._together.get(key)
+        if found is None:
+            binds: list[dict[str, Any]] = [
+                {column: bindparam(f"{column}_{i}") for column in columns} for i in range(len(rows))
+            ]
+            found = self._together[key] = HotStatement(self._statement.values(binds))
+        return found

@@ -10,14 +10,14 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, cast
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from authserver.storage import sentinel
+from authserver.storage import conditional_take, sentinel
 from authserver.storage.db import mask_uri
 from authserver.storage.redis_direct import DirectCommands
 
@@ -59,6 +59,13 @@ class KeyValueStore(Protocol):
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None: ...
     def set_if_absent(self, key: str, value: bytes, ttl: float | None = None) -> bool: ...
     def take(self, key: str) -> bytes | None: ...
+    def take_if(
+        self, key: str, equal: Mapping[str, str | None], words_within: Mapping[str, str] | None = None
+    ) -> tuple[bytes | None, bool]:
+        """The value of ``key`` (a JSON record; None if there is none) and whether it was taken: only when
+        it meets the conditions (``conditional_take``), atomically."""
+        ...
+
     def delete(self, key: str) -> bool: ...
     def incr(self, key: str, ttl: float | None = None) -> int: ...
     def publish(self, channel: str, message: bytes) -> None: ...
@@ -224,6 +231,18 @@ class MemoryStore:
                 return None
             del self._data[key]
             return entry[0]
+
+    def take_if(
+        self, key: str, equal: Mapping[str, str | None], words_within: Mapping[str, str] | None = None
+    ) -> tuple[bytes | None, bool]:
+        with self._lock:
+            entry = self._live(key, self._clock())
+            if entry is None:
+                return None, False
+            if not conditional_take.matches(entry[0], equal, words_within or {}):
+                return entry[0], False
+            del self._data[key]
+            return entry[0], True
 
     def delete(self, key: str) -> bool:
         with self._lock:
@@ -427,6 +446,16 @@ class RedisStore:
 
     def take(self, key: str) -> bytes | None:
         return cast(bytes | None, self._direct.call("GETDEL", self._key(key)))
+
+    def take_if(
+        self, key: str, equal: Mapping[str, str | None], words_within: Mapping[str, str] | None = None
+    ) -> tuple[bytes | None, bool]:
+        arguments = conditional_take.script_arguments(equal, words_within or {})
+        reply = self._direct.script(conditional_take.SCRIPT, [self._key(key)], arguments)
+        if reply is None:
+            return None, False
+        taken, raw = reply
+        return cast(bytes, raw), int(taken) == 1
 
     def delete(self, key: str) -> bool:
         return int(self._direct.call("DEL", self._key(key))) > 0

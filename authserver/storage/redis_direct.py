@@ -13,6 +13,7 @@ interrupted command is never read by the next one. After a fork, the parent's co
 (closing a socket the parent still uses would cut it off) and the child makes its own.
 """
 
+import hashlib
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -27,6 +28,7 @@ class DirectCommands:
         self._retry = client.get_retry()
         self._idle: list[AbstractConnection] = []
         self._pid = os.getpid()
+        self._digests: dict[str, str] = {}
 
     def call(self, *args: Any) -> Any:
         """One command's reply (an error reply raises ``redis.ResponseError``)."""
@@ -37,6 +39,17 @@ class DirectCommands:
         reply was read."""
         replies: list[Any] = self._with_connection(lambda connection: _several(connection, commands))
         return replies
+
+    def script(self, script: str, keys: Sequence[str], arguments: Sequence[Any]) -> Any:
+        """A Lua script's reply: by its digest, sent whole (and so cached by Redis) the first time and
+        whenever Redis has forgotten it (a restart, SCRIPT FLUSH, another server after a failover)."""
+        digest = self._digests.get(script)
+        if digest is None:
+            digest = self._digests[script] = hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+        try:
+            return self.call("EVALSHA", digest, len(keys), *keys, *arguments)
+        except redis.exceptions.NoScriptError:
+            return self.call("EVAL", script, len(keys), *keys, *arguments)
 
     def close(self) -> None:
         idle, self._idle = self._idle, []

@@ -101,8 +101,13 @@ class Client(ClientMixin):  # type: ignore[misc]
         uris = self.redirect_uris
         return uris[0] if len(uris) == 1 else None
 
+    @property
+    def allowed_scope(self) -> str:
+        """The scopes the client may ask for, separated by single spaces."""
+        return " ".join(self.client_metadata.get("scope", " ".join(SCOPES)).split())
+
     def get_allowed_scope(self, scope: str) -> str:
-        allowed = set(self.client_metadata.get("scope", " ".join(SCOPES)).split())
+        allowed = set(self.allowed_scope.split())
         return " ".join(s for s in (scope or "").split() if s in allowed)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:

@@ -4,11 +4,12 @@ sends after every login, before Flask and Authlib.
 It answers one request exactly: ``grant_type=authorization_code`` with ``code``, ``redirect_uri`` and a
 well-formed ``code_verifier``, no DPoP proof, from a confidential client that authenticates with the secret
 method it registered (``client_secret_basic`` or ``client_secret_post``), may use this grant and gets opaque
-access tokens. The code is read first and left in place (``TokenStore.peek_code``) while everything the
-view checks is checked the way the view checks it: issued to this client, the same redirect URI, the PKCE
-verifier (S256, compared in constant time), not bound to a DPoP key, its scope still the client's. Only
-then is it taken, atomically, so it works once whichever path sees it first; and the tokens are issued as
-the view issues them (``Provider.save_token``): the access token, a refresh token when the client may use
+access tokens. The code is taken only if it is one the view would redeem, in one step with the store
+(``TokenStore.take_code_if``): issued to this client, the same redirect URI, the S256 challenge of the
+PKCE verifier, not bound to a DPoP key, its scope still within the client's. Otherwise it stays in place
+for the view. Taken, it is checked again here the way the view checks it (the challenge compared in
+constant time), so it works once whichever path sees it first; and the tokens are issued as the view
+issues them (``Provider.save_token``): the access token, a refresh token when the client may use
 them, what the code was exchanged for (a second use of the code revokes it), the ID token of
 ``idp.oidc.id_token``, the log line and the counters.
 
@@ -83,14 +84,19 @@ class FastCodeExchange(FormPost):
             return None
         if not client.check_grant_type("authorization_code"):
             return None
-        tokens = provider.tokens
-        seen = tokens.peek_code(code)
-        if seen is None or not redeemable(seen, client, redirect_uri, verifier):
+        taken, used_up = provider.tokens.take_code_if(
+            code,
+            client_id=client.client_id,
+            redirect_uri=redirect_uri,
+            code_challenge=_s256(verifier),
+            allowed_scope=client.allowed_scope,
+        )
+        if taken is None or not used_up:
+            # Unknown, used, or not this request's to redeem: the view answers, finding the code as it was
+            # (gone: it answers as for any used code, revoking what it was exchanged for).
             return None
-        taken = tokens.take_code(code)
-        if taken != seen:
-            # Used in the meantime by another request: the view finds it gone and answers as for any used
-            # code (revoking what it was exchanged for).
+        if not redeemable(taken, client, redirect_uri, verifier):  # the store's check and ours disagree
+            log.error("a code the store let %s take fails the exchange's checks; refused", client.client_id)
             return None
         try:
             return self._issue(client, taken)

@@ -238,6 +238,26 @@ class TokenStore:
         digest = token_hash(code)
         return _authorization_code(self._kv.take(CODE_PREFIX + digest), digest)
 
+    def take_code_if(
+        self, code: str, *, client_id: str, redirect_uri: str, code_challenge: str, allowed_scope: str
+    ) -> tuple[AuthorizationCode | None, bool]:
+        """The code's record, and whether it was taken (used up): only when it was issued to ``client_id``
+        for ``redirect_uri`` with this S256 ``code_challenge``, is not bound to a DPoP key, and its scope
+        is within ``allowed_scope``; otherwise left in place, in the same step."""
+        digest = token_hash(code)
+        raw, taken = self._kv.take_if(
+            CODE_PREFIX + digest,
+            {
+                "grant.client_id": client_id,
+                "redirect_uri": redirect_uri,
+                "code_challenge_method": "S256",
+                "code_challenge": code_challenge,
+                "grant.dpop_jkt": None,
+            },
+            {"grant.scope": allowed_scope},
+        )
+        return _authorization_code(raw, digest), taken
+
     def peek_code(self, code: str) -> AuthorizationCode | None:
         """The code's record, left in place: for checks that must not use the code up (``take_code`` then
         uses it, once)."""

@@ -321,32 +321,52 @@ def test_everything_else_is_the_views_answer_with_the_code_unused(
     ]  # fmt: skip
 
 
-def test_a_code_taken_by_another_request_in_between_is_the_views(
+def test_a_code_taken_by_another_request_first_is_the_views(
     app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Checked, then used by a parallel request before this one takes it: the view refuses it."""
+    """Used by a parallel request an instant before this one asks: the view refuses it."""
     world = World(app)
     (code,), verifier = world.code(world.rp)
     tokens = world.tokens
-    real_take = tokens.take_code
+    real_take_if = tokens.take_code_if
 
-    def raced(value: str) -> Any:
-        real_take(value)  # the other request
-        return real_take(value)
+    def raced(value: str, **conditions: Any) -> Any:
+        tokens.take_code(value)  # the other request
+        return real_take_if(value, **conditions)
 
-    monkeypatch.setattr(tokens, "take_code", raced)
+    monkeypatch.setattr(tokens, "take_code_if", raced)
     status, _, body = _call(_fast(app), _exchange(code, verifier), basic(world.rp.client_id, world.rp_secret))
     assert status.startswith("400") and json.loads(body)["error"] == "invalid_grant"
+
+
+def test_a_code_the_store_let_through_that_fails_the_checks_is_refused(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store's check and the exchange's own must agree; if they ever do not, no tokens."""
+    world = World(app)
+    (code,), _verifier = world.code(world.rp)
+    tokens = world.tokens
+
+    def lenient(value: str, **_conditions: Any) -> Any:
+        return tokens.take_code(value), True
+
+    monkeypatch.setattr(tokens, "take_code_if", lenient)
+    wrong_verifier = secrets.token_urlsafe(48)
+    status, _, body = _call(
+        _fast(app), _exchange(code, wrong_verifier), basic(world.rp.client_id, world.rp_secret)
+    )
+    assert status.startswith("400") and json.loads(body)["error"] == "invalid_grant"
+    assert "access_token" not in json.loads(body)
 
 
 def test_the_store_away_is_the_views_answer(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     world = World(app)
     (code,), verifier = world.code(world.rp)
 
-    def away(_code: str) -> None:
+    def away(_code: str, **_conditions: Any) -> None:
         raise ConnectionError("store away")
 
-    monkeypatch.setattr(world.tokens, "peek_code", away)
+    monkeypatch.setattr(world.tokens, "take_code_if", away)
     fast = _fast(app)
     monkeypatch.setattr(
         fast, "_app", lambda environ, start: (start("503 Away", []), [environ["wsgi.input"].read()])[1]

@@ -138,3 +138,42 @@ def test_a_row_alone_is_one_statement_without_begin_and_commit_where_the_databas
         assert (through_sqlalchemy, straight) == ([None], [])
     else:
         assert (through_sqlalchemy, straight) == ([], ["INSERT"])
+
+
+def test_a_batch_is_one_insert_straight_to_the_driver_where_the_database_allows(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several rows at once: one multi-row INSERT in autocommit mode on PostgreSQL and SQLite (one round
+    trip, all rows or none); rows whose columns differ, and MariaDB, go through SQLAlchemy in a
+    transaction."""
+    from authserver.storage import hot
+
+    straight: list[int] = []
+    send = hot.send
+
+    def spy(engine: Engine, compiled: Any, arguments: Any) -> Any:
+        straight.append(compiled.sql.upper().count("VALUES") and len(arguments))
+        return send(engine, compiled, arguments)
+
+    monkeypatch.setattr(hot, "send", spy)
+    group = GroupInsert(engine, insert(rows), grouped=True)
+
+    def one(row: dict[str, Any]) -> None:
+        group.insert(row)
+
+    first = [{"id": i, "note": f"row {i}"} for i in range(1, 6)]
+    gevent.joinall([gevent.spawn(one, row) for row in first], raise_error=True)
+    # Rows without a note: the same columns as each other, not as the rows above.
+    second = [{"id": i} for i in range(11, 15)]
+    gevent.joinall(
+        [gevent.spawn(one, row) for row in [*second, {"id": 20, "note": "mixed"}]], raise_error=True
+    )
+    assert _count(engine) == 10 and _visible(engine, 14)
+    with engine.connect() as connection:
+        notes = dict(connection.execute(select(rows.c.id, rows.c.note)).all())
+    assert notes[3] == "row 3" and notes[12] is None and notes[20] == "mixed"
+    if engine.dialect.name in ("mysql", "mariadb"):
+        assert straight == []
+    else:
+        # Rows 1-5 queued before the writer ran: one INSERT of 10 values; then rows whose columns differ.
+        assert straight == [10]
