@@ -1,8 +1,10 @@
 """Every HTTP listener sends small answers at once: gevent writes headers and body separately, and with
 Nagle's algorithm on, a kept-alive client waits ~40 ms for each body (docs/benchmarks/forward-auth.md)."""
 
+import re
 import socket
 from pathlib import Path
+from typing import Any
 
 import gevent
 from gevent import socket as green_socket
@@ -128,3 +130,58 @@ def test_a_server_with_a_log_still_gets_its_access_lines() -> None:
     _get_twice(WSGIServer(("127.0.0.1", 0), _ok, log=Log(), handler_class=Formatting))
     assert Formatting.formatted == 2
     assert len(lines) == 2 and '"GET /a HTTP/1.1" 200' in lines[0] and '"GET /b HTTP/1.1" 200' in lines[1]
+
+
+class CountingSends(NoDelayHandler):
+    sends: list[int] = []
+
+    def _sendall(self, data):  # type: ignore[no-untyped-def]
+        CountingSends.sends.append(len(data))
+        return super()._sendall(data)
+
+
+class GeventSends(WSGIServer.handler_class):  # type: ignore[misc,name-defined]
+    sends: list[int] = []
+
+    def _sendall(self, data):  # type: ignore[no-untyped-def]
+        GeventSends.sends.append(len(data))
+        return super()._sendall(data)
+
+
+def _answers(body: bytes, *, chunked: bool = False):  # type: ignore[no-untyped-def]
+    def app(environ: dict, start_response) -> Any:  # type: ignore[no-untyped-def]
+        headers = [("Content-Type", "application/json")]
+        if not chunked:
+            headers.append(("Content-Length", str(len(body))))
+        start_response("200 OK", headers)
+        return (part for part in [body]) if chunked else [body]  # a list of one: gevent sets the length
+
+    return app
+
+
+def test_a_small_answer_goes_in_one_send_with_its_headers_as_gevent_would_write_it() -> None:
+    # Two requests on one connection, the second closing it.
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    for body, chunked, ours_sends in (
+        (b'{"access_token": "x"}', False, 1 + 1),  # headers and body together
+        (b"b" * 40_000, False, 2 + 2),  # too large to copy: on its own, as gevent sends it
+        (b'{"a": 1}', True, 3 + 3),  # chunked: gevent's own way (headers, chunk, last chunk)
+    ):
+        CountingSends.sends, GeventSends.sends = [], []
+        ours = _exchange(
+            WSGIServer(
+                ("127.0.0.1", 0), _answers(body, chunked=chunked), log=None, handler_class=CountingSends
+            ),
+            request,
+        )
+        gevents = _exchange(
+            WSGIServer(
+                ("127.0.0.1", 0), _answers(body, chunked=chunked), log=None, handler_class=GeventSends
+            ),
+            request,
+        )
+        dated = re.compile(rb"\r\nDate: [^\r]*")
+        assert dated.sub(b"", ours) == dated.sub(b"", gevents)
+        assert ours.count(b"HTTP/1.1 200") == 2 and (b"Transfer-Encoding: chunked" in ours) == chunked
+        assert len(CountingSends.sends) == ours_sends, (body[:20], CountingSends.sends)
+        assert sum(CountingSends.sends) == sum(GeventSends.sends)
