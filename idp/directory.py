@@ -4,6 +4,7 @@ A user id without an entry is still a user: applications get the id (as ``sub`` 
 more. Operators fill the directory with ``nextauth user set``.
 """
 
+import functools
 import json
 import time
 from dataclasses import dataclass, field, replace
@@ -37,9 +38,11 @@ def _profile(row: DirectoryUser) -> Profile:
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def _lookup_form(user_id: str) -> str:
     """The canonical form to look an id up by; an id outside the rule as given (it matches nothing put since
-    the rule, and still finds an entry stored before it)."""
+    the rule, and still finds an entry stored before it). Remembered: every token a user gets looks the
+    same id up again, and the rule's checks cost as much as the rest of the lookup."""
     try:
         return userids.normalise(user_id)
     except userids.UserIdError:

@@ -7,6 +7,7 @@ carried; a message larger than ``max_message`` closes the connection (1009) befo
 The protocol answers pings and close frames itself; what it has to send goes out before the next read.
 """
 
+import logging
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,10 @@ from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
 
 _READ_SIZE = 65536
+# websockets' own loggers, looked up once: its protocols look them up per connection otherwise, under
+# logging's lock.
+_SERVER_LOG = logging.getLogger("websockets.server")
+_CLIENT_LOG = logging.getLogger("websockets.client")
 _DATA = (Opcode.BINARY, Opcode.CONT)
 
 
@@ -55,7 +60,7 @@ class WebSocket:
     @classmethod
     def accept(cls, sock: socket.socket, *, max_message: int) -> tuple["WebSocket", UpgradeRequest]:
         """Server side: read the HTTP upgrade request and accept it (or answer why not, and close)."""
-        ws = cls(sock, ServerProtocol(max_size=max_message), max_message)
+        ws = cls(sock, ServerProtocol(max_size=max_message, logger=_SERVER_LOG), max_message)
         request = ws._next_event()
         if not isinstance(request, Request):
             ws.abort()
@@ -78,7 +83,7 @@ class WebSocket:
     @classmethod
     def connect(cls, sock: socket.socket, host: str, target: str, *, max_message: int) -> "WebSocket":
         """Client side: send the upgrade request and wait for the server to accept it."""
-        protocol = ClientProtocol(parse_uri(f"ws://{host}{target}"), max_size=max_message)
+        protocol = ClientProtocol(parse_uri(f"ws://{host}{target}"), max_size=max_message, logger=_CLIENT_LOG)
         ws = cls(sock, protocol, max_message)
         request = protocol.connect()
         del request.headers["Host"]
