@@ -176,7 +176,11 @@ class WebSocket:
                 done = True
                 continue
             try:
-                self._sock.sendall(data)
+                # One send for a message that fits the socket's buffer, as nearly all do; gevent's
+                # sendall() asks the kernel for the buffer's size first, every time.
+                sent = self._sock.send(data)
+                if sent < len(data):
+                    self._sock.sendall(memoryview(data)[sent:])
             except OSError as exc:
                 self.abort()
                 raise WebSocketClosed("socket error") from exc

@@ -185,3 +185,22 @@ def test_a_small_answer_goes_in_one_send_with_its_headers_as_gevent_would_write_
         assert ours.count(b"HTTP/1.1 200") == 2 and (b"Transfer-Encoding: chunked" in ours) == chunked
         assert len(CountingSends.sends) == ours_sends, (body[:20], CountingSends.sends)
         assert sum(CountingSends.sends) == sum(GeventSends.sends)
+
+
+def test_an_answer_larger_than_the_socket_buffer_arrives_whole() -> None:
+    """One send takes what the kernel's buffer holds; the rest follows as the client reads."""
+    body = bytes(range(256)) * (32 * 1024)  # 8 MiB
+    server = WSGIServer(("127.0.0.1", 0), _answers(body), log=None, handler_class=NoDelayHandler)
+    server.start()
+    try:
+        client = green_socket.create_connection(("127.0.0.1", server.server_port))
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        received = bytearray()
+        with gevent.Timeout(30):
+            gevent.sleep(0.2)  # the server's first send fills the buffers and stops short
+            while chunk := client.recv(65536):
+                received += chunk
+        client.close()
+    finally:
+        server.stop()
+    assert bytes(received).split(b"\r\n\r\n", 1)[1] == body

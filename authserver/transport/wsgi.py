@@ -41,6 +41,11 @@ _DISCARDING_LOG = getattr(pywsgi, "_NoopLog", ())
 
 
 class NoDelayHandler(WSGIHandler):  # type: ignore[misc]  # gevent ships no types
+    # gevent's: the status line as bytes (start_response encodes it), or after a socket error a text
+    # saying so; the status code, negated after a socket error.
+    status: Any
+    code: Any
+
     def MessageClass(self, fp: Any, *_args: Any) -> Any:  # gevent calls it by this name
         """The request's headers as gevent's own factory reads them (authserver/transport/headers.py)."""
         message_class = headers.RequestHeaders
@@ -96,6 +101,20 @@ class NoDelayHandler(WSGIHandler):  # type: ignore[misc]  # gevent ships no type
             return
         towrite += data
         self._sendall(towrite)
+
+    def _sendall(self, data: bytes | bytearray) -> None:
+        """gevent's, with one send for an answer that fits the socket's buffer (gevent's sendall asks the
+        kernel for the buffer's size first, every time)."""
+        try:
+            sent = self.socket.send(data)
+            if sent < len(data):
+                self.socket.sendall(memoryview(data)[sent:])
+        except OSError as ex:
+            self.status = f"socket error: {ex}"
+            if self.code > 0:
+                self.code = -self.code
+            raise
+        self.response_length += len(data)
 
     def log_request(self) -> None:
         if not isinstance(self.server.log, _DISCARDING_LOG):
