@@ -3,11 +3,10 @@ script decide alike, and of callers racing for one record, one takes it."""
 
 import json
 import threading
-from collections.abc import Iterator
 
 import pytest
 
-from authserver.storage.kv import KeyValueStore, MemoryStore, open_kv
+from authserver.storage.kv import KeyValueStore, open_kv
 
 RECORD = {
     "grant": {"client_id": "rp", "scope": "openid profile", "dpop_jkt": None},
@@ -15,18 +14,6 @@ RECORD = {
     "code_challenge": "abc",
 }
 EXPECTED = {"grant.client_id": "rp", "redirect_uri": "https://rp.example.com/cb", "grant.dpop_jkt": None}
-
-
-@pytest.fixture(
-    params=[pytest.param("memory", id="memory"), pytest.param("redis", id="redis", marks=pytest.mark.redis)]
-)
-def store(request: pytest.FixtureRequest, redis_prefix: str) -> Iterator[KeyValueStore]:
-    if request.param == "memory":
-        kv: KeyValueStore = MemoryStore()
-    else:
-        kv = open_kv(request.getfixturevalue("redis_uri"), prefix=redis_prefix)
-    yield kv
-    kv.close()
 
 
 def _put(store: KeyValueStore, record: object = RECORD) -> bytes:

@@ -3,7 +3,7 @@
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
@@ -11,18 +11,6 @@ import pytest
 from authserver.storage.kv import KeyValueStore, MemoryStore, RedisStore, open_kv
 
 T = TypeVar("T")
-
-
-@pytest.fixture(
-    params=[pytest.param("memory", id="memory"), pytest.param("redis", id="redis", marks=pytest.mark.redis)]
-)
-def store(request: pytest.FixtureRequest, redis_prefix: str) -> Iterator[KeyValueStore]:
-    if request.param == "memory":
-        kv: KeyValueStore = MemoryStore()
-    else:
-        kv = open_kv(request.getfixturevalue("redis_uri"), prefix=redis_prefix)
-    yield kv
-    kv.close()
 
 
 def _together(count: int, work: Callable[[], T]) -> list[T]:
