@@ -100,11 +100,11 @@ class GroupInsert:
                 done.set(None)
 
     def _write(self, rows: list[Mapping[str, Any]]) -> None:
+        columns = tuple(sorted(rows[0]))
         if len(rows) == 1:
             # Alone: one statement the database commits on its own where that spares BEGIN and COMMIT.
             database.write_one(self._engine, self._alone, dict(rows[0]))
-        elif (together := self._together_for(rows)) is not None:
-            columns = sorted(rows[0])
+        elif (together := self._together_for(columns, rows)) is not None:
             values = {f"{column}_{i}": row[column] for i, row in enumerate(rows) for column in columns}
             database.write_one(self._engine, together, values)
         else:
@@ -117,13 +117,12 @@ class GroupInsert:
                     connection.execute(self._statement, group)
         self.transactions += 1
 
-    def _together_for(self, rows: list[Mapping[str, Any]]) -> HotStatement | None:
-        """One INSERT of all ``rows`` (the same columns in each) as a hot statement, where hot statements go
-        straight to the driver; None elsewhere."""
+    def _together_for(self, columns: tuple[str, ...], rows: list[Mapping[str, Any]]) -> HotStatement | None:
+        """One INSERT of all ``rows`` (each with ``columns``) as a hot statement, where hot statements go
+        straight to the driver; None elsewhere, or when the rows' columns differ."""
         if not database.autocommits(self._engine) or not isinstance(self._statement, Insert):
             return None
-        columns = tuple(sorted(rows[0]))
-        if any(len(row) != len(columns) or any(c not in row for c in columns) for row in rows):
+        if any(tuple(sorted(row)) != columns for row in rows):
             return None
         key = (columns, len(rows))
         found = self._together.get(key)

@@ -415,14 +415,13 @@ class RedisStore:
             self._client = redis.Redis.from_url(
                 uri, socket_connect_timeout=connect_timeout, socket_timeout=socket_timeout, **options
             )
-        self._incr = self._client.register_script(_INCR_WITH_TTL)
         self._direct = DirectCommands(self._client)
 
     def _key(self, key: str) -> str:
         return self._prefix + key
 
-    # The commands of every request go through ``DirectCommands``; scripts, subscriptions and pings
-    # through the client. No decode_responses: values come back as bytes.
+    # Commands and scripts go through ``DirectCommands``; subscriptions and pings through the client. No
+    # decode_responses: values come back as bytes.
 
     def get(self, key: str) -> bytes | None:
         return cast(bytes | None, self._direct.call("GET", self._key(key)))
@@ -462,7 +461,7 @@ class RedisStore:
 
     def incr(self, key: str, ttl: float | None = None) -> int:
         _check_ttl(ttl)
-        return int(self._incr(keys=[self._key(key)], args=["" if ttl is None else _ms(ttl)]))
+        return int(self._direct.script(_INCR_WITH_TTL, [self._key(key)], ["" if ttl is None else _ms(ttl)]))
 
     def publish(self, channel: str, message: bytes) -> None:
         self._direct.call("PUBLISH", self._key(channel), message)

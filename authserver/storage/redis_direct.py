@@ -7,10 +7,11 @@ The store's commands are all of one kind (short, no blocking, no pub/sub), so th
 connections instead, made by the client's pool (its address, Sentinel's master of the moment, TLS,
 password, database and health checks) and retried by the client's ``Retry`` policy on a connection error.
 
-A connection that raised anything is disconnected before it is reused (redis-py's connections do that on
-their own when a send or read fails; here also for an error between the two), so a reply left unread by an
-interrupted command is never read by the next one. After a fork, the parent's connections are left alone
-(closing a socket the parent still uses would cut it off) and the child makes its own.
+A connection that raised anything but an error reply is disconnected before it is reused (redis-py's
+connections do that on their own when a send or read fails; here also for an error between the two), so a
+reply left unread by an interrupted command is never read by the next one. An error reply was read whole:
+its connection stays. After a fork, the parent's connections are left alone (closing a socket the parent
+still uses would cut it off) and the child makes its own.
 """
 
 import hashlib
@@ -69,6 +70,8 @@ class DirectCommands:
             if self._retry is None:
                 return work(connection)
             return self._retry.call_with_retry(lambda: work(connection), lambda _: connection.disconnect())
+        except redis.ResponseError:  # an error reply, read whole: the connection is in step
+            raise
         except BaseException:
             connection.disconnect()
             raise

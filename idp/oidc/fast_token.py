@@ -84,14 +84,14 @@ class FastCodeExchange(FormPost):
             return None
         if not client.check_grant_type("authorization_code"):
             return None
-        taken, used_up = provider.tokens.take_code_if(
+        taken = provider.tokens.take_code_if(
             code,
             client_id=client.client_id,
             redirect_uri=redirect_uri,
             code_challenge=_s256(verifier),
             allowed_scope=client.allowed_scope,
         )
-        if taken is None or not used_up:
+        if taken is None:
             # Unknown, used, or not this request's to redeem: the view answers, finding the code as it was
             # (gone: it answers as for any used code, revoking what it was exchanged for).
             return None

@@ -240,10 +240,10 @@ class TokenStore:
 
     def take_code_if(
         self, code: str, *, client_id: str, redirect_uri: str, code_challenge: str, allowed_scope: str
-    ) -> tuple[AuthorizationCode | None, bool]:
-        """The code's record, and whether it was taken (used up): only when it was issued to ``client_id``
-        for ``redirect_uri`` with this S256 ``code_challenge``, is not bound to a DPoP key, and its scope
-        is within ``allowed_scope``; otherwise left in place, in the same step."""
+    ) -> AuthorizationCode | None:
+        """The code's record, taken (used up), when it was issued to ``client_id`` for ``redirect_uri`` with
+        this S256 ``code_challenge``, is not bound to a DPoP key, and its scope is within ``allowed_scope``;
+        otherwise None, and the code (if any) is left in place, decided in one step with the store."""
         digest = token_hash(code)
         raw, taken = self._kv.take_if(
             CODE_PREFIX + digest,
@@ -256,11 +256,10 @@ class TokenStore:
             },
             {"grant.scope": allowed_scope},
         )
-        return _authorization_code(raw, digest), taken
+        return _authorization_code(raw, digest) if taken else None
 
     def peek_code(self, code: str) -> AuthorizationCode | None:
-        """The code's record, left in place: for checks that must not use the code up (``take_code`` then
-        uses it, once)."""
+        """The code's record, left in place (to look at: nothing that redeems a code may rely on it)."""
         digest = token_hash(code)
         return _authorization_code(self._kv.get(CODE_PREFIX + digest), digest)
 

@@ -47,6 +47,11 @@ def _call(wsgi: Any, body: bytes, headers: dict[str, str], scheme: str = "https"
     return post(wsgi, "/oidc/token", body, headers, scheme)
 
 
+def _as_rp(app: Any, world: "World", body: bytes) -> tuple[str, list, bytes]:
+    """``body`` posted to the fast path with the main client's credentials (client_secret_basic)."""
+    return _call(_fast(app), body, basic(world.rp.client_id, world.rp_secret))
+
+
 def _challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
 
@@ -335,7 +340,7 @@ def test_a_code_taken_by_another_request_first_is_the_views(
         return real_take_if(value, **conditions)
 
     monkeypatch.setattr(tokens, "take_code_if", raced)
-    status, _, body = _call(_fast(app), _exchange(code, verifier), basic(world.rp.client_id, world.rp_secret))
+    status, _, body = _as_rp(app, world, _exchange(code, verifier))
     assert status.startswith("400") and json.loads(body)["error"] == "invalid_grant"
 
 
@@ -348,13 +353,11 @@ def test_a_code_the_store_let_through_that_fails_the_checks_is_refused(
     tokens = world.tokens
 
     def lenient(value: str, **_conditions: Any) -> Any:
-        return tokens.take_code(value), True
+        return tokens.take_code(value)
 
     monkeypatch.setattr(tokens, "take_code_if", lenient)
     wrong_verifier = secrets.token_urlsafe(48)
-    status, _, body = _call(
-        _fast(app), _exchange(code, wrong_verifier), basic(world.rp.client_id, world.rp_secret)
-    )
+    status, _, body = _as_rp(app, world, _exchange(code, wrong_verifier))
     assert status.startswith("400") and json.loads(body)["error"] == "invalid_grant"
     assert "access_token" not in json.loads(body)
 
@@ -391,9 +394,7 @@ def test_trouble_after_the_code_is_used_is_logged_and_the_code_stays_used(
 
     monkeypatch.setattr(world.tokens, "issue_refresh_token", away)
     with caplog.at_level("WARNING", logger="nextauth.idp.oidc"):
-        status, _, body = _call(
-            _fast(app), _exchange(code, verifier), basic(world.rp.client_id, world.rp_secret)
-        )
+        status, _, body = _as_rp(app, world, _exchange(code, verifier))
     assert status.startswith("400") and json.loads(body)["error"] == "invalid_grant"
     assert world.tokens.peek_code(code) is None
     logged = [r.getMessage() for r in caplog.records if "could not be issued" in r.getMessage()]
@@ -427,7 +428,7 @@ def test_id_tokens_say_when_the_user_logged_in_not_when_the_code_was_exchanged(a
     world = World(app)
     (code,), verifier = world.code(world.rp)
     before = int(time.time())
-    body = _call(_fast(app), _exchange(code, verifier), basic(world.rp.client_id, world.rp_secret))[2]
+    body = _as_rp(app, world, _exchange(code, verifier))[2]
     _header, claims = _claims(world.provider, json.loads(body)["id_token"])
     assert claims["auth_time"] == 1_800_000_000 and claims["amr"] == ["pin", "hwk"]
     assert claims["sid"] == world.sid and claims["aud"] == [world.rp.client_id]

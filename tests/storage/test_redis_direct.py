@@ -64,12 +64,14 @@ def test_redis_error_reply_in_a_batch_raises_and_the_rest_still_ran(
     store: RedisStore, redis_prefix: str
 ) -> None:
     store._direct.call("RPUSH", redis_prefix + "list", "x")  # GET on a list is an error reply
+    connection = _client_id(store)
     batch = store.batch()
     batch.get("list")
     batch.set("after", b"2")
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         batch.execute()
     assert store.get("after") == b"2"  # not a transaction: the SET after the error ran; the connection works
+    assert _client_id(store) == connection  # an error reply, read whole, leaves its connection in use
 
 
 def test_redis_after_fork_the_child_uses_connections_of_its_own(store: RedisStore) -> None:
