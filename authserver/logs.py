@@ -46,3 +46,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.setLevel(level)
     # Migrations announce every step at INFO; one line per start from our own code says enough.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
+    # At DEBUG these tell every phase of every HTTP request they make (to ns, to push services): our own
+    # debug lines would drown in them, so they stay at INFO.
+    for chatty in ("httpcore", "hpack", "urllib3"):
+        logging.getLogger(chatty).setLevel(max(logging.INFO, root.level))

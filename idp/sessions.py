@@ -54,6 +54,13 @@ def amr_acr(second_factor: str | None) -> tuple[list[str], str]:
     return ["swk", factor, "mfa"], ACR_MFA
 
 
+def _reason(exc: Exception) -> str:
+    """Why a token was refused, for a debug line: the error's name and description, never a value."""
+    if isinstance(exc, JoseError):
+        return f"{exc.error} ({exc.description})" if exc.description else exc.error
+    return exc.__class__.__name__ if isinstance(exc, KeyError) else str(exc)
+
+
 @dataclass(frozen=True)
 class SignedInUser:
     sid: str
@@ -177,7 +184,10 @@ class SessionManager:
         if not token or len(token) > 8192:
             return None
         claims = self.verify_signature(token)
-        if claims is None or self.is_ended(claims["sid"]):
+        if claims is None:
+            return None
+        if self.is_ended(claims["sid"]):
+            log.debug("session token refused: session %s… has ended", claims["sid"][:8])
             return None
         return SignedInUser(
             sid=claims["sid"],
@@ -226,9 +236,12 @@ class SessionManager:
     def _checked_claims(self, token: str) -> dict[str, Any] | None:
         try:
             decoded = jwt.decode(token, self._key_for, algorithms=["Ed25519"])
-        except (JoseError, ValueError, KeyError):
+        except (JoseError, ValueError, KeyError) as exc:
+            # Debug only: anyone can send tokens, and a line each would let them fill the log.
+            log.debug("session token refused: %s", _reason(exc))
             return None
         if decoded.header.get("typ") != TOKEN_TYPE:
+            log.debug("session token refused: typ %r", decoded.header.get("typ"))
             return None
         registry = JWTClaimsRegistry(
             now=int(self._clock()),
@@ -241,7 +254,8 @@ class SessionManager:
         )
         try:
             registry.validate(decoded.claims)
-        except JoseError:
+        except JoseError as exc:
+            log.debug("session token refused: %s", _reason(exc))
             return None
         return dict(decoded.claims)
 

@@ -48,3 +48,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         uses_system = E2E_FIXTURES & set(getattr(item, "fixturenames", ()))
         if uses_system or (module is not None and module.__name__ in E2E_MODULES):
             item.add_marker(pytest.mark.e2e)
+
+
+LOG_LINES_SHOWN = 150
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport:
+    """A failing test's report ends with the last lines of the log of every system it used: what the
+    servers said is often the only clue to a failure seen once in CI."""
+    from tests.fixtures.system import RunningSystem  # here: a plugin, imported by pytest_plugins first
+
+    report: pytest.TestReport = yield
+    if report.when == "call" and report.failed:
+        for name, value in getattr(item, "funcargs", {}).items():
+            if isinstance(value, RunningSystem):
+                try:
+                    lines = value.log().splitlines()[-LOG_LINES_SHOWN:]
+                except OSError as exc:
+                    lines = [f"(log not readable: {exc})"]
+                report.sections.append((f"log of {name} (last {len(lines)} lines)", "\n".join(lines)))
+    return report

@@ -377,3 +377,35 @@ def test_a_checked_token_is_remembered_and_ending_still_counts_at_once(
     assert manager.verify(other) is not None
     clock.now += 3601
     assert manager.verify(other) is None
+
+
+def test_why_a_token_was_refused_is_logged_at_debug_without_the_token(
+    parts: tuple, caplog: pytest.LogCaptureFixture
+) -> None:
+    manager, ring, *_ = parts
+    token = manager.start(ns_nonce="n" * 32, profile=ALICE, second_factor="pin", method="qr")
+    claims = manager.verify_signature(token)
+    assert claims is not None
+    key = ring.active("session", "Ed25519")
+    other_audience = jwt.encode(
+        {"alg": "Ed25519", "kid": key.kid, "typ": "nextauth-session+jwt"},
+        {**claims, "aud": "some-client"},
+        key.jose,
+        algorithms=["Ed25519"],
+    )
+    wrong_type = jwt.encode({"alg": "Ed25519", "kid": key.kid}, claims, key.jose, algorithms=["Ed25519"])
+    header, payload, signature = _segments(token)
+    tampered = f"{header}.{payload}.{signature[:-4]}AAAA"
+    manager.end(claims["sid"], by="user")
+    with caplog.at_level("DEBUG", logger="nextauth.idp.sessions"):
+        for refused in (other_audience, wrong_type, tampered, token):
+            assert manager.verify(refused) is None
+    reasons = [record.getMessage() for record in caplog.records if "refused" in record.getMessage()]
+    assert reasons == [
+        "session token refused: invalid_claim (Invalid claim: 'aud')",
+        "session token refused: typ 'JWT'",
+        "session token refused: bad_signature",
+        f"session token refused: session {claims['sid'][:8]}… has ended",
+    ]
+    assert all(record.levelname == "DEBUG" for record in caplog.records)
+    assert not any(part in caplog.text for part in (signature, payload, claims["sid"]))
