@@ -258,6 +258,14 @@ def measure(
     """``phones`` phones enrolled here, then logging in from ``processes`` processes of their own."""
     homes = [(workdir / f"phone-{phones}-{i}", f"user-{phones}-{i}") for i in range(phones)]
     enrolled = [(home, _phone(services, home, user)[1]) for home, user in homes]
+    # One untimed login per phone first, back to back: the services' pools grow to this row's concurrency
+    # (a connection opened costs a PostgreSQL server some milliseconds of CPU in the services' process),
+    # so the row measures them as they run for days, not as they start.
+    warm_up = PhoneProcesses(services.rest, enrolled, processes, logins_per_phone=1, pin=PIN)
+    try:
+        warm_up.run()
+    finally:
+        warm_up.kill()
     runner = PhoneProcesses(
         services.rest,
         enrolled,
@@ -504,7 +512,9 @@ def run(
         "REST check that the session is logged in. The phones (the Mobile SDK, new sigmai channels per "
         f"login) run as threads of {PHONE_PROCESSES} processes of their own (bench/phones.py; one process "
         "for one phone); the services run as `nextauth all` (one process, one worker) on the same "
-        "machine, so both sides share its CPUs.",
+        "machine, so both sides share its CPUs. Each row's phones first log in once each, untimed, so "
+        "that the row measures the services with their pools grown to its concurrency, as they run "
+        "for days (a row's connections opened show what it still opened after that).",
         "",
         machine_table(command),
         f"Servers: {'; '.join(server_notes)}.",
