@@ -1,16 +1,17 @@
 """ns's QR and push login rules, checked on the login service in-process: the application's side
 (``status``) and the app's operations (``login_start``, ``login_finish``, ``login_cancel``), no sockets."""
 
+import json
 import secrets
 import time
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session as DbSession
 
 from authserver.operations import OperationError
-from authserver.storage.flow_models import Account
+from authserver.storage.flow_models import Account, AuditEvent
 from authserver.storage.flow_models import Session as LoginRow
 from nextauth_core.encoding import unb64url
 from nextauth_core.hsid import hsid_for
@@ -80,6 +81,70 @@ def test_an_account_blocked_between_scan_and_confirmation_gets_no_session(
         ).all()
         stamped = session.scalar(select(Account.last_login_at).where(Account.id == account))
     assert ended == ["replaced", None] and stamped is not None
+
+
+# A trigger that refuses a successful login's audit event, in each database's dialect.
+REFUSE_LOGIN_EVENT = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_login_event BEFORE INSERT ON audit_events "
+        "WHEN NEW.type = 'io.nextauth.login.succeeded' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_login_event() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.type = 'io.nextauth.login.succeeded' THEN RAISE EXCEPTION 'refused by the test'; END IF; "
+        "RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_login_event BEFORE INSERT ON audit_events "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_login_event()",
+    ],
+    "mysql": [
+        "CREATE TRIGGER refuse_login_event BEFORE INSERT ON audit_events FOR EACH ROW BEGIN "
+        "IF NEW.type = 'io.nextauth.login.succeeded' THEN "
+        "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by the test'; END IF; END"
+    ],
+}
+
+
+def _login_events(ns: InProcessNs, hsid: str) -> list[str]:
+    with DbSession(ns.engine) as session:
+        rows = session.scalars(
+            select(AuditEvent.data).where(AuditEvent.type == "io.nextauth.login.succeeded")
+        )
+        return [data for data in rows if hsid in data]
+
+
+def test_a_login_and_its_audit_event_are_stored_together(
+    make_ns: Callable[..., InProcessNs], db_uri: str
+) -> None:
+    """The session and its login.succeeded event are one write: a database that refuses the event
+    leaves no session either (the phone is told it failed), and a login that counts has its event."""
+    ns = make_ns(db_uri=None if db_uri.startswith("sqlite") else db_uri)
+    phone = Phone(ns)
+    account = phone.enrol("olga")
+    nonce = _nonce()
+    hsid = hsid_for(nonce)
+    with ns.engine.begin() as connection:
+        for statement in REFUSE_LOGIN_EVENT[ns.engine.dialect.name]:
+            connection.execute(text(statement))
+    scanned = phone.scan_login(ns.login.status(ns.server, nonce, BROWSER).loginqrdata or "")
+    with pytest.raises(Exception, match="refused by the test"):
+        phone.confirm_login(scanned)
+    assert ns.login.status(ns.server, nonce, BROWSER).loggedin is False
+    assert _login_events(ns, hsid) == []
+    with DbSession(ns.engine) as session:
+        assert session.scalar(select(func.count()).select_from(LoginRow).where(LoginRow.hsid == hsid)) == 0
+        assert session.scalar(select(Account.last_login_at).where(Account.id == account)) is None
+    with ns.engine.begin() as connection:
+        connection.execute(
+            text(
+                "DROP TRIGGER refuse_login_event"
+                + (" ON audit_events" if ns.engine.dialect.name == "postgresql" else "")
+            )
+        )
+    scanned = phone.scan_login(ns.login.status(ns.server, nonce, BROWSER).loginqrdata or "")
+    assert phone.confirm_login(scanned)["logged_in"] is True
+    (event,) = _login_events(ns, hsid)
+    assert json.loads(event) == {"account": account, "method": "qr", "second_factor": "pin", "session": hsid}
+    assert ns.login.status(ns.server, nonce, BROWSER).userid == "olga"
 
 
 def test_a_qr_is_taken_once(ns: InProcessNs) -> None:

@@ -2,8 +2,11 @@
 
 A record is one INSERT in its own short transaction, never part of the flow's: an event must not vanish
 because the flow's transaction rolled back later, nor may a failing insert fail a login (it is logged and
-counted instead). Sinks get the event after the insert, so what a sink received can always be found in
-the table, for as long as the retention keeps it.
+counted instead). One event is the exception: a login that succeeded is stored in the transaction (on
+PostgreSQL, the statement) that records its session (``event`` gives the row, ``announce`` tells the sinks
+after the commit), so a session is never there without its event, nor an event without its session.
+Sinks get the event after the insert, so what a sink received can always be found in the table, for as
+long as the retention keeps it.
 """
 
 import json
@@ -13,6 +16,7 @@ import socket
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
@@ -36,7 +40,23 @@ NOT_STORED = Counter(
     "nextauth_audit_store_failures_total", "Audit events the database did not take", ["component"]
 )
 MAX_QUERY_LIMIT = 1000
-_INSERT = HotStatement(insert(cast(Table, AuditEvent.__table__)))
+# A Core insert: an event is written on every login, and the ORM's unit of work for one row cost more than
+# the insert itself.
+INSERT_EVENT = HotStatement(insert(cast(Table, AuditEvent.__table__)))
+
+
+@dataclass(frozen=True)
+class Event:
+    """An event made ready to store: ``row`` is its audit_events row (without the database's own id)."""
+
+    event_id: str
+    when: datetime
+    kind: str
+    subject: str | None
+    server_id: str | None
+    actor: str | None
+    fields: dict[str, Any]
+    row: dict[str, Any]
 
 
 class Sink(Protocol):
@@ -83,6 +103,26 @@ class AuditTrail:
     ) -> str:
         """Store the event ``kind`` (a name from the catalogue, without the type prefix) and queue it
         for the sinks; returns its id. Never raises for a storage or delivery failure."""
+        event = self.event(kind, subject=subject, server_id=server_id, actor=actor, data=data)
+        try:
+            database.write_one(self._engine, INSERT_EVENT, event.row)
+        except Exception:
+            NOT_STORED.labels(self.component).inc()
+            log.exception("audit: could not store %s event %s", kind, event.event_id)
+        self.announce(event)
+        return event.event_id
+
+    def event(
+        self,
+        kind: str,
+        *,
+        subject: str | None = None,
+        server_id: str | None = None,
+        actor: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> Event:
+        """The event ``kind`` made ready for a caller that stores ``row`` with ``INSERT_EVENT`` in its own
+        transaction, then calls ``announce``."""
         spec = EVENT_TYPES[kind]  # an unknown kind is a programming error, caught by the tests
         event_id = str(uuid.uuid4())
         when = utcnow()
@@ -99,19 +139,16 @@ class AuditTrail:
             "outcome": spec.outcome,
             "data": json.dumps(fields, sort_keys=True, default=str),
         }
-        try:
-            # A Core insert: an event is written on every login, and the ORM's unit of work for one row
-            # cost more than the insert itself.
-            database.write_one(self._engine, _INSERT, row)
-        except Exception:
-            NOT_STORED.labels(self.component).inc()
-            log.exception("audit: could not store %s event %s", kind, event_id)
-        RECORDED.labels(self.component, kind).inc()
+        return Event(event_id, when, kind, subject, server_id, actor, fields, row)
+
+    def announce(self, event: Event) -> None:
+        """An event stored (or given up on): counted, and queued for the sinks."""
+        RECORDED.labels(self.component, event.kind).inc()
         if self.sinks:
-            body = self.cloudevent_body(event_id, when, kind, subject, server_id, actor, fields)
+            e = event
+            body = self.cloudevent_body(e.event_id, e.when, e.kind, e.subject, e.server_id, e.actor, e.fields)
             for sink in self.sinks:
                 sink.offer(body)
-        return event_id
 
     def cloudevent_body(
         self,

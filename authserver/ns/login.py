@@ -20,6 +20,7 @@ from sqlalchemy import Engine, Row, Table, bindparam, insert, select, text, upda
 from sqlalchemy.orm import Session as DbSession
 
 from authserver.audit import AuditTrail
+from authserver.audit.trail import INSERT_EVENT
 from authserver.metrics import count_login
 from authserver.ns import browser_hub
 from authserver.ns.common import account_for, aware, b64, new_id, now, unb64
@@ -118,13 +119,23 @@ _RECORD_LOGIN_POSTGRES = HotStatement(
         UPDATE ns_sessions SET ended_at = :now, ended_by = 'replaced'
         WHERE hsid = :hsid AND server_id = :server_id AND ended_at IS NULL
           AND EXISTS (SELECT 1 FROM stamped)
+    ), audited AS (
+        INSERT INTO audit_events
+            (event_id, time, type, component, source, server_id, subject, actor, outcome, data)
+        SELECT :event_event_id, :event_time, :event_type, :event_component, :event_source,
+            :event_server_id, :event_subject, :event_actor, :event_outcome, :event_data
+        FROM stamped
     )
     INSERT INTO ns_sessions
         (id, hsid, server_id, account_id, user_id, method, second_factor, created_at, expires_at)
     SELECT :id, :hsid, :server_id, stamped.id, :user_id, :method, :second_factor, :now, :expires_at
     FROM stamped
     """
-    ).bindparams(bindparam("now", type_=UTCDateTime()), bindparam("expires_at", type_=UTCDateTime()))
+    ).bindparams(
+        bindparam("now", type_=UTCDateTime()),
+        bindparam("expires_at", type_=UTCDateTime()),
+        bindparam("event_time", type_=UTCDateTime()),
+    )
 )
 
 
@@ -676,7 +687,15 @@ class LoginService:
         self, server_id: str, hsid: str, account: LoginAccount, *, method: str, factor: str
     ) -> None:
         """Record the session in one transaction: the account stamped (and so shown to be still allowed),
-        an earlier login on this session ended, the new one inserted."""
+        an earlier login on this session ended, the new one inserted with its audit event (neither is
+        ever there without the other)."""
+        event = self.audit.event(
+            "login.succeeded",
+            subject=account.user_id,
+            server_id=server_id,
+            actor="phone",
+            data={"account": account.id, "session": hsid, "method": method, "second_factor": factor},
+        )
         moment = now()
         new = {
             "id": new_id(),
@@ -696,11 +715,13 @@ class LoginService:
                 return False  # nothing written: the commit ends an empty transaction
             statements.run(_REPLACE_SESSIONS, {"this_hsid": hsid, "this_server": server_id, "now": moment})
             statements.run(_NEW_SESSION, new)
+            statements.run(INSERT_EVENT, event.row)
             return True
 
         recorded: bool
         if self._engine.dialect.name == "postgresql":
-            recorded = database.write_one(self._engine, _RECORD_LOGIN_POSTGRES, {**new, "now": moment}) == 1
+            parameters = {**new, "now": moment, **{f"event_{key}": value for key, value in event.row.items()}}
+            recorded = database.write_one(self._engine, _RECORD_LOGIN_POSTGRES, parameters) == 1
         else:
             recorded = database.hot_transaction(self._engine, record)
         if not recorded:
@@ -717,13 +738,7 @@ class LoginService:
             # The session is recorded: the login took place, whatever the store says. Its QR entry
             # expires on its own; the pages' hub catches its pages up once the store is back.
             _publish_failures.failed(exc)
-        self.audit.record(
-            "login.succeeded",
-            subject=account.user_id,
-            server_id=server_id,
-            actor="phone",
-            data={"account": account.id, "session": hsid, "method": method, "second_factor": factor},
-        )
+        self.audit.announce(event)
 
 
 def _active(row: Row[Any] | None) -> dict[str, Any] | None:
