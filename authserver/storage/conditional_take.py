@@ -14,14 +14,36 @@ of member ``grant``; names have no dots):
 
 What is compared is what the request sent against what the record holds (no secret of the record is sent:
 a client's secret, a PKCE verifier's preimage stay out), so a comparison's timing tells nothing.
+
+What the record is taken for can be written in the same step (``ThenSet``: what an authorization code was
+exchanged for), so that a record taken and what it was taken for are one round trip, never one without the
+other. Such a value may hold the record taken, verbatim: its parts are joined by it.
 """
 
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-# KEYS[1]: the record. ARGV: how many ``equal`` conditions, then path and '=' .. text or '-' for each, then
-# path and allowed words for each ``words_within`` one. Replies nil (no record), or {1 if taken else 0, raw}.
+
+@dataclass(frozen=True)
+class ThenSet:
+    """``key`` set, once the record is taken, to ``parts`` joined by the record taken (one part: that value
+    as it is), for ``ttl`` seconds."""
+
+    key: str
+    parts: tuple[bytes, ...]
+    ttl: float
+
+    def value(self, taken: bytes) -> bytes:
+        return taken.join(self.parts)
+
+
+# KEYS[1]: the record; KEYS[2..]: the keys to set once it is taken. ARGV: how many ``equal`` conditions, how
+# many ``words_within`` ones; path and '=' .. text or '-' for each ``equal`` one, path and allowed words for
+# each ``words_within`` one; then for each key to set: its lifetime in milliseconds, how many parts, the
+# parts. Replies nil (no record), or {1 if taken else 0, raw}.
 SCRIPT = """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return false end
@@ -37,8 +59,8 @@ local function at(path)
   if node == cjson.null then return nil end
   return node
 end
-local equal = tonumber(ARGV[1])
-local i = 2
+local equal, within = tonumber(ARGV[1]), tonumber(ARGV[2])
+local i = 3
 for _ = 1, equal do
   if matches then
     local value, want = at(ARGV[i]), ARGV[i + 1]
@@ -50,36 +72,48 @@ for _ = 1, equal do
   end
   i = i + 2
 end
-while matches and i <= #ARGV do
-  local value = at(ARGV[i])
-  local allowed = {}
-  for word in string.gmatch(ARGV[i + 1], '[^ ]+') do allowed[word] = true end
-  if type(value) ~= 'string' then
-    matches = false
-  elseif value ~= '' then
-    for word in string.gmatch(value .. ' ', '(.-) ') do
-      if word == '' or not allowed[word] then
-        matches = false
-        break
+for _ = 1, within do
+  if matches then
+    local value = at(ARGV[i])
+    local allowed = {}
+    for word in string.gmatch(ARGV[i + 1], '[^ ]+') do allowed[word] = true end
+    if type(value) ~= 'string' then
+      matches = false
+    elseif value ~= '' then
+      for word in string.gmatch(value .. ' ', '(.-) ') do
+        if word == '' or not allowed[word] then
+          matches = false
+          break
+        end
       end
     end
   end
   i = i + 2
 end
-if matches then
-  redis.call('DEL', KEYS[1])
-  return {1, raw}
+if not matches then return {0, raw} end
+redis.call('DEL', KEYS[1])
+for k = 2, #KEYS do
+  local ttl, count = ARGV[i], tonumber(ARGV[i + 1])
+  local parts = {}
+  for p = 1, count do parts[p] = ARGV[i + 1 + p] end
+  redis.call('SET', KEYS[k], table.concat(parts, raw), 'PX', ttl)
+  i = i + 2 + count
 end
-return {0, raw}
+return {1, raw}
 """
 
 
-def script_arguments(equal: Mapping[str, str | None], words_within: Mapping[str, str]) -> list[str]:
-    arguments = [str(len(equal))]
+def script_arguments(
+    equal: Mapping[str, str | None], words_within: Mapping[str, str], then_set: Sequence[ThenSet] = ()
+) -> list[str | bytes]:
+    """ARGV for ``SCRIPT``; the keys of ``then_set`` go to KEYS after the record's, in the same order."""
+    arguments: list[str | bytes] = [str(len(equal)), str(len(words_within))]
     for path, want in equal.items():
         arguments += [path, "-" if want is None else "=" + want]
     for path, allowed in words_within.items():
         arguments += [path, allowed]
+    for setting in then_set:
+        arguments += [str(max(1, math.ceil(setting.ttl * 1000))), str(len(setting.parts)), *setting.parts]
     return arguments
 
 

@@ -18,6 +18,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 from authserver.storage import conditional_take, sentinel
+from authserver.storage.conditional_take import ThenSet
 from authserver.storage.db import mask_uri
 from authserver.storage.redis_direct import DirectCommands
 
@@ -60,10 +61,15 @@ class KeyValueStore(Protocol):
     def set_if_absent(self, key: str, value: bytes, ttl: float | None = None) -> bool: ...
     def take(self, key: str) -> bytes | None: ...
     def take_if(
-        self, key: str, equal: Mapping[str, str | None], words_within: Mapping[str, str] | None = None
+        self,
+        key: str,
+        equal: Mapping[str, str | None],
+        words_within: Mapping[str, str] | None = None,
+        then_set: Sequence[ThenSet] = (),
     ) -> tuple[bytes | None, bool]:
         """The value of ``key`` (a JSON record; None if there is none) and whether it was taken: only when
-        it meets the conditions (``conditional_take``), atomically."""
+        it meets the conditions (``conditional_take``), atomically; and, when taken, ``then_set`` written in
+        the same step."""
         ...
 
     def delete(self, key: str) -> bool: ...
@@ -233,8 +239,13 @@ class MemoryStore:
             return entry[0]
 
     def take_if(
-        self, key: str, equal: Mapping[str, str | None], words_within: Mapping[str, str] | None = None
+        self,
+        key: str,
+        equal: Mapping[str, str | None],
+        words_within: Mapping[str, str] | None = None,
+        then_set: Sequence[ThenSet] = (),
     ) -> tuple[bytes | None, bool]:
+        expiries = [self._expiry(setting.ttl) for setting in then_set]  # a bad lifetime fails before the take
         with self._lock:
             entry = self._live(key, self._clock())
             if entry is None:
@@ -242,6 +253,8 @@ class MemoryStore:
             if not conditional_take.matches(entry[0], equal, words_within or {}):
                 return entry[0], False
             del self._data[key]
+            for setting, expiry in zip(then_set, expiries, strict=True):
+                self._data[setting.key] = (setting.value(entry[0]), expiry)
             return entry[0], True
 
     def delete(self, key: str) -> bool:
@@ -447,10 +460,17 @@ class RedisStore:
         return cast(bytes | None, self._direct.call("GETDEL", self._key(key)))
 
     def take_if(
-        self, key: str, equal: Mapping[str, str | None], words_within: Mapping[str, str] | None = None
+        self,
+        key: str,
+        equal: Mapping[str, str | None],
+        words_within: Mapping[str, str] | None = None,
+        then_set: Sequence[ThenSet] = (),
     ) -> tuple[bytes | None, bool]:
-        arguments = conditional_take.script_arguments(equal, words_within or {})
-        reply = self._direct.script(conditional_take.SCRIPT, [self._key(key)], arguments)
+        for setting in then_set:
+            _check_ttl(setting.ttl)
+        arguments = conditional_take.script_arguments(equal, words_within or {}, then_set)
+        keys = [self._key(key), *(self._key(setting.key) for setting in then_set)]
+        reply = self._direct.script(conditional_take.SCRIPT, keys, arguments)
         if reply is None:
             return None, False
         taken, raw = reply

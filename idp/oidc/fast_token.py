@@ -7,11 +7,12 @@ method it registered (``client_secret_basic`` or ``client_secret_post``), may us
 access tokens. The code is taken only if it is one the view would redeem, in one step with the store
 (``TokenStore.take_code_if``): issued to this client, the same redirect URI, the S256 challenge of the
 PKCE verifier, not bound to a DPoP key, its scope still within the client's. Otherwise it stays in place
-for the view. Taken, it is checked again here the way the view checks it (the challenge compared in
-constant time), so it works once whichever path sees it first; and the tokens are issued as the view
-issues them (``Provider.save_token``): the access token, a refresh token when the client may use
-them, what the code was exchanged for (a second use of the code revokes it), the ID token of
-``idp.oidc.id_token``, the log line and the counters.
+for the view. The access token, the refresh token family (when the client may use refresh tokens) and
+what the code was exchanged for (a second use of the code revokes it) are stored in the same step. Taken,
+the code is checked again here the way the view checks it (the challenge compared in constant time), so
+it works once whichever path sees it first; and the answer is what the view gives
+(``Provider.save_token``): the access token, the refresh token, the ID token of ``idp.oidc.id_token``,
+the log line and the counters.
 
 Anything else goes on to the Flask view, which answers it as before: any refusal (a wrong verifier, another
 client's code, a used or unknown code: the view takes and uses it up, as it always did), public clients,
@@ -19,11 +20,13 @@ private_key_jwt, DPoP, JWT access tokens, refresh and other grants, browsers' re
 """
 
 import base64
-import dataclasses
+import contextlib
 import hashlib
 import hmac
 import logging
 import re
+import secrets
+import time
 from typing import Any
 
 from authserver.outage import describe, is_outage
@@ -31,7 +34,7 @@ from idp.metrics import OIDC_REQUESTS, TOKEN_GRANTS
 from idp.oidc import id_token
 from idp.oidc.clients import Client
 from idp.oidc.fast_post import FormPost, secret_client
-from idp.oidc.tokens import AuthorizationCode, random_token
+from idp.oidc.tokens import AuthorizationCode, Exchange, random_token, token_hash
 
 log = logging.getLogger("nextauth.idp.oidc")
 
@@ -84,25 +87,39 @@ class FastCodeExchange(FormPost):
             return None
         if not client.check_grant_type("authorization_code"):
             return None
+        # The access token (and the refresh token family) the code is exchanged for are stored in the step
+        # that takes the code: the exchange costs the store one round trip.
+        access_token = random_token()
+        exchange = Exchange(
+            access_digest=token_hash(access_token),
+            issued_at=int(time.time()),
+            expires_in=provider.access_token_seconds,
+            family=secrets.token_hex(16) if client.check_grant_type("refresh_token") else None,
+        )
         taken = provider.tokens.take_code_if(
             code,
             client_id=client.client_id,
             redirect_uri=redirect_uri,
             code_challenge=_s256(verifier),
             allowed_scope=client.allowed_scope,
+            exchange=exchange,
         )
         if taken is None:
             # Unknown, used, or not this request's to redeem: the view answers, finding the code as it was
             # (gone: it answers as for any used code, revoking what it was exchanged for).
             return None
         if not redeemable(taken, client, redirect_uri, verifier):  # the store's check and ours disagree
+            provider.tokens.revoke_access_token(access_token)
             log.error("a code the store let %s take fails the exchange's checks; refused", client.client_id)
             return None
         try:
-            return self._issue(client, taken)
+            return self._issue(client, taken, access_token, exchange)
         except Exception as exc:
             # The code is used up: the view will only find it gone and refuse it (invalid_grant), so the
-            # reason is said here, where it is known. The client starts the login again.
+            # reason is said here, where it is known. The client starts the login again. The access token
+            # stored with the take was never handed out; it goes if the store lets it.
+            with contextlib.suppress(Exception):
+                provider.tokens.revoke_access_token(access_token)
             log.warning(
                 "tokens for a code of %s could not be issued (%s); the code is used up",
                 client.client_id,
@@ -111,20 +128,19 @@ class FastCodeExchange(FormPost):
             )
             raise
 
-    def _issue(self, client: Client, code: AuthorizationCode) -> dict[str, Any]:
+    def _issue(
+        self, client: Client, code: AuthorizationCode, access_token: str, exchange: Exchange
+    ) -> dict[str, Any]:
+        """The answer for a code taken with ``exchange`` stored: the refresh token of its family, the ID
+        token."""
         provider = self.provider
-        tokens = provider.tokens
-        grant = dataclasses.replace(code.grant, client_id=client.client_id)
-        access_token = random_token()
-        expires_in = provider.access_token_seconds
+        grant = code.grant  # the access token's, stored with the take (its client is this one: redeemable)
         answer: dict[str, Any] = {"token_type": "Bearer", "access_token": access_token}
-        answer["expires_in"] = expires_in
+        answer["expires_in"] = exchange.expires_in
         if grant.scope:
             answer["scope"] = grant.scope
-        family = None
-        if client.check_grant_type("refresh_token"):
-            answer["refresh_token"], family = tokens.issue_refresh_token(grant)
-        tokens.save_access_token(access_token, grant, expires_in, family, exchanged_code=code.code_hash)
+        if exchange.family is not None:
+            answer["refresh_token"], _family = provider.tokens.issue_refresh_token(grant, exchange.family)
         log.info("tokens issued to %s for %s (authorization_code)", client.client_id, grant.user_id)
         if "openid" in grant.scope.split():
             issued = id_token.claims(

@@ -23,6 +23,7 @@ from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, TokenMixin
 from sqlalchemy import Engine, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
+from authserver.storage.conditional_take import ThenSet
 from authserver.storage.db import rowcount
 from authserver.storage.group_insert import GroupInsert
 from authserver.storage.kv import KeyValueStore
@@ -33,6 +34,7 @@ CODE_PREFIX = "oidc:code:"
 USED_CODE_PREFIX = "oidc:code-used:"
 ACCESS_PREFIX = "oidc:at:"
 REVOKED_FAMILY_PREFIX = "oidc:family-revoked:"
+USED_CODE_SECONDS = 600  # a used code's exchange is remembered this long, to revoke it if the code comes back
 MAX_ACCESS_TOKEN_LENGTH = 4096
 
 _INSERT_REFRESH = insert(RefreshToken)
@@ -199,6 +201,28 @@ class StoredRefreshToken(_GrantedToken):
         return self.grant
 
 
+@dataclass(frozen=True)
+class Exchange:
+    """An access token (by its hash) and the refresh token family issued for a code, stored as the code is
+    taken (``TokenStore.take_code_if``)."""
+
+    access_digest: str
+    issued_at: int
+    expires_in: int
+    family: str | None
+
+    def then_set(self, code_digest: str) -> list[ThenSet]:
+        # The access token's record holds the code's record whole, as the store took it: its grant is the
+        # token's (the conditions of the take made its client the requesting one).
+        times = {"iat": self.issued_at, "exp": self.issued_at + self.expires_in, "family": self.family}
+        head = json.dumps(times)[:-1].encode() + b', "code": '
+        used = {"access": self.access_digest, "family": self.family}
+        return [
+            ThenSet(ACCESS_PREFIX + self.access_digest, (head, b"}"), ttl=self.expires_in),
+            ThenSet(USED_CODE_PREFIX + code_digest, (json.dumps(used).encode(),), ttl=USED_CODE_SECONDS),
+        ]
+
+
 class TokenStore:
     def __init__(
         self,
@@ -239,11 +263,22 @@ class TokenStore:
         return _authorization_code(self._kv.take(CODE_PREFIX + digest), digest)
 
     def take_code_if(
-        self, code: str, *, client_id: str, redirect_uri: str, code_challenge: str, allowed_scope: str
+        self,
+        code: str,
+        *,
+        client_id: str,
+        redirect_uri: str,
+        code_challenge: str,
+        allowed_scope: str,
+        exchange: Exchange | None = None,
     ) -> AuthorizationCode | None:
         """The code's record, taken (used up), when it was issued to ``client_id`` for ``redirect_uri`` with
         this S256 ``code_challenge``, is not bound to a DPoP key, and its scope is within ``allowed_scope``;
-        otherwise None, and the code (if any) is left in place, decided in one step with the store."""
+        otherwise None, and the code (if any) is left in place, decided in one step with the store.
+
+        With ``exchange``, what the code is exchanged for is stored in the same step: the access token, its
+        grant the code's own (``save_access_token`` with ``exchanged_code``, without a round trip of its
+        own)."""
         digest = token_hash(code)
         raw, taken = self._kv.take_if(
             CODE_PREFIX + digest,
@@ -255,6 +290,7 @@ class TokenStore:
                 "grant.dpop_jkt": None,
             },
             {"grant.scope": allowed_scope},
+            exchange.then_set(digest) if exchange is not None else (),
         )
         return _authorization_code(raw, digest) if taken else None
 
@@ -297,7 +333,7 @@ class TokenStore:
         batch.set(ACCESS_PREFIX + digest, json.dumps(record).encode(), ttl=expires_in)
         if exchanged_code is not None:
             exchange = {"access": digest, "family": refresh_family}
-            batch.set(USED_CODE_PREFIX + exchanged_code, json.dumps(exchange).encode(), ttl=600)
+            batch.set(USED_CODE_PREFIX + exchanged_code, json.dumps(exchange).encode(), ttl=USED_CODE_SECONDS)
         batch.execute()
         return token
 
@@ -316,7 +352,9 @@ class TokenStore:
         family = record["family"]
         if family and self._kv.get(REVOKED_FAMILY_PREFIX + family) is not None:
             return None
-        token = AccessToken(Grant.from_json(record["grant"]), record["iat"], record["exp"], family)
+        # Saved by save_access_token, or with the code it was exchanged for (Exchange): the code's grant.
+        grant = record["grant"] if "grant" in record else record["code"]["grant"]
+        token = AccessToken(Grant.from_json(grant), record["iat"], record["exp"], family)
         self.memo.put(digest, token, generation)
         return token
 

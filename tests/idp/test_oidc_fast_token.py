@@ -20,7 +20,7 @@ from joserfc import jwt
 from idp.directory import Profile
 from idp.oidc.clients import build_metadata
 from idp.oidc.fast_token import FastCodeExchange
-from idp.oidc.tokens import AuthorizationCode, Grant
+from idp.oidc.tokens import ACCESS_PREFIX, AuthorizationCode, Exchange, Grant, token_hash
 from idp.server import build_app, build_services, load_settings
 from tests.fixtures.wsgi_calls import IDP_SETTINGS, ISSUER, basic, counter, post, wrapped
 
@@ -234,6 +234,25 @@ def test_a_code_works_once_and_its_second_use_revokes_what_it_gave(app: Any) -> 
     assert world.tokens.refresh_token(issued["refresh_token"]).revoked_at is not None
 
 
+def test_the_access_token_is_stored_in_the_step_that_takes_the_code(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No write of its own: the exchange goes to the store with the take (and reads back as the view's)."""
+    world = World(app)
+    (code,), verifier = world.code(world.rp)
+    monkeypatch.setattr(world.tokens, "save_access_token", None)  # a call would fail
+    asked = _spy_exchanges(world.tokens, monkeypatch)
+    status, _, body = _as_rp(app, world, _exchange(code, verifier))
+    assert status == "200 OK"
+    issued = json.loads(body)
+    token = world.tokens.access_token(issued["access_token"])
+    assert token is not None and (token.grant.client_id, token.grant.user_id) == (world.rp.client_id, "alice")
+    assert token.expires_at - token.issued_at == world.provider.access_token_seconds
+    assert token.refresh_family == world.tokens.refresh_token(issued["refresh_token"]).family
+    assert asked[0].access_digest == token_hash(issued["access_token"])
+    assert json.loads(_stored(world, asked[0]) or b"")["code"]["grant"]["client_id"] == world.rp.client_id
+
+
 def test_the_refresh_token_it_issues_refreshes_at_the_view(app: Any) -> None:
     world = World(app)
     (code,), verifier = world.code(world.rp, scope="openid offline_access")
@@ -349,17 +368,48 @@ def test_a_code_the_store_let_through_that_fails_the_checks_is_refused(
 ) -> None:
     """The store's check and the exchange's own must agree; if they ever do not, no tokens."""
     world = World(app)
-    (code,), _verifier = world.code(world.rp)
+    (code,), verifier = world.code(world.rp)
     tokens = world.tokens
+    asked = _spy_exchanges(tokens, monkeypatch)
+    spied_take_if = tokens.take_code_if
 
-    def lenient(value: str, **_conditions: Any) -> Any:
-        return tokens.take_code(value)
+    def lenient(value: str, **conditions: Any) -> Any:
+        # Takes the code whatever verifier came, and stores the exchange with it.
+        return spied_take_if(value, **{**conditions, "code_challenge": _challenge(verifier)})
+
+    revoke = tokens.revoke_access_token
+    stored_when_refused: list[bytes | None] = []
+
+    def revoked(access_token: str) -> bool:
+        stored_when_refused.append(_stored(world, asked[0]))
+        return revoke(access_token)
 
     monkeypatch.setattr(tokens, "take_code_if", lenient)
+    monkeypatch.setattr(tokens, "revoke_access_token", revoked)
     wrong_verifier = secrets.token_urlsafe(48)
     status, _, body = _as_rp(app, world, _exchange(code, wrong_verifier))
     assert status.startswith("400") and json.loads(body)["error"] == "invalid_grant"
     assert "access_token" not in json.loads(body)
+    assert stored_when_refused and stored_when_refused[0] is not None  # the take had stored one
+    assert _stored(world, asked[0]) is None  # and it is gone
+
+
+def _spy_exchanges(tokens: Any, monkeypatch: pytest.MonkeyPatch) -> list[Exchange]:
+    """The exchanges the fast path asks the store to keep with a code's take, as it asks."""
+    asked: list[Exchange] = []
+    take_code_if = tokens.take_code_if
+
+    def spied(value: str, **conditions: Any) -> Any:
+        asked.append(conditions["exchange"])
+        return take_code_if(value, **conditions)
+
+    monkeypatch.setattr(tokens, "take_code_if", spied)
+    return asked
+
+
+def _stored(world: World, exchange: Exchange) -> bytes | None:
+    """The record of the access token stored with a take; None when there is none."""
+    return world.provider.tokens._kv.get(ACCESS_PREFIX + exchange.access_digest)
 
 
 def test_the_store_away_is_the_views_answer(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -393,10 +443,12 @@ def test_trouble_after_the_code_is_used_is_logged_and_the_code_stays_used(
         raise sqlalchemy.exc.OperationalError("INSERT", {}, ConnectionRefusedError("refused"))
 
     monkeypatch.setattr(world.tokens, "issue_refresh_token", away)
+    asked = _spy_exchanges(world.tokens, monkeypatch)
     with caplog.at_level("WARNING", logger="nextauth.idp.oidc"):
         status, _, body = _as_rp(app, world, _exchange(code, verifier))
     assert status.startswith("400") and json.loads(body)["error"] == "invalid_grant"
     assert world.tokens.peek_code(code) is None
+    assert len(asked) == 1 and _stored(world, asked[0]) is None  # never handed out, and not left behind
     logged = [r.getMessage() for r in caplog.records if "could not be issued" in r.getMessage()]
     assert logged and "ConnectionRefusedError: refused" in logged[0] and world.rp.client_id in logged[0]
 

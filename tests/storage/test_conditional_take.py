@@ -3,9 +3,11 @@ script decide alike, and of callers racing for one record, one takes it."""
 
 import json
 import threading
+import time
 
 import pytest
 
+from authserver.storage.conditional_take import ThenSet
 from authserver.storage.kv import KeyValueStore, open_kv
 
 RECORD = {
@@ -69,6 +71,38 @@ def test_words_within_takes_only_single_spaced_allowed_words(
 ) -> None:
     raw = _put(store, {**RECORD, "grant": {**RECORD["grant"], "scope": scope}})  # type: ignore[dict-item]
     assert store.take_if("code", {}, {"grant.scope": "openid profile"}) == (raw, taken)
+
+
+THEN = (
+    ThenSet("made", (b'{"took": ', b', "n": 1}'), ttl=30),
+    ThenSet("mark", (b"used",), ttl=0.5),
+)
+
+
+def test_what_a_record_is_taken_for_is_written_in_the_same_step(store: KeyValueStore) -> None:
+    raw = _put(store)
+    assert store.take_if("code", EXPECTED, then_set=THEN) == (raw, True)
+    assert json.loads(store.get("made") or b"") == {"took": RECORD, "n": 1}
+    assert store.get("mark") == b"used"
+    time.sleep(0.7)
+    assert store.get("mark") is None and store.get("made") is not None  # each for its own lifetime
+
+
+def test_a_record_left_in_place_writes_nothing(store: KeyValueStore) -> None:
+    raw = _put(store)
+    store.set("mark", b"before", ttl=60)
+    assert store.take_if("code", {"grant.client_id": "other"}, then_set=THEN) == (raw, False)
+    assert store.get("made") is None and store.get("mark") == b"before"
+    store.delete("code")
+    assert store.take_if("code", EXPECTED, then_set=THEN) == (None, False)  # no record at all
+    assert store.get("made") is None and store.get("mark") == b"before"
+
+
+def test_a_lifetime_that_is_not_positive_is_refused_before_anything_is_taken(store: KeyValueStore) -> None:
+    raw = _put(store)
+    with pytest.raises(ValueError, match="ttl"):
+        store.take_if("code", EXPECTED, then_set=[ThenSet("made", (b"x",), ttl=0)])
+    assert store.get("code") == raw and store.get("made") is None
 
 
 def test_a_value_that_is_not_a_json_object_is_never_taken(store: KeyValueStore) -> None:
