@@ -6,6 +6,7 @@ signatures are always 64 bytes (ECDSA as fixed-width r || s) so message lengths 
 """
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -48,21 +49,32 @@ class PeerKey:
 
     @classmethod
     def parse(cls, key_type: int, raw: bytes) -> "PeerKey":
+        if not (
+            (key_type == KEY_TYPE_ED25519 and len(raw) == ED25519_PUBLIC_LEN)
+            or (key_type == KEY_TYPE_P256 and len(raw) == P256_PUBLIC_LEN)
+        ):
+            raise ProtocolError("unsupported key type or length")
+        peer = cls(key_type, raw)
+        peer._public_key  # noqa: B018 - parsed (and checked) now, and kept for verify()
+        return peer
+
+    @functools.cached_property
+    def _public_key(self) -> ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey:
+        """The key as ``cryptography`` holds it, parsed once per PeerKey (a channel verifies with it more
+        than once). Raises ProtocolError for a key that is not a sound one of its type."""
         try:
-            if key_type == KEY_TYPE_ED25519 and len(raw) == ED25519_PUBLIC_LEN:
+            if self.key_type == KEY_TYPE_ED25519:
                 # OpenSSL verifies against small-order keys, under which trivial signatures pass for
                 # many messages; libsodium's check refuses them and non-canonical encodings.
-                if not crypto_core_ed25519_is_valid_point(raw):
+                if len(self.raw) != ED25519_PUBLIC_LEN or not crypto_core_ed25519_is_valid_point(self.raw):
                     raise ProtocolError("weak or malformed Ed25519 key")
-                ed25519.Ed25519PublicKey.from_public_bytes(raw)
-            elif key_type == KEY_TYPE_P256 and len(raw) == P256_PUBLIC_LEN:
+                return ed25519.Ed25519PublicKey.from_public_bytes(self.raw)
+            if self.key_type == KEY_TYPE_P256:
                 # from_encoded_point checks that the point lies on the curve.
-                ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
-            else:
-                raise ProtocolError("unsupported key type or length")
+                return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), self.raw)
         except ValueError as exc:
             raise ProtocolError("malformed public key") from exc
-        return cls(key_type, raw)
+        raise ProtocolError("unsupported key type or length")
 
     @property
     def type_name(self) -> str:
@@ -71,13 +83,13 @@ class PeerKey:
     def verify(self, signature: bytes, message: bytes) -> None:
         if len(signature) != SIGNATURE_LEN:
             raise ProtocolError("bad signature length")
+        public = self._public_key
         try:
-            if self.key_type == KEY_TYPE_ED25519:
-                ed25519.Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, message)
+            if isinstance(public, ed25519.Ed25519PublicKey):
+                public.verify(signature, message)
             else:
                 r = int.from_bytes(signature[:32], "big")
                 s = int.from_bytes(signature[32:], "big")
-                public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), self.raw)
                 public.verify(encode_dss_signature(r, s), message, ec.ECDSA(hashes.SHA256()))
         except InvalidSignature as exc:
             raise ProtocolError("signature does not verify") from exc
@@ -89,6 +101,11 @@ class PeerKey:
 
     def thumbprint(self) -> str:
         """RFC 7638 JWK thumbprint (SHA-256, base64url): the device key's stable, public name."""
+        return self._thumbprint
+
+    @functools.cached_property
+    def _thumbprint(self) -> str:
+        # Asked by several steps of every operation on a channel: computed once per key.
         canonical = json.dumps(self.jwk(), sort_keys=True, separators=(",", ":")).encode("ascii")
         return _b64url(hashlib.sha256(canonical).digest())
 

@@ -256,6 +256,26 @@ def test_handshake_events_name_the_peer() -> None:
     assert server_done.server_key_hash == server_key.key_hash
 
 
+def test_a_peer_key_is_checked_whole_however_it_was_made() -> None:
+    """parse() refuses what is not a sound key; one made directly (from stored bytes) is checked when it
+    first verifies; the key parsed once serves every verify, and the thumbprint is the key's."""
+    off_curve = bytes([4]) + bytes(63)  # the right length, not a point on P-256
+    with pytest.raises(ProtocolError):
+        PeerKey.parse(KEY_TYPE_P256, off_curve)
+    small_order = bytes([1]) + bytes(31)
+    with pytest.raises(ProtocolError):
+        PeerKey(KEY_TYPE_ED25519, small_order).verify(small_order + bytes(32), b"any message")
+    device = DeviceIdentity.generate(KEY_TYPE_P256)
+    peer = PeerKey.parse(device.key_type, device.public_raw)
+    for message in (b"one", b"two"):
+        peer.verify(device.sign(message), message)
+    with pytest.raises(ProtocolError):
+        peer.verify(device.sign(b"one"), b"two")
+    assert peer.thumbprint() == device.peer_key.thumbprint() == peer.thumbprint()
+    other = DeviceIdentity.generate(KEY_TYPE_P256).peer_key
+    assert other.thumbprint() != peer.thumbprint()
+
+
 def test_small_order_device_key_is_refused() -> None:
     """With a small-order Ed25519 key, R = that point and S = 0 'verifies' for many messages."""
     small_order = bytes([1]) + bytes(31)  # the identity point
