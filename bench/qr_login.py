@@ -259,7 +259,7 @@ def measure(
     homes = [(workdir / f"phone-{phones}-{i}", f"user-{phones}-{i}") for i in range(phones)]
     enrolled = [(home, _phone(services, home, user)[1]) for home, user in homes]
     # One untimed login per phone first, back to back: the services' pools grow to this row's concurrency
-    # (a connection opened costs a PostgreSQL server some milliseconds of CPU in the services' process),
+    # (a PostgreSQL connection opened costs the services about a millisecond of CPU, and the server more),
     # so the row measures them as they run for days, not as they start.
     warm_up = PhoneProcesses(services.rest, enrolled, processes, logins_per_phone=1, pin=PIN)
     try:
