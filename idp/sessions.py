@@ -241,7 +241,7 @@ class SessionManager:
             log.debug("session token refused: %s", _reason(exc))
             return None
         if decoded.header.get("typ") != TOKEN_TYPE:
-            log.debug("session token refused: typ %r", decoded.header.get("typ"))
+            log.debug("session token refused: typ %.40r", decoded.header.get("typ"))  # the sender's text: cut
             return None
         registry = JWTClaimsRegistry(
             now=int(self._clock()),

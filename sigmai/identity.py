@@ -49,11 +49,6 @@ class PeerKey:
 
     @classmethod
     def parse(cls, key_type: int, raw: bytes) -> "PeerKey":
-        if not (
-            (key_type == KEY_TYPE_ED25519 and len(raw) == ED25519_PUBLIC_LEN)
-            or (key_type == KEY_TYPE_P256 and len(raw) == P256_PUBLIC_LEN)
-        ):
-            raise ProtocolError("unsupported key type or length")
         peer = cls(key_type, raw)
         peer._public_key  # noqa: B018 - parsed (and checked) now, and kept for verify()
         return peer
@@ -61,16 +56,18 @@ class PeerKey:
     @functools.cached_property
     def _public_key(self) -> ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey:
         """The key as ``cryptography`` holds it, parsed once per PeerKey (a channel verifies with it more
-        than once). Raises ProtocolError for a key that is not a sound one of its type."""
+        than once). Raises ProtocolError for a key that is not a sound one of its type, however the PeerKey
+        was made."""
         try:
-            if self.key_type == KEY_TYPE_ED25519:
+            if self.key_type == KEY_TYPE_ED25519 and len(self.raw) == ED25519_PUBLIC_LEN:
                 # OpenSSL verifies against small-order keys, under which trivial signatures pass for
                 # many messages; libsodium's check refuses them and non-canonical encodings.
-                if len(self.raw) != ED25519_PUBLIC_LEN or not crypto_core_ed25519_is_valid_point(self.raw):
+                if not crypto_core_ed25519_is_valid_point(self.raw):
                     raise ProtocolError("weak or malformed Ed25519 key")
                 return ed25519.Ed25519PublicKey.from_public_bytes(self.raw)
-            if self.key_type == KEY_TYPE_P256:
-                # from_encoded_point checks that the point lies on the curve.
+            if self.key_type == KEY_TYPE_P256 and len(self.raw) == P256_PUBLIC_LEN:
+                # from_encoded_point checks that the point lies on the curve (and, by the length, that it
+                # is uncompressed, as jwk() reads it).
                 return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), self.raw)
         except ValueError as exc:
             raise ProtocolError("malformed public key") from exc

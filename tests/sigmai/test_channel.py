@@ -1,6 +1,7 @@
 """sigmai handshake and records, including every way a peer or a man in the middle may misbehave."""
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from sigmai import (
@@ -266,6 +267,11 @@ def test_a_peer_key_is_checked_whole_however_it_was_made() -> None:
     with pytest.raises(ProtocolError):
         PeerKey(KEY_TYPE_ED25519, small_order).verify(small_order + bytes(32), b"any message")
     device = DeviceIdentity.generate(KEY_TYPE_P256)
+    compressed = device.private_key.public_key().public_bytes(  # type: ignore[union-attr]
+        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+    )
+    with pytest.raises(ProtocolError):  # a sound point, but not in the form the protocol carries
+        PeerKey(KEY_TYPE_P256, compressed).verify(device.sign(b"m"), b"m")
     peer = PeerKey.parse(device.key_type, device.public_raw)
     for message in (b"one", b"two"):
         peer.verify(device.sign(message), message)
