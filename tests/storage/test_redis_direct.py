@@ -2,8 +2,10 @@
 guarded against, guarded here too, against a real Redis."""
 
 import os
+import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -45,19 +47,94 @@ def test_redis_reply_of_an_interrupted_command_is_never_read_by_the_next(
 ) -> None:
     store.set("a", b"value of a")
     store.set("b", b"value of b")
-    connection = store._direct._idle[-1]
-    reads = connection.read_response
-
-    def interrupted_once(*args: object, **kwargs: object) -> object:
-        monkeypatch.setattr(connection, "read_response", reads)
-        raise Interrupted  # the GET was sent, its reply not read
-
-    monkeypatch.setattr(connection, "read_response", interrupted_once)
+    link = store._direct._idle[-1]
+    sock = link.connection._sock
+    monkeypatch.setattr(link, "_sock", _InterruptedAfterSend(sock))
+    monkeypatch.setattr(link.connection, "_sock", link._sock)
     with pytest.raises(Interrupted):
-        store.get("a")
+        store.get("a")  # the GET was sent, its reply not read
+    monkeypatch.undo()
     time.sleep(0.05)  # the reply to the interrupted GET has arrived by now, if its connection is still open
     assert store.get("b") == b"value of b"
     assert store.get("a") == b"value of a"
+
+
+class _InterruptedAfterSend:
+    """A connection's socket whose first read is interrupted, after the command went out whole."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def send(self, data: bytes) -> int:
+        return self._sock.send(data)
+
+    def recv(self, size: int) -> bytes:
+        raise Interrupted
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+def test_redis_read_only_reply_counts_as_a_lost_connection_and_is_retried(store: RedisStore) -> None:
+    """After a failover the old master answers READONLY: the connection is dropped and the command retried
+    on a new one (which, behind Sentinel, asks for the new master), not handed back as an error."""
+    store.set("k", b"1")
+    before = _client_id(store)
+    connection: Any = store._direct._idle[-1].connection
+    connection._sock = _Answering(
+        connection._sock, b"-READONLY You can't write against a read only replica.\r\n"
+    )
+    store.set("k", b"2")
+    assert store.get("k") == b"2"
+    assert _client_id(store) != before  # the connection that said READONLY was dropped
+
+
+class _Answering:
+    """A connection's socket that sends for real but reads ``answer`` (b"": the end of the stream)."""
+
+    def __init__(self, sock: socket.socket, answer: bytes) -> None:
+        self._sock = sock
+        self._answer = answer
+
+    def send(self, data: bytes) -> int:
+        return self._sock.send(data)
+
+    def recv(self, size: int) -> bytes:
+        return self._answer
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+def test_redis_error_replies_are_redis_pys_exceptions(store: RedisStore) -> None:
+    with pytest.raises(redis.exceptions.NoScriptError):
+        store._direct.call("EVALSHA", "0" * 40, 0)
+    with pytest.raises(redis.ResponseError, match="unknown command"):
+        store._direct.call("NOSUCHCOMMAND")
+    assert store._direct.call("ECHO", 12) == b"12"  # numbers are sent as redis-py sends them, as text
+
+
+def test_redis_connection_closed_before_the_reply_is_an_error_after_the_retries(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.set("k", b"1")
+    connection: Any = store._direct._idle[-1].connection
+    connection.disconnect()
+    real_connect = connection.connect
+    connects: list[int] = []
+
+    def connect_to_a_closing_server() -> None:
+        if connection._sock is None:
+            real_connect()
+            connects.append(1)
+            connection._sock = _Answering(connection._sock, b"")
+
+    monkeypatch.setattr(connection, "connect", connect_to_a_closing_server)
+    with pytest.raises(redis.ConnectionError):
+        store.get("k")
+    assert len(connects) == 3  # the first try and the client's two retries, each on a new connection
+    monkeypatch.undo()
+    assert store.get("k") == b"1"
 
 
 def test_redis_error_reply_in_a_batch_raises_and_the_rest_still_ran(
