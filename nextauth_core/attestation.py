@@ -26,6 +26,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from joserfc import jwk, jwt
 from joserfc.errors import JoseError
+from joserfc.jws import JWSRegistry
 
 from nextauth_core import jsonlimits
 from nextauth_core.encoding import b64url
@@ -38,6 +39,9 @@ METHODS = ("pin", "biometric")
 
 
 MAX_DEVICE_LENGTH = 128
+# joserfc builds a registry for each call given ``algorithms``; this one, made once, allows the same.
+_REGISTRY = JWSRegistry(algorithms=[ALGORITHM])
+_JOSE_KEYS_MAX = 64
 
 # SFS key hash (hex) -> {attestation key id: attestation public key}
 TrustedKeys = Mapping[str, Mapping[str, ed25519.Ed25519PublicKey]]
@@ -103,11 +107,9 @@ def issue(
         "cnf": {"jkt": account_thumbprint},
         "sub": device,
     }
+    signing, kid = _signing_key(key)
     return jwt.encode(
-        {"alg": ALGORITHM, "typ": "nextauth-attestation+jwt", "kid": key_id(key.public_key())},
-        claims,
-        jwk.OKPKey.import_key(key),
-        algorithms=[ALGORITHM],
+        {"alg": ALGORITHM, "typ": "nextauth-attestation+jwt", "kid": kid}, claims, signing, registry=_REGISTRY
     )
 
 
@@ -127,7 +129,7 @@ def verify(
     ``device``: the app instance the account is bound to; ``None`` only at enrolment, where the binding
     is made. A mismatch raises :class:`DeviceMismatch`, after every other rule passed."""
     try:
-        unverified = jwt.decode(token, lambda obj: _key_for(obj, trusted_keys), algorithms=[ALGORITHM])
+        unverified = jwt.decode(token, lambda obj: _key_for(obj, trusted_keys), registry=_REGISTRY)
     except AttestationError:
         raise
     except (JoseError, ValueError, TypeError) as exc:
@@ -188,4 +190,29 @@ def _key_for(obj: Any, trusted_keys: TrustedKeys) -> jwk.OKPKey:
     key = keys.get(str(kid)) if isinstance(kid, str) else None
     if key is None:
         raise AttestationError("attestation is not signed by a trusted attestation key of its SFS")
-    return jwk.OKPKey.import_key(key)
+    return _verifying_key(key)
+
+
+# The JWK form of the keys in use, made once per key object (an SFS signs with one key for months, ns
+# trusts a handful): importing one costs about as much as the signature it checks. Keyed by the object's
+# identity, kept with the object itself, so an id reused by a new key object never finds the old entry.
+_SIGNING: dict[int, tuple[ed25519.Ed25519PrivateKey, jwk.OKPKey, str]] = {}
+_VERIFYING: dict[int, tuple[ed25519.Ed25519PublicKey, jwk.OKPKey]] = {}
+
+
+def _signing_key(key: ed25519.Ed25519PrivateKey) -> tuple[jwk.OKPKey, str]:
+    found = _SIGNING.get(id(key))
+    if found is None or found[0] is not key:
+        if len(_SIGNING) >= _JOSE_KEYS_MAX:
+            _SIGNING.clear()
+        found = _SIGNING[id(key)] = (key, jwk.OKPKey.import_key(key), key_id(key.public_key()))
+    return found[1], found[2]
+
+
+def _verifying_key(key: ed25519.Ed25519PublicKey) -> jwk.OKPKey:
+    found = _VERIFYING.get(id(key))
+    if found is None or found[0] is not key:
+        if len(_VERIFYING) >= _JOSE_KEYS_MAX:
+            _VERIFYING.clear()
+        found = _VERIFYING[id(key)] = (key, jwk.OKPKey.import_key(key))
+    return found[1]

@@ -133,3 +133,26 @@ def _resign(token: str, key: ed25519.Ed25519PrivateKey, kid: str) -> str:
     encoded = base64.urlsafe_b64encode(json.dumps(header).encode()).rstrip(b"=").decode()
     signature = key.sign(f"{encoded}.{payload}".encode())
     return f"{encoded}.{payload}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+
+
+def test_keys_made_once_per_key_object_follow_a_rotation() -> None:
+    """The JWK form of a key is made once per key object: a new key (a rotation, or a new object where
+    an old one's id was) signs and is checked as itself, never as the key it replaced."""
+    for _ in range(3):
+        new_key = ed25519.Ed25519PrivateKey.generate()
+        kid = attestation.key_id(new_key.public_key())
+        token = _issue(key=new_key)
+        assert json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))["kid"] == kid
+        trusted_new = {"sfs-1": {kid: new_key.public_key()}}
+        expected = {"audience": "server-a", "nonce": attestation.nonce_for(b"challenge"), "purpose": "login"}
+        checked = attestation.verify(token, trusted_new, account_thumbprint="account-1", now=NOW, **expected)
+        assert checked.issuer == "sfs-1"
+        with pytest.raises(attestation.AttestationError):  # the old key does not check the new one's token
+            _verify(token)
+        # Another key object under the same kid (a listing that lost its key): refused, not served from
+        # what was made for the first object.
+        impostor = {"sfs-1": {kid: ed25519.Ed25519PrivateKey.generate().public_key()}}
+        with pytest.raises(attestation.AttestationError):
+            attestation.verify(token, impostor, account_thumbprint="account-1", now=NOW, **expected)
+        del new_key, trusted_new  # their ids may be reused by the next round's objects
+    assert _verify(_issue()).issuer == "sfs-1"
