@@ -14,10 +14,12 @@ from typing import Any
 
 from websockets.client import ClientProtocol
 from websockets.frames import CloseCode, Frame, Opcode
-from websockets.http11 import Request, Response
+from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
+
+from sigmai import upgrade
 
 _READ_SIZE = 65536
 # websockets' own loggers, looked up once: its protocols look them up per connection otherwise, under
@@ -60,25 +62,44 @@ class WebSocket:
     @classmethod
     def accept(cls, sock: socket.socket, *, max_message: int) -> tuple["WebSocket", UpgradeRequest]:
         """Server side: read the HTTP upgrade request and accept it (or answer why not, and close)."""
-        ws = cls(sock, ServerProtocol(max_size=max_message, logger=_SERVER_LOG), max_message)
-        request = ws._next_event()
-        if not isinstance(request, Request):
-            ws.abort()
-            raise WebSocketClosed("expected an upgrade request")
-        protocol = ws._protocol
-        assert isinstance(protocol, ServerProtocol)
-        response = protocol.accept(request)
-        protocol.send_response(response)
-        ws._flush()
-        if response.status_code != 101:
-            ws.abort()
-            raise WebSocketClosed("not a WebSocket upgrade request")
-        forwarded = request.headers.get_all("X-Forwarded-For")
-        return ws, UpgradeRequest(
-            host=request.headers.get("Host", ""),
-            target=request.path,
-            forwarded_for=",".join(forwarded) or None,
-        )
+        head = bytearray()
+        end = -1
+        while end < 0:
+            if len(head) > upgrade.MAX_HEAD:
+                _abort_socket(sock)
+                raise WebSocketClosed("upgrade request too large")
+            try:
+                data = sock.recv(_READ_SIZE)
+            except (OSError, TimeoutError) as exc:
+                _abort_socket(sock)
+                raise WebSocketClosed("socket error") from exc
+            if not data:
+                _abort_socket(sock)
+                raise WebSocketClosed("connection lost")
+            searched = len(head)
+            head += data
+            end = upgrade.head_end(head, searched)
+        try:
+            request = upgrade.parse(bytes(head[:end]))
+        except upgrade.NotHttp as exc:
+            _abort_socket(sock)
+            raise WebSocketClosed("expected an upgrade request") from exc
+        except upgrade.Refused as exc:
+            try:
+                _send_all(sock, exc.answer)
+            except OSError:
+                pass  # the client went away: nothing to tell it
+            _abort_socket(sock)
+            raise WebSocketClosed("not a WebSocket upgrade request") from exc
+        protocol = ServerProtocol(max_size=max_message, logger=_SERVER_LOG, state=State.OPEN)
+        ws = cls(sock, protocol, max_message)
+        ws._send_raw(request.answer)
+        if end < len(head):  # frames the client sent right behind its request
+            protocol.receive_data(bytes(head[end:]))
+            ws._pending.extend(protocol.events_received())
+            ws._flush()
+        found = UpgradeRequest(host=request.host, target=request.target, forwarded_for=request.forwarded_for)
+        return ws, found
 
     @classmethod
     def connect(cls, sock: socket.socket, host: str, target: str, *, max_message: int) -> "WebSocket":
@@ -169,20 +190,34 @@ class WebSocket:
                 raise WebSocketClosed("WebSocket protocol violation") from protocol.parser_exc
         return self._pending.pop(0)
 
+    def _send_raw(self, data: bytes) -> None:
+        try:
+            _send_all(self._sock, data)
+        except OSError as exc:
+            self.abort()
+            raise WebSocketClosed("socket error") from exc
+
     def _flush(self) -> None:
         done = False
         for data in self._protocol.data_to_send():
             if not data:  # the protocol is done with the connection (a server closes it)
                 done = True
                 continue
-            try:
-                # One send for a message that fits the socket's buffer, as nearly all do; gevent's
-                # sendall() asks the kernel for the buffer's size first, every time.
-                sent = self._sock.send(data)
-                if sent < len(data):
-                    self._sock.sendall(memoryview(data)[sent:])
-            except OSError as exc:
-                self.abort()
-                raise WebSocketClosed("socket error") from exc
+            self._send_raw(data)
         if done:
             self.abort()
+
+
+def _abort_socket(sock: socket.socket) -> None:
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+def _send_all(sock: socket.socket, data: bytes) -> None:
+    # One send for what fits the socket's buffer, as nearly all messages do; gevent's sendall() asks the
+    # kernel for the buffer's size first, every time.
+    sent = sock.send(data)
+    if sent < len(data):
+        sock.sendall(memoryview(data)[sent:])
