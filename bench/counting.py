@@ -192,9 +192,32 @@ def _install_redis(counters: Counters) -> None:
         return connect(self, *args, **kwargs)
 
     AbstractConnection.connect_check_health = counted_connect  # type: ignore[method-assign]
+    _install_redis_direct(counters, name)
     AbstractConnection.send_command = counted_send_command  # type: ignore[method-assign]
     AbstractConnection.pack_commands = counted_pack_commands  # type: ignore[method-assign]
     AbstractConnection.send_packed_command = counted_send_packed  # type: ignore[method-assign]
+
+
+def _install_redis_direct(counters: Counters, name: Any) -> None:
+    """The store's own connections (authserver.storage.redis_direct) write hiredis-packed commands to the
+    socket, past redis-py's send methods: counted where a command or a batch of them is sent."""
+    from authserver.storage import redis_direct
+
+    one, several = redis_direct._one, redis_direct._several
+
+    def counted_one(link: Any, args: Any) -> Any:
+        counters.kind("redis_commands", name(args))
+        counters.add("redis_round_trips")
+        return one(link, args)
+
+    def counted_several(link: Any, commands: Any) -> Any:
+        for args in commands:
+            counters.kind("redis_commands", name(args))
+        counters.add("redis_round_trips")
+        return several(link, commands)
+
+    redis_direct._one = counted_one  # type: ignore[assignment]
+    redis_direct._several = counted_several  # type: ignore[assignment]
 
 
 def db_round_trips(counts: dict[str, float]) -> float:
