@@ -143,7 +143,7 @@ class _Link:
 
 def _one(link: _Link, args: tuple[Any, ...]) -> Any:
     (answer,) = link.exchange(hiredis.pack_command(args), 1)
-    if isinstance(answer, redis.ResponseError):
+    if isinstance(answer, Exception):  # an error reply (NOAUTH is a ConnectionError, not a ResponseError)
         raise answer
     return answer
 
@@ -151,6 +151,6 @@ def _one(link: _Link, args: tuple[Any, ...]) -> Any:
 def _several(link: _Link, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
     replies = link.exchange(b"".join([hiredis.pack_command(command) for command in commands]), len(commands))
     for reply in replies:
-        if isinstance(reply, redis.ResponseError):
+        if isinstance(reply, Exception):
             raise reply  # once every reply was read
     return replies

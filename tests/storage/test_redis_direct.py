@@ -106,6 +106,18 @@ class _Answering:
         return getattr(self._sock, name)
 
 
+def test_redis_refusal_that_is_a_connection_error_is_raised_not_returned(store: RedisStore) -> None:
+    """NOAUTH (the server restarted with a password, or the connection lost its AUTH) is a connection
+    error in redis-py, not a ResponseError: it must be raised (and retried on a new connection), never
+    handed back as if it were the value."""
+    store.set("k", b"1")
+    before = _client_id(store)
+    connection: Any = store._direct._idle[-1].connection
+    connection._sock = _Answering(connection._sock, b"-NOAUTH Authentication required.\r\n")
+    assert store.get("k") == b"1"
+    assert _client_id(store) != before
+
+
 def test_redis_error_replies_are_redis_pys_exceptions(store: RedisStore) -> None:
     with pytest.raises(redis.exceptions.NoScriptError):
         store._direct.call("EVALSHA", "0" * 40, 0)
