@@ -216,13 +216,30 @@ KEEP_SECONDS = 1800.0
 
 
 class _Lent:
-    __slots__ = ("dbapi_connection", "pooled", "restore", "since")
+    __slots__ = ("_cursor", "dbapi_connection", "pooled", "restore", "since")
 
     def __init__(self, pooled: Any, dbapi_connection: Any, restore: Callable[[], None]) -> None:
         self.pooled = pooled
         self.dbapi_connection = dbapi_connection
         self.restore = restore
         self.since = time.monotonic()
+        self._cursor: Any = None
+
+    @property
+    def cursor(self) -> Any:
+        """The connection's one cursor for hot statements, made at the first: a new one per statement
+        costs psycopg about a fifth of a short statement's CPU (70 against 56 us for a SELECT)."""
+        if self._cursor is None:
+            self._cursor = self.dbapi_connection.cursor()
+        return self._cursor
+
+    def close_cursor(self) -> None:
+        cursor, self._cursor = self._cursor, None
+        if cursor is not None:
+            try:
+                cursor.close()
+            except Exception:  # noqa: S110 - the connection goes on to be closed or checked in
+                pass
 
 
 class _Kept:
@@ -250,7 +267,7 @@ class _Kept:
         while self._idle:
             lent = self._idle.pop()
             if self._check and liveness.closed_by_server(lent.dbapi_connection):
-                lent.pooled.invalidate()
+                self.drop(lent)
                 continue
             return lent
         pooled = self._engine.raw_connection()
@@ -271,6 +288,7 @@ class _Kept:
 
     def drop(self, lent: _Lent, exc: Exception | None = None) -> None:
         """Not to be used again: closed, and given back to the pool as invalid."""
+        lent.close_cursor()
         if lent.pooled.dbapi_connection is not None:  # not invalidated already
             lent.pooled.invalidate(exc)
 
@@ -285,6 +303,7 @@ class _Kept:
 
     @staticmethod
     def _return_to_pool(lent: _Lent) -> None:
+        lent.close_cursor()
         try:
             lent.restore()
         except Exception as exc:  # a connection left in autocommit mode would break transactions
@@ -316,9 +335,8 @@ def send(engine: Engine, compiled: _Compiled, arguments: Sequence[Any] | dict[st
     lent = kept.take()
     cursor = None
     try:
-        cursor = lent.dbapi_connection.cursor()
+        cursor = lent.cursor
         result = _execute(cursor, compiled, arguments)
-        cursor.close()
     except engine.dialect.loaded_dbapi.Error as exc:
         failure = _failed(engine, lent.pooled, lent.dbapi_connection, exc, cursor, compiled.sql, arguments)
         if lent.pooled.dbapi_connection is not None:  # not found dead: a refused statement (a constraint)

@@ -315,6 +315,41 @@ def test_a_refused_statement_keeps_its_connection(engine: Engine) -> None:
     assert db.read_first(engine, READ, {"id": "q"}).id == "q"
 
 
+def _cursor_closed(cursor: Any) -> bool:
+    if hasattr(cursor, "closed"):  # psycopg
+        return bool(cursor.closed)
+    try:  # sqlite3 says so only when asked to work
+        cursor.execute("SELECT 1")
+    except Exception as exc:
+        return "closed" in str(exc)
+    return False
+
+
+def test_a_kept_connection_sends_every_statement_on_one_cursor_closed_when_it_leaves(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not _straight(engine):
+        pytest.skip("SQLAlchemy sends it on this database")
+    used: list[Any] = []
+    execute = hot._execute
+
+    def noted(cursor: Any, compiled: Any, arguments: Any) -> Any:
+        used.append(cursor)
+        return execute(cursor, compiled, arguments)
+
+    monkeypatch.setattr(hot, "_execute", noted)
+    db.write_one(engine, ADD, {"id": "c1"})
+    db.write_one(engine, BUMP, {"item": "c1", "now": MOMENT})
+    with pytest.raises(IntegrityError):  # a refused statement: the connection and its cursor stay
+        db.write_one(engine, ADD, {"id": "c1"})
+    assert db.read_first(engine, READ, {"id": "c1"}).count == 1
+    assert len(used) == 4 and all(cursor is used[0] for cursor in used)
+    engine.dispose()  # the kept connections leave, closed: their cursor with them
+    assert _cursor_closed(used[0])
+    assert db.read_first(engine, READ, {"id": "c1"}).count == 1  # a new connection, a new cursor
+    assert used[-1] is not used[0]
+
+
 def test_a_forked_child_does_not_use_the_parents_kept_connections(engine: Engine) -> None:
     if engine.dialect.name != "postgresql":
         pytest.skip("a server's connection ids tell the connections apart")
