@@ -237,8 +237,8 @@ def _install_redis_direct(counters: Counters, name: Any) -> None:
         counters.add("redis_round_trips")
         return several(link, commands)
 
-    redis_direct._one = counted_one  # type: ignore[assignment]
-    redis_direct._several = counted_several  # type: ignore[assignment]
+    redis_direct._one = counted_one
+    redis_direct._several = counted_several
 
 
 def db_round_trips(counts: dict[str, float]) -> float:

@@ -8,6 +8,7 @@ at the throughput reached, not of a fixed offered rate.
 
 import json
 import shutil
+import statistics
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -107,4 +108,26 @@ def run(
         socket_errors=data["connect"] + data["read"] + data["write"] + data["timeout"],
         status_errors=data["status"],
         connections=max(connections, threads),
+    )
+
+
+def combined(slices: list[WrkResult]) -> WrkResult:
+    """One row from several runs of the same target: requests and time summed (the rate is the whole
+    run's), each latency percentile the median of the slices' (wrk gives no histogram to merge), the
+    maximum the largest, errors summed."""
+    if not slices:
+        raise ValueError("no slices")
+    seconds = sum(r.seconds for r in slices)
+    requests = sum(r.requests for r in slices)
+    return WrkResult(
+        requests=requests,
+        seconds=seconds,
+        per_second=requests / seconds if seconds else 0.0,
+        p50_ms=statistics.median(r.p50_ms for r in slices),
+        p90_ms=statistics.median(r.p90_ms for r in slices),
+        p99_ms=statistics.median(r.p99_ms for r in slices),
+        max_ms=max(r.max_ms for r in slices),
+        socket_errors=sum(r.socket_errors for r in slices),
+        status_errors=sum(r.status_errors for r in slices),
+        connections=slices[0].connections,
     )
