@@ -1,5 +1,6 @@
 """A blocking WebSocket over one socket, built on the sans-I/O protocol of ``websockets``: the thin
-transport under sigmai.
+transport under sigmai. A server reads the opening handshake with ``sigmai.upgrade`` and hands the frames
+after it to ``websockets``; a client does all of it with ``websockets``.
 
 This is the one module of the package that touches sockets. The servers run it under gevent (a blocking
 call yields to other greenlets), the reference Mobile SDK on plain threads. Only binary messages are
