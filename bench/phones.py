@@ -37,7 +37,7 @@ class RestError(Exception):
 class NsRest:
     """The application's side of a login: ns's REST API with an API key, over a connection kept open per
     thread, as an application's HTTP client pool keeps it (the IdP's own client to ns does: a kept-alive
-    ``httpx.Client``). A connection the server closed meanwhile is opened again, once, for that call."""
+    ``httpx.Client``). A connection the server closed meanwhile is opened again, once, for a GET."""
 
     def __init__(self, base_url: str, api_key: str) -> None:
         parsed = urllib.parse.urlsplit(base_url)
@@ -62,8 +62,8 @@ class NsRest:
             except (http.client.RemoteDisconnected, ConnectionError, http.client.BadStatusLine):
                 connection.close()
                 self._local.connection = None
-                if fresh or attempt == 2:
-                    raise
+                if fresh or attempt == 2 or method not in ("GET", "HEAD"):
+                    raise  # a POST may have been done: not sent twice
                 continue  # the kept connection had been closed by the server: once more on a new one
             if response.will_close:
                 connection.close()

@@ -118,6 +118,25 @@ def test_redis_refusal_that_is_a_connection_error_is_raised_not_returned(store: 
     assert _client_id(store) != before
 
 
+def test_redis_idle_connection_is_checked_with_a_ping_before_its_next_command(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As redis-py's own: a connection idle longer than the client's health check interval is pinged (and
+    replaced if the ping fails) before it carries a command; a busy one is not."""
+    store.set("k", b"1")
+    connection: Any = store._direct._idle[-1].connection
+    assert connection.health_check_interval > 0
+    checks: list[int] = []
+    check = connection.check_health
+    monkeypatch.setattr(connection, "check_health", lambda: (checks.append(1), check())[1])
+    assert store.get("k") == b"1"
+    assert checks == []  # just used: no ping
+    connection.next_health_check = time.monotonic() - 1
+    assert store.get("k") == b"1"
+    assert checks == [1]
+    assert connection.next_health_check > time.monotonic()  # the command's reply counts as a sign of life
+
+
 def test_redis_error_replies_are_redis_pys_exceptions(store: RedisStore) -> None:
     with pytest.raises(redis.exceptions.NoScriptError):
         store._direct.call("EVALSHA", "0" * 40, 0)
