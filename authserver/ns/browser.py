@@ -49,8 +49,13 @@ class _Page:
         self.server_id = server_id
         self.hsid = hsid
         self._login = login
+        self.heard_login = False  # LOGIN once: the hub's event and a catch-up may both bring it
 
     def deliver(self, event: str) -> None:
+        if event == "LOGIN":
+            if self.heard_login:
+                return
+            self.heard_login = True
         try:
             with gevent.Timeout(SEND_SECONDS):
                 self.ws.send(event)
@@ -66,7 +71,10 @@ class _Page:
         self.ws.event.set()  # wakes the page's receive, which then sees the socket closed
 
     def catch_up(self) -> None:
-        """After the hub lost its subscription: the one event a page cannot do without is LOGIN."""
+        """After the hub lost its subscription, or before it closes the page: the one event a page cannot
+        do without is LOGIN."""
+        if self.heard_login:
+            return
         try:
             if self._login.active_session(self.server_id, self.hsid) is not None:
                 self.deliver("LOGIN")
@@ -156,7 +164,7 @@ def make_browser_app(
         hub.add(hsid, page)
         try:
             if login.active_session(server_id, hsid) is not None:
-                ws.send("LOGIN")
+                page.deliver("LOGIN")
             elif push.can_provoke(server_id, hsid):
                 ws.send("CANPROVOKE")
             while ws.connected:

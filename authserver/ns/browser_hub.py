@@ -20,6 +20,7 @@ log = logging.getLogger("nextauth.ns.browser")
 
 CHANNEL = "browser"
 _POLL_SECONDS = 5.0  # how soon a stop or a silently reconnected subscription is noticed
+CATCH_UP_SECONDS = 3.0  # at a stop, for every open page together
 
 RESUBSCRIBES = Counter("nextauth_ns_browser_resubscribes_total", "Browser event subscriptions re-established")
 
@@ -72,10 +73,15 @@ class BrowserHub:
             self._greenlet = gevent.spawn(self._run)
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop listening; every open page is closed as "service restart" and reconnects elsewhere."""
-        for pages in list(self._pages.values()):
-            for page in list(pages):
-                page.close()
+        """Stop listening; every open page is closed as "service restart" and reconnects elsewhere.
+
+        Each page first catches up: a login that another process finished just before this one stopped
+        may have its event still on the way here (in Redis' answer not yet read, or read and not yet
+        sent), and the page would otherwise reconnect only after the login's code was spent."""
+        pages = [page for hsid_pages in self._pages.values() for page in hsid_pages]
+        gevent.joinall([gevent.spawn(page.catch_up) for page in pages], timeout=CATCH_UP_SECONDS)
+        for page in pages:
+            page.close()
         self._running = False
         if self._subscription is not None:
             self._subscription.close()
