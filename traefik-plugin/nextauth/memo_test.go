@@ -34,7 +34,7 @@ func TestACheckedTokenIsRememberedUntilItsExp(t *testing.T) {
 	snap := memoSnapshot(t, public)
 	now := time.Unix(1_800_000_000, 0)
 	token := memoToken(t, private, now.Unix()+60)
-	if who, result := s.checkToken(token, snap, now); result != tokenValid || who.Sub != "mia" {
+	if who, result := s.checkToken(token, snap, now.UnixNano()); result != tokenValid || who.Sub != "mia" {
 		t.Fatalf("a good token: %v %v", who, result)
 	}
 	if len(s.verified) != 1 {
@@ -43,11 +43,11 @@ func TestACheckedTokenIsRememberedUntilItsExp(t *testing.T) {
 	// Remembered: even with the key gone from this (same-generation) snapshot, it passes ...
 	forgetful := *snap
 	forgetful.keys = map[string]ed25519.PublicKey{}
-	if _, result := s.checkToken(token, &forgetful, now.Add(30*time.Second)); result != tokenValid {
+	if _, result := s.checkToken(token, &forgetful, now.Add(30*time.Second).UnixNano()); result != tokenValid {
 		t.Fatalf("the memory was not used: %v", result)
 	}
 	// ... but not past its exp, whatever the memory says.
-	if _, result := s.checkToken(token, snap, now.Add(61*time.Second)); result != tokenNone {
+	if _, result := s.checkToken(token, snap, now.Add(61*time.Second).UnixNano()); result != tokenNone {
 		t.Fatalf("an expired token passed: %v", result)
 	}
 }
@@ -58,7 +58,7 @@ func TestANewPolicyOrKeySetChecksTokensAgain(t *testing.T) {
 	snap := memoSnapshot(t, public)
 	now := time.Unix(1_800_000_000, 0)
 	token := memoToken(t, private, now.Unix()+3600)
-	if _, result := s.checkToken(token, snap, now); result != tokenValid {
+	if _, result := s.checkToken(token, snap, now.UnixNano()); result != tokenValid {
 		t.Fatalf("a good token: %v", result)
 	}
 	// The IdP now publishes another key under the same kid (the old one is gone): the token is checked
@@ -66,7 +66,7 @@ func TestANewPolicyOrKeySetChecksTokensAgain(t *testing.T) {
 	other, _, _ := ed25519.GenerateKey(rand.Reader)
 	rotated := memoSnapshot(t, other)
 	rotated.generation = snap.generation + 1
-	if _, result := s.checkToken(token, rotated, now); result != tokenNone {
+	if _, result := s.checkToken(token, rotated, now.UnixNano()); result != tokenNone {
 		t.Fatalf("a token signed by a withdrawn key passed: %v", result)
 	}
 }
@@ -79,7 +79,7 @@ func TestTamperedTokensAreNeverRemembered(t *testing.T) {
 	token := memoToken(t, private, now.Unix()+3600)
 	tampered := token[:len(token)-4] + "AAAA"
 	for i := 0; i < 2; i++ {
-		if _, result := s.checkToken(tampered, snap, now); result != tokenNone {
+		if _, result := s.checkToken(tampered, snap, now.UnixNano()); result != tokenNone {
 			t.Fatalf("a tampered token passed: %v", result)
 		}
 	}

@@ -94,13 +94,57 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 	}
 	// Rules and keys may lag the IdP by a few refreshes, never by much more.
 	m.policyMaxAge = 3*m.policyEvery + m.maxStale
-	m.state.refresh(time.Now(), m.policyEvery)
+	refresh(m.state, time.Now().UnixNano(), m.policyEvery)
 	return m, nil
 }
 
 func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
-	now := time.Now()
-	snap := m.state.refresh(now, m.policyEvery)
+	// Times on the request path are Unix nanoseconds: each method call on a time.Time is a reflected call
+	// into native code under Yaegi, an int64 comparison is not.
+	// The request path calls functions, not methods: Yaegi calls an interpreted method through a
+	// reflected function value made for each call, several times the cost of a function call.
+	now := time.Now().UnixNano()
+	snap := refresh(m.state, now, m.policyEvery)
+	key, who := remembered(m, snap, req, now)
+	if who != nil {
+		stripIdentity(req.Header, snap.policy)
+		pass(m.next, rw, req, snap.policy, who)
+		return
+	}
+	m.decideAndServe(rw, req, snap, now, key)
+}
+
+// remembered: the session of a request let through under this snapshot with the same token and request
+// line, if its token has not expired, the ended list is current and its session is not on it; else nil,
+// with the key to remember the request by if it passes now ("" when there is no cookie).
+func remembered(m *Middleware, snap *snapshot, req *http.Request, now int64) (string, *session) {
+	p := snap.policy
+	if p == nil {
+		return "", nil
+	}
+	cookie, cookieErr := req.Cookie(p.Cookie)
+	if cookieErr != nil {
+		return "", nil
+	}
+	scheme := "http"
+	if req.TLS != nil {
+		scheme = "https"
+	}
+	// NUL occurs in none of the parts (net/http refuses it in request lines, hosts and cookie values).
+	key := scheme + "\x00" + req.Method + "\x00" + req.Host + "\x00" + req.URL.RequestURI() + "\x00" + cookie.Value
+	found, known := lookupPass(snap.passes, key)
+	if !known || now >= found.until || time.Duration(now-snap.policyAt) > m.policyMaxAge ||
+		!snap.haveEnded || time.Duration(now-snap.endedAt) > m.endedEvery {
+		return key, nil
+	}
+	if _, isEnded := snap.ended[found.who.Sid]; isEnded {
+		return key, nil
+	}
+	return key, found.who
+}
+
+// decideAndServe makes the decision /auth/forward would make, or asks it.
+func (m *Middleware) decideAndServe(rw http.ResponseWriter, req *http.Request, snap *snapshot, now int64, key string) {
 	if snap.policy == nil {
 		snap = m.state.ensurePolicy()
 	}
@@ -110,8 +154,8 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		return
 	}
 	p := snap.policy
-	stripIdentity(req.Header, p.strip)
-	if now.Sub(snap.policyAt) > m.policyMaxAge {
+	stripIdentity(req.Header, p)
+	if time.Duration(now-snap.policyAt) > m.policyMaxAge {
 		m.askIdp(rw, req, p)
 		return
 	}
@@ -144,14 +188,24 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	}
 	switch {
 	case r.Policy == "public":
-		m.pass(rw, req, p, who)
+		remember(snap, key, who)
+		pass(m.next, rw, req, p, who)
 	case who == nil:
 		sendToLogin(rw, req, p)
 	case !r.admits(who.Sub, who.Groups):
 		log.Printf("nextauth plugin: %s may not %s %q%q", who.Sub, req.Method, req.Host, req.URL.Path)
 		forbid(rw, req)
 	default:
-		m.pass(rw, req, p, who)
+		remember(snap, key, who)
+		pass(m.next, rw, req, p, who)
+	}
+}
+
+// remember: this request passes with this session under this snapshot until the token expires (an exp
+// too far to count in nanoseconds wraps below now and is simply not remembered).
+func remember(snap *snapshot, key string, who *session) {
+	if key != "" && who != nil {
+		snap.passes.put(key, passed{who: who, until: who.Exp * int64(time.Second)})
 	}
 }
 
@@ -176,7 +230,7 @@ func decide(snap *snapshot, req *http.Request) decided {
 
 // sessionOf reads the session cookie. Only a valid token needs the ended list, so only then can a stale
 // list make the plugin unsure.
-func (m *Middleware) sessionOf(req *http.Request, snap *snapshot, now time.Time) (*session, verdict) {
+func (m *Middleware) sessionOf(req *http.Request, snap *snapshot, now int64) (*session, verdict) {
 	cookie, cookieErr := req.Cookie(snap.policy.Cookie)
 	if cookieErr != nil {
 		return nil, tokenNone
@@ -186,7 +240,7 @@ func (m *Middleware) sessionOf(req *http.Request, snap *snapshot, now time.Time)
 		return nil, result
 	}
 	ended := snap.ended
-	if !snap.haveEnded || now.Sub(snap.endedAt) > m.endedEvery {
+	if !snap.haveEnded || time.Duration(now-snap.endedAt) > m.endedEvery {
 		list, usable := m.state.endedList(m.endedEvery, m.maxStale)
 		if !usable {
 			return nil, listStale
@@ -202,9 +256,12 @@ func (m *Middleware) sessionOf(req *http.Request, snap *snapshot, now time.Time)
 // stripIdentity drops every header the client sent under an identity header's name or an alias of it:
 // servers that turn header names into variables (CGI, WSGI, PHP) read Remote_User, Remote.User and
 // Remote~User all as REMOTE_USER, and Go keeps them apart.
-func stripIdentity(header http.Header, folded map[string]bool) {
+//
+// Folding keeps a name's length (net/http takes only ASCII token characters in header names), so a name
+// whose length no identity header has is left without folding it: most of a request's headers.
+func stripIdentity(header http.Header, p *policy) {
 	for name := range header {
-		if folded[fold(name)] {
+		if n := len(name); n < len(p.stripLengths) && p.stripLengths[n] && p.strip[fold(name)] {
 			delete(header, name)
 		}
 	}
@@ -243,7 +300,7 @@ func controlPairs() []string {
 }
 
 // pass sends the request on with every identity header set: the session's values, or empty ones.
-func (m *Middleware) pass(rw http.ResponseWriter, req *http.Request, p *policy, who *session) {
+func pass(next http.Handler, rw http.ResponseWriter, req *http.Request, p *policy, who *session) {
 	for i, key := range p.headerKeys {
 		value := ""
 		if who != nil {
@@ -251,7 +308,7 @@ func (m *Middleware) pass(rw http.ResponseWriter, req *http.Request, p *policy, 
 		}
 		req.Header[key] = []string{value} // a slice of its own: later handlers may change it
 	}
-	m.next.ServeHTTP(rw, req)
+	next.ServeHTTP(rw, req)
 }
 
 func authMethod(who *session) string {

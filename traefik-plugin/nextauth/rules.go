@@ -54,8 +54,9 @@ type policy struct {
 	Known      *knownHosts
 	// Made once per policy for every request: the identity headers' names as net/http keys them, and
 	// folded (see fold) for stripping their aliases.
-	headerKeys []string
-	strip      map[string]bool
+	headerKeys   []string
+	strip        map[string]bool
+	stripLengths []bool // stripLengths[n]: some identity header's name is n bytes long
 }
 
 type policyDocument struct {
@@ -108,6 +109,10 @@ func parsePolicy(body []byte) *policy {
 	for _, name := range doc.Headers.all() {
 		p.headerKeys = append(p.headerKeys, http.CanonicalHeaderKey(name))
 		p.strip[fold(name)] = true
+		for len(p.stripLengths) <= len(name) {
+			p.stripLengths = append(p.stripLengths, false)
+		}
+		p.stripLengths[len(name)] = true
 	}
 	return p
 }

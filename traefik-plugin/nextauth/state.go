@@ -32,14 +32,16 @@ type snapshot struct {
 	keys      map[string]ed25519.PublicKey
 	policy    *policy
 	ended     map[string]int64
-	endedAt   time.Time // when the ended list last arrived
-	policyAt  time.Time
+	endedAt   int64 // when the ended list last arrived (Unix nanoseconds, as every time a request reads)
+	policyAt  int64
 	haveEnded bool
 	// generation changes with every new policy and key set: a token checked under older ones is checked
 	// again.
 	generation uint64
 	// What the policy decided for request lines seen under it; a new policy starts a new memory.
 	decisions *decisionMemo
+	// Requests let through under this policy and these keys, by token and request line (passMemo).
+	passes *passMemo
 }
 
 // The plugin runs interpreted in Traefik, where matching a request line against the rules costs more
@@ -78,6 +80,50 @@ func (d *decisionMemo) put(key string, value decided) {
 	d.mu.Unlock()
 }
 
+// Under Yaegi each call of an interpreted function allocates every value its body names, and each
+// native call goes through reflection: deciding a request costs about 50 us where looking up the outcome
+// costs a few. A request the policy let through with a valid token is remembered, by token and request
+// line, for as long as the policy and keys it was decided under are current (a new snapshot, at least
+// every policyRefreshSeconds, starts a new memory) and never past the token's exp. Whether the session
+// has ended is still asked on every request.
+const (
+	passesMax  = 10000
+	passKeyMax = 4096 // longer tokens and request lines are decided each time, not remembered
+)
+
+type passed struct {
+	who   *session
+	until int64 // the token's exp, Unix nanoseconds
+}
+
+type passMemo struct {
+	mu     sync.Mutex
+	passes map[string]passed
+}
+
+func lookupPass(m *passMemo, key string) (passed, bool) {
+	m.mu.Lock()
+	found, known := m.passes[key]
+	m.mu.Unlock()
+	return found, known
+}
+
+// put remembers until the memory is full; a full one is emptied by the next snapshot, so a flood of
+// request lines costs the requests after it their speed for a while, never a decision.
+func (m *passMemo) put(key string, value passed) {
+	if len(key) > passKeyMax {
+		return
+	}
+	m.mu.Lock()
+	if m.passes == nil {
+		m.passes = map[string]passed{}
+	}
+	if len(m.passes) < passesMax {
+		m.passes[key] = value
+	}
+	m.mu.Unlock()
+}
+
 // A token whose signature and claims checked out is remembered for this long (never past its exp), so
 // a browser's requests cost one check per few minutes; whether its session ended is still asked each time.
 const (
@@ -87,7 +133,7 @@ const (
 
 type verifiedToken struct {
 	session    *session
-	until      time.Time
+	until      int64 // Unix nanoseconds
 	generation uint64
 }
 
@@ -104,8 +150,8 @@ type idpState struct {
 	current      *snapshot
 	policyBusy   bool
 	endedTried   time.Time
-	policyTried  time.Time
-	keysAskedFor time.Time
+	policyTried  int64 // Unix nanoseconds
+	keysAskedFor int64
 	failing      bool
 
 	policySyncTried time.Time
@@ -134,7 +180,7 @@ func stateFor(base, token string, timeout time.Duration) *idpState {
 		token:     token,
 		timeout:   timeout,
 		transport: http.DefaultTransport.(*http.Transport).Clone(),
-		current:   &snapshot{decisions: &decisionMemo{}},
+		current:   &snapshot{decisions: &decisionMemo{}, passes: &passMemo{}},
 	}
 	states[id] = s
 	return s
@@ -148,9 +194,9 @@ func (s *idpState) snapshot() *snapshot {
 
 // refresh starts a background fetch of keys and policy when one is due, and returns the current snapshot:
 // what a request decides on (one lock per request).
-func (s *idpState) refresh(now time.Time, policyEvery time.Duration) *snapshot {
+func refresh(s *idpState, now int64, policyEvery time.Duration) *snapshot {
 	s.mu.Lock()
-	start := !s.policyBusy && now.Sub(s.policyTried) >= policyEvery
+	start := !s.policyBusy && time.Duration(now-s.policyTried) >= policyEvery
 	if start {
 		s.policyBusy = true
 		s.policyTried = now
@@ -180,7 +226,7 @@ func (s *idpState) endedList(every, maxStale time.Duration) (map[string]int64, b
 func (s *idpState) endedNewerThan(age time.Duration) (map[string]int64, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.current.haveEnded && time.Since(s.current.endedAt) <= age {
+	if s.current.haveEnded && time.Duration(time.Now().UnixNano()-s.current.endedAt) <= age {
 		return s.current.ended, true
 	}
 	return nil, false
@@ -198,9 +244,9 @@ func (s *idpState) mayTryEnded() bool {
 }
 
 // askForKeys: a token names a key this plugin does not know; fetch the keys soon.
-func (s *idpState) askForKeys(now time.Time) {
+func (s *idpState) askForKeys(now int64) {
 	s.mu.Lock()
-	start := !s.policyBusy && now.Sub(s.keysAskedFor) >= unknownKeyRefresh
+	start := !s.policyBusy && time.Duration(now-s.keysAskedFor) >= unknownKeyRefresh
 	if start {
 		s.policyBusy = true
 		s.policyTried = now
@@ -276,29 +322,31 @@ func (s *idpState) fetchPolicyLocked() {
 	next := *s.current
 	next.policy = p
 	next.keys = keys
-	next.policyAt = time.Now()
+	next.policyAt = time.Now().UnixNano()
 	next.generation = s.current.generation + 1
 	next.decisions = &decisionMemo{}
+	next.passes = &passMemo{}
 	s.current = &next
 	s.mu.Unlock()
 	s.recovered()
 }
 
 // checkToken is checkToken (token.go) with a memory of the tokens that passed.
-func (s *idpState) checkToken(token string, snap *snapshot, now time.Time) (*session, verdict) {
+// now is in Unix nanoseconds.
+func (s *idpState) checkToken(token string, snap *snapshot, now int64) (*session, verdict) {
 	s.verifiedMu.Lock()
 	entry, known := s.verified[token]
 	s.verifiedMu.Unlock()
-	if known && entry.generation == snap.generation && now.Before(entry.until) {
+	if known && entry.generation == snap.generation && now < entry.until {
 		return entry.session, tokenValid
 	}
-	found, result := checkToken(token, snap.keys, snap.policy, now)
+	found, result := checkToken(token, snap.keys, snap.policy, time.Unix(0, now))
 	if result != tokenValid {
 		return found, result
 	}
-	until := now.Add(verifiedFor)
-	if expires := time.Unix(found.Exp, 0); expires.Before(until) {
-		until = expires
+	until := now + int64(verifiedFor)
+	if found.Exp <= until/int64(time.Second) { // compared in seconds: a far exp would overflow nanoseconds
+		until = found.Exp * int64(time.Second)
 	}
 	s.verifiedMu.Lock()
 	if s.verified == nil || len(s.verified) >= verifiedMax {
@@ -332,7 +380,7 @@ func (s *idpState) fetchEnded() {
 	s.mu.Lock()
 	next := *s.current
 	next.ended = ended
-	next.endedAt = time.Now()
+	next.endedAt = time.Now().UnixNano()
 	next.haveEnded = true
 	s.current = &next
 	s.mu.Unlock()
