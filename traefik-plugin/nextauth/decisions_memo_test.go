@@ -57,17 +57,23 @@ func TestANewPolicyDecidesAgain(t *testing.T) {
 	if code := ask(); code != http.StatusOK {
 		t.Fatalf("public: %d", code)
 	}
-	state := handler.(*Middleware).state
+	denyReports(t, idp, handler.(*Middleware).state, `{"policy": "public"}`)
+	if code := ask(); code != http.StatusForbidden {
+		t.Fatalf("after the IdP denied /reports: %d", code)
+	}
+}
+
+// denyReports has the fake IdP publish a policy that denies /reports (else defaultRule) and the plugin
+// fetch it.
+func denyReports(t *testing.T, idp *fakeIdp, state *idpState, defaultRule string) {
+	t.Helper()
 	waitForBackgroundFetch(state)
 	closed := policyJSON(t, ruleSet{
-		Default: json.RawMessage(`{"policy": "public"}`),
+		Default: json.RawMessage(defaultRule),
 		Rules:   []json.RawMessage{json.RawMessage(`{"paths": ["/reports"], "policy": "deny"}`)},
 	})
 	idp.server.Config.Handler = swapPolicy(idp.server.Config.Handler, closed)
 	state.fetchPolicy()
-	if code := ask(); code != http.StatusForbidden {
-		t.Fatalf("after the IdP denied /reports: %d", code)
-	}
 }
 
 // swapPolicy answers /auth/policy with body and passes everything else to the fake IdP.

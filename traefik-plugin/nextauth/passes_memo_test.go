@@ -155,14 +155,7 @@ func TestANewPolicyForgetsRememberedRequests(t *testing.T) {
 	if answer := askWith(handler, "/reports", token); answer.Code != http.StatusOK {
 		t.Fatalf("first ask: %d", answer.Code)
 	}
-	state := handler.(*Middleware).state
-	waitForBackgroundFetch(state)
-	closed := policyJSON(t, ruleSet{
-		Default: json.RawMessage(`{"policy": "authenticated"}`),
-		Rules:   []json.RawMessage{json.RawMessage(`{"paths": ["/reports"], "policy": "deny"}`)},
-	})
-	idp.server.Config.Handler = swapPolicy(idp.server.Config.Handler, closed)
-	state.fetchPolicy()
+	denyReports(t, idp, handler.(*Middleware).state, `{"policy": "authenticated"}`)
 	*passedAs = notPassed
 	if answer := askWith(handler, "/reports", token); answer.Code != http.StatusForbidden || *passedAs != notPassed {
 		t.Fatalf("after the IdP denied /reports: %d, passed as %q", answer.Code, *passedAs)
