@@ -52,6 +52,10 @@ BASELINE = REPO / "docs" / "benchmarks" / "logins-before.json"
 PHONE_PROCESSES = max(2, os.cpu_count() or 2)
 HALF_LOAD_PHONES = 10
 HALF_LOAD_SECONDS = 10.0
+# Logins counted per row (bench.counting), on services of their own: the hooks cost the services about half
+# a millisecond of CPU per login (side by side, 12 x 200 logins: 6.5 against 6.0 ms), so the row's CPU,
+# rates and latencies are taken on services without them.
+COUNTED_LOGINS = 20
 # The goal of issue 17: server CPU per full QR login.
 CPU_GOAL_MS = 5.0
 # The database and Redis servers' processes, by command name: their CPU per login is what says how many
@@ -81,7 +85,7 @@ class Services:
         *,
         profile_to: Path | None = None,
         nodelay: bool = False,
-        counting: bool = True,
+        counting: bool = False,
         pick_port: Callable[[], int] = free_port,
     ) -> None:
         self.ports = {c: {e: pick_port() for e in eps} for c, eps in ENDPOINTS.items()}
@@ -249,6 +253,7 @@ def _phone(services: Services, home: Path, user: str) -> tuple[App, str]:
 
 def measure(
     services: Services,
+    counted: Services,
     phones: int,
     logins_per_phone: int,
     workdir: Path,
@@ -256,8 +261,32 @@ def measure(
     processes: int = 1,
     pace_seconds: float = 0.0,
 ) -> dict[str, Any]:
-    """``phones`` phones enrolled here, then logging in from ``processes`` processes of their own."""
-    homes = [(workdir / f"phone-{phones}-{i}", f"user-{phones}-{i}") for i in range(phones)]
+    """``phones`` phones enrolled here, then logging in from ``processes`` processes of their own: CPU,
+    rates and latencies on ``services``; what a login asks of the database and Redis from up to
+    ``COUNTED_LOGINS`` logins of as many phones of their own on ``counted`` (services with the counting
+    hooks, started with ``counting=True``)."""
+    runner = _phones(services, phones, logins_per_phone, workdir, processes, pace_seconds)
+    try:
+        row = measure_cpu(services, runner.run)
+    finally:
+        runner.kill()
+    counted_logins = max(1, min(logins_per_phone, COUNTED_LOGINS // phones))
+    counting = _phones(counted, phones, counted_logins, workdir / "counted", processes, pace_seconds)
+    try:
+        counts = count_per_login(counted, counting.run)
+    finally:
+        counting.kill()
+    row["per_login"] = {**counts, **row["per_login"]}
+    return {**row, "phones": phones, "phone_processes": len(runner.children), "pace_seconds": pace_seconds}
+
+
+def _phones(
+    services: Services, phones: int, logins_per_phone: int, workdir: Path, processes: int, pace_seconds: float
+) -> PhoneProcesses:
+    """``phones`` phones enrolled at ``services``, each having logged in once, ready to log in again."""
+    # Users of their own per services (a backend configured with one database gives both the same one).
+    tag = "c" if services.count_to is not None else ""
+    homes = [(workdir / f"phone-{phones}-{i}", f"user-{tag}{phones}-{i}") for i in range(phones)]
     enrolled = [(home, _phone(services, home, user)[1]) for home, user in homes]
     # One untimed login per phone first, back to back: the services' pools grow to this row's concurrency
     # (a PostgreSQL connection opened costs the services about a millisecond of CPU, and the server more),
@@ -267,7 +296,7 @@ def measure(
         warm_up.run()
     finally:
         warm_up.kill()
-    runner = PhoneProcesses(
+    return PhoneProcesses(
         services.rest,
         enrolled,
         processes,
@@ -275,18 +304,23 @@ def measure(
         pin=PIN,
         pace_seconds=pace_seconds,
     )
-    try:
-        row = measure_counted(services, runner.run)
-    finally:
-        runner.kill()
-    return {**row, "phones": phones, "phone_processes": len(runner.children), "pace_seconds": pace_seconds}
 
 
-def measure_counted(services: Services, run: Callable[[], Outcome]) -> dict[str, Any]:
-    """One run of logins with, per login, what the services asked of the database and Redis, the CPU
-    time the services used, and the CPU time of the phones (the Mobile SDK and the application's REST
-    calls, in whichever processes they ran); and how busy each side kept the machine's cores."""
-    services.reset_counts()
+def count_per_login(counted: Services, run: Callable[[], Outcome]) -> dict[str, float]:
+    """What one login asked of the database and Redis, counted inside the services over one run."""
+    counted.reset_counts()
+    outcome = run()
+    counts = counted.counts()
+    logins = max(len(outcome.latencies) + len(outcome.errors), 1)
+    per_login: dict[str, float] = {name: counts[name] / logins for name in FIELDS}
+    per_login["db_round_trips"] = db_round_trips(per_login)
+    return per_login
+
+
+def measure_cpu(services: Services, run: Callable[[], Outcome]) -> dict[str, Any]:
+    """One run of logins with, per login, the CPU time the services used, and the CPU time of the phones
+    (the Mobile SDK and the application's REST calls, in whichever processes they ran); and how busy each
+    side kept the machine's cores."""
     server_cpu = services.cpu_seconds()
     backends_cpu = {name: named_processes_cpu(names) for name, names in BACKEND_PROCESSES.items()}
     outcome = run()
@@ -294,11 +328,9 @@ def measure_counted(services: Services, run: Callable[[], Outcome]) -> dict[str,
     backends_cpu = {
         name: named_processes_cpu(names) - backends_cpu[name] for name, names in BACKEND_PROCESSES.items()
     }
-    counts = services.counts()
     row = _row(outcome)
     logins = max(row["logins"] + row["errors"], 1)
-    per_login: dict[str, float] = {name: counts[name] / logins for name in FIELDS}
-    per_login["db_round_trips"] = db_round_trips(per_login)
+    per_login: dict[str, float] = {}
     per_login["server_cpu_ms"] = 1000 * server_cpu / logins
     per_login["phone_cpu_ms"] = 1000 * outcome.cpu_seconds / logins
     for name, seconds in backends_cpu.items():
@@ -473,17 +505,37 @@ def run(
     for backend in backends:
         versions = ", ".join(f"{k} {v}" for k, v in server_versions(backend).items())
         server_notes.append(f"{backend.name}: {versions}" + (f"; {backend.note}" if backend.note else ""))
-        with backend.database() as env, tempfile.TemporaryDirectory(prefix="nextauth-bench-") as folder:
+        with (
+            backend.database() as env,
+            backend.database() as counted_env,
+            tempfile.TemporaryDirectory(prefix="nextauth-bench-") as folder,
+        ):
+            started_here: list[Services] = []
+            for side in ("measured", "counted"):
+                (Path(folder) / side).mkdir()
             try:
-                services = Services(Path(folder), env)
+                services = Services(Path(folder) / "measured", env)
+                started_here.append(services)
+                # Its own database (where the backend makes them) and key space: the counted logins leave
+                # the measured services alone.
+                counted = Services(
+                    Path(folder) / "counted",
+                    {**counted_env, "NEXTAUTH_KV_PREFIX": "nextauth-bench-counted:"},
+                    counting=True,
+                )
+                started_here.append(counted)
             except RuntimeError as exc:
                 notes.append(f"{backend.name} not measured: {str(exc)[-400:]}")
+                for running in started_here:
+                    running.stop()
                 continue
             try:
                 mine: list[dict[str, Any]] = []
                 for phones, per_phone in ((1, 10), (10, 5)) if quick else ((1, 40), (10, 10), (100, 2)):
                     processes = 1 if phones == 1 else PHONE_PROCESSES
-                    mine.append(measure(services, phones, per_phone, Path(folder), processes=processes))
+                    mine.append(
+                        measure(services, counted, phones, per_phone, Path(folder), processes=processes)
+                    )
                 # The same services at half of the peak they just showed: latency a user sees when the
                 # servers are not saturated, at a rate fixed in advance (paced phones, not back to back).
                 peak = max(row["per_second"] for row in mine)
@@ -492,6 +544,7 @@ def run(
                 mine.append(
                     measure(
                         services,
+                        counted,
                         HALF_LOAD_PHONES,
                         per_phone,
                         Path(folder) / "half",
@@ -501,7 +554,8 @@ def run(
                 )
                 rows += [(backend.name, row) for row in mine]
             finally:
-                services.stop()
+                for running in started_here:
+                    running.stop()
     floor = crypto_floor.measure(quick=quick)
     profile = safely(lambda: _profile(backends[-1], profile_dir, quick), notes) if profile_dir else None
     elapsed = time.perf_counter() - started
@@ -559,9 +613,12 @@ def run(
         "(statements + BEGIN and COMMIT of each explicit transaction + pre-pings; on SQLite what the same "
         "work would cost on a server), Redis commands (round trips), connections opened to the database "
         "and to Redis (a pool that keeps too few opens and closes them under load), all counted inside "
-        "the services (bench/counting.py); CPU time (user + system) of the services' processes, and of "
-        "the phones (their processes: Mobile SDK and the application's REST calls). Cores busy: CPU time "
-        "over wall time, per side; the services are one process, so they cannot use more than one core.",
+        "services of their own (bench/counting.py; same code and backend, up to 20 logins per row by as "
+        "many phones: the counting hooks cost about half a millisecond of CPU per login, so the other "
+        "columns come from services without them); CPU time (user + system) of the services' processes, "
+        "and of the phones (their processes: Mobile SDK and the application's REST calls). Cores busy: "
+        "CPU time over wall time, per side; the services are one process, so they cannot use more than "
+        "one core.",
         "",
         "| backend | phones | statements (autocommit) | transactions (single statement) | pre-pings "
         "| DB round trips | Redis commands (round trips) | connections opened: DB / Redis "

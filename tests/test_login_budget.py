@@ -24,7 +24,7 @@ LOGINS = 3
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    running = Services(tmp_path_factory.mktemp("budget"), {}, pick_port=free_port)
+    running = Services(tmp_path_factory.mktemp("budget"), {}, counting=True, pick_port=free_port)
     yield running
     running.stop()
 
