@@ -124,8 +124,10 @@ func (m *passMemo) put(key string, value passed) {
 	m.mu.Unlock()
 }
 
-// A token whose signature and claims checked out is remembered for this long (never past its exp), so
-// a browser's requests cost one check per few minutes; whether its session ended is still asked each time.
+// A token whose signature and claims checked out is remembered for this long at most (never past its exp,
+// and only under the key set it was checked with: every policy fetch, each policyRefreshSeconds, starts a
+// new generation), so a browser's requests cost one check per refresh; whether its session ended is still
+// asked each time.
 const (
 	verifiedFor = 5 * time.Minute
 	verifiedMax = 10000 // tokens remembered at most; beyond, the memory starts over
