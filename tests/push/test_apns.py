@@ -5,7 +5,8 @@ import logging
 import secrets
 import socket
 import ssl
-import threading
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -118,19 +119,59 @@ def test_an_alert_push(server: ApnsServer, provider: ApnsProvider) -> None:
     assert payload["aps"] == {"alert": {"title": "Log in?", "body": "example.org"}}
 
 
-def test_one_connection_and_one_provider_token_for_many_pushes(
-    server: ApnsServer, provider: ApnsProvider
-) -> None:
-    assert all(provider.send(wake_up()).delivered for _ in range(3))
-    # Concurrent sends are multiplexed as streams on the same HTTP/2 connection.
-    results = []
-    threads = [threading.Thread(target=lambda: results.append(provider.send(wake_up()))) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+# Concurrent sends as the mc makes them: greenlets of a gevent-patched process. (httpcore opens an HTTP/2
+# stream in two steps, taking its id and sending its headers, that OS threads can interleave; greenlets,
+# which switch only on I/O, cannot.)
+_CONCURRENT_SENDS = """
+from gevent import monkey
 
-    assert len(results) == 6 and all(result.delivered for result in results)
+monkey.patch_all()
+
+import json
+import sys
+
+import gevent
+
+from authserver.push import ApnsProvider, PushMessage
+
+key, key_id, team_id, topic, url, ca_file, device = sys.argv[1:8]
+provider = ApnsProvider(key, key_id, team_id, topic, base_url=url, ca_file=ca_file)
+message = PushMessage(device_token=device, collapse_id="login", data={"mailbox": "mb-1"})
+first = [provider.send(message).delivered for _ in range(3)]
+sends = [gevent.spawn(provider.send, message) for _ in range(6)]
+gevent.joinall(sends, timeout=30)
+print(json.dumps(first + [bool(g.value and g.value.delivered) for g in sends]))
+provider.close()
+"""
+
+
+def test_one_connection_and_one_provider_token_for_many_pushes(
+    server: ApnsServer, ca: TestCA, key: ec.EllipticCurvePrivateKey
+) -> None:
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    answer = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _CONCURRENT_SENDS,
+            pem,
+            KEY_ID,
+            TEAM_ID,
+            TOPIC,
+            server.url,
+            str(ca.ca_file),
+            DEVICE,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert answer.returncode == 0, answer.stderr[-2000:]
+    assert json.loads(answer.stdout) == [True] * 9
+    # The six concurrent sends were multiplexed as streams on the same HTTP/2 connection.
     assert server.connections == 1 and len(server.requests) == 9
     assert {request.connection for request in server.requests} == {1}
     assert len({request.stream_id for request in server.requests}) == 9
