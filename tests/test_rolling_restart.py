@@ -300,9 +300,13 @@ def test_rolling_restart_under_load_loses_no_login(rolling: Rolling, tmp_path: P
     assert tally.finished == tally.started, tally
     assert tally.finished >= MIN_LOGINS, tally
     for name, restart in restarts.items():
-        # A login's phone channel was open to the instance when it got SIGTERM, and it drained it.
-        assert restart.channels_open >= 1 and restart.drained >= 1, (name, restart)
+        # A login's phone channel was open to the instance when it got SIGTERM ...
+        assert restart.channels_open >= 1, (name, restart)
         assert restart.held_page_connections >= 2, (name, restart)
+    # ... and an instance drained it. A channel lives milliseconds: one the balancer saw open can end
+    # before the instance handles the signal (CI saw it once, for one of the two, with no login lost), so
+    # the drain is asked of the two restarts together; the lost logins are counted above either way.
+    assert any(restart.drained >= 1 for restart in restarts.values()), restarts
     for log in rolling.logs:
         text = log.read_text(errors="replace")
         assert "Traceback" not in text, f"{log}:\n{text}"
