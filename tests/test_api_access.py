@@ -3,8 +3,6 @@ grants anything; a certificate merely signed by the accepted CA gets a connectio
 
 import json
 import ssl
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from typing import Any
@@ -13,14 +11,13 @@ import pytest
 
 from authserver import tls
 from authserver.config import TLSMaterial
-from tests.fixtures.system import REPO, RunningSystem, start_system, stop_system
+from tests.fixtures import forked_commands
+from tests.fixtures.system import RunningSystem, start_system, stop_system
 from tests.fixtures.tls import issue, make_ca
 
 
 def _nextauth(env: dict[str, str], *args: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "nextauth.cli", *args], env=env, cwd=REPO, capture_output=True, check=True
-    )
+    done = forked_commands.run("nextauth.cli", args, env=env, check=True)
     return json.loads(done.stdout)
 
 

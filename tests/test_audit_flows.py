@@ -2,8 +2,6 @@
 administrator's change to a webhook, in order, as signed CloudEvents, and the REST API reads them back."""
 
 import json
-import subprocess
-import sys
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -14,8 +12,9 @@ import pytest
 from cloudevents.core.bindings.http import HTTPMessage, from_structured_event
 
 from authserver.audit.sinks import SIGNATURE_HEADER, signature
+from tests.fixtures import forked_commands
 from tests.fixtures.flows import PIN, enrol, new_nonce, start_login
-from tests.fixtures.system import REPO, RunningSystem, ns_api, run_app
+from tests.fixtures.system import RunningSystem, ns_api, run_app
 from tests.fixtures.webhooks import Receiver
 
 SECRET = "audit-test-secret-" + "x" * 20
@@ -57,8 +56,8 @@ def events_at(receiver: Receiver, path: str, after: int, count: int) -> list[Any
 
 
 def create_key(system: RunningSystem, name: str, roles: str) -> str:
-    args = [sys.executable, "-m", "nextauth.cli", "apikey", "--name", name, "--roles", roles]
-    done = subprocess.run(args, env=system.env, cwd=REPO, capture_output=True, check=True, timeout=60)
+    args = ["apikey", "--name", name, "--roles", roles]
+    done = forked_commands.run("nextauth.cli", args, env=system.env, check=True)
     return str(json.loads(done.stdout)["api_key"])
 
 

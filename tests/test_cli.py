@@ -1,6 +1,7 @@
 """The ``nextauth`` command line: quick help, version, keys and certificates listed and revoked, and a
 ``user set`` that changes only what it is given. Each command runs in its own process, as an operator
-runs it (the command patches the standard library with gevent)."""
+runs it (the command patches the standard library with gevent): forked from one that imported it
+(tests/fixtures/forked_commands.py), and the help and version probe in a process started afresh."""
 
 import json
 import subprocess
@@ -13,20 +14,14 @@ from authserver.ns import access
 from authserver.storage import db
 from idp import commands as idp_commands
 from nextauth import commandline as cli
+from tests.fixtures import forked_commands
 from tests.fixtures.system import REPO
 from tests.fixtures.tls import issue, make_ca
 
 
 def run_cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin", "NEXTAUTH_DATA_DIR": str(data_dir)}
-    return subprocess.run(
-        [sys.executable, "-m", "nextauth.cli", *args],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return forked_commands.run("nextauth.cli", args, env=env, text=True)
 
 
 def ok(data_dir: Path, *args: str) -> Any:

@@ -7,16 +7,15 @@ import itertools
 import json
 import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from tests.fixtures import forked_commands
 from tests.fixtures.flows import PIN, new_nonce, start_login
-from tests.fixtures.system import REPO, RunningSystem, ns_api, run_app
+from tests.fixtures.system import RunningSystem, ns_api, run_app
 
 USERS = "/v1/servers/default/users"
 INVITES = "/v1/servers/default/invites"
@@ -220,8 +219,8 @@ def test_an_invite_enrols_only_its_own_user(system: RunningSystem, tmp_path: Pat
 
 
 def _api_key(system: RunningSystem, roles: str) -> str:
-    args = [sys.executable, "-m", "nextauth.cli", "apikey", "--name", f"invites-{roles}", "--roles", roles]
-    done = subprocess.run(args, env=system.env, cwd=REPO, capture_output=True, check=True, timeout=60)
+    args = ["apikey", "--name", f"invites-{roles}", "--roles", roles]
+    done = forked_commands.run("nextauth.cli", args, env=system.env, check=True)
     return str(json.loads(done.stdout)["api_key"])
 
 
@@ -247,13 +246,8 @@ def test_rest_without_the_users_role_is_refused(system: RunningSystem) -> None:
 
 def test_operator_command_makes_a_working_invite(system: RunningSystem, tmp_path: Path) -> None:
     env = {**system.env, "NEXTAUTH_IDP_PUBLIC_URL": idp_url(system)}
-    done = subprocess.run(
-        [sys.executable, "-m", "nextauth.cli", "invite", "create", "olivia", "--ttl", "600"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-        timeout=60,
+    done = forked_commands.run(
+        "nextauth.cli", ["invite", "create", "olivia", "--ttl", "600"], env=env, check=True
     )
     created = json.loads(done.stdout)
     assert created["userid"] == "olivia" and created["link"].startswith(f"{idp_url(system)}/enrol/")
@@ -261,22 +255,17 @@ def test_operator_command_makes_a_working_invite(system: RunningSystem, tmp_path
     with new_browser() as browser:
         enrol_through(browser, created["link"], phone, "olivia")
     assert log_in(system, phone)["userid"] == "olivia"
-    refused = subprocess.run(
-        [sys.executable, "-m", "nextauth.cli", "invite", "create", "olivia", "--ttl", "99999999"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        check=False,
-        timeout=60,
+    refused = forked_commands.run(
+        "nextauth.cli", ["invite", "create", "olivia", "--ttl", "99999999"], env=env
     )
     assert refused.returncode == 2 and b"ttl" in refused.stderr
-    revoke = [sys.executable, "-m", "nextauth.cli", "invite", "revoke"]
+    revoke = ["invite", "revoke"]
     other = invite(system, "olivia")
-    done = subprocess.run([*revoke, other["invite"]], env=env, cwd=REPO, capture_output=True, timeout=60)
+    done = forked_commands.run("nextauth.cli", [*revoke, other["invite"]], env=env)
     assert done.returncode == 0 and json.loads(done.stdout) == {"invite": other["invite"], "state": "revoked"}
     with new_browser() as browser:
         assert browser.get(other["link"]).status_code == 404
-    again = subprocess.run([*revoke, other["invite"]], env=env, cwd=REPO, capture_output=True, timeout=60)
+    again = forked_commands.run("nextauth.cli", [*revoke, other["invite"]], env=env)
     assert again.returncode == 2 and b"revoked already" in again.stderr
 
 

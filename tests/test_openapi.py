@@ -7,8 +7,6 @@ import http.client
 import json
 import re
 import secrets
-import subprocess
-import sys
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -26,7 +24,8 @@ from openapi_spec_validator import validate as validate_spec
 
 from authserver.ns.api import make_api
 from authserver.ns.openapi import add_openapi_routes, load_document, to_yaml
-from tests.fixtures.system import REPO, RunningSystem, run_app
+from tests.fixtures import forked_commands
+from tests.fixtures.system import RunningSystem, run_app
 from tests.fixtures.tls import issue, make_ca
 
 PIN = "2468"
@@ -235,10 +234,10 @@ def contract(system: RunningSystem) -> Contract:
 
 def _create_key(system: RunningSystem, name: str, roles: str, server: str | None = None) -> str:
     """API keys through the operator's command line (the first key of a deployment comes from there)."""
-    args = [sys.executable, "-m", "nextauth.cli", "apikey", "--name", name, "--roles", roles]
+    args = ["apikey", "--name", name, "--roles", roles]
     if server:
         args += ["--server", server]
-    done = subprocess.run(args, env=system.env, cwd=REPO, capture_output=True, check=True, timeout=60)
+    done = forked_commands.run("nextauth.cli", args, env=system.env, check=True)
     return str(json.loads(done.stdout)["api_key"])
 
 

@@ -15,8 +15,6 @@ import http.client
 import json
 import re
 import secrets
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -39,6 +37,7 @@ from authserver.storage.kv import open_kv
 from idp.directory import Profile
 from idp.keys import KeyRing
 from idp.sessions import AUDIENCE, TOKEN_TYPE, SessionManager
+from tests.fixtures import forked_commands
 from tests.fixtures.flows import PIN, enrol
 from tests.fixtures.system import REPO, RunningSystem, free_port, run_app, start_system, stop_system
 from tests.fixtures.traefik import (
@@ -257,10 +256,11 @@ def phone(fa_system: RunningSystem, tmp_path_factory: pytest.TempPathFactory) ->
     run_app(home, "init", "--config", str(fa_system.data_dir / "app-config.json"))
     assert run_app(home, "register", "--pin", PIN)[0] == 0
     enrol(fa_system, home, "tina")
-    subprocess.run(
-        [sys.executable, "-m", "nextauth.cli", "user", "set", "tina", "--name", "Tina Tëster",
-         "--email", "tina@example.test", "--groups", "staff,readers"],
-        env=fa_system.env, cwd=REPO, check=True, capture_output=True, timeout=60,
+    forked_commands.run(
+        "nextauth.cli",
+        ["user", "set", "tina", "--name", "Tina Tëster", "--email", "tina@example.test", "--groups",
+         "staff,readers"],
+        env=fa_system.env, check=True,
     )  # fmt: skip
     return home
 
