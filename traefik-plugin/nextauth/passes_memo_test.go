@@ -178,3 +178,41 @@ func TestTheMemoryOfRequestsIsBounded(t *testing.T) {
 		t.Fatal("a key longer than passKeyMax was remembered")
 	}
 }
+
+// A remembered request is found by its token as sent: the same request line with the token's signature
+// or its claims changed is decided afresh (and refused), and nothing refused is remembered.
+func TestATamperedTokenIsNotServedFromTheMemoryOfRequests(t *testing.T) {
+	idp, _ := memoIdp(t, ruleSet{Default: json.RawMessage(`{"policy": "authenticated"}`)})
+	handler, passedAs := settledHandler(t, idp)
+	token := idp.sessionToken(t, &tableUser{Sub: "mia"})
+	if answer := askWith(handler, "/reports", token); answer.Code != http.StatusOK || *passedAs != "mia" {
+		t.Fatalf("first ask: %d as %q", answer.Code, *passedAs)
+	}
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a compact JWS: %q", token)
+	}
+	flip := func(text string) string { // one character of the text changed, still base64url
+		if text[len(text)/2] == 'A' {
+			return text[:len(text)/2] + "B" + text[len(text)/2+1:]
+		}
+		return text[:len(text)/2] + "A" + text[len(text)/2+1:]
+	}
+	for name, forged := range map[string]string{
+		"signature": parts[0] + "." + parts[1] + "." + flip(parts[2]),
+		"claims":    parts[0] + "." + flip(parts[1]) + "." + parts[2],
+		"appended":  token + "A",
+	} {
+		*passedAs = notPassed
+		if answer := askWith(handler, "/reports", forged); answer.Code != http.StatusUnauthorized ||
+			*passedAs != notPassed {
+			t.Fatalf("%s changed: %d, passed as %q", name, answer.Code, *passedAs)
+		}
+	}
+	if rememberedCount(handler) != 1 {
+		t.Fatalf("%d requests remembered, want only the genuine one", rememberedCount(handler))
+	}
+	if answer := askWith(handler, "/reports", token); answer.Code != http.StatusOK || *passedAs != "mia" {
+		t.Fatalf("the genuine token afterwards: %d as %q", answer.Code, *passedAs)
+	}
+}
