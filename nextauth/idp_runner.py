@@ -8,7 +8,7 @@ from pathlib import Path
 import gevent
 from gevent.pywsgi import WSGIServer
 
-from authserver import workers
+from authserver import heap, workers
 from authserver.logs import setup_logging
 from authserver.services.runtime import Component
 from idp import server as idp_server
@@ -73,6 +73,7 @@ def run_idp() -> int:
     stop = gevent.event.Event()
     gevent.signal_handler(signal.SIGTERM, stop.set)
     gevent.signal_handler(signal.SIGINT, stop.set)
+    heap.freeze_startup_objects()
     workers.announce_ready()
     parent = workers.parent_watch()
     gevent.spawn(lambda: (parent.gone.wait(), stop.set()))

@@ -15,7 +15,7 @@ import gevent
 from gevent.pywsgi import WSGIServer
 from grpc.experimental import gevent as grpc_gevent
 
-from authserver import workers
+from authserver import heap, workers
 from authserver.config import COMPONENTS, ComponentConfig, load_config, unknown_variables
 from authserver.logs import setup_logging
 from authserver.services import mc, ns, sfs
@@ -81,6 +81,7 @@ def run(configs: list[ComponentConfig], *, announce: bool) -> int:
     gevent.signal_handler(signal.SIGTERM, stop.set)
     gevent.signal_handler(signal.SIGINT, stop.set)
     # A worker of nextauth.supervisor: ready now; and it stops (drains) too if its supervisor goes away.
+    heap.freeze_startup_objects()
     workers.announce_ready()
     parent = workers.parent_watch()
     gevent.spawn(lambda: (parent.gone.wait(), stop.set()))

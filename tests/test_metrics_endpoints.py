@@ -130,6 +130,12 @@ def test_the_idp_admin_port_is_not_the_public_one(system: RunningSystem) -> None
     assert "idp  admin" in system.log()  # nextauth all prints where it is
 
 
+def test_what_starting_made_is_left_out_of_garbage_collections(system: RunningSystem) -> None:
+    # nextauth all: ns, sfs, mc and the IdP in one process, frozen once, before it said it was ready.
+    frozen = value(scrape(system, "ns"), "nextauth_gc_frozen_objects")
+    assert frozen > 50_000, frozen
+
+
 # -- /readyz with ns stopped: a standalone IdP beside a standalone ns -------------------------------------
 
 ROOT_KEY = "metrics-readiness-root-key-0123456789"
@@ -197,6 +203,9 @@ def test_idp_readiness_follows_ns(lone_ns: RunningSystem, tmp_path: Path) -> Non
         assert answer["checks"] == {"database": True, "ns": False}
         assert answer["reasons"] == {"ns": "ns: unreachable"}
         assert _get(base + "/livez")[0] == 200  # up, only not ready
+        metrics = _get(base + "/metrics")[1].decode()
+        frozen = [line for line in metrics.splitlines() if line.startswith("nextauth_gc_frozen_objects ")]
+        assert frozen and float(frozen[0].split()[1]) > 50_000, frozen  # the IdP on its own froze its own
         assert f"idp admin (livez, readyz, metrics) on http://127.0.0.1:{admin}/" in log.read_text()
     finally:
         process.terminate()
