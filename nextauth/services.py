@@ -80,8 +80,8 @@ def run(configs: list[ComponentConfig], *, announce: bool) -> int:
     stop = gevent.event.Event()
     gevent.signal_handler(signal.SIGTERM, stop.set)
     gevent.signal_handler(signal.SIGINT, stop.set)
-    # A worker of nextauth.supervisor: ready now; and it stops (drains) too if its supervisor goes away.
     heap.freeze_startup_objects()
+    # A worker of nextauth.supervisor: ready now; and it stops (drains) too if its supervisor goes away.
     workers.announce_ready()
     parent = workers.parent_watch()
     gevent.spawn(lambda: (parent.gone.wait(), stop.set()))
