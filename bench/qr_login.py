@@ -50,6 +50,10 @@ REPO = Path(__file__).resolve().parents[1]
 BASELINE = REPO / "docs" / "benchmarks" / "logins-before.json"
 # Phones run in as many processes as the machine has cores (they share them with the services).
 PHONE_PROCESSES = max(2, os.cpu_count() or 2)
+# Phones and logins per phone of the back-to-back rows: each lasts about 3 s on 2 cores. A shared machine's
+# speed changes over seconds: rows of 100 logins (about 1 s) moved by a quarter from one run to the next,
+# the phones' CPU per login with the servers', where a longer row averages such changes out.
+BACK_TO_BACK_ROWS = ((1, 200), (10, 30), (100, 4))
 HALF_LOAD_PHONES = 10
 HALF_LOAD_SECONDS = 10.0
 # Logins counted per row (bench.counting), on services of their own: the hooks cost the services about half
@@ -531,7 +535,7 @@ def run(
                 continue
             try:
                 mine: list[dict[str, Any]] = []
-                for phones, per_phone in ((1, 10), (10, 5)) if quick else ((1, 40), (10, 10), (100, 2)):
+                for phones, per_phone in ((1, 10), (10, 5)) if quick else BACK_TO_BACK_ROWS:
                     processes = 1 if phones == 1 else PHONE_PROCESSES
                     mine.append(
                         measure(services, counted, phones, per_phone, Path(folder), processes=processes)
