@@ -19,15 +19,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwt import JWTClaimsRegistry
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, Table, bindparam, delete, select
 from sqlalchemy.orm import Session
 
+from authserver.storage import db as database
 from authserver.storage.db import rowcount
+from authserver.storage.hot import HotStatement
 from authserver.storage.kv import KeyValueStore
 from idp.directory import Profile
 from idp.ended_sessions import EndedSessions
@@ -82,6 +84,12 @@ class SignedInUser:
     def authenticated_at(self) -> float:
         """When the user approved this session's login, in seconds (to the millisecond where known)."""
         return self.auth_ms / 1000 if self.auth_ms is not None else float(self.auth_time)
+
+
+# Read at every authorization request and /whoami (whose ns session to ask about): one Core statement
+# built once, not an ORM session and a loaded row.
+_SESSIONS = cast(Table, BrowserSession.__table__)
+_NS_NONCE = HotStatement(select(_SESSIONS.c.ns_nonce).where(_SESSIONS.c.sid == bindparam("sid")))
 
 
 class SessionManager:
@@ -305,9 +313,8 @@ class SessionManager:
         return [(sid, int(expires.timestamp())) for sid, expires in rows]
 
     def ns_nonce(self, sid: str) -> str | None:
-        with Session(self._engine) as db:
-            row = db.get(BrowserSession, sid)
-            return row.ns_nonce if row is not None else None
+        row = database.read_first(self._engine, _NS_NONCE, {"sid": sid})
+        return row.ns_nonce if row is not None else None
 
     def running(self, *, after: str = "", limit: int = 500) -> list[tuple[str, str]]:
         """(sid, ns nonce) of running sessions, a page at a time in sid order (``after`` the last sid)."""

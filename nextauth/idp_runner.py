@@ -11,6 +11,7 @@ from gevent.pywsgi import WSGIServer
 from authserver import heap, workers
 from authserver.logs import setup_logging
 from authserver.services.runtime import Component
+from authserver.transport import httpcore_gevent
 from idp import server as idp_server
 
 log = logging.getLogger("nextauth")
@@ -65,6 +66,7 @@ def run_idp() -> int:
         if settings.admin_listen is not None:
             listens["admin"] = settings.admin_listen
         return Supervisor("idp", ["idp"], settings.workers, listens, IDP_GRACE_SECONDS).run()
+    httpcore_gevent.install()  # its calls to ns and to applications (back-channel logout)
     server = idp_server.build_server(settings)
     server.start()
     log.info("idp listening on %s", settings.public_url)

@@ -21,6 +21,7 @@ from authserver.logs import setup_logging
 from authserver.services import mc, ns, sfs
 from authserver.services.runtime import Component
 from authserver.storage.db import DatabaseUnavailable, mask_uri
+from authserver.transport import httpcore_gevent
 from nextauth.idp_runner import embedded_idp
 
 log = logging.getLogger("nextauth")
@@ -45,6 +46,7 @@ def run(configs: list[ComponentConfig], *, announce: bool) -> int:
                     "ignoring %s: nextauth all runs in one process (workers: nextauth ns, sfs, mc, idp)", name
                 )
     grpc_gevent.init_gevent()
+    httpcore_gevent.install()  # for the httpx clients here: pushes, audit webhooks, the IdP calling ns
     components: list[Component] = []
     try:
         by_name: dict[str, Component] = {}
