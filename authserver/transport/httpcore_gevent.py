@@ -8,7 +8,7 @@ about a seventh of the process's CPU time. A poll that never waits needs no hub:
 system's own ``poll`` (as ``authserver.storage.liveness`` uses it for database connections), and
 everything else keeps gevent's.
 
-httpcore's module is private: ``tests/transport/test_httpcore_gevent.py`` fails when a release moves it.
+httpcore's module is private: ``tests/test_httpcore_gevent.py`` fails when a release moves it.
 """
 
 import select
