@@ -244,6 +244,37 @@ def test_reauthentication_keeps_the_session_and_renews_its_time(parts: tuple) ->
     )
 
 
+@pytest.mark.parametrize("database", ["sqlite", "postgres", "mariadb"])
+def test_the_ns_session_asked_about_is_the_latest_login_of_the_session(
+    database: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    # Read at every authorization request with a prepared statement (straight on PostgreSQL and SQLite,
+    # through SQLAlchemy on MariaDB): after a re-authentication it must name the new ns session, or the
+    # IdP would keep asking ns about the old one.
+    uri = (
+        f"sqlite:///{tmp_path / 'idp.db'}"
+        if database == "sqlite"
+        else request.getfixturevalue(f"{database}_uri")
+    )
+    engine = db.create_engine_for(uri)
+    db.upgrade(engine)
+    try:
+        clock = Clock()
+        manager = SessionManager(
+            engine, MemoryStore(), KeyRing(engine, issuer=ISSUER), issuer=ISSUER, clock=clock
+        )
+        user = manager.verify(
+            manager.start(ns_nonce="n" * 32, profile=ALICE, second_factor="pin", method="qr")
+        )
+        assert user is not None and manager.ns_nonce(user.sid) == "n" * 32
+        clock.now += 10
+        manager.reauthenticate(user.sid, ns_nonce="m" * 32, profile=ALICE, second_factor="pin", method="qr")
+        assert manager.ns_nonce(user.sid) == "m" * 32
+        assert manager.ns_nonce("no-such-session") is None
+    finally:
+        engine.dispose()
+
+
 def test_rotation_keeps_old_tokens_valid_and_publishes_both_keys(parts: tuple) -> None:
     manager, ring, *_ = parts
     old_token = manager.start(ns_nonce="n" * 32, profile=ALICE, second_factor="pin", method="qr")
