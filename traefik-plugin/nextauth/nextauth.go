@@ -65,10 +65,10 @@ type Middleware struct {
 	next         http.Handler
 	name         string
 	state        *idpState
-	endedEvery   time.Duration
+	endedEvery   int64 // nanoseconds, as the times on the request path
 	maxStale     time.Duration
-	policyEvery  time.Duration
-	policyMaxAge time.Duration
+	policyEvery  int64 // nanoseconds
+	policyMaxAge int64 // nanoseconds
 }
 
 // New checks the configuration and starts reading from the IdP.
@@ -88,12 +88,12 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 		next:        next,
 		name:        name,
 		state:       stateFor(base, config.Token, time.Duration(config.TimeoutSeconds)*time.Second),
-		endedEvery:  time.Duration(config.RefreshSeconds) * time.Second,
+		endedEvery:  int64(config.RefreshSeconds) * int64(time.Second),
 		maxStale:    time.Duration(config.MaxStaleSeconds) * time.Second,
-		policyEvery: time.Duration(config.PolicyRefreshSeconds) * time.Second,
+		policyEvery: int64(config.PolicyRefreshSeconds) * int64(time.Second),
 	}
 	// Rules and keys may lag the IdP by a few refreshes, never by much more.
-	m.policyMaxAge = 3*m.policyEvery + m.maxStale
+	m.policyMaxAge = 3*m.policyEvery + int64(m.maxStale)
 	refresh(m.state, time.Now().UnixNano(), m.policyEvery)
 	return m, nil
 }
@@ -102,16 +102,23 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	// Times on the request path are Unix nanoseconds: each method call on a time.Time is a reflected call
 	// into native code under Yaegi, an int64 comparison is not.
 	// The request path calls functions, not methods: Yaegi calls an interpreted method through a
-	// reflected function value made for each call, several times the cost of a function call.
+	// reflected function value made for each call, several times the cost of a function call. Each call
+	// also allocates a frame and every value the function's body names, whichever branch runs: a
+	// remembered request makes three calls (refresh, remembered, stripIdentity) and is passed on here,
+	// as pass would (the other requests go through decideAndServe).
 	now := time.Now().UnixNano()
 	snap := refresh(m.state, now, m.policyEvery)
 	key, who := remembered(m, snap, req, now)
-	if who != nil {
-		stripIdentity(req.Header, snap.policy)
-		pass(m.next, rw, req, snap.policy, who)
+	if who == nil {
+		m.decideAndServe(rw, req, snap, now, key)
 		return
 	}
-	m.decideAndServe(rw, req, snap, now, key)
+	p := snap.policy
+	stripIdentity(req.Header, p)
+	for i, name := range p.headerKeys {
+		req.Header[name] = []string{who.values[i]} // a slice of its own: later handlers may change it
+	}
+	m.next.ServeHTTP(rw, req)
 }
 
 // remembered: the session of a request let through under this snapshot with the same token and request
@@ -132,9 +139,11 @@ func remembered(m *Middleware, snap *snapshot, req *http.Request, now int64) (st
 	}
 	// NUL occurs in none of the parts (net/http refuses it in request lines, hosts and cookie values).
 	key := scheme + "\x00" + req.Method + "\x00" + req.Host + "\x00" + req.URL.RequestURI() + "\x00" + cookie.Value
-	found, known := lookupPass(snap.passes, key)
-	if !known || now >= found.until || time.Duration(now-snap.policyAt) > m.policyMaxAge ||
-		!snap.haveEnded || time.Duration(now-snap.endedAt) > m.endedEvery {
+	snap.passes.mu.Lock()
+	found, known := snap.passes.passes[key]
+	snap.passes.mu.Unlock()
+	if !known || now >= found.until || now-snap.policyAt > m.policyMaxAge ||
+		!snap.haveEnded || now-snap.endedAt > m.endedEvery {
 		return key, nil
 	}
 	if _, isEnded := snap.ended[found.who.Sid]; isEnded {
@@ -155,7 +164,7 @@ func (m *Middleware) decideAndServe(rw http.ResponseWriter, req *http.Request, s
 	}
 	p := snap.policy
 	stripIdentity(req.Header, p)
-	if time.Duration(now-snap.policyAt) > m.policyMaxAge {
+	if now-snap.policyAt > m.policyMaxAge {
 		m.askIdp(rw, req, p)
 		return
 	}
@@ -240,8 +249,8 @@ func (m *Middleware) sessionOf(req *http.Request, snap *snapshot, now int64) (*s
 		return nil, result
 	}
 	ended := snap.ended
-	if !snap.haveEnded || time.Duration(now-snap.endedAt) > m.endedEvery {
-		list, usable := m.state.endedList(m.endedEvery, m.maxStale)
+	if !snap.haveEnded || now-snap.endedAt > m.endedEvery {
+		list, usable := m.state.endedList(time.Duration(m.endedEvery), m.maxStale)
 		if !usable {
 			return nil, listStale
 		}
@@ -258,10 +267,10 @@ func (m *Middleware) sessionOf(req *http.Request, snap *snapshot, now int64) (*s
 // Remote~User all as REMOTE_USER, and Go keeps them apart.
 //
 // Folding keeps a name's length (net/http takes only ASCII token characters in header names), so a name
-// whose length no identity header has is left without folding it: most of a request's headers.
+// whose length modulo 64 is no identity header's is left without folding it: most of a request's headers.
 func stripIdentity(header http.Header, p *policy) {
 	for name := range header {
-		if n := len(name); n < len(p.stripLengths) && p.stripLengths[n] && p.strip[fold(name)] {
+		if p.stripLengths[len(name)&63] && p.strip[fold(name)] {
 			delete(header, name)
 		}
 	}

@@ -135,7 +135,7 @@ func TestARememberedRequestNeedsACurrentTokenAndEndedList(t *testing.T) {
 	if found == nil || found.Sub != "mia" {
 		t.Fatalf("not remembered: %v", found)
 	}
-	if _, again := remembered(m, snap, req, now+int64(m.endedEvery)+1); again != nil {
+	if _, again := remembered(m, snap, req, now+m.endedEvery+1); again != nil {
 		t.Fatal("served from memory with an ended list older than refreshSeconds")
 	}
 	// The same memory with a policy and an ended list just fetched, at the token's exp.
@@ -174,7 +174,7 @@ func TestTheMemoryOfRequestsIsBounded(t *testing.T) {
 	long := strings.Repeat("t", passKeyMax+1)
 	fresh := &passMemo{}
 	fresh.put(long, passed{who: who})
-	if _, known := lookupPass(fresh, long); known {
+	if _, known := fresh.passes[long]; known {
 		t.Fatal("a key longer than passKeyMax was remembered")
 	}
 }

@@ -56,7 +56,7 @@ type policy struct {
 	// folded (see fold) for stripping their aliases.
 	headerKeys   []string
 	strip        map[string]bool
-	stripLengths []bool // stripLengths[n]: some identity header's name is n bytes long
+	stripLengths [64]bool // stripLengths[n % 64]: some identity header's name has a length of n modulo 64
 }
 
 type policyDocument struct {
@@ -109,10 +109,7 @@ func parsePolicy(body []byte) *policy {
 	for _, name := range doc.Headers.all() {
 		p.headerKeys = append(p.headerKeys, http.CanonicalHeaderKey(name))
 		p.strip[fold(name)] = true
-		for len(p.stripLengths) <= len(name) {
-			p.stripLengths = append(p.stripLengths, false)
-		}
-		p.stripLengths[len(name)] = true
+		p.stripLengths[len(name)&63] = true
 	}
 	return p
 }

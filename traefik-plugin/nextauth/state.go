@@ -101,13 +101,6 @@ type passMemo struct {
 	passes map[string]passed
 }
 
-func lookupPass(m *passMemo, key string) (passed, bool) {
-	m.mu.Lock()
-	found, known := m.passes[key]
-	m.mu.Unlock()
-	return found, known
-}
-
 // put remembers until the memory is full; a full one is emptied by the next snapshot, so a flood of
 // request lines costs the requests after it their speed for a while, never a decision.
 func (m *passMemo) put(key string, value passed) {
@@ -196,9 +189,9 @@ func (s *idpState) snapshot() *snapshot {
 
 // refresh starts a background fetch of keys and policy when one is due, and returns the current snapshot:
 // what a request decides on (one lock per request).
-func refresh(s *idpState, now int64, policyEvery time.Duration) *snapshot {
+func refresh(s *idpState, now, policyEvery int64) *snapshot {
 	s.mu.Lock()
-	start := !s.policyBusy && time.Duration(now-s.policyTried) >= policyEvery
+	start := !s.policyBusy && now-s.policyTried >= policyEvery
 	if start {
 		s.policyBusy = true
 		s.policyTried = now
