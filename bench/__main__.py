@@ -228,6 +228,14 @@ def _summary(
                 f"| [QR logins](logins.md), {name}, {phones} | {row['per_second']:.1f}/s, "
                 f"p50 {row['p50_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms, {row['errors']} errors | | |"
             )
+        for found in results["logins"].cpu:
+            verdict = "met" if found.server_median <= qr_login.CPU_GOAL_MS and not found.errors else "not met"
+            lines.append(
+                f"| [QR logins](logins.md), {found.name}: server CPU per login, median of "
+                f"{len(found.server_ms)} slices | {found.server_median:.1f} ms "
+                f"({min(found.server_ms):.1f} to {max(found.server_ms):.1f}) "
+                f"| goal ≤ {qr_login.CPU_GOAL_MS:.0f} ms: {verdict} | |"
+            )
     http = results.get("http")
     if http is not None:
         for row in http.rows:

@@ -19,6 +19,7 @@ are reported next to them.
 """
 
 import contextlib
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -65,6 +66,7 @@ class Row:
     connections: int
     result: wrk.WrkResult | None
     note: str = ""
+    slices: list[float] = field(default_factory=list)  # each slice's requests per second, in turn
 
 
 @dataclass
@@ -78,12 +80,12 @@ class HttpResults:
 
 @dataclass
 class Settings:
-    seconds: float = 6.0
+    seconds: float = 7.5
     levels: tuple[int, ...] = (10, 50)
     # Each row is measured in this many slices, the rows of one concurrency level taking turns slice by
     # slice: a change in the machine's speed during the run falls on the rows compared alike, where rows
     # run one after the other would each get whatever speed their turn had.
-    slices: int = 3
+    slices: int = 5
 
 
 QUICK = Settings(seconds=1.0, levels=(10,), slices=1)
@@ -246,14 +248,15 @@ def _measured(targets: list[tuple[str, str, dict[str, str]]], level: int, settin
         if name in failed:
             rows.append(Row(name, level, None, failed[name]))
         else:
-            rows.append(Row(name, level, wrk.combined(slices[name])))
+            rates = [piece.per_second for piece in slices[name]]
+            rows.append(Row(name, level, wrk.combined(slices[name]), slices=rates))
     return rows
 
 
-def _rate(rows: list[Row], target: str, level: int) -> float | None:
+def _row(rows: list[Row], target: str, level: int) -> Row | None:
     for row in rows:
         if row.target == target and row.connections == level and row.result and row.result.requests:
-            return row.result.per_second
+            return row
     return None
 
 
@@ -273,9 +276,18 @@ def _ratios(rows: list[Row], backends: list[Backend]) -> list[tuple[str, float, 
     ]
     for target, base, label in pairs:
         for level in levels:
-            ours, ceiling = _rate(rows, target, level), _rate(rows, base, level)
-            if ours is not None and ceiling:
-                found.append((label, ours / ceiling, f"{level} connections"))
+            ours, ceiling = _row(rows, target, level), _row(rows, base, level)
+            if ours is None or ceiling is None:
+                continue
+            paired = [a / b for a, b in zip(ours.slices, ceiling.slices, strict=False) if b]
+            if len(paired) == len(ours.slices) == len(ceiling.slices) and len(paired) > 1:
+                each = ", ".join(f"{ratio:.2f}" for ratio in paired)
+                found.append((label, statistics.median(paired), f"{level} connections (slices: {each})"))
+            else:
+                assert ours.result is not None and ceiling.result is not None
+                found.append(
+                    (label, ours.result.per_second / ceiling.result.per_second, f"{level} connections")
+                )
     return found
 
 
@@ -299,7 +311,9 @@ def _page(
         f"keep-alive connections, {settings.seconds:g} s per row in {settings.slices} slices: the rows of "
         "one concurrency level take turns slice by slice, so that a change in the machine's speed during "
         "the run falls on the rows compared alike (a row's rate is over all its slices, its percentiles "
-        "the median of its slices'). Latency is closed-loop (each connection waits for its answer before "
+        "the median of its slices'). Each ratio is the median of its slices' ratios, a slice of one row "
+        "against the slice of the other from the same turn; every slice's ratio is listed. Latency is "
+        "closed-loop (each connection waits for its answer before "
         "it sends again). wrk, the servers and Traefik share this machine's CPUs.",
         "",
         machine_table(command),
