@@ -22,7 +22,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from bench.common import (
     named_processes_cpu,
     process_tree_cpu,
     server_versions,
+    speed_probe_ms,
 )
 from bench.counting import FIELDS, db_round_trips
 from bench.phones import NsRest, Outcome, PhoneProcesses, run_logins
@@ -57,9 +58,8 @@ PHONE_PROCESSES = max(2, os.cpu_count() or 2)
 BACK_TO_BACK_ROWS = ((1, 200), (10, 30), (100, 4))
 HALF_LOAD_PHONES = 10
 HALF_LOAD_SECONDS = 10.0
-# The goal's figure (cpu_slices): slices of 10 phones x 20 logins (about 1.5 s each), the backends taking
-# turns.
-CPU_SLICES = 5
+# The goal's figure (CpuSliceTaker): slices of 10 phones x 20 logins (about 1.5 s each), one per backend
+# before the rows and after each kind of row.
 CPU_SLICE_LOGINS = 20
 # Logins counted per row (bench.counting), on services of their own: the hooks cost the services about half
 # a millisecond of CPU per login (side by side, 12 x 200 logins: 6.5 against 6.0 ms), so the row's CPU,
@@ -304,10 +304,10 @@ def _phones(
 
 
 def _enrolled(
-    services: Services, phones: int, workdir: Path, processes: int = PHONE_PROCESSES
+    services: Services, phones: int, workdir: Path, processes: int = PHONE_PROCESSES, warm_up: int = 1
 ) -> list[tuple[Path, str]]:
     """``phones`` phones enrolled at ``services`` (their home folders and accounts), each having logged in
-    once."""
+    ``warm_up`` times."""
     # Users of their own per services (a backend configured with one database gives both the same one).
     tag = "c" if services.count_to is not None else ""
     homes = [(workdir / f"phone-{phones}-{i}", f"user-{tag}{phones}-{i}") for i in range(phones)]
@@ -315,11 +315,11 @@ def _enrolled(
     # One untimed login per phone first, back to back: the services' pools grow to this row's concurrency
     # (a PostgreSQL connection opened costs the services about a millisecond of CPU, and the server more),
     # so the row measures them as they run for days, not as they start.
-    warm_up = PhoneProcesses(services.rest, enrolled, processes, logins_per_phone=1, pin=PIN)
+    first = PhoneProcesses(services.rest, enrolled, processes, logins_per_phone=warm_up, pin=PIN)
     try:
-        warm_up.run()
+        first.run()
     finally:
-        warm_up.kill()
+        first.kill()
     return enrolled
 
 
@@ -462,33 +462,54 @@ class CpuSlices:
     server_ms: list[float]
     phone_ms: list[float]
     errors: int
+    loop_ms: list[float] = field(default_factory=list)  # the machine's speed around each slice
 
     @property
     def server_median(self) -> float:
         return statistics.median(self.server_ms)
 
 
-def cpu_slices(running: list[_Running], quick: bool) -> list[CpuSlices]:
-    """The goal's figure: CPU per login of 10 phones logging in back to back, in ``CPU_SLICES`` slices
-    with the backends taking turns slice by slice. A shared machine's speed moves by a quarter over
-    seconds (the phones' CPU per login with the servers'): the median of slices taken in turns says what
-    a login costs where a single row says what the machine did during it."""
-    count, per_phone = (2, 3) if quick else (CPU_SLICES, CPU_SLICE_LOGINS)
-    found = {r.name: CpuSlices(r.name, [], [], 0) for r in running}
-    enrolled = {r.name: _enrolled(r.services, HALF_LOAD_PHONES, r.folder / "slices") for r in running}
-    for _ in range(count):
-        for r in running:
+class CpuSliceTaker:
+    """The goal's figure: CPU per login of 10 phones logging in back to back, in slices of
+    ``CPU_SLICE_LOGINS`` logins per phone, each ``take()`` one slice per backend in turn. ``run`` takes
+    them before the rows and after each kind of row, so they are spread over the whole benchmark: a shared
+    machine's speed moves by a quarter over seconds and sometimes halves for a quarter of a minute (the
+    phones' CPU per login moving with the servers'), and the median of slices spread over the run says
+    what a login costs where one row, or slices taken together, say what the machine did meanwhile."""
+
+    def __init__(self, running: list[_Running], per_phone: int) -> None:
+        self._running = running
+        self._per_phone = per_phone
+        self._found = {r.name: CpuSlices(r.name, [], [], 0) for r in running}
+        # The first slice comes before any row: its phones log in 6 times each first, so each pooled
+        # PostgreSQL connection has run the login's statements the 5 times after which psycopg prepares
+        # them, as a running server's connections have.
+        self._enrolled = {
+            r.name: _enrolled(r.services, HALF_LOAD_PHONES, r.folder / "slices", warm_up=6) for r in running
+        }
+
+    def take(self) -> None:
+        for r in self._running:
             runner = PhoneProcesses(
-                r.services.rest, enrolled[r.name], PHONE_PROCESSES, logins_per_phone=per_phone, pin=PIN
+                r.services.rest,
+                self._enrolled[r.name],
+                PHONE_PROCESSES,
+                logins_per_phone=self._per_phone,
+                pin=PIN,
             )
+            before = speed_probe_ms()
             try:
                 row = measure_cpu(r.services, runner.run)
             finally:
                 runner.kill()
-            found[r.name].server_ms.append(row["per_login"]["server_cpu_ms"])
-            found[r.name].phone_ms.append(row["per_login"]["phone_cpu_ms"])
-            found[r.name].errors += row["errors"]
-    return list(found.values())
+            found = self._found[r.name]
+            found.loop_ms.append((before + speed_probe_ms()) / 2)
+            found.server_ms.append(row["per_login"]["server_cpu_ms"])
+            found.phone_ms.append(row["per_login"]["phone_cpu_ms"])
+            found.errors += row["errors"]
+
+    def result(self) -> list[CpuSlices]:
+        return list(self._found.values())
 
 
 def limit_of(row: dict[str, Any]) -> str:
@@ -515,21 +536,26 @@ def capacity_section(
         "### Server CPU against the crypto floor",
         "",
         "Server CPU per login here is the median of "
-        f"{count} slices of {HALF_LOAD_PHONES} phones logging in back to back, the backends taking turns "
-        "slice by slice after the rows above (bench/qr_login.py, `cpu_slices`): this machine's speed moves "
-        "over seconds, and the median of slices taken in turns holds what a login costs, where one row "
-        "holds what the machine did while it ran. Every slice is listed. The floor: the primitives the "
+        f"{count} slices of {HALF_LOAD_PHONES} phones logging in back to back, one per backend in turn "
+        "before the rows above and after each kind of row (bench/qr_login.py, `CpuSliceTaker`): this "
+        "machine's speed moves over seconds, and the median of slices spread over the run holds what a "
+        "login costs, where one row holds what the machine did while it ran. Every slice is listed, in "
+        "the order taken, with the machine's speed around it (the fixed Python loop's ms before and after, "
+        "averaged: lower is faster). The floor: the primitives the "
         "servers must compute for one login, each timed alone in this run (bench/crypto_floor.py). Per "
         "core: logins per second one core of the services carries at that CPU per login (the goal, "
         f"{CPU_GOAL_MS:.0f} ms per login, is {1000 / CPU_GOAL_MS:.0f} per core).",
         "",
-        "| backend | server CPU ms per login (median) | each slice, in turn | phones' CPU ms (median) "
-        f"| errors | crypto floor ms | CPU : floor | logins/s per core | goal ≤ {CPU_GOAL_MS:.0f} ms |",
+        "| backend | server CPU ms per login (median) | each slice, in turn (loop ms) "
+        "| phones' CPU ms (median) | errors | crypto floor ms | CPU : floor | logins/s per core "
+        f"| goal ≤ {CPU_GOAL_MS:.0f} ms |",
         "|---|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for found in slices:
         cpu = found.server_median
-        each = ", ".join(f"{ms:.1f}" for ms in found.server_ms)
+        each = ", ".join(
+            f"{ms:.1f} ({loop:.0f})" for ms, loop in zip(found.server_ms, found.loop_ms, strict=True)
+        )
         lines.append(
             f"| {found.name} | {cpu:.1f} | {each} | {statistics.median(found.phone_ms):.1f} | {found.errors} "
             f"| {floor.total_ms:.2f} | {cpu / floor.total_ms:.0f}x | {1000 / cpu:.0f} "
@@ -601,6 +627,8 @@ def run(
                 notes.append(f"{backend.name} not measured: {str(exc)[-400:]}")
         # Every backend's services run side by side, and each row is measured on one backend after the
         # other: a change in the machine's speed falls on the backends alike.
+        slices = CpuSliceTaker(running, 3 if quick else CPU_SLICE_LOGINS)
+        slices.take()
         mine: dict[str, list[dict[str, Any]]] = {r.name: [] for r in running}
         for phones, per_phone in ((1, 10), (10, 5)) if quick else BACK_TO_BACK_ROWS:
             processes = 1 if phones == 1 else PHONE_PROCESSES
@@ -608,6 +636,8 @@ def run(
                 mine[r.name].append(
                     measure(r.services, r.counted, phones, per_phone, r.folder, processes=processes)
                 )
+            if not quick:
+                slices.take()
         # The same services at half of the peak they just showed: latency a user sees when the servers
         # are not saturated, at a rate fixed in advance (paced phones, not back to back).
         for r in running:
@@ -625,7 +655,8 @@ def run(
                     pace_seconds=pace,
                 )
             )
-        slices = cpu_slices(running, quick)
+        slices.take()
+        cpu = slices.result()
     rows = [(name, row) for name, found in mine.items() for row in found]
     floor = crypto_floor.measure(quick=quick)
     profile = safely(lambda: _profile(backends[-1], profile_dir, quick), notes) if profile_dir else None
@@ -709,7 +740,7 @@ def run(
             f"| {c['server_cpu_ms']:.1f} | {c['phone_cpu_ms']:.1f} "
             f"| {busy['server_cores']:.2f} / {busy['phone_cores']:.2f} | {limit_of(row)} |"
         )
-    lines += ["", capacity_section(rows, slices, floor)]
+    lines += ["", capacity_section(rows, cpu, floor)]
     load = watch.note()
     if save_to is not None:
         save_to.write_text(
@@ -723,7 +754,7 @@ def run(
         lines += ["", before_and_after(json.loads(BASELINE.read_text()), rows)]
     if profile is not None:
         lines += ["", "## Profile of the services", "", markdown_profile(profile)]
-    return LoginResults("\n".join(lines) + "\n", rows, profile, slices)
+    return LoginResults("\n".join(lines) + "\n", rows, profile, cpu)
 
 
 def _profile(backend: Backend, profile_dir: Path, quick: bool) -> ProfileSummary | None:
