@@ -54,6 +54,7 @@ BARE_OURS = "bare gevent WSGI 200, our handler (TCP_NODELAY, connections take tu
 TRAEFIK_NOAUTH = "Traefik -> bare app, no auth"
 TRAEFIK_FWD = "Traefik forwardAuth -> IdP, then bare app"
 TRAEFIK_PLUGIN = "Traefik nextAuth plugin (checks locally), then bare app"
+TRAEFIK_PASSTHROUGH = "Traefik pass-through plugin (does nothing), then bare app"
 
 
 def forward_auth_direct(backend: str) -> str:
@@ -210,6 +211,11 @@ def run(
                     f"{refused} to {refused_headers.get('location', '-')[:60]}"
                 )
                 targets.append((TRAEFIK_PLUGIN, proxy.plugin_url, headers))
+                if proxy.passthrough_url:
+                    # The same request as the plugin's, through a plugin that only passes it on.
+                    status, _ = _check(proxy.passthrough_url, headers)
+                    checks.append(f"{TRAEFIK_PASSTHROUGH}: {status} (expected 200 from the app)")
+                    targets.append((TRAEFIK_PASSTHROUGH, proxy.passthrough_url, headers))
         except Exception as exc:
             page_notes.append(f"Traefik not measured: {type(exc).__name__}: {exc}")
         for level in settings.levels:
@@ -273,6 +279,12 @@ def _ratios(rows: list[Row], backends: list[Backend]) -> list[tuple[str, float, 
     ] + [
         (TRAEFIK_FWD, TRAEFIK_NOAUTH, "Traefik with forwardAuth : Traefik without auth"),
         (TRAEFIK_PLUGIN, TRAEFIK_NOAUTH, "Traefik with the nextAuth plugin : Traefik without auth"),
+        (TRAEFIK_PASSTHROUGH, TRAEFIK_NOAUTH, "Traefik with a pass-through plugin : Traefik without auth"),
+        (
+            TRAEFIK_PLUGIN,
+            TRAEFIK_PASSTHROUGH,
+            "Traefik with the nextAuth plugin : with a pass-through plugin",
+        ),
     ]
     for target, base, label in pairs:
         for level in levels:
@@ -364,6 +376,11 @@ def _page(
         "p99 near its median, where the plain bare server serves a few connections again and again while "
         "the others wait (compare the p99 columns); the bare server with our handler is the ceiling with "
         "that policy, and the ratios are taken against both.",
+        "",
+        "Traefik runs a plugin in its Go interpreter (Yaegi): each request is handed into interpreted code "
+        "and back. The pass-through plugin (bench/passthrough-plugin) does only that, so Traefik with it "
+        "against Traefik without auth is what hosting any plugin costs, and the nextAuth plugin against "
+        "it is what the plugin's own checks cost.",
     ]
     return "\n".join(lines) + "\n"
 

