@@ -74,9 +74,13 @@ class ApplicationSecrets:
     exporter_master: bytes
 
 
+# Without a pre-shared key the early secret, and the salt derived from it, are the same for every
+# handshake (RFC 8446 section 7.1 with a zero PSK): worked out once.
+_HANDSHAKE_SALT = derive_secret(extract(ZEROS, ZEROS), b"derived", EMPTY_HASH)
+
+
 def handshake_secrets(shared_secret: bytes, hello_transcript: bytes) -> HandshakeSecrets:
-    early = extract(ZEROS, ZEROS)
-    handshake = extract(derive_secret(early, b"derived", EMPTY_HASH), shared_secret)
+    handshake = extract(_HANDSHAKE_SALT, shared_secret)
     return HandshakeSecrets(
         handshake_secret=handshake,
         client_handshake=derive_secret(handshake, b"c hs traffic", hello_transcript),
