@@ -60,7 +60,10 @@ def write(path: Path, *, title: str, sigmai: Any, logins: Any, http: Any, oidc: 
         width = 0.8 / max(1, len(backends))
         colors = [OURS, OTHER, CEILING]
         for b, backend in enumerate(backends):
-            rows = {row["phones"]: row for name, row in logins if name == backend}
+            # Back-to-back rows only: the paced row has 10 phones too, at half of the peak.
+            rows = {
+                row["phones"]: row for name, row in logins if name == backend and not row.get("pace_seconds")
+            }
             xs = [i + (b - (len(backends) - 1) / 2) * width for i in range(len(phones))]
             values = [rows[p]["per_second"] if p in rows else 0 for p in phones]
             bars = ax.bar(xs, values, width, color=colors[b % len(colors)], label=backend)
