@@ -53,40 +53,29 @@ def start(
     folder = tempfile.TemporaryDirectory(prefix="nextauth-traefik-")
     where = Path(folder.name)
     noauth_port, fwd_port, plugin_port, passthrough_port = free_port(), free_port(), free_port(), free_port()
-    entry_points = {"noauth": {"address": f"127.0.0.1:{noauth_port}"}}
-    routers: dict[str, dict] = {
-        "noauth": {"entryPoints": ["noauth"], "rule": "PathPrefix(`/`)", "service": "app"},
-    }
-    middlewares = {}
+    entry_points: dict[str, dict[str, str]] = {}
+    routers: dict[str, dict] = {}
+    middlewares: dict[str, dict] = {}
+
+    def route(name: str, port: int, middleware: dict | None = None) -> None:
+        """An entry point of its own whose every path goes to the app, through ``middleware`` if any."""
+        entry_points[name] = {"address": f"127.0.0.1:{port}"}
+        routers[name] = {"entryPoints": [name], "rule": "PathPrefix(`/`)", "service": "app"}
+        if middleware is not None:
+            middlewares[name] = middleware
+            routers[name]["middlewares"] = [name]
+
+    route("noauth", noauth_port)
     if forward_auth_address is not None:
-        entry_points["forwardauth"] = {"address": f"127.0.0.1:{fwd_port}"}
-        routers["forwardauth"] = {
-            "entryPoints": ["forwardauth"],
-            "rule": "PathPrefix(`/`)",
-            "service": "app",
-            "middlewares": ["nextauth"],
-        }
-        middlewares["nextauth"] = {
-            "forwardAuth": {"address": forward_auth_address, "authResponseHeaders": IDENTITY_HEADERS}
-        }
+        route(
+            "forwardauth",
+            fwd_port,
+            {"forwardAuth": {"address": forward_auth_address, "authResponseHeaders": IDENTITY_HEADERS}},
+        )
     static_extra: dict[str, dict] = {}
     if idp_url is not None:
-        entry_points["plugin"] = {"address": f"127.0.0.1:{plugin_port}"}
-        routers["plugin"] = {
-            "entryPoints": ["plugin"],
-            "rule": "PathPrefix(`/`)",
-            "service": "app",
-            "middlewares": ["nextauth-plugin"],
-        }
-        middlewares["nextauth-plugin"] = {"plugin": {"nextauth": {"idpUrl": idp_url.rstrip("/")}}}
-        entry_points["passthrough"] = {"address": f"127.0.0.1:{passthrough_port}"}
-        routers["passthrough"] = {
-            "entryPoints": ["passthrough"],
-            "rule": "PathPrefix(`/`)",
-            "service": "app",
-            "middlewares": ["passthrough-plugin"],
-        }
-        middlewares["passthrough-plugin"] = {"plugin": {"passthrough": {}}}
+        route("plugin", plugin_port, {"plugin": {"nextauth": {"idpUrl": idp_url.rstrip("/")}}})
+        route("passthrough", passthrough_port, {"plugin": {"passthrough": {}}})
         # Traefik reads local plugins from ./plugins-local/src/<module> under its working directory.
         local: dict[str, dict[str, str]] = {}
         for name, source in (("nextauth", PLUGIN_SOURCE), ("passthrough", PASSTHROUGH_SOURCE)):
