@@ -9,7 +9,10 @@ in one run, interleaved per concurrency level:
 - the IdP's ``GET /auth/forward`` with a valid session cookie, called directly, per backend;
 - Traefik (the real binary) routing to the bare app (TCP_NODELAY variant) with no auth: the ceiling of
   the Traefik path;
-- the same Traefik with its ``forwardAuth`` middleware asking the IdP before every request.
+- the same Traefik with its ``forwardAuth`` middleware asking the IdP before every request, with the
+  nextAuth plugin checking sessions itself, and with a plugin that only passes requests on.
+
+The Traefik rows all send the same browser request, session cookie included: only the middleware differs.
 
 The session cookie comes from a real QR login at the IdP's login page (``qr_login.idp_login``): a phone
 enrolled at ns scans the page's QR and approves with its PIN. Every target is first checked with one
@@ -190,32 +193,31 @@ def run(
         try:
             proxy = traefik.start(logs, nodelay_url, fwd_address, idp_base)
             stack.callback(proxy.stop)
-            targets.append((TRAEFIK_NOAUTH, proxy.noauth_url, {}))
+            # Every Traefik row sends the same browser request, cookie included: only the middleware differs.
+            browser = dict(BROWSER_HEADERS)
+            if fwd_address is not None:
+                browser["Cookie"] = next(h for t, u, h in targets if u == fwd_address)["Cookie"]
+            targets.append((TRAEFIK_NOAUTH, proxy.noauth_url, browser))
             if proxy.forward_auth_url and fwd_address is not None:
-                cookie = next(h for t, u, h in targets if u == fwd_address)["Cookie"]
-                headers = {**BROWSER_HEADERS, "Cookie": cookie}
-                status, answer = _check(proxy.forward_auth_url, headers)
+                status, _ = _check(proxy.forward_auth_url, browser)
                 refused, refused_headers = _check(proxy.forward_auth_url, BROWSER_HEADERS)
                 checks.append(
                     f"{TRAEFIK_FWD}: with the cookie {status} (expected 200 from the app); without it "
                     f"{refused} to {refused_headers.get('location', '-')[:60]}"
                 )
-                targets.append((TRAEFIK_FWD, proxy.forward_auth_url, headers))
+                targets.append((TRAEFIK_FWD, proxy.forward_auth_url, browser))
             if proxy.plugin_url and fwd_address is not None:
-                cookie = next(h for t, u, h in targets if u == fwd_address)["Cookie"]
-                headers = {**BROWSER_HEADERS, "Cookie": cookie}
-                status, answer = _check(proxy.plugin_url, headers)
+                status, _ = _check(proxy.plugin_url, browser)
                 refused, refused_headers = _check(proxy.plugin_url, BROWSER_HEADERS)
                 checks.append(
                     f"{TRAEFIK_PLUGIN}: with the cookie {status} (expected 200 from the app); without it "
                     f"{refused} to {refused_headers.get('location', '-')[:60]}"
                 )
-                targets.append((TRAEFIK_PLUGIN, proxy.plugin_url, headers))
+                targets.append((TRAEFIK_PLUGIN, proxy.plugin_url, browser))
                 if proxy.passthrough_url:
-                    # The same request as the plugin's, through a plugin that only passes it on.
-                    status, _ = _check(proxy.passthrough_url, headers)
+                    status, _ = _check(proxy.passthrough_url, browser)
                     checks.append(f"{TRAEFIK_PASSTHROUGH}: {status} (expected 200 from the app)")
-                    targets.append((TRAEFIK_PASSTHROUGH, proxy.passthrough_url, headers))
+                    targets.append((TRAEFIK_PASSTHROUGH, proxy.passthrough_url, browser))
         except Exception as exc:
             page_notes.append(f"Traefik not measured: {type(exc).__name__}: {exc}")
         for level in settings.levels:
