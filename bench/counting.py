@@ -14,6 +14,8 @@ before the server module runs. Counted:
 - ``checkouts``: connections taken from a pool;
 - ``db_connects``, ``redis_connects``: connections opened (a pool that keeps too few opens and closes
   them under load, each a handshake and on PostgreSQL a server process);
+- ``sqlite_vm_steps``: SQLite virtual machine instructions run (the work SQLite did, exact where time
+  is not: a statement that scans a table grows with the table);
 - ``redis_commands``: commands sent to Redis (a pipeline's commands one by one);
   ``redis_round_trips``: writes to Redis that wait for an answer (a pipeline is one).
 
@@ -25,6 +27,7 @@ the same work would cost on a server.
 
 import json
 import os
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,7 @@ FIELDS = (
     "commits",
     "pings",
     "checkouts",
+    "sqlite_vm_steps",
     "redis_commands",
     "redis_round_trips",
     "db_connects",
@@ -100,6 +104,9 @@ def _native_lock() -> Any:
 
 
 COUNTERS = Counters()
+# SQLite calls the progress handler every this many VM instructions, counted per statement from its
+# start: with more than one, a statement shorter than that would never be counted.
+SQLITE_STEP = 1
 _DIRTY = "_bench_counting_dirty"  # on a Connection's info: a statement ran in its current transaction
 
 
@@ -131,7 +138,17 @@ def install(counters: Counters = COUNTERS) -> Counters:
     event.listen(Engine, "commit", committed)
     event.listen(Engine, "rollback", ended)
     event.listen(Pool, "checkout", lambda *_args: counters.add("checkouts"))
-    event.listen(Pool, "connect", lambda *_args: counters.add("db_connects"))
+
+    def connected(dbapi_connection: Any, _record: Any) -> None:
+        counters.add("db_connects")
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            dbapi_connection.set_progress_handler(sqlite_steps, SQLITE_STEP)
+
+    def sqlite_steps() -> int:
+        counters.add("sqlite_vm_steps", SQLITE_STEP)
+        return 0  # anything else interrupts the statement
+
+    event.listen(Pool, "connect", connected)
 
     ping = DefaultDialect._do_ping_w_event
 
