@@ -10,6 +10,7 @@ from gevent.pywsgi import WSGIServer
 from authserver.audit import settings as audit_settings
 from authserver.config import ComponentConfig, ConfigError, read_setting, seconds_in_range
 from authserver.metrics import instrument_flask
+from authserver.ns import session_retention
 from authserver.ns.access import AccessControl
 from authserver.ns.api import make_api
 from authserver.ns.browser import BrowserSocketHandler, make_browser_app
@@ -24,6 +25,7 @@ from authserver.ns.rest.context import EXTENSION
 from authserver.ns.rest.fast_status import FastSessionStatus
 from authserver.ns.servers import ServerRegistry
 from authserver.ns.transactions import TransactionService
+from authserver.purge import PeriodicPurge
 from authserver.ratelimit import describe, rule_setting
 from authserver.services.info_api import add_info_route
 from authserver.services.runtime import Component, build_component
@@ -44,6 +46,7 @@ SETTINGS = (
     "NEXTAUTH_NS_INVITE_URL",
     "NEXTAUTH_NS_RATE_LIMIT_PROVOKE",
     "NEXTAUTH_NS_RATE_LIMIT_API_KEY_FAILURES",
+    session_retention.SETTING,
     *audit_settings.setting_names("ns"),
 )
 
@@ -131,6 +134,10 @@ def build(
     audit = audit_settings.build_trail("ns", component.engine, environ)
     component.listeners["audit"] = audit
     component.listeners["audit-purge"] = audit_settings.retention_purge("ns", audit, environ)
+    keep_sessions = session_retention.retention(environ)
+    component.listeners["purge"] = PeriodicPurge(
+        "ns", "sessions", lambda: session_retention.purge_sessions(component.engine, keep_sessions)
+    )
     login = LoginService(
         component.engine,
         kv,

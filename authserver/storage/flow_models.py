@@ -106,7 +106,7 @@ class Session(Base):
     method: Mapped[str] = mapped_column(String(16))  # qr, push, app
     second_factor: Mapped[str] = mapped_column(String(16))  # pin, biometric, none
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)  # the retention purge's range
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     ended_by: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
