@@ -65,7 +65,11 @@ class RelyingPartyLogin(Base):
     SAML single logout)."""
 
     __tablename__ = "idp_rp_logins"
-    __table_args__ = (UniqueConstraint("sid", "protocol", "client_id"),)
+    # A SAML LogoutRequest names the SP and the user (NameID): its lookup uses the second index.
+    __table_args__ = (
+        UniqueConstraint("sid", "protocol", "client_id"),
+        Index("ix_idp_rp_logins_client_id_name_id", "client_id", "name_id"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     sid: Mapped[str] = mapped_column(String(64), index=True)
     protocol: Mapped[str] = mapped_column(String(8))  # oidc, saml

@@ -54,10 +54,14 @@ class Account(Base):
     __table_args__ = (UniqueConstraint("server_id", "thumbprint"),)
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     server_id: Mapped[str] = mapped_column(ForeignKey("ns_servers.id", ondelete="CASCADE"), index=True)
-    user_pk: Mapped[int | None] = mapped_column(ForeignKey("ns_users.id", ondelete="SET NULL"), nullable=True)
+    # Indexed: a user's accounts are found through it (push, the REST API), and a user deleted sets it NULL.
+    user_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("ns_users.id", ondelete="SET NULL"), nullable=True, index=True
+    )
     key_type: Mapped[str] = mapped_column(String(16))
     public_key: Mapped[bytes] = mapped_column(LargeBinary)
-    thumbprint: Mapped[str] = mapped_column(String(64))
+    # Indexed on its own too: evidence names the key, not the server, and is checked against every server's.
+    thumbprint: Mapped[str] = mapped_column(String(64), index=True)
     sfs_key_hash: Mapped[str] = mapped_column(String(64))
     # The app instance that vouched at enrolment (the attestation's sub: its device key thumbprint at the
     # SFS named by sfs_key_hash). Every later attestation must come from it. NULL: enrolled before the
@@ -97,7 +101,11 @@ class Session(Base):
     # A login looks its hsid up on one server, newest first. Every session of a deployment with one
     # virtual server shares its server_id: with an index on hsid alone beside the one on server_id, SQLite
     # (which keeps no statistics) walked the server's every session, three times per login.
-    __table_args__ = (Index("ix_ns_sessions_hsid_server_id", "hsid", "server_id", "created_at"),)
+    # A user's sessions (the REST API's list, logging a user out everywhere) likewise.
+    __table_args__ = (
+        Index("ix_ns_sessions_hsid_server_id", "hsid", "server_id", "created_at"),
+        Index("ix_ns_sessions_user_id_server_id", "user_id", "server_id"),
+    )
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     hsid: Mapped[str] = mapped_column(String(43))
     server_id: Mapped[str] = mapped_column(ForeignKey("ns_servers.id", ondelete="CASCADE"), index=True)
