@@ -713,7 +713,9 @@ def run(
         "write statements in autocommit mode, which the database commits on their own; the others are "
         "BEGIN ... COMMIT with at least one statement), pool pre-pings, PostgreSQL round trips "
         "(statements + BEGIN and COMMIT of each explicit transaction + pre-pings; on SQLite what the same "
-        "work would cost on a server), Redis commands (round trips), connections opened to the database "
+        "work would cost on a server), SQLite VM instructions (the work SQLite did, exact: it stays the "
+        "same however many rows the tables hold, tests/test_login_budget.py), Redis commands (round "
+        "trips), connections opened to the database "
         "and to Redis (a pool that keeps too few opens and closes them under load), all counted inside "
         "services of their own (bench/counting.py; same code and backend, up to 20 logins per row by as "
         "many phones: the counting hooks cost about half a millisecond of CPU per login, so the other "
@@ -723,9 +725,10 @@ def run(
         "one core.",
         "",
         "| backend | phones | statements (autocommit) | transactions (single statement) | pre-pings "
-        "| DB round trips | Redis commands (round trips) | connections opened: DB / Redis "
-        "| server CPU ms | phone CPU ms | cores busy: servers / phones | the limit |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "| DB round trips | SQLite VM instructions | Redis commands (round trips) "
+        "| connections opened: DB / Redis | server CPU ms | phone CPU ms | cores busy: servers / phones "
+        "| the limit |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for name, row in rows:
         c = row["per_login"]
@@ -734,7 +737,7 @@ def run(
             f"| {name} | {row['phones']}{' paced' if row.get('pace_seconds') else ''} "
             f"| {c['statements']:.1f} ({c['autocommit_statements']:.1f}) "
             f"| {c['transactions']:.1f} ({c['autocommit_writes']:.1f}) | {c['pings']:.1f} "
-            f"| {c['db_round_trips']:.1f} "
+            f"| {c['db_round_trips']:.1f} | {_vm_steps(c)} "
             f"| {c['redis_commands']:.1f} ({c['redis_round_trips']:.1f}) "
             f"| {c.get('db_connects', 0):.2f} / {c.get('redis_connects', 0):.2f} "
             f"| {c['server_cpu_ms']:.1f} | {c['phone_cpu_ms']:.1f} "
@@ -755,6 +758,12 @@ def run(
     if profile is not None:
         lines += ["", "## Profile of the services", "", markdown_profile(profile)]
     return LoginResults("\n".join(lines) + "\n", rows, profile, cpu)
+
+
+def _vm_steps(per_login: dict[str, float]) -> str:
+    """SQLite's VM instructions per login; a dash where the database is not SQLite (none counted)."""
+    steps = per_login.get("sqlite_vm_steps", 0.0)
+    return f"{steps:,.0f}" if steps else "-"
 
 
 def _profile(backend: Backend, profile_dir: Path, quick: bool) -> ProfileSummary | None:
