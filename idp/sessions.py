@@ -24,11 +24,11 @@ from typing import Any, cast
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwt import JWTClaimsRegistry
-from sqlalchemy import Engine, Table, bindparam, delete, select
+from sqlalchemy import Engine, Table, bindparam, delete, exists, select
 from sqlalchemy.orm import Session
 
 from authserver.storage import db as database
-from authserver.storage.db import rowcount
+from authserver.storage.batched_delete import delete_in_batches
 from authserver.storage.hot import HotStatement
 from authserver.storage.kv import KeyValueStore
 from idp.directory import Profile
@@ -335,7 +335,10 @@ class SessionManager:
     def purge_expired(self) -> int:
         """Forget sessions that expired more than a day ago, with the record of what they logged in to."""
         horizon = datetime.now(UTC) - timedelta(days=1)
-        with Session(self._engine) as db, db.begin():
-            old = select(BrowserSession.sid).where(BrowserSession.expires_at < horizon)
-            db.execute(delete(RelyingPartyLogin).where(RelyingPartyLogin.sid.in_(old)))
-            return rowcount(db.execute(delete(BrowserSession).where(BrowserSession.expires_at < horizon)))
+
+        def their_logins(db: Session, sids: list[Any]) -> None:
+            gone = ~exists().where(BrowserSession.sid == RelyingPartyLogin.sid)
+            db.execute(delete(RelyingPartyLogin).where(RelyingPartyLogin.sid.in_(sids), gone))
+
+        expired = (BrowserSession.expires_at < horizon,)
+        return delete_in_batches(self._engine, BrowserSession.sid, expired, dependents=their_logins)

@@ -23,12 +23,12 @@ from typing import Any, Protocol, cast
 from cloudevents.core.bindings.http import to_structured_event
 from cloudevents.core.v1.event import CloudEvent
 from prometheus_client import Counter
-from sqlalchemy import Engine, Table, delete, insert, select
+from sqlalchemy import Engine, Table, insert, select
 from sqlalchemy.orm import Session
 
 from authserver.audit.catalogue import EVENT_TYPES, TYPE_PREFIX
 from authserver.storage import db as database
-from authserver.storage.db import rowcount
+from authserver.storage.batched_delete import delete_in_batches
 from authserver.storage.flow_models import AuditEvent
 from authserver.storage.hot import HotStatement
 from authserver.storage.models import utcnow
@@ -231,14 +231,8 @@ class AuditTrail:
 
     def purge(self, older_than: timedelta) -> int:
         """Forget this component's events older than ``older_than``; how many."""
-        with Session(self._engine) as db:
-            result = db.execute(
-                delete(AuditEvent).where(
-                    AuditEvent.component == self.component, AuditEvent.time < utcnow() - older_than
-                )
-            )
-            db.commit()
-        return int(rowcount(result) or 0)
+        old = (AuditEvent.component == self.component, AuditEvent.time < utcnow() - older_than)
+        return delete_in_batches(self._engine, AuditEvent.id, old)
 
     # -- running: the sinks deliver beside the component's listeners -----------------------------------
 

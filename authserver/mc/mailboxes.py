@@ -22,6 +22,7 @@ from authserver.ns.common import aware, b64, new_id, now
 from authserver.operations import ChannelContext, OperationError
 from authserver.push.base import PushMessage, PushProvider
 from authserver.push.webpush import Subscription
+from authserver.storage.batched_delete import delete_in_batches
 from authserver.storage.db import rowcount
 from authserver.storage.flow_models import Mailbox, MailboxMessage
 
@@ -187,12 +188,8 @@ class MailboxService:
     def purge_unused(self, older_than: timedelta) -> int:
         """Forget mailboxes created more than ``older_than`` ago that no app ever fetched and no ns ever
         wrote to: anyone can open one with a self-made device key, and an unused one serves nobody."""
-        with Session(self._engine) as db:
-            result = db.execute(
-                delete(Mailbox).where(Mailbox.used_at.is_(None), Mailbox.created_at < now() - older_than)
-            )
-            db.commit()
-        return int(rowcount(result) or 0)
+        unused = (Mailbox.used_at.is_(None), Mailbox.created_at < now() - older_than)
+        return delete_in_batches(self._engine, Mailbox.id, unused)
 
     # -- ns's side (gRPC / REST) -----------------------------------------------------------------------
 

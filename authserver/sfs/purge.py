@@ -3,10 +3,9 @@ self-made device key can start one, and only a finished registration is worth ke
 
 from datetime import timedelta
 
-from sqlalchemy import Engine, delete
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 
-from authserver.storage.db import rowcount
+from authserver.storage.batched_delete import delete_in_batches
 from authserver.storage.flow_models import AppInstance
 from authserver.storage.models import utcnow
 
@@ -15,11 +14,5 @@ DEFAULT_UNFINISHED_SECONDS = 3600  # a registration takes seconds; an hour is am
 
 def purge_unfinished(engine: Engine, older_than: timedelta) -> int:
     """Delete app instances without a PIN verifier created more than ``older_than`` ago; how many."""
-    with Session(engine) as session:
-        result = session.execute(
-            delete(AppInstance).where(
-                AppInstance.pin_verifier.is_(None), AppInstance.created_at < utcnow() - older_than
-            )
-        )
-        session.commit()
-    return int(rowcount(result) or 0)
+    unfinished = (AppInstance.pin_verifier.is_(None), AppInstance.created_at < utcnow() - older_than)
+    return delete_in_batches(engine, AppInstance.id, unfinished)

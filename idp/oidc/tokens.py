@@ -20,9 +20,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, TokenMixin
-from sqlalchemy import Engine, bindparam, delete, insert, select, update
+from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
+from authserver.storage.batched_delete import delete_in_batches
 from authserver.storage.conditional_take import ThenSet
 from authserver.storage.db import rowcount
 from authserver.storage.group_insert import GroupInsert
@@ -443,8 +444,7 @@ class TokenStore:
     def purge_expired(self) -> int:
         """Forget refresh tokens that expired more than a day ago."""
         horizon = datetime.now(UTC) - timedelta(days=1)
-        with Session(self._engine) as db, db.begin():
-            return rowcount(db.execute(delete(RefreshToken).where(RefreshToken.expires_at < horizon)))
+        return delete_in_batches(self._engine, RefreshToken.token_hash, (RefreshToken.expires_at < horizon,))
 
 
 def _authorization_code(raw: bytes | None, digest: str) -> AuthorizationCode | None:
