@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import crypto_floor
+from bench import crypto_floor, history
 from bench.common import (
     SQLITE,
     Backend,
@@ -451,6 +451,8 @@ def _start(backend: Backend, stack: contextlib.ExitStack) -> _Running:
         folder / "counted", {**counted_env, "NEXTAUTH_KV_PREFIX": "nextauth-bench-counted:"}, counting=True
     )
     stack.callback(counted.stop)
+    history.grow(services.env, "m")
+    history.grow(counted.env, "c")
     return _Running(backend.name, services, counted, folder)
 
 
@@ -673,7 +675,10 @@ def run(
         "for one phone); the services run as `nextauth all` (one process, one worker) on the same "
         "machine, so both sides share its CPUs. Each row's phones first log in once each, untimed, so "
         "that the row measures the services with their pools grown to its concurrency, as they run "
-        "for days (a row's connections opened show what it still opened after that).",
+        "for days (a row's connections opened show what it still opened after that). Their databases "
+        f"hold, before the first login, what months of use leave: {history.describe()} of the default "
+        "virtual server (bench/history.py): a lookup that walks a table shows here, as on a fresh "
+        "database it would not.",
         "",
         machine_table(command),
         f"Servers: {'; '.join(server_notes)}.",
