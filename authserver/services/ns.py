@@ -10,7 +10,7 @@ from gevent.pywsgi import WSGIServer
 from authserver.audit import settings as audit_settings
 from authserver.config import ComponentConfig, ConfigError, read_setting, seconds_in_range
 from authserver.metrics import instrument_flask
-from authserver.ns import session_retention
+from authserver.ns import retention
 from authserver.ns.access import AccessControl
 from authserver.ns.api import make_api
 from authserver.ns.browser import BrowserSocketHandler, make_browser_app
@@ -46,7 +46,7 @@ SETTINGS = (
     "NEXTAUTH_NS_INVITE_URL",
     "NEXTAUTH_NS_RATE_LIMIT_PROVOKE",
     "NEXTAUTH_NS_RATE_LIMIT_API_KEY_FAILURES",
-    session_retention.SETTING,
+    retention.SETTING,
     *audit_settings.setting_names("ns"),
 )
 
@@ -134,9 +134,12 @@ def build(
     audit = audit_settings.build_trail("ns", component.engine, environ)
     component.listeners["audit"] = audit
     component.listeners["audit-purge"] = audit_settings.retention_purge("ns", audit, environ)
-    keep_sessions = session_retention.retention(environ)
+    keep = retention.retention(environ)
     component.listeners["purge"] = PeriodicPurge(
-        "ns", "sessions", lambda: session_retention.purge_sessions(component.engine, keep_sessions)
+        "ns", "sessions", lambda: retention.purge_sessions(component.engine, keep)
+    )
+    component.listeners["enrolment-purge"] = PeriodicPurge(
+        "ns", "enrolments", lambda: retention.purge_enrolments(component.engine, keep)
     )
     login = LoginService(
         component.engine,

@@ -33,7 +33,8 @@ from sigmai import PeerKey, ServerIdentity
 from sigmai.connection import KeyLookup
 
 log = logging.getLogger("nextauth.runtime")
-LEADER_ONLY = ("purge", "audit-purge")  # background jobs that one worker of several runs
+# Background jobs that one worker of several runs.
+LEADER_ONLY = ("purge", "enrolment-purge", "audit-purge")
 
 
 class Startable(Protocol):

@@ -89,7 +89,7 @@ class Enrolment(Base):
     code_hash: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     code_attempts: Mapped[int] = mapped_column(Integer, default=0)
     account_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)  # the retention purge's range
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -2,8 +2,8 @@
 
 - ns_sessions: (hsid, server_id, created_at) in place of the index on hsid alone, so that a login's lookups
   of its hsid use it on every database, SQLite (no statistics) included, and read the newest first
-  without sorting; (user_id, server_id), for a user's sessions; expires_at, the range the session
-  retention purge deletes;
+  without sorting; (user_id, server_id), for a user's sessions; expires_at, the range the retention
+  purge deletes (on ns_enrolments too);
 - ns_accounts: user_pk (a user's accounts; a user deleted sets it NULL) and thumbprint (evidence checks,
   which name the key and not the server);
 - idp_rp_logins: (client_id, name_id), the lookup of a SAML LogoutRequest.
@@ -28,6 +28,7 @@ NEW = (
     ("ix_ns_sessions_hsid_server_id", "ns_sessions", ["hsid", "server_id", "created_at"]),
     ("ix_ns_sessions_user_id_server_id", "ns_sessions", ["user_id", "server_id"]),
     ("ix_ns_sessions_expires_at", "ns_sessions", ["expires_at"]),
+    ("ix_ns_enrolments_expires_at", "ns_enrolments", ["expires_at"]),
     ("ix_ns_accounts_user_pk", "ns_accounts", ["user_pk"]),
     ("ix_ns_accounts_thumbprint", "ns_accounts", ["thumbprint"]),
     ("ix_idp_rp_logins_client_id_name_id", "idp_rp_logins", ["client_id", "name_id"]),

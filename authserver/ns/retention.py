@@ -1,9 +1,12 @@
-"""Logins long over are forgotten: every login adds a row to ns_sessions, and nothing else ever removed one.
+"""ns forgets logins and enrolments long over: every login adds a row to ns_sessions, every enrolment
+and invite one to ns_enrolments, and nothing else ever removed them.
 
-A session is deleted ``NEXTAUTH_NS_SESSION_RETENTION_DAYS`` after it expired (30 by default), unless a
-transaction was signed in it: the transaction's record (what ``/transactions/<id>`` and evidence checks
-read) needs its session, so both stay until the account goes. Deleted a batch at a time
-(``authserver.storage.batched_delete``): the first purge after an upgrade may find months of rows."""
+Both are deleted ``NEXTAUTH_NS_RETENTION_DAYS`` after they expired (30 by default). A session in which
+a transaction was signed stays: the transaction's record (what ``/transactions/<id>`` and evidence
+checks read) needs its session, so both stay until the account goes. An enrolment's row holds only what
+the enrolment needed (its secret's and code's hashes, its state); the account it made does not refer to
+it. Deleted a batch at a time (``authserver.storage.batched_delete``): the first purge after an upgrade
+may find months of rows."""
 
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -12,11 +15,11 @@ from sqlalchemy import Engine, exists
 
 from authserver.config import ConfigError, read_setting
 from authserver.storage.batched_delete import BATCH, delete_in_batches, let_others_run
+from authserver.storage.flow_models import Enrolment, Transaction
 from authserver.storage.flow_models import Session as LoginSession
-from authserver.storage.flow_models import Transaction
 from authserver.storage.models import utcnow
 
-SETTING = "NEXTAUTH_NS_SESSION_RETENTION_DAYS"
+SETTING = "NEXTAUTH_NS_RETENTION_DAYS"
 DEFAULT_DAYS = 30
 MAX_DAYS = 36500
 
@@ -44,3 +47,8 @@ def purge_sessions(
         ~exists().where(Transaction.session_id == LoginSession.id),
     )
     return delete_in_batches(engine, LoginSession.id, forgettable, batch=batch, pause=pause)
+
+
+def purge_enrolments(engine: Engine, keep: timedelta) -> int:
+    """Delete enrolments and invites, in whatever state, that expired more than ``keep`` ago; how many."""
+    return delete_in_batches(engine, Enrolment.id, (Enrolment.expires_at < utcnow() - keep,))

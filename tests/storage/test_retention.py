@@ -1,6 +1,7 @@
-"""ns forgets logins long over (authserver/ns/session_retention.py), on every database: a session that
-expired more than the retention time ago is deleted, unless a transaction was signed in it; the rest
-stay. Deleted in batches, with a pause between them for the other greenlets."""
+"""ns forgets logins and enrolments long over (authserver/ns/retention.py), on every database: a session
+that expired more than the retention time ago is deleted, unless a transaction was signed in it, and so
+is an enrolment or invite; the rest stay. Deleted in batches, with a pause between them for the other
+greenlets."""
 
 from datetime import timedelta
 from pathlib import Path
@@ -10,9 +11,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from authserver.config import ConfigError, load_config
-from authserver.ns.session_retention import SETTING, purge_sessions, retention
+from authserver.ns.retention import SETTING, purge_enrolments, purge_sessions, retention
 from authserver.services import ns as ns_service
-from authserver.storage.flow_models import Account, Server, Transaction, User
+from authserver.storage.flow_models import Account, Enrolment, Server, Transaction, User
 from authserver.storage.flow_models import Session as LoginSession
 from authserver.storage.models import utcnow
 
@@ -107,6 +108,34 @@ def test_a_backlog_is_deleted_a_batch_at_a_time_with_pauses_between(engine: Engi
     assert pauses == [5, 2]
 
 
+def test_enrolments_long_expired_are_forgotten_whatever_their_state(engine: Engine) -> None:
+    _account(engine)
+    now = utcnow()
+    ages = {
+        "pending-now": -timedelta(minutes=5),
+        "completed-last-week": timedelta(days=7),
+        "completed-long-ago": KEEP + timedelta(days=1),
+        "invite-long-expired": timedelta(days=200),
+        "failed-long-ago": timedelta(days=45),
+    }
+    with Session(engine) as db:
+        for name, ago in ages.items():
+            db.add(
+                Enrolment(
+                    id=name,
+                    server_id="shop",
+                    user_id="alice",
+                    secret_hash=b"h" * 32,
+                    state=name.split("-")[0].replace("invite", "invited"),
+                    expires_at=now - ago,
+                )
+            )
+        db.commit()
+    assert purge_enrolments(engine, KEEP) == 3
+    with Session(engine) as db:
+        assert set(db.scalars(select(Enrolment.id))) == {"pending-now", "completed-last-week"}
+
+
 def test_the_retention_setting_is_checked() -> None:
     assert retention({}) == timedelta(days=30)
     assert retention({SETTING: "7"}) == timedelta(days=7)
@@ -115,7 +144,7 @@ def test_the_retention_setting_is_checked() -> None:
             retention({SETTING: wrong})
 
 
-def test_ns_runs_the_session_purge(tmp_path: Path) -> None:
+def test_ns_runs_both_purges(tmp_path: Path) -> None:
     env = {"NEXTAUTH_DATA_DIR": str(tmp_path), SETTING: "2"}
     built = ns_service.build(load_config("ns", env), environ=env)
     try:
@@ -123,6 +152,19 @@ def test_ns_runs_the_session_purge(tmp_path: Path) -> None:
         _sessions(built.engine, {"old": timedelta(days=3), "recent": timedelta(days=1)})
         assert built.listeners["purge"].run_once() == 1  # type: ignore[attr-defined]
         assert _left(built.engine) == {"recent"}
+        with Session(built.engine) as db:
+            db.add(
+                Enrolment(
+                    id="old",
+                    server_id="shop",
+                    user_id="alice",
+                    secret_hash=b"h" * 32,
+                    state="failed",
+                    expires_at=utcnow() - timedelta(days=3),
+                )
+            )
+            db.commit()
+        assert built.listeners["enrolment-purge"].run_once() == 1  # type: ignore[attr-defined]
     finally:
         built.kv.close()
         built.engine.dispose()
