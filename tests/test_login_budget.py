@@ -7,14 +7,11 @@ QR, the phone's channels to ns and its SFS with the PIN check and attestation, t
 application's status call that finds the session logged in. Behaviour, not timing: the counts are exact.
 """
 
-import contextlib
-import secrets
-import sqlite3
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from bench import history
 from bench.qr_login import Services, measure_logins, phone
 from mobilesdk.flows import App
 from tests.fixtures.system import free_port
@@ -63,47 +60,19 @@ def test_counting_sees_what_the_services_do(services: Services, enrolled: tuple[
     assert any(kind.startswith("INSERT INTO audit_events") for kind in kinds), kinds
 
 
-# What a deployment holds after months: every login leaves a session and an audit event behind.
-GROWN_ROWS = 20_000
-GROWN = {  # database file: table -> the columns each added row gets a fresh value for (unique ones)
-    "ns.db": {
-        "ns_sessions": ("id", "hsid"),
-        "audit_events": ("id", "event_id"),
-        "ns_users": ("id", "user_id"),
-        "ns_accounts": ("id", "thumbprint"),
-    },
-    "sfs.db": {"sfs_app_instances": ("id", "device_thumbprint")},
-}
-
-
-def _grow(database: Path, table: str, fresh: tuple[str, ...], rows: int) -> None:
-    """``rows`` more rows in ``table``, copies of one it holds with new values where ``fresh`` says
-    (an integer key left to the database): as the rows of one virtual server's many users look to an
-    index on its server_id."""
-    with contextlib.closing(sqlite3.connect(database, timeout=30)) as db:
-        cursor = db.execute(f"SELECT * FROM {table} LIMIT 1")  # noqa: S608 - names from GROWN above
-        columns = [d[0] for d in cursor.description]
-        model = cursor.fetchone()
-        assert model is not None, f"{table} in {database.name} has no row to copy"
-
-        def value(column: str, current: object) -> object:
-            if column not in fresh:
-                return current
-            return None if isinstance(current, int) else secrets.token_hex(16)
-
-        copies = [[value(c, v) for c, v in zip(columns, model, strict=True)] for _ in range(rows)]
-        marks = ", ".join("?" * len(columns))
-        db.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", copies)  # noqa: S608
-        db.commit()
+# What a deployment holds after months, written as the benchmark writes it (bench/history.py); fewer rows
+# than the benchmark's, enough for a scan to cost a hundred times a lookup.
+GROWN = {"USERS": 5_000, "SESSIONS": 20_000, "EVENTS": 20_000}
 
 
 def test_a_login_asks_sqlite_the_same_work_with_many_sessions_users_and_events(
-    services: Services, enrolled: tuple[App, str]
+    services: Services, enrolled: tuple[App, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each statement of a login finds its rows through an index on what picks them out, not on the
     virtual server every row shares: the SQLite VM instructions a login runs stay the same after
-    ``GROWN_ROWS`` more sessions, users, accounts, app instances and audit events (a scan of the
-    server's sessions ran tens of instructions per session, three times per login)."""
+    ``GROWN`` more users (each with an account at ns and an app instance at the SFS), sessions and
+    audit events (a scan of the server's sessions ran tens of instructions per session, three times
+    per login)."""
 
     def steps_per_login() -> float:
         services.reset_counts()
@@ -113,9 +82,9 @@ def test_a_login_asks_sqlite_the_same_work_with_many_sessions_users_and_events(
 
     before = steps_per_login()
     assert before > 0  # the count sees the statements at all
-    for database, tables in GROWN.items():
-        for table, fresh in tables.items():
-            _grow(services.data_dir / database, table, fresh, GROWN_ROWS)
+    for name, rows in GROWN.items():
+        monkeypatch.setattr(history, name, rows)
+    history.grow(services.env, "grown")
     after = steps_per_login()
     # A deeper B-tree costs a few instructions per lookup; a scan costs thousands per lookup.
     assert after < before * 1.2, f"{before:.0f} VM instructions per login, then {after:.0f}"
