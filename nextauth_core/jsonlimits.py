@@ -58,6 +58,10 @@ def _finite_float(text: str) -> float:
     return value
 
 
+# One decoder for all texts: json.loads with hooks builds a new one (and its scanner) per call.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
 def loads(data: str | bytes, *, max_depth: int = MAX_DEPTH, max_bytes: int = MAX_BYTES) -> Any:
     """Parse ``data`` (UTF-8 if bytes) as strict JSON of at most ``max_bytes`` and ``max_depth`` levels."""
     if len(data) > max_bytes:
@@ -74,7 +78,7 @@ def loads(data: str | bytes, *, max_depth: int = MAX_DEPTH, max_bytes: int = MAX
     if text.count("[") + text.count("{") > max_depth and depth(text, max_depth) > max_depth:
         raise JSONLimitError(f"JSON nests deeper than {max_depth} levels")
     try:
-        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        return _DECODER.decode(text)
     except JSONLimitError:
         raise
     # ValueError also covers integers of more than 4,300 digits; RecursionError is belt and braces.

@@ -181,6 +181,24 @@ def is_acceptable_verifier(verifier_key: bytes) -> bool:
     return bool(crypto_core_ed25519_is_valid_point(bytes(verifier_key)))
 
 
+# Verifiers that passed is_acceptable_verifier, as keys: an app instance proves its PIN against the same
+# verifier at every login, and the small-order check (a scalar multiplication) costs about half the
+# signature check. Only acceptable verifiers enter; the memo is emptied when full.
+VERIFIER_KEYS_MAX = 4096
+_VERIFIER_KEYS: dict[bytes, ed25519.Ed25519PublicKey] = {}
+
+
+def _verifier_public_key(verifier_key: bytes) -> ed25519.Ed25519PublicKey | None:
+    found = _VERIFIER_KEYS.get(verifier_key)
+    if found is None:
+        if not is_acceptable_verifier(verifier_key):
+            return None
+        if len(_VERIFIER_KEYS) >= VERIFIER_KEYS_MAX:
+            _VERIFIER_KEYS.clear()
+        found = _VERIFIER_KEYS[verifier_key] = ed25519.Ed25519PublicKey.from_public_bytes(verifier_key)
+    return found
+
+
 def check_proof(verifier_key: bytes, statement: bytes, signature: bytes) -> bool:
     """Verification (SFS): does ``signature`` prove the PIN for ``statement``? Never raises: anything
     malformed (including a verifier that :func:`is_acceptable_verifier` refuses) is simply not a proof."""
@@ -188,9 +206,11 @@ def check_proof(verifier_key: bytes, statement: bytes, signature: bytes) -> bool
         values = (verifier_key, statement, signature)
         if not all(isinstance(v, bytes | bytearray | memoryview) for v in values):
             return False
-        if len(signature) != SIGNATURE_LENGTH or not is_acceptable_verifier(verifier_key):
+        if len(signature) != SIGNATURE_LENGTH:
             return False
-        public_key = ed25519.Ed25519PublicKey.from_public_bytes(bytes(verifier_key))
+        public_key = _verifier_public_key(bytes(verifier_key))
+        if public_key is None:
+            return False
         public_key.verify(bytes(signature), PROOF_CONTEXT + bytes(statement))
     except InvalidSignature:
         return False

@@ -28,6 +28,12 @@ from sigmai.constants import (
 from sigmai.errors import ProtocolError
 
 _RAW = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+# Keys that parsed and passed their checks, by wire form: a phone shows the same key on each of its
+# channels, and parsing one (an Ed25519 key's small-order check is a scalar multiplication) costs a good part
+# of a signature check. Only sound keys enter, so a peer sending bad keys costs the check each time and
+# evicts nothing; the memo is emptied when full, as the keys of a few thousand phones fill it.
+PARSED_KEYS_MAX = 4096
+_PARSED: dict[tuple[int, bytes], "PeerKey"] = {}
 _SEC1 = serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
 
 
@@ -49,8 +55,16 @@ class PeerKey:
 
     @classmethod
     def parse(cls, key_type: int, raw: bytes) -> "PeerKey":
+        """The key, checked; the same object for the same wire form while it stays in a bounded memo."""
+        raw = bytes(raw)
+        found = _PARSED.get((key_type, raw))
+        if found is not None:
+            return found
         peer = cls(key_type, raw)
         peer._public_key  # noqa: B018 - parsed (and checked) now, and kept for verify()
+        if len(_PARSED) >= PARSED_KEYS_MAX:
+            _PARSED.clear()
+        _PARSED[(key_type, raw)] = peer
         return peer
 
     @functools.cached_property

@@ -18,6 +18,7 @@ from sigmai.constants import AEAD_KEY_LEN, AEAD_NONCE_LEN, HASH_LEN, LABEL_PREFI
 
 ZEROS = bytes(HASH_LEN)
 EMPTY_HASH = hashlib.sha256(b"").digest()
+_SHA256 = hashes.SHA256()  # stateless: one instance serves every derivation
 
 
 def transcript_hash(*parts: bytes) -> bytes:
@@ -28,13 +29,13 @@ def transcript_hash(*parts: bytes) -> bytes:
 
 
 def extract(salt: bytes, key_material: bytes) -> bytes:
-    return HKDF.extract(hashes.SHA256(), salt, key_material)
+    return HKDF.extract(_SHA256, salt, key_material)
 
 
 def expand_label(secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
     full_label = LABEL_PREFIX + label
     info = struct.pack(">H", length) + bytes([len(full_label)]) + full_label + bytes([len(context)]) + context
-    return HKDFExpand(hashes.SHA256(), length, info).derive(secret)
+    return HKDFExpand(_SHA256, length, info).derive(secret)
 
 
 def derive_secret(secret: bytes, label: bytes, transcript: bytes) -> bytes:

@@ -19,8 +19,12 @@ MAX_DEPTH = 16
 MAX_ID = 2**53 - 1
 
 
+# One encoder for all messages: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def encode(message: dict[str, Any]) -> bytes:
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    return _ENCODER.encode(message).encode("utf-8")
 
 
 def decode(data: bytes) -> dict[str, Any]:

@@ -285,3 +285,31 @@ def test_bad_evaluated_element_raises_oprf_error(device_secret: bytes) -> None:
         pin.verifier(PIN, request, bytes(32), device_secret)
     with pytest.raises(oprf.OPRFError):
         pin.prove(PIN, request, b"\x01" * 32, device_secret, STATEMENT)
+
+
+def test_accepted_verifiers_are_memoised_and_refused_ones_never(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SFS checks the same verifier at every login: once accepted it is kept as a key (bounded, emptied
+    when full); a small-order verifier is refused at every proof and never kept."""
+    monkeypatch.setattr(pin, "_VERIFIER_KEYS", {})
+    monkeypatch.setattr(pin, "VERIFIER_KEYS_MAX", 2)
+    checks: list[bytes] = []
+    real_check = pin.is_acceptable_verifier
+    monkeypatch.setattr(pin, "is_acceptable_verifier", lambda key: checks.append(key) or real_check(key))
+    signer = ed25519.Ed25519PrivateKey.generate()
+    verifier = signer.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    proof = signer.sign(pin.PROOF_CONTEXT + STATEMENT)
+    assert pin.check_proof(verifier, STATEMENT, proof)
+    assert pin.check_proof(memoryview(verifier), STATEMENT, proof)
+    assert not pin.check_proof(verifier, STATEMENT + b"!", proof)  # the memo keeps the key, not a verdict
+    assert checks == [verifier]
+    weak = bytes.fromhex(SMALL_ORDER_KEYS[1])
+    for i in range(3):
+        assert not pin.check_proof(weak, bytes([i]), bytes(64))
+    assert checks.count(weak) == 3
+    assert list(pin._VERIFIER_KEYS) == [verifier]
+    for _ in range(2):
+        other = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        assert not pin.check_proof(other, STATEMENT, proof)
+    assert len(pin._VERIFIER_KEYS) <= 2 and verifier not in pin._VERIFIER_KEYS  # emptied when full
+    assert pin.check_proof(verifier, STATEMENT, proof)
+    assert checks.count(verifier) == 2  # checked again once it had left

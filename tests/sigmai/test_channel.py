@@ -295,3 +295,30 @@ def test_small_order_device_key_is_refused() -> None:
     client.receive(server.frames_to_send()[0])
     with pytest.raises(ProtocolError):
         server.receive(client.frames_to_send()[0])
+
+
+def test_parsed_keys_are_memoised_bounded_and_only_when_sound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A phone's key parsed once serves its later channels (the same object); a refused key is refused
+    every time and never kept; the memo empties when full."""
+    from sigmai import identity
+
+    monkeypatch.setattr(identity, "_PARSED", {})
+    monkeypatch.setattr(identity, "PARSED_KEYS_MAX", 3)
+    device = DeviceIdentity.generate(KEY_TYPE_P256)
+    first = PeerKey.parse(device.key_type, bytearray(device.public_raw))  # any bytes-like wire slice
+    assert PeerKey.parse(device.key_type, device.public_raw) is first
+    first.verify(device.sign(b"m"), b"m")
+    # The same bytes under the other type are another key, checked as that type.
+    with pytest.raises(ProtocolError):
+        PeerKey.parse(KEY_TYPE_ED25519, device.public_raw)
+    small_order = bytes([1]) + bytes(31)
+    for _ in range(2):
+        with pytest.raises(ProtocolError):
+            PeerKey.parse(KEY_TYPE_ED25519, small_order)
+    assert list(identity._PARSED) == [(device.key_type, device.public_raw)]
+    for _ in range(3):
+        other = DeviceIdentity.generate(KEY_TYPE_P256)
+        PeerKey.parse(other.key_type, other.public_raw)
+    assert len(identity._PARSED) <= 3
+    assert (device.key_type, device.public_raw) not in identity._PARSED  # emptied when full
+    assert PeerKey.parse(device.key_type, device.public_raw) is not first  # parsed (and checked) again

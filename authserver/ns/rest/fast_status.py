@@ -26,6 +26,7 @@ from authserver.ratelimit import client_ip
 ROUTE = "/v1/servers/<sid>/sessions/"
 _PREFIX, _SUFFIX = "/v1/servers/", "/sessions/"
 _MAX_SERVER_ID = 1024  # as the view's check of ids in the path
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)  # as jsonify writes it
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -48,7 +49,7 @@ class FastSessionStatus:
         view = self._answer(environ, path[len(_PREFIX) : -len(_SUFFIX)])
         if view is None:
             return self._app(environ, start_response)
-        encoded = (json.dumps(view, separators=(",", ":"), sort_keys=True) + "\n").encode()  # as jsonify
+        encoded = (_ENCODER.encode(view) + "\n").encode()
         start_response(
             "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(encoded)))]
         )
