@@ -35,6 +35,7 @@ _RAW = serialization.Encoding.Raw, serialization.PublicFormat.Raw
 PARSED_KEYS_MAX = 4096
 _PARSED: dict[tuple[int, bytes], "PeerKey"] = {}
 _SEC1 = serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())  # stateless: one serves every verification
 
 
 def _b64url(data: bytes) -> str:
@@ -101,7 +102,7 @@ class PeerKey:
             else:
                 r = int.from_bytes(signature[:32], "big")
                 s = int.from_bytes(signature[32:], "big")
-                public.verify(encode_dss_signature(r, s), message, ec.ECDSA(hashes.SHA256()))
+                public.verify(encode_dss_signature(r, s), message, _ECDSA_SHA256)
         except InvalidSignature as exc:
             raise ProtocolError("signature does not verify") from exc
 
