@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from authserver.storage.kv import DEFAULT_PREFIX as DEFAULT_KV_PREFIX
 from authserver.storage.kv import KV_URI_PREFIXES
 from authserver.workers import WorkersError, workers_setting
+from nextauth_core.digits import only_digits
 
 COMPONENTS = ("ns", "sfs", "mc")
 ENDPOINTS = ("admin", "grpc", "http", "sigmai", "websocket")
@@ -167,7 +168,7 @@ class ComponentConfig:
 
 def parse_listen(name: str, value: str) -> Listen:
     host, sep, port_text = value.rpartition(":")
-    if not sep or not host or not port_text.isdigit():
+    if not sep or not host or not only_digits(port_text):
         raise ConfigError(f"{name}: expected HOST:PORT (e.g. 0.0.0.0:8080 or [::1]:8080), got {value!r}")
     if host.startswith("["):
         if not host.endswith("]"):
@@ -193,6 +194,20 @@ def _number(name: str, value: str | None, default: float, *, integer: bool = Fal
     if not number > 0:
         raise ConfigError(f"{name}: must be greater than 0")
     return number
+
+
+def whole_number_in_range(
+    name: str, value: str | None, *, default: int, high: int, low: int = 1, unit: str = ""
+) -> int:
+    """A count setting (attempts, days, seconds): ``default`` when unset, else a whole number from ``low``
+    to ``high`` in ASCII digits (no sign, point or unit). ``unit`` names what it counts, in the error."""
+    if value is None:
+        return default
+    text = value.strip()
+    if not only_digits(text) or not low <= int(text) <= high:
+        what = f"a whole number of {unit}" if unit else "a whole number"
+        raise ConfigError(f"{name}: expected {what} from {low} to {high}, got {value[:40]!r}")
+    return int(text)
 
 
 KV_PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")

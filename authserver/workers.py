@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from nextauth_core.digits import only_digits
+
 ENV = "_NEXTAUTH_WORKER"  # set by the supervisor only; not a setting (hence no NEXTAUTH_ prefix)
 MAX_WORKERS = 256
 READY = b"r"
@@ -67,7 +69,7 @@ def workers_setting(
     problem = sharing_problem(kv_uri, db_uri, kv_variable=kv_variable)
     if text == "auto":
         return 1 if problem else available_cores()
-    if not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
+    if not only_digits(text) or not 1 <= int(text) <= MAX_WORKERS:
         raise WorkersError(
             f"{variable}: expected auto or a whole number from 1 to {MAX_WORKERS}, got {value!r}"
         )

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from nextauth_core.digits import only_digits
+
 REPO = Path(__file__).resolve().parents[1]
 OUTPUT = REPO / "docs" / "benchmarks"
 PYTHON = sys.executable
@@ -348,7 +350,7 @@ def _busy_others() -> list[str]:
     ours = {os.getpid()}
     found: set[str] = set()
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) in ours:
+        if not only_digits(entry.name) or int(entry.name) in ours:
             continue
         with contextlib.suppress(OSError):
             argv = (entry / "cmdline").read_bytes().split(b"\0")
@@ -409,7 +411,7 @@ def _processes() -> Iterator[tuple[int, str, list[str]]]:
     /proc is not there; a process that ends while it is read is left out)."""
     with contextlib.suppress(OSError):
         for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
+            if not only_digits(entry.name):
                 continue
             with contextlib.suppress(OSError, ValueError, IndexError):
                 stat = (entry / "stat").read_text()

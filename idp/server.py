@@ -49,6 +49,7 @@ from idp.ratelimits import IdpLimits, default_rules, rate_limit_variables, rules
 from idp.saml import config as saml_config
 from idp.sessions import SessionManager
 from idp.web import create_app
+from nextauth_core.digits import only_digits
 from nextauth_core.secret_files import secret_file
 
 PREFIX = "NEXTAUTH_IDP_"
@@ -313,7 +314,7 @@ def _admin_listen(value: str | None, listen: Listen, embedded: bool) -> Listen |
         return None
     if not text:
         admin = Listen(listen.host, ADMIN_PORT["embedded" if embedded else "standalone"])
-    elif text.isdigit():
+    elif only_digits(text):
         if not 1 <= int(text) <= 65535:
             raise ConfigError(f"{name}: port must be 1 to 65535, got {text}")
         admin = Listen(listen.host, int(text))

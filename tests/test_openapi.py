@@ -1335,3 +1335,15 @@ def test_every_operation_and_status_was_exercised(contract: Contract, request: p
     }
     assert missing == set()
     assert contract.seen <= documented
+
+
+def test_other_scripts_digits_are_a_400_or_a_404_not_a_500(contract: Contract, system: RunningSystem) -> None:
+    """str.isdigit is true for "²", which int() refuses, and for "٣", which it reads: numbers in query
+    parameters and paths are ASCII digits, and anything else is refused as any other bad number."""
+    for bad in ({"limit": "²"}, {"offset": "²"}, {"limit": "٣"}):
+        contract.error(400, "bad_request", "GET", "/v1/servers/default/accounts", query=bad)
+    for bad in ({"limit": "²"}, {"cursor": "²"}):
+        contract.error(400, "bad_request", "GET", "/v1/audit-events", query=bad)
+    contract.error(404, "not_found", "DELETE", "/v1/apikeys/%C2%B2")
+    contract.error(404, "not_found", "DELETE", "/v1/clientcerts/%C2%B2")
+    assert "ValueError" not in system.log()

@@ -223,6 +223,10 @@ def test_sp_initiated_logout_tells_the_others_and_counts_only_genuine_answers(
     # The frame's key alone (which SPs see in RelayState) is not enough: it is bound to this browser.
     refused(stranger.get(frames[0]), 410, "another browser")
     refused(stranger.get(done_url), 410, "another browser")
+    # A position in other digits ("²" passes str.isdigit, and int() refuses it) is no position.
+    superscript = re.sub(r"([?&]i=)\d+", r"\g<1>%C2%B2", frames[0])
+    assert superscript != frames[0]
+    refused(web.get(superscript), 404, "no such application")
     to_b = web.get(frames[0])
     assert to_b.status_code == 200 and to_b.headers["X-Frame-Options"] == "SAMEORIGIN"
     b_url = html.unescape(re.search(r'id="saml-redirect" href="([^"]+)"', to_b.text).group(1))  # type: ignore[union-attr]

@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 
 from authserver.audit.sinks import SinkError, WebhookSink
 from authserver.audit.trail import AuditTrail
-from authserver.config import ConfigError, read_setting
+from authserver.config import ConfigError, read_setting, whole_number_in_range
 from authserver.purge import PeriodicPurge
 
 FLAGS = (
@@ -39,11 +39,7 @@ def _setting(component: str, flag: str, environ: Mapping[str, str]) -> tuple[str
 
 def _whole_number(component: str, flag: str, environ: Mapping[str, str], default: int, high: int) -> int:
     name, value = _setting(component, flag, environ)
-    if value is None:
-        return default
-    if not value.isdigit() or not 1 <= int(value) <= high:
-        raise ConfigError(f"{name}: expected a whole number from 1 to {high}")
-    return int(value)
+    return whole_number_in_range(name, value, default=default, high=high)
 
 
 def retention(component: str, environ: Mapping[str, str]) -> timedelta:

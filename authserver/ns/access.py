@@ -26,6 +26,7 @@ from authserver.ratelimit import FailureBudget, RateLimiter, Rule
 from authserver.storage.admin_models import PermissionGrant
 from authserver.storage.flow_models import ApiKey, ClientCertificate
 from authserver.storage.models import utcnow
+from nextauth_core.digits import only_digits
 
 log = logging.getLogger("nextauth.security")
 
@@ -214,7 +215,7 @@ class AccessControl:
 
     def revoke_key(self, key_id: str, *, actor: str | None = None) -> bool:
         """Revoke by id; False if there is no such live key. Other processes see it within CACHE_SECONDS."""
-        if not key_id.isdigit():
+        if not only_digits(key_id):
             raise ValueError(f"API key id {key_id!r}: a number (see list)")
         with Session(self._engine) as db, db.begin():
             row = db.get(ApiKey, int(key_id))
@@ -245,10 +246,10 @@ class AccessControl:
         """Revoke by id or by SHA-256 fingerprint; False if there is no such live certificate."""
         text = id_or_fingerprint.strip().lower().replace(":", "")
         with Session(self._engine) as db, db.begin():
-            column = ClientCertificate.id if text.isdigit() else ClientCertificate.fingerprint
+            column = ClientCertificate.id if only_digits(text) else ClientCertificate.fingerprint
             row = db.scalar(
                 select(ClientCertificate).where(
-                    column == (int(text) if text.isdigit() else text),
+                    column == (int(text) if only_digits(text) else text),
                     ClientCertificate.component == self._component,
                     ClientCertificate.revoked_at.is_(None),
                 )

@@ -34,6 +34,7 @@ from authserver.operations import ChannelContext, OperationError
 from authserver.storage.db import rowcount
 from authserver.storage.flow_models import Account, Enrolment, User
 from nextauth_core import userids
+from nextauth_core.digits import only_digits
 from nextauth_core.qr import QRPayload
 from nextauth_core.statements import ENROL_CODE_EXPORTER, confirmation_code
 
@@ -132,7 +133,7 @@ class EnrolmentService:
     def confirm(
         self, server: VirtualServer, enrolment_id: str, code: Any, *, actor: str | None = None
     ) -> dict[str, Any]:
-        if not isinstance(code, str) or not code.isdigit() or len(code) != 6:
+        if not isinstance(code, str) or not only_digits(code) or len(code) != 6:
             raise ServiceError(400, "bad_request", "code must be the six digits the phone shows.")
         with Session(self._engine, expire_on_commit=False) as db:
             row = db.get(Enrolment, enrolment_id)

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from sqlalchemy import Engine, exists
 
-from authserver.config import ConfigError, read_setting
+from authserver.config import read_setting, whole_number_in_range
 from authserver.storage.batched_delete import BATCH, delete_in_batches, let_others_run
 from authserver.storage.flow_models import Enrolment, Transaction
 from authserver.storage.flow_models import Session as LoginSession
@@ -25,13 +25,11 @@ MAX_DAYS = 36500
 
 
 def retention(environ: Mapping[str, str]) -> timedelta:
-    value = read_setting(SETTING, environ)
-    if value is None:
-        return timedelta(days=DEFAULT_DAYS)
-    value = value.strip()
-    if not value.isdigit() or not 1 <= int(value) <= MAX_DAYS:
-        raise ConfigError(f"{SETTING}: expected a whole number of days from 1 to {MAX_DAYS}, got {value!r}")
-    return timedelta(days=int(value))
+    return timedelta(
+        days=whole_number_in_range(
+            SETTING, read_setting(SETTING, environ), default=DEFAULT_DAYS, high=MAX_DAYS, unit="days"
+        )
+    )
 
 
 def purge_sessions(

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from nextauth_core.digits import only_digits
 from nextauth_core.encoding import b64url  # noqa: F401 - the providers import it from here
 
 
@@ -78,7 +79,7 @@ def parse_retry_after(value: str | None, default: float | None, now: float | Non
     if value is None or not value.strip():
         return default
     value = value.strip()
-    if value.isdigit():
+    if only_digits(value):
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

@@ -8,7 +8,7 @@ import gevent
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from authserver.config import ComponentConfig, ConfigError, read_setting
+from authserver.config import ComponentConfig, read_setting, whole_number_in_range
 from authserver.mc import grpc_api, providers, rest_api
 from authserver.mc.mailboxes import MailboxService
 from authserver.mc.providers import providers_from_environment
@@ -32,13 +32,13 @@ DEFAULT_UNUSED_MAILBOX_DAYS = 30
 
 
 def _unused_mailbox_days(environ: dict[str, str]) -> int:
-    name = "NEXTAUTH_MC_UNUSED_MAILBOX_DAYS"
-    value = read_setting(name, environ)
-    if value is None:
-        return DEFAULT_UNUSED_MAILBOX_DAYS
-    if not value.isdigit() or not 1 <= int(value) <= 3650:
-        raise ConfigError(f"{name}: expected a whole number of days from 1 to 3650")
-    return int(value)
+    return whole_number_in_range(
+        "NEXTAUTH_MC_UNUSED_MAILBOX_DAYS",
+        read_setting("NEXTAUTH_MC_UNUSED_MAILBOX_DAYS", environ),
+        default=DEFAULT_UNUSED_MAILBOX_DAYS,
+        high=3650,
+        unit="days",
+    )
 
 
 class GrpcServer:

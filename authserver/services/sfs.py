@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from authserver.audit import settings as audit_settings
-from authserver.config import ComponentConfig, ConfigError, read_setting
+from authserver.config import ComponentConfig, ConfigError, read_setting, whole_number_in_range
 from authserver.purge import PeriodicPurge
 from authserver.ratelimit import client_guard, describe, rule_setting
 from authserver.services.common import register_hello
@@ -36,12 +36,12 @@ ATTESTATION_SLOT = "attestation"
 
 
 def _max_attempts(environ: dict[str, str]) -> int:
-    value = read_setting("NEXTAUTH_SFS_PIN_MAX_ATTEMPTS", environ)
-    if value is None:
-        return DEFAULT_MAX_ATTEMPTS
-    if not value.isdigit() or not 1 <= int(value) <= 100:
-        raise ConfigError("NEXTAUTH_SFS_PIN_MAX_ATTEMPTS: expected a whole number from 1 to 100")
-    return int(value)
+    return whole_number_in_range(
+        "NEXTAUTH_SFS_PIN_MAX_ATTEMPTS",
+        read_setting("NEXTAUTH_SFS_PIN_MAX_ATTEMPTS", environ),
+        default=DEFAULT_MAX_ATTEMPTS,
+        high=100,
+    )
 
 
 def _configured_attestation_key(environ: dict[str, str]) -> ed25519.Ed25519PrivateKey | None:
@@ -63,23 +63,24 @@ def trusted_entry(component: Component) -> str:
 
 
 def _unfinished_seconds(environ: dict[str, str]) -> int:
-    name = "NEXTAUTH_SFS_UNFINISHED_REGISTRATION_SECONDS"
-    value = read_setting(name, environ)
-    if value is None:
-        return DEFAULT_UNFINISHED_SECONDS
-    if not value.isdigit() or not 60 <= int(value) <= 30 * 86400:
-        raise ConfigError(f"{name}: expected a whole number of seconds from 60 to 2592000")
-    return int(value)
+    return whole_number_in_range(
+        "NEXTAUTH_SFS_UNFINISHED_REGISTRATION_SECONDS",
+        read_setting("NEXTAUTH_SFS_UNFINISHED_REGISTRATION_SECONDS", environ),
+        default=DEFAULT_UNFINISHED_SECONDS,
+        high=30 * 86400,
+        low=60,
+        unit="seconds",
+    )
 
 
 def _pin_change_seconds(environ: dict[str, str]) -> int:
-    name = "NEXTAUTH_SFS_PIN_CHANGE_SECONDS"
-    value = read_setting(name, environ)
-    if value is None:
-        return flows.DEFAULT_PIN_CHANGE_SECONDS
-    if not value.isdigit() or not 1 <= int(value) <= 600:
-        raise ConfigError(f"{name}: expected a whole number of seconds from 1 to 600")
-    return int(value)
+    return whole_number_in_range(
+        "NEXTAUTH_SFS_PIN_CHANGE_SECONDS",
+        read_setting("NEXTAUTH_SFS_PIN_CHANGE_SECONDS", environ),
+        default=flows.DEFAULT_PIN_CHANGE_SECONDS,
+        high=600,
+        unit="seconds",
+    )
 
 
 def build(config: ComponentConfig, *, environ: dict[str, str] | None = None) -> Component:

@@ -18,6 +18,8 @@ from urllib.parse import parse_qs, unquote
 import redis
 from redis.sentinel import Sentinel
 
+from nextauth_core.digits import only_digits
+
 SCHEME = "redis+sentinel"
 DEFAULT_PORT = 26379
 
@@ -41,7 +43,7 @@ def _host_port(item: str) -> tuple[str, int]:
     if not colon:
         host, port = item, str(DEFAULT_PORT)
     host = host.strip("[]")
-    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+    if not host or not only_digits(port) or not 1 <= int(port) <= 65535:
         raise ValueError(f"expected HOST:PORT for each Sentinel, got {item!r}")
     return host, int(port)
 
@@ -58,7 +60,7 @@ def parse(uri: str) -> SentinelURI:
         userinfo, hosts = "", authority
     username, colon, password = userinfo.partition(":")
     parts = [part for part in path.split("/") if part]
-    if not 1 <= len(parts) <= 2 or (len(parts) == 2 and not parts[1].isdigit()):
+    if not 1 <= len(parts) <= 2 or (len(parts) == 2 and not only_digits(parts[1])):
         raise ValueError(f"expected {SCHEME}://HOST:PORT[,HOST:PORT...]/SERVICE[/DB]")
     options = parse_qs(query)
     unknown = set(options) - {"sentinel_password"}

@@ -11,6 +11,7 @@ from idp.console.base import admin_only, blueprint, confirm, field, log, operato
 from idp.context import services
 from idp.directory import Profile
 from idp.oidc.consents import list_consents
+from nextauth_core.digits import only_digits
 
 PAGE_SIZE = 50
 SORTS = ("userid", "-last_login_at", "last_login_at", "-created_at", "created_at")
@@ -209,4 +210,4 @@ def revoke() -> Any:
 
 
 def _whole(text: str | None) -> int:
-    return int(text) if text and text.isdigit() and len(text) < 9 else 0
+    return int(text) if text and only_digits(text) and len(text) < 9 else 0

@@ -12,6 +12,7 @@ from idp.context import services
 from idp.oidc.clients import HMAC_SECRET, ClientRegistry
 from idp.oidc.endpoints import provider
 from idp.saml.config import saml
+from nextauth_core.digits import only_digits
 
 ROLES = ("sessions", "users", "accounts", "servers", "createserver", "root")
 PIN_POLICIES = {"-1": "never", "0": "every time"}
@@ -85,7 +86,7 @@ def create_key() -> Any:
 @admin_only
 def revoke_key() -> Any:
     key_id = request.form.get("key", "")
-    if not key_id.isdigit() or len(key_id) > 18:
+    if not only_digits(key_id) or len(key_id) > 18:
         raise BadForm("no key")
     asked = confirm(
         f"Revoke API key {key_id} ({request.form.get('name', '')[:200]})?",
@@ -141,7 +142,7 @@ def add_certificate() -> Any:
 @admin_only
 def revoke_certificate() -> Any:
     certificate_id = request.form.get("certificate", "")
-    if not certificate_id.isdigit() or len(certificate_id) > 12:
+    if not only_digits(certificate_id) or len(certificate_id) > 12:
         raise BadForm("no certificate")
     name = request.form.get("name", "")[:200]
     asked = confirm(

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from authserver.config import ConfigError, read_setting
 from idp.forwardauth.forwarded import Forwarded
 from idp.forwardauth.rules import AccessRules, parse_rules
+from nextauth_core.digits import only_digits
 
 PREFIX = "NEXTAUTH_IDP_FORWARD_AUTH_"
 # Every setting this module reads, after PREFIX (each also as ..._FILE).
@@ -109,7 +110,7 @@ def request_port(host: str, proto: str) -> int | None:
     if ":" not in tail:
         return 443 if proto == "https" else 80
     text = tail.rsplit(":", 1)[1]
-    return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
+    return int(text) if only_digits(text) and 0 < int(text) < 65536 else None
 
 
 def _header(environ: Mapping[str, str], flag: str, default: str) -> str:

@@ -49,6 +49,7 @@ from idp.oidc.clients import CIBA_GRANT
 from idp.oidc.tokens import Grant
 from idp.sessions import amr_acr
 from nextauth_core import userids
+from nextauth_core.digits import only_digits
 from nextauth_core.evidence import display_text_problem
 
 if TYPE_CHECKING:
@@ -165,7 +166,7 @@ def _authenticate(provider: "Provider", oauth_request: Any) -> dict[str, Any]:
     expiry = MAX_EXPIRY
     requested = form.get("requested_expiry")
     if requested is not None:
-        if not requested.isdigit() or not 0 < int(requested) <= 86400:
+        if not only_digits(requested) or not 0 < int(requested) <= 86400:
             raise InvalidRequestError("requested_expiry: a positive number of seconds.")
         expiry = max(MIN_EXPIRY, min(MAX_EXPIRY, int(requested)))
     mode = client_mode(client)

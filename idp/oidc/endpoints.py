@@ -32,6 +32,7 @@ from idp.oidc.response_modes import QUERY, UnsupportedResponseMode, deliver, req
 from idp.oidc.tokens import Grant
 from idp.origin import from_another_site
 from idp.sessions import ACR_MFA, ACR_POSSESSION, SignedInUser
+from nextauth_core.digits import only_digits
 
 log = logging.getLogger("nextauth.idp.oidc")
 
@@ -235,7 +236,7 @@ def _needs_fresh_login(user: SignedInUser, params: Any) -> bool:
     if "login" in str(params.get("prompt") or "").split():
         return True
     max_age = str(params.get("max_age") or "")
-    return bool(max_age.isdigit() and time.time() - user.auth_time > int(max_age))
+    return bool(only_digits(max_age) and time.time() - user.auth_time > int(max_age))
 
 
 def _consented(user_id: str, client: Client, scopes: set[str]) -> bool:

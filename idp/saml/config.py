@@ -15,6 +15,7 @@ from idp.logout_fanout import DEFAULT_TIMEOUT as DEFAULT_LOGOUT_TIMEOUT
 from idp.saml import attributes, nameid
 from idp.saml.registry import Registry, ServiceProvider
 from idp.saml.xmlsecurity import XmlSecurity, for_key
+from nextauth_core.digits import only_digits
 
 EXTENSION = "nextauth_saml"
 NAMEID_SECRET_SETTING = "NEXTAUTH_IDP_SAML_NAMEID_SECRET"  # noqa: S105 - the setting's name
@@ -144,7 +145,11 @@ def load_settings(environ: Mapping[str, str]) -> SamlSettings:
     size_text = get("LOGO_SIZE") or "80x60"
     width, sep, height = size_text.lower().partition("x")
     if not (
-        sep and width.isdigit() and height.isdigit() and 0 < int(width) <= 4096 and 0 < int(height) <= 4096
+        sep
+        and only_digits(width)
+        and only_digits(height)
+        and 0 < int(width) <= 4096
+        and 0 < int(height) <= 4096
     ):
         raise ConfigError(f"{PREFIX}LOGO_SIZE: expected WIDTHxHEIGHT in pixels, e.g. 80x60")
     lang = get("LANG") or "en"

@@ -19,6 +19,7 @@ from idp.i18n import N_
 from idp.saml import bindings, config, idpmetadata, pages, slo, sso
 from idp.saml.config import saml
 from idp.saml.errors import SamlError
+from nextauth_core.digits import only_digits
 
 log = logging.getLogger("nextauth.idp.saml")
 
@@ -172,7 +173,7 @@ def _fanout_key() -> str:
 def logout_frame() -> Response:
     """One hidden frame of the logout page: on to its SP with the signed LogoutRequest."""
     index = request.args.get("i", "")
-    if not index.isdigit() or len(index) > 4:
+    if not only_digits(index) or len(index) > 4:
         raise SamlError(N_("There is no such application in this logout."), status=404)
     return slo.frame(saml(), _fanout_key(), int(index))
 

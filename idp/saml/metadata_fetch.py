@@ -24,6 +24,7 @@ from idp.saml import spmetadata
 from idp.saml.registry import Registry
 from idp.saml.spoptions import MAX_PEM_BYTES, MetadataSource
 from idp.saml.xmlsecurity import run_xmlsec1
+from nextauth_core.digits import only_digits
 
 log = logging.getLogger("nextauth.idp.saml")
 
@@ -69,7 +70,7 @@ def download(url: str, limit: int = spmetadata.MAX_METADATA_BYTES) -> bytes:
             if response.status_code != 200:
                 raise FetchError(f"{url} answered HTTP {response.status_code}")
             declared = response.headers.get("Content-Length")
-            if declared is not None and declared.isdigit() and int(declared) > limit:
+            if declared is not None and only_digits(declared) and int(declared) > limit:
                 raise FetchError(f"the metadata is larger than {limit // 1024} KiB")
             body = bytearray()
             for chunk in response.iter_bytes():

@@ -43,6 +43,7 @@ from idp.saml.errors import SamlError
 from idp.saml.names import BINDING_POST, BINDING_REDIRECT, BINDING_SOAP
 from idp.saml.registry import ServiceProvider
 from idp.saml.sso import known_sp
+from nextauth_core.digits import only_digits
 
 log = logging.getLogger("nextauth.idp.saml")
 
@@ -371,7 +372,7 @@ def handle_response(saml: SamlContext, incoming: Incoming, endpoint_url: str) ->
     """A LogoutResponse from an SP, in the frame the logout page gave it: recorded for that SP only if it
     is the SP's signed answer to the very request it was sent."""
     key, _, position = (incoming.relay_state or "").rpartition(".")
-    fanout = logout_fanout.load(saml.services.kv, key) if key and position.isdigit() else None
+    fanout = logout_fanout.load(saml.services.kv, key) if key and only_digits(position) else None
     if fanout is None:
         raise SamlError(N_("This logout has expired or was already completed."), status=410)
     index = int(position)

@@ -23,6 +23,7 @@ from idp.i18n import N_
 from idp.ns_client import NsError
 from idp.ratelimits import refuse
 from idp.web.login import qr_svg
+from nextauth_core.digits import only_digits
 from nextauth_core.visualhash import visual_hash
 
 log = logging.getLogger("nextauth.idp")
@@ -139,7 +140,7 @@ def confirm() -> Any:
     if current is None:
         return render_template("enrol_refused.html", message=N_("No enrolment is in progress here.")), 404
     code = "".join(request.form.get("code", "").split())
-    if not (len(code) == 6 and code.isascii() and code.isdigit()):
+    if not (len(code) == 6 and only_digits(code)):
         return enrolment_page(current, N_("Type the six digits your phone shows."), 400)
     try:
         done = services().ns.confirm_enrolment(current["id"], code)

@@ -12,6 +12,7 @@ from authserver.ns.access import ROLES
 from authserver.ns.errors import ServiceError
 from authserver.ns.rest.context import services
 from authserver.ns.rest.requests import body, requires
+from nextauth_core.digits import only_digits
 
 blueprint = Blueprint("apikeys", __name__)
 
@@ -60,6 +61,6 @@ def create_key() -> Any:
 @requires("root", global_operation=True)
 def revoke_key(kid: str) -> Any:
     _global_root()
-    if not kid.isdigit() or not services().access.revoke_key(kid, actor=g.grant.name):
+    if not only_digits(kid) or not services().access.revoke_key(kid, actor=g.grant.name):
         raise ServiceError(404, "not_found", "No such API key, or it is already revoked.")
     return jsonify(id=int(kid), revoked=True)

@@ -14,6 +14,7 @@ from authserver.audit.trail import MAX_QUERY_LIMIT
 from authserver.ns.errors import ServiceError
 from authserver.ns.rest.context import services
 from authserver.ns.rest.requests import requires
+from nextauth_core.digits import only_digits
 
 blueprint = Blueprint("audit", __name__)
 
@@ -35,7 +36,7 @@ def _whole(name: str, default: int | None, low: int, high: int) -> int | None:
     value = request.args.get(name)
     if value is None:
         return default
-    if not value.isdigit() or not low <= int(value) <= high:
+    if not only_digits(value) or not low <= int(value) <= high:
         raise ServiceError(400, "bad_request", f"{name}: a whole number from {low} to {high}.")
     return int(value)
 

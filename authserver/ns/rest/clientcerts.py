@@ -9,6 +9,7 @@ from authserver.ns.access import ROLES, CertificateListed
 from authserver.ns.errors import ServiceError
 from authserver.ns.rest.context import services
 from authserver.ns.rest.requests import body, requires
+from nextauth_core.digits import only_digits
 
 blueprint = Blueprint("clientcerts", __name__)
 
@@ -57,7 +58,7 @@ def add_certificate() -> Any:
 @requires("root", global_operation=True)
 def revoke_certificate(cid: str) -> Any:
     if (
-        not cid.isdigit()
+        not only_digits(cid)
         or len(cid) > 12
         or not services().access.revoke_certificate(cid, actor=g.grant.name)
     ):

@@ -11,6 +11,7 @@ from authserver.ns.rest.context import services
 from authserver.ns.rest.requests import body, requires
 from authserver.ns.servers import VirtualServer
 from nextauth_core import userids
+from nextauth_core.digits import only_digits
 
 blueprint = Blueprint("users", __name__)
 
@@ -79,9 +80,9 @@ def _account_query() -> AccountQuery:
     if sort not in SORTS:
         raise ServiceError(400, "bad_request", f"sort must be one of {', '.join(SORTS)}.")
     limit, offset = args.get("limit", "50"), args.get("offset", "0")
-    if not limit.isdigit() or not 1 <= int(limit) <= MAX_PAGE:
+    if not only_digits(limit) or not 1 <= int(limit) <= MAX_PAGE:
         raise ServiceError(400, "bad_request", f"limit must be 1 to {MAX_PAGE}.")
-    if not offset.isdigit() or int(offset) > 1_000_000:
+    if not only_digits(offset) or int(offset) > 1_000_000:
         raise ServiceError(400, "bad_request", "offset must be 0 to 1000000.")
     return AccountQuery(user, blocked, sort, int(limit), int(offset))
 
