@@ -83,7 +83,7 @@ def save(kv: KeyValueStore, fanout: Fanout) -> None:
 
 
 def _valid_key(key: str) -> bool:
-    return 16 <= len(key) <= 64 and all(c.isalnum() or c in "-_" for c in key)
+    return 16 <= len(key) <= 64 and key.isascii() and all(c.isalnum() or c in "-_" for c in key)
 
 
 def load(kv: KeyValueStore, key: str) -> Fanout | None:

@@ -29,3 +29,13 @@ def test_registry_refuses_a_leading_dash(tmp_path: Path) -> None:
         registry.add("Shop", METADATA, client_id="-nfb1mbrdm")
     client, secret = registry.add("Shop", METADATA)
     assert not client.client_id.startswith("-") and secret
+
+
+@pytest.mark.parametrize("client_id", ["cl\u00efent", "\u0430pp", "app\uff11"])
+def test_registry_refuses_letters_and_digits_beyond_ascii(tmp_path: Path, client_id: str) -> None:
+    """str.isalnum is true for accented letters, for the Cyrillic a that looks like the Latin one, and for
+    fullwidth digits: an id that reads like another client's, or that a terminal shows otherwise."""
+    engine = db.create_engine_for(f"sqlite:///{tmp_path / 'idp.db'}")
+    db.upgrade(engine)
+    with pytest.raises(ValueError, match="ASCII letters"):
+        ClientRegistry(engine).add("Shop", METADATA, client_id=client_id)

@@ -370,9 +370,10 @@ class ClientRegistry:
         if (
             len(client_id) > 64
             or client_id.startswith("-")
+            or not client_id.isascii()
             or not client_id.replace("-", "").replace("_", "").isalnum()
         ):
-            raise ValueError("client id: up to 64 letters, digits, '-' or '_', not starting with '-'")
+            raise ValueError("client id: up to 64 ASCII letters, digits, '-' or '_', not starting with '-'")
         method = metadata["token_endpoint_auth_method"]
         secret = None if method in ("none", "private_key_jwt") else secrets.token_urlsafe(32)
         if method == "client_secret_jwt":
