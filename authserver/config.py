@@ -196,20 +196,6 @@ def _number(name: str, value: str | None, default: float, *, integer: bool = Fal
     return number
 
 
-def whole_number_in_range(
-    name: str, value: str | None, *, default: int, high: int, low: int = 1, unit: str = ""
-) -> int:
-    """A count setting (attempts, days, seconds): ``default`` when unset, else a whole number from ``low``
-    to ``high`` in ASCII digits (no sign, point or unit). ``unit`` names what it counts, in the error."""
-    if value is None:
-        return default
-    text = value.strip()
-    if not only_digits(text) or not low <= int(text) <= high:
-        what = f"a whole number of {unit}" if unit else "a whole number"
-        raise ConfigError(f"{name}: expected {what} from {low} to {high}, got {value[:40]!r}")
-    return int(text)
-
-
 KV_PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
@@ -235,18 +221,33 @@ def seconds_in_range(
     whole: bool = False,
     zero_turns_off: bool = False,
 ) -> float:
-    """A duration setting: ``default`` when unset, else seconds from ``low`` to ``high`` (more than ``low``
-    with ``above_low``; or 0 with ``zero_turns_off``). ``expected`` says what to write, in the error."""
+    """A duration or count setting: ``default`` when unset, else a number from ``low`` to ``high`` (more
+    than ``low`` with ``above_low``; or 0 with ``zero_turns_off``); with ``whole``, written in ASCII
+    digits only (no sign, point or unit). ``expected`` says what to write, in the error."""
     if value is None:
         return default
+    refused = ConfigError(f"{name}: expected {expected}, got {value[:40]!r}")
+    text = value.strip()
+    if whole and not only_digits(text):
+        raise refused
     try:
-        seconds: float = int(value) if whole else float(value)
+        seconds: float = int(text) if whole else float(text)
     except ValueError as exc:
-        raise ConfigError(f"{name}: expected {expected}, got {value!r}") from exc
+        raise refused from exc
     in_range = (low < seconds if above_low else low <= seconds) and seconds <= high
     if not (in_range or (zero_turns_off and seconds == 0)):
-        raise ConfigError(f"{name}: expected {expected}, got {value!r}")
+        raise refused
     return seconds
+
+
+def whole_number_in_range(
+    name: str, value: str | None, *, default: int, high: int, low: int = 1, unit: str = ""
+) -> int:
+    """A count setting (attempts, days, seconds) from ``low`` to ``high``; ``unit`` names what it counts,
+    in the error."""
+    what = f"a whole number of {unit}" if unit else "a whole number"
+    expected = f"{what} from {low} to {high}"
+    return int(seconds_in_range(name, value, default, low=low, high=high, whole=True, expected=expected))
 
 
 def _tls_material(prefix: str, endpoint: str, environ: Mapping[str, str]) -> TLSMaterial | None:

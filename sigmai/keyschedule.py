@@ -32,22 +32,9 @@ def extract(salt: bytes, key_material: bytes) -> bytes:
     return HKDF.extract(_SHA256, salt, key_material)
 
 
-def _hkdf_label(label: bytes, context: bytes, length: int) -> bytes:
-    full_label = LABEL_PREFIX + label
-    return struct.pack(">H", length) + bytes([len(full_label)]) + full_label + bytes([len(context)]) + context
-
-
-# The labels used with no context (traffic keys and IVs, finished keys) give the same info every time.
-_FIXED_INFO = {
-    (label, length): _hkdf_label(label, b"", length)
-    for label, length in ((b"key", AEAD_KEY_LEN), (b"iv", AEAD_NONCE_LEN), (b"finished", HASH_LEN))
-}
-
-
 def expand_label(secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
-    info = None if context else _FIXED_INFO.get((label, length))
-    if info is None:
-        info = _hkdf_label(label, context, length)
+    full_label = LABEL_PREFIX + label
+    info = struct.pack(">H", length) + bytes([len(full_label)]) + full_label + bytes([len(context)]) + context
     return HKDFExpand(_SHA256, length, info).derive(secret)
 
 

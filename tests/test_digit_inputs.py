@@ -9,7 +9,7 @@ import flask
 import pytest
 
 from authserver.audit import settings as audit_settings
-from authserver.config import ConfigError, Listen, whole_number_in_range
+from authserver.config import ConfigError, Listen, seconds_in_range, whole_number_in_range
 from authserver.ns import retention
 from authserver.push.base import parse_retry_after
 from authserver.services import mc, sfs
@@ -82,3 +82,11 @@ def test_oidc_max_age_in_other_digits_is_no_max_age(value: str) -> None:
     with flask.Flask(__name__).test_request_context("/authorize"):
         assert endpoints._needs_fresh_login(user, {"max_age": value}) is False
         assert endpoints._needs_fresh_login(user, {"max_age": "60"}) is True  # logged in at 1970
+
+
+@pytest.mark.parametrize("value", OTHER_DIGITS)
+def test_whole_duration_settings_refuse_other_digits(value: str) -> None:
+    """The IdP's whole-second settings go through the same reader as the counts."""
+    with pytest.raises(ConfigError, match=r"^S: expected whole seconds"):
+        seconds_in_range("S", value, 5, low=1, high=60, whole=True, expected="whole seconds from 1 to 60")
+    assert seconds_in_range("S", " 7 ", 5, low=1, high=60, whole=True, expected="whole seconds") == 7
