@@ -13,6 +13,8 @@ in one run, interleaved per concurrency level:
   nextAuth plugin checking sessions itself, and with a plugin that only passes requests on.
 
 The Traefik rows all send the same browser request, session cookie included: only the middleware differs.
+The direct rows (the bare servers and the IdP) all get the same forward-auth request, as a proxy sends it:
+only the server differs.
 
 The session cookie comes from a real QR login at the IdP's login page (``qr_login.idp_login``): a phone
 enrolled at ns scans the page's QR and approves with its PIN. Every target is first checked with one
@@ -190,6 +192,11 @@ def run(
             targets.append((forward_auth_direct(backend.name), url, headers))
             if index == len(backends) - 1:
                 fwd_address, idp_base = url, services.idp_url
+        # The bare servers get the request the IdP gets (a proxy's forward-auth request, cookie included):
+        # reading its headers is work any server does, so a ceiling asked with a bare "GET /" would
+        # count it against the IdP alone.
+        direct = next((h for t, u, h in targets if u == fwd_address), {**BROWSER_HEADERS, **FORWARDED})
+        targets[:3] = [(name, url, direct) for name, url, _ in targets[:3]]
         try:
             proxy = traefik.start(logs, nodelay_url, fwd_address, idp_base)
             stack.callback(proxy.stop)
@@ -328,7 +335,10 @@ def _page(
         "the median of its slices'). Each ratio is the median of its slices' ratios, a slice of one row "
         "against the slice of the other from the same turn; every slice's ratio is listed. Latency is "
         "closed-loop (each connection waits for its answer before "
-        "it sends again). wrk, the servers and Traefik share this machine's CPUs.",
+        "it sends again). wrk, the servers and Traefik share this machine's CPUs. The bare servers and "
+        "the IdP are sent the same request (a proxy's forward-auth request: Accept, the X-Forwarded "
+        "headers and the session cookie), and so are all the Traefik rows (a browser's request with the "
+        "cookie).",
         "",
         machine_table(command),
         f"Servers: {'; '.join(server_notes) or '-'}.",
