@@ -264,6 +264,37 @@ def test_the_refresh_token_it_issues_refreshes_at_the_view(app: Any) -> None:
     assert json.loads(refreshed)["refresh_token"] != issued["refresh_token"]
 
 
+def test_a_refresh_token_it_issues_outlives_a_restart(tmp_path: Path) -> None:
+    """The exchange writes the refresh token to the database (the store only takes the code): an IdP started
+    again on the same database, with its in-process store empty, refreshes it once and only once."""
+    settings = _settings(tmp_path)
+    before = build_services(settings)
+    first = build_app(settings, before)
+    world = World(first)
+    (code,), verifier = world.code(world.rp, scope="openid offline_access")
+    auth = basic(world.rp.client_id, world.rp_secret)
+    issued = json.loads(_call(_fast(first), _exchange(code, verifier), auth)[2])
+    family = world.tokens.refresh_token(issued["refresh_token"]).family
+    before.sessions.ended_sessions.stop()
+
+    after = build_services(_settings(tmp_path))
+    try:
+        again = build_app(settings, after)
+        tokens = again.extensions["nextauth_oidc"].tokens
+        assert tokens is not world.tokens
+        assert tokens.access_token(issued["access_token"]) is None  # the in-process store went with it
+        body = urlencode({"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]}).encode()
+        status, _, refreshed = _call(_fast(again), body, auth)
+        assert status == "200 OK", refreshed
+        answer = json.loads(refreshed)
+        assert tokens.access_token(answer["access_token"]).grant.user_id == "alice"
+        assert tokens.refresh_token(answer["refresh_token"]).family == family
+        status, _, reused = _call(_fast(again), body, auth)  # used once: a second use is refused
+        assert status == "400 BAD REQUEST" and json.loads(reused)["error"] == "invalid_grant", reused
+    finally:
+        after.sessions.ended_sessions.stop()
+
+
 def test_everything_else_is_the_views_answer_with_the_code_unused(
     app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
