@@ -879,15 +879,17 @@ class WorkerControl:
         )
 
 
-def notifications_once(app: Any, wanted: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
-    """The worker's notifications as soon as ``wanted`` holds for them (15 s at most), else the last seen.
-    Read in the page with its own loop: getNotifications answers a promise, which Playwright's
+def notifications_once(
+    app: Any, wanted: Callable[[list[dict[str, Any]]], bool], seconds: float = 15
+) -> list[dict[str, Any]]:
+    """The worker's notifications as soon as ``wanted`` holds for them (``seconds`` at most), else the last
+    seen. Read in the page with its own loop: getNotifications answers a promise, which Playwright's
     wait_for_function takes for a truthy answer at once instead of awaiting it."""
     read = (
         "() => navigator.serviceWorker.getRegistration('/app/').then(r => r.getNotifications())"
         ".then(n => n.map(({title, body, data}) => ({title, body, data})))"
     )
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + seconds
     shown: list[dict[str, Any]] = app.evaluate(read)
     while not wanted(shown) and time.monotonic() < deadline:
         app.wait_for_timeout(100)
@@ -945,9 +947,20 @@ def test_push_login_by_web_push(
     app.goto(base(running) + "/login")  # the phone's browser elsewhere; the page keeps the CDP session
     desktop, number = ask_for_a_push(browser, running, "walter")
     second = pushes_to(service, subscription, 2)[-1]
-    worker.deliver(second.plaintext)
     message = json.loads(second.plaintext)["message"]
-    notified = notifications_once(app, lambda shown: [n["data"] for n in shown] == [{"message": message}])
+
+    # Right after the app closed, Chromium may still be stopping the worker it reported running, and a push
+    # handed over then is dropped unseen (WorkerControl). A push service delivers again what the browser
+    # did not take, so the test does too, at most 3 times; the notification's one tag keeps a push that
+    # lands twice to one notification.
+    def this_request(shown: list[dict[str, Any]]) -> bool:
+        return [n["data"] for n in shown] == [{"message": message}]
+
+    for _ in range(3):
+        worker.deliver(second.plaintext)
+        notified = notifications_once(app, this_request, seconds=5)
+        if this_request(notified):
+            break
     assert len(notified) == 1, f"the worker showed {notified}; it reported {worker.errors}"
     (shown,) = notified
     assert shown["data"] == {"message": json.loads(second.plaintext)["message"]}
