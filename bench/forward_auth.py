@@ -155,11 +155,8 @@ def run(
         bare.wait_http(bare_url)
         nodelay.wait_http(nodelay_url)
         ours_bare.wait_http(ours_url)
-        targets: list[tuple[str, str, dict[str, str]]] = [
-            (BARE, bare_url, {}),
-            (BARE_NODELAY, nodelay_url, {}),
-            (BARE_OURS, ours_url, {}),
-        ]
+        bare_targets = [(BARE, bare_url), (BARE_NODELAY, nodelay_url), (BARE_OURS, ours_url)]
+        targets: list[tuple[str, str, dict[str, str]]] = []
         fwd_address: str | None = None
         idp_base: str | None = None
         for index, backend in enumerate(backends):
@@ -195,15 +192,15 @@ def run(
         # The bare servers get the request the IdP gets (a proxy's forward-auth request, cookie included):
         # reading its headers is work any server does, so a ceiling asked with a bare "GET /" would
         # count it against the IdP alone.
-        direct = next((h for t, u, h in targets if u == fwd_address), {**BROWSER_HEADERS, **FORWARDED})
-        targets[:3] = [(name, url, direct) for name, url, _ in targets[:3]]
+        direct = next((h for _, u, h in targets if u == fwd_address), {**BROWSER_HEADERS, **FORWARDED})
+        targets[:0] = [(name, url, direct) for name, url in bare_targets]  # first, as the page lists them
         try:
             proxy = traefik.start(logs, nodelay_url, fwd_address, idp_base)
             stack.callback(proxy.stop)
             # Every Traefik row sends the same browser request, cookie included: only the middleware differs.
             browser = dict(BROWSER_HEADERS)
             if fwd_address is not None:
-                browser["Cookie"] = next(h for t, u, h in targets if u == fwd_address)["Cookie"]
+                browser["Cookie"] = direct["Cookie"]
             targets.append((TRAEFIK_NOAUTH, proxy.noauth_url, browser))
             if proxy.forward_auth_url and fwd_address is not None:
                 status, _ = _check(proxy.forward_auth_url, browser)
